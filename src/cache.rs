@@ -1,0 +1,458 @@
+//! The token cache of one credential: lock-free reads, one refresh at a time.
+//!
+//! # How it works
+//!
+//! The current token lives in an [`ArcSwapOption`]. Readers load it without a lock; the
+//! `Arc`'s identity, numbered by [`CachedToken::generation`], is the token's generation.
+//!
+//! Each token carries its own state, `FRESH`, then `STALE` from its refresh point, then
+//! `EXPIRED` at its expiry (or when an API answer declared it dead). A timer task flips
+//! those states at the right instants, so the request path never reads a clock: it loads
+//! one atomic byte that changes twice in a token's life.
+//!
+//! Everything that is not a plain read goes through [`CredentialState::acquire`] or
+//! [`CredentialState::refresh_early`], under a mutex that is never held across an
+//! `.await`. There, at most one token request per credential is in flight: it is spawned
+//! as its own task (so it outlives any caller that gives up) and bounded by a timeout;
+//! every caller that needs it waits on the same shared outcome. A failed request never
+//! replaces a token that is still valid, and further attempts are spaced by a jittered,
+//! capped exponential backoff (see [`RefreshPolicy`](crate::RefreshPolicy)).
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
+        Arc, Mutex, MutexGuard, Weak,
+    },
+    task::{Context, Poll},
+};
+
+use arc_swap::ArcSwapOption;
+use futures_util::future::{FutureExt, Shared};
+use http::HeaderValue;
+use tokio::{
+    sync::oneshot,
+    task::AbortHandle,
+    time::{sleep_until, timeout, Instant},
+};
+use tracing::Instrument;
+
+use crate::{
+    error::{Error, TimedOut, UnreachableError},
+    grant::GrantConfig,
+    provider::TokenPlacement,
+    secret::RefreshToken,
+    stats::Stats,
+    token::TokenSet,
+    transport::TokenTransport,
+};
+
+const FRESH: u8 = 0;
+const STALE: u8 = 1;
+const EXPIRED: u8 = 2;
+
+/// A token as the cache holds it: the token set, the value to attach, and its state.
+pub(crate) struct CachedToken {
+    pub(crate) generation: u64,
+    /// What goes on the request: the header value (`Bearer …` or the bare token), or
+    /// the `name=value` query pair, already encoded. Marked sensitive.
+    pub(crate) value: HeaderValue,
+    pub(crate) tokens: TokenSet,
+    state: AtomicU8,
+    early_refresh_started: AtomicBool,
+}
+
+impl CachedToken {
+    /// Whether the token may be attached (it is fresh or in its refresh window).
+    #[inline]
+    pub(crate) fn is_usable(&self) -> bool {
+        self.state.load(Ordering::Acquire) != EXPIRED
+    }
+
+    /// Whether the token is past its refresh point and no early refresh was started yet.
+    #[inline]
+    pub(crate) fn wants_early_refresh(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == STALE && !self.early_refresh_started.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("generation", &self.generation)
+            .field("fingerprint", &self.tokens.access_token().fingerprint())
+            .field("state", &self.state.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+type Outcome = Result<Arc<CachedToken>, Error>;
+
+/// Why a token request is made; shown in spans and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// No token yet, or the last one expired.
+    Missing,
+    /// The token is in its refresh window.
+    Early,
+    /// An API answer said the token is dead.
+    DeadToken,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Early => "early",
+            Reason::DeadToken => "dead_token",
+        }
+    }
+}
+
+/// The cold-path state, behind the mutex.
+#[derive(Default)]
+struct Slot {
+    inflight: Option<Shared<Pending>>,
+    failures: u32,
+    not_before: Option<Instant>,
+    last_error: Option<Error>,
+    refresh_token: Option<RefreshToken>,
+    timer: Option<AbortHandle>,
+    /// A token refused by the API right after it was fetched for a retry: until the
+    /// instant, dead-token answers for it do not trigger refreshes.
+    refused_when_fresh: Option<(u64, Instant)>,
+}
+
+impl Slot {
+    fn ignores_dead_answers_for(&self, generation: u64) -> bool {
+        self.refused_when_fresh.is_some_and(|(refused, until)| refused == generation && Instant::now() < until)
+    }
+}
+
+/// Everything about one credential.
+pub(crate) struct CredentialState {
+    pub(crate) config: GrantConfig,
+    /// The current token. Behind its own `Arc` so per-clone `arc_swap::Cache`s can hold it.
+    pub(crate) current: Arc<ArcSwapOption<CachedToken>>,
+    pub(crate) stats: Stats,
+    key: String,
+    transport: TokenTransport,
+    generations: AtomicU64,
+    slot: Mutex<Slot>,
+}
+
+impl CredentialState {
+    pub(crate) fn new(config: GrantConfig, transport: TokenTransport) -> Self {
+        let refresh_token = match &config.credential.grant {
+            crate::provider::Grant::RefreshToken(rt) => Some(rt.clone()),
+            crate::provider::Grant::ClientCredentials => None,
+        };
+        Self {
+            key: config.credential.key(),
+            config,
+            current: Arc::new(ArcSwapOption::empty()),
+            stats: Stats::default(),
+            transport,
+            generations: AtomicU64::new(0),
+            slot: Mutex::new(Slot { refresh_token, ..Slot::default() }),
+        }
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        // The slot is only ever left in a consistent state, so a poisoned lock (a panic
+        // elsewhere while it was held) can be used as it is.
+        self.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A usable token, now or after the one refresh in flight.
+    ///
+    /// `dead` is the generation an API answer declared dead: it is invalidated only if it
+    /// is still the current one, so any number of such answers cause one refresh.
+    pub(crate) fn acquire(self: &Arc<Self>, dead: Option<u64>) -> Acquire {
+        let mut slot = self.lock();
+        let mut reason = Reason::Missing;
+        if let Some(token) = self.current.load_full() {
+            if dead == Some(token.generation) && slot.ignores_dead_answers_for(token.generation) {
+                return Acquire::ready(Ok(token));
+            } else if dead == Some(token.generation) {
+                token.state.store(EXPIRED, Ordering::Release);
+                reason = Reason::DeadToken;
+            } else if token.is_usable() {
+                return Acquire::ready(Ok(token));
+            }
+        }
+        if let Some(inflight) = &slot.inflight {
+            return Acquire::wait(inflight.clone());
+        }
+        if let Some(err) = self.backing_off(&slot) {
+            return Acquire::ready(Err(err));
+        }
+        if reason == Reason::DeadToken {
+            self.stats.dead_token_refreshes.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(provider = %self.config.provider_name(), credential = %self.key, "API answer declared the token dead; refreshing");
+        }
+        Acquire::wait(self.start_refresh(&mut slot, reason))
+    }
+
+    /// Records that token `generation`, fetched to retry a request, was refused at once.
+    ///
+    /// Such a refusal is not about the token (a missing permission, another audience):
+    /// refreshing again would only hammer the token endpoint once per request. For
+    /// `backoff_max`, dead-token answers for this token are returned as they are.
+    pub(crate) fn refused_when_fresh(&self, generation: u64) {
+        let until = Instant::now() + self.config.credential.policy.backoff_max;
+        self.lock().refused_when_fresh = Some((generation, until));
+        tracing::warn!(
+            provider = %self.config.provider_name(),
+            credential = %self.key,
+            "a freshly fetched token was refused; not refreshing on dead-token answers for a while"
+        );
+    }
+
+    /// Starts the background refresh of a token in its refresh window, once.
+    pub(crate) fn refresh_early(self: &Arc<Self>, token: &CachedToken) {
+        if token.early_refresh_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut slot = self.lock();
+        let is_current = self.current.load().as_ref().is_some_and(|c| c.generation == token.generation);
+        if !is_current || slot.inflight.is_some() || self.backing_off(&slot).is_some() {
+            return;
+        }
+        self.stats.early_refreshes.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(provider = %self.config.provider_name(), credential = %self.key, "token in its refresh window; refreshing in the background");
+        drop(self.start_refresh(&mut slot, Reason::Early));
+    }
+
+    /// The error to answer with while failed attempts are being backed off from.
+    fn backing_off(&self, slot: &Slot) -> Option<Error> {
+        let not_before = slot.not_before?;
+        let now = Instant::now();
+        if now >= not_before {
+            return None;
+        }
+        Some(slot.last_error.clone().unwrap_or_else(|| {
+            Error::Unreachable(UnreachableError {
+                provider: self.config.provider_name().clone(),
+                backoff: Some(not_before - now),
+                source: None,
+            })
+        }))
+    }
+
+    fn start_refresh(self: &Arc<Self>, slot: &mut Slot, reason: Reason) -> Shared<Pending> {
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending { rx, provider: self.config.provider_name().clone() }.shared();
+        slot.inflight = Some(pending.clone());
+        let held = slot.refresh_token.clone();
+        let span = tracing::info_span!(
+            "oauth2.token_request",
+            provider = %self.config.provider_name(),
+            credential = %self.key,
+            grant = if held.is_some() { "refresh_token" } else { "client_credentials" },
+            reason = reason.as_str(),
+        );
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.run_refresh(held, tx).await }.instrument(span));
+        pending
+    }
+
+    async fn run_refresh(self: Arc<Self>, held: Option<RefreshToken>, tx: oneshot::Sender<Outcome>) {
+        self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+        let limit = self.config.credential.policy.timeout;
+        let fetched = match timeout(limit, self.config.fetch(&self.transport, held.as_ref())).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::TimedOut(TimedOut { provider: self.config.provider_name().clone(), after: limit })),
+        };
+        let outcome = self.complete(fetched);
+        // Nobody waiting is fine: the token is installed all the same.
+        let _ = tx.send(outcome.clone());
+        if let Err(err) = outcome {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %err, "token request failed");
+            self.rearm_early_refresh_after_backoff().await;
+        }
+    }
+
+    /// Installs a new token, or records a failure, and ends the in-flight request.
+    fn complete(self: &Arc<Self>, fetched: Result<TokenSet, Error>) -> Outcome {
+        let mut slot = self.lock();
+        slot.inflight = None;
+        let installed = fetched.and_then(|tokens| self.install(&mut slot, tokens));
+        match &installed {
+            Ok(token) => {
+                tracing::info!(
+                    generation = token.generation,
+                    fingerprint = %token.tokens.access_token().fingerprint(),
+                    expires_in_ms = token.tokens.expires_at().saturating_duration_since(Instant::now()).as_millis() as u64,
+                    "token installed"
+                );
+                slot.failures = 0;
+                slot.not_before = None;
+                slot.last_error = None;
+            }
+            Err(err) => {
+                slot.failures = slot.failures.saturating_add(1);
+                let wait = self.config.credential.policy.backoff_after(slot.failures);
+                slot.not_before = Some(Instant::now() + wait);
+                slot.last_error = Some(err.clone());
+                tracing::debug!(failures = slot.failures, backoff_ms = wait.as_millis() as u64, "backing off");
+            }
+        }
+        installed
+    }
+
+    fn install(&self, slot: &mut Slot, tokens: TokenSet) -> Outcome {
+        let value = attachment(&self.config.credential.provider.placement, &tokens).ok_or_else(|| {
+            Error::Malformed(crate::error::MalformedResponse {
+                provider: self.config.provider_name().clone(),
+                status: http::StatusCode::OK,
+                content_type: None,
+                reason: "the access token cannot be carried in a header".into(),
+            })
+        })?;
+        let now = Instant::now();
+        let expires_at = tokens.expires_at();
+        let refresh_at = self.config.credential.policy.refresh_point(now, expires_at);
+        slot.refresh_token = tokens.refresh_token().cloned();
+        let token = Arc::new(CachedToken {
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            value,
+            tokens,
+            state: AtomicU8::new(if refresh_at <= now { STALE } else { FRESH }),
+            early_refresh_started: AtomicBool::new(false),
+        });
+        if let Some(timer) = slot.timer.take() {
+            timer.abort();
+        }
+        slot.timer = Some(tokio::spawn(watch_expiry(Arc::downgrade(&token), refresh_at, expires_at)).abort_handle());
+        self.current.store(Some(Arc::clone(&token)));
+        Ok(token)
+    }
+
+    /// After a failure, lets the current token (if still valid) trigger an early refresh
+    /// again once the backoff has passed.
+    async fn rearm_early_refresh_after_backoff(&self) {
+        let not_before = self.lock().not_before;
+        let Some(not_before) = not_before else { return };
+        let token = self.current.load_full().map(|t| Arc::downgrade(&t));
+        sleep_until(not_before).await;
+        if let Some(token) = token.and_then(|t| t.upgrade()) {
+            token.early_refresh_started.store(false, Ordering::Release);
+        }
+    }
+
+    /// Forgets the current token; the next request fetches a new one.
+    pub(crate) fn invalidate(&self) {
+        if let Some(token) = self.current.load_full() {
+            token.state.store(EXPIRED, Ordering::Release);
+        }
+    }
+}
+
+impl fmt::Debug for CredentialState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialState")
+            .field("credential", &self.key)
+            .field("current", &self.current.load().as_ref().map(|t| t.generation))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Moves a token to `STALE` at its refresh point and `EXPIRED` at its expiry.
+async fn watch_expiry(token: Weak<CachedToken>, refresh_at: Instant, expires_at: Instant) {
+    sleep_until(refresh_at).await;
+    match token.upgrade() {
+        Some(t) => {
+            let _ = t.state.compare_exchange(FRESH, STALE, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        None => return,
+    }
+    sleep_until(expires_at).await;
+    if let Some(t) = token.upgrade() {
+        t.state.store(EXPIRED, Ordering::Release);
+    }
+}
+
+/// Builds what goes on an API request for `tokens`, marked sensitive.
+fn attachment(placement: &TokenPlacement, tokens: &TokenSet) -> Option<HeaderValue> {
+    let token = tokens.access_token().secret();
+    let mut value = match placement {
+        TokenPlacement::AuthorizationBearer => HeaderValue::try_from(format!("Bearer {token}")).ok()?,
+        TokenPlacement::Header(_) => HeaderValue::try_from(token).ok()?,
+        TokenPlacement::Query(name) => {
+            let pair = form_urlencoded::Serializer::new(String::new()).append_pair(name, token).finish();
+            HeaderValue::try_from(pair).ok()?
+        }
+    };
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// The receiving end of one token request's outcome.
+pub(crate) struct Pending {
+    rx: oneshot::Receiver<Outcome>,
+    provider: Arc<str>,
+}
+
+impl Future for Pending {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = &mut *self;
+        Pin::new(&mut this.rx).poll(cx).map(|received| {
+            received.unwrap_or_else(|_| {
+                // The refresh task ended without answering: the runtime is shutting down.
+                Err(Error::Unreachable(UnreachableError { provider: this.provider.clone(), backoff: None, source: None }))
+            })
+        })
+    }
+}
+
+/// A token, now or later.
+pub(crate) struct Acquire(AcquireInner);
+
+enum AcquireInner {
+    Ready(Option<Outcome>),
+    Wait(Shared<Pending>),
+}
+
+impl Acquire {
+    fn ready(outcome: Outcome) -> Self {
+        Self(AcquireInner::Ready(Some(outcome)))
+    }
+
+    fn wait(pending: Shared<Pending>) -> Self {
+        Self(AcquireInner::Wait(pending))
+    }
+
+    /// Whether this already holds token `generation`, i.e. nothing newer is coming.
+    pub(crate) fn is_ready_with(&self, generation: u64) -> bool {
+        matches!(&self.0, AcquireInner::Ready(Some(Ok(token))) if token.generation == generation)
+    }
+}
+
+impl Future for Acquire {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        match &mut self.0 {
+            AcquireInner::Ready(outcome) => Poll::Ready(outcome.take().unwrap_or_else(|| {
+                Err(Error::config("token future polled after completion"))
+            })),
+            AcquireInner::Wait(pending) => Pin::new(pending).poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for Acquire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Acquire(..)")
+    }
+}

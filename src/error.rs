@@ -1,0 +1,384 @@
+//! The error type of the layer and of token acquisition.
+//!
+//! [`Error`] is one `#[non_exhaustive]` enum a caller can match on. Each variant wraps a
+//! small struct with private fields and accessors, so variants can grow without breaking
+//! anyone. Every message names the provider whose token was involved and never contains
+//! a secret: no token, no client secret, no token endpoint body.
+//!
+//! ```
+//! use tower_oauth2::Error;
+//!
+//! fn describe(err: &Error) -> &'static str {
+//!     match err {
+//!         Error::Inner(_) => "the HTTP client failed",
+//!         Error::OAuth(e) if e.error() == "invalid_client" => "check the client credentials",
+//!         Error::OAuth(_) => "the token endpoint refused",
+//!         Error::Unreachable(_) | Error::TimedOut(_) => "the token endpoint is down",
+//!         Error::Malformed(_) => "the token endpoint answered nonsense",
+//!         Error::ReauthorizationRequired(_) => "the user must log in again",
+//!         Error::Config(_) => "fix the configuration",
+//!         _ => "something else",
+//!     }
+//! }
+//! ```
+
+use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
+
+use http::StatusCode;
+
+/// A type-erased error, as used throughout tower.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Everything that can go wrong when sending a request through the layer.
+///
+/// `Error` is `Clone` (its causes are shared behind `Arc`s) because one failed token
+/// refresh is reported to every caller that waited for it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// The wrapped service (the HTTP client) failed. The cause is its own error.
+    Inner(InnerError),
+    /// The token endpoint answered with an OAuth error (`invalid_client`, `invalid_grant`, ...).
+    OAuth(OAuthError),
+    /// The token endpoint could not be reached: connection refused or reset, TLS failure,
+    /// or no token request may be sent right now because recent ones failed (backoff).
+    Unreachable(UnreachableError),
+    /// The token endpoint did not answer in time.
+    TimedOut(TimedOut),
+    /// The token endpoint answered, but not with a usable token response.
+    Malformed(MalformedResponse),
+    /// The refresh token is no longer accepted; the user must authorize again.
+    ReauthorizationRequired(ReauthorizationRequired),
+    /// The configuration cannot work (a bad URL, a token URL over plain http, ...).
+    Config(ConfigError),
+}
+
+impl Error {
+    /// The provider involved, if the error concerns one.
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            Error::Inner(_) | Error::Config(_) => None,
+            Error::OAuth(e) => Some(&e.provider),
+            Error::Unreachable(e) => Some(&e.provider),
+            Error::TimedOut(e) => Some(&e.provider),
+            Error::Malformed(e) => Some(&e.provider),
+            Error::ReauthorizationRequired(e) => Some(&e.provider),
+        }
+    }
+
+    /// Whether the error came from obtaining a token rather than from the wrapped service.
+    pub fn is_token_error(&self) -> bool {
+        !matches!(self, Error::Inner(_) | Error::Config(_))
+    }
+
+    pub(crate) fn inner(err: impl Into<BoxError>) -> Self {
+        Error::Inner(InnerError(Arc::from(err.into())))
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::Config(ConfigError { message: message.into() })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Inner(e) => fmt::Display::fmt(e, f),
+            Error::OAuth(e) => fmt::Display::fmt(e, f),
+            Error::Unreachable(e) => fmt::Display::fmt(e, f),
+            Error::TimedOut(e) => fmt::Display::fmt(e, f),
+            Error::Malformed(e) => fmt::Display::fmt(e, f),
+            Error::ReauthorizationRequired(e) => fmt::Display::fmt(e, f),
+            Error::Config(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Inner(e) => Some(e),
+            Error::OAuth(e) => Some(e),
+            Error::Unreachable(e) => Some(e),
+            Error::TimedOut(e) => Some(e),
+            Error::Malformed(e) => Some(e),
+            Error::ReauthorizationRequired(e) => Some(e),
+            Error::Config(e) => Some(e),
+        }
+    }
+}
+
+// ===== leaf errors =====
+
+/// The wrapped service's own error, shared.
+#[derive(Clone)]
+pub struct InnerError(Arc<dyn StdError + Send + Sync>);
+
+impl InnerError {
+    /// The wrapped service's error, for downcasting.
+    pub fn get_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for InnerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for InnerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("inner service error")
+    }
+}
+
+impl StdError for InnerError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// An OAuth error answer from a token endpoint (RFC 6749 §5.2).
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    pub(crate) provider: Arc<str>,
+    pub(crate) status: StatusCode,
+    pub(crate) error: String,
+    pub(crate) description: Option<String>,
+}
+
+impl OAuthError {
+    /// The provider that answered.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+    /// The HTTP status of the answer (some servers say 200 with an `error` field).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The `error` code, e.g. `invalid_grant`.
+    pub fn error(&self) -> &str {
+        &self.error
+    }
+    /// The `error_description`, if any (truncated, printable characters only).
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "token endpoint of `{}` refused the request ({}): {}",
+            self.provider,
+            self.status.as_u16(),
+            self.error
+        )?;
+        if let Some(description) = &self.description {
+            write!(f, ": {description}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for OAuthError {}
+
+/// The token endpoint could not be reached.
+#[derive(Debug, Clone)]
+pub struct UnreachableError {
+    pub(crate) provider: Arc<str>,
+    pub(crate) backoff: Option<Duration>,
+    pub(crate) source: Option<Arc<dyn StdError + Send + Sync>>,
+}
+
+impl UnreachableError {
+    /// The provider whose token endpoint failed.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// If no request was sent because earlier attempts failed, how long the layer waits
+    /// in total before it tries again.
+    pub fn backoff(&self) -> Option<Duration> {
+        self.backoff
+    }
+}
+
+impl fmt::Display for UnreachableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.backoff {
+            Some(wait) => write!(
+                f,
+                "token endpoint of `{}` is failing; next attempt in {} ms",
+                self.provider,
+                wait.as_millis()
+            ),
+            None => write!(f, "token endpoint of `{}` could not be reached", self.provider),
+        }
+    }
+}
+
+impl StdError for UnreachableError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// The token request did not complete in time.
+#[derive(Debug, Clone)]
+pub struct TimedOut {
+    pub(crate) provider: Arc<str>,
+    pub(crate) after: Duration,
+}
+
+impl TimedOut {
+    /// The provider whose token endpoint was too slow.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+    /// The timeout that elapsed.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "token request to `{}` timed out after {} ms",
+            self.provider,
+            self.after.as_millis()
+        )
+    }
+}
+
+impl StdError for TimedOut {}
+
+/// The token endpoint's answer could not be used.
+#[derive(Debug, Clone)]
+pub struct MalformedResponse {
+    pub(crate) provider: Arc<str>,
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: Option<String>,
+    pub(crate) reason: String,
+}
+
+impl MalformedResponse {
+    /// The provider that answered.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The answer's `Content-Type`, if it had one (an HTML error page says `text/html`).
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+    /// What was wrong, e.g. "`access_token` is missing". Never contains the body.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for MalformedResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "token endpoint of `{}` answered {} with an unusable body: {}",
+            self.provider,
+            self.status.as_u16(),
+            self.reason
+        )?;
+        if let Some(content_type) = &self.content_type {
+            write!(f, " (content-type {content_type})")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for MalformedResponse {}
+
+/// The grant behind a credential is dead: the refresh token was refused
+/// (`invalid_grant`), so only a new authorization can produce tokens.
+#[derive(Debug, Clone)]
+pub struct ReauthorizationRequired {
+    pub(crate) provider: Arc<str>,
+    pub(crate) cause: Option<OAuthError>,
+}
+
+impl ReauthorizationRequired {
+    /// The provider whose grant is dead.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+}
+
+impl fmt::Display for ReauthorizationRequired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the refresh token for `{}` was refused; re-authorization required",
+            self.provider
+        )
+    }
+}
+
+impl StdError for ReauthorizationRequired {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause.as_ref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// The configuration cannot work.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    /// What is wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.message)
+    }
+}
+
+impl StdError for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_static_and_boxes() {
+        fn assert_bounds<T: Send + Sync + 'static + StdError>() {}
+        assert_bounds::<Error>();
+        let boxed: BoxError = Error::config("x").into();
+        assert!(boxed.downcast_ref::<Error>().is_some());
+    }
+
+    #[test]
+    fn display_names_the_provider() {
+        let err = Error::OAuth(OAuthError {
+            provider: "acme".into(),
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_grant".into(),
+            description: Some("refresh token expired".into()),
+        });
+        assert_eq!(
+            err.to_string(),
+            "token endpoint of `acme` refused the request (400): invalid_grant: refresh token expired"
+        );
+        assert_eq!(err.provider(), Some("acme"));
+    }
+}

@@ -1,0 +1,41 @@
+use tower_layer::Layer;
+
+use super::OAuth2;
+use crate::credentials::Credentials;
+
+/// Default most bytes of a request body kept for a replay.
+pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
+
+/// Applies [`OAuth2`] to a service. See the [module docs](crate::layer) for an example.
+#[derive(Debug, Clone)]
+pub struct OAuth2Layer {
+    pub(crate) credentials: Credentials,
+    pub(crate) replay_limit: usize,
+}
+
+impl OAuth2Layer {
+    /// A layer attaching `credentials`.
+    pub fn new(credentials: Credentials) -> Self {
+        Self { credentials, replay_limit: DEFAULT_REPLAY_LIMIT }
+    }
+
+    /// The most bytes of a request body kept so the request can be retried (default
+    /// 64 KiB). Larger bodies are sent once.
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.replay_limit = bytes;
+        self
+    }
+
+    /// The credentials, e.g. to read their [`stats`](Credentials::stats).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+}
+
+impl<S> Layer<S> for OAuth2Layer {
+    type Service = OAuth2<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OAuth2::new(inner, self.clone())
+    }
+}

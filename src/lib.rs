@@ -1,0 +1,102 @@
+//! OAuth 2.0 credentials for any tower HTTP client: attached, refreshed before they
+//! expire, refreshed once after a dead-token answer, and never leaked.
+//!
+//! # Overview
+//!
+//! [`OAuth2Layer`] wraps any `tower::Service<http::Request<B>>` (a hyper client, the
+//! outbound client of an axum app, a `ServiceBuilder` stack). For each request it picks
+//! the credential of the provider the request goes to, attaches the cached token, and:
+//!
+//! - refreshes the token before it expires, in the background, while requests keep
+//!   using the still-valid one;
+//! - when there is no usable token, makes one token request for any number of
+//!   concurrent callers, in a task of its own that outlives callers that give up;
+//! - when the API answers that the token is dead (401 by default), refreshes it once and
+//!   sends the request once more, if its body can be replayed;
+//! - backs off from a failing token endpoint instead of hammering it.
+//!
+//! Reading the cached token takes no lock, reads no clock, and writes no memory another
+//! thread writes: each service clone keeps its own copy of the current header.
+//!
+//! Tokens go only to the origins (scheme, host, port) configured for their provider, and
+//! only over https (plain http is allowed to loopback hosts, for tests). Secrets never
+//! appear in `Debug`, `Display`, errors or `tracing` output.
+//!
+//! # Example client
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_oauth2::{Credential, Credentials, OAuth2Layer, Provider};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), tower_oauth2::BoxError> {
+//! let provider = Provider::standard("https://auth.example.com/oauth/token")
+//!     .api("https://api.example.com");
+//! let credentials = Credentials::new(
+//!     Credential::client_credentials(provider, "client-id", "client-secret").scopes(["read"]),
+//! )?;
+//!
+//! let https = hyper_rustls::HttpsConnectorBuilder::new()
+//!     .with_webpki_roots()
+//!     .https_only()
+//!     .enable_http1()
+//!     .build();
+//! let client = ServiceBuilder::new()
+//!     .layer(OAuth2Layer::new(credentials))
+//!     .service(Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https));
+//!
+//! let request = http::Request::get("https://api.example.com/v1/things").body(Full::default())?;
+//! let response = client.oneshot(request).await?;
+//! println!("{}", response.status());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `hyper-transport` (default): the default token transport, hyper-util's client with
+//!   rustls (ring) and the Mozilla roots.
+//! - `mock`: [`mock::MockServer`], a strict OAuth 2.0 server and protected resource on
+//!   127.0.0.1, with counters and fault injection, for your tests.
+//!
+//! # Runtime
+//!
+//! Token requests and expiry timers run as Tokio tasks: call the service within a Tokio
+//! runtime. Building the layer does not spawn anything.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(unreachable_pub)]
+#![warn(clippy::await_holding_lock, clippy::dbg_macro, clippy::todo)]
+
+pub mod body;
+mod cache;
+mod credentials;
+pub mod error;
+mod grant;
+pub mod layer;
+mod origin;
+pub mod provider;
+pub mod secret;
+mod stats;
+pub mod token;
+pub mod transport;
+
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub mod mock;
+
+#[doc(inline)]
+pub use self::{
+    credentials::{Credentials, CredentialsBuilder},
+    error::{BoxError, Error},
+    layer::{NoRetry, OAuth2, OAuth2Layer},
+    provider::{ClientAuth, Credential, Grant, Provider, RefreshPolicy, TokenPlacement},
+    stats::CredentialStats,
+    token::TokenSet,
+    transport::TokenTransport,
+};

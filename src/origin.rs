@@ -1,0 +1,110 @@
+//! Origins: the (scheme, host, port) triple a token is bound to.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use http::{uri::Scheme, Uri};
+
+use crate::error::Error;
+
+/// A parsed origin. Hosts are stored lowercase; ports are explicit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    https: bool,
+    host: Box<str>,
+    port: u16,
+}
+
+impl Origin {
+    /// Parses an origin from configuration, refusing plain http to anything but loopback.
+    pub(crate) fn parse(what: &str, input: &str) -> Result<Self, Error> {
+        let uri: Uri = input
+            .parse()
+            .map_err(|_| Error::config(format!("{what} `{input}` is not a valid URL")))?;
+        let origin = Self::of(&uri)
+            .ok_or_else(|| Error::config(format!("{what} `{input}` must be an absolute http(s) URL")))?;
+        if !origin.https && !origin.is_loopback() {
+            return Err(Error::config(format!(
+                "{what} `{input}` uses plain http to a non-loopback host; tokens only travel over https"
+            )));
+        }
+        Ok(origin)
+    }
+
+    /// The origin of a request URI, if it has one and its scheme is http(s).
+    pub(crate) fn of(uri: &Uri) -> Option<Self> {
+        let https = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTPS => true,
+            Some(s) if *s == Scheme::HTTP => false,
+            _ => return None,
+        };
+        let host = uri.host().filter(|h| !h.is_empty())?;
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Some(Self { https, host: host.to_ascii_lowercase().into(), port })
+    }
+
+    /// Whether `uri` is of this origin. Allocation-free: it runs on every request.
+    #[inline]
+    pub(crate) fn matches(&self, uri: &Uri) -> bool {
+        let https = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTPS => true,
+            Some(s) if *s == Scheme::HTTP => false,
+            _ => return false,
+        };
+        https == self.https
+            && uri.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
+            && uri.host().is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+    }
+
+    fn is_loopback(&self) -> bool {
+        is_loopback_host(&self.host)
+    }
+}
+
+/// `localhost`, `*.localhost`, 127.0.0.0/8 and ::1.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(IpAddr::V6(ip)) => {
+            ip == Ipv6Addr::LOCALHOST || ip.to_ipv4_mapped().is_some_and(|v4: Ipv4Addr| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_scheme_host_and_port_exactly() {
+        let origin = Origin::parse("api", "https://API.example.com/v1").unwrap();
+        for (uri, expected) in [
+            ("https://api.example.com/x", true),
+            ("https://Api.Example.Com:443/x?y=1", true),
+            ("http://api.example.com/x", false),
+            ("https://api.example.com:8443/x", false),
+            ("https://api.example.com.evil.test/x", false),
+            ("https://evil.test/api.example.com", false),
+            ("/relative", false),
+        ] {
+            assert_eq!(origin.matches(&uri.parse().unwrap()), expected, "{uri}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(Origin::parse("api", "http://127.0.0.1:8080").is_ok());
+        assert!(Origin::parse("api", "http://localhost:1").is_ok());
+        assert!(Origin::parse("api", "http://[::1]:1").is_ok());
+        assert!(Origin::parse("api", "http://127.8.9.10").is_ok());
+        let err = Origin::parse("api", "http://api.example.com").unwrap_err();
+        assert!(err.to_string().contains("plain http"), "{err}");
+        assert!(Origin::parse("api", "ftp://x").is_err());
+        assert!(Origin::parse("api", "not a url").is_err());
+        assert!(Origin::parse("api", "http://10.0.0.1").is_err());
+    }
+}

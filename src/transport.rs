@@ -1,0 +1,90 @@
+//! How token requests reach the token endpoint.
+//!
+//! A [`TokenTransport`] is a cloneable tower service from `http::Request<Full<Bytes>>` to
+//! an HTTP response. The default, [`TokenTransport::https`], is a hyper-util client with
+//! rustls and the Mozilla root certificates (feature `hyper-transport`, on by default).
+//! Any other client fits through [`TokenTransport::new`]: a client with a proxy, custom
+//! roots, or a `tower::service_fn` in tests.
+//!
+//! The layer never follows redirects on token requests: a 3xx answer is an error. The
+//! hyper client does not follow them either, and a custom transport should not.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower_oauth2::TokenTransport;
+//!
+//! // A stand-in token endpoint, as a test would use.
+//! let transport = TokenTransport::new(tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(
+//!         br#"{"access_token":"t","token_type":"Bearer","expires_in":3600}"#,
+//!     ))))
+//! }));
+//! # let _ = transport;
+//! ```
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use tower::{util::BoxCloneSyncService, ServiceExt};
+use tower_service::Service;
+
+use crate::error::BoxError;
+
+/// The request type token requests are sent as.
+pub type TokenRequest = Request<Full<Bytes>>;
+
+type TransportBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A cloneable, type-erased HTTP client for token requests.
+#[derive(Clone)]
+pub struct TokenTransport {
+    inner: BoxCloneSyncService<TokenRequest, Response<TransportBody>, BoxError>,
+}
+
+impl TokenTransport {
+    /// Wraps any cloneable tower service that sends HTTP requests.
+    pub fn new<S, B>(service: S) -> Self
+    where
+        S: Service<TokenRequest, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let service = service
+            .map_response(|res: Response<B>| res.map(|body| body.map_err(Into::into).boxed_unsync()))
+            .map_err(Into::into);
+        Self { inner: BoxCloneSyncService::new(service) }
+    }
+
+    /// The default transport: hyper-util's client over rustls (ring) with the Mozilla
+    /// roots, HTTP/1.1, https and plain http (the layer refuses plain http token URLs
+    /// unless they point at loopback).
+    #[cfg(feature = "hyper-transport")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hyper-transport")))]
+    pub fn https() -> Result<Self, crate::Error> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| crate::Error::config(format!("TLS setup failed: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build::<_, Full<Bytes>>(connector);
+        Ok(Self::new(client))
+    }
+
+    pub(crate) async fn send(&self, request: TokenRequest) -> Result<Response<TransportBody>, BoxError> {
+        self.inner.clone().oneshot(request).await
+    }
+}
+
+impl fmt::Debug for TokenTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenTransport").finish_non_exhaustive()
+    }
+}
