@@ -1,0 +1,466 @@
+//! The layer's behaviour on paused time, against in-process stand-ins.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::{Request, Response};
+use http_body_util::{Full, StreamBody};
+use tokio::time::{advance, Instant};
+use tower::{Layer, Service, ServiceExt};
+use tower_oauth2::{body::ReplayBody, Error, NoRetry, OAuth2Layer, RefreshPolicy};
+
+use support::*;
+
+/// Lets spawned tasks (token requests, timers) run.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn send_concurrently(
+    client: &tower_oauth2::OAuth2<Api>,
+    n: usize,
+    prefix: &str,
+) -> Vec<Result<Response<Full<Bytes>>, Error>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let client = client.clone();
+            let request = get(&format!("{prefix}-{i}"));
+            tokio::spawn(async move { client.oneshot(request).await })
+        })
+        .collect();
+    join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn cold_start_with_1000_concurrent_callers_makes_one_token_request() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    endpoint.set_delay(Duration::from_millis(5));
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+
+    let results = send_concurrently(&client, 1000, "cold").await;
+
+    assert_eq!(endpoint.requests(), 1);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|r| r.status() == 200))
+            .count(),
+        1000
+    );
+    assert!(api
+        .seen()
+        .iter()
+        .all(|s| s.authorization.as_deref() == Some("Bearer tok-1")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_with_1000_concurrent_callers_makes_one_refresh() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(120));
+    endpoint.set_delay(Duration::from_millis(5));
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+    client.clone().oneshot(get("first")).await.unwrap();
+    assert_eq!(endpoint.requests(), 1);
+
+    advance(Duration::from_secs(121)).await;
+    settle().await;
+    let results = send_concurrently(&client, 1000, "after-expiry").await;
+
+    assert_eq!(endpoint.requests(), 2, "one refresh for 1000 callers");
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|r| r.status() == 200)));
+    let after: Vec<_> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.id.as_deref() != Some("first"))
+        .collect();
+    assert_eq!(after.len(), 1000);
+    assert!(after
+        .iter()
+        .all(|s| s.authorization.as_deref() == Some("Bearer tok-2")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_the_refresh_window_requests_do_not_wait_for_a_hanging_endpoint() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(120));
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+    client.clone().oneshot(get("first")).await.unwrap();
+
+    // Refresh point: 120 s − 60 s margin.
+    endpoint.set_mode(Mode::Hang);
+    advance(Duration::from_secs(70)).await;
+    settle().await;
+    let started = Instant::now();
+    let results = send_concurrently(&client, 200, "window").await;
+
+    assert_eq!(Instant::now(), started, "no request waited");
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|r| r.status() == 200)));
+    assert_eq!(endpoint.requests(), 2, "exactly one early refresh");
+    assert!(api
+        .seen()
+        .iter()
+        .all(|s| s.authorization.as_deref() == Some("Bearer tok-1")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn early_refresh_replaces_the_token_before_it_expires() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(120));
+    let api = Api::new();
+    let credentials = credentials(&endpoint);
+    let client = OAuth2Layer::new(credentials.clone()).layer(api.clone());
+    client.clone().oneshot(get("first")).await.unwrap();
+    advance(Duration::from_secs(61)).await;
+    settle().await;
+    client.clone().oneshot(get("in-window")).await.unwrap();
+    settle().await;
+    client.clone().oneshot(get("after")).await.unwrap();
+
+    assert_eq!(endpoint.requests(), 2);
+    let seen = api.seen();
+    assert_eq!(seen[1].authorization.as_deref(), Some("Bearer tok-1"));
+    assert_eq!(seen[2].authorization.as_deref(), Some("Bearer tok-2"));
+    let stats = &credentials.stats()[0];
+    assert_eq!((stats.token_requests, stats.early_refreshes), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_storm_causes_one_refresh_and_each_request_is_sent_twice() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    endpoint.set_delay(Duration::from_millis(5));
+    let api = Api::new();
+    let credentials = credentials(&endpoint);
+    let client = OAuth2Layer::new(credentials.clone()).layer(api.clone());
+    client.clone().oneshot(get("first")).await.unwrap();
+
+    api.revoke_up_to(1);
+    // Every request is sent with the revoked token before the first answer comes back.
+    api.set_latency(Duration::from_millis(10));
+    let results = send_concurrently(&client, 1000, "storm").await;
+
+    assert_eq!(endpoint.requests(), 2, "one refresh for 1000 dead-token answers");
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|r| r.status() == 200)));
+    for i in 0..1000 {
+        assert_eq!(api.sends_of(&format!("storm-{i}")), 2, "storm-{i}");
+    }
+    let stats = &credentials.stats()[0];
+    assert_eq!((stats.dead_token_refreshes, stats.retries), (1, 1000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_for_an_already_replaced_token_is_retried_without_a_refresh() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(120));
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
+    let mut client = OAuth2Layer::new(credentials(&endpoint)).layer(mock);
+
+    // Request A carries tok-1 and is still in flight...
+    client.ready().await.unwrap();
+    let a = tokio::spawn(client.call(get("a")));
+    let (req, respond_a) = handle.next_request().await.unwrap();
+    assert_eq!(req.headers()["authorization"], "Bearer tok-1");
+
+    // ...when tok-1 expires and request B brings tok-2.
+    advance(Duration::from_secs(121)).await;
+    settle().await;
+    client.ready().await.unwrap();
+    let b = tokio::spawn(client.call(get("b")));
+    let (req, respond_b) = handle.next_request().await.unwrap();
+    assert_eq!(req.headers()["authorization"], "Bearer tok-2");
+    respond_b.send_response(Response::new(Full::default()));
+    assert_eq!(b.await.unwrap().unwrap().status(), 200);
+    assert_eq!(endpoint.requests(), 2);
+
+    // A's 401 names tok-1, which is no longer current: A is retried with tok-2 at once.
+    respond_a.send_response(Response::builder().status(401).body(Full::default()).unwrap());
+    let (req, respond_a) = handle.next_request().await.unwrap();
+    assert_eq!(req.headers()["authorization"], "Bearer tok-2");
+    assert_eq!(req.headers()["x-request-id"], "a");
+    respond_a.send_response(Response::new(Full::default()));
+    assert_eq!(a.await.unwrap().unwrap().status(), 200);
+    assert_eq!(endpoint.requests(), 2, "no refresh for a superseded token");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_401_is_returned_after_exactly_two_sends() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let api = Api::new();
+    api.reject_everything();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+
+    let response = client.clone().oneshot(get("doomed")).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(api.sends_of("doomed"), 2);
+    assert_eq!(endpoint.requests(), 2, "the first token, then one refresh");
+
+    // The fresh token was refused too, so the refusal is not about the token: the next
+    // requests are answered as they are, without hammering the token endpoint.
+    for i in 0..10 {
+        let response = client.clone().oneshot(get(&format!("next-{i}"))).await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(api.sends_of(&format!("next-{i}")), 1);
+    }
+    assert_eq!(endpoint.requests(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_retry_extension_sends_once_but_still_refreshes() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+    client.clone().oneshot(get("first")).await.unwrap();
+    api.revoke_up_to(1);
+
+    let mut request = get("once");
+    request.extensions_mut().insert(NoRetry);
+    let response = client.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(api.sends_of("once"), 1);
+    settle().await;
+    assert_eq!(endpoint.requests(), 2);
+    let response = client.clone().oneshot(get("later")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        api.seen().last().unwrap().authorization.as_deref(),
+        Some("Bearer tok-2")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_under_the_limit_is_replayed_byte_identical() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+    client.clone().oneshot(get("first")).await.unwrap();
+    api.revoke_up_to(1);
+
+    let payload: Vec<u8> = (0..60 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let request = Request::post(format!("{API}/v1/upload"))
+        .header("x-request-id", "upload")
+        .body(Full::new(Bytes::from(payload.clone())))
+        .unwrap();
+    let response = client.clone().oneshot(request).await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    let sends: Vec<_> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.id.as_deref() == Some("upload"))
+        .collect();
+    assert_eq!(sends.len(), 2);
+    assert_eq!(sends[0].body, payload);
+    assert_eq!(sends[1].body, payload);
+    assert_eq!(sends[1].authorization.as_deref(), Some("Bearer tok-2"));
+}
+
+type Chunks = futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::io::Error>>>;
+
+fn streaming(total: usize) -> ReplayBody<StreamBody<Chunks>> {
+    let frames: Vec<_> = (0..total / 1024)
+        .map(|_| Ok(http_body::Frame::data(Bytes::from(vec![b'x'; 1024]))))
+        .collect();
+    ReplayBody::new(StreamBody::new(futures_util::stream::iter(frames)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_body_is_replayed_under_the_limit_and_sent_once_over_it() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+    client
+        .clone()
+        .oneshot(Request::get(format!("{API}/warm")).body(streaming(0)).unwrap())
+        .await
+        .unwrap();
+
+    api.revoke_up_to(1);
+    let small = Request::post(format!("{API}/small"))
+        .header("x-request-id", "small")
+        .body(streaming(8 * 1024))
+        .unwrap();
+    assert_eq!(client.clone().oneshot(small).await.unwrap().status(), 200);
+    assert_eq!(api.sends_of("small"), 2);
+    let sends: Vec<_> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.id.as_deref() == Some("small"))
+        .collect();
+    assert_eq!(sends[0].body, sends[1].body);
+    assert_eq!(sends[1].body.len(), 8 * 1024);
+
+    api.revoke_up_to(2);
+    let large = Request::post(format!("{API}/large"))
+        .header("x-request-id", "large")
+        .body(streaming(100 * 1024))
+        .unwrap();
+    let response = client.clone().oneshot(large).await.unwrap();
+    assert_eq!(response.status(), 401, "a body over the limit is not retried");
+    assert_eq!(api.sends_of("large"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_caller_does_not_cancel_the_refresh() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    endpoint.set_delay(Duration::from_secs(1));
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+
+    let caller = tokio::spawn(client.clone().oneshot(get("impatient")));
+    settle().await;
+    assert_eq!(endpoint.requests(), 1);
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+
+    advance(Duration::from_secs(2)).await;
+    settle().await;
+    let response = client.clone().oneshot(get("next")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        endpoint.requests(),
+        1,
+        "the next caller found the token fetched for the dropped one"
+    );
+    assert_eq!(api.sends_of("impatient"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_never_replaces_a_valid_token() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(120));
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+    client.clone().oneshot(get("first")).await.unwrap();
+
+    endpoint.set_mode(Mode::ServerError);
+    advance(Duration::from_secs(70)).await;
+    settle().await;
+    for i in 0..5 {
+        let response = client.clone().oneshot(get(&format!("w{i}"))).await.unwrap();
+        assert_eq!(response.status(), 200);
+        settle().await;
+    }
+    assert_eq!(endpoint.requests(), 2, "one early refresh, which failed");
+    assert!(api
+        .seen()
+        .iter()
+        .all(|s| s.authorization.as_deref() == Some("Bearer tok-1")));
+
+    // After the backoff, the window triggers another attempt.
+    advance(Duration::from_secs(1)).await;
+    settle().await;
+    client.clone().oneshot(get("again")).await.unwrap();
+    settle().await;
+    assert_eq!(endpoint.requests(), 3);
+
+    // Expired with the endpoint still failing: a typed error, no hang.
+    advance(Duration::from_secs(60)).await;
+    settle().await;
+    match client.clone().oneshot(get("expired")).await {
+        Err(Error::Malformed(err)) => {
+            assert_eq!(err.status(), 500);
+            assert_eq!(err.content_type(), Some("text/html"));
+        }
+        other => panic!("expected a malformed-answer error, got {other:?}"),
+    }
+    assert_eq!(api.sends_of("expired"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_token_and_a_hanging_endpoint_give_a_timeout_error_in_time() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    endpoint.set_mode(Mode::Hang);
+    let api = Api::new();
+    let policy = RefreshPolicy::default()
+        .random(no_jitter)
+        .timeout(Duration::from_secs(3));
+    let client = OAuth2Layer::new(credentials_with(&endpoint, policy)).layer(api.clone());
+
+    let started = Instant::now();
+    match client.clone().oneshot(get("x")).await {
+        Err(Error::TimedOut(err)) => assert_eq!(err.after(), Duration::from_secs(3)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_endpoint_under_load_is_backed_off() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    endpoint.set_mode(Mode::ServerError);
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials_with(&endpoint, RefreshPolicy::default())).layer(api.clone());
+
+    // 1 s of load: 10 requests every 10 ms.
+    let mut failures = 0;
+    for round in 0..100 {
+        let results = send_concurrently(&client, 10, &format!("r{round}")).await;
+        failures += results.iter().filter(|r| r.is_err()).count();
+        advance(Duration::from_millis(10)).await;
+    }
+    assert_eq!(failures, 1000);
+    // Backoff after n failures ≥ min(30 s, 200 ms × 2ⁿ⁻¹) / 2: attempts at 0 and no
+    // sooner than 100, 300 and 700 ms, so at most 4 in the first second.
+    let requests = endpoint.requests();
+    assert!((2..=4).contains(&requests), "{requests} token requests in 1 s");
+    assert_eq!(api.seen().len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn foreign_origins_and_plain_http_get_no_token() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
+
+    for uri in [
+        "https://evil.example.net/steal",
+        "http://api.example.com/v1/things",
+        "https://api.example.com:8443/v1/things",
+        "https://api.example.com.evil.test/",
+    ] {
+        let request = Request::get(uri).body(Full::<Bytes>::default()).unwrap();
+        let response = client.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 401, "{uri}");
+    }
+    assert!(api.seen().iter().all(|s| s.authorization.is_none()));
+    assert_eq!(endpoint.requests(), 0, "no token was even fetched");
+}
+
+#[test]
+fn plain_http_origins_other_than_loopback_are_refused() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let provider =
+        tower_oauth2::Provider::standard("https://auth.example.com/token").api("http://api.example.com");
+    let err = tower_oauth2::Credentials::builder()
+        .credential(tower_oauth2::Credential::client_credentials(
+            provider, "id", "secret",
+        ))
+        .transport(endpoint.transport())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)));
+    assert!(err.to_string().contains("plain http"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn headers_carrying_tokens_are_sensitive() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
+    let mut client = OAuth2Layer::new(credentials(&endpoint)).layer(mock);
+    for id in ["cold", "cached"] {
+        client.ready().await.unwrap();
+        let call = tokio::spawn(client.call(get(id)));
+        let (req, respond) = handle.next_request().await.unwrap();
+        assert!(req.headers()["authorization"].is_sensitive(), "{id}");
+        respond.send_response(Response::new(Full::default()));
+        call.await.unwrap().unwrap();
+    }
+}
