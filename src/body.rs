@@ -141,7 +141,9 @@ impl<B> ReplayBody<B> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Recording<B>> {
-        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -151,7 +153,11 @@ impl<B: Body + Unpin> ReplayableBody for ReplayBody<B> {
             return None;
         }
         self.lock().limit = limit;
-        Some(Self { shared: Arc::clone(&self.shared), source: None, replayed: Some(0) })
+        Some(Self {
+            shared: Arc::clone(&self.shared),
+            source: None,
+            replayed: Some(0),
+        })
     }
 
     fn is_replayable(&self) -> bool {
@@ -167,10 +173,16 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
         if let Some(position) = this.replayed.as_mut() {
-            let mut recording = this.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut recording = this
+                .shared
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Some(chunk) = recording.chunks.get(*position) {
                 *position += 1;
                 return Poll::Ready(Some(Ok(Frame::data(chunk.clone()))));
@@ -185,15 +197,24 @@ where
             }
             drop(recording);
             // The rest of the body, unread by the first send, streams straight through.
-            let Some(source) = this.source.as_mut() else { return Poll::Ready(None) };
+            let Some(source) = this.source.as_mut() else {
+                return Poll::Ready(None);
+            };
             return Pin::new(source).poll_frame(cx).map(|frame| {
-                frame.map(|frame| frame.map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))))
+                frame.map(|frame| {
+                    frame.map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+                })
             });
         }
 
-        let Some(source) = this.source.as_mut() else { return Poll::Ready(None) };
+        let Some(source) = this.source.as_mut() else {
+            return Poll::Ready(None);
+        };
         let frame = ready!(Pin::new(source).poll_frame(cx));
-        let mut recording = this.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut recording = this
+            .shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match frame {
             None => {
                 recording.finished = true;
@@ -244,7 +265,10 @@ impl<B> Drop for ReplayBody<B> {
         // The first send stopped early: leave the unread rest for the replay.
         if self.replayed.is_none() {
             if let Some(source) = self.source.take() {
-                let mut recording = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut recording = self
+                    .shared
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if !recording.finished && !recording.overflowed {
                     recording.rest = Some(source);
                 }
@@ -255,7 +279,9 @@ impl<B> Drop for ReplayBody<B> {
 
 impl<B> fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReplayBody").field("replay", &self.replayed.is_some()).finish_non_exhaustive()
+        f.debug_struct("ReplayBody")
+            .field("replay", &self.replayed.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -264,8 +290,15 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn stream(chunks: &[&'static str]) -> ReplayBody<StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>>> {
-        let frames: Vec<_> = chunks.iter().map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes())))).collect();
+    fn stream(
+        chunks: &[&'static str],
+    ) -> ReplayBody<
+        StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>>,
+    > {
+        let frames: Vec<_> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))
+            .collect();
         ReplayBody::new(StreamBody::new(futures_util::stream::iter(frames)))
     }
 
@@ -309,7 +342,9 @@ mod tests {
         let mut empty_box = Empty::<Bytes>::new().map_err(|never| match never {}).boxed();
         let _: &BoxBody<Bytes, std::convert::Infallible> = &empty_box;
         assert!(empty_box.try_clone_for_replay(0).is_some());
-        let mut full_box = Full::new(Bytes::from_static(b"x")).map_err(|never| match never {}).boxed();
+        let mut full_box = Full::new(Bytes::from_static(b"x"))
+            .map_err(|never| match never {})
+            .boxed();
         let _: &BoxBody<Bytes, std::convert::Infallible> = &full_box;
         assert!(full_box.try_clone_for_replay(100).is_none());
     }

@@ -127,7 +127,8 @@ struct Slot {
 
 impl Slot {
     fn ignores_dead_answers_for(&self, generation: u64) -> bool {
-        self.refused_when_fresh.is_some_and(|(refused, until)| refused == generation && Instant::now() < until)
+        self.refused_when_fresh
+            .is_some_and(|(refused, until)| refused == generation && Instant::now() < until)
     }
 }
 
@@ -156,7 +157,10 @@ impl CredentialState {
             stats: Stats::default(),
             transport,
             generations: AtomicU64::new(0),
-            slot: Mutex::new(Slot { refresh_token, ..Slot::default() }),
+            slot: Mutex::new(Slot {
+                refresh_token,
+                ..Slot::default()
+            }),
         }
     }
 
@@ -221,7 +225,11 @@ impl CredentialState {
             return;
         }
         let mut slot = self.lock();
-        let is_current = self.current.load().as_ref().is_some_and(|c| c.generation == token.generation);
+        let is_current = self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|c| c.generation == token.generation);
         if !is_current || slot.inflight.is_some() || self.backing_off(&slot).is_some() {
             return;
         }
@@ -248,7 +256,11 @@ impl CredentialState {
 
     fn start_refresh(self: &Arc<Self>, slot: &mut Slot, reason: Reason) -> Shared<Pending> {
         let (tx, rx) = oneshot::channel();
-        let pending = Pending { rx, provider: self.config.provider_name().clone() }.shared();
+        let pending = Pending {
+            rx,
+            provider: self.config.provider_name().clone(),
+        }
+        .shared();
         slot.inflight = Some(pending.clone());
         let held = slot.refresh_token.clone();
         let span = tracing::info_span!(
@@ -268,7 +280,10 @@ impl CredentialState {
         let limit = self.config.credential.policy.timeout;
         let fetched = match timeout(limit, self.config.fetch(&self.transport, held.as_ref())).await {
             Ok(result) => result,
-            Err(_) => Err(Error::TimedOut(TimedOut { provider: self.config.provider_name().clone(), after: limit })),
+            Err(_) => Err(Error::TimedOut(TimedOut {
+                provider: self.config.provider_name().clone(),
+                after: limit,
+            })),
         };
         let outcome = self.complete(fetched);
         // Nobody waiting is fine: the token is installed all the same.
@@ -302,7 +317,11 @@ impl CredentialState {
                 let wait = self.config.credential.policy.backoff_after(slot.failures);
                 slot.not_before = Some(Instant::now() + wait);
                 slot.last_error = Some(err.clone());
-                tracing::debug!(failures = slot.failures, backoff_ms = wait.as_millis() as u64, "backing off");
+                tracing::debug!(
+                    failures = slot.failures,
+                    backoff_ms = wait.as_millis() as u64,
+                    "backing off"
+                );
             }
         }
         installed
@@ -331,7 +350,8 @@ impl CredentialState {
         if let Some(timer) = slot.timer.take() {
             timer.abort();
         }
-        slot.timer = Some(tokio::spawn(watch_expiry(Arc::downgrade(&token), refresh_at, expires_at)).abort_handle());
+        slot.timer =
+            Some(tokio::spawn(watch_expiry(Arc::downgrade(&token), refresh_at, expires_at)).abort_handle());
         self.current.store(Some(Arc::clone(&token)));
         Ok(token)
     }
@@ -370,7 +390,9 @@ async fn watch_expiry(token: Weak<CachedToken>, refresh_at: Instant, expires_at:
     sleep_until(refresh_at).await;
     match token.upgrade() {
         Some(t) => {
-            let _ = t.state.compare_exchange(FRESH, STALE, Ordering::AcqRel, Ordering::Relaxed);
+            let _ = t
+                .state
+                .compare_exchange(FRESH, STALE, Ordering::AcqRel, Ordering::Relaxed);
         }
         None => return,
     }
@@ -387,7 +409,9 @@ fn attachment(placement: &TokenPlacement, tokens: &TokenSet) -> Option<HeaderVal
         TokenPlacement::AuthorizationBearer => HeaderValue::try_from(format!("Bearer {token}")).ok()?,
         TokenPlacement::Header(_) => HeaderValue::try_from(token).ok()?,
         TokenPlacement::Query(name) => {
-            let pair = form_urlencoded::Serializer::new(String::new()).append_pair(name, token).finish();
+            let pair = form_urlencoded::Serializer::new(String::new())
+                .append_pair(name, token)
+                .finish();
             HeaderValue::try_from(pair).ok()?
         }
     };
@@ -409,7 +433,11 @@ impl Future for Pending {
         Pin::new(&mut this.rx).poll(cx).map(|received| {
             received.unwrap_or_else(|_| {
                 // The refresh task ended without answering: the runtime is shutting down.
-                Err(Error::Unreachable(UnreachableError { provider: this.provider.clone(), backoff: None, source: None }))
+                Err(Error::Unreachable(UnreachableError {
+                    provider: this.provider.clone(),
+                    backoff: None,
+                    source: None,
+                }))
             })
         })
     }
@@ -443,9 +471,11 @@ impl Future for Acquire {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         match &mut self.0 {
-            AcquireInner::Ready(outcome) => Poll::Ready(outcome.take().unwrap_or_else(|| {
-                Err(Error::config("token future polled after completion"))
-            })),
+            AcquireInner::Ready(outcome) => Poll::Ready(
+                outcome
+                    .take()
+                    .unwrap_or_else(|| Err(Error::config("token future polled after completion"))),
+            ),
             AcquireInner::Wait(pending) => Pin::new(pending).poll(cx),
         }
     }

@@ -44,7 +44,10 @@ impl Registry {
     /// The index of the credential whose origin `uri` belongs to.
     #[inline]
     pub(crate) fn route(&self, uri: &Uri) -> Option<usize> {
-        self.routes.iter().find(|(origin, _)| origin.matches(uri)).map(|(_, index)| *index)
+        self.routes
+            .iter()
+            .find(|(origin, _)| origin.matches(uri))
+            .map(|(_, index)| *index)
     }
 }
 
@@ -56,7 +59,10 @@ impl Credentials {
 
     /// Starts an empty registry.
     pub fn builder() -> CredentialsBuilder {
-        CredentialsBuilder { credentials: Vec::new(), transport: None }
+        CredentialsBuilder {
+            credentials: Vec::new(),
+            transport: None,
+        }
     }
 
     /// Counters for every credential, in registration order.
@@ -78,7 +84,9 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.registry.states.iter().map(|s| s.key())).finish()
+        f.debug_list()
+            .entries(self.registry.states.iter().map(|s| s.key()))
+            .finish()
     }
 }
 
@@ -127,13 +135,20 @@ impl CredentialsBuilder {
             for input in &provider.api_origins {
                 let origin = Origin::parse("API origin", input)?;
                 if routes.iter().any(|(known, _)| *known == origin) {
-                    return Err(Error::config(format!("API origin `{input}` is claimed by two credentials")));
+                    return Err(Error::config(format!(
+                        "API origin `{input}` is claimed by two credentials"
+                    )));
                 }
                 routes.push((origin, index));
             }
-            states.push(Arc::new(CredentialState::new(GrantConfig::new(credential)?, transport.clone())));
+            states.push(Arc::new(CredentialState::new(
+                GrantConfig::new(credential)?,
+                transport.clone(),
+            )));
         }
-        Ok(Credentials { registry: Arc::new(Registry { states, routes }) })
+        Ok(Credentials {
+            registry: Arc::new(Registry { states, routes }),
+        })
     }
 }
 

@@ -76,7 +76,9 @@ impl Error {
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
-        Error::Config(ConfigError { message: message.into() })
+        Error::Config(ConfigError {
+            message: message.into(),
+        })
     }
 }
 

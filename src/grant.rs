@@ -33,7 +33,10 @@ impl GrantConfig {
             .parse()
             .map_err(|_| Error::config(format!("token URL `{}` is not a valid URL", provider.token_url)))?;
         if credential.client_id.is_empty() {
-            return Err(Error::config(format!("client id for `{}` is empty", provider.name)));
+            return Err(Error::config(format!(
+                "client id for `{}` is empty",
+                provider.name
+            )));
         }
         if provider.client_auth != ClientAuth::None && credential.client_secret.is_none() {
             return Err(Error::config(format!(
@@ -42,14 +45,20 @@ impl GrantConfig {
             )));
         }
         if let Some(bad) = credential.scopes.iter().find(|s| !is_scope_token(s)) {
-            return Err(Error::config(format!("scope `{bad}` is not a valid scope token (RFC 6749 §3.3)")));
+            return Err(Error::config(format!(
+                "scope `{bad}` is not a valid scope token (RFC 6749 §3.3)"
+            )));
         }
         let rules = ResponseRules {
             provider: provider.name.clone(),
             expires_in: provider.expires_in,
             lifetimes: provider.lifetimes,
         };
-        Ok(Self { credential, token_url, rules })
+        Ok(Self {
+            credential,
+            token_url,
+            rules,
+        })
     }
 
     pub(crate) fn provider_name(&self) -> &Arc<str> {
@@ -81,7 +90,11 @@ impl GrantConfig {
 
         match cred.provider.client_auth {
             ClientAuth::Basic => {
-                let secret = cred.client_secret.as_ref().map(|s| s.secret()).unwrap_or_default();
+                let secret = cred
+                    .client_secret
+                    .as_ref()
+                    .map(|s| s.secret())
+                    .unwrap_or_default();
                 // RFC 6749 §2.3.1: id and secret are form-encoded before being joined.
                 let pair = format!("{}:{}", form_encode(&cred.client_id), form_encode(secret));
                 let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
@@ -119,7 +132,11 @@ impl GrantConfig {
         let request = self.request(refresh_token)?;
         let provider = self.provider_name().clone();
         let response = transport.send(request).await.map_err(|source| {
-            Error::Unreachable(UnreachableError { provider: provider.clone(), backoff: None, source: Some(share(source)) })
+            Error::Unreachable(UnreachableError {
+                provider: provider.clone(),
+                backoff: None,
+                source: Some(share(source)),
+            })
         })?;
         let (parts, body) = response.into_parts();
         let max = self.credential.provider.max_response_bytes;
@@ -127,7 +144,11 @@ impl GrantConfig {
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|source| {
-                Error::Unreachable(UnreachableError { provider: provider.clone(), backoff: None, source: Some(share(source)) })
+                Error::Unreachable(UnreachableError {
+                    provider: provider.clone(),
+                    backoff: None,
+                    source: Some(share(source)),
+                })
             })?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > max {
@@ -150,13 +171,18 @@ impl GrantConfig {
                 reason: "redirects are not followed on token requests".into(),
             }));
         }
-        let mut tokens = parse_token_response(&self.rules, parts.status, &parts.headers, &body, Instant::now())
-            .map_err(|err| match (err, refresh_token) {
-                (Error::OAuth(oauth), Some(_)) if oauth.error() == "invalid_grant" => {
-                    Error::ReauthorizationRequired(ReauthorizationRequired { provider: oauth.provider.clone(), cause: Some(oauth) })
-                }
-                (err, _) => err,
-            })?;
+        let mut tokens =
+            parse_token_response(&self.rules, parts.status, &parts.headers, &body, Instant::now()).map_err(
+                |err| match (err, refresh_token) {
+                    (Error::OAuth(oauth), Some(_)) if oauth.error() == "invalid_grant" => {
+                        Error::ReauthorizationRequired(ReauthorizationRequired {
+                            provider: oauth.provider.clone(),
+                            cause: Some(oauth),
+                        })
+                    }
+                    (err, _) => err,
+                },
+            )?;
         if tokens.refresh_token().is_none() {
             // An answer without a refresh token keeps the one that was used (RFC 6749 §6).
             tokens.set_refresh_token(refresh_token.cloned());
@@ -175,7 +201,9 @@ fn form_encode(s: &str) -> String {
 
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 #[cfg(test)]
@@ -184,7 +212,9 @@ mod tests {
     use crate::{provider::Provider, secret::ClientSecret};
 
     fn body_of(req: &TokenRequest) -> String {
-        let collected = futures_util::FutureExt::now_or_never(req.body().clone().collect()).unwrap().unwrap();
+        let collected = futures_util::FutureExt::now_or_never(req.body().clone().collect())
+            .unwrap()
+            .unwrap();
         String::from_utf8(collected.to_bytes().to_vec()).unwrap()
     }
 
@@ -201,7 +231,10 @@ mod tests {
         let decoded = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
         assert_eq!(String::from_utf8(decoded).unwrap(), "my+id%3A1:p%40ss+word%2B%25");
         assert_eq!(body_of(&req), "grant_type=client_credentials&scope=read+write");
-        assert_eq!(req.headers()[header::CONTENT_TYPE], "application/x-www-form-urlencoded");
+        assert_eq!(
+            req.headers()[header::CONTENT_TYPE],
+            "application/x-www-form-urlencoded"
+        );
     }
 
     #[test]
@@ -210,12 +243,18 @@ mod tests {
         let config = GrantConfig::new(Credential::client_credentials(provider, "id", "s")).unwrap();
         let req = config.request(None).unwrap();
         assert!(req.headers().get(header::AUTHORIZATION).is_none());
-        assert_eq!(body_of(&req), "grant_type=client_credentials&client_id=id&client_secret=s");
+        assert_eq!(
+            body_of(&req),
+            "grant_type=client_credentials&client_id=id&client_secret=s"
+        );
 
         let provider = Provider::standard("https://auth.example/token").client_auth(ClientAuth::None);
         let config = GrantConfig::new(Credential::refresh_token(provider, "id", None, "rt")).unwrap();
         let req = config.request(Some(&RefreshToken::new("r t"))).unwrap();
-        assert_eq!(body_of(&req), "grant_type=refresh_token&refresh_token=r+t&client_id=id");
+        assert_eq!(
+            body_of(&req),
+            "grant_type=refresh_token&refresh_token=r+t&client_id=id"
+        );
     }
 
     #[test]

@@ -39,7 +39,11 @@ impl Origin {
         };
         let host = uri.host().filter(|h| !h.is_empty())?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        Some(Self { https, host: host.to_ascii_lowercase().into(), port })
+        Some(Self {
+            https,
+            host: host.to_ascii_lowercase().into(),
+            port,
+        })
     }
 
     /// Whether `uri` is of this origin. Allocation-free: it runs on every request.

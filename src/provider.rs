@@ -181,7 +181,10 @@ impl Provider {
 
     pub(crate) fn is_dead_token(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         self.dead_token_statuses.contains(&status)
-            || self.dead_token_when.as_ref().is_some_and(|when| when(status, headers))
+            || self
+                .dead_token_when
+                .as_ref()
+                .is_some_and(|when| when(status, headers))
     }
 }
 
@@ -308,7 +311,10 @@ impl RefreshPolicy {
     /// How long to wait before the next token request after `failures` in a row.
     pub(crate) fn backoff_after(&self, failures: u32) -> Duration {
         let exponent = failures.saturating_sub(1).min(20);
-        let step = self.backoff_base.saturating_mul(1 << exponent).min(self.backoff_max);
+        let step = self
+            .backoff_base
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_max);
         step.mul_f64(0.5 + 0.5 * (self.random)().clamp(0.0, 1.0))
     }
 }
@@ -443,7 +449,10 @@ mod tests {
         let policy = RefreshPolicy::default().random(no_jitter);
         let now = Instant::now();
         let expires = now + Duration::from_secs(3600);
-        assert_eq!(policy.refresh_point(now, expires), expires - Duration::from_secs(60));
+        assert_eq!(
+            policy.refresh_point(now, expires),
+            expires - Duration::from_secs(60)
+        );
     }
 
     #[test]
@@ -459,14 +468,20 @@ mod tests {
         let policy = RefreshPolicy::default().random(full_jitter);
         let now = Instant::now();
         let expires = now + Duration::from_secs(3600);
-        assert_eq!(policy.refresh_point(now, expires), expires - Duration::from_secs(65));
+        assert_eq!(
+            policy.refresh_point(now, expires),
+            expires - Duration::from_secs(65)
+        );
     }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
         let policy = RefreshPolicy::default().random(full_jitter);
         let steps: Vec<_> = (1..=10).map(|n| policy.backoff_after(n).as_millis()).collect();
-        assert_eq!(steps, [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
+        assert_eq!(
+            steps,
+            [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]
+        );
         let low = RefreshPolicy::default().random(no_jitter);
         assert_eq!(low.backoff_after(1), Duration::from_millis(100));
         assert_eq!(low.backoff_after(u32::MAX), Duration::from_secs(15));
@@ -481,7 +496,13 @@ mod tests {
             "refresh-secret",
         );
         let printed = format!("{cred:?}");
-        assert!(!printed.contains("top-secret") && !printed.contains("refresh-secret"), "{printed}");
-        assert_eq!(Provider::standard("https://a.example/token").get_name(), "a.example");
+        assert!(
+            !printed.contains("top-secret") && !printed.contains("refresh-secret"),
+            "{printed}"
+        );
+        assert_eq!(
+            Provider::standard("https://a.example/token").get_name(),
+            "a.example"
+        );
     }
 }

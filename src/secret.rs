@@ -119,7 +119,10 @@ mod tests {
         let client = ClientSecret::new("very-secret-client");
         let printed = format!("{token:?} {refresh:?} {client:?} {:?}", Some(&token));
         assert!(!printed.contains("very-secret"), "{printed}");
-        assert_eq!(printed, "AccessToken(***) RefreshToken(***) ClientSecret(***) Some(AccessToken(***))");
+        assert_eq!(
+            printed,
+            "AccessToken(***) RefreshToken(***) ClientSecret(***) Some(AccessToken(***))"
+        );
     }
 
     #[test]

@@ -39,7 +39,12 @@ pub struct TokenSet {
 impl TokenSet {
     /// A token set with an access token that expires at `expires_at`.
     pub fn new(access_token: AccessToken, expires_at: Instant) -> Self {
-        Self { access_token, refresh_token: None, expires_at, scope: None }
+        Self {
+            access_token,
+            refresh_token: None,
+            expires_at,
+            scope: None,
+        }
     }
 
     /// Adds a refresh token.
@@ -246,7 +251,10 @@ fn is_token_byte(b: u8) -> bool {
 
 /// At most `max` characters of `s`, with control characters replaced.
 pub(crate) fn truncate_printable(s: &str, max: usize) -> String {
-    s.chars().take(max).map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -298,8 +306,12 @@ mod tests {
 
     #[test]
     fn expires_in_as_a_numeric_string() {
-        let (t, now) =
-            parse(200, "application/json", r#"{"access_token":"abc","expires_in":" 120 "}"#).unwrap();
+        let (t, now) = parse(
+            200,
+            "application/json",
+            r#"{"access_token":"abc","expires_in":" 120 "}"#,
+        )
+        .unwrap();
         assert_eq!(t.expires_at() - now, Duration::from_secs(120));
     }
 
@@ -349,7 +361,11 @@ mod tests {
 
     #[test]
     fn error_field_under_200_is_an_oauth_error() {
-        match parse(200, "application/json", r#"{"error":"invalid_client","error_description":"nope"}"#) {
+        match parse(
+            200,
+            "application/json",
+            r#"{"error":"invalid_client","error_description":"nope"}"#,
+        ) {
             Err(Error::OAuth(e)) => {
                 assert_eq!(e.status(), StatusCode::OK);
                 assert_eq!(e.error(), "invalid_client");
@@ -361,7 +377,11 @@ mod tests {
 
     #[test]
     fn html_error_page_is_typed_with_status_and_content_type() {
-        match parse(502, "text/html; charset=utf-8", "<html><body>Bad gateway</body></html>") {
+        match parse(
+            502,
+            "text/html; charset=utf-8",
+            "<html><body>Bad gateway</body></html>",
+        ) {
             Err(Error::Malformed(m)) => {
                 assert_eq!(m.status(), StatusCode::BAD_GATEWAY);
                 assert_eq!(m.content_type(), Some("text/html; charset=utf-8"));
@@ -381,24 +401,60 @@ mod tests {
             (200, r#"{"token_type":"bearer"}"#, "`access_token` is missing"),
             (200, r#"{"access_token":""}"#, "`access_token` is empty"),
             (200, r#"{"access_token":42}"#, "`access_token` is not a string"),
-            (200, r#"{"access_token":"a b"}"#, "`access_token` has characters a header cannot carry"),
-            (200, r#"{"access_token":"abc","token_type":"mac"}"#, "`token_type` is not Bearer"),
-            (200, r#"{"access_token":"abc","token_type":7}"#, "`token_type` is not a string"),
-            (200, r#"{"access_token":"abc","expires_in":"soon"}"#, "`expires_in` is a string that is not a number"),
-            (200, r#"{"access_token":"abc","expires_in":true}"#, "`expires_in` is not a number"),
-            (200, r#"{"access_token":"abc","refresh_token":5}"#, "`refresh_token` is not a string"),
+            (
+                200,
+                r#"{"access_token":"a b"}"#,
+                "`access_token` has characters a header cannot carry",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","token_type":"mac"}"#,
+                "`token_type` is not Bearer",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","token_type":7}"#,
+                "`token_type` is not a string",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":"soon"}"#,
+                "`expires_in` is a string that is not a number",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","expires_in":true}"#,
+                "`expires_in` is not a number",
+            ),
+            (
+                200,
+                r#"{"access_token":"abc","refresh_token":5}"#,
+                "`refresh_token` is not a string",
+            ),
             (200, r#"{"error":5}"#, "`error` is not a string"),
-            (500, r#"{"access_token":"abc"}"#, "error status without an OAuth `error` field"),
+            (
+                500,
+                r#"{"access_token":"abc"}"#,
+                "error status without an OAuth `error` field",
+            ),
         ];
         for (status, body, reason) in cases {
-            assert_eq!(&malformed_reason(parse(*status, "application/json", body)), reason, "body {body}");
+            assert_eq!(
+                &malformed_reason(parse(*status, "application/json", body)),
+                reason,
+                "body {body}"
+            );
         }
     }
 
     #[test]
     fn errors_never_carry_the_token() {
-        let err = parse(200, "application/json", r#"{"access_token":"s3cr3t","token_type":"mac"}"#)
-            .unwrap_err();
+        let err = parse(
+            200,
+            "application/json",
+            r#"{"access_token":"s3cr3t","token_type":"mac"}"#,
+        )
+        .unwrap_err();
         assert!(!format!("{err} {err:?}").contains("s3cr3t"));
     }
 }

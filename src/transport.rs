@@ -58,7 +58,9 @@ impl TokenTransport {
         let service = service
             .map_response(|res: Response<B>| res.map(|body| body.map_err(Into::into).boxed_unsync()))
             .map_err(Into::into);
-        Self { inner: BoxCloneSyncService::new(service) }
+        Self {
+            inner: BoxCloneSyncService::new(service),
+        }
     }
 
     /// The default transport: hyper-util's client over rustls (ring) with the Mozilla

@@ -43,7 +43,12 @@ where
         fut: S::Future,
     },
     /// No usable token: waiting for one, holding the ready service and the request.
-    Acquiring { acquire: Acquire, svc: Option<S>, req: Option<Request<B>>, retry: bool },
+    Acquiring {
+        acquire: Acquire,
+        svc: Option<S>,
+        req: Option<Request<B>>,
+        retry: bool,
+    },
     /// Sent with token `generation`.
     Sent {
         #[pin]
@@ -52,9 +57,16 @@ where
         spare: Option<Spare<S, B>>,
     },
     /// The answer declared the token dead: waiting for its successor.
-    Refreshing { acquire: Acquire, spare: Option<Spare<S, B>> },
+    Refreshing {
+        acquire: Acquire,
+        spare: Option<Spare<S, B>>,
+    },
     /// Fresh token attached: waiting for the spare service to be ready.
-    RetryReady { svc: Option<S>, req: Option<Request<B>>, generation: u64 },
+    RetryReady {
+        svc: Option<S>,
+        req: Option<Request<B>>,
+        generation: u64,
+    },
     /// The one retry.
     Retrying {
         #[pin]
@@ -68,15 +80,49 @@ where
     S: Service<Request<B>>,
 {
     pub(crate) fn passthrough(fut: S::Future) -> Self {
-        Self { state: State::Passthrough { fut }, shared: None, index: 0 }
+        Self {
+            state: State::Passthrough { fut },
+            shared: None,
+            index: 0,
+        }
     }
 
-    pub(crate) fn acquiring(shared: Arc<Shared>, index: usize, acquire: Acquire, svc: S, req: Request<B>, retry: bool) -> Self {
-        Self { state: State::Acquiring { acquire, svc: Some(svc), req: Some(req), retry }, shared: Some(shared), index }
+    pub(crate) fn acquiring(
+        shared: Arc<Shared>,
+        index: usize,
+        acquire: Acquire,
+        svc: S,
+        req: Request<B>,
+        retry: bool,
+    ) -> Self {
+        Self {
+            state: State::Acquiring {
+                acquire,
+                svc: Some(svc),
+                req: Some(req),
+                retry,
+            },
+            shared: Some(shared),
+            index,
+        }
     }
 
-    pub(crate) fn sent(fut: S::Future, shared: Arc<Shared>, index: usize, generation: u64, spare: Option<Spare<S, B>>) -> Self {
-        Self { state: State::Sent { fut, generation, spare }, shared: Some(shared), index }
+    pub(crate) fn sent(
+        fut: S::Future,
+        shared: Arc<Shared>,
+        index: usize,
+        generation: u64,
+        spare: Option<Spare<S, B>>,
+    ) -> Self {
+        Self {
+            state: State::Sent {
+                fut,
+                generation,
+                spare,
+            },
+            shared: Some(shared),
+            index,
+        }
     }
 }
 
@@ -101,7 +147,12 @@ where
             match this.state.as_mut().project() {
                 StateProj::Passthrough { fut } => return fut.poll(cx).map_err(Error::inner),
 
-                StateProj::Acquiring { acquire, svc, req, retry } => {
+                StateProj::Acquiring {
+                    acquire,
+                    svc,
+                    req,
+                    retry,
+                } => {
                     let token = match ready!(Pin::new(acquire).poll(cx)) {
                         Ok(token) => token,
                         Err(err) => return Poll::Ready(Err(err)),
@@ -118,10 +169,18 @@ where
                     attach_token(&mut req, &token, &state.config.credential.provider.placement);
                     // NOTE: `svc` was polled ready before `call` took it from the service.
                     let fut = svc.call(req);
-                    this.state.set(State::Sent { fut, generation: token.generation, spare });
+                    this.state.set(State::Sent {
+                        fut,
+                        generation: token.generation,
+                        spare,
+                    });
                 }
 
-                StateProj::Sent { fut, generation, spare } => {
+                StateProj::Sent {
+                    fut,
+                    generation,
+                    spare,
+                } => {
                     let response = ready!(fut.poll(cx)).map_err(Error::inner)?;
                     let state = credential(this.shared, *this.index);
                     let provider = &state.config.credential.provider;
@@ -140,7 +199,10 @@ where
                         Some(spare) if spare.2.is_replayable() => {
                             tracing::debug!(provider = %provider.name, status = response.status().as_u16(), "dead-token answer; retrying once with a fresh token");
                             drop(response);
-                            this.state.set(State::Refreshing { acquire, spare: Some(spare) });
+                            this.state.set(State::Refreshing {
+                                acquire,
+                                spare: Some(spare),
+                            });
                         }
                         _ => return Poll::Ready(Ok(response)),
                     }
@@ -156,7 +218,11 @@ where
                     let mut req = Request::from_parts(parts, body);
                     attach_token(&mut req, &token, &state.config.credential.provider.placement);
                     state.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    this.state.set(State::RetryReady { svc: Some(svc), req: Some(req), generation: token.generation });
+                    this.state.set(State::RetryReady {
+                        svc: Some(svc),
+                        req: Some(req),
+                        generation: token.generation,
+                    });
                 }
 
                 StateProj::RetryReady { svc, req, generation } => {
@@ -171,7 +237,12 @@ where
                 StateProj::Retrying { fut, generation } => {
                     let response = ready!(fut.poll(cx)).map_err(Error::inner)?;
                     let state = credential(this.shared, *this.index);
-                    if state.config.credential.provider.is_dead_token(response.status(), response.headers()) {
+                    if state
+                        .config
+                        .credential
+                        .provider
+                        .is_dead_token(response.status(), response.headers())
+                    {
                         state.refused_when_fresh(*generation);
                     }
                     return Poll::Ready(Ok(response));

@@ -16,7 +16,10 @@ pub struct OAuth2Layer {
 impl OAuth2Layer {
     /// A layer attaching `credentials`.
     pub fn new(credentials: Credentials) -> Self {
-        Self { credentials, replay_limit: DEFAULT_REPLAY_LIMIT }
+        Self {
+            credentials,
+            replay_limit: DEFAULT_REPLAY_LIMIT,
+        }
     }
 
     /// The most bytes of a request body kept so the request can be retried (default

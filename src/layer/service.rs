@@ -42,7 +42,11 @@ pub(crate) struct Shared {
 impl<S> OAuth2<S> {
     /// Wraps `inner`, attaching the credentials of `layer`.
     pub fn new(inner: S, layer: OAuth2Layer) -> Self {
-        Self { inner, shared: Arc::new(Shared { layer }), slots: Vec::new() }
+        Self {
+            inner,
+            shared: Arc::new(Shared { layer }),
+            slots: Vec::new(),
+        }
     }
 
     /// A layer wrapping services in `OAuth2`.
@@ -99,7 +103,9 @@ impl<S: Clone> Clone for OAuth2<S> {
         // rather than sharing reference counts with this one.
         Self {
             inner: self.inner.clone(),
-            shared: Arc::new(Shared { layer: self.shared.layer.clone() }),
+            shared: Arc::new(Shared {
+                layer: self.shared.layer.clone(),
+            }),
             slots: Vec::new(),
         }
     }
@@ -146,12 +152,22 @@ where
             return ResponseFuture::acquiring(shared, index, acquire, ready, req, retry);
         };
 
-        let replay = if retry { prepare_replay(&mut req, replay_limit) } else { None };
+        let replay = if retry {
+            prepare_replay(&mut req, replay_limit)
+        } else {
+            None
+        };
         copy.attach(&mut req);
         match replay {
             Some((parts, body)) => {
                 let spare = self.inner.clone();
-                ResponseFuture::sent(self.inner.call(req), shared, index, generation, Some((spare, parts, body)))
+                ResponseFuture::sent(
+                    self.inner.call(req),
+                    shared,
+                    index,
+                    generation,
+                    Some((spare, parts, body)),
+                )
             }
             None => ResponseFuture::sent(self.inner.call(req), shared, index, generation, None),
         }
@@ -197,16 +213,21 @@ impl LocalCopy {
     fn of(token: &CachedToken, placement: &TokenPlacement) -> Self {
         // Built from bytes rather than cloned: a clone would share the reference count
         // of the one value every clone on every thread uses.
-        let mut value = HeaderValue::from_bytes(token.value.as_bytes()).unwrap_or_else(|_| token.value.clone());
+        let mut value =
+            HeaderValue::from_bytes(token.value.as_bytes()).unwrap_or_else(|_| token.value.clone());
         value.set_sensitive(true);
         let placement = match placement {
             TokenPlacement::AuthorizationBearer => LocalPlacement::Authorization,
-            TokenPlacement::Header(name) => {
-                LocalPlacement::Header(HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone()))
-            }
+            TokenPlacement::Header(name) => LocalPlacement::Header(
+                HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone()),
+            ),
             TokenPlacement::Query(_) => LocalPlacement::Query,
         };
-        Self { generation: token.generation, value, placement }
+        Self {
+            generation: token.generation,
+            value,
+            placement,
+        }
     }
 
     #[inline]

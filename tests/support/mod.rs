@@ -163,6 +163,12 @@ pub struct Api {
     state: Arc<ApiState>,
 }
 
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Api")
+    }
+}
+
 impl Api {
     pub fn new() -> Self {
         Self::default()

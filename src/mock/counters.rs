@@ -1,0 +1,199 @@
+//! What the mock server has seen, as cheap-to-update counters.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use super::state::lock;
+
+/// A snapshot of what a [`MockServer`](super::MockServer) has seen since it
+/// started or since the last [`reset_counters`](super::MockServer::reset_counters).
+///
+/// Each field is read on its own, so a snapshot taken while requests are in
+/// flight is not guaranteed to be consistent across fields. Take it after the
+/// requests you care about have been answered.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MockCounters {
+    /// Requests that reached `/oauth/token`, whatever their method, body or
+    /// outcome.
+    pub token_requests: u64,
+    /// Token requests whose form body carried `grant_type=client_credentials`,
+    /// successful or not (faulted ones included).
+    pub client_credentials_grants: u64,
+    /// Token requests whose form body carried `grant_type=refresh_token`,
+    /// successful or not (faulted ones included).
+    pub refresh_token_grants: u64,
+    /// Token requests whose form body carried `grant_type=authorization_code`,
+    /// successful or not (faulted ones included).
+    pub authorization_code_grants: u64,
+    /// Token requests that were not answered with a token: OAuth errors,
+    /// other HTTP errors (405, 413) and injected [faults](super::Fault).
+    pub token_errors: u64,
+    /// The largest number of token requests that were in flight at the same
+    /// time. A request is in flight from the moment it reaches the server
+    /// until its answer is handed to the connection (or the connection goes
+    /// away).
+    pub max_concurrent_token_requests: u64,
+    /// Requests that reached `/api/*`.
+    pub resource_calls: u64,
+    /// Answers of the protected resource, by HTTP status code.
+    pub resource_calls_by_status: BTreeMap<u16, u64>,
+    /// Resource requests by the value of their `x-request-id` header
+    /// (requests without one are not counted here). Values that are not
+    /// UTF-8 are decoded lossily.
+    pub sends_by_request_id: BTreeMap<String, u64>,
+    /// Every resource request body that was received in full, in the order
+    /// the bodies arrived (empty bodies included).
+    ///
+    /// This list grows with every resource call; long-running benchmarks
+    /// should call [`reset_counters`](super::MockServer::reset_counters)
+    /// from time to time.
+    pub bodies: Vec<Bytes>,
+}
+
+/// Grant types the counters know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GrantKind {
+    ClientCredentials,
+    RefreshToken,
+    AuthorizationCode,
+}
+
+impl GrantKind {
+    /// The grant type named by a `grant_type` parameter, if it is one the
+    /// server implements.
+    pub(super) fn from_param(value: &str) -> Option<Self> {
+        match value {
+            "client_credentials" => Some(Self::ClientCredentials),
+            "refresh_token" => Some(Self::RefreshToken),
+            "authorization_code" => Some(Self::AuthorizationCode),
+            _ => None,
+        }
+    }
+}
+
+/// Live counters shared by every connection.
+///
+/// Numbers are relaxed atomics; the maps and the body list share one mutex
+/// that is only held for an insertion, never across an `.await`.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    token_requests: AtomicU64,
+    client_credentials_grants: AtomicU64,
+    refresh_token_grants: AtomicU64,
+    authorization_code_grants: AtomicU64,
+    token_errors: AtomicU64,
+    token_requests_in_flight: AtomicU64,
+    max_concurrent_token_requests: AtomicU64,
+    resource_calls: AtomicU64,
+    records: Mutex<Records>,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    resource_calls_by_status: BTreeMap<u16, u64>,
+    sends_by_request_id: BTreeMap<String, u64>,
+    bodies: Vec<Bytes>,
+}
+
+/// Marks one token request as in flight until dropped.
+///
+/// Dropping happens when the request is answered or when its connection task
+/// is dropped (client gone, server stopped), so hung requests are accounted
+/// for too.
+#[derive(Debug)]
+pub(super) struct InFlight<'a> {
+    counters: &'a Counters,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counters
+            .token_requests_in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Counters {
+    /// Counts a request to the token endpoint and marks it as in flight.
+    pub(super) fn begin_token_request(&self) -> InFlight<'_> {
+        self.token_requests.fetch_add(1, Ordering::Relaxed);
+        let now = self.token_requests_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_concurrent_token_requests
+            .fetch_max(now, Ordering::Relaxed);
+        InFlight { counters: self }
+    }
+
+    pub(super) fn grant(&self, kind: GrantKind) {
+        let counter = match kind {
+            GrantKind::ClientCredentials => &self.client_credentials_grants,
+            GrantKind::RefreshToken => &self.refresh_token_grants,
+            GrantKind::AuthorizationCode => &self.authorization_code_grants,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn token_error(&self) {
+        self.token_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request to the protected resource.
+    pub(super) fn resource_call(&self, request_id: Option<String>) {
+        self.resource_calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(id) = request_id {
+            *lock(&self.records).sends_by_request_id.entry(id).or_default() += 1;
+        }
+    }
+
+    pub(super) fn resource_body(&self, body: Bytes) {
+        lock(&self.records).bodies.push(body);
+    }
+
+    pub(super) fn resource_status(&self, status: u16) {
+        *lock(&self.records)
+            .resource_calls_by_status
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    pub(super) fn snapshot(&self) -> MockCounters {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let records = lock(&self.records);
+        MockCounters {
+            token_requests: load(&self.token_requests),
+            client_credentials_grants: load(&self.client_credentials_grants),
+            refresh_token_grants: load(&self.refresh_token_grants),
+            authorization_code_grants: load(&self.authorization_code_grants),
+            token_errors: load(&self.token_errors),
+            max_concurrent_token_requests: load(&self.max_concurrent_token_requests),
+            resource_calls: load(&self.resource_calls),
+            resource_calls_by_status: records.resource_calls_by_status.clone(),
+            sends_by_request_id: records.sends_by_request_id.clone(),
+            bodies: records.bodies.clone(),
+        }
+    }
+
+    /// Zeroes every counter. Requests still in flight stay counted as in
+    /// flight, so the high-water mark restarts from zero but counts them
+    /// again as soon as another token request arrives.
+    pub(super) fn reset(&self) {
+        for counter in [
+            &self.token_requests,
+            &self.client_credentials_grants,
+            &self.refresh_token_grants,
+            &self.authorization_code_grants,
+            &self.token_errors,
+            &self.max_concurrent_token_requests,
+            &self.resource_calls,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        let mut records = lock(&self.records);
+        records.resource_calls_by_status.clear();
+        records.sends_by_request_id.clear();
+        records.bodies.clear();
+    }
+}

@@ -1,0 +1,124 @@
+//! Failures the token endpoint can be told to produce.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http::header::CACHE_CONTROL;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use super::body::{respond, set};
+use super::state::lock;
+
+/// A failure injected into a token request with
+/// [`MockServer::fail_next_token_requests`](super::MockServer::fail_next_token_requests).
+///
+/// Faults are applied before the request is validated in any way, so they hit
+/// well-formed and malformed requests alike.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `500 Internal Server Error` with a plain-text body (no JSON at all).
+    ServerError,
+    /// The request is never answered. The connection stays open until the
+    /// client closes it or the server is dropped.
+    Hang,
+    /// The connection is closed without sending any response.
+    Reset,
+    /// `200 OK` with `Content-Type: application/json` and a body that is cut
+    /// off in the middle of the JSON document.
+    MalformedJson,
+    /// `502 Bad Gateway` with a `text/html` error page, as an intermediary
+    /// proxy would send.
+    HtmlPage,
+}
+
+/// Returned by the service to make hyper drop the connection without
+/// writing a response.
+#[derive(Debug)]
+pub(super) struct ResetConnection;
+
+impl fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection reset by the mock server (injected fault)")
+    }
+}
+
+impl std::error::Error for ResetConnection {}
+
+impl Fault {
+    /// Produces the fault. For [`Fault::Hang`] this never completes.
+    pub(super) async fn respond(self) -> Result<Response<Full<Bytes>>, ResetConnection> {
+        let (status, content_type, body) = match self {
+            Fault::ServerError => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain; charset=utf-8",
+                "internal server error",
+            ),
+            Fault::MalformedJson => (
+                StatusCode::OK,
+                "application/json",
+                r#"{"access_token":"q7Lm2VxT9cRw4BnK","token_type":"Bea"#,
+            ),
+            Fault::HtmlPage => (
+                StatusCode::BAD_GATEWAY,
+                "text/html; charset=utf-8",
+                "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\
+                 <body><h1>502 Bad Gateway</h1><p>The upstream server is unavailable.</p>\
+                 </body></html>\n",
+            ),
+            Fault::Reset => return Err(ResetConnection),
+            Fault::Hang => std::future::pending().await,
+        };
+        let mut response = respond(status, content_type, body);
+        set(&mut response, CACHE_CONTROL, "no-store");
+        Ok(response)
+    }
+}
+
+/// Faults waiting to be applied, in order, as `(fault, remaining uses)` runs.
+#[derive(Debug, Default)]
+pub(super) struct FaultQueue {
+    pending: Mutex<VecDeque<(Fault, usize)>>,
+}
+
+impl FaultQueue {
+    /// Queues `fault` for the next `n` token requests, after the faults that
+    /// are already queued.
+    pub(super) fn push(&self, n: usize, fault: Fault) {
+        if n > 0 {
+            lock(&self.pending).push_back((fault, n));
+        }
+    }
+
+    /// Takes the fault for the current request, if any.
+    pub(super) fn take(&self) -> Option<Fault> {
+        let mut pending = lock(&self.pending);
+        let (fault, remaining) = pending.front_mut()?;
+        let fault = *fault;
+        *remaining -= 1;
+        if *remaining == 0 {
+            pending.pop_front();
+        }
+        Some(fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_faults_are_used_in_order() {
+        let queue = FaultQueue::default();
+        queue.push(2, Fault::ServerError);
+        queue.push(0, Fault::Reset);
+        queue.push(1, Fault::Hang);
+        assert_eq!(queue.take(), Some(Fault::ServerError));
+        assert_eq!(queue.take(), Some(Fault::ServerError));
+        assert_eq!(queue.take(), Some(Fault::Hang));
+        assert_eq!(queue.take(), None);
+    }
+}
