@@ -1,0 +1,299 @@
+//! The layer over real HTTP, against the strict mock server on 127.0.0.1.
+#![cfg(feature = "mock")]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::Request;
+use http_body_util::Full;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use tower::{Layer, ServiceExt};
+use tower_oauth2::{
+    mock::{ClientAuthMethod, Fault, MockServer},
+    secret::ClientSecret,
+    ClientAuth, Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider, RefreshPolicy,
+};
+
+type Api = Client<HttpConnector, Full<Bytes>>;
+
+fn api_client() -> Api {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn provider(server: &MockServer) -> Provider {
+    Provider::standard(server.token_url())
+        .name("mock")
+        .api(server.base_url())
+}
+
+fn layered(credential: Credential) -> (OAuth2<Api>, Credentials) {
+    let credentials = Credentials::new(credential).unwrap();
+    (
+        OAuth2Layer::new(credentials.clone()).layer(api_client()),
+        credentials,
+    )
+}
+
+fn client_credentials(server: &MockServer) -> (OAuth2<Api>, Credentials) {
+    let policy = RefreshPolicy::default().timeout(Duration::from_secs(2));
+    layered(Credential::client_credentials(provider(server), "client", "secret").refresh_policy(policy))
+}
+
+fn get(server: &MockServer, id: &str) -> Request<Full<Bytes>> {
+    Request::get(server.api_url("/things"))
+        .header("x-request-id", id)
+        .body(Full::default())
+        .unwrap()
+}
+
+async fn concurrently(client: &OAuth2<Api>, server: &MockServer, n: usize, prefix: &str) -> Vec<u16> {
+    let calls = (0..n).map(|i| {
+        let client = client.clone();
+        let request = get(server, &format!("{prefix}-{i}"));
+        tokio::spawn(async move { client.oneshot(request).await.map(|r| r.status().as_u16()) })
+    });
+    join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_1000_concurrent_requests_make_exactly_one_token_request() {
+    let server = MockServer::builder()
+        .client("client", "secret")
+        .start()
+        .await
+        .unwrap();
+    server.set_token_latency(Duration::from_millis(20));
+    let (client, _) = client_credentials(&server);
+
+    let statuses = concurrently(&client, &server, 1000, "cold").await;
+
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1000);
+    let counters = server.counters();
+    assert_eq!(counters.token_requests, 1);
+    assert_eq!(counters.client_credentials_grants, 1);
+    assert_eq!(counters.max_concurrent_token_requests, 1);
+    assert_eq!(counters.resource_calls_by_status.get(&200), Some(&1000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_storm_over_http_causes_one_refresh_and_two_sends_each() {
+    let server = MockServer::builder()
+        .client("client", "secret")
+        .start()
+        .await
+        .unwrap();
+    let (client, credentials) = client_credentials(&server);
+    // Open 1,000 pooled connections, so that the storm does not wait for handshakes.
+    let warm = concurrently(&client, &server, 1000, "warm").await;
+    assert!(warm.iter().all(|s| *s == 200));
+
+    server.revoke_all_access_tokens();
+    // Every request reaches the resource with the revoked token before any answer returns.
+    server.set_resource_latency(Duration::from_millis(1000));
+    server.reset_counters();
+    let statuses = concurrently(&client, &server, 1000, "storm").await;
+
+    assert!(statuses.iter().all(|s| *s == 200));
+    let counters = server.counters();
+    assert_eq!(counters.token_requests, 1, "one refresh");
+    assert_eq!(counters.resource_calls_by_status.get(&401), Some(&1000));
+    assert_eq!(counters.resource_calls_by_status.get(&200), Some(&1000));
+    for i in 0..1000 {
+        assert_eq!(
+            counters.sends_by_request_id.get(&format!("storm-{i}")),
+            Some(&2),
+            "storm-{i}"
+        );
+    }
+    let stats = &credentials.stats()[0];
+    assert_eq!((stats.dead_token_refreshes, stats.retries), (1, 1000));
+}
+
+#[tokio::test]
+async fn a_post_body_is_replayed_byte_identical_over_http() {
+    let server = MockServer::builder()
+        .client("client", "secret")
+        .start()
+        .await
+        .unwrap();
+    let (client, _) = client_credentials(&server);
+    client.clone().oneshot(get(&server, "warm")).await.unwrap();
+    server.revoke_all_access_tokens();
+    server.reset_counters();
+
+    let payload = Bytes::from((0..50_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>());
+    let request = Request::post(server.api_url("/upload"))
+        .body(Full::new(payload.clone()))
+        .unwrap();
+    assert_eq!(client.clone().oneshot(request).await.unwrap().status(), 200);
+    assert_eq!(server.counters().bodies, vec![payload.clone(), payload]);
+}
+
+#[tokio::test]
+async fn faults_of_the_token_endpoint_become_typed_errors() {
+    let server = MockServer::builder()
+        .client("client", "secret")
+        .start()
+        .await
+        .unwrap();
+    let policy = RefreshPolicy::default()
+        .timeout(Duration::from_millis(500))
+        .backoff(Duration::ZERO, Duration::ZERO);
+    let (client, _) =
+        layered(Credential::client_credentials(provider(&server), "client", "secret").refresh_policy(policy));
+
+    for fault in [
+        Fault::ServerError,
+        Fault::HtmlPage,
+        Fault::MalformedJson,
+        Fault::Reset,
+        Fault::Hang,
+    ] {
+        server.fail_next_token_requests(1, fault);
+        let err = client.clone().oneshot(get(&server, "x")).await.unwrap_err();
+        let ok = match (fault, &err) {
+            (Fault::ServerError, Error::Malformed(e)) => e.status() == 500,
+            (Fault::HtmlPage, Error::Malformed(e)) => {
+                e.status() == 502 && e.content_type().is_some_and(|c| c.starts_with("text/html"))
+            }
+            (Fault::MalformedJson, Error::Malformed(e)) => e.reason() == "the body is not JSON",
+            (Fault::Reset, Error::Unreachable(_)) => true,
+            (Fault::Hang, Error::TimedOut(e)) => e.after() == Duration::from_millis(500),
+            _ => false,
+        };
+        assert!(ok, "{fault:?} gave {err:?}");
+        assert_eq!(err.provider(), Some("mock"));
+    }
+    // The endpoint recovers: the next request gets a token.
+    assert_eq!(
+        client.clone().oneshot(get(&server, "y")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(server.counters().resource_calls, 1);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_an_oauth_error_naming_the_provider() {
+    let server = MockServer::builder()
+        .client("client", "secret")
+        .start()
+        .await
+        .unwrap();
+    let (client, _) = layered(Credential::client_credentials(
+        provider(&server),
+        "client",
+        "wrong",
+    ));
+    match client.oneshot(get(&server, "x")).await {
+        Err(Error::OAuth(e)) => {
+            assert_eq!((e.status().as_u16(), e.error()), (401, "invalid_client"));
+            assert!(e.to_string().contains("`mock`"));
+            assert!(!e.to_string().contains("wrong"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn client_secret_in_the_body_when_the_server_wants_it() {
+    let server = MockServer::builder()
+        .client("client", "secret")
+        .client_auth(&[ClientAuthMethod::Body])
+        .start()
+        .await
+        .unwrap();
+    let basic = Credential::client_credentials(provider(&server), "client", "secret");
+    let (client, _) = layered(basic);
+    assert!(
+        matches!(client.oneshot(get(&server, "basic")).await, Err(Error::OAuth(e)) if e.error() == "invalid_client")
+    );
+
+    let body = Credential::client_credentials(
+        provider(&server).client_auth(ClientAuth::RequestBody),
+        "client",
+        "secret",
+    );
+    let (client, _) = layered(body);
+    assert_eq!(client.oneshot(get(&server, "body")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn rotated_refresh_tokens_are_followed_and_a_dead_one_requires_reauthorization() {
+    let server = MockServer::builder()
+        .client("client", "secret")
+        .rotate_refresh_tokens(true)
+        .start()
+        .await
+        .unwrap();
+    let seed = server.issue_refresh_token("client", "read");
+    let credential = Credential::refresh_token(
+        provider(&server),
+        "client",
+        Some(ClientSecret::new("secret")),
+        seed.as_str(),
+    );
+    let (client, credentials) = layered(credential);
+
+    for round in 0..3 {
+        assert_eq!(
+            client
+                .clone()
+                .oneshot(get(&server, &format!("r{round}")))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        credentials.invalidate_all();
+    }
+    let counters = server.counters();
+    assert_eq!(
+        counters.refresh_token_grants, 3,
+        "each refresh used the rotated token"
+    );
+    assert_eq!(counters.token_errors, 0);
+
+    // Someone else used up the grant: the layer reports that a new login is needed.
+    let server2 = MockServer::builder()
+        .client("client", "secret")
+        .start()
+        .await
+        .unwrap();
+    let dead = server2.issue_refresh_token("client", "read");
+    let credential = Credential::refresh_token(
+        provider(&server2),
+        "client",
+        Some(ClientSecret::new("secret")),
+        dead.as_str(),
+    );
+    let (client, _) = layered(credential);
+    let mut spend = form_urlencoded::Serializer::new(String::new());
+    spend
+        .append_pair("grant_type", "refresh_token")
+        .append_pair("refresh_token", &dead);
+    spend
+        .append_pair("client_id", "client")
+        .append_pair("client_secret", "secret");
+    let spent = api_client()
+        .request(
+            Request::post(server2.token_url())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(spend.finish())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(spent.status(), 200);
+    match client.oneshot(get(&server2, "x")).await {
+        Err(Error::ReauthorizationRequired(e)) => assert_eq!(e.provider(), "mock"),
+        other => panic!("{other:?}"),
+    }
+}
