@@ -290,11 +290,9 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn stream(
-        chunks: &[&'static str],
-    ) -> ReplayBody<
-        StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>>,
-    > {
+    type Chunks = futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>;
+
+    fn stream(chunks: &[&'static str]) -> ReplayBody<StreamBody<Chunks>> {
         let frames: Vec<_> = chunks
             .iter()
             .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))

@@ -196,7 +196,7 @@ pub(crate) fn parse_token_response(
         Some(_) => return Err(malformed("`refresh_token` is not a string")),
     };
 
-    let lifetime = lifetime(rules, &object).map_err(|reason| malformed(reason))?;
+    let lifetime = lifetime(rules, &object).map_err(malformed)?;
     let mut tokens = TokenSet::new(AccessToken::new(access.as_str()), now + lifetime);
     tokens.refresh_token = refresh;
     if let Some(Value::String(scope)) = object.get("scope") {

@@ -1138,7 +1138,7 @@ async fn resource_latency_delays_answers() {
     let client = http_client();
     let token = client_credentials(&server, &client).await;
     server.set_resource_latency(Duration::from_millis(150));
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     assert_eq!(
         call_api(&server, &client, "/x", Some(&token)).await.status,
         StatusCode::OK
