@@ -90,6 +90,11 @@ pub mod transport;
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
 
+// The README's example compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[doc(inline)]
 pub use self::{
     credentials::{Credentials, CredentialsBuilder},
