@@ -197,11 +197,16 @@ impl CredentialState {
         if let Some(err) = self.backing_off(&slot) {
             return Acquire::ready(Err(err));
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Acquire::ready(Err(Error::config(
+                "token requests run as Tokio tasks; call the service within a Tokio runtime",
+            )));
+        };
         if reason == Reason::DeadToken {
             self.stats.dead_token_refreshes.fetch_add(1, Ordering::Relaxed);
             tracing::info!(provider = %self.config.provider_name(), credential = %self.key, "API answer declared the token dead; refreshing");
         }
-        Acquire::wait(self.start_refresh(&mut slot, reason))
+        Acquire::wait(self.start_refresh(&runtime, &mut slot, reason))
     }
 
     /// Records that token `generation`, fetched to retry a request, was refused at once.
@@ -224,6 +229,9 @@ impl CredentialState {
         if token.early_refresh_started.swap(true, Ordering::AcqRel) {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let mut slot = self.lock();
         let is_current = self
             .current
@@ -235,7 +243,7 @@ impl CredentialState {
         }
         self.stats.early_refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(provider = %self.config.provider_name(), credential = %self.key, "token in its refresh window; refreshing in the background");
-        drop(self.start_refresh(&mut slot, Reason::Early));
+        drop(self.start_refresh(&runtime, &mut slot, Reason::Early));
     }
 
     /// The error to answer with while failed attempts are being backed off from.
@@ -254,7 +262,12 @@ impl CredentialState {
         }))
     }
 
-    fn start_refresh(self: &Arc<Self>, slot: &mut Slot, reason: Reason) -> Shared<Pending> {
+    fn start_refresh(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        slot: &mut Slot,
+        reason: Reason,
+    ) -> Shared<Pending> {
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
             rx,
@@ -271,7 +284,7 @@ impl CredentialState {
             reason = reason.as_str(),
         );
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.run_refresh(held, tx).await }.instrument(span));
+        runtime.spawn(async move { this.run_refresh(held, tx).await }.instrument(span));
         pending
     }
 
@@ -372,6 +385,15 @@ impl CredentialState {
     pub(crate) fn invalidate(&self) {
         if let Some(token) = self.current.load_full() {
             token.state.store(EXPIRED, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for CredentialState {
+    fn drop(&mut self) {
+        // Nobody can read the token any more: its expiry timer has nothing left to do.
+        if let Some(timer) = self.slot.get_mut().ok().and_then(|slot| slot.timer.take()) {
+            timer.abort();
         }
     }
 }

@@ -127,7 +127,15 @@ impl GrantConfig {
     ) -> Result<TokenSet, Error> {
         let refresh_token = match (&self.credential.grant, held) {
             (Grant::ClientCredentials, _) => None,
-            (Grant::RefreshToken(_), held) => held,
+            (Grant::RefreshToken(_), Some(held)) => Some(held),
+            // Never fall back to another grant: without a refresh token, only a new
+            // authorization helps.
+            (Grant::RefreshToken(_), None) => {
+                return Err(Error::ReauthorizationRequired(ReauthorizationRequired {
+                    provider: self.provider_name().clone(),
+                    cause: None,
+                }))
+            }
         };
         let request = self.request(refresh_token)?;
         let provider = self.provider_name().clone();

@@ -297,3 +297,35 @@ async fn rotated_refresh_tokens_are_followed_and_a_dead_one_requires_reauthoriza
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn without_rotation_the_refresh_token_in_hand_is_kept() {
+    let server = MockServer::builder()
+        .client("client", "secret")
+        .rotate_refresh_tokens(false)
+        .start()
+        .await
+        .unwrap();
+    let seed = server.issue_refresh_token("client", "read");
+    let credential = Credential::refresh_token(
+        provider(&server),
+        "client",
+        Some(ClientSecret::new("secret")),
+        seed.as_str(),
+    );
+    let (client, credentials) = layered(credential);
+    for round in 0..3 {
+        assert_eq!(
+            client
+                .clone()
+                .oneshot(get(&server, &format!("r{round}")))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        credentials.invalidate_all();
+    }
+    let counters = server.counters();
+    assert_eq!((counters.refresh_token_grants, counters.token_errors), (3, 0));
+}

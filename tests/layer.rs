@@ -464,3 +464,96 @@ async fn headers_carrying_tokens_are_sensitive() {
         call.await.unwrap().unwrap();
     }
 }
+
+#[test]
+fn outside_a_tokio_runtime_the_call_fails_with_a_typed_error() {
+    use futures_util::FutureExt;
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let mut client = OAuth2Layer::new(credentials(&endpoint)).layer(Api::new());
+    let result = client
+        .call(get("no-runtime"))
+        .now_or_never()
+        .expect("answers at once");
+    match result {
+        Err(Error::Config(e)) => assert!(e.message().contains("Tokio runtime"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_can_declare_403_with_invalid_token_a_dead_token() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let provider = provider().dead_token_when(|status, headers| {
+        status == 403
+            && headers
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("invalid_token"))
+    });
+    let credentials = tower_oauth2::Credentials::builder()
+        .credential(tower_oauth2::Credential::client_credentials(
+            provider,
+            "client-id",
+            CLIENT_SECRET,
+        ))
+        .transport(endpoint.transport())
+        .build()
+        .unwrap();
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
+    let mut client = OAuth2Layer::new(credentials).layer(mock);
+
+    client.ready().await.unwrap();
+    let call = tokio::spawn(client.call(get("forbidden")));
+    let (req, respond) = handle.next_request().await.unwrap();
+    assert_eq!(req.headers()["authorization"], "Bearer tok-1");
+    respond.send_response(
+        Response::builder()
+            .status(403)
+            .header("www-authenticate", r#"Bearer error="invalid_token""#)
+            .body(Full::default())
+            .unwrap(),
+    );
+    let (req, respond) = handle.next_request().await.unwrap();
+    assert_eq!(req.headers()["authorization"], "Bearer tok-2");
+    respond.send_response(Response::new(Full::default()));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+
+    // A plain 403 (a permission problem) is not about the token.
+    client.ready().await.unwrap();
+    let call = tokio::spawn(client.call(get("plain-403")));
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(Response::builder().status(403).body(Full::default()).unwrap());
+    assert_eq!(call.await.unwrap().unwrap().status(), 403);
+    assert_eq!(endpoint.requests(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_endpoint_redirects_are_not_followed() {
+    let transport =
+        tower_oauth2::TokenTransport::new(tower::service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(
+                Response::builder()
+                    .status(302)
+                    .header("location", "https://evil.example.net/token")
+                    .body(Full::<Bytes>::default())
+                    .unwrap(),
+            )
+        }));
+    let credentials = tower_oauth2::Credentials::builder()
+        .credential(tower_oauth2::Credential::client_credentials(
+            provider(),
+            "client-id",
+            CLIENT_SECRET,
+        ))
+        .transport(transport)
+        .build()
+        .unwrap();
+    let client = OAuth2Layer::new(credentials).layer(Api::new());
+    match client.oneshot(get("x")).await {
+        Err(Error::Malformed(e)) => {
+            assert_eq!(e.status(), 302);
+            assert_eq!(e.reason(), "redirects are not followed on token requests");
+        }
+        other => panic!("{other:?}"),
+    }
+}
