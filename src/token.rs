@@ -15,6 +15,20 @@
 //! - an `error` field is an error even under HTTP 200;
 //! - a body that is not a JSON object (an HTML error page, say) is a typed error
 //!   carrying the status and content type, never the body itself.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokio::time::Instant;
+//! use tower_oauth2::{secret::{AccessToken, RefreshToken}, TokenSet};
+//!
+//! let tokens = TokenSet::new(AccessToken::new("at"), Instant::now() + Duration::from_secs(3600))
+//!     .with_refresh_token(RefreshToken::new("rt"))
+//!     .with_scope("read write");
+//! assert_eq!(tokens.scope(), Some("read write"));
+//! assert_eq!(format!("{:?}", tokens.access_token()), "AccessToken(***)");
+//! ```
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,0 +1,151 @@
+//! Pieces shared by the benchmark binaries: the inner service, the request, the
+//! `OAuth2` stack with a warm token, and a one-shot driver.
+
+use std::{
+    convert::Infallible,
+    fmt,
+    future::{ready, Ready},
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use futures_util::{task::noop_waker_ref, FutureExt};
+use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
+use http_body_util::Full;
+use tower::{Layer, Service, ServiceExt};
+use tower_http::set_header::{SetRequestHeader, SetRequestHeaderLayer};
+use tower_oauth2::{Credential, Credentials, OAuth2, OAuth2Layer, Provider, TokenTransport};
+
+/// A 40-character access token, as every variant attaches it.
+pub const TOKEN: &str = "k3Jd9Qm2Xv7Lp0Zt5Rw8Yb1Nc4Hf6Gs2Ae9Ui3Oq";
+
+/// The URI every measured request goes to (an origin the credential serves).
+pub const API_URI: &str = "https://api.example.com/v1/x";
+
+/// A URI no credential serves: requests to it pass through.
+pub const FOREIGN_URI: &str = "https://elsewhere.example.org/v1/x";
+
+/// The cheapest inner service: ready at once, answers at once, drops the request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Answer;
+
+impl<B> Service<Request<B>> for Answer {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        drop(req);
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// Builds the request the same way for every variant.
+#[inline]
+pub fn request(uri: &str) -> Request<()> {
+    Request::get(uri).body(()).expect("valid request")
+}
+
+/// `"Bearer <TOKEN>"`, marked sensitive.
+pub fn bearer_value() -> HeaderValue {
+    let mut value = HeaderValue::try_from(format!("Bearer {TOKEN}")).expect("valid header value");
+    value.set_sensitive(true);
+    value
+}
+
+/// The floor: tower-http's fixed-value header setter.
+pub fn static_header() -> SetRequestHeader<Answer, HeaderValue> {
+    SetRequestHeaderLayer::overriding(AUTHORIZATION, bearer_value()).layer(Answer)
+}
+
+/// `poll_ready`, `call`, and one poll of the response future, which must be ready.
+///
+/// Never inlined, the same for every variant: one instance per service type is an
+/// anchor for profilers (its inclusive cost per call is the cost of the variant).
+#[inline(never)]
+pub fn drive<S>(svc: &mut S, req: Request<()>) -> S::Response
+where
+    S: Service<Request<()>>,
+    S::Error: fmt::Debug,
+{
+    let mut cx = Context::from_waker(noop_waker_ref());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(err)) => panic!("inner service failed: {err:?}"),
+        Poll::Pending => panic!("inner service not ready"),
+    }
+    svc.call(req)
+        .now_or_never()
+        .expect("response future pending: is the token cached?")
+        .expect("service error")
+}
+
+/// A token endpoint that answers at once with [`TOKEN`].
+fn token_endpoint() -> TokenTransport {
+    TokenTransport::new(tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        let body = format!(r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":3600}}"#);
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+    }))
+}
+
+/// The layer with one client-credentials credential for `https://api.example.com`.
+pub fn oauth2_layer() -> OAuth2Layer {
+    let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
+    let credentials = Credentials::builder()
+        .credential(Credential::client_credentials(
+            provider,
+            "bench-client",
+            "bench-secret",
+        ))
+        .transport(token_endpoint())
+        .build()
+        .expect("valid credentials");
+    OAuth2Layer::new(credentials)
+}
+
+/// `OAuth2<Answer>` with its token fetched and its header copy built, so that the next
+/// call takes the cached path. Checks on the way that the header is attached.
+pub fn warm_oauth2(rt: &tokio::runtime::Runtime) -> OAuth2<Answer> {
+    let layer = oauth2_layer();
+    rt.block_on(async {
+        // First, through a checking inner service: fetches the token for the credential.
+        let expected = bearer_value();
+        let check = tower::service_fn(move |req: Request<()>| {
+            let attached = req.headers().get(AUTHORIZATION) == Some(&expected);
+            async move {
+                assert!(attached, "the token was not attached");
+                Ok::<_, Infallible>(Response::new(()))
+            }
+        });
+        layer
+            .layer(check)
+            .oneshot(request(API_URI))
+            .await
+            .expect("first call");
+
+        // Then the measured stack, called once so that its own copy of the header exists.
+        let mut svc = layer.layer(Answer);
+        ServiceExt::<Request<()>>::ready(&mut svc).await.expect("ready");
+        svc.call(request(API_URI)).await.expect("warm-up call");
+        assert_eq!(
+            layer.credentials().stats()[0].token_requests,
+            1,
+            "one token request"
+        );
+        svc
+    })
+}
+
+/// A current-thread runtime, built once per binary.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
