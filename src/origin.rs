@@ -7,12 +7,26 @@ use http::{uri::Scheme, Uri};
 use crate::error::Error;
 
 /// A parsed origin. Hosts are stored lowercase; ports are explicit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Origin {
     https: bool,
     host: Box<str>,
     port: u16,
+    /// The two spellings of this origin's authority a request may use: `host` (default
+    /// port implied) and `host:port`. Matching compares whole strings, which rejects a
+    /// foreign origin by its length alone most of the time, instead of parsing the
+    /// request's host and port on every request.
+    implicit: Box<str>,
+    explicit: Box<str>,
 }
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        (self.https, &self.host, self.port) == (other.https, &other.host, other.port)
+    }
+}
+
+impl Eq for Origin {}
 
 impl Origin {
     /// Parses an origin from configuration, refusing plain http to anything but loopback.
@@ -39,10 +53,20 @@ impl Origin {
         };
         let host = uri.host().filter(|h| !h.is_empty())?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host = host.to_ascii_lowercase();
+        let explicit: Box<str> = format!("{host}:{port}").into();
+        let default_port = if https { 443 } else { 80 };
+        let implicit = if port == default_port {
+            host.clone().into()
+        } else {
+            explicit.clone()
+        };
         Some(Self {
             https,
-            host: host.to_ascii_lowercase().into(),
+            host: host.into(),
             port,
+            implicit,
+            explicit,
         })
     }
 
@@ -54,9 +78,13 @@ impl Origin {
             Some(s) if *s == Scheme::HTTP => false,
             _ => return false,
         };
+        let Some(authority) = uri.authority() else {
+            return false;
+        };
+        let authority = authority.as_str();
         https == self.https
-            && uri.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
-            && uri.host().is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+            && (authority.eq_ignore_ascii_case(&self.implicit)
+                || authority.eq_ignore_ascii_case(&self.explicit))
     }
 
     fn is_loopback(&self) -> bool {
@@ -93,6 +121,8 @@ mod tests {
             ("https://api.example.com:8443/x", false),
             ("https://api.example.com.evil.test/x", false),
             ("https://evil.test/api.example.com", false),
+            ("https://user@api.example.com/x", false),
+            ("https://api.example.com:0443/x", false),
             ("/relative", false),
         ] {
             assert_eq!(origin.matches(&uri.parse().unwrap()), expected, "{uri}");

@@ -6,11 +6,11 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use http::{request::Parts, Request, Response};
+use http::{Request, Response};
 use pin_project::pin_project;
 use tower_service::Service;
 
-use super::service::{attach_token, prepare_replay, Shared};
+use super::service::{attach_token, prepare_replay, ReplayCopy, Shared};
 use crate::{
     body::ReplayableBody,
     cache::{Acquire, CredentialState},
@@ -30,7 +30,7 @@ where
 }
 
 /// What a retry needs: a spare service (polled ready before use) and a request copy.
-type Spare<S, B> = (S, Parts, B);
+type Spare<S, B> = (S, ReplayCopy<B>);
 
 #[pin_project(project = StateProj)]
 enum State<S, B>
@@ -162,7 +162,7 @@ where
                     let mut req = req.take().expect("polled after completion");
                     let limit = this.shared.as_ref().map_or(0, |s| s.layer.replay_limit);
                     let spare = if *retry {
-                        prepare_replay(&mut req, limit).map(|(parts, body)| (svc.clone(), parts, body))
+                        prepare_replay(&mut req, limit).map(|copy| (svc.clone(), copy))
                     } else {
                         None
                     };
@@ -196,7 +196,7 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     match spare.take() {
-                        Some(spare) if spare.2.is_replayable() => {
+                        Some(spare) if spare.1.body.is_replayable() => {
                             tracing::debug!(provider = %provider.name, status = response.status().as_u16(), "dead-token answer; retrying once with a fresh token");
                             drop(response);
                             this.state.set(State::Refreshing {
@@ -214,8 +214,8 @@ where
                         Err(err) => return Poll::Ready(Err(err)),
                     };
                     let state = credential(this.shared, *this.index);
-                    let (svc, parts, body) = spare.take().expect("polled after completion");
-                    let mut req = Request::from_parts(parts, body);
+                    let (svc, copy) = spare.take().expect("polled after completion");
+                    let mut req = copy.into_request();
                     attach_token(&mut req, &token, &state.config.credential.provider.placement);
                     state.stats.retries.fetch_add(1, Ordering::Relaxed);
                     this.state.set(State::RetryReady {

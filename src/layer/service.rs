@@ -5,7 +5,10 @@ use std::{
 };
 
 use arc_swap::{ArcSwapOption, Cache};
-use http::{header::AUTHORIZATION, HeaderName, HeaderValue, Request, Response, Uri};
+use http::{
+    header::AUTHORIZATION, Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri,
+    Version,
+};
 use tower_service::Service;
 
 use super::{future::ResponseFuture, NoRetry, OAuth2Layer};
@@ -159,14 +162,14 @@ where
         };
         copy.attach(&mut req);
         match replay {
-            Some((parts, body)) => {
+            Some(copy) => {
                 let spare = self.inner.clone();
                 ResponseFuture::sent(
                     self.inner.call(req),
                     shared,
                     index,
                     generation,
-                    Some((spare, parts, body)),
+                    Some((spare, copy)),
                 )
             }
             None => ResponseFuture::sent(self.inner.call(req), shared, index, generation, None),
@@ -174,20 +177,52 @@ where
     }
 }
 
-/// Copies what is needed to send `req` again, before anything is attached to it.
-pub(crate) fn prepare_replay<B: ReplayableBody>(
-    req: &mut Request<B>,
-    limit: usize,
-) -> Option<(http::request::Parts, B)> {
+/// What is needed to send a request again: a copy taken before anything was attached.
+pub(crate) struct ReplayCopy<B> {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+    pub(crate) body: B,
+}
+
+impl<B> ReplayCopy<B> {
+    pub(crate) fn into_request(self) -> Request<B> {
+        let mut req = Request::new(self.body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        *req.extensions_mut() = self.extensions;
+        req
+    }
+}
+
+/// Copies what is needed to send `req` again, before anything is attached to it, or
+/// `None` if its body cannot be replayed.
+#[inline]
+pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usize) -> Option<ReplayCopy<B>> {
     let body = req.body_mut().try_clone_for_replay(limit)?;
-    // Field by field: `Parts` cannot be had from a borrowed request.
-    let mut copy = Request::new(());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
-    Some((copy.into_parts().0, body))
+    // Empty maps are built rather than cloned: it is the common case and costs nothing.
+    let headers = if req.headers().is_empty() {
+        HeaderMap::new()
+    } else {
+        req.headers().clone()
+    };
+    let extensions = if req.extensions().is_empty() {
+        Extensions::new()
+    } else {
+        req.extensions().clone()
+    };
+    Some(ReplayCopy {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        headers,
+        extensions,
+        body,
+    })
 }
 
 /// One clone's view of one credential's token.
