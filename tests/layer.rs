@@ -557,3 +557,66 @@ async fn token_endpoint_redirects_are_not_followed() {
         other => panic!("{other:?}"),
     }
 }
+
+/// An API whose clones are counted.
+#[derive(Debug)]
+struct Counted {
+    api: Api,
+    clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self {
+            api: self.api.clone(),
+            clones: self.clones.clone(),
+        }
+    }
+}
+
+impl Service<Request<Full<Bytes>>> for Counted {
+    type Response = Response<Full<Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = <Api as Service<Request<Full<Bytes>>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        Service::<Request<Full<Bytes>>>::poll_ready(&mut self.api, cx)
+    }
+
+    fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
+        self.api.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cached_path_never_clones_the_inner_service() {
+    use std::sync::atomic::Ordering;
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let api = Api::new();
+    let clones = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut client = OAuth2Layer::new(credentials(&endpoint)).layer(Counted {
+        api: api.clone(),
+        clones: clones.clone(),
+    });
+    client.ready().await.unwrap().call(get("cold")).await.unwrap();
+    let before = clones.load(Ordering::SeqCst);
+    for i in 0..100 {
+        let response = client
+            .ready()
+            .await
+            .unwrap()
+            .call(get(&format!("warm-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(clones.load(Ordering::SeqCst), before, "no clone per request");
+
+    // A retry takes exactly one clone, of the spare kept for retries.
+    api.revoke_up_to(1);
+    let response = client.ready().await.unwrap().call(get("retried")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(api.sends_of("retried"), 2);
+    assert_eq!(clones.load(Ordering::SeqCst), before + 1);
+}

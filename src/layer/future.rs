@@ -25,12 +25,9 @@ where
 {
     #[pin]
     state: State<S, B>,
-    shared: Option<Arc<Shared>>,
+    shared: Option<Arc<Shared<S>>>,
     index: usize,
 }
-
-/// What a retry needs: a spare service (polled ready before use) and a request copy.
-type Spare<S, B> = (S, ReplayCopy<B>);
 
 #[pin_project(project = StateProj)]
 enum State<S, B>
@@ -54,12 +51,12 @@ where
         #[pin]
         fut: S::Future,
         generation: u64,
-        spare: Option<Spare<S, B>>,
+        spare: Option<ReplayCopy<B>>,
     },
     /// The answer declared the token dead: waiting for its successor.
     Refreshing {
         acquire: Acquire,
-        spare: Option<Spare<S, B>>,
+        spare: Option<ReplayCopy<B>>,
     },
     /// Fresh token attached: waiting for the spare service to be ready.
     RetryReady {
@@ -88,7 +85,7 @@ where
     }
 
     pub(crate) fn acquiring(
-        shared: Arc<Shared>,
+        shared: Arc<Shared<S>>,
         index: usize,
         acquire: Acquire,
         svc: S,
@@ -109,10 +106,10 @@ where
 
     pub(crate) fn sent(
         fut: S::Future,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<S>>,
         index: usize,
         generation: u64,
-        spare: Option<Spare<S, B>>,
+        spare: Option<ReplayCopy<B>>,
     ) -> Self {
         Self {
             state: State::Sent {
@@ -126,7 +123,7 @@ where
     }
 }
 
-fn credential(shared: &Option<Arc<Shared>>, index: usize) -> &Arc<CredentialState> {
+fn credential<S>(shared: &Option<Arc<Shared<S>>>, index: usize) -> &Arc<CredentialState> {
     // NOTE: every state but `Passthrough` is built with `shared`, and `Passthrough` never
     // asks for it.
     let shared = shared.as_ref().expect("credential state of a routed request");
@@ -162,7 +159,7 @@ where
                     let mut req = req.take().expect("polled after completion");
                     let limit = this.shared.as_ref().map_or(0, |s| s.layer.replay_limit);
                     let spare = if *retry {
-                        prepare_replay(&mut req, limit).map(|copy| (svc.clone(), copy))
+                        prepare_replay(&mut req, limit)
                     } else {
                         None
                     };
@@ -196,7 +193,7 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     match spare.take() {
-                        Some(spare) if spare.1.body.is_replayable() => {
+                        Some(spare) if spare.body.is_replayable() => {
                             tracing::debug!(provider = %provider.name, status = response.status().as_u16(), "dead-token answer; retrying once with a fresh token");
                             drop(response);
                             this.state.set(State::Refreshing {
@@ -214,8 +211,13 @@ where
                         Err(err) => return Poll::Ready(Err(err)),
                     };
                     let state = credential(this.shared, *this.index);
-                    let (svc, copy) = spare.take().expect("polled after completion");
+                    let copy = spare.take().expect("polled after completion");
                     let mut req = copy.into_request();
+                    let shared = this
+                        .shared
+                        .as_ref()
+                        .expect("credential state of a routed request");
+                    let svc = shared.spare_service();
                     attach_token(&mut req, &token, &state.config.credential.provider.placement);
                     state.stats.retries.fetch_add(1, Ordering::Relaxed);
                     this.state.set(State::RetryReady {

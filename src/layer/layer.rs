@@ -11,6 +11,7 @@ pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 pub struct OAuth2Layer {
     pub(crate) credentials: Credentials,
     pub(crate) replay_limit: usize,
+    pub(crate) retry: bool,
 }
 
 impl OAuth2Layer {
@@ -19,6 +20,7 @@ impl OAuth2Layer {
         Self {
             credentials,
             replay_limit: DEFAULT_REPLAY_LIMIT,
+            retry: true,
         }
     }
 
@@ -29,13 +31,22 @@ impl OAuth2Layer {
         self
     }
 
+    /// Whether a request answered with a dead-token status is sent once more with a
+    /// fresh token (default `true`). With `false`, the token is still refreshed for the
+    /// requests that follow, and no request is ever sent twice or copied for a retry.
+    /// [`NoRetry`](crate::NoRetry) does the same for a single request.
+    pub fn retry_dead_tokens(mut self, retry: bool) -> Self {
+        self.retry = retry;
+        self
+    }
+
     /// The credentials, e.g. to read their [`stats`](Credentials::stats).
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
     }
 }
 
-impl<S> Layer<S> for OAuth2Layer {
+impl<S: Clone> Layer<S> for OAuth2Layer {
     type Service = OAuth2<S>;
 
     fn layer(&self, inner: S) -> Self::Service {

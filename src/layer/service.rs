@@ -1,6 +1,6 @@
 use std::{
     fmt, mem,
-    sync::Arc,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
@@ -33,21 +33,39 @@ pub struct OAuth2<S> {
     inner: S,
     /// Per clone: its own `Arc`, so that the reference count futures take is not
     /// shared with other clones.
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared<S>>,
     /// Per clone, per credential: the cached token and this clone's copy of its header.
     slots: Vec<Option<LocalSlot>>,
 }
 
-pub(crate) struct Shared {
+pub(crate) struct Shared<S> {
     pub(crate) layer: OAuth2Layer,
+    /// A clone of the inner service kept for retries. Retries are rare, so rather than
+    /// cloning the inner service on every request (for a hyper client, reference counts
+    /// every thread writes), a retry clones this one and polls it ready. Behind a mutex
+    /// so that the future stays `Send` for inner services that are not `Sync`.
+    spare: Mutex<S>,
+}
+
+impl<S: Clone> Shared<S> {
+    pub(crate) fn spare_service(&self) -> S {
+        self.spare
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 impl<S> OAuth2<S> {
     /// Wraps `inner`, attaching the credentials of `layer`.
-    pub fn new(inner: S, layer: OAuth2Layer) -> Self {
+    pub fn new(inner: S, layer: OAuth2Layer) -> Self
+    where
+        S: Clone,
+    {
+        let spare = Mutex::new(inner.clone());
         Self {
             inner,
-            shared: Arc::new(Shared { layer }),
+            shared: Arc::new(Shared { layer, spare }),
             slots: Vec::new(),
         }
     }
@@ -104,13 +122,7 @@ impl<S: Clone> Clone for OAuth2<S> {
     fn clone(&self) -> Self {
         // A fresh `Arc` and no token copies: the clone builds its own on first use,
         // rather than sharing reference counts with this one.
-        Self {
-            inner: self.inner.clone(),
-            shared: Arc::new(Shared {
-                layer: self.shared.layer.clone(),
-            }),
-            slots: Vec::new(),
-        }
+        Self::new(self.inner.clone(), self.shared.layer.clone())
     }
 }
 
@@ -142,7 +154,7 @@ where
         let Some(index) = self.shared.layer.credentials.registry.route(req.uri()) else {
             return ResponseFuture::passthrough(self.inner.call(req));
         };
-        let retry = req.extensions().get::<NoRetry>().is_none();
+        let retry = self.shared.layer.retry && req.extensions().get::<NoRetry>().is_none();
         let replay_limit = self.shared.layer.replay_limit;
         let shared = Arc::clone(&self.shared);
 
@@ -161,19 +173,7 @@ where
             None
         };
         copy.attach(&mut req);
-        match replay {
-            Some(copy) => {
-                let spare = self.inner.clone();
-                ResponseFuture::sent(
-                    self.inner.call(req),
-                    shared,
-                    index,
-                    generation,
-                    Some((spare, copy)),
-                )
-            }
-            None => ResponseFuture::sent(self.inner.call(req), shared, index, generation, None),
-        }
+        ResponseFuture::sent(self.inner.call(req), shared, index, generation, replay)
     }
 }
 
