@@ -44,9 +44,10 @@ impl Registry {
     /// The index of the credential whose origin `uri` belongs to.
     #[inline]
     pub(crate) fn route(&self, uri: &Uri) -> Option<usize> {
+        let (https, authority) = crate::origin::scheme_and_authority(uri)?;
         self.routes
             .iter()
-            .find(|(origin, _)| origin.matches(uri))
+            .find(|(origin, _)| origin.matches(https, authority))
             .map(|(_, index)| *index)
     }
 }

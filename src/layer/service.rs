@@ -182,8 +182,9 @@ pub(crate) struct ReplayCopy<B> {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
-    extensions: Extensions,
+    /// `None` when the request had none: nothing to build now or drop later.
+    headers: Option<HeaderMap>,
+    extensions: Option<Extensions>,
     pub(crate) body: B,
 }
 
@@ -193,8 +194,12 @@ impl<B> ReplayCopy<B> {
         *req.method_mut() = self.method;
         *req.uri_mut() = self.uri;
         *req.version_mut() = self.version;
-        *req.headers_mut() = self.headers;
-        *req.extensions_mut() = self.extensions;
+        if let Some(headers) = self.headers {
+            *req.headers_mut() = headers;
+        }
+        if let Some(extensions) = self.extensions {
+            *req.extensions_mut() = extensions;
+        }
         req
     }
 }
@@ -204,23 +209,12 @@ impl<B> ReplayCopy<B> {
 #[inline]
 pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usize) -> Option<ReplayCopy<B>> {
     let body = req.body_mut().try_clone_for_replay(limit)?;
-    // Empty maps are built rather than cloned: it is the common case and costs nothing.
-    let headers = if req.headers().is_empty() {
-        HeaderMap::new()
-    } else {
-        req.headers().clone()
-    };
-    let extensions = if req.extensions().is_empty() {
-        Extensions::new()
-    } else {
-        req.extensions().clone()
-    };
     Some(ReplayCopy {
         method: req.method().clone(),
         uri: req.uri().clone(),
         version: req.version(),
-        headers,
-        extensions,
+        headers: (!req.headers().is_empty()).then(|| req.headers().clone()),
+        extensions: (!req.extensions().is_empty()).then(|| req.extensions().clone()),
         body,
     })
 }
