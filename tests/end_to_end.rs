@@ -329,3 +329,12 @@ async fn without_rotation_the_refresh_token_in_hand_is_kept() {
     let counters = server.counters();
     assert_eq!((counters.refresh_token_grants, counters.token_errors), (3, 0));
 }
+
+#[tokio::test]
+async fn basic_credentials_with_reserved_characters_are_form_encoded_for_a_strict_server() {
+    let (id, secret) = ("my app:v2", "p@ss w%rd+/=:é");
+    let server = MockServer::builder().client(id, secret).start().await.unwrap();
+    let (client, _) = layered(Credential::client_credentials(provider(&server), id, secret));
+    assert_eq!(client.oneshot(get(&server, "x")).await.unwrap().status(), 200);
+    assert_eq!(server.counters().client_credentials_grants, 1);
+}

@@ -620,3 +620,26 @@ async fn the_cached_path_never_clones_the_inner_service() {
     assert_eq!(api.sends_of("retried"), 2);
     assert_eq!(clones.load(Ordering::SeqCst), before + 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_oversized_token_answer_is_refused_unread() {
+    let transport =
+        tower_oauth2::TokenTransport::new(tower::service_fn(|_req: Request<Full<Bytes>>| async {
+            let huge = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(100 * 1024));
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(huge))))
+        }));
+    let credentials = tower_oauth2::Credentials::builder()
+        .credential(tower_oauth2::Credential::client_credentials(
+            provider(),
+            "client-id",
+            CLIENT_SECRET,
+        ))
+        .transport(transport)
+        .build()
+        .unwrap();
+    let client = OAuth2Layer::new(credentials).layer(Api::new());
+    match client.oneshot(get("x")).await {
+        Err(Error::Malformed(e)) => assert_eq!(e.reason(), "the body is larger than 65536 bytes"),
+        other => panic!("{other:?}"),
+    }
+}
