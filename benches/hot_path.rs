@@ -22,7 +22,8 @@ use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
 use tower::Service;
 
 use common::{
-    bearer_value, drive, request, runtime, static_header, warm_oauth2, Answer, API_URI, FOREIGN_URI, TOKEN,
+    bearer_value, drive, oauth2_layer, request, runtime, static_header, warm_oauth2, warm_oauth2_layer,
+    Answer, API_URI, FOREIGN_URI, TOKEN,
 };
 
 /// The token as the hand-rolled layers keep it.
@@ -126,6 +127,12 @@ fn hot_path(c: &mut Criterion) {
     let mut oauth2 = warm_oauth2(&rt);
     group.bench_function("oauth2", |b| {
         b.iter(|| black_box(drive(&mut oauth2, request(API_URI))))
+    });
+
+    // The same layer with retries off: no replay copy is taken per request.
+    let mut oauth2_no_retry = warm_oauth2_layer(&rt, oauth2_layer().retry_dead_tokens(false));
+    group.bench_function("oauth2_no_retry", |b| {
+        b.iter(|| black_box(drive(&mut oauth2_no_retry, request(API_URI))))
     });
 
     let mut tokio_lock = TokioLockAuth {

@@ -112,7 +112,11 @@ pub fn oauth2_layer() -> OAuth2Layer {
 /// `OAuth2<Answer>` with its token fetched and its header copy built, so that the next
 /// call takes the cached path. Checks on the way that the header is attached.
 pub fn warm_oauth2(rt: &tokio::runtime::Runtime) -> OAuth2<Answer> {
-    let layer = oauth2_layer();
+    warm_oauth2_layer(rt, oauth2_layer())
+}
+
+/// [`warm_oauth2`] for a given layer (e.g. with retries turned off).
+pub fn warm_oauth2_layer(rt: &tokio::runtime::Runtime, layer: OAuth2Layer) -> OAuth2<Answer> {
     rt.block_on(async {
         // First, through a checking inner service: fetches the token for the credential.
         let expected = bearer_value();
