@@ -40,10 +40,11 @@ where
         fut: S::Future,
     },
     /// No usable token: waiting for one, holding the ready service and the request.
+    /// Boxed: the future stays small for the common states, at the price of one
+    /// allocation on the path that waits for a token anyway.
     Acquiring {
         acquire: Acquire,
-        svc: Option<S>,
-        req: Option<Request<B>>,
+        pending: Option<Box<(S, Request<B>)>>,
         retry: bool,
     },
     /// Sent with token `generation`.
@@ -60,8 +61,7 @@ where
     },
     /// Fresh token attached: waiting for the spare service to be ready.
     RetryReady {
-        svc: Option<S>,
-        req: Option<Request<B>>,
+        pending: Option<Box<(S, Request<B>)>>,
         generation: u64,
     },
     /// The one retry.
@@ -95,8 +95,7 @@ where
         Self {
             state: State::Acquiring {
                 acquire,
-                svc: Some(svc),
-                req: Some(req),
+                pending: Some(Box::new((svc, req))),
                 retry,
             },
             shared: Some(shared),
@@ -146,8 +145,7 @@ where
 
                 StateProj::Acquiring {
                     acquire,
-                    svc,
-                    req,
+                    pending,
                     retry,
                 } => {
                     let token = match ready!(Pin::new(acquire).poll(cx)) {
@@ -155,8 +153,7 @@ where
                         Err(err) => return Poll::Ready(Err(err)),
                     };
                     let state = credential(this.shared, *this.index);
-                    let mut svc = svc.take().expect("polled after completion");
-                    let mut req = req.take().expect("polled after completion");
+                    let (mut svc, mut req) = *pending.take().expect("polled after completion");
                     let limit = this.shared.as_ref().map_or(0, |s| s.layer.replay_limit);
                     let spare = if *retry {
                         prepare_replay(&mut req, limit)
@@ -221,16 +218,15 @@ where
                     attach_token(&mut req, &token, &state.config.credential.provider.placement);
                     state.stats.retries.fetch_add(1, Ordering::Relaxed);
                     this.state.set(State::RetryReady {
-                        svc: Some(svc),
-                        req: Some(req),
+                        pending: Some(Box::new((svc, req))),
                         generation: token.generation,
                     });
                 }
 
-                StateProj::RetryReady { svc, req, generation } => {
-                    let service = svc.as_mut().expect("polled after completion");
+                StateProj::RetryReady { pending, generation } => {
+                    let (service, _) = &mut **pending.as_mut().expect("polled after completion");
                     ready!(service.poll_ready(cx)).map_err(Error::inner)?;
-                    let req = req.take().expect("polled after completion");
+                    let (mut service, req) = *pending.take().expect("polled after completion");
                     let fut = service.call(req);
                     let generation = *generation;
                     this.state.set(State::Retrying { fut, generation });

@@ -183,7 +183,7 @@ pub(crate) struct ReplayCopy<B> {
     uri: Uri,
     version: Version,
     /// `None` when the request had none: nothing to build now or drop later.
-    headers: Option<HeaderMap>,
+    headers: Option<Box<HeaderMap>>,
     extensions: Option<Extensions>,
     pub(crate) body: B,
 }
@@ -195,7 +195,7 @@ impl<B> ReplayCopy<B> {
         *req.uri_mut() = self.uri;
         *req.version_mut() = self.version;
         if let Some(headers) = self.headers {
-            *req.headers_mut() = headers;
+            *req.headers_mut() = *headers;
         }
         if let Some(extensions) = self.extensions {
             *req.extensions_mut() = extensions;
@@ -213,7 +213,9 @@ pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usi
         method: req.method().clone(),
         uri: req.uri().clone(),
         version: req.version(),
-        headers: (!req.headers().is_empty()).then(|| req.headers().clone()),
+        // Boxed, to keep the response future small; a non-empty map's clone allocates
+        // anyway.
+        headers: (!req.headers().is_empty()).then(|| Box::new(req.headers().clone())),
         extensions: (!req.extensions().is_empty()).then(|| req.extensions().clone()),
         body,
     })
