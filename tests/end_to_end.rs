@@ -1,5 +1,4 @@
 //! The layer over real HTTP, against the strict mock server on 127.0.0.1.
-#![cfg(feature = "mock")]
 
 use std::time::Duration;
 
