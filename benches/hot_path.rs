@@ -8,106 +8,18 @@
 mod common;
 
 use std::{
-    convert::Infallible,
-    future::Future,
     hint::black_box,
-    mem,
-    pin::Pin,
     sync::{Arc, RwLock},
-    task::{Context, Poll},
 };
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
-use tower::Service;
 
 use common::{
-    bearer_value, drive, oauth2_layer, request, runtime, static_header, warm_oauth2, warm_oauth2_layer,
-    Answer, API_URI, FOREIGN_URI, TOKEN,
+    drive,
+    locks::{StdLockAuth, Token, TokioLockAuth},
+    oauth2_layer, request, runtime, static_header, warm_oauth2, warm_oauth2_layer, Answer, API_URI,
+    FOREIGN_URI,
 };
-
-/// The token as the hand-rolled layers keep it.
-struct Token {
-    access_token: String,
-    /// Built once per token (used by the `std::sync::RwLock` variant).
-    header: HeaderValue,
-}
-
-impl Token {
-    fn new() -> Self {
-        Self {
-            access_token: TOKEN.to_owned(),
-            header: bearer_value(),
-        }
-    }
-}
-
-/// What users write today: an async lock read in a boxed future, the header formatted
-/// per request.
-#[derive(Clone)]
-struct TokioLockAuth<S> {
-    inner: S,
-    token: Arc<tokio::sync::RwLock<Option<Token>>>,
-}
-
-impl<S> Service<Request<()>> for TokioLockAuth<S>
-where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<()>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<()>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<()>) -> Self::Future {
-        let token = Arc::clone(&self.token);
-        let clone = self.inner.clone();
-        let mut inner = mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let value = {
-                let guard = token.read().await;
-                let token = guard.as_ref().expect("token present");
-                let mut value = HeaderValue::try_from(format!("Bearer {}", token.access_token))
-                    .expect("valid header value");
-                value.set_sensitive(true);
-                value
-            };
-            req.headers_mut().insert(AUTHORIZATION, value);
-            inner.call(req).await
-        })
-    }
-}
-
-/// A blocking lock around the current token, a pre-built header cloned per request,
-/// and the inner future returned as it is.
-#[derive(Clone)]
-struct StdLockAuth<S> {
-    inner: S,
-    token: Arc<RwLock<Arc<Token>>>,
-}
-
-impl<S> Service<Request<()>> for StdLockAuth<S>
-where
-    S: Service<Request<()>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<()>) -> Self::Future {
-        let value = self.token.read().expect("lock not poisoned").header.clone();
-        req.headers_mut().insert(AUTHORIZATION, value);
-        self.inner.call(req)
-    }
-}
 
 fn hot_path(c: &mut Criterion) {
     let rt = runtime();

@@ -1,5 +1,9 @@
 //! Pieces shared by the benchmark binaries: the inner service, the request, the
-//! `OAuth2` stack with a warm token, and a one-shot driver.
+//! `OAuth2` stack with a warm token, a one-shot driver, and the hand-rolled lock layers.
+
+// Not every benchmark binary compares against the lock-based layers.
+#[allow(dead_code)]
+pub mod locks;
 
 use std::{
     convert::Infallible,
