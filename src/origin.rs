@@ -84,7 +84,7 @@ impl Origin {
 
 /// Equal ignoring ASCII case, with a plain comparison first: hosts are almost always
 /// written in lowercase already.
-#[inline]
+#[inline(always)]
 fn same_host(authority: &str, expected: &str) -> bool {
     authority.len() == expected.len() && (authority == expected || authority.eq_ignore_ascii_case(expected))
 }

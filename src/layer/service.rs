@@ -94,13 +94,14 @@ impl<S> OAuth2<S> {
     /// attachment. `None` when there is no usable token: the caller must wait.
     #[inline]
     fn cached(&mut self, index: usize) -> Option<(u64, &LocalCopy)> {
+        // The credential states are only looked at off the hot path: to size the slots,
+        // to start a slot, to refresh early and to rebuild the copy.
         let states = &self.shared.layer.credentials.registry.states;
-        if self.slots.len() < states.len() {
-            self.slots.resize_with(states.len(), || None);
+        if index >= self.slots.len() {
+            self.slots.resize_with(states.len().max(index + 1), || None);
         }
-        let state = &states[index];
         let slot = self.slots[index].get_or_insert_with(|| LocalSlot {
-            cache: Cache::new(Arc::clone(&state.current)),
+            cache: Cache::new(Arc::clone(&states[index].current)),
             copy: None,
         });
         let token = slot.cache.load().as_ref()?;
@@ -108,11 +109,14 @@ impl<S> OAuth2<S> {
             return None;
         }
         if token.wants_early_refresh() {
-            state.refresh_early(token);
+            states[index].refresh_early(token);
         }
         let generation = token.generation;
         if slot.copy.as_ref().map(|c| c.generation) != Some(generation) {
-            slot.copy = Some(LocalCopy::of(token, &state.config.credential.provider.placement));
+            slot.copy = Some(LocalCopy::of(
+                token,
+                &states[index].config.credential.provider.placement,
+            ));
         }
         slot.copy.as_ref().map(|copy| (generation, copy))
     }
@@ -184,7 +188,8 @@ pub(crate) struct ReplayCopy<B> {
     version: Version,
     /// `None` when the request had none: nothing to build now or drop later.
     headers: Option<Box<HeaderMap>>,
-    extensions: Option<Extensions>,
+    /// Empty (nothing to build now or drop later) when the request had none.
+    extensions: Extensions,
     pub(crate) body: B,
 }
 
@@ -197,9 +202,7 @@ impl<B> ReplayCopy<B> {
         if let Some(headers) = self.headers {
             *req.headers_mut() = *headers;
         }
-        if let Some(extensions) = self.extensions {
-            *req.extensions_mut() = extensions;
-        }
+        *req.extensions_mut() = self.extensions;
         req
     }
 }
@@ -216,7 +219,11 @@ pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usi
         // Boxed, to keep the response future small; a non-empty map's clone allocates
         // anyway.
         headers: (!req.headers().is_empty()).then(|| Box::new(req.headers().clone())),
-        extensions: (!req.extensions().is_empty()).then(|| req.extensions().clone()),
+        extensions: if req.extensions().is_empty() {
+            Extensions::new()
+        } else {
+            req.extensions().clone()
+        },
         body,
     })
 }
