@@ -337,3 +337,17 @@ async fn basic_credentials_with_reserved_characters_are_form_encoded_for_a_stric
     assert_eq!(client.oneshot(get(&server, "x")).await.unwrap().status(), 200);
     assert_eq!(server.counters().client_credentials_grants, 1);
 }
+
+#[test]
+fn the_layered_hyper_client_and_its_future_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<OAuth2<Api>>();
+    send_sync::<OAuth2Layer>();
+    send::<tower_oauth2::layer::ResponseFuture<Api, Full<Bytes>>>();
+    send_sync::<Error>();
+    // An inner service that is `Send` but not `Sync`, like tower's `BoxCloneService`.
+    type Boxed = tower::util::BoxCloneService<Request<Full<Bytes>>, http::Response<Full<Bytes>>, Error>;
+    send::<OAuth2<Boxed>>();
+    send::<tower_oauth2::layer::ResponseFuture<Boxed, Full<Bytes>>>();
+}
