@@ -224,11 +224,11 @@ async fn client_secret_in_the_body_when_the_server_wants_it() {
     assert_eq!(client.oneshot(get(&server, "body")).await.unwrap().status(), 200);
 }
 
-#[tokio::test]
-async fn rotated_refresh_tokens_are_followed_and_a_dead_one_requires_reauthorization() {
+/// Three refreshes in a row through a refresh-token credential; the server's counters.
+async fn three_refreshes(rotate: bool) -> tower_oauth2::mock::MockCounters {
     let server = MockServer::builder()
         .client("client", "secret")
-        .rotate_refresh_tokens(true)
+        .rotate_refresh_tokens(rotate)
         .start()
         .await
         .unwrap();
@@ -240,25 +240,26 @@ async fn rotated_refresh_tokens_are_followed_and_a_dead_one_requires_reauthoriza
         seed.as_str(),
     );
     let (client, credentials) = layered(credential);
-
     for round in 0..3 {
-        assert_eq!(
-            client
-                .clone()
-                .oneshot(get(&server, &format!("r{round}")))
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        let response = client
+            .clone()
+            .oneshot(get(&server, &format!("r{round}")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "round {round}");
         credentials.invalidate_all();
     }
-    let counters = server.counters();
+    server.counters()
+}
+
+#[tokio::test]
+async fn rotated_refresh_tokens_are_followed_and_a_dead_one_requires_reauthorization() {
+    let counters = three_refreshes(true).await;
     assert_eq!(
-        counters.refresh_token_grants, 3,
+        (counters.refresh_token_grants, counters.token_errors),
+        (3, 0),
         "each refresh used the rotated token"
     );
-    assert_eq!(counters.token_errors, 0);
 
     // Someone else used up the grant: the layer reports that a new login is needed.
     let server2 = MockServer::builder()
@@ -299,33 +300,7 @@ async fn rotated_refresh_tokens_are_followed_and_a_dead_one_requires_reauthoriza
 
 #[tokio::test]
 async fn without_rotation_the_refresh_token_in_hand_is_kept() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
-    let seed = server.issue_refresh_token("client", "read");
-    let credential = Credential::refresh_token(
-        provider(&server),
-        "client",
-        Some(ClientSecret::new("secret")),
-        seed.as_str(),
-    );
-    let (client, credentials) = layered(credential);
-    for round in 0..3 {
-        assert_eq!(
-            client
-                .clone()
-                .oneshot(get(&server, &format!("r{round}")))
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        credentials.invalidate_all();
-    }
-    let counters = server.counters();
+    let counters = three_refreshes(false).await;
     assert_eq!((counters.refresh_token_grants, counters.token_errors), (3, 0));
 }
 
