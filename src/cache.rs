@@ -40,10 +40,10 @@ use tokio::{
 use tracing::Instrument;
 
 use crate::{
-    error::{Error, TimedOut, UnreachableError},
-    grant::GrantConfig,
-    provider::TokenPlacement,
-    secret::RefreshToken,
+    error::{Error, ReauthorizationRequired, TimedOut, UnreachableError},
+    grant::{GrantConfig, GrantInput},
+    provider::{CredentialKey, Grant, TokenPlacement},
+    secret::{AuthorizationCode, RefreshToken},
     stats::Stats,
     token::TokenSet,
     transport::TokenTransport,
@@ -119,6 +119,8 @@ struct Slot {
     not_before: Option<Instant>,
     last_error: Option<Error>,
     refresh_token: Option<RefreshToken>,
+    /// An authorization code not exchanged yet, with its redirect URI.
+    code: Option<(AuthorizationCode, String)>,
     timer: Option<AbortHandle>,
     /// A token refused by the API right after it was fetched for a retry: until the
     /// instant, dead-token answers for it do not trigger refreshes.
@@ -138,6 +140,7 @@ pub(crate) struct CredentialState {
     /// The current token. Behind its own `Arc` so per-clone `arc_swap::Cache`s can hold it.
     pub(crate) current: Arc<ArcSwapOption<CachedToken>>,
     pub(crate) stats: Stats,
+    credential_key: CredentialKey,
     key: String,
     transport: TokenTransport,
     generations: AtomicU64,
@@ -146,12 +149,11 @@ pub(crate) struct CredentialState {
 
 impl CredentialState {
     pub(crate) fn new(config: GrantConfig, transport: TokenTransport) -> Self {
-        let refresh_token = match &config.credential.grant {
-            crate::provider::Grant::RefreshToken(rt) => Some(rt.clone()),
-            crate::provider::Grant::ClientCredentials => None,
-        };
+        let (refresh_token, code) = config.initial_input();
+        let credential_key = config.credential.key();
         Self {
-            key: config.credential.key(),
+            key: credential_key.to_string(),
+            credential_key,
             config,
             current: Arc::new(ArcSwapOption::empty()),
             stats: Stats::default(),
@@ -159,6 +161,7 @@ impl CredentialState {
             generations: AtomicU64::new(0),
             slot: Mutex::new(Slot {
                 refresh_token,
+                code,
                 ..Slot::default()
             }),
         }
@@ -166,6 +169,10 @@ impl CredentialState {
 
     pub(crate) fn key(&self) -> &str {
         &self.key
+    }
+
+    pub(crate) fn credential_key(&self) -> &CredentialKey {
+        &self.credential_key
     }
 
     fn lock(&self) -> MutexGuard<'_, Slot> {
@@ -275,30 +282,52 @@ impl CredentialState {
         }
         .shared();
         slot.inflight = Some(pending.clone());
-        let held = slot.refresh_token.clone();
+        let input = self.next_input(slot);
         let span = tracing::info_span!(
             "oauth2.token_request",
             provider = %self.config.provider_name(),
             credential = %self.key,
-            grant = if held.is_some() { "refresh_token" } else { "client_credentials" },
+            grant = input.as_ref().map_or("none", GrantInput::grant_type),
             reason = reason.as_str(),
         );
         let this = Arc::clone(self);
-        runtime.spawn(async move { this.run_refresh(held, tx).await }.instrument(span));
+        runtime.spawn(async move { this.run_refresh(input, tx).await }.instrument(span));
         pending
     }
 
-    async fn run_refresh(self: Arc<Self>, held: Option<RefreshToken>, tx: oneshot::Sender<Outcome>) {
+    /// What the next token request presents; `None` when only a new authorization helps.
+    fn next_input(&self, slot: &mut Slot) -> Option<GrantInput> {
+        if matches!(self.config.credential.grant, Grant::ClientCredentials) {
+            // The grant is simply run again; a refresh token the server sent is not needed.
+            return Some(GrantInput::ClientCredentials);
+        }
+        if let Some(refresh_token) = &slot.refresh_token {
+            return Some(GrantInput::Refresh(refresh_token.clone()));
+        }
+        // A code is single-use: it is taken now, and given back only if the exchange
+        // never reached the server.
+        slot.code.take().map(|(code, uri)| GrantInput::Code(code, uri))
+    }
+
+    async fn run_refresh(self: Arc<Self>, input: Option<GrantInput>, tx: oneshot::Sender<Outcome>) {
         self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
         let limit = self.config.credential.policy.timeout;
-        let fetched = match timeout(limit, self.config.fetch(&self.transport, held.as_ref())).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::TimedOut(TimedOut {
+        let fetched = match &input {
+            // Never fall back to another grant: without a refresh token or a code, only a
+            // new authorization helps.
+            None => Err(Error::ReauthorizationRequired(ReauthorizationRequired {
                 provider: self.config.provider_name().clone(),
-                after: limit,
+                cause: None,
             })),
+            Some(input) => match timeout(limit, self.config.fetch(&self.transport, input)).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::TimedOut(TimedOut {
+                    provider: self.config.provider_name().clone(),
+                    after: limit,
+                })),
+            },
         };
-        let outcome = self.complete(fetched);
+        let outcome = self.complete(fetched, input);
         // Nobody waiting is fine: the token is installed all the same.
         let _ = tx.send(outcome.clone());
         if let Err(err) = outcome {
@@ -309,9 +338,15 @@ impl CredentialState {
     }
 
     /// Installs a new token, or records a failure, and ends the in-flight request.
-    fn complete(self: &Arc<Self>, fetched: Result<TokenSet, Error>) -> Outcome {
+    fn complete(self: &Arc<Self>, fetched: Result<TokenSet, Error>, input: Option<GrantInput>) -> Outcome {
         let mut slot = self.lock();
         slot.inflight = None;
+        if let (Err(Error::Unreachable(_) | Error::TimedOut(_)), Some(GrantInput::Code(code, uri))) =
+            (&fetched, input)
+        {
+            // The exchange may never have reached the server: the code may still be good.
+            slot.code.get_or_insert((code, uri));
+        }
         let installed = fetched.and_then(|tokens| self.install(&mut slot, tokens));
         match &installed {
             Ok(token) => {
@@ -381,6 +416,55 @@ impl CredentialState {
         }
     }
 
+    /// Forgets every token of this credential and revokes them at the provider, if it
+    /// has a revocation endpoint. Waits for a token request in flight to end first, so
+    /// that a token it brings back is revoked too.
+    pub(crate) async fn revoke(&self) -> Result<Revoked, Error> {
+        let (access, refresh) = loop {
+            let pending = {
+                let mut slot = self.lock();
+                match &slot.inflight {
+                    Some(pending) => pending.clone(),
+                    None => {
+                        if let Some(timer) = slot.timer.take() {
+                            timer.abort();
+                        }
+                        slot.code = None;
+                        let access = self.current.swap(None);
+                        if let Some(token) = &access {
+                            token.state.store(EXPIRED, Ordering::Release);
+                        }
+                        break (access, slot.refresh_token.take());
+                    }
+                }
+            };
+            let _ = pending.await;
+        };
+        let Some(revocation) = &self.config.credential.provider.revocation else {
+            tracing::info!(provider = %self.config.provider_name(), credential = %self.key, "tokens forgotten; the provider has no revocation endpoint");
+            return Ok(Revoked::LocallyOnly);
+        };
+        let mut revoked = 0;
+        // The refresh token first: revoking it usually ends its access tokens too.
+        let tokens = refresh
+            .as_ref()
+            .map(|rt| (rt.secret(), "refresh_token"))
+            .into_iter()
+            .chain(
+                access
+                    .as_ref()
+                    .map(|t| (t.tokens.access_token().secret(), "access_token")),
+            );
+        for (token, hint) in tokens {
+            self.config
+                .revoke(&self.transport, revocation, token, hint)
+                .await?;
+            revoked += 1;
+        }
+        tracing::info!(provider = %self.config.provider_name(), credential = %self.key, revoked, "tokens revoked");
+        Ok(Revoked::AtProvider { tokens: revoked })
+    }
+
     /// Forgets the current token; the next request fetches a new one.
     pub(crate) fn invalidate(&self) {
         if let Some(token) = self.current.load_full() {
@@ -405,6 +489,19 @@ impl fmt::Debug for CredentialState {
             .field("current", &self.current.load().as_ref().map(|t| t.generation))
             .finish_non_exhaustive()
     }
+}
+
+/// What [`Credentials::revoke`](crate::Credentials::revoke) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revoked {
+    /// The provider was told: `tokens` tokens (access and refresh) were revoked there.
+    AtProvider {
+        /// How many tokens were revoked (0 when none was held).
+        tokens: usize,
+    },
+    /// The provider has no revocation endpoint: the tokens were only forgotten here.
+    LocallyOnly,
 }
 
 /// Moves a token to `STALE` at its refresh point and `EXPIRED` at its expiry.

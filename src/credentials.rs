@@ -5,8 +5,13 @@ use std::{fmt, sync::Arc};
 use http::Uri;
 
 use crate::{
-    cache::CredentialState, error::Error, grant::GrantConfig, origin::Origin, provider::Credential,
-    stats::CredentialStats, transport::TokenTransport,
+    cache::{CredentialState, Revoked},
+    error::Error,
+    grant::GrantConfig,
+    origin::Origin,
+    provider::{Credential, CredentialKey},
+    stats::CredentialStats,
+    transport::TokenTransport,
 };
 
 /// The credentials a layer attaches, each routed by its provider's API origins.
@@ -75,6 +80,37 @@ impl Credentials {
             .collect()
     }
 
+    /// The keys of the credentials, in registration order.
+    pub fn keys(&self) -> Vec<CredentialKey> {
+        self.registry
+            .states
+            .iter()
+            .map(|s| s.credential_key().clone())
+            .collect()
+    }
+
+    /// Logs a credential out: forgets its tokens here and revokes them at the provider,
+    /// in the provider's dialect (RFC 7009, or a header such as iOFFICE's `x-token`).
+    ///
+    /// The tokens are forgotten even when revoking them fails. Afterwards a
+    /// client-credentials credential fetches a new token on its next request; one that
+    /// needs a user's authorization fails with
+    /// [`Error::ReauthorizationRequired`] until it is registered again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if no credential has this key; the provider's answer when the
+    /// revocation endpoint refuses or cannot be reached.
+    pub async fn revoke(&self, key: &CredentialKey) -> Result<Revoked, Error> {
+        let state = self
+            .registry
+            .states
+            .iter()
+            .find(|s| s.credential_key() == key)
+            .ok_or_else(|| Error::config(format!("no credential `{key}` in this registry")))?;
+        state.revoke().await
+    }
+
     /// Drops every cached token; the next request of each credential fetches a new one.
     pub fn invalidate_all(&self) {
         for state in &self.registry.states {
@@ -117,7 +153,9 @@ impl CredentialsBuilder {
     ///
     /// [`Error::Config`] when a URL does not parse, a token URL or API origin uses plain
     /// http to a host other than loopback, a provider has no API origin, two credentials
-    /// claim the same origin, a scope is not a valid scope token, or a secret is missing.
+    /// claim the same origin or have the same key, a scope is not a valid scope token, a
+    /// secret is missing, a preset was given an unusable deployment or site, or a grant
+    /// needs refresh tokens from a provider that issues none.
     pub fn build(self) -> Result<Credentials, Error> {
         let transport = match self.transport {
             Some(transport) => transport,
@@ -131,6 +169,15 @@ impl CredentialsBuilder {
                 return Err(Error::config(format!(
                     "provider `{}` has no API origin; add one with `Provider::api`",
                     provider.name
+                )));
+            }
+            let key = credential.key();
+            if states
+                .iter()
+                .any(|s: &Arc<CredentialState>| *s.credential_key() == key)
+            {
+                return Err(Error::config(format!(
+                    "credential `{key}` is registered twice; its tokens would be shared"
                 )));
             }
             for input in &provider.api_origins {

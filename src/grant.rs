@@ -10,43 +10,82 @@ use tokio::time::Instant;
 
 use crate::{
     error::{Error, MalformedResponse, ReauthorizationRequired, UnreachableError},
-    provider::{ClientAuth, Credential, Grant},
-    secret::RefreshToken,
+    provider::{ClientAuth, Credential, Grant, ParameterEncoding, RefreshTokens, Revocation},
+    secret::{AuthorizationCode, RefreshToken},
     token::{parse_token_response, ResponseRules, TokenSet},
     transport::{TokenRequest, TokenTransport},
 };
+
+/// What the next token request presents: the grant's input.
+#[derive(Debug, Clone)]
+pub(crate) enum GrantInput {
+    ClientCredentials,
+    Refresh(RefreshToken),
+    Code(AuthorizationCode, String),
+}
+
+impl GrantInput {
+    pub(crate) fn grant_type(&self) -> &'static str {
+        match self {
+            GrantInput::ClientCredentials => "client_credentials",
+            GrantInput::Refresh(_) => "refresh_token",
+            GrantInput::Code(..) => "authorization_code",
+        }
+    }
+}
 
 /// A credential with its configuration checked and parsed, ready to request tokens.
 #[derive(Debug)]
 pub(crate) struct GrantConfig {
     pub(crate) credential: Credential,
     pub(crate) token_url: Uri,
+    pub(crate) scope: Option<String>,
     pub(crate) rules: ResponseRules,
 }
 
 impl GrantConfig {
     pub(crate) fn new(credential: Credential) -> Result<Self, Error> {
         let provider = &credential.provider;
-        crate::origin::Origin::parse("token URL", &provider.token_url)?;
-        let token_url: Uri = provider
-            .token_url
-            .parse()
-            .map_err(|_| Error::config(format!("token URL `{}` is not a valid URL", provider.token_url)))?;
-        if credential.client_id.is_empty() {
+        if let Some(reason) = &provider.invalid {
+            return Err(Error::config(reason.to_string()));
+        }
+        let token_url = checked_url("token URL", &provider.token_url)?;
+        if let Some(url) = &provider.authorize_url {
+            checked_url("authorization URL", url)?;
+        }
+        if let Some(Revocation::Rfc7009 { url } | Revocation::Header { url, .. }) = &provider.revocation {
+            checked_url("revocation URL", url)?;
+        }
+        if credential.client_id.is_empty() && provider.client_auth != ClientAuth::None {
             return Err(Error::config(format!(
                 "client id for `{}` is empty",
                 provider.name
             )));
         }
-        if provider.client_auth != ClientAuth::None && credential.client_secret.is_none() {
+        let needs_secret = matches!(provider.client_auth, ClientAuth::Basic | ClientAuth::RequestBody);
+        if needs_secret && credential.client_secret.is_none() {
             return Err(Error::config(format!(
                 "`{}` authenticates clients with a secret, but none was given",
                 provider.name
             )));
         }
-        if let Some(bad) = credential.scopes.iter().find(|s| !is_scope_token(s)) {
+        let scopes = credential.requested_scopes();
+        if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
             return Err(Error::config(format!(
                 "scope `{bad}` is not a valid scope token (RFC 6749 §3.3)"
+            )));
+        }
+        let needs_refresh_tokens = !matches!(credential.grant, Grant::ClientCredentials);
+        if needs_refresh_tokens && provider.refresh_tokens == RefreshTokens::NotIssued {
+            return Err(Error::config(format!(
+                "`{}` issues no refresh tokens; use the client credentials grant",
+                provider.name
+            )));
+        }
+        if provider.repeat_authorization_params && needs_refresh_tokens && credential.redirect_uri.is_none() {
+            return Err(Error::config(format!(
+                "`{}` wants the redirect URI on every token request; set `Credential::redirect_uri`",
+                provider.name
             )));
         }
         let rules = ResponseRules {
@@ -54,9 +93,11 @@ impl GrantConfig {
             expires_in: provider.expires_in,
             lifetimes: provider.lifetimes,
         };
+        let scope = (!scopes.is_empty()).then(|| provider.scope_syntax.join(&scopes));
         Ok(Self {
             credential,
             token_url,
+            scope,
             rules,
         })
     }
@@ -65,99 +106,205 @@ impl GrantConfig {
         &self.rules.provider
     }
 
-    /// Builds the token request: `client_credentials`, or `refresh_token` when one is held.
-    pub(crate) fn request(&self, refresh_token: Option<&RefreshToken>) -> Result<TokenRequest, Error> {
+    /// What the first token request presents.
+    pub(crate) fn initial_input(&self) -> (Option<RefreshToken>, Option<(AuthorizationCode, String)>) {
+        match &self.credential.grant {
+            Grant::ClientCredentials => (None, None),
+            Grant::RefreshToken(rt) => (Some(rt.clone()), None),
+            Grant::AuthorizationCode { code, redirect_uri } => {
+                (None, Some((code.clone(), redirect_uri.clone())))
+            }
+        }
+    }
+
+    /// Builds the token request for `input`, in the provider's dialect.
+    pub(crate) fn request(&self, input: &GrantInput) -> Result<TokenRequest, Error> {
         let cred = &self.credential;
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        match refresh_token {
-            Some(refresh_token) => {
-                form.append_pair("grant_type", "refresh_token");
-                form.append_pair("refresh_token", refresh_token.secret());
+        let provider = &cred.provider;
+        let repeat = provider.repeat_authorization_params;
+        let mut params: Params<'_> = vec![("grant_type", input.grant_type())];
+        match input {
+            GrantInput::ClientCredentials => {}
+            GrantInput::Refresh(refresh_token) => {
+                params.push(("refresh_token", refresh_token.secret()));
+                if repeat {
+                    if let Some(uri) = &cred.redirect_uri {
+                        params.push(("redirect_uri", uri));
+                    }
+                }
             }
-            None => {
-                form.append_pair("grant_type", "client_credentials");
+            GrantInput::Code(code, redirect_uri) => {
+                params.push(("code", code.secret()));
+                params.push(("redirect_uri", redirect_uri));
             }
         }
-        if !cred.scopes.is_empty() {
-            form.append_pair("scope", &cred.scopes.join(" "));
+        // RFC 6749 asks for the scope on client credentials and refresh requests, not on
+        // the code exchange (the code carries it); some dialects repeat it everywhere.
+        if let Some(scope) = &self.scope {
+            if repeat || !matches!(input, GrantInput::Code(..)) {
+                params.push(("scope", scope));
+            }
         }
+        let (basic, client_params) = client_authentication(cred)?;
+        params.extend(client_params);
 
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(self.token_url.clone())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json");
-
-        match cred.provider.client_auth {
-            ClientAuth::Basic => {
-                let secret = cred
-                    .client_secret
-                    .as_ref()
-                    .map(|s| s.secret())
-                    .unwrap_or_default();
-                // RFC 6749 §2.3.1: id and secret are form-encoded before being joined.
-                let pair = format!("{}:{}", form_encode(&cred.client_id), form_encode(secret));
-                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-                let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
-                    .map_err(|_| Error::config("client credentials cannot form a header"))?;
-                value.set_sensitive(true);
-                builder = builder.header(header::AUTHORIZATION, value);
-            }
-            ClientAuth::RequestBody => {
-                form.append_pair("client_id", &cred.client_id);
-                if let Some(secret) = &cred.client_secret {
-                    form.append_pair("client_secret", secret.secret());
-                }
-            }
-            ClientAuth::None => {
-                form.append_pair("client_id", &cred.client_id);
-            }
+        if let Some(basic) = basic {
+            builder = builder.header(header::AUTHORIZATION, basic);
         }
-
+        let body = match &provider.encoding {
+            ParameterEncoding::Form => {
+                builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                for (name, value) in &params {
+                    form.append_pair(name, value);
+                }
+                Bytes::from(form.finish())
+            }
+            ParameterEncoding::Headers(names) => {
+                builder = builder.header(header::CONTENT_TYPE, names.request_content_type().clone());
+                for (name, value) in &params {
+                    let header = names.header_for(name).ok_or_else(|| {
+                        Error::config(format!("parameter `{name}` has no valid header name"))
+                    })?;
+                    builder = builder.header(header, parameter_header(name, value)?);
+                }
+                Bytes::new()
+            }
+        };
         builder
-            .body(Full::new(Bytes::from(form.finish())))
+            .body(Full::new(body))
             .map_err(|_| Error::config("token request could not be built"))
     }
 
-    /// Sends one token request and reads the answer. `held` is the refresh token in use.
+    /// Sends one token request and reads the answer.
     pub(crate) async fn fetch(
         &self,
         transport: &TokenTransport,
-        held: Option<&RefreshToken>,
+        input: &GrantInput,
     ) -> Result<TokenSet, Error> {
-        let refresh_token = match (&self.credential.grant, held) {
-            (Grant::ClientCredentials, _) => None,
-            (Grant::RefreshToken(_), Some(held)) => Some(held),
-            // Never fall back to another grant: without a refresh token, only a new
-            // authorization helps.
-            (Grant::RefreshToken(_), None) => {
-                return Err(Error::ReauthorizationRequired(ReauthorizationRequired {
-                    provider: self.provider_name().clone(),
-                    cause: None,
-                }))
+        let request = self.request(input)?;
+        let (status, headers, body) = self.exchange(transport, request).await?;
+        let presented_grant = !matches!(input, GrantInput::ClientCredentials);
+        let mut tokens =
+            parse_token_response(&self.rules, status, &headers, &body, Instant::now()).map_err(|err| {
+                match err {
+                    Error::OAuth(oauth) if presented_grant && oauth.error() == "invalid_grant" => {
+                        Error::ReauthorizationRequired(ReauthorizationRequired {
+                            provider: oauth.provider.clone(),
+                            cause: Some(oauth),
+                        })
+                    }
+                    err => err,
+                }
+            })?;
+        let used = match input {
+            GrantInput::Refresh(rt) => Some(rt),
+            _ => None,
+        };
+        match self.credential.provider.refresh_tokens {
+            RefreshTokens::NotIssued => tokens.set_refresh_token(None),
+            _ if tokens.refresh_token().is_some() => {}
+            RefreshTokens::KeepWhenOmitted => tokens.set_refresh_token(used.cloned()),
+            RefreshTokens::Rotated => {
+                if used.is_some() {
+                    tracing::warn!(
+                        provider = %self.provider_name(),
+                        "the provider rotates refresh tokens, but its answer carried none; keeping the old one"
+                    );
+                }
+                tokens.set_refresh_token(used.cloned());
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Revokes `token` at the provider, in its dialect. `hint` is `access_token` or
+    /// `refresh_token` (RFC 7009 §2.1).
+    pub(crate) async fn revoke(
+        &self,
+        transport: &TokenTransport,
+        revocation: &Revocation,
+        token: &str,
+        hint: &'static str,
+    ) -> Result<(), Error> {
+        let request = self.revocation_request(revocation, token, hint)?;
+        let (status, headers, body) = self.exchange(transport, request).await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        match parse_token_response(&self.rules, status, &headers, &body, Instant::now()) {
+            Err(err) => Err(err),
+            Ok(_) => Err(Error::Malformed(MalformedResponse {
+                provider: self.provider_name().clone(),
+                status,
+                content_type: None,
+                reason: "the revocation endpoint answered with an error status".into(),
+            })),
+        }
+    }
+
+    fn revocation_request(
+        &self,
+        revocation: &Revocation,
+        token: &str,
+        hint: &str,
+    ) -> Result<TokenRequest, Error> {
+        let cred = &self.credential;
+        let (url, mut builder, body) = match revocation {
+            Revocation::Header { url, header } => {
+                let builder = Request::builder().header(header.clone(), sensitive(token.to_owned())?);
+                (url, builder, Bytes::new())
+            }
+            Revocation::Rfc7009 { url } => {
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                form.append_pair("token", token)
+                    .append_pair("token_type_hint", hint);
+                let mut builder =
+                    Request::builder().header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                let (basic, client_params) = client_authentication(cred)?;
+                if let Some(basic) = basic {
+                    builder = builder.header(header::AUTHORIZATION, basic);
+                }
+                for (name, value) in client_params {
+                    form.append_pair(name, value);
+                }
+                (url, builder, Bytes::from(form.finish()))
             }
         };
-        let request = self.request(refresh_token)?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| Error::config(format!("revocation URL `{url}` is not a valid URL")))?;
+        builder = builder.method(Method::POST).uri(uri);
+        builder
+            .body(Full::new(body))
+            .map_err(|_| Error::config("revocation request could not be built"))
+    }
+
+    /// Sends a request to the provider and reads the answer under the size cap, refusing
+    /// redirects.
+    async fn exchange(
+        &self,
+        transport: &TokenTransport,
+        request: TokenRequest,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Vec<u8>), Error> {
         let provider = self.provider_name().clone();
-        let response = transport.send(request).await.map_err(|source| {
+        let unreachable = |source| {
             Error::Unreachable(UnreachableError {
                 provider: provider.clone(),
                 backoff: None,
                 source: Some(share(source)),
             })
-        })?;
-        let (parts, body) = response.into_parts();
+        };
+        let response = transport.send(request).await.map_err(unreachable)?;
+        let (parts, mut body) = response.into_parts();
         let max = self.credential.provider.max_response_bytes;
-        let mut body = body;
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|source| {
-                Error::Unreachable(UnreachableError {
-                    provider: provider.clone(),
-                    backoff: None,
-                    source: Some(share(source)),
-                })
-            })?;
+            let frame = frame.map_err(unreachable)?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > max {
                     return Err(Error::Malformed(MalformedResponse {
@@ -170,7 +317,6 @@ impl GrantConfig {
                 buf.extend_from_slice(&data);
             }
         }
-        let body = buf;
         if parts.status.is_redirection() {
             return Err(Error::Malformed(MalformedResponse {
                 provider,
@@ -179,24 +325,57 @@ impl GrantConfig {
                 reason: "redirects are not followed on token requests".into(),
             }));
         }
-        let mut tokens =
-            parse_token_response(&self.rules, parts.status, &parts.headers, &body, Instant::now()).map_err(
-                |err| match (err, refresh_token) {
-                    (Error::OAuth(oauth), Some(_)) if oauth.error() == "invalid_grant" => {
-                        Error::ReauthorizationRequired(ReauthorizationRequired {
-                            provider: oauth.provider.clone(),
-                            cause: Some(oauth),
-                        })
-                    }
-                    (err, _) => err,
-                },
-            )?;
-        if tokens.refresh_token().is_none() {
-            // An answer without a refresh token keeps the one that was used (RFC 6749 §6).
-            tokens.set_refresh_token(refresh_token.cloned());
-        }
-        Ok(tokens)
+        Ok((parts.status, parts.headers, buf))
     }
+}
+
+/// Request parameters: name and value.
+type Params<'a> = Vec<(&'static str, &'a str)>;
+
+/// How `cred` authenticates: an `Authorization: Basic` value, and parameters.
+fn client_authentication(cred: &Credential) -> Result<(Option<HeaderValue>, Params<'_>), Error> {
+    let secret = cred.client_secret.as_ref().map(|s| s.secret());
+    Ok(match cred.provider.client_auth {
+        ClientAuth::Basic => {
+            // RFC 6749 §2.3.1: id and secret are form-encoded before being joined.
+            let pair = format!(
+                "{}:{}",
+                form_encode(&cred.client_id),
+                form_encode(secret.unwrap_or_default())
+            );
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            (Some(sensitive(format!("Basic {encoded}"))?), Vec::new())
+        }
+        ClientAuth::RequestBody => {
+            let mut params = vec![("client_id", cred.client_id.as_str())];
+            params.extend(secret.map(|secret| ("client_secret", secret)));
+            (None, params)
+        }
+        ClientAuth::PublicClient => (None, vec![("client_id", cred.client_id.as_str())]),
+        ClientAuth::None => (None, Vec::new()),
+    })
+}
+
+fn checked_url(what: &str, url: &str) -> Result<Uri, Error> {
+    crate::origin::Origin::parse(what, url)?;
+    url.parse()
+        .map_err(|_| Error::config(format!("{what} `{url}` is not a valid URL")))
+}
+
+fn sensitive(value: String) -> Result<HeaderValue, Error> {
+    let mut value = HeaderValue::try_from(value)
+        .map_err(|_| Error::config("a credential cannot be carried in a header"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A parameter carried as a header. Every such value is marked sensitive: codes, refresh
+/// tokens and secrets travel this way, and the rest is not worth telling apart.
+fn parameter_header(name: &str, value: &str) -> Result<HeaderValue, Error> {
+    let mut header = HeaderValue::try_from(value)
+        .map_err(|_| Error::config(format!("the value of `{name}` cannot be carried in a header")))?;
+    header.set_sensitive(true);
+    Ok(header)
 }
 
 fn share(error: crate::error::BoxError) -> Arc<dyn std::error::Error + Send + Sync + 'static> {
@@ -217,7 +396,11 @@ fn is_scope_token(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{provider::Provider, secret::ClientSecret};
+    use crate::{
+        provider::{HeaderParameters, Provider, ScopeSyntax},
+        secret::ClientSecret,
+    };
+    use http::HeaderName;
 
     fn body_of(req: &TokenRequest) -> String {
         let collected = futures_util::FutureExt::now_or_never(req.body().clone().collect())
@@ -226,13 +409,17 @@ mod tests {
         String::from_utf8(collected.to_bytes().to_vec()).unwrap()
     }
 
+    fn header<'a>(req: &'a TokenRequest, name: &str) -> Option<&'a str> {
+        req.headers().get(name).map(|v| v.to_str().unwrap())
+    }
+
     #[test]
     fn basic_auth_form_encodes_id_and_secret() {
         let provider = Provider::standard("https://auth.example/token");
         let cred = Credential::client_credentials(provider, "my id:1", ClientSecret::new("p@ss word+%"))
             .scopes(["write", "read"]);
         let config = GrantConfig::new(cred).unwrap();
-        let req = config.request(None).unwrap();
+        let req = config.request(&GrantInput::ClientCredentials).unwrap();
         let auth = req.headers()[header::AUTHORIZATION].clone();
         assert!(auth.is_sensitive());
         let b64 = auth.to_str().unwrap().strip_prefix("Basic ").unwrap();
@@ -240,29 +427,145 @@ mod tests {
         assert_eq!(String::from_utf8(decoded).unwrap(), "my+id%3A1:p%40ss+word%2B%25");
         assert_eq!(body_of(&req), "grant_type=client_credentials&scope=read+write");
         assert_eq!(
-            req.headers()[header::CONTENT_TYPE],
-            "application/x-www-form-urlencoded"
+            header(&req, "content-type"),
+            Some("application/x-www-form-urlencoded")
         );
     }
 
     #[test]
-    fn body_auth_and_public_clients() {
+    fn body_auth_public_clients_and_no_client_auth() {
         let provider = Provider::standard("https://auth.example/token").client_auth(ClientAuth::RequestBody);
         let config = GrantConfig::new(Credential::client_credentials(provider, "id", "s")).unwrap();
-        let req = config.request(None).unwrap();
+        let req = config.request(&GrantInput::ClientCredentials).unwrap();
         assert!(req.headers().get(header::AUTHORIZATION).is_none());
         assert_eq!(
             body_of(&req),
             "grant_type=client_credentials&client_id=id&client_secret=s"
         );
 
-        let provider = Provider::standard("https://auth.example/token").client_auth(ClientAuth::None);
-        let config = GrantConfig::new(Credential::refresh_token(provider, "id", None, "rt")).unwrap();
-        let req = config.request(Some(&RefreshToken::new("r t"))).unwrap();
+        let public = Provider::standard("https://auth.example/token").client_auth(ClientAuth::PublicClient);
+        let config = GrantConfig::new(Credential::refresh_token(public, "id", None, "rt")).unwrap();
+        let req = config
+            .request(&GrantInput::Refresh(RefreshToken::new("r t")))
+            .unwrap();
         assert_eq!(
             body_of(&req),
             "grant_type=refresh_token&refresh_token=r+t&client_id=id"
         );
+
+        // Grindery: nothing identifies the client, and its id may be empty.
+        let anonymous = Provider::standard("https://auth.example/token").client_auth(ClientAuth::None);
+        let config = GrantConfig::new(Credential::refresh_token(anonymous, "", None, "rt")).unwrap();
+        let req = config
+            .request(&GrantInput::Refresh(RefreshToken::new("rt")))
+            .unwrap();
+        assert_eq!(body_of(&req), "grant_type=refresh_token&refresh_token=rt");
+        assert!(req.headers().get(header::AUTHORIZATION).is_none());
+    }
+
+    #[test]
+    fn code_exchange_sends_the_redirect_uri_but_not_the_scope() {
+        let provider = Provider::standard("https://auth.example/token").client_auth(ClientAuth::RequestBody);
+        let cred = Credential::authorization_code(
+            provider,
+            "id",
+            Some("s".into()),
+            "the-code",
+            "https://app.example/cb",
+        )
+        .scopes(["read"]);
+        let config = GrantConfig::new(cred).unwrap();
+        let (refresh, code) = config.initial_input();
+        assert!(refresh.is_none());
+        let (code, uri) = code.unwrap();
+        let req = config.request(&GrantInput::Code(code, uri)).unwrap();
+        assert_eq!(
+            body_of(&req),
+            "grant_type=authorization_code&code=the-code&redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+             &client_id=id&client_secret=s"
+        );
+    }
+
+    #[test]
+    fn header_encoding_carries_every_parameter_in_its_own_sensitive_header() {
+        let names = HeaderParameters::prefixed("x-").rename("code", HeaderName::from_static("x-auth-code"));
+        let provider = Provider::standard("https://site.example/external/api/oauth2/token")
+            .client_auth(ClientAuth::PublicClient)
+            .parameter_encoding(ParameterEncoding::Headers(names))
+            .repeat_authorization_params(true)
+            .default_scopes(["email"]);
+        let cred = Credential::authorization_code(provider, "cid", None, "c0de", "https://app.example/cb");
+        let config = GrantConfig::new(cred).unwrap();
+
+        let req = config
+            .request(&GrantInput::Code("c0de".into(), "https://app.example/cb".into()))
+            .unwrap();
+        assert_eq!(body_of(&req), "");
+        assert_eq!(header(&req, "content-type"), Some("application/json"));
+        assert_eq!(header(&req, "x-grant-type"), Some("authorization_code"));
+        assert_eq!(header(&req, "x-auth-code"), Some("c0de"));
+        assert_eq!(header(&req, "x-redirect-uri"), Some("https://app.example/cb"));
+        assert_eq!(header(&req, "x-client-id"), Some("cid"));
+        assert_eq!(header(&req, "x-scope"), Some("email"));
+        assert!(req.headers()["x-auth-code"].is_sensitive());
+
+        let req = config
+            .request(&GrantInput::Refresh(RefreshToken::new("rt1")))
+            .unwrap();
+        assert_eq!(header(&req, "x-grant-type"), Some("refresh_token"));
+        assert_eq!(header(&req, "x-refresh-token"), Some("rt1"));
+        assert_eq!(header(&req, "x-redirect-uri"), Some("https://app.example/cb"));
+        assert_eq!(header(&req, "x-scope"), Some("email"));
+        assert!(req.headers()["x-refresh-token"].is_sensitive());
+        assert!(req.headers().get("x-auth-code").is_none());
+
+        // A value a header cannot carry is a typed error, not a panic.
+        let err = config
+            .request(&GrantInput::Refresh(RefreshToken::new("bad\nvalue")))
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+
+    #[test]
+    fn comma_delimited_scopes() {
+        let provider =
+            Provider::standard("https://auth.example/token").scope_syntax(ScopeSyntax::CommaDelimited);
+        let cred =
+            Credential::client_credentials(provider, "id", "s").scopes(["write(contacts)", "read(all)"]);
+        let req = GrantConfig::new(cred)
+            .unwrap()
+            .request(&GrantInput::ClientCredentials)
+            .unwrap();
+        assert_eq!(
+            body_of(&req),
+            "grant_type=client_credentials&scope=read%28all%29%2Cwrite%28contacts%29"
+        );
+    }
+
+    #[test]
+    fn revocation_requests_in_both_dialects() {
+        let provider = Provider::standard("https://auth.example/token").client_auth(ClientAuth::RequestBody);
+        let config = GrantConfig::new(Credential::client_credentials(provider, "id", "s")).unwrap();
+        let rfc = Revocation::Rfc7009 {
+            url: "https://auth.example/revoke".into(),
+        };
+        let req = config.revocation_request(&rfc, "tok", "refresh_token").unwrap();
+        assert_eq!(req.uri(), "https://auth.example/revoke");
+        assert_eq!(
+            body_of(&req),
+            "token=tok&token_type_hint=refresh_token&client_id=id&client_secret=s"
+        );
+        let header_style = Revocation::Header {
+            url: "https://site.example/external/api/oauth2/revoke".into(),
+            header: HeaderName::from_static("x-token"),
+        };
+        let req = config
+            .revocation_request(&header_style, "tok", "access_token")
+            .unwrap();
+        assert_eq!(header(&req, "x-token"), Some("tok"));
+        assert!(req.headers()["x-token"].is_sensitive());
+        assert_eq!(body_of(&req), "");
+        assert_eq!(req.method(), Method::POST);
     }
 
     #[test]
@@ -273,7 +576,11 @@ mod tests {
         assert!(GrantConfig::new(Credential::client_credentials(provider.clone(), "", "s")).is_err());
         let bad_scope = Credential::client_credentials(provider.clone(), "id", "s").scopes(["a b"]);
         assert!(GrantConfig::new(bad_scope).is_err());
-        let no_secret = Credential::refresh_token(provider, "id", None, "rt");
+        let no_secret = Credential::refresh_token(provider.clone(), "id", None, "rt");
         assert!(GrantConfig::new(no_secret).is_err());
+        let repeats = provider.repeat_authorization_params(true);
+        let no_redirect = Credential::refresh_token(repeats, "id", Some("s".into()), "rt");
+        let err = GrantConfig::new(no_redirect).unwrap_err();
+        assert!(err.to_string().contains("redirect URI"), "{err}");
     }
 }

@@ -81,6 +81,7 @@ mod grant;
 pub mod layer;
 mod origin;
 pub mod provider;
+pub mod providers;
 pub mod secret;
 mod stats;
 pub mod token;
@@ -97,10 +98,14 @@ struct ReadmeDoctests;
 
 #[doc(inline)]
 pub use self::{
+    cache::Revoked,
     credentials::{Credentials, CredentialsBuilder},
     error::{BoxError, Error},
     layer::{NoRetry, OAuth2, OAuth2Layer},
-    provider::{ClientAuth, Credential, Grant, Provider, RefreshPolicy, TokenPlacement},
+    provider::{
+        ClientAuth, CodeDelivery, Credential, CredentialKey, Grant, ParameterEncoding, Provider,
+        RefreshPolicy, RefreshTokens, Revocation, ScopeSyntax, TokenPlacement,
+    },
     stats::CredentialStats,
     token::TokenSet,
     transport::TokenTransport,

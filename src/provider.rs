@@ -28,23 +28,161 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::{
-    secret::{ClientSecret, RefreshToken},
+    secret::{AuthorizationCode, ClientSecret, RefreshToken},
     token::{ExpiresIn, Lifetimes},
 };
 
 /// How a client proves its identity to the token endpoint (RFC 6749 §2.3).
+///
+/// Where the parameters go (form body or request headers) is the provider's
+/// [`ParameterEncoding`]; this only says which of them are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientAuth {
     /// `Authorization: Basic` with the form-encoded client id and secret (§2.3.1).
     Basic,
-    /// `client_id` and `client_secret` as parameters of the request body.
+    /// `client_id` and `client_secret` as request parameters (§2.3.1).
     RequestBody,
-    /// No client authentication; `client_id` is sent as a parameter (public clients).
+    /// A public client: `client_id` is sent as a parameter, no secret (§2.1, §3.2.1).
+    PublicClient,
+    /// Nothing identifies the client: token requests carry only the grant. The
+    /// credential's client id is then a local label, used in keys and logs only.
     None,
+}
+
+/// How the parameters of a token request are carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParameterEncoding {
+    /// An `application/x-www-form-urlencoded` body (RFC 6749 §4).
+    Form,
+    /// One request header per parameter and an empty body, as iOFFICE expects.
+    Headers(HeaderParameters),
+}
+
+/// How each token request parameter is named when sent as a request header.
+///
+/// ```
+/// use http::HeaderName;
+/// use tower_oauth2::provider::HeaderParameters;
+///
+/// // iOFFICE: `x-grant-type`, `x-client-id`, ..., but the code goes in `x-auth-code`.
+/// let names = HeaderParameters::prefixed("x-")
+///     .rename("code", HeaderName::from_static("x-auth-code"));
+/// # let _ = names;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderParameters {
+    prefix: String,
+    renamed: Vec<(String, HeaderName)>,
+    content_type: HeaderValue,
+}
+
+impl HeaderParameters {
+    /// Each parameter becomes the header `prefix` + its name with `_` turned into `-`
+    /// (`grant_type` → `x-grant-type`). The request says `Content-Type: application/json`.
+    pub fn prefixed(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into().to_ascii_lowercase(),
+            renamed: Vec::new(),
+            content_type: HeaderValue::from_static("application/json"),
+        }
+    }
+
+    /// Sends parameter `param` in the header `header` instead.
+    pub fn rename(mut self, param: impl Into<String>, header: HeaderName) -> Self {
+        let param = param.into();
+        self.renamed.retain(|(p, _)| *p != param);
+        self.renamed.push((param, header));
+        self
+    }
+
+    /// The request's `Content-Type` (default `application/json`).
+    pub fn content_type(mut self, content_type: HeaderValue) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    pub(crate) fn header_for(&self, param: &str) -> Option<HeaderName> {
+        if let Some((_, header)) = self.renamed.iter().find(|(p, _)| p == param) {
+            return Some(header.clone());
+        }
+        HeaderName::try_from(format!("{}{}", self.prefix, param.replace('_', "-"))).ok()
+    }
+
+    pub(crate) fn request_content_type(&self) -> &HeaderValue {
+        &self.content_type
+    }
+}
+
+/// What a provider does with refresh tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefreshTokens {
+    /// RFC 6749 §6: a refresh answer may carry a new refresh token, which replaces the
+    /// old one; an answer without one keeps the old one (Grindery never sends one).
+    KeepWhenOmitted,
+    /// Every refresh answer carries a new refresh token and the used one is dead at
+    /// once (iOFFICE). An answer without one keeps the old one, with a warning: it is
+    /// the only one left, even if it will probably be refused.
+    Rotated,
+    /// The provider issues none (Accelo's service applications): when a token
+    /// expires, the grant is run again. Credentials that need a refresh token are a
+    /// configuration error, and a refresh token in an answer is ignored.
+    NotIssued,
+}
+
+/// How several scopes are joined into the `scope` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeSyntax {
+    /// Space-delimited scope tokens (RFC 6749 §3.3): `read write`.
+    SpaceDelimited,
+    /// Comma-delimited (Accelo): `read(all),write(companies,contacts)`.
+    CommaDelimited,
+}
+
+impl ScopeSyntax {
+    pub(crate) fn join(self, scopes: &[String]) -> String {
+        scopes.join(match self {
+            ScopeSyntax::SpaceDelimited => " ",
+            ScopeSyntax::CommaDelimited => ",",
+        })
+    }
+}
+
+/// How tokens are revoked at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// RFC 7009: a form POST of `token` and `token_type_hint` to `url`, with the same
+    /// client authentication as token requests.
+    Rfc7009 {
+        /// The revocation endpoint.
+        url: String,
+    },
+    /// A POST to `url` carrying the token in the header `header` and nothing else
+    /// (iOFFICE: `x-token`).
+    Header {
+        /// The revocation endpoint.
+        url: String,
+        /// The header that carries the token.
+        header: HeaderName,
+    },
+}
+
+/// Where an authorization server puts the code when it redirects back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodeDelivery {
+    /// In the query of the redirect URI, readable by the server (RFC 6749 §4.1.2).
+    Query,
+    /// In the fragment (`#code=…`), which browsers never send to a server: a page
+    /// script must read it and hand it to the backend (iOFFICE).
+    Fragment,
 }
 
 /// Where an access token goes on an API request.
@@ -75,15 +213,29 @@ pub struct Provider {
     pub(crate) expires_in: ExpiresIn,
     pub(crate) lifetimes: Lifetimes,
     pub(crate) max_response_bytes: usize,
+    pub(crate) encoding: ParameterEncoding,
+    pub(crate) refresh_tokens: RefreshTokens,
+    pub(crate) scope_syntax: ScopeSyntax,
+    pub(crate) default_scopes: Vec<String>,
+    pub(crate) revocation: Option<Revocation>,
+    pub(crate) authorize_url: Option<String>,
+    pub(crate) code_delivery: CodeDelivery,
+    pub(crate) pkce: bool,
+    pub(crate) repeat_authorization_params: bool,
+    /// A preset given unusable input (a deployment name that is not a DNS label, ...)
+    /// records why here; building the registry reports it.
+    pub(crate) invalid: Option<Arc<str>>,
 }
 
 impl Provider {
     /// A standard RFC 6749 authorization server with its token endpoint at `token_url`.
     ///
     /// Defaults: named after the token URL's host, HTTP Basic client authentication,
-    /// `Authorization: Bearer` on API requests, 401 means a dead token, `expires_in` in
-    /// seconds (1 hour when absent), answers up to 64 KiB. Add the API origins the
-    /// tokens are for with [`api`](Self::api): without one, no request gets a token.
+    /// form-encoded parameters, space-delimited scopes, `Authorization: Bearer` on API
+    /// requests, 401 means a dead token, `expires_in` in seconds (1 hour when absent),
+    /// refresh tokens kept when an answer omits them, answers up to 64 KiB, no
+    /// revocation or authorization endpoint, no PKCE. Add the API origins the tokens are
+    /// for with [`api`](Self::api): without one, no request gets a token.
     pub fn standard(token_url: impl Into<String>) -> Self {
         let token_url = token_url.into();
         let name = token_url
@@ -102,7 +254,24 @@ impl Provider {
             expires_in: ExpiresIn::Seconds,
             lifetimes: Lifetimes::default(),
             max_response_bytes: 64 * 1024,
+            encoding: ParameterEncoding::Form,
+            refresh_tokens: RefreshTokens::KeepWhenOmitted,
+            scope_syntax: ScopeSyntax::SpaceDelimited,
+            default_scopes: Vec::new(),
+            revocation: None,
+            authorize_url: None,
+            code_delivery: CodeDelivery::Query,
+            pkce: false,
+            repeat_authorization_params: false,
+            invalid: None,
         }
+    }
+
+    /// A provider whose preset was given input it cannot use; building a registry with
+    /// it fails with `reason`.
+    pub(crate) fn invalid(mut self, reason: String) -> Self {
+        self.invalid = Some(reason.into());
+        self
     }
 
     /// The name used in errors, log lines and metrics.
@@ -116,6 +285,17 @@ impl Provider {
     /// any path is ignored. Plain `http` is accepted only for loopback hosts.
     pub fn api(mut self, origin: impl Into<String>) -> Self {
         self.api_origins.push(origin.into());
+        self
+    }
+
+    /// Replaces all API origins with `origins` (see [`api`](Self::api)): for pointing a
+    /// preset at another host, such as a test emulator.
+    pub fn api_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.api_origins = origins.into_iter().map(Into::into).collect();
         self
     }
 
@@ -174,9 +354,105 @@ impl Provider {
         self
     }
 
+    /// How token request parameters are carried (default: a form body).
+    pub fn parameter_encoding(mut self, encoding: ParameterEncoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// What the provider does with refresh tokens (default:
+    /// [`RefreshTokens::KeepWhenOmitted`]).
+    pub fn refresh_tokens(mut self, behaviour: RefreshTokens) -> Self {
+        self.refresh_tokens = behaviour;
+        self
+    }
+
+    /// How scopes are joined (default: space-delimited).
+    pub fn scope_syntax(mut self, syntax: ScopeSyntax) -> Self {
+        self.scope_syntax = syntax;
+        self
+    }
+
+    /// Scopes requested by credentials that name none (default: none).
+    pub fn default_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.default_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How tokens are revoked (default: not at all; [`Credentials::revoke`] then only
+    /// forgets them).
+    ///
+    /// [`Credentials::revoke`]: crate::Credentials::revoke
+    pub fn revocation(mut self, revocation: Revocation) -> Self {
+        self.revocation = Some(revocation);
+        self
+    }
+
+    /// Removes the revocation endpoint.
+    pub fn without_revocation(mut self) -> Self {
+        self.revocation = None;
+        self
+    }
+
+    /// The authorization endpoint users are sent to in the authorization-code flow.
+    pub fn authorize_url(mut self, url: impl Into<String>) -> Self {
+        self.authorize_url = Some(url.into());
+        self
+    }
+
+    /// Where the authorization server puts the code (default: the query).
+    pub fn code_delivery(mut self, delivery: CodeDelivery) -> Self {
+        self.code_delivery = delivery;
+        self
+    }
+
+    /// Whether the provider accepts PKCE S256 (RFC 7636) in the authorization-code flow
+    /// (default: no, as none of the presets' documents mention it).
+    pub fn pkce(mut self, enabled: bool) -> Self {
+        self.pkce = enabled;
+        self
+    }
+
+    /// Whether token requests repeat the authorization request's parameters: the
+    /// `redirect_uri` on refreshes and the `scope` on the code exchange (iOFFICE
+    /// requires both; default: no, as in RFC 6749).
+    pub fn repeat_authorization_params(mut self, enabled: bool) -> Self {
+        self.repeat_authorization_params = enabled;
+        self
+    }
+
     /// The provider's name.
     pub fn get_name(&self) -> &str {
         &self.name
+    }
+
+    /// The token endpoint URL.
+    pub fn get_token_url(&self) -> &str {
+        &self.token_url
+    }
+
+    /// The authorization endpoint URL, if the provider has one.
+    pub fn get_authorize_url(&self) -> Option<&str> {
+        self.authorize_url.as_deref()
+    }
+
+    /// The API origins tokens are attached for.
+    pub fn get_api_origins(&self) -> &[String] {
+        &self.api_origins
+    }
+
+    /// How tokens are revoked, if they can be.
+    pub fn get_revocation(&self) -> Option<&Revocation> {
+        self.revocation.as_ref()
+    }
+
+    /// Where the access token goes on API requests.
+    pub fn get_token_placement(&self) -> &TokenPlacement {
+        &self.placement
     }
 
     pub(crate) fn is_dead_token(&self, status: StatusCode, headers: &HeaderMap) -> bool {
@@ -202,7 +478,16 @@ impl fmt::Debug for Provider {
             .field("expires_in", &self.expires_in)
             .field("lifetimes", &self.lifetimes)
             .field("max_response_bytes", &self.max_response_bytes)
-            .finish()
+            .field("encoding", &self.encoding)
+            .field("refresh_tokens", &self.refresh_tokens)
+            .field("scope_syntax", &self.scope_syntax)
+            .field("default_scopes", &self.default_scopes)
+            .field("revocation", &self.revocation)
+            .field("authorize_url", &self.authorize_url)
+            .field("code_delivery", &self.code_delivery)
+            .field("pkce", &self.pkce)
+            .field("repeat_authorization_params", &self.repeat_authorization_params)
+            .finish_non_exhaustive()
     }
 }
 
@@ -216,6 +501,15 @@ pub enum Grant {
     /// `refresh_token` (RFC 6749 §6), starting from a refresh token obtained elsewhere.
     /// A rotated refresh token replaces the old one; an answer without one keeps it.
     RefreshToken(RefreshToken),
+    /// `authorization_code` (RFC 6749 §4.1.3): the code is exchanged once, and the
+    /// refresh token that comes with it is used from then on.
+    #[non_exhaustive]
+    AuthorizationCode {
+        /// The code the authorization server redirected back with.
+        code: AuthorizationCode,
+        /// The `redirect_uri` the code was issued for.
+        redirect_uri: String,
+    },
 }
 
 impl Grant {
@@ -223,6 +517,7 @@ impl Grant {
         match self {
             Grant::ClientCredentials => "client_credentials",
             Grant::RefreshToken(_) => "refresh_token",
+            Grant::AuthorizationCode { .. } => "authorization_code",
         }
     }
 }
@@ -338,54 +633,112 @@ pub struct Credential {
     pub(crate) client_id: String,
     pub(crate) client_secret: Option<ClientSecret>,
     pub(crate) grant: Grant,
-    pub(crate) scopes: Vec<String>,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) redirect_uri: Option<String>,
+    pub(crate) subject: Option<String>,
     pub(crate) policy: RefreshPolicy,
 }
 
 impl Credential {
+    fn with_grant(
+        provider: Provider,
+        client_id: String,
+        client_secret: Option<ClientSecret>,
+        grant: Grant,
+    ) -> Self {
+        Self {
+            provider,
+            client_id,
+            client_secret,
+            grant,
+            scopes: None,
+            redirect_uri: None,
+            subject: None,
+            policy: RefreshPolicy::default(),
+        }
+    }
+
     /// A confidential client using the `client_credentials` grant.
     pub fn client_credentials(
         provider: Provider,
         client_id: impl Into<String>,
         client_secret: impl Into<ClientSecret>,
     ) -> Self {
-        Self {
+        Self::with_grant(
             provider,
-            client_id: client_id.into(),
-            client_secret: Some(client_secret.into()),
-            grant: Grant::ClientCredentials,
-            scopes: Vec::new(),
-            policy: RefreshPolicy::default(),
-        }
+            client_id.into(),
+            Some(client_secret.into()),
+            Grant::ClientCredentials,
+        )
     }
 
     /// A client holding a refresh token. `client_secret` is `None` for public clients
-    /// (use [`ClientAuth::None`] on the provider then).
+    /// (use [`ClientAuth::PublicClient`] or [`ClientAuth::None`] on the provider then).
     pub fn refresh_token(
         provider: Provider,
         client_id: impl Into<String>,
         client_secret: Option<ClientSecret>,
         refresh_token: impl Into<RefreshToken>,
     ) -> Self {
-        Self {
+        Self::with_grant(
             provider,
-            client_id: client_id.into(),
+            client_id.into(),
             client_secret,
-            grant: Grant::RefreshToken(refresh_token.into()),
-            scopes: Vec::new(),
-            policy: RefreshPolicy::default(),
-        }
+            Grant::RefreshToken(refresh_token.into()),
+        )
     }
 
-    /// The scopes to request. Order and duplicates do not matter.
+    /// A client that has just received an authorization `code` for `redirect_uri`.
+    ///
+    /// The first token request exchanges the code; later ones use the refresh token
+    /// that came with it. A code is single-use: if the exchange is refused, requests
+    /// fail with [`Error::ReauthorizationRequired`](crate::Error::ReauthorizationRequired).
+    pub fn authorization_code(
+        provider: Provider,
+        client_id: impl Into<String>,
+        client_secret: Option<ClientSecret>,
+        code: impl Into<AuthorizationCode>,
+        redirect_uri: impl Into<String>,
+    ) -> Self {
+        let redirect_uri = redirect_uri.into();
+        let mut credential = Self::with_grant(
+            provider,
+            client_id.into(),
+            client_secret,
+            Grant::AuthorizationCode {
+                code: code.into(),
+                redirect_uri: redirect_uri.clone(),
+            },
+        );
+        credential.redirect_uri = Some(redirect_uri);
+        credential
+    }
+
+    /// The scopes to request, instead of the provider's default ones. Order and
+    /// duplicates do not matter.
     pub fn scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
-        self.scopes.sort();
-        self.scopes.dedup();
+        let mut scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        scopes.sort();
+        scopes.dedup();
+        self.scopes = Some(scopes);
+        self
+    }
+
+    /// The redirect URI registered for this client, for providers that want it on
+    /// refresh requests too (see [`Provider::repeat_authorization_params`]).
+    pub fn redirect_uri(mut self, redirect_uri: impl Into<String>) -> Self {
+        self.redirect_uri = Some(redirect_uri.into());
+        self
+    }
+
+    /// The user on whose behalf this credential acts. Part of the credential's key, so
+    /// two users' tokens are never confused.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
         self
     }
 
@@ -405,15 +758,31 @@ impl Credential {
         &self.client_id
     }
 
-    /// A readable key naming this credential in logs: provider, client, grant, scopes.
-    pub fn key(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.provider.name,
-            self.client_id,
-            self.grant.kind(),
-            self.scopes.join(" ")
-        )
+    /// The scopes requested: the credential's own, or else the provider's defaults,
+    /// sorted and without duplicates.
+    pub fn requested_scopes(&self) -> Vec<String> {
+        match &self.scopes {
+            Some(scopes) => scopes.clone(),
+            None => {
+                let mut scopes = self.provider.default_scopes.clone();
+                scopes.sort();
+                scopes.dedup();
+                scopes
+            }
+        }
+    }
+
+    /// The key that identifies this credential's tokens: provider, client, grant,
+    /// scopes and subject. Two credentials with equal keys would share tokens, so a
+    /// registry refuses them.
+    pub fn key(&self) -> CredentialKey {
+        CredentialKey {
+            provider: self.provider.name.clone(),
+            client_id: self.client_id.as_str().into(),
+            grant: self.grant.kind(),
+            scopes: self.requested_scopes().into(),
+            subject: self.subject.as_deref().map(Into::into),
+        }
     }
 }
 
@@ -426,8 +795,67 @@ impl fmt::Debug for Credential {
             .field("client_secret", &self.client_secret)
             .field("grant", &self.grant)
             .field("scopes", &self.scopes)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("subject", &self.subject)
             .field("policy", &self.policy)
             .finish()
+    }
+}
+
+/// What identifies a credential's tokens: provider, client id, grant, sorted scopes and
+/// subject. A token is only ever attached for the key it was requested under.
+///
+/// `Display` prints `provider/client/grant/scopes` and `/subject` when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CredentialKey {
+    provider: Arc<str>,
+    client_id: Arc<str>,
+    grant: &'static str,
+    scopes: Arc<[String]>,
+    subject: Option<Arc<str>>,
+}
+
+impl CredentialKey {
+    /// The provider's name.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The grant's name (`client_credentials`, `refresh_token`, `authorization_code`).
+    pub fn grant(&self) -> &str {
+        self.grant
+    }
+
+    /// The scopes, sorted.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// The subject, if the credential acts for a user.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+}
+
+impl fmt::Display for CredentialKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.provider,
+            self.client_id,
+            self.grant,
+            self.scopes.join(" ")
+        )?;
+        if let Some(subject) = &self.subject {
+            write!(f, "/{subject}")?;
+        }
+        Ok(())
     }
 }
 

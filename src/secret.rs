@@ -78,6 +78,12 @@ secret_type! {
     RefreshToken
 }
 
+secret_type! {
+    /// An authorization code (RFC 6749 §4.1.2): short-lived, single-use, exchanged once
+    /// for tokens.
+    AuthorizationCode
+}
+
 /// A short tag that tells two secrets apart without revealing either.
 ///
 /// `Display` prints 8 hex digits. See [`AccessToken::fingerprint`].

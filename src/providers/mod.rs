@@ -1,0 +1,322 @@
+//! Presets for the providers this crate knows, filled in from their own documents.
+//!
+//! Each function returns a plain [`Provider`]: every setting can be changed with its
+//! setter, and [`Provider::standard`] covers any other RFC 6749 server. Where a
+//! provider's document is silent (a URL it does not print, a lifetime), the preset
+//! picks the conventional value and its documentation says so.
+//!
+//! | preset | grant | client authentication | token goes | refresh tokens | revocation |
+//! | --- | --- | --- | --- | --- | --- |
+//! | [`agrello`] | authorization code | HTTP Basic | `Authorization: Bearer` | kept when omitted | none documented |
+//! | [`accelo`] | client credentials | HTTP Basic (body as fallback) | `Authorization: Bearer` (or `_bearer_token`) | none: the grant is run again | none documented |
+//! | [`grindery`] | authorization code | none | `Authorization: Bearer` | omitted on refresh: kept | none documented |
+//! | [`ioffice`] | authorization code | `x-client-id` header | `x-access-token` (or `access_token`) | rotated | `x-token` header |
+//! | [`dottedsign`] | authorization code | `client_id`/`client_secret` in the body | `Authorization: Bearer` | kept when omitted | none documented |
+//!
+//! # Example
+//!
+//! ```no_run
+//! use tower_oauth2::{providers, Credential, Credentials};
+//! use tower_oauth2::providers::accelo::AcceloScope;
+//!
+//! # fn main() -> Result<(), tower_oauth2::Error> {
+//! let accelo = Credential::client_credentials(providers::accelo("acme"), "client-id", "client-secret")
+//!     .scopes([AcceloScope::read_all().and(AcceloScope::write(["companies", "contacts"]))]);
+//! let ioffice = Credential::refresh_token(
+//!     providers::ioffice("https://acme.iofficeconnect.com"),
+//!     "client-id",
+//!     None,
+//!     "a-refresh-token",
+//! )
+//! .redirect_uri("https://app.example.com/callback/ioffice");
+//! let credentials = Credentials::builder().credential(accelo).credential(ioffice).build()?;
+//! # let _ = credentials;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod accelo;
+
+use http::HeaderName;
+
+use crate::{
+    provider::{
+        ClientAuth, CodeDelivery, HeaderParameters, ParameterEncoding, Provider, RefreshTokens, Revocation,
+        ScopeSyntax, TokenPlacement,
+    },
+    token::ExpiresIn,
+};
+
+/// Agrello: users' tokens through the authorization-code flow, HTTP Basic client
+/// authentication, refresh tokens, `Authorization: Bearer`.
+///
+/// The document prints the authorization endpoint,
+/// `https://service.agrello.org/identity/auth/oauth/authorize`. It prints neither the
+/// token endpoint nor the API host: the preset uses the authorization endpoint's
+/// sibling, `https://service.agrello.org/identity/auth/oauth/token`, and
+/// `https://api.agrello.io` for the API. Override them with
+/// [`Provider::token_url`] and [`Provider::api_origins`] if your account says otherwise.
+pub fn agrello() -> Provider {
+    Provider::standard("https://service.agrello.org/identity/auth/oauth/token")
+        .name("agrello")
+        .authorize_url("https://service.agrello.org/identity/auth/oauth/authorize")
+        .api("https://api.agrello.io")
+        .client_auth(ClientAuth::Basic)
+}
+
+/// Accelo service applications: the client credentials grant against the deployment's
+/// token endpoint, `https://{deployment}.api.accelo.com/oauth2/v0/token`.
+///
+/// - Client authentication is HTTP Basic, as the document recommends. Its fallback,
+///   `client_id` and `client_secret` as parameters, is
+///   `.client_auth(ClientAuth::RequestBody)`.
+/// - Scopes are comma-delimited, `read(all),write(companies,contacts)`; build them with
+///   [`accelo::AcceloScope`].
+/// - No refresh token is issued: when a token expires, the grant is run again.
+/// - The token goes in `Authorization: Bearer`, the preferred method. The `_bearer_token`
+///   query parameter is `.token_placement(TokenPlacement::Query("_bearer_token".into()))`.
+/// - API requests go to `https://{deployment}.api.accelo.com`.
+///
+/// `deployment` must be a DNS label (letters, digits and `-`); anything else makes the
+/// registry refuse the provider with [`Error::Config`](crate::Error::Config).
+pub fn accelo(deployment: &str) -> Provider {
+    let deployment = deployment.to_ascii_lowercase();
+    let provider = Provider::standard(format!("https://{deployment}.api.accelo.com/oauth2/v0/token"))
+        .name("accelo")
+        .api(format!("https://{deployment}.api.accelo.com"))
+        .client_auth(ClientAuth::Basic)
+        .scope_syntax(ScopeSyntax::CommaDelimited)
+        .refresh_tokens(RefreshTokens::NotIssued);
+    if is_dns_label(&deployment) {
+        provider
+    } else {
+        provider.invalid(format!(
+            "Accelo deployment `{deployment}` is not a DNS label (letters, digits, `-`)"
+        ))
+    }
+}
+
+/// Grindery: users' tokens through the authorization-code flow, without any client
+/// authentication (token requests carry only the grant), `Authorization: Bearer`.
+///
+/// The refresh answer carries no refresh token; the one held is kept and used again.
+/// As Grindery has no client ids, the credential's client id is only a local label.
+///
+/// The document prints the token endpoint, `https://orchestrator.grindery.org/oauth/token`,
+/// but neither the sign-in page nor the API host: the preset uses
+/// `https://orchestrator.grindery.org/oauth/authorize` and
+/// `https://orchestrator.grindery.org`. Override them if yours differ.
+pub fn grindery() -> Provider {
+    Provider::standard("https://orchestrator.grindery.org/oauth/token")
+        .name("grindery")
+        .authorize_url("https://orchestrator.grindery.org/oauth/authorize")
+        .api("https://orchestrator.grindery.org")
+        .client_auth(ClientAuth::None)
+        .refresh_tokens(RefreshTokens::KeepWhenOmitted)
+}
+
+/// iOFFICE, for the site at `site` (`https://acme.iofficeconnect.com`).
+///
+/// - Token requests go to `{site}/external/api/oauth2/token` with every parameter as a
+///   request header (`x-grant-type`, `x-redirect-uri`, `x-client-id`, `x-scope`,
+///   `x-auth-code` or `x-refresh-token`) and `Content-Type: application/json`. The
+///   redirect URI and scope are repeated on every request, so set
+///   [`Credential::redirect_uri`](crate::Credential::redirect_uri).
+/// - The client is identified by `x-client-id`; the document names no header for a
+///   secret, so none is sent.
+/// - `expires_in` is in milliseconds: `3600000` is one hour.
+/// - Refresh tokens rotate: each refresh returns a new one and the old one is dead.
+/// - The token goes in the `x-access-token` header; the `access_token` query parameter
+///   is `.token_placement(TokenPlacement::Query("access_token".into()))`.
+/// - Revocation posts the token in the `x-token` header to
+///   `{site}/external/api/oauth2/revoke`.
+/// - Users authorize at `{site}/login.html`, which needs all five parameters (`scope`
+///   included, so the preset's default scope is `email`, the document's example) and
+///   hands the code back in the URL fragment (`#code=…`): a page script must read it.
+///
+/// `site` must be an `https` origin (plain `http` only for loopback); anything else
+/// makes the registry refuse the provider with [`Error::Config`](crate::Error::Config).
+pub fn ioffice(site: &str) -> Provider {
+    let site = site.trim_end_matches('/');
+    let names = HeaderParameters::prefixed("x-").rename("code", HeaderName::from_static("x-auth-code"));
+    let provider = Provider::standard(format!("{site}/external/api/oauth2/token"))
+        .name("ioffice")
+        .api(site)
+        .authorize_url(format!("{site}/login.html"))
+        .code_delivery(CodeDelivery::Fragment)
+        .client_auth(ClientAuth::PublicClient)
+        .parameter_encoding(ParameterEncoding::Headers(names))
+        .expires_in_unit(ExpiresIn::Milliseconds)
+        .refresh_tokens(RefreshTokens::Rotated)
+        .repeat_authorization_params(true)
+        .default_scopes(["email"])
+        .token_placement(TokenPlacement::Header(HeaderName::from_static("x-access-token")))
+        .revocation(Revocation::Header {
+            url: format!("{site}/external/api/oauth2/revoke"),
+            header: HeaderName::from_static("x-token"),
+        });
+    match is_origin(site) {
+        true => provider,
+        false => provider.invalid(format!(
+            "iOFFICE site `{site}` must be an origin such as `https://acme.iofficeconnect.com`"
+        )),
+    }
+}
+
+/// DottedSign, at `base_url` (its API host, e.g. `https://api.dottedsign.com`).
+///
+/// Users authorize at `{base_url}/v1/oauth/authorize`; tokens come from
+/// `{base_url}/v1/oauth/token` with `client_id` and `client_secret` in the form body
+/// (never HTTP Basic), and the code exchange repeats the authorization's `redirect_uri`.
+/// Refresh requests send the client credentials and the refresh token. The token goes
+/// in `Authorization: Bearer`; an expired one is answered with 401. The document says
+/// nothing of rotation or revocation: a refresh token in an answer replaces the held
+/// one, an answer without one keeps it, and there is no revocation endpoint.
+///
+/// `base_url` must be an `https` origin (plain `http` only for loopback).
+pub fn dottedsign(base_url: &str) -> Provider {
+    let base = base_url.trim_end_matches('/');
+    let provider = Provider::standard(format!("{base}/v1/oauth/token"))
+        .name("dottedsign")
+        .api(base)
+        .authorize_url(format!("{base}/v1/oauth/authorize"))
+        .client_auth(ClientAuth::RequestBody);
+    match is_origin(base) {
+        true => provider,
+        false => provider.invalid(format!(
+            "DottedSign base URL `{base}` must be an origin such as `https://api.dottedsign.com`"
+        )),
+    }
+}
+
+/// RFC 1035 label: 1 to 63 letters, digits and inner hyphens.
+fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// An absolute http(s) URL with a host and nothing after it (no path, query, fragment
+/// or userinfo), so that appending a path to it cannot change the host.
+fn is_origin(s: &str) -> bool {
+    let Ok(uri) = s.parse::<http::Uri>() else {
+        return false;
+    };
+    let plain_authority = uri
+        .authority()
+        .is_some_and(|a| !a.as_str().contains('@') && uri.host().is_some_and(|h| !h.is_empty()));
+    matches!(uri.scheme_str(), Some("https" | "http"))
+        && plain_authority
+        && matches!(uri.path(), "" | "/")
+        && uri.query().is_none()
+        && !s.contains('#')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Credential, Credentials, Error};
+
+    fn unused_transport() -> crate::TokenTransport {
+        crate::TokenTransport::new(tower::service_fn(|_req: crate::transport::TokenRequest| async {
+            Err::<http::Response<http_body_util::Full<bytes::Bytes>>, _>(crate::BoxError::from("unused"))
+        }))
+    }
+
+    fn builds(provider: Provider) -> Result<Credentials, Error> {
+        Credentials::builder()
+            .credential(Credential::client_credentials(provider, "id", "secret"))
+            .transport(unused_transport())
+            .build()
+    }
+
+    #[test]
+    fn accelo_urls_follow_the_deployment() {
+        let provider = accelo("Acme");
+        assert_eq!(
+            provider.get_token_url(),
+            "https://acme.api.accelo.com/oauth2/v0/token"
+        );
+        assert_eq!(provider.get_api_origins(), ["https://acme.api.accelo.com"]);
+        assert!(builds(provider).is_ok());
+    }
+
+    #[test]
+    fn a_deployment_or_site_that_would_change_the_host_is_refused() {
+        for bad in ["evil.com#", "evil.com/x", "a b", "", "-acme", "acme@evil", "x.y"] {
+            let err = builds(accelo(bad)).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{bad:?}: {err}");
+        }
+        for bad in [
+            "https://evil.com/path",
+            "https://user@evil.com",
+            "ftp://acme.example",
+            "acme.example",
+            "https://acme.example?x=1",
+            "https://acme.example#x",
+            "http://acme.example",
+        ] {
+            assert!(matches!(builds(ioffice(bad)), Err(Error::Config(_))), "{bad:?}");
+            assert!(
+                matches!(builds(dottedsign(bad)), Err(Error::Config(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(builds(ioffice("https://acme.iofficeconnect.com/")).is_ok());
+        assert!(builds(dottedsign("http://127.0.0.1:8080")).is_ok());
+    }
+
+    #[test]
+    fn presets_print_the_documented_endpoints() {
+        let io = ioffice("https://acme.iofficeconnect.com");
+        assert_eq!(
+            io.get_token_url(),
+            "https://acme.iofficeconnect.com/external/api/oauth2/token"
+        );
+        assert_eq!(
+            io.get_authorize_url(),
+            Some("https://acme.iofficeconnect.com/login.html")
+        );
+        assert_eq!(
+            io.get_revocation(),
+            Some(&Revocation::Header {
+                url: "https://acme.iofficeconnect.com/external/api/oauth2/revoke".into(),
+                header: HeaderName::from_static("x-token"),
+            })
+        );
+        let ds = dottedsign("https://api.dottedsign.com");
+        assert_eq!(ds.get_token_url(), "https://api.dottedsign.com/v1/oauth/token");
+        assert_eq!(
+            ds.get_authorize_url(),
+            Some("https://api.dottedsign.com/v1/oauth/authorize")
+        );
+        assert_eq!(
+            grindery().get_token_url(),
+            "https://orchestrator.grindery.org/oauth/token"
+        );
+        assert_eq!(
+            agrello().get_authorize_url(),
+            Some("https://service.agrello.org/identity/auth/oauth/authorize")
+        );
+        for provider in [
+            agrello(),
+            accelo("acme"),
+            grindery(),
+            dottedsign("https://api.dottedsign.com"),
+        ] {
+            assert!(provider.get_revocation().is_none(), "{provider:?}");
+        }
+    }
+
+    #[test]
+    fn accelo_refuses_grants_that_need_refresh_tokens() {
+        let cred = Credential::refresh_token(accelo("acme"), "id", Some("s".into()), "rt");
+        let err = Credentials::builder()
+            .credential(cred)
+            .transport(unused_transport())
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("no refresh tokens"), "{err}");
+    }
+}
