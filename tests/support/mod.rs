@@ -30,6 +30,10 @@ pub enum Mode {
     Ok,
     ServerError,
     Hang,
+    /// The transport fails: the request never reached a server.
+    Unreachable,
+    /// `400 invalid_grant`: the code or refresh token is dead.
+    InvalidGrant,
 }
 
 #[derive(Default)]
@@ -40,6 +44,7 @@ struct EndpointState {
     delay: Mutex<Duration>,
     lifetime: Mutex<Duration>,
     bodies: Mutex<Vec<String>>,
+    revocations: Mutex<Vec<String>>,
 }
 
 /// A token endpoint answering `tok-1`, `tok-2`, ... with a configurable lifetime.
@@ -72,11 +77,25 @@ impl TokenEndpoint {
         self.state.bodies.lock().unwrap().clone()
     }
 
+    /// Bodies of the requests to a path ending in `/revoke` (not counted as token requests).
+    pub fn revocations(&self) -> Vec<String> {
+        self.state.revocations.lock().unwrap().clone()
+    }
+
     pub fn transport(&self) -> TokenTransport {
         let state = Arc::clone(&self.state);
         TokenTransport::new(tower::service_fn(move |req: Request<Full<Bytes>>| {
             let state = Arc::clone(&state);
             async move {
+                if req.uri().path().ends_with("/revoke") {
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    state
+                        .revocations
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                    return Ok(Response::new(Full::new(Bytes::new())));
+                }
                 state.requests.fetch_add(1, Ordering::SeqCst);
                 let body = req.into_body().collect().await.unwrap().to_bytes();
                 state
@@ -91,6 +110,12 @@ impl TokenEndpoint {
                 let mode = state.mode.lock().unwrap().unwrap_or(Mode::Ok);
                 let response = match mode {
                     Mode::Hang => std::future::pending().await,
+                    Mode::Unreachable => return Err(tower_oauth2::BoxError::from("connection refused")),
+                    Mode::InvalidGrant => Response::builder()
+                        .status(StatusCode::BAD_REQUEST)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(br#"{"error":"invalid_grant"}"#)))
+                        .unwrap(),
                     Mode::ServerError => Response::builder()
                         .status(StatusCode::INTERNAL_SERVER_ERROR)
                         .header("content-type", "text/html")
@@ -108,7 +133,7 @@ impl TokenEndpoint {
                             .unwrap()
                     }
                 };
-                Ok::<_, Infallible>(response)
+                Ok::<_, tower_oauth2::BoxError>(response)
             }
         }))
     }
