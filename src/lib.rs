@@ -55,6 +55,15 @@
 //! # }
 //! ```
 //!
+//! # Providers
+//!
+//! A [`Provider`] is data: endpoints, client authentication, how parameters are carried,
+//! the unit of `expires_in`, refresh-token behaviour, where the token goes, scope
+//! syntax, revocation and what counts as a dead token. [`providers`] has presets for
+//! Agrello, Accelo, Grindery, iOFFICE and DottedSign, filled in from their documents;
+//! [`Provider::standard`] covers any RFC 6749 server. One [`Credentials`] registry holds
+//! credentials for any number of providers, routed by API origin.
+//!
 //! # Feature flags
 //!
 //! - `hyper-transport` (default): the default token transport, hyper-util's client with
