@@ -310,7 +310,6 @@ impl CredentialState {
     }
 
     async fn run_refresh(self: Arc<Self>, input: Option<GrantInput>, tx: oneshot::Sender<Outcome>) {
-        self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
         let limit = self.config.credential.policy.timeout;
         let fetched = match &input {
             // Never fall back to another grant: without a refresh token or a code, only a
@@ -319,13 +318,16 @@ impl CredentialState {
                 provider: self.config.provider_name().clone(),
                 cause: None,
             })),
-            Some(input) => match timeout(limit, self.config.fetch(&self.transport, input)).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::TimedOut(TimedOut {
-                    provider: self.config.provider_name().clone(),
-                    after: limit,
-                })),
-            },
+            Some(input) => {
+                self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+                match timeout(limit, self.config.fetch(&self.transport, input)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::TimedOut(TimedOut {
+                        provider: self.config.provider_name().clone(),
+                        after: limit,
+                    })),
+                }
+            }
         };
         let outcome = self.complete(fetched, input);
         // Nobody waiting is fine: the token is installed all the same.
