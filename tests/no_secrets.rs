@@ -101,3 +101,62 @@ async fn a_full_run_prints_no_secret() {
         }
     }
 }
+
+const CODE: &str = "authorization-code-never-printed";
+
+#[tokio::test(start_paused = true)]
+async fn a_code_exchange_in_the_header_dialect_and_a_logout_print_no_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let api = Api::new();
+    // iOFFICE's dialect (parameters as headers, header revocation) against the stand-in,
+    // whose API reads the `Authorization` header.
+    let provider = tower_oauth2::providers::ioffice("https://site.example.com")
+        .api_origins([support::API])
+        .token_placement(tower_oauth2::TokenPlacement::AuthorizationBearer);
+    let credential = Credential::authorization_code(
+        provider,
+        "client-id",
+        Some(ClientSecret::new(CLIENT_SECRET)),
+        CODE,
+        "https://app.example.com/cb",
+    );
+    let mut printed = format!("{credential:?}\n");
+    let credentials = Credentials::builder()
+        .credential(credential)
+        .transport(endpoint.transport())
+        .build()
+        .unwrap();
+    let client = OAuth2Layer::new(credentials.clone()).layer(api.clone());
+    client.clone().oneshot(get("exchange")).await.unwrap();
+    credentials.invalidate_all();
+    client.clone().oneshot(get("refresh")).await.unwrap();
+    let key = credentials.keys().remove(0);
+    let revoked = credentials.revoke(&key).await;
+    let after = client.clone().oneshot(get("after")).await.unwrap_err();
+    printed.push_str(&format!(
+        "{revoked:?} {after} {after:?} {key} {key:?} {credentials:?}\n"
+    ));
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("token installed"), "the run was traced:\n{logs}");
+    assert_eq!(endpoint.requests(), 2, "a code exchange and a refresh");
+    assert_eq!(
+        endpoint.revocations().len(),
+        2,
+        "the refresh and access tokens were revoked"
+    );
+    for output in [&logs, &printed] {
+        for secret in [CLIENT_SECRET, CODE, "tok-", "refresh-1", "refresh-2"] {
+            assert!(!output.contains(secret), "`{secret}` leaked into:\n{output}");
+        }
+    }
+}
