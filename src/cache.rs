@@ -41,9 +41,9 @@ use tracing::Instrument;
 
 use crate::{
     error::{Error, ReauthorizationRequired, TimedOut, UnreachableError},
-    grant::{GrantConfig, GrantInput},
+    grant::{GrantConfig, GrantInput, PendingCode},
     provider::{CredentialKey, Grant, TokenPlacement},
-    secret::{AuthorizationCode, RefreshToken},
+    secret::RefreshToken,
     stats::Stats,
     token::TokenSet,
     transport::TokenTransport,
@@ -120,7 +120,7 @@ struct Slot {
     last_error: Option<Error>,
     refresh_token: Option<RefreshToken>,
     /// An authorization code not exchanged yet, with its redirect URI.
-    code: Option<(AuthorizationCode, String)>,
+    code: Option<PendingCode>,
     timer: Option<AbortHandle>,
     /// A token refused by the API right after it was fetched for a retry: until the
     /// instant, dead-token answers for it do not trigger refreshes.
@@ -306,7 +306,7 @@ impl CredentialState {
         }
         // A code is single-use: it is taken now, and given back only if the exchange
         // never reached the server.
-        slot.code.take().map(|(code, uri)| GrantInput::Code(code, uri))
+        slot.code.take().map(GrantInput::Code)
     }
 
     async fn run_refresh(self: Arc<Self>, input: Option<GrantInput>, tx: oneshot::Sender<Outcome>) {
@@ -343,11 +343,11 @@ impl CredentialState {
     fn complete(self: &Arc<Self>, fetched: Result<TokenSet, Error>, input: Option<GrantInput>) -> Outcome {
         let mut slot = self.lock();
         slot.inflight = None;
-        if let (Err(Error::Unreachable(_) | Error::TimedOut(_)), Some(GrantInput::Code(code, uri))) =
+        if let (Err(Error::Unreachable(_) | Error::TimedOut(_)), Some(GrantInput::Code(code))) =
             (&fetched, input)
         {
             // The exchange may never have reached the server: the code may still be good.
-            slot.code.get_or_insert((code, uri));
+            slot.code.get_or_insert(code);
         }
         let installed = fetched.and_then(|tokens| self.install(&mut slot, tokens));
         match &installed {

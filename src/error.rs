@@ -51,6 +51,9 @@ pub enum Error {
     ReauthorizationRequired(ReauthorizationRequired),
     /// The configuration cannot work (a bad URL, a token URL over plain http, ...).
     Config(ConfigError),
+    /// An authorization callback cannot be accepted: the user denied access, the
+    /// `state` does not match, or the code is missing.
+    Authorization(AuthorizationError),
 }
 
 impl Error {
@@ -58,6 +61,7 @@ impl Error {
     pub fn provider(&self) -> Option<&str> {
         match self {
             Error::Inner(_) | Error::Config(_) => None,
+            Error::Authorization(e) => Some(&e.provider),
             Error::OAuth(e) => Some(&e.provider),
             Error::Unreachable(e) => Some(&e.provider),
             Error::TimedOut(e) => Some(&e.provider),
@@ -92,6 +96,7 @@ impl fmt::Display for Error {
             Error::Malformed(e) => fmt::Display::fmt(e, f),
             Error::ReauthorizationRequired(e) => fmt::Display::fmt(e, f),
             Error::Config(e) => fmt::Display::fmt(e, f),
+            Error::Authorization(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -106,6 +111,7 @@ impl StdError for Error {
             Error::Malformed(e) => Some(e),
             Error::ReauthorizationRequired(e) => Some(e),
             Error::Config(e) => Some(e),
+            Error::Authorization(e) => Some(e),
         }
     }
 }
@@ -335,6 +341,80 @@ impl StdError for ReauthorizationRequired {
         self.cause.as_ref().map(|e| e as &(dyn StdError + 'static))
     }
 }
+
+/// Why an authorization callback was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthorizationErrorKind {
+    /// The provider redirected back with an `error` parameter (`access_denied`, ...).
+    Denied,
+    /// The callback's `state` is missing or is not the one this authorization sent: it
+    /// was not started here, or it is being replayed (a CSRF attempt, or a stale tab).
+    StateMismatch,
+    /// The callback carries neither a code nor an error.
+    MissingCode,
+}
+
+/// An authorization callback that cannot be accepted. Never carries the code or state.
+#[derive(Debug, Clone)]
+pub struct AuthorizationError {
+    pub(crate) provider: Arc<str>,
+    pub(crate) kind: AuthorizationErrorKind,
+    pub(crate) error: Option<String>,
+    pub(crate) description: Option<String>,
+}
+
+impl AuthorizationError {
+    /// The provider the authorization was for.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+    /// What went wrong.
+    pub fn kind(&self) -> AuthorizationErrorKind {
+        self.kind
+    }
+    /// The provider's `error` parameter, for [`AuthorizationErrorKind::Denied`].
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+    /// The provider's `error_description`, if any (truncated, printable characters only).
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+}
+
+impl fmt::Display for AuthorizationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            AuthorizationErrorKind::Denied => {
+                write!(
+                    f,
+                    "`{}` refused the authorization: {}",
+                    self.provider,
+                    self.error.as_deref().unwrap_or("error")
+                )?;
+                if let Some(description) = &self.description {
+                    write!(f, " ({description})")?;
+                }
+                Ok(())
+            }
+            AuthorizationErrorKind::StateMismatch => write!(
+                f,
+                "the callback from `{}` does not carry the state this authorization sent",
+                self.provider
+            ),
+            AuthorizationErrorKind::MissingCode => {
+                write!(
+                    f,
+                    "the callback from `{}` carries no authorization code",
+                    self.provider
+                )
+            }
+        }
+    }
+}
+
+impl StdError for AuthorizationError {}
 
 /// The configuration cannot work.
 #[derive(Debug, Clone)]

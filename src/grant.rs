@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::{
     error::{Error, MalformedResponse, ReauthorizationRequired, UnreachableError},
     provider::{ClientAuth, Credential, Grant, ParameterEncoding, RefreshTokens, Revocation},
-    secret::{AuthorizationCode, RefreshToken},
+    secret::{AuthorizationCode, PkceVerifier, RefreshToken},
     token::{parse_token_response, ResponseRules, TokenSet},
     transport::{TokenRequest, TokenTransport},
 };
@@ -21,7 +21,15 @@ use crate::{
 pub(crate) enum GrantInput {
     ClientCredentials,
     Refresh(RefreshToken),
-    Code(AuthorizationCode, String),
+    Code(PendingCode),
+}
+
+/// An authorization code waiting to be exchanged.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingCode {
+    pub(crate) code: AuthorizationCode,
+    pub(crate) redirect_uri: String,
+    pub(crate) pkce_verifier: Option<PkceVerifier>,
 }
 
 impl GrantInput {
@@ -107,13 +115,22 @@ impl GrantConfig {
     }
 
     /// What the first token request presents.
-    pub(crate) fn initial_input(&self) -> (Option<RefreshToken>, Option<(AuthorizationCode, String)>) {
+    pub(crate) fn initial_input(&self) -> (Option<RefreshToken>, Option<PendingCode>) {
         match &self.credential.grant {
             Grant::ClientCredentials => (None, None),
             Grant::RefreshToken(rt) => (Some(rt.clone()), None),
-            Grant::AuthorizationCode { code, redirect_uri } => {
-                (None, Some((code.clone(), redirect_uri.clone())))
-            }
+            Grant::AuthorizationCode {
+                code,
+                redirect_uri,
+                pkce_verifier,
+            } => (
+                None,
+                Some(PendingCode {
+                    code: code.clone(),
+                    redirect_uri: redirect_uri.clone(),
+                    pkce_verifier: pkce_verifier.clone(),
+                }),
+            ),
         }
     }
 
@@ -133,9 +150,12 @@ impl GrantConfig {
                     }
                 }
             }
-            GrantInput::Code(code, redirect_uri) => {
-                params.push(("code", code.secret()));
-                params.push(("redirect_uri", redirect_uri));
+            GrantInput::Code(pending) => {
+                params.push(("code", pending.code.secret()));
+                params.push(("redirect_uri", &pending.redirect_uri));
+                if let Some(verifier) = &pending.pkce_verifier {
+                    params.push(("code_verifier", verifier.secret()));
+                }
             }
         }
         // RFC 6749 asks for the scope on client credentials and refresh requests, not on
@@ -477,12 +497,27 @@ mod tests {
         let config = GrantConfig::new(cred).unwrap();
         let (refresh, code) = config.initial_input();
         assert!(refresh.is_none());
-        let (code, uri) = code.unwrap();
-        let req = config.request(&GrantInput::Code(code, uri)).unwrap();
+        let req = config.request(&GrantInput::Code(code.unwrap())).unwrap();
         assert_eq!(
             body_of(&req),
             "grant_type=authorization_code&code=the-code&redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
              &client_id=id&client_secret=s"
+        );
+    }
+
+    #[test]
+    fn a_pkce_verifier_goes_with_the_code() {
+        let provider = Provider::standard("https://auth.example/token").client_auth(ClientAuth::PublicClient);
+        let config = GrantConfig::new(Credential::refresh_token(provider, "id", None, "unused")).unwrap();
+        let code = PendingCode {
+            code: AuthorizationCode::new("c"),
+            redirect_uri: "https://app.example/cb".into(),
+            pkce_verifier: Some(PkceVerifier::new("v".repeat(43))),
+        };
+        let body = body_of(&config.request(&GrantInput::Code(code)).unwrap());
+        assert!(
+            body.ends_with(&format!("&code_verifier={}&client_id=id", "v".repeat(43))),
+            "{body}"
         );
     }
 
@@ -497,9 +532,8 @@ mod tests {
         let cred = Credential::authorization_code(provider, "cid", None, "c0de", "https://app.example/cb");
         let config = GrantConfig::new(cred).unwrap();
 
-        let req = config
-            .request(&GrantInput::Code("c0de".into(), "https://app.example/cb".into()))
-            .unwrap();
+        let code = config.initial_input().1.unwrap();
+        let req = config.request(&GrantInput::Code(code)).unwrap();
         assert_eq!(body_of(&req), "");
         assert_eq!(header(&req, "content-type"), Some("application/json"));
         assert_eq!(header(&req, "x-grant-type"), Some("authorization_code"));

@@ -82,6 +82,7 @@
 #![deny(unreachable_pub)]
 #![warn(clippy::await_holding_lock, clippy::dbg_macro, clippy::todo)]
 
+pub mod authorize;
 pub mod body;
 mod cache;
 mod credentials;

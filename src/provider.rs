@@ -31,7 +31,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::{
-    secret::{AuthorizationCode, ClientSecret, RefreshToken},
+    secret::{AuthorizationCode, ClientSecret, PkceVerifier, RefreshToken},
     token::{ExpiresIn, Lifetimes},
 };
 
@@ -509,6 +509,8 @@ pub enum Grant {
         code: AuthorizationCode,
         /// The `redirect_uri` the code was issued for.
         redirect_uri: String,
+        /// The PKCE verifier, if the authorization sent a challenge.
+        pkce_verifier: Option<PkceVerifier>,
     },
 }
 
@@ -708,6 +710,7 @@ impl Credential {
             Grant::AuthorizationCode {
                 code: code.into(),
                 redirect_uri: redirect_uri.clone(),
+                pkce_verifier: None,
             },
         );
         credential.redirect_uri = Some(redirect_uri);

@@ -84,6 +84,12 @@ secret_type! {
     AuthorizationCode
 }
 
+secret_type! {
+    /// A PKCE code verifier (RFC 7636 §4.1): sent with the code exchange, proving that
+    /// whoever exchanges the code started the authorization.
+    PkceVerifier
+}
+
 /// A short tag that tells two secrets apart without revealing either.
 ///
 /// `Display` prints 8 hex digits. See [`AccessToken::fingerprint`].

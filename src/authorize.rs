@@ -1,0 +1,436 @@
+//! The authorization-code flow: the URL a user is sent to, and the callback that brings
+//! the code back.
+//!
+//! [`Provider::authorization`] starts a [`PendingAuthorization`]: the URL to redirect the
+//! user to, with a fresh random `state` (and a PKCE S256 challenge where the provider
+//! accepts it). Keep the pending authorization on the server, keyed by its
+//! [`state`](PendingAuthorization::state), until the callback arrives; then
+//! [`PendingAuthorization::complete`] checks the callback (the `state` in constant time,
+//! an `error` parameter as a typed error) and yields an [`AuthorizedCode`], which
+//! becomes a [`Credential`] whose first token request exchanges the code.
+//!
+//! Most providers put the code in the callback URL's query, which reaches the server.
+//! iOFFICE puts it in the fragment (`#code=…`), which browsers never send: the callback
+//! page needs a line of script that posts `location.hash` to the backend, which then
+//! passes it to [`complete`](PendingAuthorization::complete) as it is.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_oauth2::{providers, Credential, Error};
+//!
+//! # fn main() -> Result<(), Error> {
+//! let provider = providers::dottedsign("https://api.dottedsign.com");
+//! let pending = provider.authorization("my-client", "https://app.example.com/callback").start()?;
+//! // Redirect the user to `pending.url()`, and keep `pending` under `pending.state()`.
+//! assert!(pending.url().starts_with("https://api.dottedsign.com/v1/oauth/authorize?response_type=code"));
+//!
+//! // The provider redirects back to the callback:
+//! let callback = format!("https://app.example.com/callback?code=abc&state={}", pending.state());
+//! let code = pending.complete(&callback)?;
+//! let credential = code.into_credential(provider, "my-client", Some("my-secret".into()));
+//! # let _ = credential;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::{fmt, sync::Arc};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{
+    error::{AuthorizationError, AuthorizationErrorKind, Error},
+    provider::{ClientAuth, Credential, Grant, Provider},
+    secret::{AuthorizationCode, ClientSecret, PkceVerifier},
+    token::truncate_printable,
+};
+
+/// An authorization about to start; see the [module documentation](self).
+#[derive(Debug, Clone)]
+#[must_use = "an authorization does nothing until `start` is called"]
+pub struct AuthorizationRequest {
+    provider: Provider,
+    client_id: String,
+    redirect_uri: String,
+    scopes: Option<Vec<String>>,
+    pkce: Option<bool>,
+}
+
+impl Provider {
+    /// Starts building an authorization-code request for `client_id`, whose callback is
+    /// `redirect_uri`.
+    pub fn authorization(
+        &self,
+        client_id: impl Into<String>,
+        redirect_uri: impl Into<String>,
+    ) -> AuthorizationRequest {
+        AuthorizationRequest {
+            provider: self.clone(),
+            client_id: client_id.into(),
+            redirect_uri: redirect_uri.into(),
+            scopes: None,
+            pkce: None,
+        }
+    }
+}
+
+impl AuthorizationRequest {
+    /// The scopes to ask for, instead of the provider's default ones.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        scopes.sort();
+        scopes.dedup();
+        self.scopes = Some(scopes);
+        self
+    }
+
+    /// Sends a PKCE S256 challenge, or not, whatever the provider's
+    /// [`pkce`](Provider::pkce) setting says.
+    pub fn pkce(mut self, enabled: bool) -> Self {
+        self.pkce = Some(enabled);
+        self
+    }
+
+    /// Builds the URL, with a fresh `state` and, where enabled, a PKCE verifier.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the provider has no authorization URL, or when the
+    /// operating system's random source fails.
+    pub fn start(self) -> Result<PendingAuthorization, Error> {
+        let provider = &self.provider;
+        let Some(base) = &provider.authorize_url else {
+            return Err(Error::config(format!(
+                "`{}` has no authorization URL; set `Provider::authorize_url`",
+                provider.name
+            )));
+        };
+        let state = random_token(24)?;
+        let pkce = self.pkce.unwrap_or(provider.pkce);
+        let verifier = pkce.then(|| random_token(32)).transpose()?;
+        let scopes = self.scopes.unwrap_or_else(|| {
+            let mut scopes = provider.default_scopes.clone();
+            scopes.sort();
+            scopes.dedup();
+            scopes
+        });
+
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("response_type", "code");
+        if provider.client_auth != ClientAuth::None {
+            query.append_pair("client_id", &self.client_id);
+        }
+        query.append_pair("redirect_uri", &self.redirect_uri);
+        if !scopes.is_empty() {
+            query.append_pair("scope", &provider.scope_syntax.join(&scopes));
+        }
+        query.append_pair("state", &state);
+        if let Some(verifier) = &verifier {
+            let challenge = Sha256::digest(verifier.as_bytes());
+            query.append_pair("code_challenge", &base64url(&challenge));
+            query.append_pair("code_challenge_method", "S256");
+        }
+        let separator = if base.contains('?') { '&' } else { '?' };
+        Ok(PendingAuthorization {
+            url: format!("{base}{separator}{}", query.finish()),
+            state,
+            verifier: verifier.map(PkceVerifier::new),
+            redirect_uri: self.redirect_uri,
+            provider: provider.name.clone(),
+        })
+    }
+}
+
+/// An authorization waiting for its callback. Keep it on the server (never in the
+/// browser), keyed by [`state`](Self::state), and use it once.
+#[derive(Clone)]
+pub struct PendingAuthorization {
+    url: String,
+    state: String,
+    verifier: Option<PkceVerifier>,
+    redirect_uri: String,
+    provider: Arc<str>,
+}
+
+impl PendingAuthorization {
+    /// The URL to send the user to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The random `state` this authorization sent, to find it again when the callback
+    /// arrives.
+    pub fn state(&self) -> &str {
+        &self.state
+    }
+
+    /// The callback URL the code will be issued for.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// Accepts the callback: the whole callback URL, or just its query or fragment
+    /// (with or without the leading `?` or `#`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Authorization`] when the `state` is missing or not this
+    /// authorization's (compared in constant time), when the provider sent an `error`
+    /// (`access_denied` when the user said no), or when there is no code.
+    pub fn complete(self, callback: &str) -> Result<AuthorizedCode, Error> {
+        let params = callback_params(callback);
+        let fail = |kind, error: Option<&str>, description: Option<&str>| {
+            Error::Authorization(AuthorizationError {
+                provider: self.provider.clone(),
+                kind,
+                error: error.map(|e| truncate_printable(e, 64)),
+                description: description.map(|d| truncate_printable(d, 256)),
+            })
+        };
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        // The state comes first: an error or a code from a callback this server did
+        // not start must not be believed.
+        let state_matches =
+            get("state").is_some_and(|state| bool::from(state.as_bytes().ct_eq(self.state.as_bytes())));
+        if !state_matches {
+            return Err(fail(AuthorizationErrorKind::StateMismatch, None, None));
+        }
+        if let Some(error) = get("error") {
+            return Err(fail(
+                AuthorizationErrorKind::Denied,
+                Some(error),
+                get("error_description"),
+            ));
+        }
+        match get("code").filter(|code| !code.is_empty()) {
+            Some(code) => Ok(AuthorizedCode {
+                code: AuthorizationCode::new(code),
+                redirect_uri: self.redirect_uri,
+                verifier: self.verifier,
+            }),
+            None => Err(fail(AuthorizationErrorKind::MissingCode, None, None)),
+        }
+    }
+}
+
+impl fmt::Debug for PendingAuthorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingAuthorization")
+            .field("provider", &self.provider)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("pkce", &self.verifier.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A code the user's authorization produced, ready to be exchanged.
+#[derive(Debug, Clone)]
+pub struct AuthorizedCode {
+    code: AuthorizationCode,
+    redirect_uri: String,
+    verifier: Option<PkceVerifier>,
+}
+
+impl AuthorizedCode {
+    /// The credential whose first token request exchanges this code (with the PKCE
+    /// verifier, if the authorization sent a challenge).
+    pub fn into_credential(
+        self,
+        provider: Provider,
+        client_id: impl Into<String>,
+        client_secret: Option<ClientSecret>,
+    ) -> Credential {
+        let mut credential =
+            Credential::authorization_code(provider, client_id, client_secret, self.code, self.redirect_uri);
+        if let Grant::AuthorizationCode { pkce_verifier, .. } = &mut credential.grant {
+            *pkce_verifier = self.verifier;
+        }
+        credential
+    }
+}
+
+/// The parameters of a callback URL, its query or its fragment.
+fn callback_params(callback: &str) -> Vec<(String, String)> {
+    let callback = callback.trim();
+    let params = match callback.find(['?', '#']) {
+        Some(at) => &callback[at + 1..],
+        None => callback,
+    };
+    // A fragment after a query (`?a=1#code=…`) is read too.
+    form_urlencoded::parse(params.replace('#', "&").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// `bytes` random bytes from the operating system, base64url-encoded without padding.
+fn random_token(bytes: usize) -> Result<String, Error> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|_| Error::config("the operating system's random source failed"))?;
+    Ok(base64url(&buf))
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers;
+
+    fn query_of(url: &str) -> Vec<(String, String)> {
+        callback_params(url)
+    }
+
+    fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_url_carries_the_standard_parameters_and_a_fresh_state() {
+        let provider = providers::ioffice("https://acme.iofficeconnect.com");
+        let a = provider
+            .authorization("cid", "https://app.example/cb")
+            .start()
+            .unwrap();
+        let b = provider
+            .authorization("cid", "https://app.example/cb")
+            .start()
+            .unwrap();
+        assert!(a.url().starts_with("https://acme.iofficeconnect.com/login.html?"));
+        let params = query_of(a.url());
+        // iOFFICE's login page needs all five.
+        assert_eq!(param(&params, "response_type"), Some("code"));
+        assert_eq!(param(&params, "client_id"), Some("cid"));
+        assert_eq!(param(&params, "redirect_uri"), Some("https://app.example/cb"));
+        assert_eq!(param(&params, "scope"), Some("email"));
+        assert_eq!(param(&params, "state"), Some(a.state()));
+        assert!(a.state().len() >= 32);
+        assert_ne!(a.state(), b.state());
+        assert!(
+            param(&params, "code_challenge").is_none(),
+            "PKCE is off unless enabled"
+        );
+    }
+
+    #[test]
+    fn grindery_sends_no_client_id() {
+        let pending = providers::grindery()
+            .authorization("label", "https://app.example/cb")
+            .start()
+            .unwrap();
+        assert!(param(&query_of(pending.url()), "client_id").is_none());
+    }
+
+    #[test]
+    fn pkce_s256_challenge_matches_the_verifier() {
+        let provider = Provider::standard("https://auth.example/token")
+            .authorize_url("https://auth.example/authorize?tenant=x")
+            .pkce(true);
+        let pending = provider
+            .authorization("cid", "https://app.example/cb")
+            .start()
+            .unwrap();
+        let params = query_of(pending.url());
+        assert_eq!(param(&params, "tenant"), Some("x"));
+        assert_eq!(param(&params, "code_challenge_method"), Some("S256"));
+        let verifier = pending.verifier.clone().unwrap();
+        assert!((43..=128).contains(&verifier.secret().len()));
+        let expected = base64url(&Sha256::digest(verifier.secret().as_bytes()));
+        assert_eq!(param(&params, "code_challenge"), Some(expected.as_str()));
+
+        let callback = format!("?code=c1&state={}", pending.state());
+        let credential = pending
+            .complete(&callback)
+            .unwrap()
+            .into_credential(provider, "cid", None);
+        match &credential.grant {
+            Grant::AuthorizationCode {
+                code, pkce_verifier, ..
+            } => {
+                assert_eq!(code.secret(), "c1");
+                assert_eq!(
+                    pkce_verifier.as_ref().map(|v| v.secret()),
+                    Some(verifier.secret())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn callbacks_are_checked() {
+        let provider = providers::agrello();
+        let start = || {
+            provider
+                .authorization("cid", "https://app.example/cb")
+                .start()
+                .unwrap()
+        };
+        let kind = |result: Result<AuthorizedCode, Error>| match result {
+            Err(Error::Authorization(e)) => e.kind(),
+            other => panic!("{other:?}"),
+        };
+
+        let pending = start();
+        assert_eq!(
+            kind(pending.complete("https://app.example/cb?code=c&state=forged")),
+            AuthorizationErrorKind::StateMismatch
+        );
+        assert_eq!(
+            kind(start().complete("https://app.example/cb?code=c")),
+            AuthorizationErrorKind::StateMismatch
+        );
+        let pending = start();
+        let denied = format!(
+            "https://app.example/cb?error=access_denied&error_description=User+said+no&state={}",
+            pending.state()
+        );
+        match pending.complete(&denied) {
+            Err(Error::Authorization(e)) => {
+                assert_eq!(e.kind(), AuthorizationErrorKind::Denied);
+                assert_eq!(e.error(), Some("access_denied"));
+                assert_eq!(e.description(), Some("User said no"));
+                assert!(e.to_string().contains("access_denied"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let pending = start();
+        let no_code = format!("state={}", pending.state());
+        assert_eq!(
+            kind(pending.complete(&no_code)),
+            AuthorizationErrorKind::MissingCode
+        );
+
+        // iOFFICE's fragment, as the page script hands it over.
+        let pending = start();
+        let fragment = format!("#code=abc&appCode=x&state={}", pending.state());
+        let code = pending.clone().complete(&fragment).unwrap();
+        assert_eq!(code.code.secret(), "abc");
+        let printed = format!("{pending:?} {code:?}");
+        assert!(
+            !printed.contains("abc") && !printed.contains(pending.state()),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn a_provider_without_an_authorization_url_is_a_config_error() {
+        let err = Provider::standard("https://auth.example/token")
+            .authorization("cid", "https://app.example/cb")
+            .start()
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+}
