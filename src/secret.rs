@@ -85,6 +85,11 @@ secret_type! {
 }
 
 secret_type! {
+    /// A user's password, for the rare flows that take one (iOFFICE's direct code request).
+    Password
+}
+
+secret_type! {
     /// A PKCE code verifier (RFC 7636 §4.1): sent with the code exchange, proving that
     /// whoever exchanges the code started the authorization.
     PkceVerifier

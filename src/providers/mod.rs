@@ -36,6 +36,7 @@
 //! ```
 
 pub mod accelo;
+pub mod ioffice;
 
 use http::HeaderName;
 
