@@ -17,6 +17,7 @@
 //!         Error::Malformed(_) => "the token endpoint answered nonsense",
 //!         Error::ReauthorizationRequired(_) => "the user must log in again",
 //!         Error::Config(_) => "fix the configuration",
+//!         Error::Store(_) => "the token store failed",
 //!         _ => "something else",
 //!     }
 //! }
@@ -25,6 +26,9 @@
 use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
+
+#[doc(inline)]
+pub use crate::store::StoreError;
 
 /// A type-erased error, as used throughout tower.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -54,6 +58,8 @@ pub enum Error {
     /// An authorization callback cannot be accepted: the user denied access, the
     /// `state` does not match, or the code is missing.
     Authorization(AuthorizationError),
+    /// The token store failed to load, save or delete a credential's tokens.
+    Store(StoreError),
 }
 
 impl Error {
@@ -67,6 +73,7 @@ impl Error {
             Error::TimedOut(e) => Some(&e.provider),
             Error::Malformed(e) => Some(&e.provider),
             Error::ReauthorizationRequired(e) => Some(&e.provider),
+            Error::Store(e) => e.provider(),
         }
     }
 
@@ -97,6 +104,7 @@ impl fmt::Display for Error {
             Error::ReauthorizationRequired(e) => fmt::Display::fmt(e, f),
             Error::Config(e) => fmt::Display::fmt(e, f),
             Error::Authorization(e) => fmt::Display::fmt(e, f),
+            Error::Store(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -112,7 +120,14 @@ impl StdError for Error {
             Error::ReauthorizationRequired(e) => Some(e),
             Error::Config(e) => Some(e),
             Error::Authorization(e) => Some(e),
+            Error::Store(e) => Some(e),
         }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        Error::Store(err)
     }
 }
 
@@ -447,6 +462,30 @@ mod tests {
         assert_bounds::<Error>();
         let boxed: BoxError = Error::config("x").into();
         assert!(boxed.downcast_ref::<Error>().is_some());
+    }
+
+    #[test]
+    fn a_store_error_is_a_token_error_of_its_key_provider() {
+        use crate::{
+            store::{StoreErrorKind, StoreOperation},
+            Credential, Provider,
+        };
+        let key = Credential::client_credentials(
+            Provider::standard("https://auth.example.com/token").name("acme"),
+            "app",
+            "s",
+        )
+        .key();
+        let err: Error =
+            StoreError::io(StoreOperation::Save, &key, std::io::Error::other("disk full")).into();
+        assert!(matches!(&err, Error::Store(e) if e.kind() == StoreErrorKind::Io));
+        assert_eq!(err.provider(), Some("acme"));
+        assert!(err.is_token_error());
+        assert_eq!(
+            err.to_string(),
+            "token store could not save the tokens of `acme/app/client_credentials/`: I/O error"
+        );
+        assert!(err.source().is_some());
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub mod provider;
 pub mod providers;
 pub mod secret;
 mod stats;
+pub mod store;
 pub mod token;
 pub mod transport;
 
@@ -117,6 +118,7 @@ pub use self::{
         RefreshPolicy, RefreshTokens, Revocation, ScopeSyntax, TokenPlacement,
     },
     stats::CredentialStats,
+    store::{MemoryStore, StoredTokens, TokenStore},
     token::TokenSet,
     transport::TokenTransport,
 };

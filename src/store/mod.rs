@@ -1,0 +1,162 @@
+//! Where tokens live between restarts.
+//!
+//! A [`TokenStore`] keeps each credential's [`StoredTokens`] under its
+//! [`CredentialKey`]: provider, client, grant, scopes and subject, so two users' (or two
+//! scope sets') tokens are never confused. Refresh tokens are the reason a store exists:
+//! a user's grant cannot be recovered without the user, and a provider that rotates
+//! refresh tokens invalidates the old one on every refresh.
+//!
+//! - [`MemoryStore`], the default, keeps tokens for the life of the process.
+//! - Anything else (a database, a secrets manager) is an implementation of [`TokenStore`].
+//!
+//! Stores are used as `Arc<dyn TokenStore>`; every method returns a boxed future
+//! ([`BoxFuture`]), which is fine on this cold path: a store is read at start-up and
+//! written when tokens change, never on a request's way through the layer.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tower_oauth2::{Credential, Provider, secret::RefreshToken};
+//! use tower_oauth2::store::{MemoryStore, StoredTokens, TokenStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_oauth2::BoxError> {
+//! let provider = Provider::standard("https://auth.example.com/token");
+//! let alice = Credential::client_credentials(provider.clone(), "app", "s").subject("alice").key();
+//! let bob = Credential::client_credentials(provider, "app", "s").subject("bob").key();
+//!
+//! let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+//! store.save(&alice, &StoredTokens::new().with_refresh_token(RefreshToken::new("rt-alice"))).await?;
+//!
+//! let loaded = store.load(&alice).await?.expect("saved above");
+//! assert_eq!(loaded.refresh_token.unwrap().secret(), "rt-alice");
+//! assert!(store.load(&bob).await?.is_none());
+//!
+//! store.delete(&alice).await?;
+//! assert!(store.load(&alice).await?.is_none());
+//! # Ok(()) }
+//! ```
+//!
+//! # Writing a store
+//!
+//! Implement the three methods with `Box::pin(async move { … })`. This one keeps only
+//! refresh tokens, whatever its inner store is, so access tokens never reach the disk:
+//!
+//! ```
+//! use tower_oauth2::CredentialKey;
+//! use tower_oauth2::store::{BoxFuture, StoreError, StoredTokens, TokenStore};
+//!
+//! #[derive(Debug)]
+//! struct RefreshOnly<S>(S);
+//!
+//! impl<S: TokenStore> TokenStore for RefreshOnly<S> {
+//!     fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
+//!         self.0.load(key)
+//!     }
+//!
+//!     fn save<'a>(&'a self, key: &'a CredentialKey, tokens: &'a StoredTokens) -> BoxFuture<'a, Result<(), StoreError>> {
+//!         Box::pin(async move {
+//!             let mut kept = StoredTokens::new();
+//!             kept.refresh_token = tokens.refresh_token.clone();
+//!             kept.scope = tokens.scope.clone();
+//!             self.0.save(key, &kept).await
+//!         })
+//!     }
+//!
+//!     fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
+//!         self.0.delete(key)
+//!     }
+//! }
+//! ```
+//!
+//! A store's errors are [`StoreError`]s: build them with [`StoreError::new`],
+//! [`StoreError::io`] or [`StoreError::corrupt`], and keep tokens out of their causes.
+
+mod error;
+mod memory;
+mod tokens;
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+#[doc(inline)]
+pub use self::{
+    error::{StoreError, StoreErrorKind, StoreOperation},
+    memory::MemoryStore,
+    tokens::StoredTokens,
+};
+use crate::CredentialKey;
+
+/// A boxed future that can be sent between threads, as the methods of [`TokenStore`]
+/// return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where tokens live between restarts: load, save and delete one credential's
+/// [`StoredTokens`] by its [`CredentialKey`].
+///
+/// The trait is object safe and used as `Arc<dyn TokenStore>`. Implementations must be
+/// safe to call concurrently: a `save` that returned `Ok` is what later `load`s return
+/// (until the next `save` or `delete` of that key), and a `save` that failed must leave
+/// the previous tokens loadable. See the [module docs](self#writing-a-store) for a worked
+/// implementation.
+pub trait TokenStore: Send + Sync + 'static {
+    /// The tokens stored for `key`, or `None` if there are none.
+    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>>;
+
+    /// Stores `tokens` for `key`, replacing whatever was there.
+    fn save<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        tokens: &'a StoredTokens,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Removes the tokens of `key`. Deleting a key with no tokens succeeds.
+    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
+        (**self).load(key)
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        tokens: &'a StoredTokens,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).save(key, tokens)
+    }
+
+    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).delete(key)
+    }
+}
+
+impl<T: TokenStore + ?Sized> TokenStore for Box<T> {
+    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
+        (**self).load(key)
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        tokens: &'a StoredTokens,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).save(key, tokens)
+    }
+
+    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).delete(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Compiles only while the trait stays object safe and its objects shareable.
+    #[allow(dead_code)]
+    fn _object_safe(store: Arc<dyn TokenStore>) -> impl Send + Sync + 'static {
+        let boxed: Box<dyn TokenStore> = Box::new(store.clone());
+        (store, boxed)
+    }
+}

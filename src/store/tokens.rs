@@ -1,0 +1,110 @@
+//! What a store keeps for one credential.
+
+use std::{fmt, time::SystemTime};
+
+use crate::secret::{AccessToken, RefreshToken};
+
+/// What a store keeps for one credential (one provider, client, grant, scopes and
+/// subject; see [`CredentialKey`](crate::CredentialKey)).
+///
+/// Every field is optional: a store may keep only the refresh token (the one value that
+/// cannot be recovered without the user), or also the access token so a restarted
+/// process does not need a token request before its first call.
+///
+/// `Debug` shows which tokens are present, never their values.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_oauth2::{secret::{AccessToken, RefreshToken}, store::StoredTokens};
+///
+/// let tokens = StoredTokens::new()
+///     .with_refresh_token(RefreshToken::new("rt"))
+///     .with_access_token(AccessToken::new("at"))
+///     .with_expires_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000))
+///     .with_scope("read write");
+/// assert_eq!(tokens.scope.as_deref(), Some("read write"));
+/// assert!(format!("{tokens:?}").contains("refresh_token: Some(***)"));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredTokens {
+    /// The refresh token, if the credential has one.
+    pub refresh_token: Option<RefreshToken>,
+    /// The access token, if the store keeps it.
+    pub access_token: Option<AccessToken>,
+    /// When the access token expires, on the wall clock: stored tokens outlive the
+    /// process, and a `tokio::time::Instant` means nothing after a restart.
+    pub expires_at: Option<SystemTime>,
+    /// The scope the server granted, as it wrote it.
+    pub scope: Option<String>,
+}
+
+impl StoredTokens {
+    /// Nothing stored yet; add what there is with the `with_*` setters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the refresh token.
+    pub fn with_refresh_token(mut self, refresh_token: RefreshToken) -> Self {
+        self.refresh_token = Some(refresh_token);
+        self
+    }
+
+    /// Sets the access token.
+    pub fn with_access_token(mut self, access_token: AccessToken) -> Self {
+        self.access_token = Some(access_token);
+        self
+    }
+
+    /// Sets when the access token expires.
+    pub fn with_expires_at(mut self, expires_at: SystemTime) -> Self {
+        self.expires_at = Some(expires_at);
+        self
+    }
+
+    /// Sets the granted scope.
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+}
+
+// Written by hand so that a token can never reach a log line, whatever the field types
+// become: only the presence of each token is shown.
+impl fmt::Debug for StoredTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let present = |some: bool| if some { "Some(***)" } else { "None" };
+        f.debug_struct("StoredTokens")
+            .field(
+                "refresh_token",
+                &format_args!("{}", present(self.refresh_token.is_some())),
+            )
+            .field(
+                "access_token",
+                &format_args!("{}", present(self.access_token.is_some())),
+            )
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_presence_not_values() {
+        let tokens = StoredTokens::new()
+            .with_refresh_token(RefreshToken::new("refresh-value"))
+            .with_access_token(AccessToken::new("access-value"));
+        let printed = format!("{tokens:?} {tokens:#?}");
+        assert!(!printed.contains("-value"), "{printed}");
+        assert!(printed.contains("refresh_token: Some(***)"), "{printed}");
+        assert_eq!(
+            format!("{:?}", StoredTokens::new()),
+            "StoredTokens { refresh_token: None, access_token: None, expires_at: None, scope: None }"
+        );
+    }
+}
