@@ -118,7 +118,7 @@ pub use self::{
         RefreshPolicy, RefreshTokens, Revocation, ScopeSyntax, TokenPlacement,
     },
     stats::CredentialStats,
-    store::{MemoryStore, StoredTokens, TokenStore},
+    store::{FileStore, MemoryStore, StoredTokens, TokenStore},
     token::TokenSet,
     transport::TokenTransport,
 };

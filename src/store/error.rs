@@ -29,7 +29,7 @@ pub struct StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StoreOperation {
-    /// Opening the store (e.g. creating the directory of a file store).
+    /// Opening the store (e.g. creating the directory of a [`FileStore`](super::FileStore)).
     Open,
     /// [`TokenStore::load`](super::TokenStore::load).
     Load,
@@ -99,8 +99,25 @@ impl StoreError {
         }
     }
 
+    pub(crate) fn unkeyed(operation: StoreOperation, kind: StoreErrorKind) -> Self {
+        Self {
+            operation,
+            kind,
+            key: None,
+            provider: None,
+            path: None,
+            detail: None,
+            source: None,
+        }
+    }
+
     pub(crate) fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    pub(crate) fn with_path(mut self, path: Option<Arc<Path>>) -> Self {
+        self.path = path;
         self
     }
 
@@ -130,7 +147,7 @@ impl StoreError {
         self.provider.as_deref()
     }
 
-    /// The file involved, for a file store.
+    /// The file involved, for a [`FileStore`](super::FileStore).
     pub fn file(&self) -> Option<&Path> {
         self.path.as_deref()
     }

@@ -9,8 +9,8 @@ use std::{
 use super::{BoxFuture, StoreError, StoredTokens, TokenStore};
 use crate::CredentialKey;
 
-/// Tokens in a map in memory: the default store. Nothing survives the process; use your
-/// own [`TokenStore`] for that.
+/// Tokens in a map in memory: the default store. Nothing survives the process; use
+/// [`FileStore`](super::FileStore) or your own [`TokenStore`] for that.
 ///
 /// Every operation completes on its first poll and never fails. The map's lock is held
 /// only to copy a record in or out; there is no `.await` to hold it across.

@@ -7,6 +7,8 @@
 //! refresh tokens invalidates the old one on every refresh.
 //!
 //! - [`MemoryStore`], the default, keeps tokens for the life of the process.
+//! - [`FileStore`] keeps one private file per credential, written atomically, so tokens
+//!   survive restarts and crashes.
 //! - Anything else (a database, a secrets manager) is an implementation of [`TokenStore`].
 //!
 //! Stores are used as `Arc<dyn TokenStore>`; every method returns a boxed future
@@ -36,6 +38,40 @@
 //! assert!(store.load(&alice).await?.is_none());
 //! # Ok(()) }
 //! ```
+//!
+//! # File format
+//!
+//! A [`FileStore`] directory holds one file per key. Its name is the lowercase hex
+//! SHA-256 of the key's canonical encoding (the compact JSON array
+//! `[provider, client_id, grant, [scopes…], subject or null]`) followed by `.json`; it
+//! holds one JSON object:
+//!
+//! ```json
+//! {
+//!   "format": "tower-oauth2 token store",
+//!   "version": 1,
+//!   "key": {
+//!     "provider": "acme",
+//!     "client_id": "app",
+//!     "grant": "authorization_code",
+//!     "scopes": ["read"],
+//!     "subject": "alice"
+//!   },
+//!   "refresh_token": "…",
+//!   "access_token": null,
+//!   "expires_at": { "secs": 1700000000, "nanos": 0 },
+//!   "scope": "read"
+//! }
+//! ```
+//!
+//! Field order does not matter; absent values are `null`; `expires_at` is wall-clock
+//! time since the Unix epoch. A load checks `format`, `version` and every field of
+//! `key`, so a foreign, damaged or misplaced file is an error ([`StoreErrorKind`]), never
+//! another credential's tokens. The name is not derived from the key's `Display`, which
+//! joins fields with `/` and so prints some different keys alike (a URL scope and a
+//! subject, say). A change to how names are derived would orphan every existing file
+//! (they would no longer be found), so it comes with a new `version` and a migration.
+//! Temporary files are named `<name>.json.<unique>.tmp`.
 //!
 //! # Writing a store
 //!
@@ -73,6 +109,8 @@
 //! [`StoreError::io`] or [`StoreError::corrupt`], and keep tokens out of their causes.
 
 mod error;
+mod file;
+mod format;
 mod memory;
 mod tokens;
 
@@ -81,6 +119,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 #[doc(inline)]
 pub use self::{
     error::{StoreError, StoreErrorKind, StoreOperation},
+    file::FileStore,
     memory::MemoryStore,
     tokens::StoredTokens,
 };
