@@ -9,6 +9,8 @@
 //! - [`MemoryStore`], the default, keeps tokens for the life of the process.
 //! - [`FileStore`] keeps one private file per credential, written atomically, so tokens
 //!   survive restarts and crashes.
+//! - [`Notifying`] wraps any store and calls back after every change, so an application
+//!   can persist or audit elsewhere.
 //! - Anything else (a database, a secrets manager) is an implementation of [`TokenStore`].
 //!
 //! Stores are used as `Arc<dyn TokenStore>`; every method returns a boxed future
@@ -112,6 +114,7 @@ mod error;
 mod file;
 mod format;
 mod memory;
+mod notifying;
 mod tokens;
 
 use std::{future::Future, pin::Pin, sync::Arc};
@@ -121,6 +124,7 @@ pub use self::{
     error::{StoreError, StoreErrorKind, StoreOperation},
     file::FileStore,
     memory::MemoryStore,
+    notifying::{Notifying, TokenChange},
     tokens::StoredTokens,
 };
 use crate::CredentialKey;
@@ -196,6 +200,6 @@ mod tests {
     #[allow(dead_code)]
     fn _object_safe(store: Arc<dyn TokenStore>) -> impl Send + Sync + 'static {
         let boxed: Box<dyn TokenStore> = Box::new(store.clone());
-        (store, boxed)
+        (Notifying::new(store, |_, _| {}), boxed)
     }
 }
