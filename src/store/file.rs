@@ -48,7 +48,10 @@ const MAX_RECORD: u64 = 1024 * 1024;
 /// File I/O runs on Tokio's blocking pool: use the store within a Tokio runtime.
 /// [`open`](FileStore::open) itself blocks; call it at start-up.
 ///
-/// `FileStore` is cheap to clone; clones share the directory and the locks.
+/// `FileStore` is cheap to clone; clones share the directory and the locks. Open a
+/// directory once and clone the store: two stores opened separately over one directory
+/// have separate locks, so while each save still lands whole, the order of two
+/// concurrent saves of one key through them is not defined.
 ///
 /// ```no_run
 /// use tower_oauth2::store::{FileStore, StoredTokens, TokenStore};
