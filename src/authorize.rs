@@ -243,6 +243,19 @@ pub struct AuthorizedCode {
 }
 
 impl AuthorizedCode {
+    /// The callback URL the code was issued for.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    pub(crate) fn into_pending(self) -> crate::grant::PendingCode {
+        crate::grant::PendingCode {
+            code: self.code,
+            redirect_uri: self.redirect_uri,
+            pkce_verifier: self.verifier,
+        }
+    }
+
     /// The credential whose first token request exchanges this code (with the PKCE
     /// verifier, if the authorization sent a challenge).
     pub fn into_credential(

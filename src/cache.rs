@@ -40,11 +40,12 @@ use tokio::{
 use tracing::Instrument;
 
 use crate::{
-    error::{Error, ReauthorizationRequired, TimedOut, UnreachableError},
+    error::{Error, NotAuthorized, ReauthorizationRequired, TimedOut, UnreachableError},
     grant::{GrantConfig, GrantInput, PendingCode},
     provider::{CredentialKey, Grant, TokenPlacement},
-    secret::RefreshToken,
+    secret::{Fingerprint, RefreshToken},
     stats::Stats,
+    store::{wall_clock_now, StoredTokens, TokenStore},
     token::TokenSet,
     transport::TokenTransport,
 };
@@ -125,6 +126,11 @@ struct Slot {
     /// A token refused by the API right after it was fetched for a retry: until the
     /// instant, dead-token answers for it do not trigger refreshes.
     refused_when_fresh: Option<(u64, Instant)>,
+    /// Whether the store was read yet: it may hold a newer refresh token (rotated before
+    /// a restart) or a live access token.
+    consulted_store: bool,
+    /// A refresh token the provider refused: never sent again, even if a store has it.
+    dead_refresh: Option<Fingerprint>,
 }
 
 impl Slot {
@@ -143,13 +149,28 @@ pub(crate) struct CredentialState {
     credential_key: CredentialKey,
     key: String,
     transport: TokenTransport,
+    store: Option<Arc<dyn TokenStore>>,
+    /// A user's credential, created on demand: without a grant it is "not authorized"
+    /// rather than "re-authorization required".
+    for_user: bool,
     generations: AtomicU64,
     slot: Mutex<Slot>,
 }
 
 impl CredentialState {
-    pub(crate) fn new(config: GrantConfig, transport: TokenTransport) -> Self {
-        let (refresh_token, code) = config.initial_input();
+    /// A credential whose tokens are kept in `store`. A user's credential (`for_user`)
+    /// starts from what the store holds, never from its grant's code.
+    pub(crate) fn with_store(
+        config: GrantConfig,
+        transport: TokenTransport,
+        store: Option<Arc<dyn TokenStore>>,
+        for_user: bool,
+    ) -> Self {
+        let (refresh_token, code) = if for_user {
+            (None, None)
+        } else {
+            config.initial_input()
+        };
         let credential_key = config.credential.key();
         Self {
             key: credential_key.to_string(),
@@ -159,6 +180,8 @@ impl CredentialState {
             stats: Stats::default(),
             transport,
             generations: AtomicU64::new(0),
+            store,
+            for_user,
             slot: Mutex::new(Slot {
                 refresh_token,
                 code,
@@ -311,25 +334,19 @@ impl CredentialState {
 
     async fn run_refresh(self: Arc<Self>, input: Option<GrantInput>, tx: oneshot::Sender<Outcome>) {
         let limit = self.config.credential.policy.timeout;
-        let fetched = match &input {
-            // Never fall back to another grant: without a refresh token or a code, only a
-            // new authorization helps.
-            None => Err(Error::ReauthorizationRequired(ReauthorizationRequired {
-                provider: self.config.provider_name().clone(),
-                cause: None,
-            })),
-            Some(input) => {
-                self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
-                match timeout(limit, self.config.fetch(&self.transport, input)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Error::TimedOut(TimedOut {
-                        provider: self.config.provider_name().clone(),
-                        after: limit,
-                    })),
-                }
-            }
+        let code = match &input {
+            Some(GrantInput::Code(code)) => Some(code.clone()),
+            _ => None,
         };
-        let outcome = self.complete(fetched, input);
+        // The whole attempt, store reads and writes included, is bounded.
+        let attempt = match timeout(limit, self.obtain(input)).await {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::failed(Error::TimedOut(TimedOut {
+                provider: self.config.provider_name().clone(),
+                after: limit,
+            })),
+        };
+        let outcome = self.complete(attempt, code);
         // Nobody waiting is fine: the token is installed all the same.
         let _ = tx.send(outcome.clone());
         if let Err(err) = outcome {
@@ -339,17 +356,118 @@ impl CredentialState {
         }
     }
 
+    /// Obtains tokens: from the store when it holds live ones, else from the provider,
+    /// persisting what the provider returns before anyone uses it.
+    async fn obtain(&self, mut input: Option<GrantInput>) -> Attempt {
+        if let Some(store) = &self.store {
+            let fresh_login = matches!(input, Some(GrantInput::Code(_)));
+            let first_read = !std::mem::replace(&mut self.lock().consulted_store, true);
+            if !fresh_login && (first_read || input.is_none()) {
+                match store.load(&self.credential_key).await {
+                    Err(err) => return Attempt::failed(Error::Store(err)),
+                    Ok(Some(stored)) => {
+                        let dead = self.lock().dead_refresh;
+                        let refresh = stored
+                            .refresh_token
+                            .clone()
+                            .filter(|rt| Some(rt.fingerprint()) != dead);
+                        let at_least = std::time::Duration::from_secs(1);
+                        if let Some(mut tokens) =
+                            stored.live_tokens(Instant::now(), wall_clock_now(), at_least)
+                        {
+                            tracing::debug!("a live token was restored from the store");
+                            tokens.set_refresh_token(refresh);
+                            return Attempt::ok(tokens);
+                        }
+                        if let (Some(rt), false) = (refresh, self.runs_client_credentials()) {
+                            input = Some(GrantInput::Refresh(rt));
+                        }
+                    }
+                    Ok(None) => {}
+                }
+            }
+        }
+        let Some(mut input) = input else {
+            let provider = self.config.provider_name().clone();
+            return Attempt::failed(match self.for_user {
+                true => Error::NotAuthorized(NotAuthorized {
+                    provider,
+                    subject: self.credential_key.subject().map(Into::into),
+                }),
+                // Never fall back to another grant: without a refresh token or a code,
+                // only a new authorization helps.
+                false => Error::ReauthorizationRequired(ReauthorizationRequired {
+                    provider,
+                    cause: None,
+                }),
+            });
+        };
+        self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+        let mut result = self.config.fetch(&self.transport, &input).await;
+        if let (Err(Error::ReauthorizationRequired(_)), GrantInput::Refresh(used), Some(store)) =
+            (&result, &input, &self.store)
+        {
+            // Another process sharing the store may have rotated the refresh token: read
+            // the store once more before giving up.
+            if let Ok(Some(stored)) = store.load(&self.credential_key).await {
+                if let Some(newer) = stored.refresh_token.filter(|rt| rt != used) {
+                    tracing::info!("the refresh token was refused; trying the one in the store");
+                    self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+                    input = GrantInput::Refresh(newer);
+                    result = self.config.fetch(&self.transport, &input).await;
+                }
+            }
+        }
+        match result {
+            Ok(tokens) => match &self.store {
+                Some(store) => {
+                    let stored = StoredTokens::of(&tokens, Instant::now(), wall_clock_now());
+                    match store.save(&self.credential_key, &stored).await {
+                        Ok(()) => Attempt::ok(tokens),
+                        // The access token is not handed out: it would live only in
+                        // memory. A rotated refresh token is kept for the next attempt,
+                        // as the one before it is dead.
+                        Err(err) => Attempt {
+                            result: Err(Error::Store(err)),
+                            keep_refresh: tokens.refresh_token().cloned(),
+                            dead_refresh: None,
+                        },
+                    }
+                }
+                None => Attempt::ok(tokens),
+            },
+            Err(err @ Error::ReauthorizationRequired(_)) => Attempt {
+                result: Err(err),
+                keep_refresh: None,
+                dead_refresh: match &input {
+                    GrantInput::Refresh(used) => Some(used.fingerprint()),
+                    _ => None,
+                },
+            },
+            Err(err) => Attempt::failed(err),
+        }
+    }
+
+    fn runs_client_credentials(&self) -> bool {
+        matches!(self.config.credential.grant, Grant::ClientCredentials)
+    }
+
     /// Installs a new token, or records a failure, and ends the in-flight request.
-    fn complete(self: &Arc<Self>, fetched: Result<TokenSet, Error>, input: Option<GrantInput>) -> Outcome {
+    fn complete(self: &Arc<Self>, attempt: Attempt, code: Option<PendingCode>) -> Outcome {
         let mut slot = self.lock();
         slot.inflight = None;
-        if let (Err(Error::Unreachable(_) | Error::TimedOut(_)), Some(GrantInput::Code(code))) =
-            (&fetched, input)
-        {
+        if let (Err(Error::Unreachable(_) | Error::TimedOut(_)), Some(code)) = (&attempt.result, code) {
             // The exchange may never have reached the server: the code may still be good.
             slot.code.get_or_insert(code);
         }
-        let installed = fetched.and_then(|tokens| self.install(&mut slot, tokens));
+        if let Some(refresh_token) = attempt.keep_refresh {
+            slot.refresh_token = Some(refresh_token);
+        }
+        if let Some(dead) = attempt.dead_refresh {
+            slot.dead_refresh = Some(dead);
+            slot.refresh_token = None;
+        }
+        let installed = attempt.result.and_then(|tokens| self.install(&mut slot, tokens));
         match &installed {
             Ok(token) => {
                 tracing::info!(
@@ -442,6 +560,9 @@ impl CredentialState {
             };
             let _ = pending.await;
         };
+        if let Some(store) = &self.store {
+            store.delete(&self.credential_key).await?;
+        }
         let Some(revocation) = &self.config.credential.provider.revocation else {
             tracing::info!(provider = %self.config.provider_name(), credential = %self.key, "tokens forgotten; the provider has no revocation endpoint");
             return Ok(Revoked::LocallyOnly);
@@ -467,6 +588,35 @@ impl CredentialState {
         Ok(Revoked::AtProvider { tokens: revoked })
     }
 
+    /// Starts over from a new authorization: exchanges `code` (after any token request in
+    /// flight ends) and installs and stores the result, whatever came before.
+    pub(crate) async fn authorize(self: &Arc<Self>, code: PendingCode) -> Outcome {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(Error::config(
+                "token requests run as Tokio tasks; call within a Tokio runtime",
+            ));
+        };
+        let pending = loop {
+            let pending = {
+                let mut slot = self.lock();
+                match &slot.inflight {
+                    Some(pending) => pending.clone(),
+                    None => {
+                        slot.code = Some(code);
+                        slot.refresh_token = None;
+                        slot.dead_refresh = None;
+                        slot.failures = 0;
+                        slot.not_before = None;
+                        slot.last_error = None;
+                        break self.start_refresh(&runtime, &mut slot, Reason::Missing);
+                    }
+                }
+            };
+            let _ = pending.await;
+        };
+        pending.await
+    }
+
     /// Forgets the current token; the next request fetches a new one.
     pub(crate) fn invalidate(&self) {
         if let Some(token) = self.current.load_full() {
@@ -490,6 +640,34 @@ impl fmt::Debug for CredentialState {
             .field("credential", &self.key)
             .field("current", &self.current.load().as_ref().map(|t| t.generation))
             .finish_non_exhaustive()
+    }
+}
+
+/// The result of one attempt at obtaining tokens, and what it teaches the slot.
+struct Attempt {
+    result: Result<TokenSet, Error>,
+    /// A refresh token to hold even though the attempt failed (a rotated one that could
+    /// not be saved).
+    keep_refresh: Option<RefreshToken>,
+    /// A refresh token the provider refused.
+    dead_refresh: Option<Fingerprint>,
+}
+
+impl Attempt {
+    fn ok(tokens: TokenSet) -> Self {
+        Self {
+            result: Ok(tokens),
+            keep_refresh: None,
+            dead_refresh: None,
+        }
+    }
+
+    fn failed(err: Error) -> Self {
+        Self {
+            result: Err(err),
+            keep_refresh: None,
+            dead_refresh: None,
+        }
     }
 }
 

@@ -60,6 +60,9 @@ pub enum Error {
     Authorization(AuthorizationError),
     /// The token store failed to load, save or delete a credential's tokens.
     Store(StoreError),
+    /// No grant is stored for this user: they have not logged in (or logged out). The
+    /// request was not sent.
+    NotAuthorized(NotAuthorized),
 }
 
 impl Error {
@@ -74,6 +77,7 @@ impl Error {
             Error::Malformed(e) => Some(&e.provider),
             Error::ReauthorizationRequired(e) => Some(&e.provider),
             Error::Store(e) => e.provider(),
+            Error::NotAuthorized(e) => Some(&e.provider),
         }
     }
 
@@ -105,6 +109,7 @@ impl fmt::Display for Error {
             Error::Config(e) => fmt::Display::fmt(e, f),
             Error::Authorization(e) => fmt::Display::fmt(e, f),
             Error::Store(e) => fmt::Display::fmt(e, f),
+            Error::NotAuthorized(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -121,6 +126,7 @@ impl StdError for Error {
             Error::Config(e) => Some(e),
             Error::Authorization(e) => Some(e),
             Error::Store(e) => Some(e),
+            Error::NotAuthorized(e) => Some(e),
         }
     }
 }
@@ -356,6 +362,39 @@ impl StdError for ReauthorizationRequired {
         self.cause.as_ref().map(|e| e as &(dyn StdError + 'static))
     }
 }
+
+/// A request named a user with no stored grant for its provider.
+#[derive(Debug, Clone)]
+pub struct NotAuthorized {
+    pub(crate) provider: Arc<str>,
+    pub(crate) subject: Option<Arc<str>>,
+}
+
+impl NotAuthorized {
+    /// The provider the request was for.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+    /// The user the request named, if it named one.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+}
+
+impl fmt::Display for NotAuthorized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.subject {
+            Some(subject) => write!(f, "user `{subject}` has not authorized `{}`", self.provider),
+            None => write!(
+                f,
+                "requests to `{}` act for a user; name one with the `Subject` extension",
+                self.provider
+            ),
+        }
+    }
+}
+
+impl StdError for NotAuthorized {}
 
 /// Why an authorization callback was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -110,7 +110,7 @@ struct ReadmeDoctests;
 #[doc(inline)]
 pub use self::{
     cache::Revoked,
-    credentials::{Credentials, CredentialsBuilder},
+    credentials::{Credentials, CredentialsBuilder, Subject, UserCredentials},
     error::{BoxError, Error},
     layer::{NoRetry, OAuth2, OAuth2Layer},
     provider::{

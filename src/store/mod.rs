@@ -119,6 +119,7 @@ mod tokens;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+pub(crate) use self::tokens::wall_clock_now;
 #[doc(inline)]
 pub use self::{
     error::{StoreError, StoreErrorKind, StoreOperation},

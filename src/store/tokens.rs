@@ -90,6 +90,45 @@ impl fmt::Debug for StoredTokens {
     }
 }
 
+/// The wall clock, read only where tokens cross a restart (saving and restoring an
+/// expiry); everything else measures time with `tokio::time::Instant`.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn wall_clock_now() -> SystemTime {
+    SystemTime::now()
+}
+
+impl StoredTokens {
+    /// What to keep of `tokens`, their expiry moved from `now` to the wall clock.
+    pub(crate) fn of(tokens: &crate::TokenSet, now: tokio::time::Instant, wall_now: SystemTime) -> Self {
+        Self {
+            refresh_token: tokens.refresh_token().cloned(),
+            access_token: Some(tokens.access_token().clone()),
+            expires_at: Some(wall_now + tokens.expires_at().saturating_duration_since(now)),
+            scope: tokens.scope().map(str::to_owned),
+        }
+    }
+
+    /// The stored access token as a token set, if it has at least `at_least` to live.
+    pub(crate) fn live_tokens(
+        &self,
+        now: tokio::time::Instant,
+        wall_now: SystemTime,
+        at_least: std::time::Duration,
+    ) -> Option<crate::TokenSet> {
+        let access = self.access_token.clone()?;
+        let left = self.expires_at?.duration_since(wall_now).ok()?;
+        if left < at_least {
+            return None;
+        }
+        let mut tokens = crate::TokenSet::new(access, now + left);
+        tokens.set_refresh_token(self.refresh_token.clone());
+        if let Some(scope) = &self.scope {
+            tokens = tokens.with_scope(scope.clone());
+        }
+        Some(tokens)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
