@@ -337,6 +337,9 @@ pub(super) static AGRELLO: Dialect = Dialect {
 pub(super) static ACCELO: Dialect = Dialect {
     kind: MockDialect::Accelo,
     token_paths: &["/oauth2/v0/token", "/oauth2/v0/token.json"],
+    // The document's request is form-encoded. Its forum-contributed PHP
+    // sample hands curl an array, which curl sends as multipart/form-data;
+    // that is not what the document specifies, and is refused.
     params: ParamEncoding::Form,
     // HTTP Basic is recommended; `client_id` and `client_secret` parameters
     // are "a last option". The document says "query parameters"; its own
