@@ -7,8 +7,10 @@ use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
+use super::dialect::ClientAuthRule;
+use super::error::OAuthError;
+use super::params::Params;
 use super::state::Config;
-use super::token::{Params, TokenError};
 
 /// A way for a client to identify itself at the token endpoint.
 ///
@@ -68,16 +70,70 @@ impl Presented<'_> {
     }
 }
 
-/// Authenticates the client of a token request.
+/// Identifies the client of a token (or RFC 7009 revocation) request the
+/// way the dialect does.
 pub(super) fn authenticate(
     config: &Config,
     headers: &HeaderMap,
     params: &Params,
-) -> Result<AuthenticatedClient, TokenError> {
+) -> Result<AuthenticatedClient, OAuthError> {
+    match config.dialect.client_auth {
+        ClientAuthRule::Methods(_) | ClientAuthRule::MethodsOrQuery(_) => {
+            authenticate_with_methods(config, headers, params)
+        }
+        ClientAuthRule::NoClients => no_clients(headers, params),
+        ClientAuthRule::ClientIdHeader => client_id_only(config, params),
+    }
+}
+
+/// Grindery has no client registration: there is no client to identify and
+/// no secret to check. A `client_id` is ignored, as clients commonly send
+/// one out of habit. Client credentials (an `Authorization` header or a
+/// `client_secret`) are refused: a client that sends them is configured for
+/// another provider, and it is handing a secret to a party that never
+/// issued it.
+fn no_clients(headers: &HeaderMap, params: &Params) -> Result<AuthenticatedClient, OAuthError> {
+    if headers.contains_key(AUTHORIZATION) || params.get("client_secret").is_some() {
+        return Err(OAuthError::invalid_request(
+            "this server has no client authentication; send no Authorization header and no client_secret",
+        ));
+    }
+    if params.get("client_id").is_some() {
+        tracing::debug!("ignoring client_id: this server has no clients");
+    }
+    Ok(AuthenticatedClient {
+        id: Arc::from(""),
+        confidential: false,
+    })
+}
+
+/// iOFFICE identifies the client by its id alone; secrets are not part of
+/// its token requests, so a registered client's secret is never checked.
+fn client_id_only(config: &Config, params: &Params) -> Result<AuthenticatedClient, OAuthError> {
+    let id = params.get("client_id").ok_or_else(|| {
+        OAuthError::invalid_client(&format!("missing {}", params.describe("client_id")), false)
+    })?;
+    let Some((id, secret)) = config.client(id) else {
+        return Err(OAuthError::invalid_client("unknown client", false));
+    };
+    tracing::debug!(client_id = %id, "client identified");
+    Ok(AuthenticatedClient {
+        id: Arc::clone(id),
+        confidential: secret.is_some(),
+    })
+}
+
+/// Authenticates with HTTP Basic or body (or query) parameters, among the
+/// methods the server accepts.
+fn authenticate_with_methods(
+    config: &Config,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<AuthenticatedClient, OAuthError> {
     let presented = presented_credentials(headers, params)?;
     let method = presented.method();
     let basic = method == ClientAuthMethod::Basic;
-    let reject = |description: &str| Err(TokenError::invalid_client(description, basic));
+    let reject = |description: &str| Err(OAuthError::invalid_client(description, basic));
 
     if !config.auth_methods.contains(&method) {
         return reject("client authentication method not accepted by this server");
@@ -104,27 +160,27 @@ pub(super) fn authenticate(
 
 /// Works out which authentication method a request used, rejecting requests
 /// that use none or several.
-fn presented_credentials<'a>(headers: &HeaderMap, params: &'a Params) -> Result<Presented<'a>, TokenError> {
+fn presented_credentials<'a>(headers: &HeaderMap, params: &'a Params) -> Result<Presented<'a>, OAuthError> {
     let mut authorization = headers.get_all(AUTHORIZATION).iter();
     let header = authorization.next();
     if authorization.next().is_some() {
-        return Err(TokenError::invalid_request("more than one Authorization header"));
+        return Err(OAuthError::invalid_request("more than one Authorization header"));
     }
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
 
     if let Some(header) = header {
         let (id, secret) = parse_basic(header.as_bytes())
-            .ok_or_else(|| TokenError::invalid_client("malformed Basic credentials", true))?;
+            .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
         if body_secret.is_some() {
-            return Err(TokenError::invalid_request(
+            return Err(OAuthError::invalid_request(
                 "more than one client authentication method used",
             ));
         }
         // RFC 6749 §3.2.1 lets a client repeat its id in the body; it has
         // to be the same client.
         if body_id.is_some_and(|body_id| body_id != id) {
-            return Err(TokenError::invalid_request(
+            return Err(OAuthError::invalid_request(
                 "client_id does not match the Basic credentials",
             ));
         }
@@ -133,10 +189,10 @@ fn presented_credentials<'a>(headers: &HeaderMap, params: &'a Params) -> Result<
     match (body_id, body_secret) {
         (Some(id), Some(secret)) => Ok(Presented::Body { id, secret }),
         (Some(id), None) => Ok(Presented::None { id }),
-        (None, Some(_)) => Err(TokenError::invalid_request(
+        (None, Some(_)) => Err(OAuthError::invalid_request(
             "client_secret sent without client_id",
         )),
-        (None, None) => Err(TokenError::invalid_client(
+        (None, None) => Err(OAuthError::invalid_client(
             "client authentication required",
             false,
         )),
@@ -191,7 +247,7 @@ fn hex_value(digit: u8) -> Option<u8> {
 }
 
 /// Compares two secrets in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

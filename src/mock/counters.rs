@@ -17,17 +17,21 @@ use super::state::lock;
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MockCounters {
-    /// Requests that reached `/oauth/token`, whatever their method, body or
-    /// outcome.
+    /// Requests that reached the token endpoint (`/oauth/token` on the
+    /// standard server; see [`MockServer::token_url`](super::MockServer::token_url)),
+    /// whatever their method, body or outcome.
     pub token_requests: u64,
-    /// Token requests whose form body carried `grant_type=client_credentials`,
-    /// successful or not (faulted ones included).
+    /// Token requests whose grant type was `client_credentials`, successful
+    /// or not (faulted ones included).
+    ///
+    /// The grant type is read where the dialect carries it: the first
+    /// `grant_type` of a form body, or iOFFICE's `x-grant-type` header.
     pub client_credentials_grants: u64,
-    /// Token requests whose form body carried `grant_type=refresh_token`,
-    /// successful or not (faulted ones included).
+    /// Token requests whose grant type was `refresh_token`, successful or
+    /// not (faulted ones included).
     pub refresh_token_grants: u64,
-    /// Token requests whose form body carried `grant_type=authorization_code`,
-    /// successful or not (faulted ones included).
+    /// Token requests whose grant type was `authorization_code`, successful
+    /// or not (faulted ones included).
     pub authorization_code_grants: u64,
     /// Token requests that were not answered with a token: OAuth errors,
     /// other HTTP errors (405, 413) and injected [faults](super::Fault).
@@ -37,8 +41,12 @@ pub struct MockCounters {
     /// until its answer is handed to the connection (or the connection goes
     /// away).
     pub max_concurrent_token_requests: u64,
-    /// Requests that reached `/api/*`.
+    /// Requests that reached the protected resource (`/api/*` on the
+    /// standard server; see [`MockServer::api_url`](super::MockServer::api_url)).
     pub resource_calls: u64,
+    /// Resource requests that carried a live access token in a placement the
+    /// dialect accepts, and were answered `200`.
+    pub resource_calls_authorized: u64,
     /// Answers of the protected resource, by HTTP status code.
     pub resource_calls_by_status: BTreeMap<u16, u64>,
     /// Resource requests by the value of their `x-request-id` header
@@ -52,6 +60,12 @@ pub struct MockCounters {
     /// should call [`reset_counters`](super::MockServer::reset_counters)
     /// from time to time.
     pub bodies: Vec<Bytes>,
+    /// Revocation requests answered `200` (unknown tokens included, as
+    /// RFC 7009 §2.2 wants).
+    pub revocations: u64,
+    /// Authorization requests answered with a code: redirects carrying one,
+    /// and iOFFICE's direct code requests.
+    pub authorizations: u64,
 }
 
 /// Grant types the counters know about.
@@ -89,6 +103,9 @@ pub(super) struct Counters {
     token_requests_in_flight: AtomicU64,
     max_concurrent_token_requests: AtomicU64,
     resource_calls: AtomicU64,
+    resource_calls_authorized: AtomicU64,
+    revocations: AtomicU64,
+    authorizations: AtomicU64,
     records: Mutex<Records>,
 }
 
@@ -148,6 +165,21 @@ impl Counters {
         }
     }
 
+    /// Counts a resource request that carried a live token.
+    pub(super) fn resource_call_authorized(&self) {
+        self.resource_calls_authorized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a successful revocation request.
+    pub(super) fn revocation(&self) {
+        self.revocations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an authorization request answered with a code.
+    pub(super) fn authorization(&self) {
+        self.authorizations.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn resource_body(&self, body: Bytes) {
         lock(&self.records).bodies.push(body);
     }
@@ -170,9 +202,12 @@ impl Counters {
             token_errors: load(&self.token_errors),
             max_concurrent_token_requests: load(&self.max_concurrent_token_requests),
             resource_calls: load(&self.resource_calls),
+            resource_calls_authorized: load(&self.resource_calls_authorized),
             resource_calls_by_status: records.resource_calls_by_status.clone(),
             sends_by_request_id: records.sends_by_request_id.clone(),
             bodies: records.bodies.clone(),
+            revocations: load(&self.revocations),
+            authorizations: load(&self.authorizations),
         }
     }
 
@@ -188,6 +223,9 @@ impl Counters {
             &self.token_errors,
             &self.max_concurrent_token_requests,
             &self.resource_calls,
+            &self.resource_calls_authorized,
+            &self.revocations,
+            &self.authorizations,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

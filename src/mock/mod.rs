@@ -1,11 +1,15 @@
-//! A strict, in-process OAuth 2.0 authorization server and protected resource.
+//! Strict, in-process OAuth 2.0 authorization servers and protected
+//! resources: a standard RFC 6749 server, and emulators of the providers
+//! this crate has presets for.
 //!
 //! [`MockServer`] listens on `127.0.0.1` on a port picked by the operating
 //! system and speaks real HTTP/1.1, so whatever sits between a client and the
 //! network (connection pools, retries, timeouts, this crate's layers) is
 //! exercised exactly as it would be against a production server.
 //!
-//! It serves two things on the same port:
+//! # The standard server
+//!
+//! [`MockServer::builder`] (or [`MockServer::start`]) serves, on one port:
 //!
 //! * **`POST /oauth/token`**, a token endpoint that follows RFC 6749 to the
 //!   letter: form-encoded bodies only, no repeated parameters, client
@@ -13,14 +17,49 @@
 //!   just a `client_id`, and the `client_credentials`, `refresh_token` and
 //!   `authorization_code` grants. Mistakes a client could make are answered
 //!   with the error code a real server would use, so tests catch them.
+//! * **`GET /authorize`**, an authorization endpoint (RFC 6749 §4.1.1) that
+//!   approves at once as the default user and redirects to
+//!   `redirect_uri?code=…&state=…`. It accepts PKCE (RFC 7636, `S256` only),
+//!   and the code exchange then requires the matching `code_verifier`.
+//! * **`POST /oauth/revoke`**, RFC 7009 revocation: a form `token` (and an
+//!   optional `token_type_hint`), authenticated like a token request,
+//!   answered `200` even for unknown tokens. Revoking a refresh token also
+//!   revokes the access tokens issued from the same grant.
 //! * **`/api/*`**, a protected resource that accepts any method and checks
 //!   the `Authorization: Bearer` header (RFC 6750) against the tokens the
 //!   server issued.
 //!
+//! # Provider emulators
+//!
+//! Each emulator speaks exactly its provider's documented dialect, and
+//! rejects what that provider would reject. Where a document is silent, the
+//! emulator picks the conventional value and its constructor says so.
+//!
+//! | constructor | token endpoint | user flow | client authentication | token placement | resource |
+//! | --- | --- | --- | --- | --- | --- |
+//! | [`agrello`](MockServer::agrello) | `POST /identity/auth/oauth/token`, form | authorize, code in the query | HTTP Basic only | `Authorization: Bearer` | `/api/*` |
+//! | [`accelo`](MockServer::accelo) | `POST /oauth2/v0/token[.json]`, form, `client_credentials` only | none | HTTP Basic, or `client_id`/`client_secret` in the body or query | `Authorization: Bearer`, `?_bearer_token=` | `/api/v0/*`, `/public_api/v0/*` |
+//! | [`grindery`](MockServer::grindery) | `POST /oauth/token`, form | authorize, code in the query | none | `Authorization: Bearer` | `/api/*` |
+//! | [`ioffice`](MockServer::ioffice) | `POST /external/api/oauth2/token`, parameters in `x-…` headers | `/login.html`, code in the fragment; direct code request | `x-client-id` | `x-access-token`, `?access_token=` | `/external/api/rest/*` |
+//! | [`dottedsign`](MockServer::dottedsign) | `POST /v1/oauth/token`, form | authorize, code in the query | `client_id`/`client_secret` in the body only | `Authorization: Bearer` | `/v1/*` |
+//!
+//! Whatever the dialect, errors are RFC 6749 §5.2 JSON, `{"error": …,
+//! "error_description": …}`, with the status a real server would use
+//! (`401` and `WWW-Authenticate: Basic` when HTTP Basic client
+//! authentication fails). Access tokens are random; the protected resource
+//! answers `200` with a JSON description of the token it found (its
+//! `client_id`, and on the emulators its `subject`, `scope` and
+//! `placement`), `401` for a missing or dead token, and `400` for a token
+//! sent in two places. [`MockServer::dialect`] tells which dialect a server
+//! speaks, and its `*_url` methods give the endpoints' URLs.
+//!
+//! # Steering
+//!
 //! Tests steer the server while it runs: inject [faults](Fault) into the next
-//! token requests, add latency, revoke every access token, mint refresh tokens
-//! or authorization codes without a browser, and read [`MockCounters`] to
-//! check what the client actually sent.
+//! token requests, add latency, revoke every access token, deny the next
+//! authorization requests, mint refresh tokens or authorization codes without
+//! a browser, and read [`MockCounters`] to check what the client actually
+//! sent. All of it works the same on every dialect.
 //!
 //! # Runtime
 //!
@@ -56,17 +95,48 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Example: an emulator
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use tower_oauth2::mock::{MockDialect, MockServer};
+//!
+//! let server = MockServer::ioffice()
+//!     .client("my-app", "unused-secret")
+//!     .user("bob", "hunter2")
+//!     .token_lifetime(Duration::from_secs(60))
+//!     .start()
+//!     .await?;
+//! assert_eq!(server.dialect(), MockDialect::Ioffice);
+//!
+//! // A code as if bob had signed in at `server.authorize_url()`; exchange it
+//! // at `server.token_url()` with iOFFICE's x-… headers, then call
+//! // `server.api_url("/v2/users/me")` with the token in `x-access-token`.
+//! let code = server.issue_authorization_code("my-app", "https://my-app.example/cb", "email");
+//! # let _ = code;
+//! # Ok(())
+//! # }
+//! ```
 
+mod authorize;
 mod body;
 mod client_auth;
 mod counters;
+mod dialect;
+mod error;
 mod faults;
+mod params;
 mod resource;
+mod revoke;
+mod scope;
 mod server;
 mod state;
 mod token;
 
 pub use client_auth::ClientAuthMethod;
 pub use counters::MockCounters;
+pub use dialect::MockDialect;
 pub use faults::Fault;
 pub use server::{MockServer, MockServerBuilder};

@@ -1,24 +1,22 @@
-//! The protected resource, `/api/*` (RFC 6750 §2.1, §3).
+//! The protected resource (RFC 6750 §2, §3), under the dialect's path
+//! prefixes and reading the token from the dialect's placements.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use serde_json::json;
+use serde_json::{Map, Value};
 
 use super::body::{json_response, read_body, respond, set, BodyError};
-use super::state::State;
+use super::dialect::{Api, Placement};
+use super::state::{Grant, State};
 
 /// Largest resource request body the server reads.
 const BODY_LIMIT: usize = 1024 * 1024;
-
-/// Whether a request path belongs to the protected resource.
-pub(super) fn is_resource_path(path: &str) -> bool {
-    path == "/api" || path.starts_with("/api/")
-}
 
 /// Answers one request to the protected resource.
 pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -33,16 +31,14 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         Ok(body) => {
             let body_len = body.len();
             state.counters.resource_body(body);
-            match authorize(state, &parts.headers) {
-                Ok(client_id) => json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "ok": true,
-                        "client_id": &*client_id,
-                        "path": parts.uri.path(),
-                        "body_len": body_len,
-                    }),
-                ),
+            match authorize(state, &parts) {
+                Ok((grant, placement)) => {
+                    state.counters.resource_call_authorized();
+                    json_response(
+                        StatusCode::OK,
+                        &describe(&state.dialect().api, &grant, placement, &parts, body_len),
+                    )
+                }
                 Err(rejection) => rejection.into_response(),
             }
         }
@@ -55,45 +51,149 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Respons
     response
 }
 
+/// The `200` answer: who the token belongs to and what the request was.
+fn describe(api: &Api, grant: &Grant, placement: Placement, parts: &Parts, body_len: usize) -> Value {
+    let mut answer = Map::new();
+    answer.insert("ok".into(), true.into());
+    // Grindery has no clients: its grants have an empty client id.
+    let client_id = (!grant.client_id.is_empty()).then(|| grant.client_id.to_string());
+    answer.insert("client_id".into(), client_id.into());
+    if api.describes_token {
+        let subject = grant.subject.as_deref().map(str::to_owned);
+        answer.insert("subject".into(), subject.into());
+        answer.insert("scope".into(), grant.scope.to_string().into());
+        answer.insert("placement".into(), placement.describe().into());
+    }
+    answer.insert("path".into(), parts.uri.path().into());
+    answer.insert("body_len".into(), body_len.into());
+    Value::Object(answer)
+}
+
 /// Why a resource request was not authorized.
 #[derive(Debug)]
 enum Rejection {
     /// No credentials at all (RFC 6750 §3.1: no error code).
     Missing,
-    /// Credentials that are not a live bearer token.
-    Invalid(&'static str),
+    /// Credentials that are not a live token in an accepted placement.
+    Invalid(Cow<'static, str>),
+    /// The token was sent in more than one place (RFC 6750 §2: "Clients
+    /// MUST NOT use more than one method").
+    SeveralPlacements,
 }
 
 impl Rejection {
     fn into_response(self) -> Response<Full<Bytes>> {
-        let (challenge, description) = match self {
-            Rejection::Missing => (r#"Bearer realm="mock""#, "bearer token required"),
-            Rejection::Invalid(description) => (r#"Bearer realm="mock", error="invalid_token""#, description),
+        let (status, challenge, description) = match self {
+            Rejection::Missing => (
+                StatusCode::UNAUTHORIZED,
+                r#"Bearer realm="mock""#,
+                Cow::Borrowed("bearer token required"),
+            ),
+            Rejection::Invalid(description) => (
+                StatusCode::UNAUTHORIZED,
+                r#"Bearer realm="mock", error="invalid_token""#,
+                description,
+            ),
+            Rejection::SeveralPlacements => (
+                StatusCode::BAD_REQUEST,
+                r#"Bearer realm="mock", error="invalid_request""#,
+                Cow::Borrowed("the access token was sent in more than one place"),
+            ),
         };
-        tracing::debug!(description, "resource request rejected");
-        let mut response = plain(StatusCode::UNAUTHORIZED, description);
+        tracing::debug!(%description, "resource request rejected");
+        let mut response = respond(status, "text/plain; charset=utf-8", description.into_owned());
         set(&mut response, WWW_AUTHENTICATE, challenge);
         response
     }
 }
 
-/// The client an access token in the `Authorization` header was issued to.
+/// The grant behind the live access token a request carries, and where it
+/// carried it.
 ///
-/// Tokens in the query string or body are not looked at, so a request that
-/// carries its token only there counts as carrying none.
-fn authorize(state: &State, headers: &HeaderMap) -> Result<Arc<str>, Rejection> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = match (values.next(), values.next()) {
-        (None, _) => return Err(Rejection::Missing),
-        (Some(value), None) => value,
-        (Some(_), Some(_)) => return Err(Rejection::Invalid("more than one Authorization header")),
-    };
-    let token = bearer_token(value.as_bytes())
-        .ok_or(Rejection::Invalid("expected `Authorization: Bearer <token>`"))?;
-    state
+/// Only the dialect's placements are looked at: a token anywhere else counts
+/// as no token, except that a dialect which refuses `Authorization: Bearer`
+/// answers one with `401` even when its token is live.
+fn authorize(state: &State, parts: &Parts) -> Result<(Grant, Placement), Rejection> {
+    let api = &state.dialect().api;
+    if api.refuses_authorization_bearer {
+        let bearer = parts.headers.get_all(AUTHORIZATION).iter().any(|value| {
+            value
+                .as_bytes()
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+        });
+        if bearer {
+            let accepted: Vec<String> = api.placements.iter().map(|p| p.describe()).collect();
+            return Err(Rejection::Invalid(Cow::Owned(format!(
+                "Authorization: Bearer is not accepted here; send the token in one of: {}",
+                accepted.join(", ")
+            ))));
+        }
+    }
+    let mut found = None;
+    for &placement in api.placements {
+        if let Some(token) = find_token(placement, parts)? {
+            if found.is_some() {
+                return Err(Rejection::SeveralPlacements);
+            }
+            found = Some((token, placement));
+        }
+    }
+    let (token, placement) = found.ok_or(Rejection::Missing)?;
+    let grant = state
         .tokens()
-        .access_token_client(token)
-        .ok_or(Rejection::Invalid("access token is unknown, expired or revoked"))
+        .access_grant(&token)
+        .cloned()
+        .ok_or(Rejection::Invalid(Cow::Borrowed(
+            "access token is unknown, expired or revoked",
+        )))?;
+    Ok((grant, placement))
+}
+
+/// The token a request carries in one placement, if it carries one there.
+fn find_token(placement: Placement, parts: &Parts) -> Result<Option<String>, Rejection> {
+    match placement {
+        Placement::AuthorizationBearer => {
+            let mut values = parts.headers.get_all(AUTHORIZATION).iter();
+            let value = match (values.next(), values.next()) {
+                (None, _) => return Ok(None),
+                (Some(value), None) => value,
+                (Some(_), Some(_)) => return Err(invalid("more than one Authorization header")),
+            };
+            bearer_token(value.as_bytes())
+                .map(|token| Some(token.to_owned()))
+                .ok_or_else(|| invalid("expected `Authorization: Bearer <token>`"))
+        }
+        Placement::Header(name) => {
+            let mut values = parts.headers.get_all(name).iter();
+            match (values.next(), values.next()) {
+                (None, _) => Ok(None),
+                (Some(value), None) => value
+                    .to_str()
+                    .ok()
+                    .filter(|token| is_b64token(token))
+                    .map(|token| Some(token.to_owned()))
+                    .ok_or_else(|| invalid("the token header does not hold a token")),
+                (Some(_), Some(_)) => Err(invalid("the token header is repeated")),
+            }
+        }
+        Placement::Query(name) => {
+            let query = parts.uri.query().unwrap_or_default();
+            let mut values = form_urlencoded::parse(query.as_bytes())
+                .filter(|(param, _)| param == name)
+                .map(|(_, value)| value);
+            match (values.next(), values.next()) {
+                (None, _) => Ok(None),
+                (Some(value), None) if is_b64token(&value) => Ok(Some(value.into_owned())),
+                (Some(_), None) => Err(invalid("the token parameter does not hold a token")),
+                (Some(_), Some(_)) => Err(invalid("the token parameter is repeated")),
+            }
+        }
+    }
+}
+
+fn invalid(description: &'static str) -> Rejection {
+    Rejection::Invalid(Cow::Borrowed(description))
 }
 
 /// Extracts the token from `Bearer <b64token>`; the scheme is
@@ -141,12 +241,23 @@ mod tests {
         assert_eq!(bearer_token(b"Bearerabc"), None);
     }
 
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut request = Request::get(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
     #[test]
-    fn resource_paths() {
-        assert!(is_resource_path("/api"));
-        assert!(is_resource_path("/api/"));
-        assert!(is_resource_path("/api/v1/things"));
-        assert!(!is_resource_path("/apis"));
-        assert!(!is_resource_path("/"));
+    fn tokens_are_found_in_headers_and_queries() {
+        let header = Placement::Header("x-access-token");
+        let query = Placement::Query("access_token");
+        let p = parts("/x?access_token=abc&other=1", &[("x-access-token", "def")]);
+        assert_eq!(find_token(query, &p).ok().flatten().as_deref(), Some("abc"));
+        assert_eq!(find_token(header, &p).ok().flatten().as_deref(), Some("def"));
+        let p = parts("/x?access_token=a&access_token=b", &[]);
+        assert!(find_token(query, &p).is_err());
+        assert!(matches!(find_token(header, &p), Ok(None)));
     }
 }

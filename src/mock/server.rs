@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,22 +19,31 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::authorize;
 use super::body::not_found;
 use super::client_auth::ClientAuthMethod;
-use super::counters::MockCounters;
+use super::counters::{GrantKind, MockCounters};
+use super::dialect::{ClientAuthRule, Dialect, MockDialect, RefreshRule, Revocation, ScopeRule};
 use super::faults::{Fault, ResetConnection};
 use super::resource;
-use super::state::{Config, Grant, Scope, State};
-use super::token::{self, TOKEN_PATH};
+use super::revoke;
+use super::scope::Scope;
+use super::state::{random_string, AuthorizationCode, Config, Grant, State};
+use super::token;
 
 /// Client registered when the builder was given none.
 const DEFAULT_CLIENT: (&str, &str) = ("client", "secret");
 
+/// Resource owner registered when the builder was given none.
+const DEFAULT_USER: (&str, &str) = ("alice", "alice-password");
+
 /// A running mock OAuth 2.0 authorization server and protected resource.
 ///
 /// See the [module documentation](super) for what it serves. Start one with
-/// [`MockServer::start`] or [`MockServer::builder`]; dropping it shuts it
-/// down.
+/// [`MockServer::start`], [`MockServer::builder`] or one of the provider
+/// emulators ([`MockServer::agrello`], [`accelo`](MockServer::accelo),
+/// [`grindery`](MockServer::grindery), [`ioffice`](MockServer::ioffice),
+/// [`dottedsign`](MockServer::dottedsign)); dropping it shuts it down.
 ///
 /// All methods take `&self`, so the server can be shared between tasks
 /// behind an [`Arc`].
@@ -45,37 +55,171 @@ pub struct MockServer {
 
 /// Configures and starts a [`MockServer`].
 ///
-/// Created by [`MockServer::builder`]. Without further configuration the
-/// server knows one confidential client, `client` with the secret `secret`,
-/// accepts HTTP Basic and body credentials, allows the scopes `read` and
-/// `write`, issues access tokens that live one hour and rotates refresh
-/// tokens.
+/// Created by [`MockServer::builder`] (the standard server) or by one of the
+/// provider emulators' constructors, which preset the dialect. Without
+/// further configuration the server knows:
+///
+/// * one confidential client, `client` with the secret `secret`;
+/// * one resource owner, `alice` with the password `alice-password`, as whom
+///   the authorization endpoint approves every request;
+/// * the scopes `read` and `write`;
+/// * access tokens that live one hour, and authorization codes that live ten
+///   minutes (five on iOFFICE, as its document says).
+///
+/// The standard server accepts HTTP Basic and body credentials and rotates
+/// refresh tokens. The emulators authenticate clients and treat refresh
+/// tokens as their documents say; settings a document fixes cannot be
+/// changed, and each setter says where it does not apply.
 #[must_use = "a builder does nothing until `start` is awaited"]
 pub struct MockServerBuilder {
+    dialect: MockDialect,
     clients: Vec<(String, Option<String>)>,
+    users: Vec<(String, String)>,
     auth_methods: Option<Vec<ClientAuthMethod>>,
     token_lifetime: Duration,
+    code_lifetime: Option<Duration>,
     omit_expires_in: bool,
-    rotate_refresh_tokens: bool,
+    rotate_refresh_tokens: Option<bool>,
     refresh_tokens_for_client_credentials: bool,
     allowed_scopes: Vec<String>,
 }
 
 impl MockServer {
-    /// A builder for a server with non-default settings.
+    /// A builder for the standard RFC 6749 server with non-default settings.
     pub fn builder() -> MockServerBuilder {
-        MockServerBuilder {
-            clients: Vec::new(),
-            auth_methods: None,
-            token_lifetime: Duration::from_secs(3600),
-            omit_expires_in: false,
-            rotate_refresh_tokens: true,
-            refresh_tokens_for_client_credentials: false,
-            allowed_scopes: vec!["read".to_owned(), "write".to_owned()],
-        }
+        MockServerBuilder::new(MockDialect::Standard)
     }
 
-    /// Starts a server with the default settings (see [`MockServerBuilder`]).
+    /// A builder for an emulator of Agrello's OAuth 2.0 server.
+    ///
+    /// * Authorization: `GET /identity/auth/oauth/authorize` with
+    ///   `response_type=code`, `client_id`, `redirect_uri` and optionally
+    ///   `scope` and `state`; redirects with `?code=` in the query.
+    /// * Token: `POST /identity/auth/oauth/token` (the document prints only
+    ///   the authorize URL; this is its conventional sibling), form body,
+    ///   grants `authorization_code` (with `code` and the same
+    ///   `redirect_uri`) and `refresh_token`. Clients authenticate with HTTP
+    ///   Basic only: credentials in the body are `401 invalid_client`.
+    ///   Answers always carry a refresh token: the document is silent on
+    ///   rotation, and refresh tokens rotate unless
+    ///   [`rotate_refresh_tokens(false)`](MockServerBuilder::rotate_refresh_tokens).
+    /// * Resource: `/api/*` (the document names no path; this is the
+    ///   conventional prefix), `Authorization: Bearer` only.
+    /// * No revocation endpoint (the document defines none).
+    pub fn agrello() -> MockServerBuilder {
+        MockServerBuilder::new(MockDialect::Agrello)
+    }
+
+    /// A builder for an emulator of Accelo's OAuth 2.0 server for service
+    /// applications.
+    ///
+    /// * Token: `POST /oauth2/v0/token`, also `/oauth2/v0/token.json`, form
+    ///   body, the `client_credentials` grant only (any other is
+    ///   `unsupported_grant_type`). Clients authenticate with HTTP Basic or,
+    ///   as the documented last resort, with `client_id` and
+    ///   `client_secret` parameters, in the body or in the query string;
+    ///   neither is `401 invalid_client`.
+    /// * Scope: optional; when present, Accelo's syntax, groups such as
+    ///   `read(all),write(companies,contacts)`: `read` or `write`, then in
+    ///   parentheses either `all` or a comma-separated list of resource
+    ///   names (lower-case letters, digits, `_`), groups separated by commas.
+    ///   Anything else is `invalid_scope`.
+    ///   [`allowed_scopes`](MockServerBuilder::allowed_scopes) does not apply.
+    /// * Answer: `access_token`, `token_type: "bearer"` and `expires_in` in
+    ///   seconds; never a refresh token, never a `scope`.
+    /// * Resource: `/api/v0/*` and `/public_api/v0/*` (both appear in the
+    ///   document; [`api_url`](MockServer::api_url) uses `/api/v0`), the
+    ///   token in `Authorization: Bearer` or the `_bearer_token` query
+    ///   parameter.
+    /// * No authorization or revocation endpoint.
+    pub fn accelo() -> MockServerBuilder {
+        MockServerBuilder::new(MockDialect::Accelo)
+    }
+
+    /// A builder for an emulator of Grindery's OAuth 2.0 server.
+    ///
+    /// * Sign-in: `GET /oauth/authorize` (the document does not print the
+    ///   page's URL; this is the conventional sibling of the token path)
+    ///   with `response_type=code` and `redirect_uri`; redirects with
+    ///   `?code=` in the query. There is no `client_id` and no scope.
+    /// * Token: `POST /oauth/token`, form body, `grant_type=authorization_code`
+    ///   with `code` (a `redirect_uri` is not required, and must match if
+    ///   sent), or `grant_type=refresh_token` with `refresh_token`. There is
+    ///   no client authentication: a `client_id` is ignored, but an
+    ///   `Authorization` header or a `client_secret` is `400
+    ///   invalid_request`, since a client sending them is configured for
+    ///   another provider.
+    /// * Answers: the code exchange returns `access_token`, `refresh_token`,
+    ///   `expires_in` (seconds) and `token_type`; a refresh returns no
+    ///   `refresh_token`, and the one used keeps working (never rotated).
+    /// * Resource: `/api/*` (the document names no path), `Authorization:
+    ///   Bearer`. Its answer's `client_id` is `null`.
+    /// * No revocation endpoint.
+    ///
+    /// The test helpers take `""` as the client id.
+    pub fn grindery() -> MockServerBuilder {
+        MockServerBuilder::new(MockDialect::Grindery)
+    }
+
+    /// A builder for an emulator of iOFFICE's OAuth 2.0 server.
+    ///
+    /// * Login: `GET /login.html` requires all five of `response_type=code`,
+    ///   `client_id`, `redirect_uri`, `scope` and `state` (any missing is
+    ///   `400`), then redirects to
+    ///   `<redirect_uri>#code=…&appCode=…&state=…`: the code travels in the
+    ///   URL fragment.
+    /// * Direct code request: `POST /external/api/oauth2/auth` with
+    ///   `Content-Type: application/json` and headers `x-auth-username`,
+    ///   `x-auth-password`, `x-client-id`: `200 {"code": "…"}`, or `401` for
+    ///   a wrong username or password. Such a code has no scope; the token
+    ///   request's `x-scope` becomes the grant's.
+    /// * Token: `POST /external/api/oauth2/token` with `Content-Type:
+    ///   application/json` and every parameter as a request header:
+    ///   `x-grant-type` (`authorization_code` or `refresh_token`),
+    ///   `x-redirect-uri`, `x-client-id`, `x-scope` (the scope the code was
+    ///   issued for, exactly) and `x-auth-code` or `x-refresh-token`. The
+    ///   body must be empty (or `{}`); a form body, parameters in the body or
+    ///   another content type is `400 invalid_request`. Clients are
+    ///   identified by `x-client-id` alone: secrets are not checked.
+    /// * Answer: `token_type`, `access_token`, `refresh_token` and
+    ///   `expires_in` in **milliseconds**. Refresh tokens always rotate: the
+    ///   one used is dead (`invalid_grant`). Codes are single-use and live
+    ///   five minutes.
+    /// * Resource: `/external/api/rest/*`, the token in the `x-access-token`
+    ///   header or the `access_token` query parameter. An `Authorization:
+    ///   Bearer` header is `401`, even with a live token.
+    /// * Revocation: `POST /external/api/oauth2/revoke` with the access or
+    ///   refresh token in an `x-token` header: `200`, and the token is dead.
+    ///   A refresh token takes the access tokens issued from its grant along.
+    /// * Scope: any non-empty string;
+    ///   [`allowed_scopes`](MockServerBuilder::allowed_scopes) does not apply.
+    pub fn ioffice() -> MockServerBuilder {
+        MockServerBuilder::new(MockDialect::Ioffice)
+    }
+
+    /// A builder for an emulator of DottedSign's OAuth 2.0 server.
+    ///
+    /// * Authorization: `GET /v1/oauth/authorize` with `client_id`,
+    ///   `response_type=code` and `redirect_uri` (and optionally `state`);
+    ///   redirects with `?code=` in the query. The document defines no
+    ///   scope: a `scope` parameter is ignored.
+    /// * Token: `POST /v1/oauth/token`, form body, `client_id` and
+    ///   `client_secret` required in the body (HTTP Basic instead is `401
+    ///   invalid_client`); `authorization_code` with `code` and the same
+    ///   `redirect_uri` as the authorization request, or `refresh_token`
+    ///   with `refresh_token`. The document is silent on rotation: refresh
+    ///   tokens stay valid unless
+    ///   [`rotate_refresh_tokens(true)`](MockServerBuilder::rotate_refresh_tokens).
+    /// * Resource: `/v1/*` except `/v1/oauth/*` (the document names only
+    ///   its OAuth paths), `Authorization: Bearer`; an expired token is
+    ///   `401`.
+    /// * No revocation endpoint.
+    pub fn dottedsign() -> MockServerBuilder {
+        MockServerBuilder::new(MockDialect::DottedSign)
+    }
+
+    /// Starts a standard server with the default settings (see
+    /// [`MockServerBuilder`]).
     ///
     /// # Errors
     ///
@@ -88,6 +232,12 @@ impl MockServer {
         Self::builder().start().await
     }
 
+    /// The dialect this server speaks.
+    #[must_use]
+    pub fn dialect(&self) -> MockDialect {
+        self.state.dialect().kind
+    }
+
     /// The server's origin, `http://127.0.0.1:PORT`, without a trailing
     /// slash.
     #[must_use]
@@ -95,15 +245,50 @@ impl MockServer {
         format!("http://{}", self.addr)
     }
 
-    /// The URL of the token endpoint, `http://127.0.0.1:PORT/oauth/token`.
+    /// The URL of the token endpoint, e.g.
+    /// `http://127.0.0.1:PORT/oauth/token` on the standard server.
     #[must_use]
     pub fn token_url(&self) -> String {
-        format!("http://{}{TOKEN_PATH}", self.addr)
+        self.url(self.state.dialect().token_paths[0])
+    }
+
+    /// The URL of the authorization endpoint (the page a browser is sent
+    /// to), without a query. `None` on Accelo, which has no user flow.
+    ///
+    /// On the standard server this is `/authorize`.
+    #[must_use]
+    pub fn authorize_url(&self) -> Option<String> {
+        let authorize = self.state.dialect().authorize.as_ref()?;
+        Some(self.url(authorize.path))
+    }
+
+    /// The URL of the revocation endpoint: RFC 7009's `/oauth/revoke` on the
+    /// standard server, `/external/api/oauth2/revoke` on iOFFICE, `None`
+    /// elsewhere (those documents define none).
+    #[must_use]
+    pub fn revocation_url(&self) -> Option<String> {
+        let revocation = self.state.dialect().revocation?;
+        Some(self.url(revocation.path()))
+    }
+
+    /// The URL of iOFFICE's direct code request,
+    /// `/external/api/oauth2/auth`; `None` on every other dialect.
+    #[must_use]
+    pub fn direct_code_url(&self) -> Option<String> {
+        let path = self.state.dialect().direct_code_path?;
+        Some(self.url(path))
     }
 
     /// The URL of a protected resource: `path` (which should start with a
-    /// `/`) appended to `http://127.0.0.1:PORT/api`. The path may carry a
-    /// query string.
+    /// `/`) appended to the dialect's API prefix. The path may carry a query
+    /// string.
+    ///
+    /// | dialect | prefix |
+    /// | --- | --- |
+    /// | standard, Agrello, Grindery | `/api` |
+    /// | Accelo | `/api/v0` (`/public_api/v0` is served too) |
+    /// | iOFFICE | `/external/api/rest` |
+    /// | DottedSign | `/v1` (except `/v1/oauth`) |
     ///
     /// # Panics
     ///
@@ -114,7 +299,15 @@ impl MockServer {
             path.is_empty() || path.starts_with('/'),
             "resource paths start with '/', got {path:?}"
         );
-        format!("http://{}/api{path}", self.addr)
+        format!(
+            "http://{}{}{path}",
+            self.addr,
+            self.state.dialect().api.prefixes[0]
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// The address the server listens on.
@@ -147,6 +340,14 @@ impl MockServer {
         self.state.faults.push(n, fault);
     }
 
+    /// Makes the authorization endpoint deny the next `n` requests that it
+    /// would otherwise approve, as if the user had clicked "deny": it
+    /// redirects with `error=access_denied` (and the request's `state`).
+    /// Calls add up. iOFFICE's direct code request is not affected.
+    pub fn deny_next_authorizations(&self, n: usize) {
+        self.state.denials.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Revokes every access token issued so far: the protected resource
     /// answers `401` with `error="invalid_token"` to all of them. Refresh
     /// tokens stay valid, and tokens issued afterwards work normally.
@@ -166,35 +367,63 @@ impl MockServer {
         self.state.resource_latency.set(delay);
     }
 
-    /// Mints a refresh token for a registered client, as if it had gone
-    /// through an authorization flow. `scope` is space-delimited and may be
-    /// empty.
+    /// Mints a refresh token for a registered client, as if the default user
+    /// had gone through an authorization flow. `scope` is in the dialect's
+    /// syntax: space-delimited (and allowed) scopes, or on iOFFICE any
+    /// non-empty string. It may be empty except on iOFFICE.
+    ///
+    /// On Grindery, which has no clients, pass `""` as `client_id`. On
+    /// iOFFICE the token is not tied to a redirect URI: refreshing it takes
+    /// any `x-redirect-uri`.
     ///
     /// # Panics
     ///
-    /// Panics if the client is not registered or the scope is not allowed.
+    /// Panics on Accelo (it issues no refresh tokens), if the client is not
+    /// registered (or, on Grindery, not `""`) or if the scope is not valid.
     #[must_use]
     pub fn issue_refresh_token(&self, client_id: &str, scope: &str) -> String {
-        let grant = self.grant_for(client_id, scope);
-        self.state.tokens().issue_refresh(grant)
+        let dialect = self.state.dialect();
+        assert!(
+            dialect.refresh != RefreshRule::NoRefreshTokens,
+            "the {:?} mock issues no refresh tokens: its only grant is client_credentials",
+            dialect.kind
+        );
+        let grant = self.grant_for(client_id, scope, None);
+        let mut tokens = self.state.tokens();
+        let family = tokens.new_family();
+        tokens.issue_refresh(grant, family)
     }
 
     /// Mints an authorization code for a registered client, as if the
-    /// resource owner had just approved an authorization request with this
-    /// `redirect_uri` and `scope`.
+    /// default user had just approved an authorization request with this
+    /// `redirect_uri` and `scope` (in the dialect's syntax, see
+    /// [`issue_refresh_token`](Self::issue_refresh_token)).
     ///
-    /// The code can be exchanged once, within ten minutes, by the same client
-    /// presenting the same `redirect_uri`; the exchange returns an access
-    /// token and a refresh token. Reusing a code is answered with
-    /// `invalid_grant`; tokens already issued from it stay valid.
+    /// The code can be exchanged once, within the code lifetime (ten
+    /// minutes, five on iOFFICE; see
+    /// [`authorization_code_lifetime`](MockServerBuilder::authorization_code_lifetime)),
+    /// by the same client presenting the same `redirect_uri`; the exchange
+    /// returns an access token and a refresh token. Reusing a code is
+    /// answered with `invalid_grant`; tokens already issued from it stay
+    /// valid.
+    ///
+    /// On Grindery, which has no clients, pass `""` as `client_id`.
     ///
     /// # Panics
     ///
-    /// Panics if the client is not registered or the scope is not allowed.
+    /// Panics on Accelo (it has no user flow), if the client is not
+    /// registered (or, on Grindery, not `""`) or if the scope is not valid.
     #[must_use]
     pub fn issue_authorization_code(&self, client_id: &str, redirect_uri: &str, scope: &str) -> String {
-        let grant = self.grant_for(client_id, scope);
-        self.state.tokens().issue_code(grant, redirect_uri.to_owned())
+        let dialect = self.state.dialect();
+        assert!(
+            dialect.authorize.is_some(),
+            "the {:?} mock has no authorization codes: its only grant is client_credentials",
+            dialect.kind
+        );
+        let grant = self.grant_for(client_id, scope, Some(redirect_uri));
+        let code = AuthorizationCode::new(grant, self.state.config.code_lifetime);
+        self.state.tokens().issue_code(code)
     }
 
     /// How many issued access tokens are neither expired nor revoked.
@@ -203,16 +432,36 @@ impl MockServer {
         self.state.tokens().active_access_tokens()
     }
 
-    fn grant_for(&self, client_id: &str, scope: &str) -> Grant {
+    /// A grant to the default user, for the test helpers.
+    fn grant_for(&self, client_id: &str, scope: &str, redirect_uri: Option<&str>) -> Grant {
         let config = &self.state.config;
-        let Some((client_id, _)) = config.client(client_id) else {
-            panic!("client {client_id:?} is not registered with the mock server");
+        let dialect = config.dialect;
+        let client_id = if dialect.client_auth == ClientAuthRule::NoClients {
+            assert!(
+                client_id.is_empty(),
+                "the {:?} mock has no client ids: pass \"\", not {client_id:?}",
+                dialect.kind
+            );
+            Arc::from("")
+        } else {
+            let Some((client_id, _)) = config.client(client_id) else {
+                panic!("client {client_id:?} is not registered with the mock server");
+            };
+            Arc::clone(client_id)
         };
-        let scope = Scope::parse(scope, &config.allowed_scopes)
-            .unwrap_or_else(|reason| panic!("invalid scope {scope:?}: {reason}"));
+        let scope = if scope.is_empty() && dialect.scope != ScopeRule::Opaque {
+            Scope::default()
+        } else {
+            dialect
+                .scope
+                .parse(scope, &config.allowed_scopes)
+                .unwrap_or_else(|reason| panic!("invalid scope {scope:?}: {reason}"))
+        };
         Grant {
-            client_id: Arc::clone(client_id),
+            client_id,
+            subject: config.default_user().cloned(),
             scope,
+            redirect_uri: redirect_uri.map(str::to_owned),
         }
     }
 }
@@ -234,11 +483,28 @@ impl fmt::Debug for MockServer {
 }
 
 impl MockServerBuilder {
+    fn new(dialect: MockDialect) -> Self {
+        MockServerBuilder {
+            dialect,
+            clients: Vec::new(),
+            users: Vec::new(),
+            auth_methods: None,
+            token_lifetime: Duration::from_secs(3600),
+            code_lifetime: None,
+            omit_expires_in: false,
+            rotate_refresh_tokens: None,
+            refresh_tokens_for_client_credentials: false,
+            allowed_scopes: vec!["read".to_owned(), "write".to_owned()],
+        }
+    }
+
     /// Registers a confidential client. May be called several times; a
     /// later registration of the same id replaces the earlier one.
     ///
     /// When no client at all is registered, the server knows the
-    /// confidential client `client` with the secret `secret`.
+    /// confidential client `client` with the secret `secret`. Grindery has
+    /// no clients and ignores registrations; iOFFICE identifies clients by
+    /// id and never checks their secrets.
     pub fn client(mut self, id: impl Into<String>, secret: impl Into<String>) -> Self {
         self.clients.push((id.into(), Some(secret.into())));
         self
@@ -249,10 +515,33 @@ impl MockServerBuilder {
     /// `refresh_token` and `authorization_code` grants, not
     /// `client_credentials`.
     ///
-    /// Unless [`client_auth`](Self::client_auth) is called, registering a
-    /// public client adds [`ClientAuthMethod::None`] to the accepted methods.
+    /// On the standard server, unless [`client_auth`](Self::client_auth) is
+    /// called, registering a public client adds [`ClientAuthMethod::None`]
+    /// to the accepted methods. Agrello, Accelo and DottedSign require a
+    /// secret on every token request, so a public client cannot get tokens
+    /// there.
     pub fn public_client(mut self, id: impl Into<String>) -> Self {
         self.clients.push((id.into(), None));
+        self
+    }
+
+    /// Registers a resource owner. May be called several times; a later
+    /// registration of the same name replaces the earlier one's password.
+    ///
+    /// The first user registered is the one the authorization endpoint
+    /// approves as, and the one the test helpers mint grants for; a
+    /// `login_hint` parameter naming another registered user selects that
+    /// one (an unknown name is `access_denied`). iOFFICE's direct code
+    /// request checks the username and password.
+    ///
+    /// When no user at all is registered, the server knows `alice` with the
+    /// password `alice-password`.
+    pub fn user(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        let (username, password) = (username.into(), password.into());
+        match self.users.iter_mut().find(|(name, _)| *name == username) {
+            Some(user) => user.1 = password,
+            None => self.users.push((username, password)),
+        }
         self
     }
 
@@ -262,6 +551,9 @@ impl MockServerBuilder {
     /// Defaults to [`Basic`](ClientAuthMethod::Basic) and
     /// [`Body`](ClientAuthMethod::Body), plus
     /// [`None`](ClientAuthMethod::None) when a public client is registered.
+    ///
+    /// Standard server only: the provider emulators authenticate clients as
+    /// their documents say, and ignore this setting.
     pub fn client_auth(mut self, methods: &[ClientAuthMethod]) -> Self {
         self.auth_methods = Some(methods.to_vec());
         self
@@ -270,10 +562,21 @@ impl MockServerBuilder {
     /// Sets how long access tokens stay valid (default one hour).
     ///
     /// The server honours the exact duration; `expires_in` announces it in
-    /// whole seconds, rounded down but at least 1. Sub-second lifetimes are
-    /// therefore a way to have tokens expire before the client expects.
+    /// whole seconds, rounded down but at least 1 (on iOFFICE, in whole
+    /// milliseconds, at least 1). Sub-second lifetimes are therefore a way
+    /// to have tokens expire before the client expects, and
+    /// [`Duration::ZERO`] issues tokens that are dead on arrival.
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
         self.token_lifetime = lifetime;
+        self
+    }
+
+    /// Sets how long authorization codes can be redeemed: ten minutes by
+    /// default (the most RFC 6749 §4.1.2 recommends), five minutes on
+    /// iOFFICE (its document says so). [`Duration::ZERO`] issues codes that
+    /// are expired on arrival.
+    pub fn authorization_code_lifetime(mut self, lifetime: Duration) -> Self {
+        self.code_lifetime = Some(lifetime);
         self
     }
 
@@ -284,19 +587,26 @@ impl MockServerBuilder {
         self
     }
 
-    /// Whether the `refresh_token` grant rotates refresh tokens (default
-    /// `true`).
+    /// Whether the `refresh_token` grant rotates refresh tokens.
     ///
     /// With rotation, every refresh returns a new refresh token and the one
     /// presented stops working. Without it, the answer carries no
     /// `refresh_token` and the presented one stays valid.
+    ///
+    /// The default is `true` on the standard server and Agrello, `false` on
+    /// DottedSign. iOFFICE always rotates and Grindery never does (their
+    /// documents say so), and Accelo issues no refresh tokens: there the
+    /// setting is ignored.
     pub fn rotate_refresh_tokens(mut self, yes: bool) -> Self {
-        self.rotate_refresh_tokens = yes;
+        self.rotate_refresh_tokens = Some(yes);
         self
     }
 
     /// Whether the `client_credentials` grant also returns a refresh token
     /// (default `false`, as RFC 6749 §4.4.3 advises).
+    ///
+    /// Standard server only: Accelo, the one emulator with that grant,
+    /// never issues refresh tokens.
     pub fn refresh_tokens_for_client_credentials(mut self, yes: bool) -> Self {
         self.refresh_tokens_for_client_credentials = yes;
         self
@@ -304,6 +614,10 @@ impl MockServerBuilder {
 
     /// Sets the scopes clients may request (default `read` and `write`).
     /// Requesting any other scope is answered with `invalid_scope`.
+    ///
+    /// Does not apply to Accelo (which checks its scope syntax instead) nor
+    /// iOFFICE (which takes any string). Grindery and DottedSign define no
+    /// scope parameter; there it only limits the test helpers.
     pub fn allowed_scopes(mut self, scopes: &[&str]) -> Self {
         self.allowed_scopes = scopes.iter().map(|&scope| scope.to_owned()).collect();
         self
@@ -334,6 +648,7 @@ impl MockServerBuilder {
     }
 
     fn into_config(self) -> Config {
+        let dialect = self.dialect.table();
         let mut clients: HashMap<Arc<str>, Option<String>> = self
             .clients
             .into_iter()
@@ -343,23 +658,84 @@ impl MockServerBuilder {
             let (id, secret) = DEFAULT_CLIENT;
             clients.insert(Arc::from(id), Some(secret.to_owned()));
         }
-        let auth_methods = self.auth_methods.unwrap_or_else(|| {
-            let mut methods = vec![ClientAuthMethod::Basic, ClientAuthMethod::Body];
-            if clients.values().any(Option::is_none) {
-                methods.push(ClientAuthMethod::None);
-            }
-            methods
-        });
+        let mut users: Vec<(Arc<str>, String)> = self
+            .users
+            .into_iter()
+            .map(|(name, password)| (Arc::from(name), password))
+            .collect();
+        if users.is_empty() {
+            let (name, password) = DEFAULT_USER;
+            users.push((Arc::from(name), password.to_owned()));
+        }
+        let auth_methods = auth_methods(dialect, self.auth_methods, &clients);
+        let rotate_refresh_tokens = rotation(dialect, self.rotate_refresh_tokens);
+        let refresh_tokens_for_client_credentials = self.refresh_tokens_for_client_credentials
+            && dialect.refresh != RefreshRule::NoRefreshTokens
+            && dialect.grants.contains(&GrantKind::ClientCredentials);
+        if self.refresh_tokens_for_client_credentials && !refresh_tokens_for_client_credentials {
+            ignored(dialect, "refresh_tokens_for_client_credentials");
+        }
         Config {
+            dialect,
             clients,
             auth_methods,
+            users,
             token_lifetime: self.token_lifetime,
+            code_lifetime: self.code_lifetime.unwrap_or(dialect.code_lifetime),
             omit_expires_in: self.omit_expires_in,
-            rotate_refresh_tokens: self.rotate_refresh_tokens,
-            refresh_tokens_for_client_credentials: self.refresh_tokens_for_client_credentials,
+            rotate_refresh_tokens,
+            refresh_tokens_for_client_credentials,
             allowed_scopes: self.allowed_scopes,
+            app_code: random_string(16),
         }
     }
+}
+
+/// The client authentication methods the token endpoint accepts.
+fn auth_methods(
+    dialect: &Dialect,
+    chosen: Option<Vec<ClientAuthMethod>>,
+    clients: &HashMap<Arc<str>, Option<String>>,
+) -> Vec<ClientAuthMethod> {
+    let fixed = match dialect.client_auth {
+        ClientAuthRule::Methods(None) => {
+            return chosen.unwrap_or_else(|| {
+                let mut methods = vec![ClientAuthMethod::Basic, ClientAuthMethod::Body];
+                if clients.values().any(Option::is_none) {
+                    methods.push(ClientAuthMethod::None);
+                }
+                methods
+            })
+        }
+        ClientAuthRule::Methods(Some(methods)) | ClientAuthRule::MethodsOrQuery(methods) => methods,
+        ClientAuthRule::NoClients | ClientAuthRule::ClientIdHeader => &[],
+    };
+    if chosen.is_some() {
+        ignored(dialect, "client_auth");
+    }
+    fixed.to_vec()
+}
+
+/// Whether the `refresh_token` grant rotates.
+fn rotation(dialect: &Dialect, chosen: Option<bool>) -> bool {
+    let fixed = match dialect.refresh {
+        RefreshRule::Configurable { rotate_by_default } => return chosen.unwrap_or(rotate_by_default),
+        RefreshRule::AlwaysRotate => true,
+        RefreshRule::NeverRotate | RefreshRule::NoRefreshTokens => false,
+    };
+    if chosen.is_some_and(|chosen| chosen != fixed) {
+        ignored(dialect, "rotate_refresh_tokens");
+    }
+    fixed
+}
+
+/// Says, when a server starts, that a builder setting has no effect there.
+fn ignored(dialect: &Dialect, setting: &str) {
+    tracing::warn!(
+        dialect = ?dialect.kind,
+        setting,
+        "the mock's dialect fixes this behaviour; the builder setting is ignored"
+    );
 }
 
 impl fmt::Debug for MockServerBuilder {
@@ -381,10 +757,15 @@ impl fmt::Debug for MockServerBuilder {
             }
         }
 
+        // Hand-written so that secrets and passwords never show.
+        let users: Vec<&str> = self.users.iter().map(|(name, _)| name.as_str()).collect();
         f.debug_struct("MockServerBuilder")
+            .field("dialect", &self.dialect)
             .field("clients", &Clients(&self.clients))
+            .field("users", &users)
             .field("auth_methods", &self.auth_methods)
             .field("token_lifetime", &self.token_lifetime)
+            .field("authorization_code_lifetime", &self.code_lifetime)
             .field("omit_expires_in", &self.omit_expires_in)
             .field("rotate_refresh_tokens", &self.rotate_refresh_tokens)
             .field(
@@ -436,16 +817,48 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<State>
     }
 }
 
+/// The endpoints a dialect serves.
+enum Endpoint {
+    Token,
+    Authorize,
+    DirectCode,
+    Revoke(Revocation),
+    Resource,
+    NotFound,
+}
+
+impl Endpoint {
+    fn of(dialect: &Dialect, path: &str) -> Self {
+        if dialect.token_paths.contains(&path) {
+            Endpoint::Token
+        } else if dialect.authorize.as_ref().is_some_and(|a| a.path == path) {
+            Endpoint::Authorize
+        } else if dialect.direct_code_path == Some(path) {
+            Endpoint::DirectCode
+        } else if let Some(revocation) = dialect.revocation.filter(|r| r.path() == path) {
+            Endpoint::Revoke(revocation)
+        } else if dialect.api.serves(path) {
+            Endpoint::Resource
+        } else {
+            Endpoint::NotFound
+        }
+    }
+}
+
 async fn route(
     state: Arc<State>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ResetConnection> {
-    let path = request.uri().path();
-    if path == TOKEN_PATH {
-        token::handle(&state, request).await
-    } else if resource::is_resource_path(path) {
-        Ok(resource::handle(&state, request).await)
-    } else {
-        Ok(not_found())
+    let dialect = state.dialect();
+    match Endpoint::of(dialect, request.uri().path()) {
+        Endpoint::Token => token::handle(&state, request).await,
+        Endpoint::Authorize => match &dialect.authorize {
+            Some(spec) => Ok(authorize::handle(&state, spec, &request)),
+            None => Ok(not_found()),
+        },
+        Endpoint::DirectCode => Ok(authorize::direct_code(&state, request).await),
+        Endpoint::Revoke(revocation) => Ok(revoke::handle(&state, revocation, request).await),
+        Endpoint::Resource => Ok(resource::handle(&state, request).await),
+        Endpoint::NotFound => Ok(not_found()),
     }
 }

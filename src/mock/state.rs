@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -10,14 +10,12 @@ use tokio::time::Instant;
 
 use super::client_auth::ClientAuthMethod;
 use super::counters::Counters;
+use super::dialect::{Dialect, ExpiresUnit};
 use super::faults::FaultQueue;
+use super::scope::Scope;
 
 /// Length of every token, refresh token and authorization code.
-const TOKEN_LEN: usize = 40;
-
-/// How long an authorization code can be redeemed (RFC 6749 §4.1.2
-/// recommends at most ten minutes).
-const CODE_LIFETIME: Duration = Duration::from_secs(600);
+pub(super) const TOKEN_LEN: usize = 40;
 
 /// Expired access tokens are swept once the table reaches this size, then
 /// whenever it doubles.
@@ -29,22 +27,41 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Everything the builder decided; immutable once the server runs.
+/// A random alphanumeric string of `len` characters.
+pub(super) fn random_string(len: usize) -> String {
+    std::iter::repeat_with(fastrand::alphanumeric).take(len).collect()
+}
+
+/// Everything the builder decided, resolved against the dialect; immutable
+/// once the server runs.
 pub(super) struct Config {
+    pub(super) dialect: &'static Dialect,
     /// Registered clients: id → secret, `None` for public clients.
     pub(super) clients: HashMap<Arc<str>, Option<String>>,
     pub(super) auth_methods: Vec<ClientAuthMethod>,
+    /// Resource owners as `(username, password)`; the first one is the user
+    /// the authorization endpoint approves as by default.
+    pub(super) users: Vec<(Arc<str>, String)>,
     pub(super) token_lifetime: Duration,
+    pub(super) code_lifetime: Duration,
     pub(super) omit_expires_in: bool,
     pub(super) rotate_refresh_tokens: bool,
     pub(super) refresh_tokens_for_client_credentials: bool,
     pub(super) allowed_scopes: Vec<String>,
+    /// iOFFICE's `appCode`, sent along with every code in the redirect.
+    pub(super) app_code: String,
 }
 
 impl Config {
-    /// `expires_in` as announced to clients: whole seconds, at least one.
+    /// `expires_in` as announced to clients, in the dialect's unit: whole
+    /// seconds or milliseconds, at least one.
     pub(super) fn expires_in(&self) -> u64 {
-        self.token_lifetime.as_secs().max(1)
+        match self.dialect.expires_in {
+            ExpiresUnit::Seconds => self.token_lifetime.as_secs().max(1),
+            ExpiresUnit::Milliseconds => u64::try_from(self.token_lifetime.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        }
     }
 
     /// The registered client with this id, as its shared id and secret.
@@ -53,16 +70,34 @@ impl Config {
             .get_key_value(id)
             .map(|(id, secret)| (id, secret.as_deref()))
     }
+
+    /// The registered user with this name, as its shared name and password.
+    pub(super) fn user(&self, name: &str) -> Option<(&Arc<str>, &str)> {
+        self.users
+            .iter()
+            .find(|(user, _)| &**user == name)
+            .map(|(user, password)| (user, password.as_str()))
+    }
+
+    /// The user the authorization endpoint approves as unless told otherwise.
+    pub(super) fn default_user(&self) -> Option<&Arc<str>> {
+        self.users.first().map(|(user, _)| user)
+    }
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut clients: Vec<_> = self.clients.keys().collect();
         clients.sort();
+        // Names only: passwords, like client secrets, stay out of the output.
+        let users: Vec<_> = self.users.iter().map(|(user, _)| user).collect();
         f.debug_struct("Config")
+            .field("dialect", &self.dialect.kind)
             .field("clients", &clients)
             .field("auth_methods", &self.auth_methods)
+            .field("users", &users)
             .field("token_lifetime", &self.token_lifetime)
+            .field("code_lifetime", &self.code_lifetime)
             .field("omit_expires_in", &self.omit_expires_in)
             .field("rotate_refresh_tokens", &self.rotate_refresh_tokens)
             .field(
@@ -83,6 +118,8 @@ pub(super) struct State {
     pub(super) tokens: Mutex<TokenStore>,
     pub(super) token_latency: Latency,
     pub(super) resource_latency: Latency,
+    /// How many of the next authorization requests to deny.
+    pub(super) denials: AtomicUsize,
 }
 
 impl State {
@@ -94,11 +131,24 @@ impl State {
             tokens: Mutex::new(TokenStore::default()),
             token_latency: Latency::default(),
             resource_latency: Latency::default(),
+            denials: AtomicUsize::new(0),
         }
+    }
+
+    pub(super) fn dialect(&self) -> &'static Dialect {
+        self.config.dialect
     }
 
     pub(super) fn tokens(&self) -> MutexGuard<'_, TokenStore> {
         lock(&self.tokens)
+    }
+
+    /// Whether the current authorization request is one to deny, using up
+    /// one of the queued denials if so.
+    pub(super) fn take_denial(&self) -> bool {
+        self.denials
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 }
 
@@ -121,79 +171,74 @@ impl Latency {
     }
 }
 
-/// A set of scope tokens (RFC 6749 §3.3), kept in the order first given.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Scope(Vec<String>);
-
-impl Scope {
-    /// Parses a space-delimited scope and checks every token against
-    /// `allowed`. An empty string is the empty scope. On failure, returns a
-    /// description fit for `error_description`.
-    pub(super) fn parse(raw: &str, allowed: &[String]) -> Result<Self, String> {
-        let mut tokens: Vec<String> = Vec::new();
-        if raw.is_empty() {
-            return Ok(Scope(tokens));
-        }
-        for token in raw.split(' ') {
-            if token.is_empty() {
-                return Err("scope tokens must be separated by single spaces".to_owned());
-            }
-            if !allowed.iter().any(|allowed| allowed == token) {
-                return Err(format!("scope `{token}` is not allowed"));
-            }
-            if !tokens.iter().any(|seen| seen == token) {
-                tokens.push(token.to_owned());
-            }
-        }
-        Ok(Scope(tokens))
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(super) fn is_subset_of(&self, other: &Scope) -> bool {
-        self.0.iter().all(|token| other.0.contains(token))
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, token) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            f.write_str(token)?;
-        }
-        Ok(())
-    }
-}
-
 /// Who a token or code was issued to, and for what.
 #[derive(Debug, Clone)]
 pub(super) struct Grant {
+    /// Empty in Grindery, which has no clients.
     pub(super) client_id: Arc<str>,
+    /// The resource owner, `None` for the `client_credentials` grant.
+    pub(super) subject: Option<Arc<str>>,
     pub(super) scope: Scope,
+    /// The `redirect_uri` of the authorization request the grant came from,
+    /// if any (iOFFICE's refresh requests repeat it).
+    pub(super) redirect_uri: Option<String>,
 }
+
+/// Identifies one authorization grant across the refresh tokens and access
+/// tokens issued from it, so that revoking a refresh token can take its
+/// access tokens along (RFC 7009 §2.1).
+pub(super) type Family = u64;
 
 #[derive(Debug)]
 struct AccessToken {
     grant: Grant,
+    family: Family,
     expires_at: Instant,
+}
+
+#[derive(Debug)]
+struct RefreshToken {
+    grant: Grant,
+    family: Family,
 }
 
 /// An authorization code waiting to be redeemed.
 #[derive(Debug)]
 pub(super) struct AuthorizationCode {
     pub(super) grant: Grant,
-    pub(super) redirect_uri: String,
+    /// Whether the exchange decides the scope (iOFFICE's direct code request
+    /// has none; the token request's `x-scope` becomes the grant's scope).
+    pub(super) scope_from_exchange: bool,
+    /// The PKCE `S256` challenge the code is bound to, if any.
+    pub(super) code_challenge: Option<String>,
     expires_at: Instant,
 }
 
 impl AuthorizationCode {
+    pub(super) fn new(grant: Grant, lifetime: Duration) -> Self {
+        AuthorizationCode {
+            grant,
+            scope_from_exchange: false,
+            code_challenge: None,
+            expires_at: deadline(lifetime),
+        }
+    }
+
     pub(super) fn is_expired(&self, now: Instant) -> bool {
         now >= self.expires_at
     }
+}
+
+/// A token that a revocation request named.
+#[derive(Debug)]
+pub(super) enum Revoked {
+    Access {
+        client_id: Arc<str>,
+    },
+    Refresh {
+        client_id: Arc<str>,
+        access_tokens: usize,
+    },
 }
 
 /// Every live access token, refresh token and authorization code.
@@ -204,9 +249,10 @@ impl AuthorizationCode {
 #[derive(Debug)]
 pub(super) struct TokenStore {
     access: HashMap<String, AccessToken>,
-    refresh: HashMap<String, Grant>,
+    refresh: HashMap<String, RefreshToken>,
     codes: HashMap<String, AuthorizationCode>,
     prune_at: usize,
+    next_family: Family,
 }
 
 impl Default for TokenStore {
@@ -216,6 +262,7 @@ impl Default for TokenStore {
             refresh: HashMap::new(),
             codes: HashMap::new(),
             prune_at: FIRST_PRUNE_AT,
+            next_family: 0,
         }
     }
 }
@@ -224,9 +271,7 @@ impl TokenStore {
     /// A fresh random value that is not in use as any kind of token.
     fn mint(&self) -> String {
         loop {
-            let value: String = std::iter::repeat_with(fastrand::alphanumeric)
-                .take(TOKEN_LEN)
-                .collect();
+            let value = random_string(TOKEN_LEN);
             let taken = self.access.contains_key(&value)
                 || self.refresh.contains_key(&value)
                 || self.codes.contains_key(&value);
@@ -236,43 +281,47 @@ impl TokenStore {
         }
     }
 
-    pub(super) fn issue_access(&mut self, grant: Grant, lifetime: Duration) -> String {
+    /// A new authorization grant: an id shared by everything issued from it.
+    pub(super) fn new_family(&mut self) -> Family {
+        self.next_family += 1;
+        self.next_family
+    }
+
+    pub(super) fn issue_access(&mut self, grant: Grant, family: Family, lifetime: Duration) -> String {
         let now = Instant::now();
         if self.access.len() >= self.prune_at {
             self.access.retain(|_, token| token.expires_at > now);
             self.prune_at = FIRST_PRUNE_AT.max(self.access.len() * 2);
         }
         let token = self.mint();
-        let expires_at = now.checked_add(lifetime).unwrap_or_else(far_future);
-        self.access
-            .insert(token.clone(), AccessToken { grant, expires_at });
-        token
-    }
-
-    pub(super) fn issue_refresh(&mut self, grant: Grant) -> String {
-        let token = self.mint();
-        self.refresh.insert(token.clone(), grant);
-        token
-    }
-
-    pub(super) fn issue_code(&mut self, grant: Grant, redirect_uri: String) -> String {
-        let code = self.mint();
-        let expires_at = Instant::now() + CODE_LIFETIME;
-        self.codes.insert(
-            code.clone(),
-            AuthorizationCode {
+        let expires_at = deadline(lifetime);
+        self.access.insert(
+            token.clone(),
+            AccessToken {
                 grant,
-                redirect_uri,
+                family,
                 expires_at,
             },
         );
-        code
+        token
     }
 
-    /// The client an access token was issued to, if the token is live.
-    pub(super) fn access_token_client(&self, token: &str) -> Option<Arc<str>> {
+    pub(super) fn issue_refresh(&mut self, grant: Grant, family: Family) -> String {
+        let token = self.mint();
+        self.refresh.insert(token.clone(), RefreshToken { grant, family });
+        token
+    }
+
+    pub(super) fn issue_code(&mut self, code: AuthorizationCode) -> String {
+        let value = self.mint();
+        self.codes.insert(value.clone(), code);
+        value
+    }
+
+    /// The grant behind an access token, if the token is live.
+    pub(super) fn access_grant(&self, token: &str) -> Option<&Grant> {
         let token = self.access.get(token)?;
-        (token.expires_at > Instant::now()).then(|| Arc::clone(&token.grant.client_id))
+        (token.expires_at > Instant::now()).then_some(&token.grant)
     }
 
     pub(super) fn active_access_tokens(&self) -> usize {
@@ -287,8 +336,9 @@ impl TokenStore {
         self.access.clear();
     }
 
-    pub(super) fn refresh_grant(&self, token: &str) -> Option<&Grant> {
-        self.refresh.get(token)
+    /// The grant and family behind a refresh token, if it is live.
+    pub(super) fn refresh_grant(&self, token: &str) -> Option<(&Grant, Family)> {
+        self.refresh.get(token).map(|token| (&token.grant, token.family))
     }
 
     pub(super) fn retire_refresh(&mut self, token: &str) {
@@ -302,56 +352,98 @@ impl TokenStore {
     pub(super) fn redeem_code(&mut self, code: &str) {
         self.codes.remove(code);
     }
+
+    /// The client a live access or refresh token was issued to.
+    pub(super) fn token_client(&self, token: &str) -> Option<&Arc<str>> {
+        if let Some(grant) = self.access_grant(token) {
+            return Some(&grant.client_id);
+        }
+        self.refresh.get(token).map(|token| &token.grant.client_id)
+    }
+
+    /// Revokes an access or refresh token. A refresh token takes every
+    /// access token of its grant along. Unknown tokens are not an error
+    /// (RFC 7009 §2.2): the answer is `None`.
+    pub(super) fn revoke(&mut self, token: &str) -> Option<Revoked> {
+        if let Some(access) = self.access.remove(token) {
+            return Some(Revoked::Access {
+                client_id: access.grant.client_id,
+            });
+        }
+        let refresh = self.refresh.remove(token)?;
+        let before = self.access.len();
+        self.access.retain(|_, access| access.family != refresh.family);
+        Some(Revoked::Refresh {
+            client_id: refresh.grant.client_id,
+            access_tokens: before - self.access.len(),
+        })
+    }
 }
 
-/// An instant no test will live to see, for lifetimes too large to add.
-fn far_future() -> Instant {
-    // About thirty years; `Instant` cannot represent arbitrary durations.
-    Instant::now() + Duration::from_secs(30 * 365 * 24 * 60 * 60)
+/// `lifetime` from now, or an instant no test will live to see for
+/// lifetimes too large to add.
+fn deadline(lifetime: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(lifetime)
+        // About thirty years; `Instant` cannot represent arbitrary durations.
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 60 * 60))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn allowed() -> Vec<String> {
-        vec!["read".to_owned(), "write".to_owned()]
-    }
-
-    #[test]
-    fn scopes_are_parsed_deduplicated_and_checked() {
-        let scope = Scope::parse("write read write", &allowed()).unwrap();
-        assert_eq!(scope.to_string(), "write read");
-        assert!(Scope::parse("", &allowed()).unwrap().is_empty());
-        assert!(Scope::parse("read admin", &allowed()).is_err());
-        assert!(Scope::parse("read  write", &allowed()).is_err());
-        assert!(Scope::parse(" read", &allowed()).is_err());
-    }
-
-    #[test]
-    fn scope_subsets() {
-        let both = Scope::parse("read write", &allowed()).unwrap();
-        let read = Scope::parse("read", &allowed()).unwrap();
-        assert!(read.is_subset_of(&both));
-        assert!(!both.is_subset_of(&read));
-        assert!(Scope::default().is_subset_of(&read));
+    fn grant(client_id: &str) -> Grant {
+        Grant {
+            client_id: Arc::from(client_id),
+            subject: None,
+            scope: Scope::default(),
+            redirect_uri: None,
+        }
     }
 
     #[test]
     fn minted_tokens_are_distinct_and_alphanumeric() {
         let mut store = TokenStore::default();
-        let grant = Grant {
-            client_id: Arc::from("client"),
-            scope: Scope::default(),
-        };
-        let access = store.issue_access(grant.clone(), Duration::from_secs(60));
-        let refresh = store.issue_refresh(grant);
+        let family = store.new_family();
+        let access = store.issue_access(grant("client"), family, Duration::from_secs(60));
+        let refresh = store.issue_refresh(grant("client"), family);
         assert_ne!(access, refresh);
         for token in [&access, &refresh] {
             assert_eq!(token.len(), TOKEN_LEN);
             assert!(token.bytes().all(|b| b.is_ascii_alphanumeric()));
         }
-        assert_eq!(store.access_token_client(&access).as_deref(), Some("client"));
-        assert_eq!(store.access_token_client(&refresh), None);
+        assert_eq!(store.access_grant(&access).map(|g| &*g.client_id), Some("client"));
+        assert!(store.access_grant(&refresh).is_none());
+    }
+
+    #[test]
+    fn revoking_a_refresh_token_revokes_its_grant_only() {
+        let mut store = TokenStore::default();
+        let family = store.new_family();
+        let other = store.new_family();
+        let refresh = store.issue_refresh(grant("a"), family);
+        let first = store.issue_access(grant("a"), family, Duration::from_secs(60));
+        let second = store.issue_access(grant("a"), family, Duration::from_secs(60));
+        let unrelated = store.issue_access(grant("a"), other, Duration::from_secs(60));
+
+        assert!(matches!(
+            store.revoke(&refresh),
+            Some(Revoked::Refresh { access_tokens: 2, .. })
+        ));
+        assert!(store.access_grant(&first).is_none());
+        assert!(store.access_grant(&second).is_none());
+        assert!(store.access_grant(&unrelated).is_some());
+        assert!(store.refresh_grant(&refresh).is_none());
+        assert!(store.revoke(&refresh).is_none());
+        assert!(matches!(store.revoke(&unrelated), Some(Revoked::Access { .. })));
+    }
+
+    #[test]
+    fn zero_lifetime_codes_are_expired_at_once() {
+        let code = AuthorizationCode::new(grant("a"), Duration::ZERO);
+        assert!(code.is_expired(Instant::now()));
+        let code = AuthorizationCode::new(grant("a"), Duration::from_secs(60));
+        assert!(!code.is_expired(Instant::now()));
     }
 }

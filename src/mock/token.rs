@@ -1,32 +1,33 @@
-//! The token endpoint, `POST /oauth/token` (RFC 6749 §3.2, §4, §5, §6).
+//! The token endpoint (RFC 6749 §3.2, §4, §5, §6), in the dialect's
+//! encoding, client authentication, grants and answer shape.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, PRAGMA};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use super::authorize::pkce_matches;
 use super::body::{json_response, read_body, set, BodyError};
 use super::client_auth::{authenticate, AuthenticatedClient};
 use super::counters::GrantKind;
+use super::dialect::{ClientAuthRule, Dialect, ParamEncoding, RefreshRule, ScopeRule};
+use super::error::OAuthError;
 use super::faults::ResetConnection;
-use super::state::{Grant, Scope, State};
-
-/// Path of the token endpoint.
-pub(super) const TOKEN_PATH: &str = "/oauth/token";
+use super::params::{
+    check_content_type, check_empty_json_body, Params, FORM_CONTENT_TYPE, JSON_CONTENT_TYPE,
+};
+use super::scope::Scope;
+use super::state::{Grant, State};
 
 /// Largest token request body the endpoint reads.
-const BODY_LIMIT: usize = 16 * 1024;
+pub(super) const BODY_LIMIT: usize = 16 * 1024;
 
-const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
-
-/// Answers one request to the token endpoint.
+/// Answers one token request.
 pub(super) async fn handle(
     state: &State,
     request: Request<Incoming>,
@@ -36,7 +37,7 @@ pub(super) async fn handle(
 
     let (parts, body) = request.into_parts();
     let body = read_body(body, BODY_LIMIT).await;
-    if let Some(kind) = body.as_deref().ok().and_then(sniff_grant_type) {
+    if let Some(kind) = sniff_grant_type(state.dialect(), &parts.headers, body.as_deref().ok()) {
         state.counters.grant(kind);
     }
 
@@ -62,12 +63,20 @@ pub(super) async fn handle(
     }
 }
 
-/// The first `grant_type` in a body, for the counters. This deliberately
-/// ignores everything the endpoint would reject the request for.
-fn sniff_grant_type(body: &[u8]) -> Option<GrantKind> {
-    form_urlencoded::parse(body)
-        .find(|(name, _)| name == "grant_type")
-        .and_then(|(_, value)| GrantKind::from_param(&value))
+/// The grant type a request names where the dialect carries it (the first
+/// `grant_type` of a form body, or iOFFICE's `x-grant-type` header), for
+/// the counters. This deliberately ignores everything the endpoint would
+/// reject the request for.
+fn sniff_grant_type(dialect: &Dialect, headers: &HeaderMap, body: Option<&[u8]>) -> Option<GrantKind> {
+    match dialect.params {
+        ParamEncoding::Form => form_urlencoded::parse(body?)
+            .find(|(name, _)| name == "grant_type")
+            .and_then(|(_, value)| GrantKind::from_param(&value)),
+        ParamEncoding::Headers => headers
+            .get("x-grant-type")
+            .and_then(|value| value.to_str().ok())
+            .and_then(GrantKind::from_param),
+    }
 }
 
 /// Validates a token request and carries out its grant.
@@ -75,91 +84,72 @@ fn answer(
     state: &State,
     parts: &Parts,
     body: Result<Bytes, BodyError>,
-) -> Result<Response<Full<Bytes>>, TokenError> {
+) -> Result<Response<Full<Bytes>>, OAuthError> {
     if parts.method != Method::POST {
-        return Err(TokenError::method_not_allowed());
+        return Err(OAuthError::method_not_allowed("POST"));
     }
-    check_content_type(&parts.headers)?;
-    let body = body.map_err(|error| match error {
-        BodyError::TooLarge => TokenError::payload_too_large(),
-        BodyError::Failed => TokenError::invalid_request("the request body could not be read"),
-    })?;
-    let params = Params::parse(&body)?;
+    let dialect = state.dialect();
+    let params = read_params(dialect, parts, body)?;
     let client = authenticate(&state.config, &parts.headers, &params)?;
-    let grant_type = params
-        .get("grant_type")
-        .ok_or_else(|| TokenError::invalid_request("missing grant_type"))?;
-    let issued = match grant_type {
-        "client_credentials" => client_credentials(state, &client, &params)?,
-        "refresh_token" => refresh_token(state, &client, &params)?,
-        "authorization_code" => authorization_code(state, &client, &params)?,
-        other => {
-            return Err(TokenError::unsupported_grant_type(format!(
-                "grant type `{other}` is not supported"
-            )))
-        }
+    let grant_type = params.require("grant_type")?;
+    let kind = GrantKind::from_param(grant_type)
+        .filter(|kind| dialect.grants.contains(kind))
+        .ok_or_else(|| {
+            OAuthError::unsupported_grant_type(format!("grant type `{grant_type}` is not supported"))
+        })?;
+    let issued = match kind {
+        GrantKind::ClientCredentials => client_credentials(state, &client, &params)?,
+        GrantKind::RefreshToken => refresh_token(state, &client, &params)?,
+        GrantKind::AuthorizationCode => authorization_code(state, &client, &params)?,
     };
     tracing::debug!(client_id = %client.id, grant_type, "token issued");
     Ok(issued.into_response(state))
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), TokenError> {
-    let mut values = headers.get_all(CONTENT_TYPE).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(TokenError::invalid_request(format!(
-            "Content-Type must be {FORM_CONTENT_TYPE}"
-        )));
+/// Reads the parameters of a token request in the dialect's encoding,
+/// refusing any other.
+pub(super) fn read_params(
+    dialect: &Dialect,
+    parts: &Parts,
+    body: Result<Bytes, BodyError>,
+) -> Result<Params, OAuthError> {
+    let expected = match dialect.params {
+        ParamEncoding::Form => FORM_CONTENT_TYPE,
+        ParamEncoding::Headers => JSON_CONTENT_TYPE,
     };
-    let media_type = value
-        .as_bytes()
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    if media_type.eq_ignore_ascii_case(FORM_CONTENT_TYPE.as_bytes()) {
-        Ok(())
-    } else {
-        Err(TokenError::invalid_request(format!(
-            "Content-Type must be {FORM_CONTENT_TYPE}"
-        )))
-    }
-}
-
-/// The parameters of a token request.
-#[derive(Debug)]
-pub(super) struct Params(HashMap<String, String>);
-
-impl Params {
-    /// Parses a form body, rejecting repeated parameters (RFC 6749 §3.2).
-    /// Parameters without a value are treated as omitted (RFC 6749 §3.1).
-    fn parse(body: &[u8]) -> Result<Self, TokenError> {
-        let mut params = HashMap::new();
-        for (name, value) in form_urlencoded::parse(body) {
-            if value.is_empty() {
-                continue;
+    check_content_type(&parts.headers, expected)?;
+    let body = body.map_err(|error| match error {
+        BodyError::TooLarge => OAuthError::payload_too_large(BODY_LIMIT),
+        BodyError::Failed => OAuthError::invalid_request("the request body could not be read"),
+    })?;
+    match dialect.params {
+        ParamEncoding::Form => {
+            let mut params = Params::from_form(&body)?;
+            if let ClientAuthRule::MethodsOrQuery(_) = dialect.client_auth {
+                params.add_query_credentials(parts.uri.query())?;
             }
-            let name = name.into_owned();
-            if params.contains_key(&name) {
-                return Err(TokenError::invalid_request(format!(
-                    "parameter `{name}` is repeated"
-                )));
-            }
-            params.insert(name, value.into_owned());
+            Ok(params)
         }
-        Ok(Params(params))
-    }
-
-    /// The value of a parameter, if it was sent with a value.
-    pub(super) fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        ParamEncoding::Headers => {
+            check_empty_json_body(&body)?;
+            Params::from_headers(&parts.headers)
+        }
     }
 }
 
-/// The `scope` parameter, if any, checked against the allowed scopes.
-fn requested_scope(state: &State, params: &Params) -> Result<Option<Scope>, TokenError> {
+/// The `scope` parameter, if any, in the dialect's syntax. Dialects without
+/// scopes ignore it.
+fn requested_scope(state: &State, params: &Params) -> Result<Option<Scope>, OAuthError> {
+    let rule = state.dialect().scope;
+    if rule == ScopeRule::Unused {
+        return Ok(None);
+    }
     params
         .get("scope")
-        .map(|raw| Scope::parse(raw, &state.config.allowed_scopes).map_err(TokenError::invalid_scope))
+        .map(|raw| {
+            rule.parse(raw, &state.config.allowed_scopes)
+                .map_err(OAuthError::invalid_scope)
+        })
         .transpose()
 }
 
@@ -168,23 +158,26 @@ fn client_credentials(
     state: &State,
     client: &AuthenticatedClient,
     params: &Params,
-) -> Result<Issued, TokenError> {
+) -> Result<Issued, OAuthError> {
     if !client.confidential {
-        return Err(TokenError::unauthorized_client(
+        return Err(OAuthError::unauthorized_client(
             "public clients cannot use the client_credentials grant",
         ));
     }
     let grant = Grant {
         client_id: Arc::clone(&client.id),
+        subject: None,
         scope: requested_scope(state, params)?.unwrap_or_default(),
+        redirect_uri: None,
     };
     let mut tokens = state.tokens();
+    let family = tokens.new_family();
     let refresh_token = state
         .config
         .refresh_tokens_for_client_credentials
-        .then(|| tokens.issue_refresh(grant.clone()));
+        .then(|| tokens.issue_refresh(grant.clone(), family));
     let scope = grant.scope.clone();
-    let access_token = tokens.issue_access(grant, state.config.token_lifetime);
+    let access_token = tokens.issue_access(grant, family, state.config.token_lifetime);
     Ok(Issued {
         access_token,
         scope,
@@ -193,28 +186,56 @@ fn client_credentials(
 }
 
 /// RFC 6749 §6.
-fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -> Result<Issued, TokenError> {
-    let presented = params
-        .get("refresh_token")
-        .ok_or_else(|| TokenError::invalid_request("missing refresh_token"))?;
+fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -> Result<Issued, OAuthError> {
+    let dialect = state.dialect();
+    let presented = params.require("refresh_token")?;
     let requested = requested_scope(state, params)?;
+    let redirect_uri = if dialect.refresh_repeats_redirect_uri {
+        Some(params.require("redirect_uri")?)
+    } else {
+        None
+    };
+    if dialect.scope == ScopeRule::Opaque && requested.is_none() {
+        return Err(OAuthError::invalid_request(format!(
+            "missing {}",
+            params.describe("scope")
+        )));
+    }
 
     // One critical section, so that concurrent refreshes with the same token
     // cannot both succeed while rotation is on.
     let mut tokens = state.tokens();
-    let Some(original) = tokens.refresh_grant(presented).cloned() else {
-        return Err(TokenError::invalid_grant(
+    let Some((original, family)) = tokens
+        .refresh_grant(presented)
+        .map(|(grant, family)| (grant.clone(), family))
+    else {
+        return Err(OAuthError::invalid_grant(
             "refresh token is unknown, revoked or already rotated",
         ));
     };
     if original.client_id != client.id {
-        return Err(TokenError::invalid_grant(
+        return Err(OAuthError::invalid_grant(
             "refresh token was issued to another client",
         ));
     }
+    if let (Some(sent), Some(expected)) = (redirect_uri, original.redirect_uri.as_deref()) {
+        if sent != expected {
+            return Err(OAuthError::invalid_grant(format!(
+                "{} does not match the authorization request",
+                params.describe("redirect_uri")
+            )));
+        }
+    }
     let scope = match requested {
+        // iOFFICE: "the same scope used to get the auth-code".
+        Some(scope) if dialect.scope == ScopeRule::Opaque && scope != original.scope => {
+            return Err(OAuthError::invalid_scope(format!(
+                "{} must be the scope the authorization code was issued for",
+                params.describe("scope")
+            )))
+        }
         Some(scope) if !scope.is_subset_of(&original.scope) => {
-            return Err(TokenError::invalid_scope(
+            return Err(OAuthError::invalid_scope(
                 "requested scope exceeds the scope originally granted",
             ))
         }
@@ -223,15 +244,16 @@ fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -
     };
     let access_token = tokens.issue_access(
         Grant {
-            client_id: Arc::clone(&original.client_id),
             scope: scope.clone(),
+            ..original.clone()
         },
+        family,
         state.config.token_lifetime,
     );
     // The new refresh token keeps the original scope (RFC 6749 §6).
     let refresh_token = state.config.rotate_refresh_tokens.then(|| {
         tokens.retire_refresh(presented);
-        tokens.issue_refresh(original)
+        tokens.issue_refresh(original, family)
     });
     Ok(Issued {
         access_token,
@@ -240,44 +262,97 @@ fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -
     })
 }
 
-/// RFC 6749 §4.1.3.
+/// RFC 6749 §4.1.3, plus RFC 7636 §4.5–4.6 where the dialect takes PKCE.
 fn authorization_code(
     state: &State,
     client: &AuthenticatedClient,
     params: &Params,
-) -> Result<Issued, TokenError> {
-    let code = params
-        .get("code")
-        .ok_or_else(|| TokenError::invalid_request("missing code"))?;
-    let redirect_uri = params
-        .get("redirect_uri")
-        .ok_or_else(|| TokenError::invalid_request("missing redirect_uri"))?;
+) -> Result<Issued, OAuthError> {
+    let dialect = state.dialect();
+    let code = params.require("code")?;
+    let redirect_uri = if dialect.code_exchange_requires_redirect_uri {
+        Some(params.require("redirect_uri")?)
+    } else {
+        params.get("redirect_uri")
+    };
+    let requested = requested_scope(state, params)?;
+    let opaque_scope = dialect.scope == ScopeRule::Opaque;
+    if opaque_scope && requested.is_none() {
+        return Err(OAuthError::invalid_request(format!(
+            "missing {}",
+            params.describe("scope")
+        )));
+    }
+    let pkce = dialect.authorize.as_ref().is_some_and(|authorize| authorize.pkce);
+    let verifier = if pkce { params.get("code_verifier") } else { None };
 
     let mut tokens = state.tokens();
     let Some(record) = tokens.code(code) else {
-        return Err(TokenError::invalid_grant(
+        return Err(OAuthError::invalid_grant(
             "authorization code is unknown or already used",
         ));
     };
     if record.is_expired(tokio::time::Instant::now()) {
         tokens.redeem_code(code);
-        return Err(TokenError::invalid_grant("authorization code expired"));
+        return Err(OAuthError::invalid_grant("authorization code expired"));
     }
     if record.grant.client_id != client.id {
-        return Err(TokenError::invalid_grant(
+        return Err(OAuthError::invalid_grant(
             "authorization code was issued to another client",
         ));
     }
-    if record.redirect_uri != redirect_uri {
-        return Err(TokenError::invalid_grant(
-            "redirect_uri does not match the authorization request",
-        ));
+    if let (Some(sent), Some(expected)) = (redirect_uri, record.grant.redirect_uri.as_deref()) {
+        if sent != expected {
+            return Err(OAuthError::invalid_grant(format!(
+                "{} does not match the authorization request",
+                params.describe("redirect_uri")
+            )));
+        }
     }
-    let grant = record.grant.clone();
+    match (record.code_challenge.as_deref(), verifier) {
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(OAuthError::invalid_grant(
+                "the authorization request had a code_challenge: code_verifier is required",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier sent, but the authorization request had no code_challenge",
+            ))
+        }
+        (Some(challenge), Some(verifier)) => {
+            if !pkce_matches(verifier, challenge) {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ));
+            }
+        }
+    }
+    let mut grant = record.grant.clone();
+    if opaque_scope {
+        // Checked above: an opaque-scope dialect always has one here.
+        let requested = requested.unwrap_or_default();
+        if record.scope_from_exchange {
+            grant.scope = requested;
+        } else if requested != grant.scope {
+            return Err(OAuthError::invalid_scope(format!(
+                "{} must be the scope the authorization code was issued for",
+                params.describe("scope")
+            )));
+        }
+    }
+    if dialect.refresh_repeats_redirect_uri && grant.redirect_uri.is_none() {
+        // A code from iOFFICE's direct request had no redirect URI; the one
+        // the exchange names is the one its refreshes must repeat.
+        grant.redirect_uri = redirect_uri.map(str::to_owned);
+    }
     tokens.redeem_code(code);
+    let family = tokens.new_family();
     let scope = grant.scope.clone();
-    let refresh_token = Some(tokens.issue_refresh(grant.clone()));
-    let access_token = tokens.issue_access(grant, state.config.token_lifetime);
+    let refresh_token = (dialect.refresh != RefreshRule::NoRefreshTokens)
+        .then(|| tokens.issue_refresh(grant.clone(), family));
+    let access_token = tokens.issue_access(grant, family, state.config.token_lifetime);
     Ok(Issued {
         access_token,
         scope,
@@ -285,7 +360,7 @@ fn authorization_code(
     })
 }
 
-/// A successful token response (RFC 6749 §5.1).
+/// A successful token response (RFC 6749 §5.1) in the dialect's shape.
 struct Issued {
     access_token: String,
     scope: Scope,
@@ -294,13 +369,14 @@ struct Issued {
 
 impl Issued {
     fn into_response(self, state: &State) -> Response<Full<Bytes>> {
+        let dialect = state.dialect();
         let mut body = Map::new();
         body.insert("access_token".into(), self.access_token.into());
-        body.insert("token_type".into(), "Bearer".into());
+        body.insert("token_type".into(), dialect.token_type.into());
         if !state.config.omit_expires_in {
             body.insert("expires_in".into(), state.config.expires_in().into());
         }
-        if !self.scope.is_empty() {
+        if dialect.scope_in_answer && !self.scope.is_empty() {
             body.insert("scope".into(), self.scope.to_string().into());
         }
         if let Some(refresh_token) = self.refresh_token {
@@ -309,88 +385,6 @@ impl Issued {
         let mut response = json_response(StatusCode::OK, &Value::Object(body));
         set(&mut response, CACHE_CONTROL, "no-store");
         set(&mut response, PRAGMA, "no-cache");
-        response
-    }
-}
-
-/// An error answer of the token endpoint (RFC 6749 §5.2), or one of the
-/// plain HTTP errors it shares the JSON shape with.
-#[derive(Debug)]
-pub(super) struct TokenError {
-    status: StatusCode,
-    code: &'static str,
-    description: Cow<'static, str>,
-    /// Whether to challenge with `WWW-Authenticate: Basic` (the client tried
-    /// to authenticate through the `Authorization` header).
-    basic_challenge: bool,
-}
-
-impl TokenError {
-    fn new(code: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
-        TokenError {
-            status: StatusCode::BAD_REQUEST,
-            code,
-            description: description.into(),
-            basic_challenge: false,
-        }
-    }
-
-    pub(super) fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_request", description)
-    }
-
-    pub(super) fn invalid_client(description: &str, basic_challenge: bool) -> Self {
-        TokenError {
-            status: StatusCode::UNAUTHORIZED,
-            basic_challenge,
-            ..Self::new("invalid_client", description.to_owned())
-        }
-    }
-
-    fn invalid_grant(description: &'static str) -> Self {
-        Self::new("invalid_grant", description)
-    }
-
-    fn unauthorized_client(description: &'static str) -> Self {
-        Self::new("unauthorized_client", description)
-    }
-
-    fn unsupported_grant_type(description: String) -> Self {
-        Self::new("unsupported_grant_type", description)
-    }
-
-    fn invalid_scope(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_scope", description)
-    }
-
-    fn method_not_allowed() -> Self {
-        TokenError {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            ..Self::invalid_request("the token endpoint only accepts POST")
-        }
-    }
-
-    fn payload_too_large() -> Self {
-        TokenError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            ..Self::invalid_request(format!("the request body is larger than {BODY_LIMIT} bytes"))
-        }
-    }
-
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let body = json!({
-            "error": self.code,
-            "error_description": self.description,
-        });
-        let mut response = json_response(self.status, &body);
-        set(&mut response, CACHE_CONTROL, "no-store");
-        set(&mut response, PRAGMA, "no-cache");
-        if self.basic_challenge {
-            set(&mut response, WWW_AUTHENTICATE, r#"Basic realm="mock""#);
-        }
-        if self.status == StatusCode::METHOD_NOT_ALLOWED {
-            set(&mut response, ALLOW, "POST");
-        }
         response
     }
 }

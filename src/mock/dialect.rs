@@ -1,0 +1,546 @@
+//! The dialects the mock speaks: one table of settings per provider, read by
+//! the endpoints instead of each endpoint knowing about providers.
+//!
+//! Every value below comes from the provider's document in `shared/providers/`
+//! unless its comment says the document is silent, in which case the comment
+//! names the conventional value picked instead.
+
+use std::time::Duration;
+
+use super::client_auth::ClientAuthMethod;
+use super::counters::GrantKind;
+
+/// Which provider a [`MockServer`](super::MockServer) emulates.
+///
+/// Returned by [`MockServer::dialect`](super::MockServer::dialect). Each
+/// variant's documentation lists the endpoints that emulator serves; the
+/// [module documentation](super) has the rules they enforce.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MockDialect {
+    /// A standard RFC 6749 server ([`MockServer::builder`](super::MockServer::builder)):
+    /// token `POST /oauth/token`, authorization `GET /authorize` (with PKCE),
+    /// RFC 7009 revocation `POST /oauth/revoke`, resource `/api/*`.
+    Standard,
+    /// Agrello ([`MockServer::agrello`](super::MockServer::agrello)): authorization
+    /// `GET /identity/auth/oauth/authorize`, token
+    /// `POST /identity/auth/oauth/token`, resource `/api/*`.
+    Agrello,
+    /// Accelo's service applications ([`MockServer::accelo`](super::MockServer::accelo)):
+    /// token `POST /oauth2/v0/token` (also `/oauth2/v0/token.json`), resource
+    /// `/api/v0/*` and `/public_api/v0/*`.
+    Accelo,
+    /// Grindery ([`MockServer::grindery`](super::MockServer::grindery)): sign-in
+    /// `GET /oauth/authorize`, token `POST /oauth/token`, resource `/api/*`.
+    Grindery,
+    /// iOFFICE ([`MockServer::ioffice`](super::MockServer::ioffice)): login
+    /// `GET /login.html`, direct code request `POST /external/api/oauth2/auth`,
+    /// token `POST /external/api/oauth2/token`, revocation
+    /// `POST /external/api/oauth2/revoke`, resource `/external/api/rest/*`.
+    Ioffice,
+    /// DottedSign ([`MockServer::dottedsign`](super::MockServer::dottedsign)):
+    /// authorization `GET /v1/oauth/authorize`, token `POST /v1/oauth/token`,
+    /// resource `/v1/*` (except `/v1/oauth/*`).
+    DottedSign,
+}
+
+/// Everything that differs between providers.
+#[derive(Debug)]
+pub(super) struct Dialect {
+    pub(super) kind: MockDialect,
+    /// Paths of the token endpoint; the first is the one `token_url` names.
+    pub(super) token_paths: &'static [&'static str],
+    /// How token request parameters travel.
+    pub(super) params: ParamEncoding,
+    pub(super) client_auth: ClientAuthRule,
+    /// The grant types the token endpoint implements; any other is
+    /// `unsupported_grant_type`.
+    pub(super) grants: &'static [GrantKind],
+    pub(super) expires_in: ExpiresUnit,
+    /// The `token_type` of token answers.
+    pub(super) token_type: &'static str,
+    /// Whether token answers carry a `scope` field (when the scope is not
+    /// empty).
+    pub(super) scope_in_answer: bool,
+    pub(super) refresh: RefreshRule,
+    pub(super) scope: ScopeRule,
+    /// Whether the `authorization_code` grant requires `redirect_uri`; when
+    /// it does not, a `redirect_uri` that is sent must still match.
+    pub(super) code_exchange_requires_redirect_uri: bool,
+    /// Whether the `refresh_token` grant requires the `redirect_uri` of the
+    /// original authorization request again (iOFFICE lists `x-redirect-uri`
+    /// among its refresh headers).
+    pub(super) refresh_repeats_redirect_uri: bool,
+    /// How long authorization codes live unless the builder says otherwise.
+    pub(super) code_lifetime: Duration,
+    pub(super) authorize: Option<Authorize>,
+    /// iOFFICE's direct code request endpoint.
+    pub(super) direct_code_path: Option<&'static str>,
+    pub(super) revocation: Option<Revocation>,
+    pub(super) api: Api,
+}
+
+/// Where token request parameters are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ParamEncoding {
+    /// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2).
+    Form,
+    /// Request headers, with `Content-Type: application/json` and no
+    /// parameters in the body (iOFFICE).
+    Headers,
+}
+
+/// How the token endpoint identifies clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientAuthRule {
+    /// HTTP Basic and/or body parameters. `None` lets the builder choose
+    /// (the standard server); `Some` fixes the methods, as the document does.
+    Methods(Option<&'static [ClientAuthMethod]>),
+    /// Like `Methods`, and `client_id` / `client_secret` may also be sent as
+    /// query parameters (Accelo's documented last resort).
+    MethodsOrQuery(&'static [ClientAuthMethod]),
+    /// There are no clients (Grindery): `client_id` is ignored, client
+    /// credentials are refused.
+    NoClients,
+    /// An `x-client-id` header names a registered client; no secret is
+    /// checked (iOFFICE).
+    ClientIdHeader,
+}
+
+/// The unit of `expires_in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ExpiresUnit {
+    Seconds,
+    Milliseconds,
+}
+
+/// What the `refresh_token` grant does with the refresh token it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RefreshRule {
+    /// The builder's `rotate_refresh_tokens` decides, with this default.
+    Configurable { rotate_by_default: bool },
+    /// Always a new refresh token, the used one dead (fixed by the document).
+    AlwaysRotate,
+    /// Never a new one; the answer has no `refresh_token` and the used one
+    /// keeps working (fixed by the document).
+    NeverRotate,
+    /// The dialect issues no refresh tokens at all.
+    NoRefreshTokens,
+}
+
+/// How `scope` values are written and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ScopeRule {
+    /// Space-delimited tokens from the builder's `allowed_scopes`
+    /// (RFC 6749 §3.3).
+    SpaceDelimited,
+    /// Accelo's grammar, `read(all),write(companies,contacts)`.
+    Accelo,
+    /// Any non-empty string, kept verbatim; a refresh must repeat it exactly
+    /// (iOFFICE: "you can set it to email or any other string").
+    Opaque,
+    /// The document defines no scope parameter: the endpoints ignore one
+    /// that is sent, and tokens carry whatever scope the test helpers gave
+    /// them (space-delimited, from `allowed_scopes`).
+    Unused,
+}
+
+/// An authorization endpoint: the page a browser is sent to, which here
+/// approves (or denies) at once and redirects back.
+#[derive(Debug)]
+pub(super) struct Authorize {
+    pub(super) path: &'static str,
+    /// Whether `client_id` is part of the request (Grindery has no clients).
+    pub(super) client_id: bool,
+    /// Whether `scope` and `state` are required, not optional (iOFFICE needs
+    /// all five parameters).
+    pub(super) scope_and_state_required: bool,
+    /// Whether PKCE (RFC 7636, `S256` only) is accepted and then enforced.
+    pub(super) pkce: bool,
+    pub(super) delivery: CodeDelivery,
+}
+
+/// Where the redirect back to the client carries its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CodeDelivery {
+    /// `redirect_uri?code=…&state=…` (RFC 6749 §4.1.2).
+    Query,
+    /// `redirect_uri#code=…&appCode=…&state=…` (iOFFICE).
+    FragmentWithAppCode,
+}
+
+/// A revocation endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Revocation {
+    /// RFC 7009: a form `token` (and optional `token_type_hint`),
+    /// authenticated like a token request.
+    Rfc7009(&'static str),
+    /// iOFFICE: the token in an `x-token` header, no client authentication.
+    TokenHeader(&'static str),
+}
+
+impl Revocation {
+    pub(super) fn path(self) -> &'static str {
+        match self {
+            Revocation::Rfc7009(path) | Revocation::TokenHeader(path) => path,
+        }
+    }
+}
+
+/// The protected resource.
+#[derive(Debug)]
+pub(super) struct Api {
+    /// Path prefixes of the resource; the first is the one `api_url` uses.
+    pub(super) prefixes: &'static [&'static str],
+    /// Paths under a prefix that are not the resource (DottedSign's own
+    /// OAuth endpoints live under its API prefix).
+    pub(super) excluded: &'static [&'static str],
+    /// Where a request may carry its access token.
+    pub(super) placements: &'static [Placement],
+    /// Whether an `Authorization: Bearer` header gets a `401` even with a
+    /// live token (iOFFICE documents other placements only).
+    pub(super) refuses_authorization_bearer: bool,
+    /// Whether the `200` answer describes the token (`subject`, `scope`,
+    /// `placement`). The standard server's answer predates these fields and
+    /// its tests pin the four it always had.
+    pub(super) describes_token: bool,
+}
+
+impl Api {
+    /// Whether a request path belongs to the protected resource.
+    pub(super) fn serves(&self, path: &str) -> bool {
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        self.prefixes.iter().any(|prefix| under(prefix))
+            && !self.excluded.iter().any(|excluded| under(excluded))
+    }
+}
+
+/// A place the protected resource looks for an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    AuthorizationBearer,
+    /// A request header holding the bare token.
+    Header(&'static str),
+    /// A query parameter holding the token.
+    Query(&'static str),
+}
+
+impl Placement {
+    /// How the resource's answer names the placement.
+    pub(super) fn describe(self) -> String {
+        match self {
+            Placement::AuthorizationBearer => "authorization_bearer".to_owned(),
+            Placement::Header(name) => format!("header:{name}"),
+            Placement::Query(name) => format!("query:{name}"),
+        }
+    }
+}
+
+/// RFC 6749 §4.1.2 recommends at most ten minutes.
+const TEN_MINUTES: Duration = Duration::from_secs(600);
+
+const USER_GRANTS: &[GrantKind] = &[GrantKind::AuthorizationCode, GrantKind::RefreshToken];
+
+/// The standard server: everything RFC 6749, 6750, 7009 and 7636 describe
+/// that the mock implements.
+pub(super) static STANDARD: Dialect = Dialect {
+    kind: MockDialect::Standard,
+    token_paths: &["/oauth/token"],
+    params: ParamEncoding::Form,
+    client_auth: ClientAuthRule::Methods(None),
+    grants: &[
+        GrantKind::ClientCredentials,
+        GrantKind::RefreshToken,
+        GrantKind::AuthorizationCode,
+    ],
+    expires_in: ExpiresUnit::Seconds,
+    token_type: "Bearer",
+    scope_in_answer: true,
+    refresh: RefreshRule::Configurable {
+        rotate_by_default: true,
+    },
+    scope: ScopeRule::SpaceDelimited,
+    code_exchange_requires_redirect_uri: true,
+    refresh_repeats_redirect_uri: false,
+    code_lifetime: TEN_MINUTES,
+    // `/oauth/authorize` would be the sibling of the token path, but the
+    // server has always answered 404 there and its tests pin that; Auth0
+    // uses this same layout (`/authorize`, `/oauth/token`, `/oauth/revoke`).
+    authorize: Some(Authorize {
+        path: "/authorize",
+        client_id: true,
+        scope_and_state_required: false,
+        pkce: true,
+        delivery: CodeDelivery::Query,
+    }),
+    direct_code_path: None,
+    revocation: Some(Revocation::Rfc7009("/oauth/revoke")),
+    api: Api {
+        prefixes: &["/api"],
+        excluded: &[],
+        placements: &[Placement::AuthorizationBearer],
+        refuses_authorization_bearer: false,
+        describes_token: false,
+    },
+};
+
+/// Agrello: authorization code flow, Basic client authentication only.
+pub(super) static AGRELLO: Dialect = Dialect {
+    kind: MockDialect::Agrello,
+    // The document prints the authorize URL only; the token endpoint is its
+    // conventional sibling.
+    token_paths: &["/identity/auth/oauth/token"],
+    params: ParamEncoding::Form,
+    // "This call requires a basic authorization header using your client_id
+    // as a username and client_secret as a password."
+    client_auth: ClientAuthRule::Methods(Some(&[ClientAuthMethod::Basic])),
+    grants: USER_GRANTS,
+    // Silent: RFC 6749 seconds.
+    expires_in: ExpiresUnit::Seconds,
+    token_type: "Bearer",
+    scope_in_answer: true,
+    // Silent on rotation. Rotating by default keeps a refresh token in every
+    // answer and is the stricter test of a client; the builder can turn it
+    // off.
+    refresh: RefreshRule::Configurable {
+        rotate_by_default: true,
+    },
+    scope: ScopeRule::SpaceDelimited,
+    code_exchange_requires_redirect_uri: true,
+    refresh_repeats_redirect_uri: false,
+    code_lifetime: TEN_MINUTES,
+    authorize: Some(Authorize {
+        path: "/identity/auth/oauth/authorize",
+        client_id: true,
+        scope_and_state_required: false,
+        pkce: false,
+        delivery: CodeDelivery::Query,
+    }),
+    direct_code_path: None,
+    revocation: None,
+    // "It sends the token to Agrello API in an HTTP authorization header."
+    // The document names no API path; `/api` is the conventional prefix.
+    api: Api {
+        prefixes: &["/api"],
+        excluded: &[],
+        placements: &[Placement::AuthorizationBearer],
+        refuses_authorization_bearer: false,
+        describes_token: true,
+    },
+};
+
+/// Accelo service applications: client credentials only.
+pub(super) static ACCELO: Dialect = Dialect {
+    kind: MockDialect::Accelo,
+    token_paths: &["/oauth2/v0/token", "/oauth2/v0/token.json"],
+    // The document's request is form-encoded. Its forum-contributed PHP
+    // sample hands curl an array, which curl sends as multipart/form-data;
+    // that is not what the document specifies, and is refused.
+    params: ParamEncoding::Form,
+    // HTTP Basic is recommended; `client_id` and `client_secret` parameters
+    // are "a last option". The document says "query parameters"; its own
+    // sample posts them in the body, so both are accepted.
+    client_auth: ClientAuthRule::MethodsOrQuery(&[ClientAuthMethod::Basic, ClientAuthMethod::Body]),
+    grants: &[GrantKind::ClientCredentials],
+    expires_in: ExpiresUnit::Seconds,
+    // The response table lists `bearer`, lower case.
+    token_type: "bearer",
+    // The response table lists three fields; `scope` is not one of them.
+    scope_in_answer: false,
+    refresh: RefreshRule::NoRefreshTokens,
+    scope: ScopeRule::Accelo,
+    code_exchange_requires_redirect_uri: true,
+    refresh_repeats_redirect_uri: false,
+    code_lifetime: TEN_MINUTES,
+    authorize: None,
+    direct_code_path: None,
+    revocation: None,
+    api: Api {
+        prefixes: &["/api/v0", "/public_api/v0"],
+        excluded: &[],
+        placements: &[Placement::AuthorizationBearer, Placement::Query("_bearer_token")],
+        refuses_authorization_bearer: false,
+        describes_token: true,
+    },
+};
+
+/// Grindery: authorization code flow with no client identity at all.
+pub(super) static GRINDERY: Dialect = Dialect {
+    kind: MockDialect::Grindery,
+    token_paths: &["/oauth/token"],
+    params: ParamEncoding::Form,
+    client_auth: ClientAuthRule::NoClients,
+    grants: USER_GRANTS,
+    // "The time for which access token will be valid": no unit given, RFC
+    // 6749 seconds.
+    expires_in: ExpiresUnit::Seconds,
+    token_type: "Bearer",
+    // The response tables list four fields and three fields; no `scope`.
+    scope_in_answer: false,
+    // The refresh answer has no `refresh_token`: the one the client holds
+    // stays the one to use.
+    refresh: RefreshRule::NeverRotate,
+    scope: ScopeRule::Unused,
+    // The exchange lists `code` and `grant_type` only.
+    code_exchange_requires_redirect_uri: false,
+    refresh_repeats_redirect_uri: false,
+    code_lifetime: TEN_MINUTES,
+    // The document does not print the sign-in page's URL; `/oauth/authorize`
+    // is the conventional sibling of `/oauth/token`.
+    authorize: Some(Authorize {
+        path: "/oauth/authorize",
+        client_id: false,
+        scope_and_state_required: false,
+        pkce: false,
+        delivery: CodeDelivery::Query,
+    }),
+    direct_code_path: None,
+    revocation: None,
+    // The document names no API path; `/api` is the conventional prefix.
+    api: Api {
+        prefixes: &["/api"],
+        excluded: &[],
+        placements: &[Placement::AuthorizationBearer],
+        refuses_authorization_bearer: false,
+        describes_token: true,
+    },
+};
+
+/// iOFFICE: parameters in headers, milliseconds, rotation, a fragment
+/// redirect and its own token placements.
+pub(super) static IOFFICE: Dialect = Dialect {
+    kind: MockDialect::Ioffice,
+    token_paths: &["/external/api/oauth2/token"],
+    params: ParamEncoding::Headers,
+    client_auth: ClientAuthRule::ClientIdHeader,
+    grants: USER_GRANTS,
+    expires_in: ExpiresUnit::Milliseconds,
+    // "token_type: string": the conventional value.
+    token_type: "Bearer",
+    scope_in_answer: false,
+    // "This will return a brand new token and another refresh token."
+    refresh: RefreshRule::AlwaysRotate,
+    scope: ScopeRule::Opaque,
+    code_exchange_requires_redirect_uri: true,
+    refresh_repeats_redirect_uri: true,
+    // "Note: The authorization code expires after 5 minutes."
+    code_lifetime: Duration::from_secs(300),
+    authorize: Some(Authorize {
+        path: "/login.html",
+        client_id: true,
+        scope_and_state_required: true,
+        pkce: false,
+        delivery: CodeDelivery::FragmentWithAppCode,
+    }),
+    direct_code_path: Some("/external/api/oauth2/auth"),
+    revocation: Some(Revocation::TokenHeader("/external/api/oauth2/revoke")),
+    api: Api {
+        prefixes: &["/external/api/rest"],
+        excluded: &[],
+        placements: &[
+            Placement::Header("x-access-token"),
+            Placement::Query("access_token"),
+        ],
+        refuses_authorization_bearer: true,
+        describes_token: true,
+    },
+};
+
+/// DottedSign: authorization code flow, client credentials in the body.
+pub(super) static DOTTEDSIGN: Dialect = Dialect {
+    kind: MockDialect::DottedSign,
+    token_paths: &["/v1/oauth/token"],
+    params: ParamEncoding::Form,
+    // Both tables list `client_id` and `client_secret` as required body
+    // parameters.
+    client_auth: ClientAuthRule::Methods(Some(&[ClientAuthMethod::Body])),
+    grants: USER_GRANTS,
+    // Silent: RFC 6749 seconds.
+    expires_in: ExpiresUnit::Seconds,
+    token_type: "Bearer",
+    scope_in_answer: true,
+    // Silent on rotation: refresh tokens stay valid unless the builder asks
+    // for rotation.
+    refresh: RefreshRule::Configurable {
+        rotate_by_default: false,
+    },
+    scope: ScopeRule::Unused,
+    code_exchange_requires_redirect_uri: true,
+    refresh_repeats_redirect_uri: false,
+    code_lifetime: TEN_MINUTES,
+    authorize: Some(Authorize {
+        path: "/v1/oauth/authorize",
+        client_id: true,
+        scope_and_state_required: false,
+        pkce: false,
+        delivery: CodeDelivery::Query,
+    }),
+    direct_code_path: None,
+    revocation: None,
+    // The document names only its OAuth paths, under `/v1`; the API is taken
+    // to be the rest of `/v1`.
+    api: Api {
+        prefixes: &["/v1"],
+        excluded: &["/v1/oauth"],
+        placements: &[Placement::AuthorizationBearer],
+        refuses_authorization_bearer: false,
+        describes_token: true,
+    },
+};
+
+impl MockDialect {
+    pub(super) fn table(self) -> &'static Dialect {
+        match self {
+            MockDialect::Standard => &STANDARD,
+            MockDialect::Agrello => &AGRELLO,
+            MockDialect::Accelo => &ACCELO,
+            MockDialect::Grindery => &GRINDERY,
+            MockDialect::Ioffice => &IOFFICE,
+            MockDialect::DottedSign => &DOTTEDSIGN,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_paths() {
+        let api = &STANDARD.api;
+        assert!(api.serves("/api"));
+        assert!(api.serves("/api/"));
+        assert!(api.serves("/api/v1/things"));
+        assert!(!api.serves("/apis"));
+        assert!(!api.serves("/"));
+
+        let api = &DOTTEDSIGN.api;
+        assert!(api.serves("/v1/documents"));
+        assert!(!api.serves("/v1/oauth/token"));
+        assert!(!api.serves("/v1/oauth"));
+        assert!(api.serves("/v1/oauthx"));
+
+        let api = &ACCELO.api;
+        assert!(api.serves("/api/v0/companies/1"));
+        assert!(api.serves("/public_api/v0/companies/1"));
+        assert!(!api.serves("/api/v1/companies"));
+    }
+
+    #[test]
+    fn every_dialect_has_its_own_table() {
+        for kind in [
+            MockDialect::Standard,
+            MockDialect::Agrello,
+            MockDialect::Accelo,
+            MockDialect::Grindery,
+            MockDialect::Ioffice,
+            MockDialect::DottedSign,
+        ] {
+            assert_eq!(kind.table().kind, kind);
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The Agrello emulator over real HTTP: authorization code flow, HTTP Basic
+//! client authentication only, Bearer tokens on `/api/*`.
+
+mod mock_support;
+
+use http::header::WWW_AUTHENTICATE;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use mock_support::*;
+use tower_oauth2::mock::{MockDialect, MockServer};
+
+const REDIRECT: &str = "http://myapp.io/auth/agrello";
+
+async fn sign_in(server: &MockServer, client: &HttpClient, extra: &[(&str, &str)]) -> String {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", "client"),
+        ("redirect_uri", REDIRECT),
+    ];
+    params.extend_from_slice(extra);
+    let url = with_query(&server.authorize_url().unwrap(), &params);
+    let location = send(client, get(&url)).await.location();
+    assert!(location.starts_with(&format!("{REDIRECT}?")), "{location}");
+    query_of(&location)["code"].clone()
+}
+
+fn code_form(code: &str) -> String {
+    format!(
+        "grant_type=authorization_code&code={code}&redirect_uri={}",
+        encode(REDIRECT)
+    )
+}
+
+#[tokio::test]
+async fn urls_follow_the_document() {
+    let server = MockServer::agrello().start().await.unwrap();
+    let base = server.base_url();
+    assert_eq!(server.dialect(), MockDialect::Agrello);
+    assert_eq!(
+        server.authorize_url(),
+        Some(format!("{base}/identity/auth/oauth/authorize"))
+    );
+    assert_eq!(server.token_url(), format!("{base}/identity/auth/oauth/token"));
+    assert_eq!(server.revocation_url(), None);
+    assert_eq!(server.api_url("/documents"), format!("{base}/api/documents"));
+
+    // The standard server's paths are not Agrello's.
+    let client = http_client();
+    for path in ["/oauth/token", "/oauth/revoke", "/authorize"] {
+        let answer = send(&client, get(&format!("{base}{path}"))).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn code_exchange_and_refresh() {
+    let server = MockServer::agrello().start().await.unwrap();
+    let client = http_client();
+    let auth = basic("client", "secret");
+
+    // The document's authorize URL has no scope.
+    let code = sign_in(&server, &client, &[]).await;
+    let answer = send(
+        &client,
+        form_post(&server.token_url(), Some(&auth), &code_form(&code)),
+    )
+    .await;
+    let body = answer.assert_token("Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    let access = answer.str_field("access_token");
+    let refresh = answer.str_field("refresh_token");
+
+    let api = send(&client, bearer_get(&server.api_url("/documents"), &access)).await;
+    assert_eq!(api.status, StatusCode::OK);
+    let description = api.json();
+    assert_eq!(description["client_id"], "client");
+    assert_eq!(description["subject"], "alice");
+    assert_eq!(description["scope"], "");
+    assert_eq!(description["placement"], "authorization_bearer");
+    assert_eq!(description["path"], "/api/documents");
+
+    // A refresh answer carries a refresh token: a new one, by default.
+    let refresh_form = format!("grant_type=refresh_token&refresh_token={refresh}");
+    let answer = send(
+        &client,
+        form_post(&server.token_url(), Some(&auth), &refresh_form),
+    )
+    .await;
+    answer.assert_token("Bearer");
+    let rotated = answer.str_field("refresh_token");
+    assert_ne!(rotated, refresh);
+    send(
+        &client,
+        form_post(&server.token_url(), Some(&auth), &refresh_form),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    let api = send(
+        &client,
+        bearer_get(&server.api_url("/x"), &answer.str_field("access_token")),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::OK);
+
+    // The code is single-use.
+    send(
+        &client,
+        form_post(&server.token_url(), Some(&auth), &code_form(&code)),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+
+    let counters = server.counters();
+    assert_eq!(counters.authorizations, 1);
+    assert_eq!(counters.token_requests, 4);
+    assert_eq!(counters.authorization_code_grants, 2);
+    assert_eq!(counters.refresh_token_grants, 2);
+    assert_eq!(counters.token_errors, 2);
+    assert_eq!(counters.resource_calls_authorized, 2);
+}
+
+#[tokio::test]
+async fn only_http_basic_authenticates_clients() {
+    let server = MockServer::agrello().start().await.unwrap();
+    let client = http_client();
+
+    // Body credentials are not Agrello's way, even correct ones.
+    let code = server.issue_authorization_code("client", REDIRECT, "");
+    let form = format!("{}&client_id=client&client_secret=secret", code_form(&code));
+    let answer = send(&client, form_post(&server.token_url(), None, &form)).await;
+    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(answer.header(WWW_AUTHENTICATE), None);
+
+    let refresh = server.issue_refresh_token("client", "read");
+    let form =
+        format!("grant_type=refresh_token&refresh_token={refresh}&client_id=client&client_secret=secret");
+    send(&client, form_post(&server.token_url(), None, &form))
+        .await
+        .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+
+    // A wrong secret over Basic is challenged.
+    let answer = send(
+        &client,
+        form_post(
+            &server.token_url(),
+            Some(&basic("client", "wrong")),
+            &code_form(&code),
+        ),
+    )
+    .await;
+    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+
+    // No credentials at all.
+    send(&client, form_post(&server.token_url(), None, &code_form(&code)))
+        .await
+        .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+
+    // None of the failures used the code up.
+    send(
+        &client,
+        form_post(
+            &server.token_url(),
+            Some(&basic("client", "secret")),
+            &code_form(&code),
+        ),
+    )
+    .await
+    .assert_token("Bearer");
+    assert_eq!(server.counters().token_errors, 4);
+}
+
+#[tokio::test]
+async fn grants_and_redirect_uri_are_checked() {
+    let server = MockServer::agrello().start().await.unwrap();
+    let client = http_client();
+    let auth = basic("client", "secret");
+    let code = server.issue_authorization_code("client", REDIRECT, "read");
+
+    send(
+        &client,
+        form_post(&server.token_url(), Some(&auth), "grant_type=client_credentials"),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    send(
+        &client,
+        form_post(
+            &server.token_url(),
+            Some(&auth),
+            &format!("grant_type=authorization_code&code={code}"),
+        ),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    send(
+        &client,
+        form_post(
+            &server.token_url(),
+            Some(&auth),
+            &format!(
+                "grant_type=authorization_code&code={code}&redirect_uri={}",
+                encode("http://myapp.io/other")
+            ),
+        ),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    let answer = send(
+        &client,
+        form_post(&server.token_url(), Some(&auth), &code_form(&code)),
+    )
+    .await;
+    assert_eq!(answer.assert_token("Bearer")["scope"], "read");
+}
+
+#[tokio::test]
+async fn tokens_go_in_the_authorization_header_only() {
+    let server = MockServer::agrello().start().await.unwrap();
+    let client = http_client();
+    let code = server.issue_authorization_code("client", REDIRECT, "");
+    let answer = send(
+        &client,
+        form_post(
+            &server.token_url(),
+            Some(&basic("client", "secret")),
+            &code_form(&code),
+        ),
+    )
+    .await;
+    let token = answer.str_field("access_token");
+
+    let query = send(&client, get(&server.api_url(&format!("/x?access_token={token}")))).await;
+    assert_eq!(query.status, StatusCode::UNAUTHORIZED);
+    let header = Request::get(server.api_url("/x"))
+        .header("x-access-token", &token)
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&client, header).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&client, bearer_get(&server.api_url("/x"), &token))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let counters = server.counters();
+    assert_eq!(counters.resource_calls, 3);
+    assert_eq!(counters.resource_calls_authorized, 1);
+}
+
+#[tokio::test]
+async fn users_and_rotation_settings() {
+    let server = MockServer::agrello()
+        .user("bob", "pw-b")
+        .user("carol", "pw-c")
+        .rotate_refresh_tokens(false)
+        .start()
+        .await
+        .unwrap();
+    let client = http_client();
+    let auth = basic("client", "secret");
+
+    for (hint, expected) in [(None, "bob"), (Some("carol"), "carol")] {
+        let extra: Vec<(&str, &str)> = hint.map(|hint| ("login_hint", hint)).into_iter().collect();
+        let code = sign_in(&server, &client, &extra).await;
+        let answer = send(
+            &client,
+            form_post(&server.token_url(), Some(&auth), &code_form(&code)),
+        )
+        .await;
+        answer.assert_token("Bearer");
+        let api = send(
+            &client,
+            bearer_get(&server.api_url("/me"), &answer.str_field("access_token")),
+        )
+        .await;
+        assert_eq!(api.json()["subject"], expected);
+    }
+
+    // Without rotation, the answer has no refresh token and the old one
+    // keeps working.
+    let refresh = server.issue_refresh_token("client", "");
+    for _ in 0..2 {
+        let answer = send(
+            &client,
+            form_post(
+                &server.token_url(),
+                Some(&auth),
+                &format!("grant_type=refresh_token&refresh_token={refresh}"),
+            ),
+        )
+        .await;
+        assert!(answer.assert_token("Bearer").get("refresh_token").is_none());
+    }
+}

@@ -1,0 +1,243 @@
+//! The Grindery emulator over real HTTP: no clients, a refresh answer
+//! without a refresh token, and a refresh token that never rotates.
+
+mod mock_support;
+
+use http::StatusCode;
+use mock_support::*;
+use serde_json::Value;
+use tower_oauth2::mock::{MockDialect, MockServer};
+
+const REDIRECT: &str = "https://app.example/grindery/callback";
+
+async fn sign_in(server: &MockServer, client: &HttpClient) -> String {
+    let url = with_query(
+        &server.authorize_url().unwrap(),
+        &[("response_type", "code"), ("redirect_uri", REDIRECT)],
+    );
+    let location = send(client, get(&url)).await.location();
+    assert!(location.starts_with(&format!("{REDIRECT}?code=")), "{location}");
+    query_of(&location)["code"].clone()
+}
+
+fn post(server: &MockServer, form: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    form_post(&server.token_url(), None, form)
+}
+
+#[tokio::test]
+async fn urls_follow_the_document() {
+    let server = MockServer::grindery().start().await.unwrap();
+    let base = server.base_url();
+    assert_eq!(server.dialect(), MockDialect::Grindery);
+    assert_eq!(server.token_url(), format!("{base}/oauth/token"));
+    assert_eq!(server.authorize_url(), Some(format!("{base}/oauth/authorize")));
+    assert_eq!(server.revocation_url(), None);
+    assert_eq!(server.api_url("/workflows"), format!("{base}/api/workflows"));
+}
+
+#[tokio::test]
+async fn code_exchange_without_client() {
+    let server = MockServer::grindery().start().await.unwrap();
+    let client = http_client();
+    let code = sign_in(&server, &client).await;
+
+    // Exactly the document's two body parameters.
+    let answer = send(
+        &client,
+        post(&server, &format!("code={code}&grant_type=authorization_code")),
+    )
+    .await;
+    let body = answer.assert_token("Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(
+        answer.fields(),
+        ["access_token", "expires_in", "refresh_token", "token_type"]
+    );
+
+    let api = send(
+        &client,
+        bearer_get(&server.api_url("/workflows"), &answer.str_field("access_token")),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::OK);
+    let description = api.json();
+    assert_eq!(description["client_id"], Value::Null);
+    assert_eq!(description["subject"], "alice");
+    assert_eq!(description["placement"], "authorization_bearer");
+
+    let counters = server.counters();
+    assert_eq!(counters.authorizations, 1);
+    assert_eq!(counters.authorization_code_grants, 1);
+    assert_eq!(counters.token_errors, 0);
+    assert_eq!(counters.resource_calls_authorized, 1);
+}
+
+#[tokio::test]
+async fn refresh_omits_the_refresh_token_and_keeps_the_old_one() {
+    let server = MockServer::grindery()
+        // Grindery's document fixes this: the setting cannot turn rotation on.
+        .rotate_refresh_tokens(true)
+        .start()
+        .await
+        .unwrap();
+    let client = http_client();
+    let code = sign_in(&server, &client).await;
+    let answer = send(
+        &client,
+        post(&server, &format!("grant_type=authorization_code&code={code}")),
+    )
+    .await;
+    answer.assert_token("Bearer");
+    let refresh = answer.str_field("refresh_token");
+    let mut access_tokens = vec![answer.str_field("access_token")];
+
+    for _ in 0..3 {
+        let answer = send(
+            &client,
+            post(
+                &server,
+                &format!("refresh_token={refresh}&grant_type=refresh_token"),
+            ),
+        )
+        .await;
+        answer.assert_token("Bearer");
+        assert_eq!(answer.fields(), ["access_token", "expires_in", "token_type"]);
+        access_tokens.push(answer.str_field("access_token"));
+    }
+    access_tokens.sort();
+    access_tokens.dedup();
+    assert_eq!(access_tokens.len(), 4);
+    for token in &access_tokens {
+        let api = send(&client, bearer_get(&server.api_url("/me"), token)).await;
+        assert_eq!(api.status, StatusCode::OK);
+    }
+
+    let counters = server.counters();
+    assert_eq!(counters.refresh_token_grants, 3);
+    assert_eq!(counters.token_errors, 0);
+    assert_eq!(server.active_access_tokens(), 4);
+}
+
+#[tokio::test]
+async fn client_credentials_are_refused_and_client_id_ignored() {
+    let server = MockServer::grindery().start().await.unwrap();
+    let client = http_client();
+    let refresh = server.issue_refresh_token("", "");
+    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+
+    send(&client, post(&server, &format!("{form}&client_id=anything")))
+        .await
+        .assert_token("Bearer");
+    send(
+        &client,
+        post(&server, &format!("{form}&client_id=a&client_secret=b")),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    send(
+        &client,
+        form_post(&server.token_url(), Some(&basic("client", "secret")), &form),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    send(&client, post(&server, "grant_type=client_credentials"))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    send(
+        &client,
+        post(&server, "grant_type=refresh_token&refresh_token=unknown"),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+
+    let counters = server.counters();
+    assert_eq!(counters.token_requests, 5);
+    assert_eq!(counters.token_errors, 4);
+}
+
+#[tokio::test]
+async fn a_redirect_uri_is_optional_but_must_match() {
+    let server = MockServer::grindery().start().await.unwrap();
+    let client = http_client();
+    let code = server.issue_authorization_code("", REDIRECT, "");
+    send(
+        &client,
+        post(
+            &server,
+            &format!(
+                "grant_type=authorization_code&code={code}&redirect_uri={}",
+                encode("https://evil.example/")
+            ),
+        ),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    send(
+        &client,
+        post(
+            &server,
+            &format!(
+                "grant_type=authorization_code&code={code}&redirect_uri={}",
+                encode(REDIRECT)
+            ),
+        ),
+    )
+    .await
+    .assert_token("Bearer");
+    send(
+        &client,
+        post(&server, &format!("grant_type=authorization_code&code={code}")),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn the_sign_in_page_needs_only_a_redirect_uri() {
+    let server = MockServer::grindery().start().await.unwrap();
+    let client = http_client();
+    let authorize = server.authorize_url().unwrap();
+
+    let answer = send(
+        &client,
+        get(&with_query(&authorize, &[("response_type", "code")])),
+    )
+    .await;
+    answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    let location = send(
+        &client,
+        get(&with_query(
+            &authorize,
+            &[("response_type", "token"), ("redirect_uri", REDIRECT)],
+        )),
+    )
+    .await
+    .location();
+    assert_eq!(query_of(&location)["error"], "unsupported_response_type");
+    // A client_id and a state are tolerated; the state comes back.
+    let location = send(
+        &client,
+        get(&with_query(
+            &authorize,
+            &[
+                ("response_type", "code"),
+                ("redirect_uri", REDIRECT),
+                ("client_id", "whatever"),
+                ("state", "s"),
+            ],
+        )),
+    )
+    .await
+    .location();
+    let params = query_of(&location);
+    assert_eq!(params["state"], "s");
+    assert_eq!(params["code"].len(), 40);
+    assert_eq!(server.counters().authorizations, 1);
+}
+
+#[tokio::test]
+#[should_panic(expected = "has no client ids")]
+async fn helpers_take_no_client_id() {
+    let server = MockServer::grindery().start().await.unwrap();
+    let _ = server.issue_refresh_token("client", "");
+}

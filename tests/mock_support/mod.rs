@@ -1,0 +1,175 @@
+//! Helpers shared by the emulator tests (`tests/mock_<provider>.rs`): a plain
+//! hyper client over 127.0.0.1 and assertions on RFC 6749 answers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+pub const FORM: &str = "application/x-www-form-urlencoded";
+pub const JSON: &str = "application/json";
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|value| value.to_str().expect("ASCII header"))
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("a JSON body, got {:?}", self.body))
+    }
+
+    pub fn str_field(&self, name: &str) -> String {
+        match &self.json()[name] {
+            Value::String(value) => value.clone(),
+            other => panic!("field {name:?} is not a string: {other:?}"),
+        }
+    }
+
+    /// The names of the fields of a JSON object body, sorted.
+    pub fn fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self
+            .json()
+            .as_object()
+            .expect("a JSON object")
+            .keys()
+            .cloned()
+            .collect();
+        fields.sort();
+        fields
+    }
+
+    /// Checks an RFC 6749 §5.2 error answer.
+    #[track_caller]
+    pub fn assert_oauth_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "body: {:?}", self.body);
+        assert_eq!(self.header(CONTENT_TYPE), Some("application/json"));
+        assert_eq!(self.header(CACHE_CONTROL), Some("no-store"));
+        let body = self.json();
+        assert_eq!(body["error"], code, "body: {body}");
+        assert!(body["error_description"].is_string(), "body: {body}");
+    }
+
+    /// Checks an RFC 6749 §5.1 success answer with this `token_type`, and
+    /// returns its body.
+    #[track_caller]
+    pub fn assert_token(&self, token_type: &str) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "body: {:?}", self.body);
+        assert_eq!(self.header(CONTENT_TYPE), Some("application/json"));
+        assert_eq!(self.header(CACHE_CONTROL), Some("no-store"));
+        let body = self.json();
+        assert_eq!(body["token_type"], token_type, "body: {body}");
+        let token = body["access_token"].as_str().expect("access_token");
+        assert_eq!(token.len(), 40);
+        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric()));
+        body
+    }
+
+    /// The `Location` of a `302` answer.
+    #[track_caller]
+    pub fn location(&self) -> String {
+        assert_eq!(self.status, StatusCode::FOUND, "body: {:?}", self.body);
+        self.header(LOCATION).expect("a Location header").to_owned()
+    }
+}
+
+pub async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Answer {
+    let response = client.request(request).await.expect("HTTP exchange");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("response body").to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// `Authorization: Basic` as RFC 6749 §2.3.1 wants it.
+pub fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
+    )
+}
+
+/// One form-urlencoded component.
+pub fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// A form-encoded `POST`, with an optional `Authorization` header.
+pub fn form_post(url: &str, auth: Option<&str>, form: &str) -> Request<Full<Bytes>> {
+    let mut builder = Request::post(url).header(CONTENT_TYPE, FORM);
+    if let Some(auth) = auth {
+        builder = builder.header(AUTHORIZATION, auth);
+    }
+    builder
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .expect("request")
+}
+
+pub fn get(url: &str) -> Request<Full<Bytes>> {
+    Request::get(url).body(Full::default()).expect("request")
+}
+
+/// `GET url` with `Authorization: Bearer token`.
+pub fn bearer_get(url: &str, token: &str) -> Request<Full<Bytes>> {
+    Request::get(url)
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::default())
+        .expect("request")
+}
+
+/// `url` with `params` as its query, form-urlencoded.
+pub fn with_query(url: &str, params: &[(&str, &str)]) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    format!("{url}?{query}")
+}
+
+fn decode_pairs(encoded: &str) -> HashMap<String, String> {
+    form_urlencoded::parse(encoded.as_bytes())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+/// The query parameters of a URL (none if it has no query), ignoring any
+/// fragment.
+pub fn query_of(url: &str) -> HashMap<String, String> {
+    let without_fragment = url.split('#').next().unwrap_or_default();
+    without_fragment
+        .split_once('?')
+        .map(|(_, query)| decode_pairs(query))
+        .unwrap_or_default()
+}
+
+/// The parameters in a URL's fragment (none if it has none).
+pub fn fragment_of(url: &str) -> HashMap<String, String> {
+    url.split_once('#')
+        .map(|(_, fragment)| decode_pairs(fragment))
+        .unwrap_or_default()
+}
