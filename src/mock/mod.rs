@@ -128,6 +128,7 @@ mod dialect;
 mod error;
 mod faults;
 mod params;
+mod preset;
 mod resource;
 mod revoke;
 mod scope;
