@@ -705,3 +705,44 @@ async fn two_deployments_of_one_provider_never_share_tokens() {
     assert_eq!(east.counters().token_requests, 1);
     assert_eq!(west.counters().token_requests, 1);
 }
+
+#[tokio::test]
+async fn ioffice_direct_code_request_for_server_side_use() {
+    let server = MockServer::ioffice()
+        .client("svc-app", "unused")
+        .user("svc-user", "svc-password")
+        .start()
+        .await
+        .unwrap();
+    let transport = TokenTransport::new(http());
+    let site = server.base_url();
+    let wrong = tower_oauth2::providers::ioffice::request_code(
+        &transport,
+        &site,
+        "svc-app",
+        "svc-user",
+        &tower_oauth2::secret::Password::new("nope"),
+    )
+    .await;
+    match wrong {
+        Err(Error::OAuth(oauth)) => {
+            assert_eq!((oauth.status().as_u16(), oauth.error()), (401, "access_denied"));
+            assert!(!oauth.to_string().contains("nope"));
+        }
+        other => panic!("expected access_denied, got {other:?}"),
+    }
+    let code = tower_oauth2::providers::ioffice::request_code(
+        &transport,
+        &site,
+        "svc-app",
+        "svc-user",
+        &tower_oauth2::secret::Password::new("svc-password"),
+    )
+    .await
+    .unwrap();
+    let credential = Credential::authorization_code(server.provider(), "svc-app", None, code, REDIRECT);
+    let case = Case::new(server, credential);
+    let body = case.ok("direct").await;
+    assert_eq!(body["subject"], "svc-user");
+    assert_eq!(case.counters().authorization_code_grants, 1);
+}
