@@ -56,6 +56,7 @@ pub struct AuthorizationRequest {
     redirect_uri: String,
     scopes: Option<Vec<String>>,
     pkce: Option<bool>,
+    extra: Vec<(String, String)>,
 }
 
 impl Provider {
@@ -72,6 +73,7 @@ impl Provider {
             redirect_uri: redirect_uri.into(),
             scopes: None,
             pkce: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -94,6 +96,13 @@ impl AuthorizationRequest {
     /// [`pkce`](Provider::pkce) setting says.
     pub fn pkce(mut self, enabled: bool) -> Self {
         self.pkce = Some(enabled);
+        self
+    }
+
+    /// Adds a parameter the provider understands beyond the standard ones, such as
+    /// `login_hint` or `prompt`. The standard ones cannot be replaced this way.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.push((name.into(), value.into()));
         self
     }
 
@@ -135,6 +144,18 @@ impl AuthorizationRequest {
             let challenge = Sha256::digest(verifier.as_bytes());
             query.append_pair("code_challenge", &base64url(&challenge));
             query.append_pair("code_challenge_method", "S256");
+        }
+        const STANDARD: [&str; 7] = [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "scope",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+        ];
+        for (name, value) in self.extra.iter().filter(|(name, _)| !STANDARD.contains(&name.as_str())) {
+            query.append_pair(name, value);
         }
         let separator = if base.contains('?') { '&' } else { '?' };
         Ok(PendingAuthorization {

@@ -197,6 +197,10 @@ impl UserCredentials {
         &self.client_id
     }
 
+    pub(crate) fn redirect_uri_setting(&self) -> Option<&str> {
+        self.redirect_uri.as_deref()
+    }
+
     /// The key under which `subject`'s tokens are kept.
     pub fn key_for(&self, subject: &str) -> CredentialKey {
         self.credential_for(subject, None).key()
@@ -379,10 +383,16 @@ impl Credentials {
         state.revoke().await
     }
 
-    /// Drops every cached token; the next request of each credential fetches a new one.
+    /// Drops every cached token, users' included; the next request of each credential
+    /// fetches a new one.
     pub fn invalidate_all(&self) {
         for state in &self.registry.states {
             state.invalidate();
+        }
+        for group in &self.registry.users {
+            for state in group.states.lock().unwrap_or_else(PoisonError::into_inner).values() {
+                state.invalidate();
+            }
         }
     }
 }

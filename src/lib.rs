@@ -83,6 +83,9 @@
 #![warn(clippy::await_holding_lock, clippy::dbg_macro, clippy::todo)]
 
 pub mod authorize;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 pub mod body;
 mod cache;
 mod credentials;
