@@ -72,6 +72,13 @@ impl CachedToken {
         self.state.load(Ordering::Acquire) != EXPIRED
     }
 
+    /// Whether the token is before its refresh point (so neither in its refresh window nor
+    /// expired): the one check of the hot path.
+    #[inline]
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FRESH
+    }
+
     /// Whether the token is past its refresh point and no early refresh was started yet.
     #[inline]
     pub(crate) fn wants_early_refresh(&self) -> bool {

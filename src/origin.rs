@@ -86,7 +86,36 @@ impl Origin {
 /// written in lowercase already.
 #[inline(always)]
 fn same_host(authority: &str, expected: &str) -> bool {
-    authority.len() == expected.len() && (authority == expected || authority.eq_ignore_ascii_case(expected))
+    authority.len() == expected.len()
+        && (same_bytes(authority.as_bytes(), expected.as_bytes()) || authority.eq_ignore_ascii_case(expected))
+}
+
+/// `a == b` for two slices of the same length, compared a word at a time in line
+/// rather than by a call to `memcmp`: authorities are short and this runs on every
+/// request.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut word = [0; 8];
+        word.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(word)
+    };
+    // Whole words from the front, then the last word (overlapping the one before).
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// The scheme (as "is https") and authority of a request URI, when it is an absolute
@@ -137,6 +166,48 @@ mod tests {
             let uri: Uri = uri.parse().unwrap();
             let matched = scheme_and_authority(&uri).is_some_and(|(https, a)| origin.matches(https, a));
             assert_eq!(matched, expected, "{uri}");
+        }
+    }
+
+    #[test]
+    fn word_wise_comparison_agrees_with_slice_equality() {
+        let hosts = [
+            "",
+            "a",
+            "a.io",
+            "api.io:8",
+            "api.example",
+            "api.example.com",
+            "api.example.com:8443x",
+        ];
+        for a in hosts {
+            for b in hosts {
+                assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+            // A difference in any one byte is seen.
+            for i in 0..a.len() {
+                let mut c = a.as_bytes().to_vec();
+                c[i] ^= 1;
+                assert!(!same_bytes(a.as_bytes(), &c), "{a:?} byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_http_and_https_schemes_are_routed_in_any_case() {
+        for (uri, expected) in [
+            ("https://api.example.com/x", Some(true)),
+            ("HTTPS://api.example.com/x", Some(true)),
+            ("http://api.example.com/x", Some(false)),
+            ("ftp://api.example.com/x", None),
+            ("wss://api.example.com/", None),
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(
+                scheme_and_authority(&uri).map(|(https, _)| https),
+                expected,
+                "{uri}"
+            );
         }
     }
 

@@ -6,7 +6,7 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use pin_project::pin_project;
 use tower_service::Service;
 
@@ -15,9 +15,15 @@ use crate::{
     body::ReplayableBody,
     cache::{Acquire, CredentialState},
     error::{BoxError, Error},
+    provider::Provider,
 };
 
 /// Response future of [`OAuth2`](super::OAuth2).
+///
+/// Two states: the request was sent (the common one, and the only one of a request
+/// that found a fresh token or needed none), or something rare is under way (waiting
+/// for a token, refreshing a dead one, retrying), boxed so that it does not make the
+/// common state larger.
 #[pin_project]
 pub struct ResponseFuture<S, B>
 where
@@ -25,8 +31,6 @@ where
 {
     #[pin]
     state: State<S, B>,
-    shared: Option<Arc<Shared<S>>>,
-    index: usize,
 }
 
 #[pin_project(project = StateProj)]
@@ -34,34 +38,102 @@ enum State<S, B>
 where
     S: Service<Request<B>>,
 {
-    /// Not for any credential: the inner future, untouched.
-    Passthrough {
-        #[pin]
-        fut: S::Future,
-    },
-    /// No usable token: waiting for one, holding the ready service and the request.
-    /// Boxed: the future stays small for the common states, at the price of one
-    /// allocation on the path that waits for a token anyway.
-    Acquiring {
-        acquire: Acquire,
-        pending: Option<Box<(S, Request<B>)>>,
-        retry: bool,
-    },
-    /// Sent with token `generation`.
+    /// Sent to the inner service. `watch` is `None` for a request that carries no token
+    /// (not for any credential): its answer is returned untouched.
     Sent {
         #[pin]
         fut: S::Future,
-        generation: u64,
-        spare: Option<ReplayCopy<B>>,
+        watch: Option<Watch<S, B>>,
+    },
+    /// Waiting for a token, refreshing a dead one, or retrying.
+    Slow { slow: Pin<Box<Slow<S, B>>> },
+}
+
+/// What a request sent with a token needs to judge its answer, and to be sent again if
+/// the answer declares the token dead.
+pub(crate) struct Watch<S, B> {
+    pub(crate) shared: Arc<Shared<S>>,
+    pub(crate) index: usize,
+    pub(crate) generation: u64,
+    pub(crate) replay: Option<ReplayCopy<B>>,
+}
+
+/// How to tell a dead-token answer, precomputed from the provider for the hot path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DeadCheck {
+    /// The provider declares no answer a dead token.
+    Never,
+    /// Exactly one status, and no predicate (the default: 401).
+    Only(StatusCode),
+    /// Ask the provider (several statuses, or a predicate on the answer).
+    Provider,
+}
+
+impl DeadCheck {
+    pub(crate) fn of(provider: &Provider) -> Self {
+        match (&provider.dead_token_statuses[..], &provider.dead_token_when) {
+            ([], None) => DeadCheck::Never,
+            ([status], None) => DeadCheck::Only(*status),
+            _ => DeadCheck::Provider,
+        }
+    }
+}
+
+impl<S, B> Watch<S, B> {
+    fn credential(&self) -> &Arc<CredentialState> {
+        credential(&self.shared, self.index)
+    }
+
+    #[inline]
+    fn is_dead<T>(&self, response: &Response<T>) -> bool {
+        match self.shared.dead[self.index] {
+            DeadCheck::Never => false,
+            DeadCheck::Only(status) => response.status() == status,
+            DeadCheck::Provider => self
+                .credential()
+                .config
+                .credential
+                .provider
+                .is_dead_token(response.status(), response.headers()),
+        }
+    }
+}
+
+fn credential<S>(shared: &Shared<S>, index: usize) -> &Arc<CredentialState> {
+    &shared.layer.credentials.registry.states[index]
+}
+
+/// The rare states, behind one allocation.
+#[pin_project]
+pub(crate) struct Slow<S, B>
+where
+    S: Service<Request<B>>,
+{
+    shared: Arc<Shared<S>>,
+    index: usize,
+    #[pin]
+    step: Step<S, B>,
+}
+
+#[pin_project(project = StepProj)]
+enum Step<S, B>
+where
+    S: Service<Request<B>>,
+{
+    /// No usable token: waiting for one, holding the ready service and the request.
+    Acquiring {
+        acquire: Acquire,
+        pending: Option<(S, Request<B>)>,
+        retry: bool,
     },
     /// The answer declared the token dead: waiting for its successor.
     Refreshing {
         acquire: Acquire,
-        spare: Option<ReplayCopy<B>>,
+        replay: Option<ReplayCopy<B>>,
     },
     /// Fresh token attached: waiting for the spare service to be ready.
     RetryReady {
-        pending: Option<Box<(S, Request<B>)>>,
+        pending: Option<(S, Request<B>)>,
         generation: u64,
     },
     /// The one retry.
@@ -72,15 +144,35 @@ where
     },
 }
 
+/// What the rare states come to.
+enum SlowOutput<S, B, T>
+where
+    S: Service<Request<B>>,
+{
+    /// The request was sent after waiting for a token: back to the common state.
+    Sent(S::Future, Watch<S, B>),
+    /// The answer to return.
+    Done(Result<T, Error>),
+}
+
 impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    #[inline]
     pub(crate) fn passthrough(fut: S::Future) -> Self {
         Self {
-            state: State::Passthrough { fut },
-            shared: None,
-            index: 0,
+            state: State::Sent { fut, watch: None },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn sent(fut: S::Future, watch: Watch<S, B>) -> Self {
+        Self {
+            state: State::Sent {
+                fut,
+                watch: Some(watch),
+            },
         }
     }
 
@@ -93,40 +185,19 @@ where
         retry: bool,
     ) -> Self {
         Self {
-            state: State::Acquiring {
-                acquire,
-                pending: Some(Box::new((svc, req))),
-                retry,
+            state: State::Slow {
+                slow: Box::pin(Slow {
+                    shared,
+                    index,
+                    step: Step::Acquiring {
+                        acquire,
+                        pending: Some((svc, req)),
+                        retry,
+                    },
+                }),
             },
-            shared: Some(shared),
-            index,
         }
     }
-
-    pub(crate) fn sent(
-        fut: S::Future,
-        shared: Arc<Shared<S>>,
-        index: usize,
-        generation: u64,
-        spare: Option<ReplayCopy<B>>,
-    ) -> Self {
-        Self {
-            state: State::Sent {
-                fut,
-                generation,
-                spare,
-            },
-            shared: Some(shared),
-            index,
-        }
-    }
-}
-
-fn credential<S>(shared: &Option<Arc<Shared<S>>>, index: usize) -> &Arc<CredentialState> {
-    // NOTE: every state but `Passthrough` is built with `shared`, and `Passthrough` never
-    // asks for it.
-    let shared = shared.as_ref().expect("credential state of a routed request");
-    &shared.layer.credentials.registry.states[index]
 }
 
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
@@ -137,104 +208,149 @@ where
 {
     type Output = Result<Response<ResBody>, Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Passthrough { fut } => return fut.poll(cx).map_err(Error::inner),
+                StateProj::Sent { fut, watch } => {
+                    let response = ready!(fut.poll(cx)).map_err(Error::inner)?;
+                    match watch {
+                        Some(w) if w.is_dead(&response) => {}
+                        _ => return Poll::Ready(Ok(response)),
+                    }
+                    let watch = watch.take().expect("polled after completion");
+                    match dead_token(watch, response) {
+                        Ok(response) => return Poll::Ready(Ok(response)),
+                        Err(slow) => this.state.set(State::Slow { slow }),
+                    }
+                }
+                StateProj::Slow { slow } => match ready!(slow.as_mut().poll(cx)) {
+                    SlowOutput::Sent(fut, watch) => this.state.set(State::Sent {
+                        fut,
+                        watch: Some(watch),
+                    }),
+                    SlowOutput::Done(result) => return Poll::Ready(result),
+                },
+            }
+        }
+    }
+}
 
-                StateProj::Acquiring {
+/// A dead-token answer to a request sent with token `watch.generation`: invalidates the
+/// token (if still current) and starts or joins the one refresh, retry or not. Gives
+/// the answer back when the request is not to be retried, or the state that retries it.
+#[cold]
+#[inline(never)]
+fn dead_token<S, B, T>(watch: Watch<S, B>, response: Response<T>) -> Result<Response<T>, Pin<Box<Slow<S, B>>>>
+where
+    S: Service<Request<B>>,
+    B: ReplayableBody,
+{
+    let Watch {
+        shared,
+        index,
+        generation,
+        replay,
+        ..
+    } = watch;
+    let state = credential(&shared, index);
+    let acquire = state.acquire(Some(generation));
+    if acquire.is_ready_with(generation) {
+        // The token was refused right after it was fetched: the answer is not about the
+        // token. Nothing to refresh, nothing to retry.
+        return Ok(response);
+    }
+    match replay {
+        Some(replay) if replay.body.is_replayable() => {
+            let provider = &state.config.credential.provider;
+            tracing::debug!(provider = %provider.name, status = response.status().as_u16(), "dead-token answer; retrying once with a fresh token");
+            Err(Box::pin(Slow {
+                shared,
+                index,
+                step: Step::Refreshing {
+                    acquire,
+                    replay: Some(replay),
+                },
+            }))
+        }
+        _ => Ok(response),
+    }
+}
+
+impl<S, B> Slow<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn poll<T>(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SlowOutput<S, B, Response<T>>>
+    where
+        S: Service<Request<B>, Response = Response<T>> + Clone,
+        S::Error: Into<BoxError>,
+        B: ReplayableBody,
+    {
+        let mut this = self.project();
+        loop {
+            let state = credential(this.shared, *this.index);
+            match this.step.as_mut().project() {
+                StepProj::Acquiring {
                     acquire,
                     pending,
                     retry,
                 } => {
                     let token = match ready!(Pin::new(acquire).poll(cx)) {
                         Ok(token) => token,
-                        Err(err) => return Poll::Ready(Err(err)),
+                        Err(err) => return Poll::Ready(SlowOutput::Done(Err(err))),
                     };
-                    let state = credential(this.shared, *this.index);
-                    let (mut svc, mut req) = *pending.take().expect("polled after completion");
-                    let limit = this.shared.as_ref().map_or(0, |s| s.layer.replay_limit);
-                    let spare = if *retry {
-                        prepare_replay(&mut req, limit)
+                    let (mut svc, mut req) = pending.take().expect("polled after completion");
+                    let replay = if *retry {
+                        prepare_replay(&mut req, this.shared.layer.replay_limit)
                     } else {
                         None
                     };
-                    attach_token(&mut req, &token, &state.config.credential.provider.placement);
+                    let provider = &state.config.credential.provider;
+                    attach_token(&mut req, &token, &provider.placement);
                     // NOTE: `svc` was polled ready before `call` took it from the service.
                     let fut = svc.call(req);
-                    this.state.set(State::Sent {
-                        fut,
+                    let watch = Watch {
+                        shared: Arc::clone(this.shared),
+                        index: *this.index,
                         generation: token.generation,
-                        spare,
-                    });
+                        replay,
+                    };
+                    return Poll::Ready(SlowOutput::Sent(fut, watch));
                 }
 
-                StateProj::Sent {
-                    fut,
-                    generation,
-                    spare,
-                } => {
-                    let response = ready!(fut.poll(cx)).map_err(Error::inner)?;
-                    let state = credential(this.shared, *this.index);
-                    let provider = &state.config.credential.provider;
-                    if !provider.is_dead_token(response.status(), response.headers()) {
-                        return Poll::Ready(Ok(response));
-                    }
-                    // Invalidates `generation` only if it is still the current token, and
-                    // starts (or joins) the one refresh, retry or not.
-                    let acquire = state.acquire(Some(*generation));
-                    if acquire.is_ready_with(*generation) {
-                        // The token was refused right after it was fetched: the answer is
-                        // not about the token. Nothing to refresh, nothing to retry.
-                        return Poll::Ready(Ok(response));
-                    }
-                    match spare.take() {
-                        Some(spare) if spare.body.is_replayable() => {
-                            tracing::debug!(provider = %provider.name, status = response.status().as_u16(), "dead-token answer; retrying once with a fresh token");
-                            drop(response);
-                            this.state.set(State::Refreshing {
-                                acquire,
-                                spare: Some(spare),
-                            });
-                        }
-                        _ => return Poll::Ready(Ok(response)),
-                    }
-                }
-
-                StateProj::Refreshing { acquire, spare } => {
+                StepProj::Refreshing { acquire, replay } => {
                     let token = match ready!(Pin::new(acquire).poll(cx)) {
                         Ok(token) => token,
-                        Err(err) => return Poll::Ready(Err(err)),
+                        Err(err) => return Poll::Ready(SlowOutput::Done(Err(err))),
                     };
-                    let state = credential(this.shared, *this.index);
-                    let copy = spare.take().expect("polled after completion");
-                    let mut req = copy.into_request();
-                    let shared = this
-                        .shared
-                        .as_ref()
-                        .expect("credential state of a routed request");
-                    let svc = shared.spare_service();
+                    let mut req = replay.take().expect("polled after completion").into_request();
+                    let svc = this.shared.spare_service();
                     attach_token(&mut req, &token, &state.config.credential.provider.placement);
                     state.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    this.state.set(State::RetryReady {
-                        pending: Some(Box::new((svc, req))),
+                    this.step.set(Step::RetryReady {
+                        pending: Some((svc, req)),
                         generation: token.generation,
                     });
                 }
 
-                StateProj::RetryReady { pending, generation } => {
-                    let (service, _) = &mut **pending.as_mut().expect("polled after completion");
-                    ready!(service.poll_ready(cx)).map_err(Error::inner)?;
-                    let (mut service, req) = *pending.take().expect("polled after completion");
+                StepProj::RetryReady { pending, generation } => {
+                    let (service, _) = pending.as_mut().expect("polled after completion");
+                    if let Err(err) = ready!(service.poll_ready(cx)) {
+                        return Poll::Ready(SlowOutput::Done(Err(Error::inner(err))));
+                    }
+                    let (mut service, req) = pending.take().expect("polled after completion");
                     let fut = service.call(req);
                     let generation = *generation;
-                    this.state.set(State::Retrying { fut, generation });
+                    this.step.set(Step::Retrying { fut, generation });
                 }
 
-                StateProj::Retrying { fut, generation } => {
-                    let response = ready!(fut.poll(cx)).map_err(Error::inner)?;
-                    let state = credential(this.shared, *this.index);
+                StepProj::Retrying { fut, generation } => {
+                    let response = match ready!(fut.poll(cx)) {
+                        Ok(response) => response,
+                        Err(err) => return Poll::Ready(SlowOutput::Done(Err(Error::inner(err)))),
+                    };
                     if state
                         .config
                         .credential
@@ -243,7 +359,7 @@ where
                     {
                         state.refused_when_fresh(*generation);
                     }
-                    return Poll::Ready(Ok(response));
+                    return Poll::Ready(SlowOutput::Done(Ok(response)));
                 }
             }
         }

@@ -11,12 +11,15 @@ use http::{
 };
 use tower_service::Service;
 
-use super::{future::ResponseFuture, NoRetry, OAuth2Layer};
+use super::{
+    future::{DeadCheck, ResponseFuture, Watch},
+    NoRetry, OAuth2Layer,
+};
 use crate::{
     body::ReplayableBody,
     cache::CachedToken,
     error::{BoxError, Error},
-    provider::TokenPlacement,
+    provider::{Provider, TokenPlacement},
 };
 
 /// Attaches OAuth 2.0 credentials to requests, refreshing and retrying as needed.
@@ -45,6 +48,8 @@ pub(crate) struct Shared<S> {
     /// every thread writes), a retry clones this one and polls it ready. Behind a mutex
     /// so that the future stays `Send` for inner services that are not `Sync`.
     spare: Mutex<S>,
+    /// How to tell a dead-token answer, per credential, precomputed from the providers.
+    pub(crate) dead: Box<[DeadCheck]>,
 }
 
 impl<S: Clone> Shared<S> {
@@ -63,9 +68,16 @@ impl<S> OAuth2<S> {
         S: Clone,
     {
         let spare = Mutex::new(inner.clone());
+        let dead = layer
+            .credentials
+            .registry
+            .states
+            .iter()
+            .map(|state| DeadCheck::of(&state.config.credential.provider))
+            .collect();
         Self {
             inner,
-            shared: Arc::new(Shared { layer, spare }),
+            shared: Arc::new(Shared { layer, spare, dead }),
             slots: Vec::new(),
         }
     }
@@ -90,36 +102,93 @@ impl<S> OAuth2<S> {
         self.inner
     }
 
-    /// The current token for credential `index`, as this clone's own copy of its
-    /// attachment. `None` when there is no usable token: the caller must wait.
-    #[inline]
-    fn cached(&mut self, index: usize) -> Option<(u64, &LocalCopy)> {
-        // The credential states are only looked at off the hot path: to size the slots,
-        // to start a slot, to refresh early and to rebuild the copy.
+    /// The slow side of [`call`](Service::call), for a request routed to credential
+    /// `index` that did not find a fresh token with a current copy: the clone's first
+    /// request for the credential, a token in its refresh window, a new token (the copy
+    /// is rebuilt), or no usable token (the request waits for one in its future).
+    #[cold]
+    #[inline(never)]
+    fn call_slow<ReqBody>(&mut self, index: usize, req: Request<ReqBody>) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>> + Clone,
+        ReqBody: ReplayableBody,
+    {
         let states = &self.shared.layer.credentials.registry.states;
         if index >= self.slots.len() {
             self.slots.resize_with(states.len().max(index + 1), || None);
         }
+        let state = &states[index];
         let slot = self.slots[index].get_or_insert_with(|| LocalSlot {
-            cache: Cache::new(Arc::clone(&states[index].current)),
+            cache: Cache::new(Arc::clone(&state.current)),
             copy: None,
         });
-        let token = slot.cache.load().as_ref()?;
-        if !token.is_usable() {
-            return None;
-        }
+        let usable = slot.cache.load().as_ref().filter(|token| token.is_usable());
+        let Some(token) = usable else {
+            // No usable token: wait for one inside the future. The inner service is ready
+            // now, so take it and leave a clone (not yet ready) in its place.
+            let retry = self.shared.layer.retry && !has_no_retry(&req);
+            let clone = self.inner.clone();
+            let ready = mem::replace(&mut self.inner, clone);
+            let acquire = state.acquire(None);
+            return ResponseFuture::acquiring(Arc::clone(&self.shared), index, acquire, ready, req, retry);
+        };
         if token.wants_early_refresh() {
-            states[index].refresh_early(token);
+            state.refresh_early(token);
         }
-        let generation = token.generation;
-        if slot.copy.as_ref().map(|c| c.generation) != Some(generation) {
-            slot.copy = Some(LocalCopy::of(
-                token,
-                &states[index].config.credential.provider.placement,
-            ));
+        if slot.copy.as_ref().map(|c| c.generation) != Some(token.generation) {
+            slot.copy = Some(LocalCopy::of(token, &state.config.credential.provider));
         }
-        slot.copy.as_ref().map(|copy| (generation, copy))
+        let copy = slot.copy.as_ref().expect("built above");
+        send(&mut self.inner, &self.shared, index, copy, req)
     }
+}
+
+/// This clone's copy of credential `index`'s token, if the token is fresh (not in its
+/// refresh window, not expired) and the copy is of it. The whole token lookup of the hot
+/// path: no lock, no clock, no write to memory shared with other clones.
+#[inline(always)]
+fn fresh_copy(slots: &mut [Option<LocalSlot>], index: usize) -> Option<&LocalCopy> {
+    let slot = slots.get_mut(index)?.as_mut()?;
+    let token = slot.cache.load().as_deref()?;
+    let copy = slot.copy.as_ref()?;
+    (token.is_fresh() && copy.generation == token.generation).then_some(copy)
+}
+
+/// Whether `req` carries [`NoRetry`]. Most requests carry no extensions at all, which is
+/// checked in line first.
+#[inline(always)]
+fn has_no_retry<B>(req: &Request<B>) -> bool {
+    !req.extensions().is_empty() && req.extensions().get::<NoRetry>().is_some()
+}
+
+/// Sends `req` with `copy` attached, keeping what is needed to judge the answer and, if
+/// the request may be retried, to send it again.
+#[inline(always)]
+fn send<S, B>(
+    inner: &mut S,
+    shared: &Arc<Shared<S>>,
+    index: usize,
+    copy: &LocalCopy,
+    mut req: Request<B>,
+) -> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+    B: ReplayableBody,
+{
+    let layer = &shared.layer;
+    let replay = if layer.retry && !has_no_retry(&req) {
+        prepare_replay(&mut req, layer.replay_limit)
+    } else {
+        None
+    };
+    copy.attach(&mut req);
+    let watch = Watch {
+        shared: Arc::clone(shared),
+        index,
+        generation: copy.generation,
+        replay,
+    };
+    ResponseFuture::sent(inner.call(req), watch)
 }
 
 impl<S: Clone> Clone for OAuth2<S> {
@@ -154,55 +223,104 @@ where
         self.inner.poll_ready(cx).map_err(Error::inner)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    #[inline]
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(index) = self.shared.layer.credentials.registry.route(req.uri()) else {
             return ResponseFuture::passthrough(self.inner.call(req));
         };
-        let retry = self.shared.layer.retry && req.extensions().get::<NoRetry>().is_none();
-        let replay_limit = self.shared.layer.replay_limit;
-        let shared = Arc::clone(&self.shared);
-
-        let Some((generation, copy)) = self.cached(index) else {
-            // No usable token: wait for one inside the future. The inner service is ready
-            // now, so take it and leave a clone (not yet ready) in its place.
-            let clone = self.inner.clone();
-            let ready = mem::replace(&mut self.inner, clone);
-            let acquire = shared.layer.credentials.registry.states[index].acquire(None);
-            return ResponseFuture::acquiring(shared, index, acquire, ready, req, retry);
+        let Some(copy) = fresh_copy(&mut self.slots, index) else {
+            return self.call_slow(index, req);
         };
-
-        let replay = if retry {
-            prepare_replay(&mut req, replay_limit)
-        } else {
-            None
-        };
-        copy.attach(&mut req);
-        ResponseFuture::sent(self.inner.call(req), shared, index, generation, replay)
+        send(&mut self.inner, &self.shared, index, copy, req)
     }
 }
 
 /// What is needed to send a request again: a copy taken before anything was attached.
+///
+/// Kept small, because it lives in the response future of every request that may be
+/// retried: the URI, the method as a byte and the version inline; the headers, the
+/// extensions and a non-standard method boxed together, only when the request had any
+/// (a non-empty header map's clone allocates anyway).
 pub(crate) struct ReplayCopy<B> {
-    method: Method,
     uri: Uri,
+    extras: Option<Box<Extras>>,
+    method: MethodCode,
     version: Version,
-    /// `None` when the request had none: nothing to build now or drop later.
-    headers: Option<Box<HeaderMap>>,
-    /// Empty (nothing to build now or drop later) when the request had none.
-    extensions: Extensions,
     pub(crate) body: B,
+}
+
+struct Extras {
+    method: Method,
+    headers: HeaderMap,
+    extensions: Extensions,
+}
+
+/// A standard method, or `Extras` (the method is in the boxed extras).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MethodCode {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Patch,
+    Connect,
+    Trace,
+    Extras,
+}
+
+impl MethodCode {
+    #[inline]
+    fn of(method: &Method) -> Self {
+        match *method {
+            Method::GET => MethodCode::Get,
+            Method::HEAD => MethodCode::Head,
+            Method::POST => MethodCode::Post,
+            Method::PUT => MethodCode::Put,
+            Method::DELETE => MethodCode::Delete,
+            Method::OPTIONS => MethodCode::Options,
+            Method::PATCH => MethodCode::Patch,
+            Method::CONNECT => MethodCode::Connect,
+            Method::TRACE => MethodCode::Trace,
+            _ => MethodCode::Extras,
+        }
+    }
+
+    fn method(self) -> Option<Method> {
+        Some(match self {
+            MethodCode::Get => Method::GET,
+            MethodCode::Head => Method::HEAD,
+            MethodCode::Post => Method::POST,
+            MethodCode::Put => Method::PUT,
+            MethodCode::Delete => Method::DELETE,
+            MethodCode::Options => Method::OPTIONS,
+            MethodCode::Patch => Method::PATCH,
+            MethodCode::Connect => Method::CONNECT,
+            MethodCode::Trace => Method::TRACE,
+            MethodCode::Extras => return None,
+        })
+    }
 }
 
 impl<B> ReplayCopy<B> {
     pub(crate) fn into_request(self) -> Request<B> {
         let mut req = Request::new(self.body);
-        *req.method_mut() = self.method;
         *req.uri_mut() = self.uri;
         *req.version_mut() = self.version;
-        if let Some(headers) = self.headers {
-            *req.headers_mut() = *headers;
+        if let Some(method) = self.method.method() {
+            *req.method_mut() = method;
         }
-        *req.extensions_mut() = self.extensions;
+        if let Some(extras) = self.extras {
+            let Extras {
+                method,
+                headers,
+                extensions,
+            } = *extras;
+            *req.method_mut() = method;
+            *req.headers_mut() = headers;
+            *req.extensions_mut() = extensions;
+        }
         req
     }
 }
@@ -212,18 +330,20 @@ impl<B> ReplayCopy<B> {
 #[inline]
 pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usize) -> Option<ReplayCopy<B>> {
     let body = req.body_mut().try_clone_for_replay(limit)?;
+    let method = MethodCode::of(req.method());
+    let extras = (method == MethodCode::Extras || !req.headers().is_empty() || !req.extensions().is_empty())
+        .then(|| {
+            Box::new(Extras {
+                method: req.method().clone(),
+                headers: req.headers().clone(),
+                extensions: req.extensions().clone(),
+            })
+        });
     Some(ReplayCopy {
-        method: req.method().clone(),
         uri: req.uri().clone(),
+        extras,
+        method,
         version: req.version(),
-        // Boxed, to keep the response future small; a non-empty map's clone allocates
-        // anyway.
-        headers: (!req.headers().is_empty()).then(|| Box::new(req.headers().clone())),
-        extensions: if req.extensions().is_empty() {
-            Extensions::new()
-        } else {
-            req.extensions().clone()
-        },
         body,
     })
 }
@@ -248,13 +368,17 @@ enum LocalPlacement {
 }
 
 impl LocalCopy {
-    fn of(token: &CachedToken, placement: &TokenPlacement) -> Self {
+    fn of(token: &CachedToken, provider: &Provider) -> Self {
         // Built from bytes rather than cloned: a clone would share the reference count
         // of the one value every clone on every thread uses.
         let mut value =
             HeaderValue::from_bytes(token.value.as_bytes()).unwrap_or_else(|_| token.value.clone());
         value.set_sensitive(true);
-        let placement = match placement {
+        // Kept as a clone of the value built: a fresh value's first clone converts its
+        // bytes to shared ones, and every later clone of it checks whether that happened;
+        // clones of a clone skip the check.
+        let value = value.clone();
+        let placement = match &provider.placement {
             TokenPlacement::AuthorizationBearer => LocalPlacement::Authorization,
             TokenPlacement::Header(name) => LocalPlacement::Header(
                 HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone()),
