@@ -154,7 +154,11 @@ impl AuthorizationRequest {
             "code_challenge",
             "code_challenge_method",
         ];
-        for (name, value) in self.extra.iter().filter(|(name, _)| !STANDARD.contains(&name.as_str())) {
+        for (name, value) in self
+            .extra
+            .iter()
+            .filter(|(name, _)| !STANDARD.contains(&name.as_str()))
+        {
             query.append_pair(name, value);
         }
         let separator = if base.contains('?') { '&' } else { '?' };

@@ -50,7 +50,10 @@ use ::axum::{
 };
 use tokio::time::Instant;
 
-use crate::{authorize::PendingAuthorization, error::AuthorizationErrorKind, provider::CodeDelivery, Credentials, Error};
+use crate::{
+    authorize::PendingAuthorization, error::AuthorizationErrorKind, provider::CodeDelivery, Credentials,
+    Error,
+};
 
 /// How long a started authorization waits for its callback.
 const PENDING_LIFETIME: Duration = Duration::from_secs(600);
@@ -170,7 +173,10 @@ async fn login(State(shared): State<Shared>, Path(provider): Path<String>, parts
     let mut pending = shared.pending();
     pending.retain(|_, waiting| now.duration_since(waiting.started) < PENDING_LIFETIME);
     if pending.len() >= MAX_PENDING {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many logins in progress; try again");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins in progress; try again",
+        );
     }
     pending.insert(
         authorization.state().to_owned(),
@@ -205,7 +211,9 @@ async fn callback(
         return refuse(StatusCode::BAD_REQUEST, "the callback carries no parameters");
     }
     // Single use: whatever happens next, this state cannot be presented again.
-    let waiting = params.get("state").and_then(|state| shared.pending().remove(state));
+    let waiting = params
+        .get("state")
+        .and_then(|state| shared.pending().remove(state));
     let Some(waiting) = waiting else {
         return refuse(StatusCode::BAD_REQUEST, "unknown or expired login; start again");
     };

@@ -762,6 +762,11 @@ impl Acquire {
         Self(AcquireInner::Ready(Some(outcome)))
     }
 
+    /// An outcome known at once: the error a request is answered with, unsent.
+    pub(crate) fn failed(err: Error) -> Self {
+        Self::ready(Err(err))
+    }
+
     fn wait(pending: Shared<Pending>) -> Self {
         Self(AcquireInner::Wait(pending))
     }

@@ -53,8 +53,6 @@ pub(crate) struct Registry {
     routes: Vec<(Origin, usize)>,
     /// Users' credentials, one group per provider, routed by origin and then by subject.
     users: Vec<UserGroup>,
-    // Read by the layer's subject routing, wired in next.
-    #[allow(dead_code)]
     user_routes: Vec<(Origin, usize)>,
 }
 
@@ -72,7 +70,6 @@ impl Registry {
     /// The credential of user `subject` for the provider whose origin `uri` belongs to:
     /// `None` when the origin belongs to no provider (the request passes through),
     /// `NotAuthorized` when it belongs to one that serves no users.
-    #[allow(dead_code)] // wired into the layer next
     pub(crate) fn route_user(
         &self,
         uri: &Uri,
@@ -390,7 +387,12 @@ impl Credentials {
             state.invalidate();
         }
         for group in &self.registry.users {
-            for state in group.states.lock().unwrap_or_else(PoisonError::into_inner).values() {
+            for state in group
+                .states
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+            {
                 state.invalidate();
             }
         }

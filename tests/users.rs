@@ -90,7 +90,10 @@ async fn call_app(app: &Router, uri: &str, user: Option<&str>) -> Response<Body>
     if let Some(user) = user {
         request = request.header("x-user", user);
     }
-    app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+    app.clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
 }
 
 fn location<B>(response: &Response<B>) -> String {
@@ -113,7 +116,10 @@ async fn browser_login(app: &Router, server: &MockServer, user: &str, provider_u
     assert_eq!(consent.status(), StatusCode::FOUND);
     let back = location(&consent);
     let callback = format!("/oauth/callback/{name}");
-    let (path, params) = back.strip_prefix(APP).unwrap().split_at(callback.len() - "/oauth".len());
+    let (path, params) = back
+        .strip_prefix(APP)
+        .unwrap()
+        .split_at(callback.len() - "/oauth".len());
     assert_eq!(format!("/oauth{path}"), callback);
     if let Some(fragment) = params.strip_prefix('#') {
         // The code came back in the fragment: the callback page hands it over.
@@ -126,7 +132,11 @@ async fn browser_login(app: &Router, server: &MockServer, user: &str, provider_u
     call_app(app, &format!("{callback}{params}"), Some(user)).await
 }
 
-async fn outbound(client: &OAuth2<Http>, server: &MockServer, subject: Option<&str>) -> Result<(u16, Value), Error> {
+async fn outbound(
+    client: &OAuth2<Http>,
+    server: &MockServer,
+    subject: Option<&str>,
+) -> Result<(u16, Value), Error> {
     let mut request = Request::get(server.api_url("/me")).body(Full::default()).unwrap();
     if let Some(subject) = subject {
         request.extensions_mut().insert(Subject::new(subject));
@@ -163,8 +173,16 @@ async fn every_code_flow_provider_logs_in_without_a_browser_and_calls_as_the_use
         assert_eq!(server.counters().authorization_code_grants, 1, "{dialect:?}");
 
         let (status, body) = outbound(&client, &server, Some("alice")).await.unwrap();
-        assert_eq!((status, body["subject"].as_str()), (200, Some("alice")), "{dialect:?}: {body}");
-        assert_eq!(server.counters().token_requests, 1, "{dialect:?}: the stored token was used");
+        assert_eq!(
+            (status, body["subject"].as_str()),
+            (200, Some("alice")),
+            "{dialect:?}: {body}"
+        );
+        assert_eq!(
+            server.counters().token_requests,
+            1,
+            "{dialect:?}: the stored token was used"
+        );
     }
 }
 
@@ -174,7 +192,10 @@ async fn two_users_never_get_each_others_tokens() {
     let credentials = Credentials::builder().users(users_of(&server)).build().unwrap();
     let app = app(&credentials);
     for user in ["alice", "bob"] {
-        assert_eq!(browser_login(&app, &server, user, user).await.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            browser_login(&app, &server, user, user).await.status(),
+            StatusCode::SEE_OTHER
+        );
     }
     let client = OAuth2Layer::new(credentials.clone()).layer(http());
     let calls = (0..1000).map(|i| {
@@ -205,7 +226,9 @@ async fn a_restart_over_the_same_file_store_needs_no_new_login() {
             .build()
             .unwrap();
         assert_eq!(
-            browser_login(&app(&credentials), &server, "alice", "alice").await.status(),
+            browser_login(&app(&credentials), &server, "alice", "alice")
+                .await
+                .status(),
             StatusCode::SEE_OTHER
         );
     }
@@ -243,7 +266,11 @@ impl TokenStore for Watching {
         self.inner.load(key)
     }
 
-    fn save<'a>(&'a self, key: &'a CredentialKey, tokens: &'a StoredTokens) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn save<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        tokens: &'a StoredTokens,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             {
                 let mut fail = self.fail_next.lock().unwrap();
@@ -282,7 +309,9 @@ async fn watched_ioffice() -> (Arc<MockServer>, Credentials, Watching) {
         .build()
         .unwrap();
     assert_eq!(
-        browser_login(&app(&credentials), &server, "alice", "alice").await.status(),
+        browser_login(&app(&credentials), &server, "alice", "alice")
+            .await
+            .status(),
         StatusCode::SEE_OTHER
     );
     (server, credentials, store)
@@ -410,9 +439,14 @@ async fn callback_failures_are_typed_and_nothing_is_stored() {
     let code = server.issue_authorization_code("agrello-app", &format!("{APP}/callback/agrello"), "");
     let users = credentials.users("agrello").unwrap();
     for attempt in 0..2 {
-        let pending = users.authorization(format!("{APP}/callback/agrello")).start().unwrap();
+        let pending = users
+            .authorization(format!("{APP}/callback/agrello"))
+            .start()
+            .unwrap();
         let callback = format!("?code={code}&state={}", pending.state());
-        let result = credentials.login("agrello", "alice", pending.complete(&callback).unwrap()).await;
+        let result = credentials
+            .login("agrello", "alice", pending.complete(&callback).unwrap())
+            .await;
         match (attempt, result) {
             (0, Ok(())) => {}
             (1, Err(Error::ReauthorizationRequired(_))) => {}
@@ -441,7 +475,9 @@ async fn logout_revokes_in_the_dialect_deletes_and_stops_sending() {
         .build()
         .unwrap();
     assert_eq!(
-        browser_login(&app(&credentials), &server, "alice", "alice").await.status(),
+        browser_login(&app(&credentials), &server, "alice", "alice")
+            .await
+            .status(),
         StatusCode::SEE_OTHER
     );
     let client = OAuth2Layer::new(credentials.clone()).layer(http());

@@ -54,6 +54,8 @@ where
 pub(crate) struct Watch<S, B> {
     pub(crate) shared: Arc<Shared<S>>,
     pub(crate) index: usize,
+    /// A user's credential (the request carried a `Subject`); `index` is unused then.
+    pub(crate) user: Option<Arc<CredentialState>>,
     pub(crate) generation: u64,
     pub(crate) replay: Option<ReplayCopy<B>>,
 }
@@ -81,12 +83,16 @@ impl DeadCheck {
 
 impl<S, B> Watch<S, B> {
     fn credential(&self) -> &Arc<CredentialState> {
-        credential(&self.shared, self.index)
+        credential(&self.shared, self.index, &self.user)
     }
 
     #[inline]
     fn is_dead<T>(&self, response: &Response<T>) -> bool {
-        match self.shared.dead[self.index] {
+        let check = match self.user {
+            None => self.shared.dead[self.index],
+            Some(_) => DeadCheck::Provider,
+        };
+        match check {
             DeadCheck::Never => false,
             DeadCheck::Only(status) => response.status() == status,
             DeadCheck::Provider => self
@@ -99,8 +105,15 @@ impl<S, B> Watch<S, B> {
     }
 }
 
-fn credential<S>(shared: &Shared<S>, index: usize) -> &Arc<CredentialState> {
-    &shared.layer.credentials.registry.states[index]
+fn credential<'a, S>(
+    shared: &'a Shared<S>,
+    index: usize,
+    user: &'a Option<Arc<CredentialState>>,
+) -> &'a Arc<CredentialState> {
+    match user {
+        Some(user) => user,
+        None => &shared.layer.credentials.registry.states[index],
+    }
 }
 
 /// The rare states, behind one allocation.
@@ -111,6 +124,7 @@ where
 {
     shared: Arc<Shared<S>>,
     index: usize,
+    user: Option<Arc<CredentialState>>,
     #[pin]
     step: Step<S, B>,
 }
@@ -179,6 +193,7 @@ where
     pub(crate) fn acquiring(
         shared: Arc<Shared<S>>,
         index: usize,
+        user: Option<Arc<CredentialState>>,
         acquire: Acquire,
         svc: S,
         req: Request<B>,
@@ -189,6 +204,7 @@ where
                 slow: Box::pin(Slow {
                     shared,
                     index,
+                    user,
                     step: Step::Acquiring {
                         acquire,
                         pending: Some((svc, req)),
@@ -250,11 +266,11 @@ where
     let Watch {
         shared,
         index,
+        user,
         generation,
         replay,
-        ..
     } = watch;
-    let state = credential(&shared, index);
+    let state = credential(&shared, index, &user);
     let acquire = state.acquire(Some(generation));
     if acquire.is_ready_with(generation) {
         // The token was refused right after it was fetched: the answer is not about the
@@ -268,6 +284,7 @@ where
             Err(Box::pin(Slow {
                 shared,
                 index,
+                user,
                 step: Step::Refreshing {
                     acquire,
                     replay: Some(replay),
@@ -290,7 +307,7 @@ where
     {
         let mut this = self.project();
         loop {
-            let state = credential(this.shared, *this.index);
+            let state = credential(this.shared, *this.index, this.user);
             match this.step.as_mut().project() {
                 StepProj::Acquiring {
                     acquire,
@@ -314,6 +331,7 @@ where
                     let watch = Watch {
                         shared: Arc::clone(this.shared),
                         index: *this.index,
+                        user: this.user.clone(),
                         generation: token.generation,
                         replay,
                     };

@@ -15,6 +15,7 @@ use super::{
     future::{DeadCheck, ResponseFuture, Watch},
     NoRetry, OAuth2Layer,
 };
+use crate::credentials::Subject;
 use crate::{
     body::ReplayableBody,
     cache::CachedToken,
@@ -130,7 +131,15 @@ impl<S> OAuth2<S> {
             let clone = self.inner.clone();
             let ready = mem::replace(&mut self.inner, clone);
             let acquire = state.acquire(None);
-            return ResponseFuture::acquiring(Arc::clone(&self.shared), index, acquire, ready, req, retry);
+            return ResponseFuture::acquiring(
+                Arc::clone(&self.shared),
+                index,
+                None,
+                acquire,
+                ready,
+                req,
+                retry,
+            );
         };
         if token.wants_early_refresh() {
             state.refresh_early(token);
@@ -140,6 +149,72 @@ impl<S> OAuth2<S> {
         }
         let copy = slot.copy.as_ref().expect("built above");
         send(&mut self.inner, &self.shared, index, copy, req)
+    }
+}
+
+impl<S: Clone> OAuth2<S> {
+    /// A request acting for a user: their credential, created on first use. Users'
+    /// requests take the shared token value (no per-clone copy) and, when they must
+    /// wait, the boxed slow path: the application's own requests stay on the fast one.
+    #[cold]
+    #[inline(never)]
+    fn call_user<ReqBody>(
+        &mut self,
+        subject: &Subject,
+        mut req: Request<ReqBody>,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+        ReqBody: ReplayableBody,
+    {
+        let registry = &self.shared.layer.credentials.registry;
+        let routed = match registry.route_user(req.uri(), subject) {
+            None => return ResponseFuture::passthrough(self.inner.call(req)),
+            Some(routed) => routed,
+        };
+        let retry = self.shared.layer.retry && !has_no_retry(&req);
+        let (state, acquire) = match routed {
+            Ok(state) => {
+                let current = state.current.load_full().filter(|token| token.is_usable());
+                if let Some(token) = current {
+                    if token.wants_early_refresh() {
+                        state.refresh_early(&token);
+                    }
+                    let replay = if retry {
+                        prepare_replay(&mut req, self.shared.layer.replay_limit)
+                    } else {
+                        None
+                    };
+                    attach_token(&mut req, &token, &state.config.credential.provider.placement);
+                    let watch = Watch {
+                        shared: Arc::clone(&self.shared),
+                        index: 0,
+                        generation: token.generation,
+                        user: Some(state),
+                        replay,
+                    };
+                    return ResponseFuture::sent(self.inner.call(req), watch);
+                }
+                let acquire = state.acquire(None);
+                (Some(state), acquire)
+            }
+            // Not sent: the future answers with the error at once.
+            Err(err) => (None, crate::cache::Acquire::failed(err)),
+        };
+        let clone = self.inner.clone();
+        let ready = mem::replace(&mut self.inner, clone);
+        match state {
+            Some(state) => ResponseFuture::acquiring(
+                Arc::clone(&self.shared),
+                0,
+                Some(state),
+                acquire,
+                ready,
+                req,
+                retry,
+            ),
+            None => ResponseFuture::acquiring(Arc::clone(&self.shared), 0, None, acquire, ready, req, retry),
+        }
     }
 }
 
@@ -185,6 +260,7 @@ where
     let watch = Watch {
         shared: Arc::clone(shared),
         index,
+        user: None,
         generation: copy.generation,
         replay,
     };
@@ -225,6 +301,12 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if !req.extensions().is_empty() {
+            if let Some(subject) = req.extensions().get::<Subject>() {
+                let subject = subject.clone();
+                return self.call_user(&subject, req);
+            }
+        }
         let Some(index) = self.shared.layer.credentials.registry.route(req.uri()) else {
             return ResponseFuture::passthrough(self.inner.call(req));
         };
