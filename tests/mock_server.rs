@@ -178,7 +178,15 @@ async fn client_credentials_with_basic_auth() {
     assert_eq!(api.header(CONTENT_TYPE), Some("application/json"));
     assert_eq!(
         api.json(),
-        serde_json::json!({"ok": true, "client_id": "client", "path": "/api/things", "body_len": 0})
+        serde_json::json!({
+            "ok": true,
+            "client_id": "client",
+            "subject": null,
+            "scope": "",
+            "placement": "authorization_bearer",
+            "path": "/api/things",
+            "body_len": 0
+        })
     );
 
     let counters = server.counters();

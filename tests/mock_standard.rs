@@ -98,11 +98,22 @@ async fn authorization_redirects_with_code_and_state() {
     assert_eq!(body["scope"], "read");
     assert_eq!(answer.str_field("refresh_token").len(), 40);
 
-    // The standard resource answer keeps its four fields.
+    // The resource answer describes the token: whose it is and where it was found.
     let token = answer.str_field("access_token");
     let api = send(&client, bearer_get(&server.api_url("/me"), &token)).await;
     assert_eq!(api.status, StatusCode::OK);
-    assert_eq!(api.fields(), ["body_len", "client_id", "ok", "path"]);
+    assert_eq!(
+        api.fields(),
+        [
+            "body_len",
+            "client_id",
+            "ok",
+            "path",
+            "placement",
+            "scope",
+            "subject"
+        ]
+    );
 
     let counters = server.counters();
     assert_eq!(counters.authorizations, 1);

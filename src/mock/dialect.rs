@@ -200,10 +200,6 @@ pub(super) struct Api {
     /// Whether an `Authorization: Bearer` header gets a `401` even with a
     /// live token (iOFFICE documents other placements only).
     pub(super) refuses_authorization_bearer: bool,
-    /// Whether the `200` answer describes the token (`subject`, `scope`,
-    /// `placement`). The standard server's answer predates these fields and
-    /// its tests pin the four it always had.
-    pub(super) describes_token: bool,
 }
 
 impl Api {
@@ -284,7 +280,6 @@ pub(super) static STANDARD: Dialect = Dialect {
         excluded: &[],
         placements: &[Placement::AuthorizationBearer],
         refuses_authorization_bearer: false,
-        describes_token: false,
     },
 };
 
@@ -329,7 +324,6 @@ pub(super) static AGRELLO: Dialect = Dialect {
         excluded: &[],
         placements: &[Placement::AuthorizationBearer],
         refuses_authorization_bearer: false,
-        describes_token: true,
     },
 };
 
@@ -364,7 +358,6 @@ pub(super) static ACCELO: Dialect = Dialect {
         excluded: &[],
         placements: &[Placement::AuthorizationBearer, Placement::Query("_bearer_token")],
         refuses_authorization_bearer: false,
-        describes_token: true,
     },
 };
 
@@ -406,7 +399,6 @@ pub(super) static GRINDERY: Dialect = Dialect {
         excluded: &[],
         placements: &[Placement::AuthorizationBearer],
         refuses_authorization_bearer: false,
-        describes_token: true,
     },
 };
 
@@ -446,7 +438,6 @@ pub(super) static IOFFICE: Dialect = Dialect {
             Placement::Query("access_token"),
         ],
         refuses_authorization_bearer: true,
-        describes_token: true,
     },
 };
 
@@ -488,7 +479,6 @@ pub(super) static DOTTEDSIGN: Dialect = Dialect {
         excluded: &["/v1/oauth"],
         placements: &[Placement::AuthorizationBearer],
         refuses_authorization_bearer: false,
-        describes_token: true,
     },
 };
 

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use super::body::{json_response, read_body, respond, set, BodyError};
-use super::dialect::{Api, Placement};
+use super::dialect::Placement;
 use super::state::{Grant, State};
 
 /// Largest resource request body the server reads.
@@ -34,10 +34,7 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Respons
             match authorize(state, &parts) {
                 Ok((grant, placement)) => {
                     state.counters.resource_call_authorized();
-                    json_response(
-                        StatusCode::OK,
-                        &describe(&state.dialect().api, &grant, placement, &parts, body_len),
-                    )
+                    json_response(StatusCode::OK, &describe(&grant, placement, &parts, body_len))
                 }
                 Err(rejection) => rejection.into_response(),
             }
@@ -52,18 +49,16 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Respons
 }
 
 /// The `200` answer: who the token belongs to and what the request was.
-fn describe(api: &Api, grant: &Grant, placement: Placement, parts: &Parts, body_len: usize) -> Value {
+fn describe(grant: &Grant, placement: Placement, parts: &Parts, body_len: usize) -> Value {
     let mut answer = Map::new();
     answer.insert("ok".into(), true.into());
     // Grindery has no clients: its grants have an empty client id.
     let client_id = (!grant.client_id.is_empty()).then(|| grant.client_id.to_string());
     answer.insert("client_id".into(), client_id.into());
-    if api.describes_token {
-        let subject = grant.subject.as_deref().map(str::to_owned);
-        answer.insert("subject".into(), subject.into());
-        answer.insert("scope".into(), grant.scope.to_string().into());
-        answer.insert("placement".into(), placement.describe().into());
-    }
+    let subject = grant.subject.as_deref().map(str::to_owned);
+    answer.insert("subject".into(), subject.into());
+    answer.insert("scope".into(), grant.scope.to_string().into());
+    answer.insert("placement".into(), placement.describe().into());
     answer.insert("path".into(), parts.uri.path().into());
     answer.insert("body_len".into(), body_len.into());
     Value::Object(answer)
