@@ -504,3 +504,117 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn one_layer_serves_the_app_and_its_users_and_pkce_goes_with_the_code() {
+    let server = MockServer::builder()
+        .client("app", "app-secret")
+        .user("alice", "alice-pw")
+        .start()
+        .await
+        .unwrap();
+    let provider = server.provider().pkce(true);
+    let credentials = Credentials::builder()
+        .credential(tower_oauth2::Credential::client_credentials(
+            provider.clone(),
+            "app",
+            "app-secret",
+        ))
+        .users(UserCredentials::new(provider, "app", Some("app-secret".into())))
+        .build()
+        .unwrap();
+    let app = app(&credentials);
+    let start = call_app(&app, "/oauth/login/mock", Some("alice")).await;
+    assert!(location(&start).contains("code_challenge_method=S256"));
+    let consent = http()
+        .request(Request::get(location(&start)).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    let query = location(&consent).split_once('?').unwrap().1.to_owned();
+    let done = call_app(&app, &format!("/oauth/callback/mock?{query}"), Some("alice")).await;
+    // The standard emulator refuses the exchange of a challenged code without its verifier.
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+
+    let client = OAuth2Layer::new(credentials).layer(http());
+    let (_, as_app) = outbound(&client, &server, None).await.unwrap();
+    let (_, as_alice) = outbound(&client, &server, Some("alice")).await.unwrap();
+    assert_eq!(as_app["subject"], Value::Null);
+    assert_eq!(as_alice["subject"], "alice");
+    let counters = server.counters();
+    assert_eq!(
+        (
+            counters.client_credentials_grants,
+            counters.authorization_code_grants
+        ),
+        (1, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_refreshes_once_and_users_refresh_in_parallel() {
+    let server = emulator(MockDialect::DottedSign).await;
+    let credentials = Credentials::builder().users(users_of(&server)).build().unwrap();
+    let app = app(&credentials);
+    for user in ["alice", "bob"] {
+        assert_eq!(
+            browser_login(&app, &server, user, user).await.status(),
+            StatusCode::SEE_OTHER
+        );
+    }
+    let client = OAuth2Layer::new(credentials.clone()).layer(http());
+    server.set_token_latency(Duration::from_millis(50));
+    credentials.invalidate_all();
+    server.reset_counters();
+    let calls = (0..1000).map(|i| {
+        let client = client.clone();
+        let server = &server;
+        async move {
+            let user = if i % 2 == 0 { "alice" } else { "bob" };
+            let (status, body) = outbound(&client, server, Some(user)).await.unwrap();
+            assert_eq!((status, body["subject"].as_str()), (200, Some(user)));
+        }
+    });
+    join_all(calls).await;
+    let counters = server.counters();
+    assert_eq!(counters.refresh_token_grants, 2, "one refresh per user");
+    assert_eq!(
+        counters.max_concurrent_token_requests, 2,
+        "the two users refreshed in parallel"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_rotated_by_another_process_is_read_back_from_the_store() {
+    let server = Arc::new(emulator(MockDialect::Ioffice).await);
+    let store = Arc::new(MemoryStore::new());
+    let registry = || {
+        Credentials::builder()
+            .users(users_of(&server))
+            .store(Arc::clone(&store))
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (registry(), registry());
+    assert_eq!(
+        browser_login(&app(&first), &server, "alice", "alice")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let one = OAuth2Layer::new(first.clone()).layer(http());
+    let two = OAuth2Layer::new(second.clone()).layer(http());
+    // The second process loads alice's tokens from the store.
+    assert_eq!(outbound(&two, &server, Some("alice")).await.unwrap().0, 200);
+    // The first rotates the refresh token; the second still holds the old one.
+    first.invalidate_all();
+    assert_eq!(outbound(&one, &server, Some("alice")).await.unwrap().0, 200);
+    second.invalidate_all();
+    // The old one is refused; the second process reads the store and succeeds.
+    assert_eq!(outbound(&two, &server, Some("alice")).await.unwrap().0, 200);
+    let counters = server.counters();
+    assert_eq!(
+        counters.refresh_token_grants, 3,
+        "rotation, refused old token, retry"
+    );
+    assert_eq!(counters.token_errors, 1);
+}
