@@ -1,4 +1,4 @@
-//! Login and callback routes for [axum](::axum) applications (feature `axum`).
+//! Login and callback routes for axum applications (feature `axum`).
 //!
 //! [`LoginRoutes`] serves the two ends of the authorization-code flow for every
 //! provider with [`UserCredentials`](crate::UserCredentials) in a registry:

@@ -64,10 +64,19 @@
 //! [`Provider::standard`] covers any RFC 6749 server. One [`Credentials`] registry holds
 //! credentials for any number of providers, routed by API origin.
 //!
+//! # Users
+//!
+//! [`UserCredentials`] serve a provider's users: a request carrying a [`Subject`] gets
+//! that user's token. [`authorize`] builds the authorization URL and checks the
+//! callback; [`Credentials::login`] exchanges the code and keeps the tokens in the
+//! registry's [`store`] (in memory, or a [`store::FileStore`] that survives restarts).
+//!
 //! # Feature flags
 //!
 //! - `hyper-transport` (default): the default token transport, hyper-util's client with
 //!   rustls (ring) and the Mozilla roots.
+//! - `axum`: [`axum::LoginRoutes`], the login and callback
+//!   routes of users' authorization-code flows.
 //! - `mock`: [`mock::MockServer`], a strict OAuth 2.0 server and protected resource on
 //!   127.0.0.1, with counters and fault injection, for your tests.
 //!
