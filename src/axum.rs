@@ -132,7 +132,7 @@ impl Inner {
     fn redirect_uri(&self, provider: &str) -> Result<String, Error> {
         let users = self.routes.credentials.users(provider)?;
         Ok(users
-            .redirect_uri_setting()
+            .get_redirect_uri()
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{}/callback/{provider}", self.routes.public_base)))
     }

@@ -194,7 +194,8 @@ impl UserCredentials {
         &self.client_id
     }
 
-    pub(crate) fn redirect_uri_setting(&self) -> Option<&str> {
+    /// The callback URL set with [`redirect_uri`](Self::redirect_uri), if any.
+    pub fn get_redirect_uri(&self) -> Option<&str> {
         self.redirect_uri.as_deref()
     }
 
