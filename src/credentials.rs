@@ -130,6 +130,11 @@ impl Subject {
 /// How the application acts for its users at one provider: its client there, the scopes
 /// it asks for and when to refresh. Each user who logs in gets a credential of their own
 /// built from this, keyed by provider, client, scopes and their subject.
+///
+/// A user's credential is created the first time a request or a login names them, and
+/// kept (a small entry, plus their tokens once they have some) until
+/// [`Credentials::logout`]. A user who is not authorized is looked up in the store
+/// again on their next request, spaced by the refresh policy's backoff.
 #[derive(Debug, Clone)]
 pub struct UserCredentials {
     provider: Provider,
@@ -341,13 +346,26 @@ impl Credentials {
         Ok(&self.registry.user_group(provider)?.users)
     }
 
-    /// Counters for every credential, in registration order.
+    /// Counters for every credential: the application's in registration order, then
+    /// users' (ordered by provider and subject).
     pub fn stats(&self) -> Vec<CredentialStats> {
-        self.registry
+        let mut stats: Vec<CredentialStats> = self
+            .registry
             .states
             .iter()
             .map(|s| s.stats.snapshot(s.key(), s.config.provider_name()))
-            .collect()
+            .collect();
+        for group in &self.registry.users {
+            let states = group.states.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut users: Vec<_> = states.iter().collect();
+            users.sort_by(|a, b| a.0.cmp(b.0));
+            stats.extend(
+                users
+                    .into_iter()
+                    .map(|(_, s)| s.stats.snapshot(s.key(), s.config.provider_name())),
+            );
+        }
+        stats
     }
 
     /// The keys of the credentials, in registration order.
