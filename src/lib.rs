@@ -124,7 +124,7 @@ pub use self::{
     cache::Revoked,
     credentials::{Credentials, CredentialsBuilder, Subject, UserCredentials},
     error::{BoxError, Error},
-    layer::{NoRetry, OAuth2, OAuth2Layer},
+    layer::{NoRetry, OAuth2, OAuth2Layer, ServiceBuilderExt},
     provider::{
         ClientAuth, CodeDelivery, Credential, CredentialKey, Grant, ParameterEncoding, Provider,
         RefreshPolicy, RefreshTokens, Revocation, ScopeSyntax, TokenPlacement,

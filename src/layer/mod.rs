@@ -54,12 +54,13 @@
 //! # }
 //! ```
 
+mod builder;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
 
-pub use self::{future::ResponseFuture, layer::OAuth2Layer, service::OAuth2};
+pub use self::{builder::ServiceBuilderExt, future::ResponseFuture, layer::OAuth2Layer, service::OAuth2};
 
 /// A request extension that turns off the retry after a dead-token answer.
 ///
