@@ -61,6 +61,8 @@ pub(crate) struct CachedToken {
     /// the `name=value` query pair, already encoded. Marked sensitive.
     pub(crate) value: HeaderValue,
     pub(crate) tokens: TokenSet,
+    /// When the token enters its refresh window.
+    pub(crate) refresh_at: Instant,
     state: AtomicU8,
     early_refresh_started: AtomicBool,
 }
@@ -201,6 +203,18 @@ impl CredentialState {
         &self.key
     }
 
+    /// This credential's counters, and how long until its token's refresh point.
+    pub(crate) fn snapshot(&self) -> crate::stats::CredentialStats {
+        let until_refresh = self
+            .current
+            .load()
+            .as_ref()
+            .filter(|token| token.is_usable())
+            .map(|token| token.refresh_at.saturating_duration_since(Instant::now()));
+        self.stats
+            .snapshot(&self.key, self.config.provider_name(), until_refresh)
+    }
+
     pub(crate) fn credential_key(&self) -> &CredentialKey {
         &self.credential_key
     }
@@ -317,6 +331,7 @@ impl CredentialState {
             "oauth2.token_request",
             provider = %self.config.provider_name(),
             credential = %self.key,
+            subject = self.credential_key.subject().unwrap_or("-"),
             grant = input.as_ref().map_or("none", GrantInput::grant_type),
             reason = reason.as_str(),
         );
@@ -409,7 +424,7 @@ impl CredentialState {
                 }),
             });
         };
-        self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.count_request(&input);
         let mut result = self.config.fetch(&self.transport, &input).await;
         if let (Err(Error::ReauthorizationRequired(_)), GrantInput::Refresh(used), Some(store)) =
             (&result, &input, &self.store)
@@ -419,8 +434,8 @@ impl CredentialState {
             if let Ok(Some(stored)) = store.load(&self.credential_key).await {
                 if let Some(newer) = stored.refresh_token.filter(|rt| rt != used) {
                     tracing::info!("the refresh token was refused; trying the one in the store");
-                    self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
                     input = GrantInput::Refresh(newer);
+                    self.stats.count_request(&input);
                     result = self.config.fetch(&self.transport, &input).await;
                 }
             }
@@ -519,6 +534,7 @@ impl CredentialState {
             generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
             value,
             tokens,
+            refresh_at,
             state: AtomicU8::new(if refresh_at <= now { STALE } else { FRESH }),
             early_refresh_started: AtomicBool::new(false),
         });

@@ -349,21 +349,12 @@ impl Credentials {
     /// Counters for every credential: the application's in registration order, then
     /// users' (ordered by provider and subject).
     pub fn stats(&self) -> Vec<CredentialStats> {
-        let mut stats: Vec<CredentialStats> = self
-            .registry
-            .states
-            .iter()
-            .map(|s| s.stats.snapshot(s.key(), s.config.provider_name()))
-            .collect();
+        let mut stats: Vec<CredentialStats> = self.registry.states.iter().map(|s| s.snapshot()).collect();
         for group in &self.registry.users {
             let states = group.states.lock().unwrap_or_else(PoisonError::into_inner);
             let mut users: Vec<_> = states.iter().collect();
             users.sort_by(|a, b| a.0.cmp(b.0));
-            stats.extend(
-                users
-                    .into_iter()
-                    .map(|(_, s)| s.stats.snapshot(s.key(), s.config.provider_name())),
-            );
+            stats.extend(users.into_iter().map(|(_, s)| s.snapshot()));
         }
         stats
     }

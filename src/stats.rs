@@ -4,12 +4,20 @@
 //! counter bumped on every request would be a shared write on the hot path, the very
 //! cost this crate is built to avoid.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use crate::grant::GrantInput;
 
 /// Live counters of one credential.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) token_requests: AtomicU64,
+    client_credentials: AtomicU64,
+    refresh_token: AtomicU64,
+    authorization_code: AtomicU64,
     pub(crate) early_refreshes: AtomicU64,
     pub(crate) dead_token_refreshes: AtomicU64,
     pub(crate) retries: AtomicU64,
@@ -17,11 +25,31 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn snapshot(&self, key: &str, provider: &str) -> CredentialStats {
+    /// Counts a token request about to be sent with `input`.
+    pub(crate) fn count_request(&self, input: &GrantInput) {
+        self.token_requests.fetch_add(1, Ordering::Relaxed);
+        let by_grant = match input {
+            GrantInput::ClientCredentials => &self.client_credentials,
+            GrantInput::Refresh(_) => &self.refresh_token,
+            GrantInput::Code(_) => &self.authorization_code,
+        };
+        by_grant.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        key: &str,
+        provider: &str,
+        until_refresh: Option<Duration>,
+    ) -> CredentialStats {
         CredentialStats {
             provider: provider.to_owned(),
             credential: key.to_owned(),
             token_requests: self.token_requests.load(Ordering::Relaxed),
+            client_credentials_requests: self.client_credentials.load(Ordering::Relaxed),
+            refresh_token_requests: self.refresh_token.load(Ordering::Relaxed),
+            authorization_code_requests: self.authorization_code.load(Ordering::Relaxed),
+            until_refresh,
             early_refreshes: self.early_refreshes.load(Ordering::Relaxed),
             dead_token_refreshes: self.dead_token_refreshes.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
@@ -40,6 +68,15 @@ pub struct CredentialStats {
     pub credential: String,
     /// Token requests sent (successful or not).
     pub token_requests: u64,
+    /// Of those, `client_credentials` grants.
+    pub client_credentials_requests: u64,
+    /// Of those, `refresh_token` grants.
+    pub refresh_token_requests: u64,
+    /// Of those, `authorization_code` exchanges.
+    pub authorization_code_requests: u64,
+    /// How long until the current token enters its refresh window: zero when it is in
+    /// it, `None` when there is no usable token.
+    pub until_refresh: Option<Duration>,
     /// Refreshes started because a token entered its refresh window.
     pub early_refreshes: u64,
     /// Refreshes started because an API answer declared the token dead.

@@ -247,3 +247,35 @@ fn keys_include_scopes_and_subject_and_must_be_unique() {
     let err = twice.unwrap_err();
     assert!(err.to_string().contains("registered twice"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn stats_count_requests_by_grant_and_tell_the_time_to_the_refresh_point() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(600));
+    let api = Api::new();
+    let credentials = registry(&endpoint, code_credential());
+    let client = OAuth2Layer::new(credentials.clone()).layer(api.clone());
+    assert_eq!(credentials.stats()[0].until_refresh, None);
+    assert_eq!(status_of(&client, "a").await.unwrap(), 200);
+    // A 600 s token is refreshed 60 s before it expires.
+    assert_eq!(
+        credentials.stats()[0].until_refresh,
+        Some(Duration::from_secs(540))
+    );
+    advance(Duration::from_secs(100)).await;
+    assert_eq!(
+        credentials.stats()[0].until_refresh,
+        Some(Duration::from_secs(440))
+    );
+    credentials.invalidate_all();
+    assert_eq!(status_of(&client, "b").await.unwrap(), 200);
+    let stats = &credentials.stats()[0];
+    assert_eq!(
+        (
+            stats.token_requests,
+            stats.authorization_code_requests,
+            stats.refresh_token_requests,
+            stats.client_credentials_requests
+        ),
+        (2, 1, 1, 0)
+    );
+}
