@@ -77,6 +77,8 @@
 //!   rustls (ring) and the Mozilla roots.
 //! - `axum`: [`axum::LoginRoutes`], the login and callback
 //!   routes of users' authorization-code flows.
+//! - `reqwest`: [`reqwest::OAuth2Middleware`], the same credentials for reqwest clients
+//!   through reqwest-middleware.
 //! - `mock`: [`mock::MockServer`], a strict OAuth 2.0 server and protected resource on
 //!   127.0.0.1, with counters and fault injection, for your tests.
 //!
@@ -104,6 +106,9 @@ pub mod layer;
 mod origin;
 pub mod provider;
 pub mod providers;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 pub mod secret;
 mod stats;
 pub mod store;
