@@ -5,7 +5,6 @@ use std::{
 };
 
 use arc_swap::{ArcSwapOption, Cache};
-use bytes::Bytes;
 use http::{
     header::AUTHORIZATION,
     uri::{self, Authority, PathAndQuery, Scheme},
@@ -43,11 +42,6 @@ pub struct OAuth2<S> {
     slots: Vec<Option<LocalSlot>>,
 }
 
-/// What a clone's response futures hold on to. Each clone has its own, aligned to cache
-/// lines: every request increments and decrements its reference count, and clones are
-/// usually made one after the other, so unaligned, two clones' counts (driven from two
-/// cores) could share a line.
-#[repr(align(128))]
 pub(crate) struct Shared<S> {
     pub(crate) layer: OAuth2Layer,
     /// A clone of the inner service kept for retries. Retries are rare, so rather than
@@ -371,20 +365,7 @@ pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usi
     })
 }
 
-/// Bytes whose reference count, kept by `Bytes::from_owner` next to its owner, has cache
-/// lines to itself (128 bytes: a line and the one the prefetcher pairs it with).
-#[repr(align(128))]
-struct CacheLines(Box<[u8]>);
-
-impl AsRef<[u8]> for CacheLines {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// One clone's view of one credential's token. Aligned to cache lines, like [`Shared`]:
-/// read on every request, it must not share a line with what another clone writes.
-#[repr(align(128))]
+/// One clone's view of one credential's token.
 struct LocalSlot {
     cache: Cache<Arc<ArcSwapOption<CachedToken>>, Option<Arc<CachedToken>>>,
     copy: Option<LocalCopy>,
@@ -405,13 +386,15 @@ enum LocalPlacement {
 
 impl LocalCopy {
     fn of(token: &CachedToken, provider: &Provider) -> Self {
-        // Built from the bytes rather than cloned: a clone would share the reference
-        // count of the one value every clone on every thread uses. Its own count, which
-        // every request increments and decrements, sits in cache lines of its own: next
-        // to another clone's it would be written by two cores all the same.
-        let bytes = Bytes::from_owner(CacheLines(token.value.as_bytes().into()));
-        let mut value = HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| token.value.clone());
+        // Built from bytes rather than cloned: a clone would share the reference count
+        // of the one value every clone on every thread uses.
+        let mut value =
+            HeaderValue::from_bytes(token.value.as_bytes()).unwrap_or_else(|_| token.value.clone());
         value.set_sensitive(true);
+        // Kept as a clone of the value built: a fresh value's first clone converts its
+        // bytes to shared ones, and every later clone of it checks whether that happened;
+        // clones of a clone skip the check.
+        let value = value.clone();
         let placement = match &provider.placement {
             TokenPlacement::AuthorizationBearer => LocalPlacement::Authorization,
             TokenPlacement::Header(name) => LocalPlacement::Header(
