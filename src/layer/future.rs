@@ -86,7 +86,7 @@ impl<S, B> Watch<S, B> {
 
     #[inline]
     fn is_dead<T>(&self, response: &Response<T>) -> bool {
-        match self.shared.dead[self.index] {
+        match self.shared.layer.dead[self.index] {
             DeadCheck::Never => false,
             DeadCheck::Only(status) => response.status() == status,
             DeadCheck::Provider => self

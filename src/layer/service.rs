@@ -12,10 +12,7 @@ use http::{
 };
 use tower_service::Service;
 
-use super::{
-    future::{DeadCheck, ResponseFuture},
-    NoRetry, OAuth2Layer,
-};
+use super::{future::ResponseFuture, NoRetry, OAuth2Layer};
 use crate::{
     body::ReplayableBody,
     cache::CachedToken,
@@ -49,8 +46,6 @@ pub(crate) struct Shared<S> {
     /// every thread writes), a retry clones this one and polls it ready. Behind a mutex
     /// so that the future stays `Send` for inner services that are not `Sync`.
     spare: Mutex<S>,
-    /// How to tell a dead-token answer, per credential, precomputed from the providers.
-    pub(crate) dead: Box<[DeadCheck]>,
 }
 
 impl<S: Clone> Shared<S> {
@@ -69,16 +64,9 @@ impl<S> OAuth2<S> {
         S: Clone,
     {
         let spare = Mutex::new(inner.clone());
-        let dead = layer
-            .credentials
-            .registry
-            .states
-            .iter()
-            .map(|state| DeadCheck::of(&state.config.credential.provider))
-            .collect();
         Self {
             inner,
-            shared: Arc::new(Shared { layer, spare, dead }),
+            shared: Arc::new(Shared { layer, spare }),
             slots: Vec::new(),
         }
     }
