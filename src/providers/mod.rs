@@ -8,7 +8,7 @@
 //! | preset | grant | client authentication | token goes | refresh tokens | revocation |
 //! | --- | --- | --- | --- | --- | --- |
 //! | [`agrello`] | authorization code | HTTP Basic | `Authorization: Bearer` | kept when omitted | none documented |
-//! | [`accelo`] | client credentials | HTTP Basic (body as fallback) | `Authorization: Bearer` (or `_bearer_token`) | none: the grant is run again | none documented |
+//! | [`accelo`](fn@accelo) | client credentials | HTTP Basic (body as fallback) | `Authorization: Bearer` (or `_bearer_token`) | none: the grant is run again | none documented |
 //! | [`grindery`] | authorization code | none | `Authorization: Bearer` | omitted on refresh: kept | none documented |
 //! | [`ioffice`] | authorization code | `x-client-id` header | `x-access-token` (or `access_token`) | rotated | `x-token` header |
 //! | [`dottedsign`] | authorization code | `client_id`/`client_secret` in the body | `Authorization: Bearer` | kept when omitted | none documented |
