@@ -1,6 +1,6 @@
 //! Million calls per second on two cores: a multi-thread runtime with 2 workers and 64
 //! tasks, each driving its own clone of one layered service, while the token changes
-//! every millisecond or two.
+//! every millisecond.
 //!
 //! Variants: the inner service alone (reference), tower-http's static header, the
 //! `OAuth2` layer, and the two lock-based layers users write by hand. Each task calls
@@ -11,7 +11,8 @@
 //! word, a shared reference count) moves a cache line between cores, so the results
 //! follow the core-to-core hand-off latency, which on a VM changes between runs. It is
 //! measured before and after the groups (two threads ping-ponging one atomic), printed,
-//! and written to `<target>/criterion/handoff.txt`.
+//! and written to `<target>/criterion/handoff.txt`; the token swaps per second of each
+//! variant during its timed runs go to `swaps.txt` beside it.
 
 // The single-thread pieces (`drive`, the current-thread runtime, the warm stack with a
 // fixed token) are not used here.
@@ -64,13 +65,16 @@ const TASKS: u64 = 64;
 const YIELD_EVERY: u64 = 16;
 /// How often the lock variants' writer installs a new token.
 const SWAP_EVERY: Duration = Duration::from_millis(1);
-/// The `expires_in` the token endpoint answers with, in seconds. The refresh point is at
-/// half the lifetime (the 60 s margin exceeds it), 1 ms after the token arrives; tokio's
-/// timers round up to the next whole millisecond, so a new token comes every 2 ms (500/s,
-/// as the check prints). Shorter lifetimes swap more often but let the refresh point and
-/// the expiry fall on the same timer tick, and then callers wait for a token: 0.001 gave
-/// 877/s with 9% of the token requests waited for.
-const EXPIRES_IN: f64 = 0.002;
+/// The `expires_in` the token endpoint answers with, in seconds: 1 ms, so that the token
+/// changes every millisecond, as the lock variants' writer changes theirs. The refresh
+/// point is at half the lifetime (the 60 s margin exceeds it), and tokio's timers round
+/// up to the next whole millisecond: the refresh fires on the tick after the token
+/// arrived and the expiry on the tick after that, so a new token comes every 1 ms (about
+/// 1,000/s, as the check prints). Should a worker be late to fire the refresh by more
+/// than half a millisecond, both land on one tick and callers wait for that token; the
+/// check and the group print how many token requests were waited for. (With 0.002 the
+/// token changed every 2 ms.)
+const EXPIRES_IN: f64 = 0.001;
 /// Round trips per hand-off measurement, and measurements of which the median is taken.
 const HANDOFF_ROUND_TRIPS: u64 = 200_000;
 const HANDOFF_REPS: usize = 5;
@@ -132,11 +136,12 @@ fn criterion_dir() -> PathBuf {
         .join("criterion")
 }
 
-fn write_handoff(lines: &str) {
+/// Writes `text` to `<criterion dir>/<name>`, for `scripts/bench_report.py`.
+fn write_note(name: &str, text: &str) {
     let dir = criterion_dir();
-    let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("handoff.txt"), lines));
+    let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(name), text));
     if let Err(err) = written {
-        eprintln!("could not write {}: {err}", dir.join("handoff.txt").display());
+        eprintln!("could not write {}: {err}", dir.join(name).display());
     }
 }
 
@@ -210,7 +215,8 @@ fn bench_callers<S>(
     name: &str,
     service: &S,
     swaps: Option<&dyn Fn() -> u64>,
-) where
+) -> Option<f64>
+where
     S: Service<Request<()>> + Clone + Send + 'static,
     S::Future: Send,
     S::Response: Send,
@@ -231,13 +237,15 @@ fn bench_callers<S>(
             elapsed
         })
     });
-    if swaps.is_some() && !timed.is_zero() {
-        println!(
-            "{name}: {swapped} token swaps in {:.2} s of timed calls = {:.0}/s",
-            timed.as_secs_f64(),
-            swapped as f64 / timed.as_secs_f64()
-        );
+    if swaps.is_none() || timed.is_zero() {
+        return None;
     }
+    let rate = swapped as f64 / timed.as_secs_f64();
+    println!(
+        "{name}: {swapped} token swaps in {:.2} s of timed calls = {rate:.0}/s",
+        timed.as_secs_f64(),
+    );
+    Some(rate)
 }
 
 // -----------------------------------------------------------------------------
@@ -366,22 +374,29 @@ fn contention(c: &mut Criterion) {
     // header, and what the other variants are compared with.
     bench_callers(&mut group, &rt, "static_header", &static_header(), None);
 
-    // A new token every 2 ms from the token endpoint, refreshed in the background.
+    // What the report says about the token swaps of each variant, in the timed runs.
+    let mut swaps = Vec::new();
+
+    // A new token every 1 ms from the token endpoint, refreshed in the background.
     {
         let layer = swapping_oauth2_layer();
         let service = layer.layer(Answer);
         check_swapping(&rt, &layer, &service);
         let before = stats(&layer);
         let token_requests = || stats(&layer).token_requests;
-        bench_callers(&mut group, &rt, "oauth2", &service, Some(&token_requests));
+        let rate = bench_callers(&mut group, &rt, "oauth2", &service, Some(&token_requests));
         let after = stats(&layer);
+        let requests = after.token_requests - before.token_requests;
+        let waited = requests.saturating_sub(after.early_refreshes - before.early_refreshes);
         println!(
-            "oauth2: {} of {} token requests during the group were waited for; {} failed",
-            (after.token_requests - before.token_requests)
-                .saturating_sub(after.early_refreshes - before.early_refreshes),
-            after.token_requests - before.token_requests,
+            "oauth2: {waited} of {requests} token requests during the group were waited for; {} failed",
             after.failures - before.failures,
         );
+        if let Some(rate) = rate {
+            swaps.push(format!(
+                "oauth2 {rate:.0}/s ({waited} of {requests} token requests waited for)"
+            ));
+        }
     }
 
     // A writer task takes the write lock and installs a new token every 1 ms.
@@ -395,13 +410,14 @@ fn contention(c: &mut Criterion) {
             }
         });
         let service = TokioLockAuth { inner: Answer, token };
-        bench_callers(
+        let rate = bench_callers(
             &mut group,
             &rt,
             "tokio_rwlock",
             &service,
             Some(&|| writer.swaps()),
         );
+        swaps.extend(rate.map(|rate| format!("tokio_rwlock {rate:.0}/s")));
     }
 
     {
@@ -412,10 +428,14 @@ fn contention(c: &mut Criterion) {
             ready(())
         });
         let service = StdLockAuth { inner: Answer, token };
-        bench_callers(&mut group, &rt, "std_rwlock", &service, Some(&|| writer.swaps()));
+        let rate = bench_callers(&mut group, &rt, "std_rwlock", &service, Some(&|| writer.swaps()));
+        swaps.extend(rate.map(|rate| format!("std_rwlock {rate:.0}/s")));
     }
 
     group.finish();
+    if !swaps.is_empty() {
+        write_note("swaps.txt", &(swaps.join("; ") + "\n"));
+    }
 }
 
 criterion_group! {
@@ -430,14 +450,15 @@ criterion_group! {
 fn main() {
     let before = handoff_ns();
     println!("handoff_ns: {before:.1}");
-    write_handoff(&format!("handoff_ns: {before:.1}\n"));
+    write_note("handoff.txt", &format!("handoff_ns: {before:.1}\n"));
 
     benches();
     Criterion::default().configure_from_args().final_summary();
 
     let after = handoff_ns();
     println!("handoff_ns: {before:.1} before the groups, {after:.1} after");
-    write_handoff(&format!(
-        "handoff_ns: {before:.1}\nhandoff_ns_after: {after:.1}\n"
-    ));
+    write_note(
+        "handoff.txt",
+        &format!("handoff_ns: {before:.1}\nhandoff_ns_after: {after:.1}\n"),
+    );
 }

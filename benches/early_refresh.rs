@@ -245,7 +245,7 @@ where
                 let mut guard = token.lock().await;
                 let stale = guard
                     .as_ref()
-                    .map_or(true, |(_, expires_at)| Instant::now() + MARGIN >= *expires_at);
+                    .is_none_or(|(_, expires_at)| Instant::now() + MARGIN >= *expires_at);
                 if stale {
                     *guard = Some(fetcher.fetch().await);
                 }

@@ -89,7 +89,7 @@ impl<S, B> Watch<S, B> {
     #[inline]
     fn is_dead<T>(&self, response: &Response<T>) -> bool {
         let check = match self.user {
-            None => self.shared.dead[self.index],
+            None => self.shared.layer.dead[self.index],
             Some(_) => DeadCheck::Provider,
         };
         match check {
@@ -140,10 +140,11 @@ where
         pending: Option<(S, Request<B>)>,
         retry: bool,
     },
-    /// The answer declared the token dead: waiting for its successor.
+    /// The answer declared the token dead: waiting for its successor, holding the
+    /// request to send again (nothing attached yet).
     Refreshing {
         acquire: Acquire,
-        replay: Option<ReplayCopy<B>>,
+        req: Option<Request<B>>,
     },
     /// Fresh token attached: waiting for the spare service to be ready.
     RetryReady {
@@ -180,8 +181,32 @@ where
         }
     }
 
-    #[inline]
-    pub(crate) fn sent(fut: S::Future, watch: Watch<S, B>) -> Self {
+    /// Sent with token `generation` of credential `index`. Takes the watch's parts rather
+    /// than a `Watch`, so that the replay copy is moved once, into its place.
+    #[inline(always)]
+    pub(crate) fn sent(
+        fut: S::Future,
+        shared: Arc<Shared<S>>,
+        index: usize,
+        generation: u64,
+        replay: Option<ReplayCopy<B>>,
+    ) -> Self {
+        Self {
+            state: State::Sent {
+                fut,
+                watch: Some(Watch {
+                    shared,
+                    index,
+                    user: None,
+                    generation,
+                    replay,
+                }),
+            },
+        }
+    }
+
+    /// Sent with a token whose watch is already built (a user's request).
+    pub(crate) fn sent_watched(fut: S::Future, watch: Watch<S, B>) -> Self {
         Self {
             state: State::Sent {
                 fut,
@@ -277,8 +302,11 @@ where
         // token. Nothing to refresh, nothing to retry.
         return Ok(response);
     }
-    match replay {
-        Some(replay) if replay.body.is_replayable() => {
+    let req = replay
+        .filter(|replay| replay.body.is_replayable())
+        .and_then(ReplayCopy::into_request);
+    match req {
+        Some(req) => {
             let provider = &state.config.credential.provider;
             tracing::debug!(provider = %provider.name, status = response.status().as_u16(), "dead-token answer; retrying once with a fresh token");
             Err(Box::pin(Slow {
@@ -287,11 +315,11 @@ where
                 user,
                 step: Step::Refreshing {
                     acquire,
-                    replay: Some(replay),
+                    req: Some(req),
                 },
             }))
         }
-        _ => Ok(response),
+        None => Ok(response),
     }
 }
 
@@ -338,12 +366,12 @@ where
                     return Poll::Ready(SlowOutput::Sent(fut, watch));
                 }
 
-                StepProj::Refreshing { acquire, replay } => {
+                StepProj::Refreshing { acquire, req } => {
                     let token = match ready!(Pin::new(acquire).poll(cx)) {
                         Ok(token) => token,
                         Err(err) => return Poll::Ready(SlowOutput::Done(Err(err))),
                     };
-                    let mut req = replay.take().expect("polled after completion").into_request();
+                    let mut req = req.take().expect("polled after completion");
                     let svc = this.shared.spare_service();
                     attach_token(&mut req, &token, &state.config.credential.provider.placement);
                     state.stats.retries.fetch_add(1, Ordering::Relaxed);

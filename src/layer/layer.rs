@@ -1,6 +1,8 @@
+use std::sync::Arc;
+
 use tower_layer::Layer;
 
-use super::OAuth2;
+use super::{future::DeadCheck, OAuth2};
 use crate::credentials::Credentials;
 
 /// Default most bytes of a request body kept for a replay.
@@ -12,15 +14,25 @@ pub struct OAuth2Layer {
     pub(crate) credentials: Credentials,
     pub(crate) replay_limit: usize,
     pub(crate) retry: bool,
+    /// How to tell a dead-token answer, per credential, precomputed from the providers
+    /// once for all clones (read, never written, after this).
+    pub(crate) dead: Arc<[DeadCheck]>,
 }
 
 impl OAuth2Layer {
     /// A layer attaching `credentials`.
     pub fn new(credentials: Credentials) -> Self {
+        let dead = credentials
+            .registry
+            .states
+            .iter()
+            .map(|state| DeadCheck::of(&state.config.credential.provider))
+            .collect();
         Self {
             credentials,
             replay_limit: DEFAULT_REPLAY_LIMIT,
             retry: true,
+            dead,
         }
     }
 

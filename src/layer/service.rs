@@ -6,13 +6,14 @@ use std::{
 
 use arc_swap::{ArcSwapOption, Cache};
 use http::{
-    header::AUTHORIZATION, Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri,
-    Version,
+    header::AUTHORIZATION,
+    uri::{self, Authority, PathAndQuery, Scheme},
+    Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version,
 };
 use tower_service::Service;
 
 use super::{
-    future::{DeadCheck, ResponseFuture, Watch},
+    future::{ResponseFuture, Watch},
     NoRetry, OAuth2Layer,
 };
 use crate::credentials::Subject;
@@ -49,8 +50,6 @@ pub(crate) struct Shared<S> {
     /// every thread writes), a retry clones this one and polls it ready. Behind a mutex
     /// so that the future stays `Send` for inner services that are not `Sync`.
     spare: Mutex<S>,
-    /// How to tell a dead-token answer, per credential, precomputed from the providers.
-    pub(crate) dead: Box<[DeadCheck]>,
 }
 
 impl<S: Clone> Shared<S> {
@@ -69,16 +68,9 @@ impl<S> OAuth2<S> {
         S: Clone,
     {
         let spare = Mutex::new(inner.clone());
-        let dead = layer
-            .credentials
-            .registry
-            .states
-            .iter()
-            .map(|state| DeadCheck::of(&state.config.credential.provider))
-            .collect();
         Self {
             inner,
-            shared: Arc::new(Shared { layer, spare, dead }),
+            shared: Arc::new(Shared { layer, spare }),
             slots: Vec::new(),
         }
     }
@@ -193,7 +185,7 @@ impl<S: Clone> OAuth2<S> {
                         user: Some(state),
                         replay,
                     };
-                    return ResponseFuture::sent(self.inner.call(req), watch);
+                    return ResponseFuture::sent_watched(self.inner.call(req), watch);
                 }
                 let acquire = state.acquire(None);
                 (Some(state), acquire)
@@ -257,14 +249,13 @@ where
         None
     };
     copy.attach(&mut req);
-    let watch = Watch {
-        shared: Arc::clone(shared),
+    ResponseFuture::sent(
+        inner.call(req),
+        Arc::clone(shared),
         index,
-        user: None,
-        generation: copy.generation,
+        copy.generation,
         replay,
-    };
-    ResponseFuture::sent(inner.call(req), watch)
+    )
 }
 
 impl<S: Clone> Clone for OAuth2<S> {
@@ -324,8 +315,12 @@ where
 /// extensions and a non-standard method boxed together, only when the request had any
 /// (a non-empty header map's clone allocates anyway).
 pub(crate) struct ReplayCopy<B> {
-    uri: Uri,
+    /// The URI's parts but its scheme, which is http or https (the request was routed):
+    /// cloning and dropping a `Scheme` costs more than a flag.
+    authority: Authority,
+    path_and_query: PathAndQuery,
     extras: Option<Box<Extras>>,
+    https: bool,
     method: MethodCode,
     version: Version,
     pub(crate) body: B,
@@ -386,9 +381,15 @@ impl MethodCode {
 }
 
 impl<B> ReplayCopy<B> {
-    pub(crate) fn into_request(self) -> Request<B> {
+    /// The request to send again, or `None` if its URI cannot be put back together
+    /// (never: only absolute http(s) URIs are copied).
+    pub(crate) fn into_request(self) -> Option<Request<B>> {
+        let mut uri = uri::Parts::default();
+        uri.scheme = Some(if self.https { Scheme::HTTPS } else { Scheme::HTTP });
+        uri.authority = Some(self.authority);
+        uri.path_and_query = Some(self.path_and_query);
         let mut req = Request::new(self.body);
-        *req.uri_mut() = self.uri;
+        *req.uri_mut() = Uri::from_parts(uri).ok()?;
         *req.version_mut() = self.version;
         if let Some(method) = self.method.method() {
             *req.method_mut() = method;
@@ -403,7 +404,7 @@ impl<B> ReplayCopy<B> {
             *req.headers_mut() = headers;
             *req.extensions_mut() = extensions;
         }
-        req
+        Some(req)
     }
 }
 
@@ -412,6 +413,10 @@ impl<B> ReplayCopy<B> {
 #[inline]
 pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usize) -> Option<ReplayCopy<B>> {
     let body = req.body_mut().try_clone_for_replay(limit)?;
+    let uri = req.uri();
+    let (authority, path_and_query) = (uri.authority()?.clone(), uri.path_and_query()?.clone());
+    // Routed, so `http` or `https`: the length tells which, without comparing bytes.
+    let https = uri.scheme_str().map(str::len) == Some("https".len());
     let method = MethodCode::of(req.method());
     let extras = (method == MethodCode::Extras || !req.headers().is_empty() || !req.extensions().is_empty())
         .then(|| {
@@ -422,8 +427,10 @@ pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usi
             })
         });
     Some(ReplayCopy {
-        uri: req.uri().clone(),
+        authority,
+        path_and_query,
         extras,
+        https,
         method,
         version: req.version(),
         body,
@@ -515,5 +522,85 @@ fn append_query<B>(req: &mut Request<B>, pair: &[u8]) {
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Tag(u32);
+
+    fn round_trip(mut req: Request<String>) -> (Request<String>, Request<String>) {
+        let copy = prepare_replay(&mut req, 1024).expect("a replayable request");
+        (req, copy.into_request().expect("the URI is put back together"))
+    }
+
+    #[test]
+    fn the_replay_copy_reproduces_the_request() {
+        let custom = Method::from_bytes(b"PROPFIND").unwrap();
+        let methods = [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::PATCH,
+            Method::CONNECT,
+            Method::TRACE,
+            custom,
+        ];
+        let uris = [
+            "https://api.example.com/v1/items?page=2&q=a%20b",
+            "https://api.example.com",
+            "http://127.0.0.1:8080/x",
+            "https://API.example.com:443/",
+        ];
+        for method in methods {
+            for uri in uris {
+                for version in [Version::HTTP_11, Version::HTTP_2] {
+                    let req = Request::builder()
+                        .method(method.clone())
+                        .uri(uri)
+                        .version(version)
+                        .body(String::from("payload"))
+                        .unwrap();
+                    let (original, replayed) = round_trip(req);
+                    assert_eq!(replayed.method(), original.method());
+                    assert_eq!(replayed.uri(), original.uri());
+                    assert_eq!(replayed.uri().to_string(), original.uri().to_string());
+                    assert_eq!(replayed.version(), original.version());
+                    assert!(replayed.headers().is_empty());
+                    assert!(replayed.extensions().is_empty());
+                    assert_eq!(replayed.body(), "payload");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_replay_copy_keeps_headers_and_extensions() {
+        let mut req = Request::put("https://api.example.com/v1/items/7")
+            .header("content-type", "application/json")
+            .header("x-trace", "a")
+            .header("x-trace", "b")
+            .body(String::from("{}"))
+            .unwrap();
+        req.extensions_mut().insert(Tag(7));
+        let (original, replayed) = round_trip(req);
+        assert_eq!(replayed.headers(), original.headers());
+        assert_eq!(replayed.headers().get_all("x-trace").iter().count(), 2);
+        assert_eq!(replayed.extensions().get::<Tag>(), Some(&Tag(7)));
+        assert_eq!(replayed.method(), Method::PUT);
+    }
+
+    #[test]
+    fn a_body_over_the_limit_gives_no_replay_copy() {
+        let mut req = Request::post("https://api.example.com/")
+            .body("x".repeat(2048))
+            .unwrap();
+        assert!(prepare_replay(&mut req, 1024).is_none());
     }
 }
