@@ -1,8 +1,9 @@
 //! Counters of what the cache did, cheap to read at run time.
 //!
-//! Only cold-path events are counted (token requests, refreshes, retries, failures): a
-//! counter bumped on every request would be a shared write on the hot path, the very
-//! cost this crate is built to avoid.
+//! Cold-path events are counted where they happen (token requests, refreshes, retries,
+//! failures). Cache hits happen on the hot path, where a shared write per request is the
+//! very cost this crate is built to avoid: each service clone counts them in its own
+//! memory and publishes them in batches.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -14,6 +15,7 @@ use crate::grant::GrantInput;
 /// Live counters of one credential.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
+    pub(crate) cache_hits: AtomicU64,
     pub(crate) token_requests: AtomicU64,
     client_credentials: AtomicU64,
     refresh_token: AtomicU64,
@@ -45,6 +47,7 @@ impl Stats {
         CredentialStats {
             provider: provider.to_owned(),
             credential: key.to_owned(),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
             token_requests: self.token_requests.load(Ordering::Relaxed),
             client_credentials_requests: self.client_credentials.load(Ordering::Relaxed),
             refresh_token_requests: self.refresh_token.load(Ordering::Relaxed),
@@ -66,6 +69,11 @@ pub struct CredentialStats {
     pub provider: String,
     /// The credential's key (provider, client id, grant, scopes).
     pub credential: String,
+    /// Requests of the application's own credentials that found a fresh token copy in
+    /// their service clone. Each clone counts in its own memory and adds its count here
+    /// every 1,024 hits and when it is dropped (the hot path writes nothing shared), so
+    /// live clones' last few hits are not included yet.
+    pub cache_hits: u64,
     /// Token requests sent (successful or not).
     pub token_requests: u64,
     /// Of those, `client_credentials` grants.

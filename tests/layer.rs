@@ -643,3 +643,24 @@ async fn an_oversized_token_answer_is_refused_unread() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn cache_hits_are_counted_per_clone_and_published_in_batches() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let api = Api::new();
+    let credentials = credentials(&endpoint);
+    let mut client = OAuth2Layer::new(credentials.clone()).layer(api.clone());
+    for i in 0..3000 {
+        let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut client)
+            .await
+            .unwrap();
+        let response = ready.call(get(&format!("r{i}"))).await;
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    // The first request waited for the token and the second built the clone's copy of
+    // it; the other 2,998 were hits, of which two batches of 1,024 are published so far.
+    assert_eq!(credentials.stats()[0].cache_hits, 2048);
+    drop(client);
+    assert_eq!(credentials.stats()[0].cache_hits, 2998);
+    assert_eq!(endpoint.requests(), 1);
+}

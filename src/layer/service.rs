@@ -114,6 +114,8 @@ impl<S> OAuth2<S> {
         let slot = self.slots[index].get_or_insert_with(|| LocalSlot {
             cache: Cache::new(Arc::clone(&state.current)),
             copy: None,
+            hits: 0,
+            state: Arc::clone(state),
         });
         let usable = slot.cache.load().as_ref().filter(|token| token.is_usable());
         let Some(token) = usable else {
@@ -217,9 +219,20 @@ impl<S: Clone> OAuth2<S> {
 fn fresh_copy(slots: &mut [Option<LocalSlot>], index: usize) -> Option<&LocalCopy> {
     let slot = slots.get_mut(index)?.as_mut()?;
     let token = slot.cache.load().as_deref()?;
-    let copy = slot.copy.as_ref()?;
-    (token.is_fresh() && copy.generation == token.generation).then_some(copy)
+    let (fresh, generation) = (token.is_fresh(), token.generation);
+    if !fresh || slot.copy.as_ref()?.generation != generation {
+        return None;
+    }
+    // Counted in the clone's own memory, published in batches.
+    slot.hits += 1;
+    if slot.hits == HITS_BATCH {
+        slot.publish_hits();
+    }
+    slot.copy.as_ref()
 }
+
+/// How many cache hits a clone counts before adding them to the shared counter.
+const HITS_BATCH: u32 = 1024;
 
 /// Whether `req` carries [`NoRetry`]. Most requests carry no extensions at all, which is
 /// checked in line first.
@@ -441,6 +454,28 @@ pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usi
 struct LocalSlot {
     cache: Cache<Arc<ArcSwapOption<CachedToken>>, Option<Arc<CachedToken>>>,
     copy: Option<LocalCopy>,
+    /// Cache hits not yet added to the credential's counter.
+    hits: u32,
+    state: Arc<crate::cache::CredentialState>,
+}
+
+impl LocalSlot {
+    #[cold]
+    fn publish_hits(&mut self) {
+        let hits = mem::take(&mut self.hits);
+        self.state
+            .stats
+            .cache_hits
+            .fetch_add(u64::from(hits), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for LocalSlot {
+    fn drop(&mut self) {
+        if self.hits > 0 {
+            self.publish_hits();
+        }
+    }
 }
 
 /// This clone's own copy of what a token puts on a request.
