@@ -209,6 +209,9 @@ def section_allocations():
     for line in text[start:].splitlines():
         if line.strip().startswith(("Compiling", "Finished", "Running", "warning")):
             break
+        if line.strip().startswith("Blocking waiting for file lock"):
+            # cargo, waiting for another build on the machine: not the bench's output
+            continue
         kept.append(line)
     return out + ["```text", "\n".join(kept).strip(), "```"]
 
