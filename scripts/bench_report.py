@@ -209,6 +209,9 @@ def section_allocations():
     for line in text[start:].splitlines():
         if line.strip().startswith(("Compiling", "Finished", "Running", "warning")):
             break
+        if line.strip().startswith("Blocking waiting for file lock"):
+            # cargo, waiting for another build on the machine: not the bench's output
+            continue
         kept.append(line)
     return out + ["```text", "\n".join(kept).strip(), "```"]
 
@@ -230,11 +233,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", action="store_true", help="run the benches first")
     args = ap.parse_args()
+    load = CRITERION / "load.txt"
     if args.run:
+        start = os.getloadavg()[0]
         run_benches()
+        load.parent.mkdir(parents=True, exist_ok=True)
+        load.write_text(f"Load average (1 min): {start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+                        "(the benches themselves keep up to both cores busy).\n")
     res = criterion_results()
     instr = instructions()
-    lines = [BEGIN, "", f"Measured {datetime.date.today().isoformat()} on {machine()}.", ""]
+    lines = [BEGIN, "", f"Measured {datetime.date.today().isoformat()} on {machine()}."]
+    if load.exists():
+        lines.append(load.read_text().strip())
+    lines.append("")
     for part in (section_hot_path(res, instr), section_allocations(), section_contention(res), section_storm(), section_early(), section_e2e(res)):
         lines += part + [""]
     lines.append(END)
