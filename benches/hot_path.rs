@@ -16,6 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 use common::{
     drive,
+    floor::Floor,
     locks::{StdLockAuth, Token, TokioLockAuth},
     oauth2_layer, request, runtime, static_header, warm_oauth2, warm_oauth2_layer, Answer, API_URI,
     FOREIGN_URI,
@@ -45,6 +46,16 @@ fn hot_path(c: &mut Criterion) {
     let mut oauth2_no_retry = warm_oauth2_layer(&rt, oauth2_layer().retry_dead_tokens(false));
     group.bench_function("oauth2_no_retry", |b| {
         b.iter(|| black_box(drive(&mut oauth2_no_retry, request(API_URI))))
+    });
+
+    // The least any layer with the same obligations can do (see `common::floor`).
+    let mut floor = Floor::new(Answer, false);
+    group.bench_function("floor", |b| {
+        b.iter(|| black_box(drive(&mut floor, request(API_URI))))
+    });
+    let mut floor_retry = Floor::new(Answer, true);
+    group.bench_function("floor_retry", |b| {
+        b.iter(|| black_box(drive(&mut floor_retry, request(API_URI))))
     });
 
     let mut tokio_lock = TokioLockAuth {

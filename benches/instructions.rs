@@ -37,6 +37,8 @@ fn main() {
             API_URI,
             calls,
         ),
+        "floor" => run(&mut common::floor::Floor::new(Answer, false), API_URI, calls),
+        "floor_retry" => run(&mut common::floor::Floor::new(Answer, true), API_URI, calls),
         "bare_foreign" => run(&mut Answer, FOREIGN_URI, calls),
         "oauth2_foreign" => run(&mut warm_oauth2(&rt), FOREIGN_URI, calls),
         other => {

@@ -25,7 +25,9 @@ BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
 
 BENCHES = ["hot_path", "contention", "end_to_end", "refresh_storm", "early_refresh", "allocations"]
-INSTRUCTION_VARIANTS = ["bare", "static_header", "oauth2", "oauth2_no_retry", "bare_foreign", "oauth2_foreign"]
+INSTRUCTION_VARIANTS = [
+    "bare", "static_header", "floor", "floor_retry", "oauth2", "oauth2_no_retry", "bare_foreign", "oauth2_foreign",
+]
 
 
 def sh(*args, **kw):
@@ -107,7 +109,7 @@ def table(headers, rows):
 
 def section_hot_path(res, instr):
     out = ["### 1. Hot path (single thread)", ""]
-    variants = ["bare", "static_header", "oauth2", "oauth2_no_retry", "std_rwlock", "tokio_rwlock"]
+    variants = ["bare", "static_header", "floor", "floor_retry", "oauth2", "oauth2_no_retry", "std_rwlock", "tokio_rwlock"]
     base = res.get("hot_path/static_header")
     bare = res.get("hot_path/bare")
     rows = []
@@ -120,6 +122,12 @@ def section_hot_path(res, instr):
                      f"{instr[v]:.0f}" if v in instr else "-",
                      fmt_ratio((instr[v] - instr["bare"]) / (instr["static_header"] - instr["bare"])) if v in instr and "bare" in instr else "-"])
     out.append(table(["variant", "ns/call", "× static header", "ns over bare", "instructions/call", "instructions over bare, × static header's"], rows))
+    # Against the hand-written floor of the same obligations (benches/common/floor.rs).
+    for ours, floor, what in (("oauth2", "floor_retry", "retries on"), ("oauth2_no_retry", "floor", "retries off")):
+        ns_ours, ns_floor = res.get(f"hot_path/{ours}"), res.get(f"hot_path/{floor}")
+        if ns_ours and ns_floor:
+            extra = f", {instr[ours] - instr[floor]:+.0f} instructions" if ours in instr and floor in instr else ""
+            out += ["", f"`{ours}` against `{floor}` ({what}): {fmt_ratio(ns_ours / ns_floor)} the time{extra} per call."]
     p_bare, p_ours = res.get("passthrough/bare"), res.get("passthrough/oauth2")
     if p_bare and p_ours:
         out += ["", f"Foreign origin (passes through untouched): {p_ours:.0f} ns against {p_bare:.0f} ns bare ({fmt_ratio(p_ours / p_bare)})"
