@@ -258,6 +258,10 @@ struct UserGroup {
     store: Arc<dyn TokenStore>,
     transport: TokenTransport,
     states: Mutex<HashMap<Arc<str>, Arc<CredentialState>>>,
+    /// The counts of users forgotten (logged out), so that the group's exported totals
+    /// never go down: metrics counters only count up. Counted under `states`' lock.
+    #[cfg(feature = "metrics")]
+    retired: crate::stats::Stats,
 }
 
 impl UserGroup {
@@ -278,10 +282,15 @@ impl UserGroup {
     }
 
     fn forget(&self, subject: &str) -> Option<Arc<CredentialState>> {
-        self.states
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(subject)
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = states.remove(subject);
+        // NOTE: what the forgotten state still counts after this (a token request of
+        // its own that was in flight) is not carried over.
+        #[cfg(feature = "metrics")]
+        if let Some(state) = &state {
+            self.retired.add(&state.stats);
+        }
+        state
     }
 }
 
@@ -357,6 +366,24 @@ impl Credentials {
             stats.extend(users.into_iter().map(|(_, s)| s.snapshot()));
         }
         stats
+    }
+
+    /// Each provider whose users are served, with the counters of all its users: one
+    /// snapshot per user, and one of the users forgotten since the registry was built.
+    /// Read under one lock, so that a logout between two reads counts once.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn users_stats(&self) -> Vec<(&str, Vec<CredentialStats>)> {
+        self.registry
+            .users
+            .iter()
+            .map(|group| {
+                let provider = group.users.provider.get_name();
+                let states = group.states.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut stats: Vec<CredentialStats> = states.values().map(|s| s.snapshot()).collect();
+                stats.push(group.retired.snapshot("", provider, None));
+                (provider, stats)
+            })
+            .collect()
     }
 
     /// The keys of the credentials, in registration order.
@@ -551,6 +578,8 @@ impl CredentialsBuilder {
                 store: Arc::clone(&store),
                 transport: transport.clone(),
                 states: Mutex::default(),
+                #[cfg(feature = "metrics")]
+                retired: crate::stats::Stats::default(),
             });
         }
         Ok(Credentials {

@@ -79,6 +79,9 @@
 //!   routes of users' authorization-code flows.
 //! - `reqwest`: [`reqwest::OAuth2Middleware`], the same credentials for reqwest clients
 //!   through reqwest-middleware.
+//! - `metrics`: [`Credentials::record_metrics`] and
+//!   [`Credentials::spawn_metrics_exporter`], the counters of [`Credentials::stats`]
+//!   published through the `metrics` facade (see [`metrics`]).
 //! - `mock`: [`mock::MockServer`], a strict OAuth 2.0 server and protected resource on
 //!   127.0.0.1, with counters and fault injection, for your tests.
 //!
@@ -103,6 +106,9 @@ mod credentials;
 pub mod error;
 mod grant;
 pub mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod origin;
 pub mod provider;
 pub mod providers;

@@ -843,6 +843,16 @@ impl CredentialKey {
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
     }
+
+    /// This key with no subject: what may name the credential where a user's id must
+    /// not appear (metric labels).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn without_subject(&self) -> Self {
+        Self {
+            subject: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Display for CredentialKey {

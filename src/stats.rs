@@ -38,6 +38,25 @@ impl Stats {
         by_grant.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds `other`'s counts to these.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn add(&self, other: &Stats) {
+        let pairs = [
+            (&self.cache_hits, &other.cache_hits),
+            (&self.token_requests, &other.token_requests),
+            (&self.client_credentials, &other.client_credentials),
+            (&self.refresh_token, &other.refresh_token),
+            (&self.authorization_code, &other.authorization_code),
+            (&self.early_refreshes, &other.early_refreshes),
+            (&self.dead_token_refreshes, &other.dead_token_refreshes),
+            (&self.retries, &other.retries),
+            (&self.failures, &other.failures),
+        ];
+        for (total, count) in pairs {
+            total.fetch_add(count.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn snapshot(
         &self,
         key: &str,
