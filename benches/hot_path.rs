@@ -48,7 +48,7 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| black_box(drive(&mut oauth2_no_retry, request(API_URI))))
     });
 
-    // The least any layer with the same obligations can do (see `common::floor`).
+    // A minimal hand-written layer with the same obligations (see `common::floor`).
     let mut floor = Floor::new(Answer, false);
     group.bench_function("floor", |b| {
         b.iter(|| black_box(drive(&mut floor, request(API_URI))))

@@ -1,5 +1,6 @@
-//! The least a layer with this crate's obligations can do on the cached path, written
-//! out by hand with nothing else: the lower bound `OAuth2` is measured against.
+//! A minimal layer with this crate's obligations on the cached path, written out by hand
+//! the plain way and with nothing else: what those obligations cost before any of our
+//! design choices, to measure `OAuth2` against.
 //!
 //! On every request such a layer must
 //! 1. send the token only to its origin: compare the request's scheme and authority;

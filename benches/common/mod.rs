@@ -5,7 +5,7 @@
 #[allow(dead_code)]
 pub mod locks;
 
-// The lower bound `OAuth2` is measured against, used by the single-thread benches.
+// A minimal layer with the same obligations as `OAuth2`, for the single-thread benches.
 #[allow(dead_code)]
 pub mod floor;
 
