@@ -85,10 +85,7 @@ impl AuthorizationRequest {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
-        scopes.sort();
-        scopes.dedup();
-        self.scopes = Some(scopes);
+        self.scopes = Some(crate::provider::scope_set(scopes));
         self
     }
 
@@ -123,12 +120,9 @@ impl AuthorizationRequest {
         let state = random_token(24)?;
         let pkce = self.pkce.unwrap_or(provider.pkce);
         let verifier = pkce.then(|| random_token(32)).transpose()?;
-        let scopes = self.scopes.unwrap_or_else(|| {
-            let mut scopes = provider.default_scopes.clone();
-            scopes.sort();
-            scopes.dedup();
-            scopes
-        });
+        let scopes = self
+            .scopes
+            .unwrap_or_else(|| crate::provider::scope_set(provider.default_scopes.iter().cloned()));
 
         let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("response_type", "code");

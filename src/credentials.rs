@@ -169,10 +169,7 @@ impl UserCredentials {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
-        scopes.sort();
-        scopes.dedup();
-        self.scopes = Some(scopes);
+        self.scopes = Some(crate::provider::scope_set(scopes));
         self
     }
 

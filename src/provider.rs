@@ -724,10 +724,7 @@ impl Credential {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
-        scopes.sort();
-        scopes.dedup();
-        self.scopes = Some(scopes);
+        self.scopes = Some(crate::provider::scope_set(scopes));
         self
     }
 
@@ -766,12 +763,7 @@ impl Credential {
     pub fn requested_scopes(&self) -> Vec<String> {
         match &self.scopes {
             Some(scopes) => scopes.clone(),
-            None => {
-                let mut scopes = self.provider.default_scopes.clone();
-                scopes.sort();
-                scopes.dedup();
-                scopes
-            }
+            None => scope_set(self.provider.default_scopes.iter().cloned()),
         }
     }
 
@@ -870,6 +862,19 @@ impl fmt::Display for CredentialKey {
         }
         Ok(())
     }
+}
+
+/// Scopes as a set: sorted and without duplicates, so that the order a caller lists them
+/// in never makes two credentials (or two cache keys) differ.
+pub(crate) fn scope_set<I, S>(scopes: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
 }
 
 #[cfg(test)]
