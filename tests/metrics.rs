@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::steady_policy;
+
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -21,8 +23,7 @@ use tower_oauth2::{
     mock::{Fault, MockServer},
     secret::{ClientSecret, RefreshToken},
     store::{MemoryStore, StoredTokens, TokenStore},
-    Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider, RefreshPolicy, Revoked, Subject,
-    UserCredentials,
+    Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider, Revoked, Subject, UserCredentials,
 };
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -121,16 +122,6 @@ fn http() -> Http {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-fn no_jitter() -> f64 {
-    0.0
-}
-
-fn policy() -> RefreshPolicy {
-    RefreshPolicy::default()
-        .random(no_jitter)
-        .timeout(Duration::from_secs(5))
-}
-
 fn provider(server: &MockServer, name: &str) -> Provider {
     Provider::standard(server.token_url())
         .name(name)
@@ -147,8 +138,8 @@ async fn server() -> MockServer {
 
 /// The application's own client-credentials credential at `server`, and a layered client.
 fn app(server: &MockServer) -> (OAuth2<Http>, Credentials) {
-    let credential =
-        Credential::client_credentials(provider(server, "mock"), "client", SECRET).refresh_policy(policy());
+    let credential = Credential::client_credentials(provider(server, "mock"), "client", SECRET)
+        .refresh_policy(steady_policy());
     let credentials = Credentials::new(credential).unwrap();
     (OAuth2Layer::new(credentials.clone()).layer(http()), credentials)
 }
@@ -292,12 +283,12 @@ async fn users_are_summed_per_provider_and_never_named_in_a_label() {
     let store = Arc::new(MemoryStore::new());
     let users = |server: &MockServer, name: &str| {
         UserCredentials::new(provider(server, name), "client", Some(ClientSecret::new(SECRET)))
-            .refresh_policy(policy())
+            .refresh_policy(steady_policy())
     };
     let credentials = Credentials::builder()
         .credential(
             Credential::client_credentials(provider(&alpha, "alpha"), "client", SECRET)
-                .refresh_policy(policy()),
+                .refresh_policy(steady_policy()),
         )
         .users(users(&alpha, "alpha"))
         .users(users(&beta, "beta"))

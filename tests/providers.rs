@@ -5,6 +5,10 @@
 //! point without sleeping, a test pauses the clock, advances it, and resumes it before
 //! any socket is used again.
 
+mod support;
+
+use support::{advance, eventually, steady_policy};
+
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
@@ -36,15 +40,8 @@ fn http() -> Http {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-fn no_jitter() -> f64 {
-    0.0
-}
-
 fn policy() -> RefreshPolicy {
-    RefreshPolicy::default()
-        .random(no_jitter)
-        .timeout(Duration::from_secs(5))
-        .backoff(Duration::from_millis(10), Duration::from_millis(100))
+    steady_policy().backoff(Duration::from_millis(10), Duration::from_millis(100))
 }
 
 /// Token requests as the provider received them: headers and body, recorded by a
@@ -157,28 +154,6 @@ async fn read(response: Response<hyper::body::Incoming>) -> (StatusCode, Value) 
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
-/// Moves Tokio's clock forward without sleeping, and lets the timers that fire (a
-/// token entering its refresh window) run before any socket is used again.
-async fn advance(by: Duration) {
-    tokio::time::pause();
-    tokio::time::advance(by).await;
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    tokio::time::resume();
-}
-
-/// Waits for something the background refresh does, with a bound.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..5_000 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("gave up waiting for {what}");
 }
 
 /// What every provider must do through the layer: obtain a token in its dialect,

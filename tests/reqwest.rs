@@ -1,6 +1,10 @@
 //! The reqwest middleware over real HTTP, against the strict mock server on 127.0.0.1:
 //! the same counts as the tower layer's tests, through reqwest and reqwest-middleware.
 
+mod support;
+
+use support::{advance, eventually, steady_policy};
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,21 +14,11 @@ use http_body_util::StreamBody;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::Value;
 use tower_oauth2::{
-    mock::MockServer, reqwest::OAuth2Middleware, Credential, Credentials, Error, NoRetry, Provider,
-    RefreshPolicy, Subject, TokenPlacement, UserCredentials,
+    mock::MockServer, reqwest::OAuth2Middleware, Credential, Credentials, Error, NoRetry, Provider, Subject,
+    TokenPlacement, UserCredentials,
 };
 
 const REDIRECT: &str = "https://app.example.com/callback";
-
-fn no_jitter() -> f64 {
-    0.0
-}
-
-fn policy() -> RefreshPolicy {
-    RefreshPolicy::default()
-        .random(no_jitter)
-        .timeout(Duration::from_secs(5))
-}
 
 fn http() -> reqwest::ClientBuilder {
     // No proxy from the environment: every request goes straight to 127.0.0.1.
@@ -45,8 +39,10 @@ async fn standard_server() -> MockServer {
 
 /// The standard server's client credentials, routed to the server's own origin.
 fn client_credentials(provider: Provider) -> Credentials {
-    Credentials::new(Credential::client_credentials(provider, "client", "secret").refresh_policy(policy()))
-        .unwrap()
+    Credentials::new(
+        Credential::client_credentials(provider, "client", "secret").refresh_policy(steady_policy()),
+    )
+    .unwrap()
 }
 
 fn client(server: &MockServer) -> (ClientWithMiddleware, Credentials) {
@@ -106,28 +102,6 @@ fn downcast(err: &reqwest_middleware::Error) -> &Error {
         }
         other => panic!("expected the middleware's error, got {other}"),
     }
-}
-
-/// Moves Tokio's clock forward without sleeping, and lets the timers that fire (a
-/// token entering its refresh window) run before any socket is used again.
-async fn advance(by: Duration) {
-    tokio::time::pause();
-    tokio::time::advance(by).await;
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    tokio::time::resume();
-}
-
-/// Waits for something a background refresh does, with a bound.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..5_000 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("{what} did not happen");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,8 +316,8 @@ async fn foreign_origins_and_plain_http_to_other_hosts_get_no_token() {
 #[tokio::test]
 async fn a_subject_without_a_grant_gets_the_error_and_nothing_is_sent() {
     let server = standard_server().await;
-    let users =
-        UserCredentials::new(server.provider(), "client", Some("secret".into())).refresh_policy(policy());
+    let users = UserCredentials::new(server.provider(), "client", Some("secret".into()))
+        .refresh_policy(steady_policy());
     let credentials = Credentials::builder().users(users).build().unwrap();
     let client = with(http(), OAuth2Middleware::new(credentials));
 

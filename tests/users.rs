@@ -2,6 +2,10 @@
 //! provider's emulator (no browser), per-user tokens on outbound calls, stores across
 //! restarts, rotation persisted before use, and the callback's failure modes.
 
+mod support;
+
+use support::no_jitter;
+
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -31,10 +35,6 @@ const APP: &str = "http://app.test/oauth";
 
 fn http() -> Http {
     Client::builder(TokioExecutor::new()).build_http()
-}
-
-fn no_jitter() -> f64 {
-    0.0
 }
 
 async fn emulator(dialect: MockDialect) -> MockServer {

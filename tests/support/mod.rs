@@ -143,6 +143,36 @@ pub fn no_jitter() -> f64 {
     0.0
 }
 
+/// No jitter and a 5-second bound on each token request: the policy of the tests that
+/// talk to an emulator over real HTTP.
+pub fn steady_policy() -> RefreshPolicy {
+    RefreshPolicy::default()
+        .random(no_jitter)
+        .timeout(Duration::from_secs(5))
+}
+
+/// Moves Tokio's clock forward without sleeping, and lets the timers that fire (a
+/// token entering its refresh window) run before any socket is used again.
+pub async fn advance(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::resume();
+}
+
+/// Waits for something a background task does, for at most about 5 seconds.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..5_000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
 pub fn provider() -> Provider {
     Provider::standard("https://auth.example.com/oauth/token")
         .name("example")
