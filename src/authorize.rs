@@ -43,8 +43,8 @@ use subtle::ConstantTimeEq;
 use crate::{
     error::{AuthorizationError, AuthorizationErrorKind, Error},
     provider::{ClientAuth, Credential, Grant, Provider},
+    redact::Redactor,
     secret::{AuthorizationCode, ClientSecret, PkceVerifier},
-    token::truncate_printable,
 };
 
 /// An authorization about to start; see the [module documentation](self).
@@ -204,12 +204,20 @@ impl PendingAuthorization {
     /// (`access_denied` when the user said no), or when there is no code.
     pub fn complete(self, callback: &str) -> Result<AuthorizedCode, Error> {
         let params = callback_params(callback);
+        // Whoever sent the browser here wrote these: nothing of the callback that is a
+        // secret (the state, a code) may come back out of the error.
+        let redactor = params
+            .iter()
+            .filter(|(name, _)| name == "state" || name == "code")
+            .fold(Redactor::none().secret(&self.state), |r, (_, value)| {
+                r.secret(value)
+            });
         let fail = |kind, error: Option<&str>, description: Option<&str>| {
             Error::Authorization(AuthorizationError {
                 provider: self.provider.clone(),
                 kind,
-                error: error.map(|e| truncate_printable(e, 64)),
-                description: description.map(|d| truncate_printable(d, 256)),
+                error: error.map(|e| redactor.code(e)),
+                description: description.map(|d| redactor.text(d, 256)),
             })
         };
         let get = |name: &str| {

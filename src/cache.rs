@@ -420,6 +420,7 @@ impl CredentialState {
                 // only a new authorization helps.
                 false => Error::ReauthorizationRequired(ReauthorizationRequired {
                     provider,
+                    grant: None,
                     cause: None,
                 }),
             });

@@ -15,6 +15,7 @@ use crate::{
     grant::GrantConfig,
     origin::Origin,
     provider::{Credential, CredentialKey, Provider, RefreshPolicy},
+    redact::without_userinfo,
     secret::ClientSecret,
     stats::CredentialStats,
     store::{MemoryStore, TokenStore},
@@ -527,7 +528,8 @@ impl CredentialsBuilder {
                 let origin = Origin::parse("API origin", input)?;
                 if routes.iter().any(|(known, _)| *known == origin) {
                     return Err(Error::config(format!(
-                        "API origin `{input}` is claimed by two credentials"
+                        "API origin `{}` is claimed by two credentials",
+                        without_userinfo(input)
                     )));
                 }
                 routes.push((origin, index));
@@ -563,7 +565,8 @@ impl CredentialsBuilder {
                 let origin = Origin::parse("API origin", input)?;
                 if user_routes.iter().any(|(known, _)| *known == origin) {
                     return Err(Error::config(format!(
-                        "API origin `{input}` serves the users of two providers"
+                        "API origin `{}` serves the users of two providers",
+                        without_userinfo(input)
                     )));
                 }
                 user_routes.push((origin, index));

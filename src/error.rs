@@ -5,6 +5,13 @@
 //! anyone. Every message names the provider whose token was involved and never contains
 //! a secret: no token, no client secret, no token endpoint body.
 //!
+//! Text an authorization server wrote (`error`, `error_description`, a content type) is
+//! kept only after every secret the request carried was replaced by `[redacted]` (as
+//! sent, form- or percent-encoded, or inside the `Basic` credentials), control
+//! characters were escaped, and its length was capped: servers quote requests back.
+//! Every `Display` escapes control characters, so no value inside a message (a user's
+//! id, a configured name) can start a line of its own in a log.
+//!
 //! ```
 //! use tower_oauth2::Error;
 //!
@@ -26,6 +33,8 @@
 use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
+
+use crate::redact::{write_escaped, Escaped};
 
 #[doc(inline)]
 pub use crate::store::StoreError;
@@ -186,11 +195,14 @@ impl OAuthError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
-    /// The `error` code, e.g. `invalid_grant`.
+    /// The `error` code, e.g. `invalid_grant`. A code outside those registered by the
+    /// OAuth RFCs is treated like the description (secrets redacted, escaped, capped).
     pub fn error(&self) -> &str {
         &self.error
     }
-    /// The `error_description`, if any (truncated, printable characters only).
+    /// The `error_description`, if any: the server's prose, with every secret the
+    /// request carried replaced by `[redacted]`, control characters escaped, and at most
+    /// 256 characters. Do not build logic on it: servers word it as they like.
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }
@@ -198,15 +210,17 @@ impl OAuthError {
 
 impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
+        write_escaped(
             f,
-            "token endpoint of `{}` refused the request ({}): {}",
-            self.provider,
-            self.status.as_u16(),
-            self.error
+            format_args!(
+                "token endpoint of `{}` refused the request ({}): {}",
+                self.provider,
+                self.status.as_u16(),
+                self.error
+            ),
         )?;
         if let Some(description) = &self.description {
-            write!(f, ": {description}")?;
+            write_escaped(f, format_args!(": {description}"))?;
         }
         Ok(())
     }
@@ -237,14 +251,14 @@ impl UnreachableError {
 
 impl fmt::Display for UnreachableError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let provider = Escaped(&self.provider);
         match self.backoff {
             Some(wait) => write!(
                 f,
-                "token endpoint of `{}` is failing; next attempt in {} ms",
-                self.provider,
+                "token endpoint of `{provider}` is failing; next attempt in {} ms",
                 wait.as_millis()
             ),
-            None => write!(f, "token endpoint of `{}` could not be reached", self.provider),
+            None => write!(f, "token endpoint of `{provider}` could not be reached"),
         }
     }
 }
@@ -278,7 +292,7 @@ impl fmt::Display for TimedOut {
         write!(
             f,
             "token request to `{}` timed out after {} ms",
-            self.provider,
+            Escaped(&self.provider),
             self.after.as_millis()
         )
     }
@@ -304,7 +318,8 @@ impl MalformedResponse {
     pub fn status(&self) -> StatusCode {
         self.status
     }
-    /// The answer's `Content-Type`, if it had one (an HTML error page says `text/html`).
+    /// The answer's `Content-Type`, if it had one (an HTML error page says `text/html`),
+    /// redacted, escaped and capped like any text from the server.
     pub fn content_type(&self) -> Option<&str> {
         self.content_type.as_deref()
     }
@@ -316,15 +331,17 @@ impl MalformedResponse {
 
 impl fmt::Display for MalformedResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
+        write_escaped(
             f,
-            "token endpoint of `{}` answered {} with an unusable body: {}",
-            self.provider,
-            self.status.as_u16(),
-            self.reason
+            format_args!(
+                "token endpoint of `{}` answered {} with an unusable body: {}",
+                self.provider,
+                self.status.as_u16(),
+                self.reason
+            ),
         )?;
         if let Some(content_type) = &self.content_type {
-            write!(f, " (content-type {content_type})")?;
+            write_escaped(f, format_args!(" (content-type {content_type})"))?;
         }
         Ok(())
     }
@@ -332,12 +349,25 @@ impl fmt::Display for MalformedResponse {
 
 impl StdError for MalformedResponse {}
 
-/// The grant behind a credential is dead: the refresh token was refused
-/// (`invalid_grant`), so only a new authorization can produce tokens.
+/// The grant behind a credential is dead, so only a new authorization can produce
+/// tokens: the refresh token or the authorization code was refused (`invalid_grant`, or
+/// the provider's own word for it), or there is none to present.
 #[derive(Debug, Clone)]
 pub struct ReauthorizationRequired {
     pub(crate) provider: Arc<str>,
+    pub(crate) grant: Option<RefusedGrant>,
     pub(crate) cause: Option<OAuthError>,
+}
+
+/// What the token endpoint refused, in a [`ReauthorizationRequired`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusedGrant {
+    /// The refresh token: expired, revoked, or already rotated.
+    RefreshToken,
+    /// The authorization code: expired, already used, or issued for another client or
+    /// redirect URI.
+    AuthorizationCode,
 }
 
 impl ReauthorizationRequired {
@@ -345,15 +375,36 @@ impl ReauthorizationRequired {
     pub fn provider(&self) -> &str {
         &self.provider
     }
+
+    /// What the token endpoint refused, or `None` when nothing could be presented (no
+    /// refresh token or code is held).
+    pub fn refused(&self) -> Option<RefusedGrant> {
+        self.grant
+    }
+
+    /// The token endpoint's answer, when it refused something.
+    pub fn cause(&self) -> Option<&OAuthError> {
+        self.cause.as_ref()
+    }
 }
 
 impl fmt::Display for ReauthorizationRequired {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the refresh token for `{}` was refused; re-authorization required",
-            self.provider
-        )
+        let provider = Escaped(&self.provider);
+        match self.grant {
+            Some(RefusedGrant::RefreshToken) => write!(
+                f,
+                "the refresh token for `{provider}` was refused; re-authorization required"
+            ),
+            Some(RefusedGrant::AuthorizationCode) => write!(
+                f,
+                "the authorization code for `{provider}` was refused; re-authorization required"
+            ),
+            None => write!(
+                f,
+                "no refresh token or authorization code is held for `{provider}`; re-authorization required"
+            ),
+        }
     }
 }
 
@@ -383,12 +434,19 @@ impl NotAuthorized {
 
 impl fmt::Display for NotAuthorized {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The subject is the application's (or its user's) string: escaped, so that a
+        // newline in it cannot start a forged log line.
         match &self.subject {
-            Some(subject) => write!(f, "user `{subject}` has not authorized `{}`", self.provider),
-            None => write!(
+            Some(subject) => write_escaped(
                 f,
-                "requests to `{}` act for a user; name one with the `Subject` extension",
-                self.provider
+                format_args!("user `{subject}` has not authorized `{}`", self.provider),
+            ),
+            None => write_escaped(
+                f,
+                format_args!(
+                    "requests to `{}` act for a user; name one with the `Subject` extension",
+                    self.provider
+                ),
             ),
         }
     }
@@ -431,7 +489,9 @@ impl AuthorizationError {
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
     }
-    /// The provider's `error_description`, if any (truncated, printable characters only).
+    /// The provider's `error_description`, if any. It arrives through the browser, so
+    /// anyone can write it: the `state` is redacted, control characters are escaped and
+    /// it is at most 256 characters. Never show it to users as if the provider said it.
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }
@@ -441,29 +501,29 @@ impl fmt::Display for AuthorizationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             AuthorizationErrorKind::Denied => {
-                write!(
+                write_escaped(
                     f,
-                    "`{}` refused the authorization: {}",
-                    self.provider,
-                    self.error.as_deref().unwrap_or("error")
+                    format_args!(
+                        "`{}` refused the authorization: {}",
+                        self.provider,
+                        self.error.as_deref().unwrap_or("error")
+                    ),
                 )?;
                 if let Some(description) = &self.description {
-                    write!(f, " ({description})")?;
+                    write_escaped(f, format_args!(" ({description})"))?;
                 }
                 Ok(())
             }
             AuthorizationErrorKind::StateMismatch => write!(
                 f,
                 "the callback from `{}` does not carry the state this authorization sent",
-                self.provider
+                Escaped(&self.provider)
             ),
-            AuthorizationErrorKind::MissingCode => {
-                write!(
-                    f,
-                    "the callback from `{}` carries no authorization code",
-                    self.provider
-                )
-            }
+            AuthorizationErrorKind::MissingCode => write!(
+                f,
+                "the callback from `{}` carries no authorization code",
+                Escaped(&self.provider)
+            ),
         }
     }
 }
@@ -485,7 +545,8 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: {}", self.message)
+        // Messages quote configuration values, which may hold anything.
+        write_escaped(f, format_args!("invalid configuration: {}", self.message))
     }
 }
 

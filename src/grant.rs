@@ -9,8 +9,9 @@ use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
 
 use crate::{
-    error::{Error, MalformedResponse, ReauthorizationRequired, UnreachableError},
+    error::{Error, MalformedResponse, ReauthorizationRequired, RefusedGrant, UnreachableError},
     provider::{ClientAuth, Credential, Grant, ParameterEncoding, RefreshTokens, Revocation},
+    redact::{without_userinfo, Redactor},
     secret::{AuthorizationCode, PkceVerifier, RefreshToken},
     token::{parse_token_response, ResponseRules, TokenSet},
     transport::{TokenRequest, TokenTransport},
@@ -56,6 +57,13 @@ impl GrantConfig {
         let provider = &credential.provider;
         if let Some(reason) = &provider.invalid {
             return Err(Error::config(reason.to_string()));
+        }
+        if provider.name.is_empty() || provider.name.chars().any(char::is_control) {
+            // The name is in every log line and error of the credential.
+            return Err(Error::config(format!(
+                "provider name `{}` is empty or has control characters",
+                provider.name
+            )));
         }
         let token_url = checked_url("token URL", &provider.token_url)?;
         if let Some(url) = &provider.authorize_url {
@@ -208,19 +216,39 @@ impl GrantConfig {
     ) -> Result<TokenSet, Error> {
         let request = self.request(input)?;
         let (status, headers, body) = self.exchange(transport, request).await?;
-        let presented_grant = !matches!(input, GrantInput::ClientCredentials);
-        let mut tokens =
-            parse_token_response(&self.rules, status, &headers, &body, Instant::now()).map_err(|err| {
-                match err {
-                    Error::OAuth(oauth) if presented_grant && oauth.error() == "invalid_grant" => {
-                        Error::ReauthorizationRequired(ReauthorizationRequired {
-                            provider: oauth.provider.clone(),
-                            cause: Some(oauth),
-                        })
-                    }
-                    err => err,
+        let refused = match input {
+            GrantInput::ClientCredentials => None,
+            GrantInput::Refresh(_) => Some(RefusedGrant::RefreshToken),
+            GrantInput::Code(_) => Some(RefusedGrant::AuthorizationCode),
+        };
+        let redactor = self.redactor(Some(input));
+        let now = Instant::now();
+        let mut tokens = parse_token_response(&self.rules, status, &headers, &body, now, &redactor).map_err(
+            |err| match (err, refused) {
+                (Error::OAuth(oauth), Some(grant)) if oauth.error() == "invalid_grant" => {
+                    Error::ReauthorizationRequired(ReauthorizationRequired {
+                        provider: oauth.provider.clone(),
+                        grant: Some(grant),
+                        cause: Some(oauth),
+                    })
                 }
-            })?;
+                (err, _) => err,
+            },
+        )?;
+        if let (ParameterEncoding::Headers(_), Some(refresh_token)) =
+            (&self.credential.provider.encoding, tokens.refresh_token())
+        {
+            // It goes back in a header on the next refresh: refuse it now, as the
+            // server's fault, rather than fail that refresh as a configuration error.
+            if HeaderValue::try_from(refresh_token.secret()).is_err() {
+                return Err(Error::Malformed(MalformedResponse {
+                    provider: self.provider_name().clone(),
+                    status,
+                    content_type: None,
+                    reason: "`refresh_token` has characters a header cannot carry".into(),
+                }));
+            }
+        }
         let used = match input {
             GrantInput::Refresh(rt) => Some(rt),
             _ => None,
@@ -256,7 +284,8 @@ impl GrantConfig {
         if status.is_success() {
             return Ok(());
         }
-        match parse_token_response(&self.rules, status, &headers, &body, Instant::now()) {
+        let redactor = self.redactor(None).secret(token);
+        match parse_token_response(&self.rules, status, &headers, &body, Instant::now(), &redactor) {
             Err(err) => Err(err),
             Ok(_) => Err(Error::Malformed(MalformedResponse {
                 provider: self.provider_name().clone(),
@@ -295,13 +324,41 @@ impl GrantConfig {
                 (url, builder, Bytes::from(form.finish()))
             }
         };
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| Error::config(format!("revocation URL `{url}` is not a valid URL")))?;
+        let uri: Uri = url.parse().map_err(|_| {
+            Error::config(format!(
+                "revocation URL `{}` is not a valid URL",
+                without_userinfo(url)
+            ))
+        })?;
         builder = builder.method(Method::POST).uri(uri);
         builder
             .body(Full::new(body))
             .map_err(|_| Error::config("revocation request could not be built"))
+    }
+
+    /// A redactor for the answer to a request that presented `input`: it knows every
+    /// secret such a request carries (the client's secret, also as the `Basic` value it
+    /// travels in, and the grant's refresh token, code or PKCE verifier).
+    fn redactor(&self, input: Option<&GrantInput>) -> Redactor {
+        let cred = &self.credential;
+        let mut redactor = Redactor::none();
+        if let Some(secret) = &cred.client_secret {
+            redactor = redactor.secret(secret.secret());
+        }
+        if cred.provider.client_auth == ClientAuth::Basic {
+            redactor = redactor.exact(&basic_credentials(cred));
+        }
+        match input {
+            None | Some(GrantInput::ClientCredentials) => redactor,
+            Some(GrantInput::Refresh(refresh_token)) => redactor.secret(refresh_token.secret()),
+            Some(GrantInput::Code(pending)) => {
+                let redactor = redactor.secret(pending.code.secret());
+                match &pending.pkce_verifier {
+                    Some(verifier) => redactor.secret(verifier.secret()),
+                    None => redactor,
+                }
+            }
+        }
     }
 
     /// Sends a request to the provider and reads the answer under the size cap, refusing
@@ -357,13 +414,7 @@ fn client_authentication(cred: &Credential) -> Result<(Option<HeaderValue>, Para
     let secret = cred.client_secret.as_ref().map(|s| s.secret());
     Ok(match cred.provider.client_auth {
         ClientAuth::Basic => {
-            // RFC 6749 §2.3.1: id and secret are form-encoded before being joined.
-            let pair = format!(
-                "{}:{}",
-                form_encode(&cred.client_id),
-                form_encode(secret.unwrap_or_default())
-            );
-            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            let encoded = basic_credentials(cred);
             (Some(sensitive(format!("Basic {encoded}"))?), Vec::new())
         }
         ClientAuth::RequestBody => {
@@ -376,10 +427,18 @@ fn client_authentication(cred: &Credential) -> Result<(Option<HeaderValue>, Para
     })
 }
 
+/// The base64 credentials `Authorization: Basic` carries for `cred`.
+fn basic_credentials(cred: &Credential) -> String {
+    // RFC 6749 §2.3.1: id and secret are form-encoded before being joined.
+    let secret = cred.client_secret.as_ref().map_or("", |s| s.secret());
+    let pair = format!("{}:{}", form_encode(&cred.client_id), form_encode(secret));
+    base64::engine::general_purpose::STANDARD.encode(pair)
+}
+
 fn checked_url(what: &str, url: &str) -> Result<Uri, Error> {
     crate::origin::Origin::parse(what, url)?;
     url.parse()
-        .map_err(|_| Error::config(format!("{what} `{url}` is not a valid URL")))
+        .map_err(|_| Error::config(format!("{what} `{}` is not a valid URL", without_userinfo(url))))
 }
 
 fn sensitive(value: String) -> Result<HeaderValue, Error> {
@@ -606,6 +665,12 @@ mod tests {
     fn configuration_is_checked() {
         let insecure = Provider::standard("http://auth.example/token");
         assert!(GrantConfig::new(Credential::client_credentials(insecure, "id", "s")).is_err());
+        let forged = Provider::standard("https://auth.example/token").name("acme\nFORGED");
+        let err = GrantConfig::new(Credential::client_credentials(forged, "id", "s")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: provider name `acme\\nFORGED` is empty or has control characters"
+        );
         let provider = Provider::standard("https://auth.example/token");
         assert!(GrantConfig::new(Credential::client_credentials(provider.clone(), "", "s")).is_err());
         let bad_scope = Credential::client_credentials(provider.clone(), "id", "s").scopes(["a b"]);

@@ -112,6 +112,7 @@ pub mod metrics;
 mod origin;
 pub mod provider;
 pub mod providers;
+mod redact;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;

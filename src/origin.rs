@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use http::{uri::Scheme, Uri};
 
-use crate::error::Error;
+use crate::{error::Error, redact::without_userinfo};
 
 /// A parsed origin. Hosts are stored lowercase; ports are explicit.
 #[derive(Debug, Clone)]
@@ -33,12 +33,17 @@ impl Origin {
     pub(crate) fn parse(what: &str, input: &str) -> Result<Self, Error> {
         let uri: Uri = input
             .parse()
-            .map_err(|_| Error::config(format!("{what} `{input}` is not a valid URL")))?;
-        let origin = Self::of(&uri)
-            .ok_or_else(|| Error::config(format!("{what} `{input}` must be an absolute http(s) URL")))?;
+            .map_err(|_| Error::config(format!("{what} `{}` is not a valid URL", without_userinfo(input))))?;
+        let origin = Self::of(&uri).ok_or_else(|| {
+            Error::config(format!(
+                "{what} `{}` must be an absolute http(s) URL",
+                without_userinfo(input)
+            ))
+        })?;
         if !origin.https && !origin.is_loopback() {
             return Err(Error::config(format!(
-                "{what} `{input}` uses plain http to a non-loopback host; tokens only travel over https"
+                "{what} `{}` uses plain http to a non-loopback host; tokens only travel over https",
+                without_userinfo(input)
             )));
         }
         Ok(origin)
@@ -130,10 +135,14 @@ pub(crate) fn scheme_and_authority(uri: &Uri) -> Option<(bool, &str)> {
     Some((https, uri.authority()?.as_str()))
 }
 
-/// `localhost`, `*.localhost`, 127.0.0.0/8 and ::1.
+/// `localhost`, 127.0.0.0/8 and ::1 (also as an IPv4-mapped address).
+///
+/// Not `*.localhost`: RFC 6761 asks resolvers to answer such names with loopback, but
+/// many send them to DNS all the same, where anyone may answer. `localhost` itself is
+/// answered from the hosts file by every resolver we know of.
 pub(crate) fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+    if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
     match host.parse::<IpAddr>() {
@@ -222,5 +231,30 @@ mod tests {
         assert!(Origin::parse("api", "ftp://x").is_err());
         assert!(Origin::parse("api", "not a url").is_err());
         assert!(Origin::parse("api", "http://10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn plain_http_is_not_allowed_to_localhost_subdomains() {
+        // A resolver may send `*.localhost` to DNS, where anyone can answer.
+        for input in [
+            "http://api.localhost:8080",
+            "http://a.b.LOCALHOST",
+            "http://localhost.evil.test",
+        ] {
+            let err = Origin::parse("api", input).unwrap_err();
+            assert!(err.to_string().contains("plain http"), "{input}: {err}");
+        }
+        assert!(Origin::parse("api", "https://api.localhost:8443").is_ok());
+        assert!(Origin::parse("api", "http://LocalHost:1").is_ok());
+        assert!(Origin::parse("api", "http://[::ffff:127.0.0.1]:1").is_ok());
+        assert!(Origin::parse("api", "http://[::2]:1").is_err());
+    }
+
+    #[test]
+    fn messages_about_urls_never_show_a_password() {
+        let err = Origin::parse("token URL", "http://user:hunter22@api.example.com/t").unwrap_err();
+        let printed = format!("{err} {err:?}");
+        assert!(!printed.contains("hunter22"), "{printed}");
+        assert!(printed.contains("[redacted]@api.example.com"), "{printed}");
     }
 }

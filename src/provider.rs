@@ -31,6 +31,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::{
+    redact::{without_userinfo, write_escaped},
     secret::{AuthorizationCode, ClientSecret, PkceVerifier, RefreshToken},
     token::{ExpiresIn, Lifetimes},
 };
@@ -155,7 +156,7 @@ impl ScopeSyntax {
 }
 
 /// How tokens are revoked at the provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Revocation {
     /// RFC 7009: a form POST of `token` and `token_type_hint` to `url`, with the same
@@ -172,6 +173,23 @@ pub enum Revocation {
         /// The header that carries the token.
         header: HeaderName,
     },
+}
+
+// Written by hand: a URL may carry a password (`https://user:pass@…`), never printed.
+impl fmt::Debug for Revocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Revocation::Rfc7009 { url } => f
+                .debug_struct("Rfc7009")
+                .field("url", &without_userinfo(url))
+                .finish(),
+            Revocation::Header { url, header } => f
+                .debug_struct("Header")
+                .field("url", &without_userinfo(url))
+                .field("header", header)
+                .finish(),
+        }
+    }
 }
 
 /// Where an authorization server puts the code when it redirects back.
@@ -464,13 +482,15 @@ impl Provider {
     }
 }
 
-// Written by hand: the predicate is a closure, printed by its presence only.
+// Written by hand: the predicate is a closure, printed by its presence only, and URLs
+// are printed without any `user:password@` part.
 impl fmt::Debug for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let api_origins: Vec<_> = self.api_origins.iter().map(|url| without_userinfo(url)).collect();
         f.debug_struct("Provider")
             .field("name", &self.name)
-            .field("token_url", &self.token_url)
-            .field("api_origins", &self.api_origins)
+            .field("token_url", &without_userinfo(&self.token_url))
+            .field("api_origins", &api_origins)
             .field("client_auth", &self.client_auth)
             .field("placement", &self.placement)
             .field("dead_token_statuses", &self.dead_token_statuses)
@@ -483,7 +503,10 @@ impl fmt::Debug for Provider {
             .field("scope_syntax", &self.scope_syntax)
             .field("default_scopes", &self.default_scopes)
             .field("revocation", &self.revocation)
-            .field("authorize_url", &self.authorize_url)
+            .field(
+                "authorize_url",
+                &self.authorize_url.as_deref().map(without_userinfo),
+            )
             .field("code_delivery", &self.code_delivery)
             .field("pkce", &self.pkce)
             .field("repeat_authorization_params", &self.repeat_authorization_params)
@@ -800,7 +823,8 @@ impl fmt::Debug for Credential {
 /// What identifies a credential's tokens: provider, client id, grant, sorted scopes and
 /// subject. A token is only ever attached for the key it was requested under.
 ///
-/// `Display` prints `provider/client/grant/scopes` and `/subject` when there is one.
+/// `Display` prints `provider/client/grant/scopes` and `/subject` when there is one,
+/// with control characters escaped.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CredentialKey {
     provider: Arc<str>,
@@ -849,16 +873,19 @@ impl CredentialKey {
 
 impl fmt::Display for CredentialKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
+        // Escaped: the subject is a user's id, and keys are printed in log lines.
+        write_escaped(
             f,
-            "{}/{}/{}/{}",
-            self.provider,
-            self.client_id,
-            self.grant,
-            self.scopes.join(" ")
+            format_args!(
+                "{}/{}/{}/{}",
+                self.provider,
+                self.client_id,
+                self.grant,
+                self.scopes.join(" ")
+            ),
         )?;
         if let Some(subject) = &self.subject {
-            write!(f, "/{subject}")?;
+            write_escaped(f, format_args!("/{subject}"))?;
         }
         Ok(())
     }

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::{
     error::{Error, MalformedResponse, OAuthError},
+    redact::Redactor,
     secret::{AccessToken, RefreshToken},
 };
 
@@ -141,12 +142,16 @@ pub(crate) struct ResponseRules {
 }
 
 /// Reads a token endpoint's answer. `body` has already been read under the size cap.
+///
+/// What the server wrote in an error (`error`, `error_description`, the content type)
+/// is kept only after `redactor` removed the secrets the request carried.
 pub(crate) fn parse_token_response(
     rules: &ResponseRules,
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     now: Instant,
+    redactor: &Redactor,
 ) -> Result<TokenSet, Error> {
     let malformed = |reason: &str| {
         Error::Malformed(MalformedResponse {
@@ -154,8 +159,7 @@ pub(crate) fn parse_token_response(
             status,
             content_type: headers
                 .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| truncate_printable(v, 100)),
+                .map(|v| redactor.text(&String::from_utf8_lossy(v.as_bytes()), 100)),
             reason: reason.to_owned(),
         })
     };
@@ -174,11 +178,11 @@ pub(crate) fn parse_token_response(
         return Err(Error::OAuth(OAuthError {
             provider: rules.provider.clone(),
             status,
-            error: truncate_printable(code, 64),
+            error: redactor.code(code),
             description: object
                 .get("error_description")
                 .and_then(Value::as_str)
-                .map(|d| truncate_printable(d, 256)),
+                .map(|d| redactor.text(d, 256)),
         }));
     }
 
@@ -263,14 +267,6 @@ fn is_token_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b)
 }
 
-/// At most `max` characters of `s`, with control characters replaced.
-pub(crate) fn truncate_printable(s: &str, max: usize) -> String {
-    s.chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +289,7 @@ mod tests {
             &headers,
             body.as_bytes(),
             now,
+            &Redactor::none(),
         )
         .map(|t| (t, now))
     }
@@ -346,6 +343,7 @@ mod tests {
             &HeaderMap::new(),
             br#"{"access_token":"abc","expires_in":3600000}"#,
             now,
+            &Redactor::none(),
         )
         .unwrap();
         assert_eq!(t.expires_at() - now, Duration::from_secs(3600));

@@ -5,11 +5,14 @@ mod support;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::join_all;
+use http_body_util::Full;
 use tokio::time::advance;
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    Credential, Credentials, Error, OAuth2Layer, Provider, RefreshPolicy, RefreshTokens, Revocation, Revoked,
+    error::RefusedGrant, Credential, Credentials, Error, OAuth2Layer, Provider, RefreshPolicy, RefreshTokens,
+    Revocation, Revoked, TokenTransport,
 };
 
 use support::*;
@@ -96,10 +99,18 @@ async fn a_refused_code_asks_for_a_new_authorization_and_is_never_sent_again() {
     let api = Api::new();
     let client = OAuth2Layer::new(registry(&endpoint, code_credential())).layer(api.clone());
 
-    assert!(matches!(
-        status_of(&client, "a").await,
-        Err(Error::ReauthorizationRequired(_))
-    ));
+    // The error says what was refused (the code, not a refresh token) and why.
+    match status_of(&client, "a").await {
+        Err(Error::ReauthorizationRequired(e)) => {
+            assert_eq!(e.refused(), Some(RefusedGrant::AuthorizationCode));
+            assert_eq!(e.cause().map(|c| c.error()), Some("invalid_grant"));
+            assert_eq!(
+                e.to_string(),
+                "the authorization code for `example` was refused; re-authorization required"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     endpoint.set_mode(Mode::Ok);
     for i in 0..5 {
         advance(Duration::from_secs(2)).await;
@@ -160,10 +171,17 @@ async fn revoke_tells_the_provider_and_forgets_the_tokens() {
     );
     // Nothing is left to refresh with: a new authorization is needed, and no request
     // goes out without a token.
-    assert!(matches!(
-        status_of(&client, "after").await,
-        Err(Error::ReauthorizationRequired(_))
-    ));
+    match status_of(&client, "after").await {
+        Err(Error::ReauthorizationRequired(e)) => {
+            assert_eq!(e.refused(), None, "nothing was refused: nothing is held");
+            assert!(e.cause().is_none());
+            assert_eq!(
+                e.to_string(),
+                "no refresh token or authorization code is held for `example`; re-authorization required"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(api.seen().len(), 1);
     assert_eq!(endpoint.requests(), 1);
 }
@@ -278,4 +296,55 @@ async fn stats_count_requests_by_grant_and_tell_the_time_to_the_refresh_point() 
         ),
         (2, 1, 1, 0)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_token_is_named_as_such() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    endpoint.set_mode(Mode::InvalidGrant);
+    let credential = Credential::refresh_token(provider(), "client-id", Some(CLIENT_SECRET.into()), "rt-0");
+    let client = OAuth2Layer::new(registry(&endpoint, credential)).layer(Api::new());
+    match status_of(&client, "a").await {
+        Err(Error::ReauthorizationRequired(e)) => {
+            assert_eq!(e.refused(), Some(RefusedGrant::RefreshToken));
+            assert_eq!(e.cause().map(|c| c.error()), Some("invalid_grant"));
+            assert_eq!(
+                e.to_string(),
+                "the refresh token for `example` was refused; re-authorization required"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// iOFFICE sends refresh tokens back in a header. A rotated one that no header can
+/// carry is the server's fault, seen when it arrives: not a configuration error at the
+/// next refresh.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_token_a_header_cannot_carry_is_a_malformed_answer() {
+    let transport = TokenTransport::new(tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+        let body = r#"{"access_token":"tok-1","expires_in":3600000,"refresh_token":"rt\u0001bad"}"#;
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(
+            body.as_bytes(),
+        ))))
+    }));
+    let provider = tower_oauth2::providers::ioffice("https://site.example.com")
+        .api_origins([API])
+        .token_placement(tower_oauth2::TokenPlacement::AuthorizationBearer);
+    let credential = Credential::refresh_token(provider, "client-id", Some(CLIENT_SECRET.into()), "rt-0")
+        .redirect_uri("https://app.example.com/cb");
+    let credentials = Credentials::builder()
+        .credential(credential)
+        .transport(transport)
+        .build()
+        .unwrap();
+    let api = Api::new();
+    let client = OAuth2Layer::new(credentials).layer(api.clone());
+    match status_of(&client, "a").await {
+        Err(Error::Malformed(e)) => {
+            assert_eq!(e.reason(), "`refresh_token` has characters a header cannot carry");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(api.seen().is_empty());
 }

@@ -721,3 +721,38 @@ async fn ioffice_direct_code_request_for_server_side_use() {
     assert_eq!(body["subject"], "svc-user");
     assert_eq!(case.counters().authorization_code_grants, 1);
 }
+
+/// `*.localhost` names may be sent to DNS by a resolver, where anyone can answer them:
+/// plain http goes only to `localhost` itself and loopback IP literals.
+#[test]
+fn plain_http_is_refused_to_localhost_subdomains() {
+    let build = |api: &str| {
+        let provider = tower_oauth2::Provider::standard("https://auth.example.com/token").api(api);
+        Credentials::builder()
+            .credential(Credential::client_credentials(provider, "id", "secret"))
+            .transport(TokenTransport::new(tower::service_fn(
+                |_req: Request<Full<Bytes>>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default()))
+                },
+            )))
+            .build()
+    };
+    for refused in [
+        "http://api.localhost:8080",
+        "http://tenant.app.localhost",
+        "http://localhost.evil.example",
+    ] {
+        match build(refused) {
+            Err(Error::Config(e)) => assert!(e.message().contains("plain http"), "{refused}: {e}"),
+            other => panic!("{refused}: {other:?}"),
+        }
+    }
+    for allowed in [
+        "http://localhost:8080",
+        "http://127.0.0.1:1",
+        "http://[::1]:1",
+        "https://api.localhost",
+    ] {
+        assert!(build(allowed).is_ok(), "{allowed}");
+    }
+}

@@ -112,7 +112,11 @@ pub async fn request_code(
         return Err(Error::OAuth(crate::error::OAuthError {
             provider,
             status: parts.status,
-            error: crate::token::truncate_printable(error, 64),
+            // The site may quote what it was sent: the password above all.
+            error: crate::redact::Redactor::none()
+                .secret(password.secret())
+                .secret(username)
+                .code(error),
             description: None,
         }));
     }
