@@ -394,9 +394,12 @@ impl CredentialState {
                             .clone()
                             .filter(|rt| Some(rt.fingerprint()) != dead);
                         let at_least = std::time::Duration::from_secs(1);
-                        if let Some(mut tokens) =
-                            stored.live_tokens(Instant::now(), wall_clock_now(), at_least)
-                        {
+                        if let Some(mut tokens) = stored.live_tokens(
+                            Instant::now(),
+                            wall_clock_now(),
+                            at_least,
+                            self.config.rules.lifetimes.max,
+                        ) {
                             tracing::debug!("a live token was restored from the store");
                             tokens.set_refresh_token(refresh);
                             return Attempt::ok(tokens);

@@ -446,6 +446,38 @@ async fn a_file_holding_another_keys_record_is_refused() {
     );
 }
 
+/// A FIFO where a record belongs: opening it for reading would wait for a writer
+/// forever, pinning a blocking thread per load. It is refused at once, typed. The bound
+/// is real time (the blocking pool is not driven by a paused clock), and only a bound:
+/// the load answers in microseconds.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fifo_where_a_record_belongs_is_refused_without_blocking() {
+    let dir = TempDir::new("fifo");
+    let store = FileStore::open(dir.path()).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(store.file(&alice()))
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+    let alice = alice();
+    for _ in 0..3 {
+        let load = tokio::time::timeout(Duration::from_secs(10), store.load(&alice));
+        let err = load.await.expect("a load never waits for a writer").unwrap_err();
+        assert_eq!(err.operation(), StoreOperation::Load);
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    // A directory in its place is refused the same way.
+    let bob = key(&["read"], Some("bob"));
+    fs::create_dir(store.file(&bob)).unwrap();
+    let err = store.load(&bob).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), StoreErrorKind::Corrupt | StoreErrorKind::Io),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn opening_a_file_as_a_directory_is_a_typed_error() {
     let dir = TempDir::new("not-a-dir");

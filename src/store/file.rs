@@ -355,12 +355,26 @@ where
 }
 
 /// The record's bytes, or `None` if there is no file.
+///
+/// Only a regular file is read. The file is opened without blocking, so that a FIFO
+/// (or a device) put where a record belongs cannot pin a blocking thread in `open`
+/// forever waiting for a writer; then anything that is not a regular file is refused.
 fn read_record(path: &Path) -> Result<Option<Vec<u8>>, Failure> {
-    let file = match File::open(path) {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Failure::io("opening the file", e)),
     };
+    let metadata = file
+        .metadata()
+        .map_err(|e| Failure::io("reading the file's metadata", e))?;
+    if !metadata.is_file() {
+        return Err(Failure::decode(DecodeError::Corrupt("not a regular file".into())));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_RECORD + 1)
         .read_to_end(&mut bytes)

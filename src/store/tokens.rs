@@ -109,18 +109,30 @@ impl StoredTokens {
     }
 
     /// The stored access token as a token set, if it has at least `at_least` to live.
+    ///
+    /// Its lifetime is believed up to `at_most` (the provider's longest): a store holds
+    /// whatever was written to it, and an expiry in the year 3000, from a bug or a
+    /// tampered file, must not keep a token in use for centuries.
     pub(crate) fn live_tokens(
         &self,
         now: tokio::time::Instant,
         wall_now: SystemTime,
         at_least: std::time::Duration,
+        at_most: std::time::Duration,
     ) -> Option<crate::TokenSet> {
         let access = self.access_token.clone()?;
         let left = self.expires_at?.duration_since(wall_now).ok()?;
         if left < at_least {
             return None;
         }
-        let mut tokens = crate::TokenSet::new(access, now + left);
+        if left > at_most {
+            tracing::warn!(
+                left_s = left.as_secs(),
+                clamped_to_s = at_most.as_secs(),
+                "a stored token claims to live longer than the provider's longest lifetime; clamping"
+            );
+        }
+        let mut tokens = crate::TokenSet::new(access, now + left.min(at_most));
         tokens.set_refresh_token(self.refresh_token.clone());
         if let Some(scope) = &self.scope {
             tokens = tokens.with_scope(scope.clone());
@@ -132,6 +144,32 @@ impl StoredTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_expiry_is_believed_up_to_the_longest_lifetime() {
+        use std::time::Duration;
+        let now = tokio::time::Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(24 * 3600);
+        let second = Duration::from_secs(1);
+        for (stored_left, believed) in [
+            (Duration::from_secs(600), Duration::from_secs(600)),
+            (day, day),
+            (Duration::from_secs(1000 * 365 * 24 * 3600), day),
+            // Far past anything an `Instant` can hold: no overflow, no panic.
+            (Duration::from_secs(u64::MAX / 4), day),
+        ] {
+            let tokens = StoredTokens::new()
+                .with_access_token(AccessToken::new("at"))
+                .with_expires_at(wall + stored_left);
+            let live = tokens.live_tokens(now, wall, second, day).unwrap();
+            assert_eq!(live.expires_at() - now, believed, "stored {stored_left:?}");
+        }
+        let almost_dead = StoredTokens::new()
+            .with_access_token(AccessToken::new("at"))
+            .with_expires_at(wall + Duration::from_millis(500));
+        assert!(almost_dead.live_tokens(now, wall, second, day).is_none());
+    }
 
     #[test]
     fn debug_shows_presence_not_values() {
