@@ -335,8 +335,13 @@ impl CredentialState {
             grant = input.as_ref().map_or("none", GrantInput::grant_type),
             reason = reason.as_str(),
         );
-        let this = Arc::clone(self);
-        runtime.spawn(async move { this.run_refresh(input, tx).await }.instrument(span));
+        // Made before the task is spawned and moved into it: however the task ends, even
+        // if it is dropped before its first poll, the guard ends the request.
+        let in_flight = InFlight {
+            state: Arc::clone(self),
+            tx: Some(tx),
+        };
+        runtime.spawn(run_refresh(in_flight, input).instrument(span));
         pending
     }
 
@@ -352,30 +357,6 @@ impl CredentialState {
         // A code is single-use: it is taken now, and given back only if the exchange
         // never reached the server.
         slot.code.take().map(GrantInput::Code)
-    }
-
-    async fn run_refresh(self: Arc<Self>, input: Option<GrantInput>, tx: oneshot::Sender<Outcome>) {
-        let limit = self.config.credential.policy.timeout;
-        let code = match &input {
-            Some(GrantInput::Code(code)) => Some(code.clone()),
-            _ => None,
-        };
-        // The whole attempt, store reads and writes included, is bounded.
-        let attempt = match timeout(limit, self.obtain(input)).await {
-            Ok(attempt) => attempt,
-            Err(_) => Attempt::failed(Error::TimedOut(TimedOut {
-                provider: self.config.provider_name().clone(),
-                after: limit,
-            })),
-        };
-        let outcome = self.complete(attempt, code);
-        // Nobody waiting is fine: the token is installed all the same.
-        let _ = tx.send(outcome.clone());
-        if let Err(err) = outcome {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %err, "token request failed");
-            self.rearm_early_refresh_after_backoff().await;
-        }
     }
 
     /// Obtains tokens: from the store when it holds live ones, else from the provider,
@@ -545,8 +526,12 @@ impl CredentialState {
         if let Some(timer) = slot.timer.take() {
             timer.abort();
         }
-        slot.timer =
-            Some(tokio::spawn(watch_expiry(Arc::downgrade(&token), refresh_at, expires_at)).abort_handle());
+        let watch = ExpiryWatch {
+            token: Arc::downgrade(&token),
+            expires_at,
+            done: false,
+        };
+        slot.timer = Some(tokio::spawn(watch_expiry(watch, refresh_at)).abort_handle());
         self.current.store(Some(Arc::clone(&token)));
         Ok(token)
     }
@@ -670,6 +655,95 @@ impl fmt::Debug for CredentialState {
     }
 }
 
+/// The body of a token request's task: obtain tokens within the time limit, install
+/// them (or record the failure), and tell every waiting caller.
+async fn run_refresh(in_flight: InFlight, input: Option<GrantInput>) {
+    let state = Arc::clone(&in_flight.state);
+    let limit = state.config.credential.policy.timeout;
+    let code = match &input {
+        Some(GrantInput::Code(code)) => Some(code.clone()),
+        _ => None,
+    };
+    // The whole attempt, store reads and writes included, is bounded.
+    let attempt = match timeout(limit, state.obtain(input)).await {
+        Ok(attempt) => attempt,
+        Err(_) => Attempt::failed(Error::TimedOut(TimedOut {
+            provider: state.config.provider_name().clone(),
+            after: limit,
+        })),
+    };
+    if in_flight.finish(attempt, code).is_err() {
+        state.rearm_early_refresh_after_backoff().await;
+    }
+}
+
+/// The token request in flight, owned by its task. Ending it clears the in-flight
+/// marker, counts a failure and answers the waiting callers, on every way out of the
+/// task: the attempt finished, or the task was dropped without finishing because
+/// something in it panicked (a transport, a store, a change hook) or because the
+/// runtime it ran on shut down. Without the guard, either of the last two would leave
+/// the marker set forever: every later caller would wait on an outcome that never
+/// changes and the token endpoint would never be asked again.
+struct InFlight {
+    state: Arc<CredentialState>,
+    /// Taken when the request ends; still here in `drop` means it never did.
+    tx: Option<oneshot::Sender<Outcome>>,
+}
+
+impl InFlight {
+    /// Ends the request with the attempt's outcome.
+    fn finish(mut self, attempt: Attempt, code: Option<PendingCode>) -> Outcome {
+        self.end(attempt, code)
+    }
+
+    fn end(&mut self, attempt: Attempt, code: Option<PendingCode>) -> Outcome {
+        let tx = self.tx.take();
+        let outcome = self.state.complete(attempt, code);
+        if let Err(err) = &outcome {
+            self.state.stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %err, "token request failed");
+        }
+        // Nobody waiting is fine: the token is installed all the same.
+        if let Some(tx) = tx {
+            let _ = tx.send(outcome.clone());
+        }
+        outcome
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.tx.is_none() {
+            return;
+        }
+        // The task is gone without an outcome. Its authorization code, if it carried
+        // one, is not given back: the exchange may have reached the server.
+        let err = Error::Unreachable(UnreachableError {
+            provider: self.state.config.provider_name().clone(),
+            backoff: None,
+            source: Some(Arc::new(Interrupted)),
+        });
+        tracing::warn!(
+            provider = %self.state.config.provider_name(),
+            credential = %self.state.key,
+            "the token request's task ended without an answer (a panic, or its runtime shut down)"
+        );
+        let _ = self.end(Attempt::failed(err), None);
+    }
+}
+
+/// Why a token request ended without an answer.
+#[derive(Debug)]
+struct Interrupted;
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the token request was interrupted: its task panicked or its runtime shut down")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// The result of one attempt at obtaining tokens, and what it teaches the slot.
 struct Attempt {
     result: Result<TokenSet, Error>,
@@ -712,9 +786,9 @@ pub enum Revoked {
 }
 
 /// Moves a token to `STALE` at its refresh point and `EXPIRED` at its expiry.
-async fn watch_expiry(token: Weak<CachedToken>, refresh_at: Instant, expires_at: Instant) {
+async fn watch_expiry(mut watch: ExpiryWatch, refresh_at: Instant) {
     sleep_until(refresh_at).await;
-    match token.upgrade() {
+    match watch.token.upgrade() {
         Some(t) => {
             let _ = t
                 .state
@@ -722,9 +796,40 @@ async fn watch_expiry(token: Weak<CachedToken>, refresh_at: Instant, expires_at:
         }
         None => return,
     }
-    sleep_until(expires_at).await;
-    if let Some(t) = token.upgrade() {
+    sleep_until(watch.expires_at).await;
+    if let Some(t) = watch.token.upgrade() {
         t.state.store(EXPIRED, Ordering::Release);
+    }
+    watch.done = true;
+}
+
+/// The token an expiry timer watches. The request path never reads a clock, so a
+/// token whose timer is gone would stay fresh forever: when the timer's task is dropped
+/// before it is done (its runtime shut down, while the registry lives on in another
+/// runtime), the token is moved on at once, to `EXPIRED` if its time is up and else to
+/// `STALE`, so that the next request refreshes it and a new timer starts on a live
+/// runtime. A timer aborted because a newer token replaced this one does the same to a
+/// token nobody uses any more.
+struct ExpiryWatch {
+    token: Weak<CachedToken>,
+    expires_at: Instant,
+    done: bool,
+}
+
+impl Drop for ExpiryWatch {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(t) = self.token.upgrade() {
+            if Instant::now() >= self.expires_at {
+                t.state.store(EXPIRED, Ordering::Release);
+            } else {
+                let _ = t
+                    .state
+                    .compare_exchange(FRESH, STALE, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
     }
 }
 

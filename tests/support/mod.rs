@@ -34,6 +34,8 @@ pub enum Mode {
     Unreachable,
     /// `400 invalid_grant`: the code or refresh token is dead.
     InvalidGrant,
+    /// The transport panics (a bug in a user's client, say).
+    Panic,
 }
 
 #[derive(Default)]
@@ -110,6 +112,7 @@ impl TokenEndpoint {
                 let mode = state.mode.lock().unwrap().unwrap_or(Mode::Ok);
                 let response = match mode {
                     Mode::Hang => std::future::pending().await,
+                    Mode::Panic => panic!("the token transport panicked (a test fault)"),
                     Mode::Unreachable => return Err(tower_oauth2::BoxError::from("connection refused")),
                     Mode::InvalidGrant => Response::builder()
                         .status(StatusCode::BAD_REQUEST)
