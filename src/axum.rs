@@ -52,7 +52,10 @@
 //! # Bounds
 //!
 //! A user holds at most five waiting logins (five tabs); a sixth evicts their oldest,
-//! so one user asking for logins in a loop only ever replaces their own. In all at most
+//! so one user asking for logins in a loop only ever replaces their own. The bound is
+//! per user rather than per browser: a script that keeps no cookies looks like a new
+//! browser on every request, but it cannot start a login without the application's
+//! session, and that names the user. In all at most
 //! 10,000 logins wait; past that the oldest is evicted, never a new one refused. An
 //! attacker holding thousands of the application's accounts can still push other
 //! users' logins out (they start again): that is the application's account and session
