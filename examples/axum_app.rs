@@ -11,9 +11,12 @@
 //! with that user's token, through one `OAuth2Layer` client shared in the app state.
 //!
 //! There is no browser here: after starting, the example plays two browsers (alice and
-//! bob) through the redirects with a plain HTTP client and prints what each saw.
+//! bob) through the redirects with a plain HTTP client and prints what each saw. Like a
+//! browser, each keeps the cookie `/oauth/login/agrello` sets and sends it back to the
+//! callback: a login only completes in the browser that started it. Last, bob follows
+//! a login link alice started, and is refused.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Mutex};
 
 use axum::{
     extract::State,
@@ -79,6 +82,53 @@ async fn documents(State(state): State<AppState>, headers: HeaderMap) -> impl In
     }
 }
 
+/// A browser, as far as this example needs one: its user's `user` cookie, and the
+/// cookies the app sets (the login's), sent back on every request to the app.
+struct Browser {
+    http: Http,
+    app: String,
+    cookies: Mutex<Vec<String>>,
+}
+
+impl Browser {
+    fn new(http: &Http, app: &str, user: &str) -> Self {
+        Self {
+            http: http.clone(),
+            app: app.to_owned(),
+            cookies: Mutex::new(vec![format!("user={user}")]),
+        }
+    }
+
+    /// The status, the `Location` and the body of a GET.
+    async fn get(&self, url: String) -> Result<(StatusCode, Option<String>, String), BoxError> {
+        let mut request = Request::get(&url);
+        if url.starts_with(&self.app) {
+            request = request.header(header::COOKIE, self.cookies.lock().unwrap().join("; "));
+        }
+        let response = self.http.request(request.body(Full::default())?).await?;
+        for set in response.headers().get_all(header::SET_COOKIE) {
+            // `name=value; Path=...; Max-Age=...`: keep `name=value`, drop it at Max-Age=0.
+            // (Paths are not checked here: a real browser sends it to the callback only.)
+            let set = set.to_str()?;
+            let pair = set.split(';').next().unwrap_or_default().to_owned();
+            let name = pair.split('=').next().unwrap_or_default().to_owned();
+            let mut cookies = self.cookies.lock().unwrap();
+            cookies.retain(|c| c.split('=').next() != Some(name.as_str()));
+            if !set.contains("Max-Age=0") {
+                cookies.push(pair);
+            }
+        }
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, location, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let provider = MockServer::agrello()
@@ -115,36 +165,32 @@ async fn main() -> Result<(), BoxError> {
         .with_state(state);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    let app_url = |path: &str| format!("http://{app_addr}{path}");
+    let mut alice_link = None;
     for user in ["alice", "bob"] {
-        let app_url = |path: &str| format!("http://{app_addr}{path}");
-        let browser = |url: String| {
-            let http = http.clone();
-            async move {
-                let request = Request::get(url)
-                    .header(header::COOKIE, format!("user={user}"))
-                    .body(Full::default())?;
-                let response = http.request(request).await?;
-                let location = response
-                    .headers()
-                    .get(header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .map(str::to_owned);
-                let status = response.status();
-                let body = response.into_body().collect().await?.to_bytes();
-                Ok::<_, BoxError>((status, location, String::from_utf8_lossy(&body).into_owned()))
-            }
-        };
-
-        let (_, _, before) = browser(app_url("/documents")).await?;
+        let browser = Browser::new(&http, &app_url("/"), user);
+        let (_, _, before) = browser.get(app_url("/documents")).await?;
         println!("{user} before logging in: {before}");
-        let (_, to_provider, _) = browser(app_url("/oauth/login/agrello")).await?;
+        let (_, to_provider, _) = browser.get(app_url("/oauth/login/agrello")).await?;
         // At the provider, the user signs in (the emulator's login_hint picks who).
         let authorize = format!("{}&login_hint={user}", to_provider.ok_or("no redirect")?);
-        let (_, back_to_app, _) = browser(authorize).await?;
-        let (_, after_login, _) = browser(back_to_app.ok_or("no callback")?).await?;
-        let (status, _, documents) = browser(app_url(&after_login.ok_or("no redirect")?)).await?;
+        let (_, back_to_app, _) = browser.get(authorize).await?;
+        let (_, after_login, _) = browser.get(back_to_app.ok_or("no callback")?).await?;
+        let (status, _, documents) = browser.get(app_url(&after_login.ok_or("no redirect")?)).await?;
         println!("{user} after logging in: {status} {documents}");
+        if user == "alice" {
+            // Alice starts another login, and sends its link to bob.
+            let (_, link, _) = browser.get(app_url("/oauth/login/agrello")).await?;
+            alice_link = link;
+        }
     }
+    // Bob follows it and signs in at the provider; the callback reaches his browser,
+    // which has no cookie of that login: refused, nothing exchanged or stored.
+    let bob = Browser::new(&http, &app_url("/"), "bob");
+    let authorize = format!("{}&login_hint=bob", alice_link.ok_or("no redirect")?);
+    let (_, back_to_app, _) = bob.get(authorize).await?;
+    let (status, _, _) = bob.get(back_to_app.ok_or("no callback")?).await?;
+    println!("bob completing a login alice started: {status}");
     let counters = provider.counters();
     println!(
         "\nthe provider saw {} code exchanges and {} API calls",

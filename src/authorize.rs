@@ -314,7 +314,8 @@ fn callback_params(callback: &str) -> Vec<(String, String)> {
 }
 
 /// `bytes` random bytes from the operating system, base64url-encoded without padding.
-fn random_token(bytes: usize) -> Result<String, Error> {
+/// Also the login routes' browser nonces (`crate::axum`).
+pub(crate) fn random_token(bytes: usize) -> Result<String, Error> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|_| Error::config("the operating system's random source failed"))?;
     Ok(base64url(&buf))

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::no_jitter;
+use support::{jar::Jar, no_jitter};
 
 use std::{
     sync::{Arc, Mutex},
@@ -85,15 +85,28 @@ fn app(credentials: &Credentials) -> Router {
     Router::new().nest("/oauth", routes)
 }
 
+/// A request from a browser with no cookies.
 async fn call_app(app: &Router, uri: &str, user: Option<&str>) -> Response<Body> {
+    call_browser(app, uri, user, &mut Jar::new()).await
+}
+
+/// A request from the browser whose cookies are in `jar`, which keeps what the answer
+/// sets: the login's cookie, which the callback wants back.
+async fn call_browser(app: &Router, uri: &str, user: Option<&str>, jar: &mut Jar) -> Response<Body> {
     let mut request = Request::get(uri);
     if let Some(user) = user {
         request = request.header("x-user", user);
     }
-    app.clone()
+    if let Some(cookies) = jar.header_for(uri) {
+        request = request.header("cookie", cookies);
+    }
+    let response = app
+        .clone()
         .oneshot(request.body(Body::empty()).unwrap())
         .await
-        .unwrap()
+        .unwrap();
+    jar.absorb(&response);
+    response
 }
 
 fn location<B>(response: &Response<B>) -> String {
@@ -105,7 +118,8 @@ fn location<B>(response: &Response<B>) -> String {
 /// callback route answered.
 async fn browser_login(app: &Router, server: &MockServer, user: &str, provider_user: &str) -> Response<Body> {
     let name = server.provider().get_name().to_owned();
-    let start = call_app(app, &format!("/oauth/login/{name}"), Some(user)).await;
+    let mut jar = Jar::new();
+    let start = call_browser(app, &format!("/oauth/login/{name}"), Some(user), &mut jar).await;
     assert_eq!(start.status(), StatusCode::SEE_OTHER);
     let authorize = format!("{}&login_hint={provider_user}", location(&start));
     assert!(authorize.starts_with(&server.base_url()), "{authorize}");
@@ -123,13 +137,13 @@ async fn browser_login(app: &Router, server: &MockServer, user: &str, provider_u
     assert_eq!(format!("/oauth{path}"), callback);
     if let Some(fragment) = params.strip_prefix('#') {
         // The code came back in the fragment: the callback page hands it over.
-        let page = call_app(app, &callback, Some(user)).await;
+        let page = call_browser(app, &callback, Some(user), &mut jar).await;
         assert_eq!(page.status(), StatusCode::OK);
         let html = page.into_body().collect().await.unwrap().to_bytes();
         assert!(String::from_utf8_lossy(&html).contains("location.hash"));
-        return call_app(app, &format!("{callback}?{fragment}"), Some(user)).await;
+        return call_browser(app, &format!("{callback}?{fragment}"), Some(user), &mut jar).await;
     }
-    call_app(app, &format!("{callback}{params}"), Some(user)).await
+    call_browser(app, &format!("{callback}{params}"), Some(user), &mut jar).await
 }
 
 async fn outbound(
@@ -524,14 +538,21 @@ async fn one_layer_serves_the_app_and_its_users_and_pkce_goes_with_the_code() {
         .build()
         .unwrap();
     let app = app(&credentials);
-    let start = call_app(&app, "/oauth/login/mock", Some("alice")).await;
+    let mut jar = Jar::new();
+    let start = call_browser(&app, "/oauth/login/mock", Some("alice"), &mut jar).await;
     assert!(location(&start).contains("code_challenge_method=S256"));
     let consent = http()
         .request(Request::get(location(&start)).body(Full::default()).unwrap())
         .await
         .unwrap();
     let query = location(&consent).split_once('?').unwrap().1.to_owned();
-    let done = call_app(&app, &format!("/oauth/callback/mock?{query}"), Some("alice")).await;
+    let done = call_browser(
+        &app,
+        &format!("/oauth/callback/mock?{query}"),
+        Some("alice"),
+        &mut jar,
+    )
+    .await;
     // The standard emulator refuses the exchange of a challenged code without its verifier.
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
 

@@ -1,6 +1,8 @@
 //! In-process stand-ins for a token endpoint and an API, for tests on paused time.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod jar;
+
 use std::{
     collections::HashSet,
     convert::Infallible,
