@@ -103,6 +103,8 @@ pub mod axum;
 pub mod body;
 mod cache;
 mod credentials;
+#[cfg(any(feature = "follow-redirect", feature = "reqwest"))]
+mod crossing;
 pub mod error;
 mod grant;
 pub mod layer;
@@ -112,6 +114,9 @@ pub mod metrics;
 mod origin;
 pub mod provider;
 pub mod providers;
+#[cfg(feature = "follow-redirect")]
+#[cfg_attr(docsrs, doc(cfg(feature = "follow-redirect")))]
+pub mod redirect;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
