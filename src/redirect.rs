@@ -55,7 +55,11 @@
 //! `tracing` warning, once per credential, naming the origins (scheme, host and port
 //! only), unless a [`RedirectPolicy`] was built from the same [`Credentials`], which is
 //! then taken to be the `FollowRedirect`'s policy. Checking costs one lookup in the
-//! answer's extensions, when it has any.
+//! answer's extensions, when it has any: counted with callgrind on the cached path
+//! (`benches/instructions.rs`, `oauth2`), 10 instructions per call for an answer
+//! without extensions and 34 for one with an extension (as hyper-util's client
+//! answers carry), against about 1,060 the layer costs over a bare call. Without the
+//! feature, nothing is checked.
 //!
 //! # Example
 //!
