@@ -55,6 +55,9 @@ pub(crate) struct Registry {
     /// Users' credentials, one group per provider, routed by origin and then by subject.
     users: Vec<UserGroup>,
     user_routes: Vec<(Origin, usize)>,
+    /// Redirects seen taking a token to another origin, warned about once each.
+    #[cfg(any(feature = "follow-redirect", feature = "reqwest"))]
+    pub(crate) crossings: crate::crossing::Crossings,
 }
 
 impl Registry {
@@ -91,6 +94,50 @@ impl Registry {
                 })))
             }
         }
+    }
+
+    /// Whether `uri`'s origin is an API origin of any credential, the application's or
+    /// users'.
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn serves(&self, uri: &Uri) -> bool {
+        let Some((https, authority)) = crate::origin::scheme_and_authority(uri) else {
+            return false;
+        };
+        self.routes
+            .iter()
+            .chain(&self.user_routes)
+            .any(|(origin, _)| origin.matches(https, authority))
+    }
+
+    /// Whether `uri`'s origin is one of `state`'s provider's API origins: `state` is
+    /// the application's credential `index`, or a user's (`for_user`).
+    #[cfg(feature = "follow-redirect")]
+    pub(crate) fn is_origin_of(&self, uri: &Uri, index: usize, user: Option<&CredentialState>) -> bool {
+        let Some((https, authority)) = crate::origin::scheme_and_authority(uri) else {
+            return false;
+        };
+        match user {
+            None => self.route(uri) == Some(index),
+            Some(state) => self
+                .user_routes
+                .iter()
+                .filter(|(origin, _)| origin.matches(https, authority))
+                .any(|(_, group)| {
+                    self.users[*group].users.provider.name == state.config.credential.provider.name
+                }),
+        }
+    }
+
+    /// Where every provider of the registry puts its tokens: the application's
+    /// credentials' and users'.
+    #[cfg(feature = "follow-redirect")]
+    pub(crate) fn placements(&self) -> impl Iterator<Item = &crate::provider::TokenPlacement> {
+        let own = self
+            .states
+            .iter()
+            .map(|s| &s.config.credential.provider.placement);
+        let users = self.users.iter().map(|g| &g.users.provider.placement);
+        own.chain(users)
     }
 
     fn user_group(&self, provider: &str) -> Result<&UserGroup, Error> {
@@ -588,6 +635,8 @@ impl CredentialsBuilder {
                 routes,
                 users,
                 user_routes,
+                #[cfg(any(feature = "follow-redirect", feature = "reqwest"))]
+                crossings: Default::default(),
             }),
         })
     }

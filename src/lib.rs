@@ -79,6 +79,10 @@
 //!   routes of users' authorization-code flows.
 //! - `reqwest`: [`reqwest::OAuth2Middleware`], the same credentials for reqwest clients
 //!   through reqwest-middleware.
+//! - `follow-redirect`: [`redirect::RedirectPolicy`] and
+//!   [`ServiceBuilderExt::oauth2_follow_redirects`], tower-http's `FollowRedirect`
+//!   without tokens leaving their origin; see [`redirect`] (and, for reqwest,
+//!   [`reqwest::redirect_policy`]).
 //! - `metrics`: [`Credentials::record_metrics`] and
 //!   [`Credentials::spawn_metrics_exporter`], the counters of [`Credentials::stats`]
 //!   published through the `metrics` facade (see [`metrics`]).
@@ -103,6 +107,8 @@ pub mod axum;
 pub mod body;
 mod cache;
 mod credentials;
+#[cfg(any(feature = "follow-redirect", feature = "reqwest"))]
+mod crossing;
 pub mod error;
 mod grant;
 pub mod layer;
@@ -113,6 +119,9 @@ mod origin;
 pub mod provider;
 pub mod providers;
 mod redact;
+#[cfg(feature = "follow-redirect")]
+#[cfg_attr(docsrs, doc(cfg(feature = "follow-redirect")))]
+pub mod redirect;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
@@ -128,7 +137,13 @@ pub mod mock;
 
 // The README's examples compile. They use the optional integrations, so they are
 // checked with every feature on, as CI tests.
-#[cfg(all(doctest, feature = "reqwest", feature = "axum", feature = "hyper-transport"))]
+#[cfg(all(
+    doctest,
+    feature = "reqwest",
+    feature = "axum",
+    feature = "hyper-transport",
+    feature = "follow-redirect"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

@@ -861,8 +861,8 @@ impl CredentialKey {
     }
 
     /// This key with no subject: what may name the credential where a user's id must
-    /// not appear (metric labels).
-    #[cfg(feature = "metrics")]
+    /// not appear (metric labels, warnings).
+    #[cfg(any(feature = "metrics", feature = "follow-redirect", feature = "reqwest"))]
     pub(crate) fn without_subject(&self) -> Self {
         Self {
             subject: None,

@@ -90,10 +90,48 @@
 //!
 //! # Redirects
 //!
-//! reqwest follows redirects after the middleware has run. On a redirect to another
-//! host it drops `Authorization`, but not a token in another header or in the query. For
-//! providers with such a [`TokenPlacement`], build the client with a redirect policy that
-//! stays on the origin, or with [`reqwest::redirect::Policy::none`].
+//! Build the client with [`redirect_policy`]:
+//!
+//! ```no_run
+//! # fn run(credentials: tower_oauth2::Credentials) -> Result<(), tower_oauth2::BoxError> {
+//! let http = reqwest::Client::builder()
+//!     .redirect(tower_oauth2::reqwest::redirect_policy(&credentials))
+//!     .build()?;
+//! let client = reqwest_middleware::ClientBuilder::new(http)
+//!     .with(tower_oauth2::reqwest::OAuth2Middleware::new(credentials))
+//!     .build();
+//! # let _ = client;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! reqwest follows redirects inside the client, after the middleware has run: the
+//! middleware sees the first request and the last answer, never the hops between. What
+//! reqwest 0.12 does on a hop, read from its `redirect` module and `async_impl::client`:
+//!
+//! - its default policy follows up to 10 redirects, to any origin;
+//! - each hop is sent with the headers of the *first* request (the token included);
+//! - when a hop's host or port differs from the previous hop's, it removes
+//!   `Authorization`, `Cookie`, `Cookie2`, `Proxy-Authorization` and `WWW-Authenticate`.
+//!   Any other header stays: a token in a header of the provider's own (iOFFICE's
+//!   `x-access-token`) goes to every host of the chain. The scheme is not compared,
+//!   so `https://api:8443` to `http://api:8443` keeps `Authorization` over plain http;
+//!   and as each hop starts again from the first request's headers, a second hop within
+//!   the new host (`api → other/a → other/b`) gets `Authorization` back;
+//! - with `ClientBuilder::referer(true)`, the default, each hop but an https-to-http
+//!   one carries `Referer:` the previous URL, its query included: a token in the query
+//!   (`access_token`, Accelo's `_bearer_token`) goes to the next host in that header.
+//!
+//! No policy can take a header off a hop (reqwest's policies only choose to follow or
+//! not), so [`redirect_policy`] does not follow a hop that would carry a token away: in
+//! a chain that started at, or went through, an API origin of the registry, a redirect
+//! to another origin (scheme, host or port: https to http included) is not followed,
+//! and its 3xx answer, `Location` and all, is what the request returns. Every other
+//! redirect is followed as reqwest's default policy does, up to 10.
+//!
+//! When the answer's URL ([`reqwest::Response::url`]) shows that reqwest followed a
+//! request carrying a token to another origin, the middleware logs a `tracing` warning,
+//! once per credential, naming the two origins (scheme, host and port only).
 //!
 //! # Order
 //!
@@ -141,7 +179,7 @@ use reqwest_middleware::{Middleware, Next};
 
 use crate::{
     cache::{CachedToken, CredentialState},
-    credentials::{Credentials, Subject},
+    credentials::{Credentials, Registry, Subject},
     layer::NoRetry,
     provider::TokenPlacement,
 };
@@ -213,8 +251,116 @@ impl Middleware for OAuth2Middleware {
             },
         };
         let retry = self.retry && extensions.get::<NoRetry>().is_none();
-        send(state, req, extensions, next, retry).await
+        let response = send(state, req, extensions, next, retry).await?;
+        check_followed(state, registry, &uri, &response);
+        Ok(response)
     }
+}
+
+/// A redirect policy for a reqwest client whose requests carry tokens of `credentials`:
+/// a redirect that would take a token to another origin is not followed (see the
+/// [module docs](crate::reqwest#redirects)).
+///
+/// In a chain whose first URL, or any URL followed since, is an API origin of
+/// `credentials` (the application's or its users'), a redirect to an origin that is not
+/// the current one (scheme, host or port; https to http included) is stopped: the
+/// request returns the 3xx answer. Every other redirect is followed, up to 10 in a
+/// chain as reqwest's default policy does; the request fails after that.
+pub fn redirect_policy(credentials: &Credentials) -> ::reqwest::redirect::Policy {
+    let credentials = credentials.clone();
+    ::reqwest::redirect::Policy::custom(move |attempt| {
+        match decide(&credentials.registry, attempt.url(), attempt.previous()) {
+            Hop::Follow => attempt.follow(),
+            Hop::Stop => attempt.stop(),
+            Hop::TooMany => attempt.error(TooManyRedirects),
+        }
+    })
+}
+
+/// The most redirects [`redirect_policy`] follows in a chain: reqwest's default.
+const MAX_REDIRECTS: usize = 10;
+
+/// What [`redirect_policy`] does with a redirect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hop {
+    Follow,
+    Stop,
+    TooMany,
+}
+
+/// The redirect to `next`, after the chain `previous` (the first URL and each one
+/// followed since, as reqwest passes them).
+fn decide(registry: &Registry, next: &Url, previous: &[Url]) -> Hop {
+    // As reqwest's own limit: the first URL is not a redirect.
+    if previous.len() > MAX_REDIRECTS {
+        return Hop::TooMany;
+    }
+    let Some(current) = previous.last() else {
+        return Hop::Follow;
+    };
+    // `Url::origin` fills in default ports; any scheme but http(s) has an opaque
+    // origin, equal to no other.
+    if current.origin() == next.origin() {
+        return Hop::Follow;
+    }
+    let carries_tokens = previous
+        .iter()
+        .any(|url| url.as_str().parse::<Uri>().is_ok_and(|uri| registry.serves(&uri)));
+    if carries_tokens {
+        Hop::Stop
+    } else {
+        Hop::Follow
+    }
+}
+
+/// The error of a chain longer than [`MAX_REDIRECTS`].
+#[derive(Debug)]
+struct TooManyRedirects;
+
+impl std::fmt::Display for TooManyRedirects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "too many redirects (more than {MAX_REDIRECTS})")
+    }
+}
+
+impl std::error::Error for TooManyRedirects {}
+
+/// Whether reqwest followed `uri`, which carried `state`'s token, to another origin: the
+/// answer's URL is the last one requested. Said once per credential.
+fn check_followed(state: &CredentialState, registry: &Registry, uri: &Uri, response: &Response) {
+    let url = response.url();
+    let default_port = |scheme: &str| match scheme {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    };
+    let same = uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case(url.scheme()))
+        && uri
+            .host()
+            .zip(url.host_str())
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+        && uri.port_u16().or_else(|| default_port(url.scheme())) == url.port_or_known_default();
+    if !same {
+        followed(state, registry, uri, url);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn followed(state: &CredentialState, registry: &Registry, uri: &Uri, url: &Url) {
+    let Ok(to) = url.as_str().parse::<Uri>() else {
+        return;
+    };
+    registry.crossings.warn_once(
+        state,
+        Some(uri),
+        &to,
+        "reqwest followed a redirect to another origin with the token attached: it sends \
+         a token in a custom header along, and a token in the query in `Referer`. Build \
+         the client with `.redirect(tower_oauth2::reqwest::redirect_policy(&credentials))`",
+    );
 }
 
 /// Sends `req` with `state`'s token, and once more with a fresh one if the answer
@@ -362,8 +508,108 @@ fn remove_pair(url: &mut Url, pair: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::remove_pair;
+    use super::{decide, remove_pair, Hop};
+    use crate::{Credential, Credentials, Provider, TokenTransport, UserCredentials};
     use ::reqwest::Url;
+
+    fn registry() -> Credentials {
+        let transport =
+            TokenTransport::new(tower::service_fn(|_req: crate::transport::TokenRequest| async {
+                Err::<http::Response<http_body_util::Full<bytes::Bytes>>, crate::BoxError>("unused".into())
+            }));
+        let app = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
+        let users = Provider::standard("https://auth.users.test/token")
+            .name("users")
+            .api("https://users.test");
+        Credentials::builder()
+            .credential(Credential::client_credentials(app, "id", "secret"))
+            .users(UserCredentials::new(users, "id", Some("secret".into())))
+            .transport(transport)
+            .build()
+            .unwrap()
+    }
+
+    fn urls(urls: &[&str]) -> Vec<Url> {
+        urls.iter().map(|url| Url::parse(url).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_chain_with_tokens_stops_where_it_would_leave_its_origin() {
+        let credentials = registry();
+        let registry = &credentials.registry;
+        for (previous, next, expected) in [
+            // Within the token's origin: followed.
+            (
+                &["https://api.example.com/a"][..],
+                "https://api.example.com/b?c=1",
+                Hop::Follow,
+            ),
+            (
+                &["https://api.example.com/a"],
+                "https://API.example.com:443/b",
+                Hop::Follow,
+            ),
+            // Another scheme (a downgrade), port or host: stopped.
+            (
+                &["https://api.example.com/a"],
+                "http://api.example.com/a",
+                Hop::Stop,
+            ),
+            (
+                &["https://api.example.com/a"],
+                "https://api.example.com:8443/a",
+                Hop::Stop,
+            ),
+            (
+                &["https://api.example.com/a"],
+                "https://files.example.net/a",
+                Hop::Stop,
+            ),
+            (
+                &["https://api.example.com/a"],
+                "ftp://api.example.com/a",
+                Hop::Stop,
+            ),
+            // A users' origin counts too.
+            (&["https://users.test/me"], "https://elsewhere.test/", Hop::Stop),
+            // Through the token's origin on the way: stopped when leaving the current one.
+            (
+                &["https://api.example.com/a", "https://api.example.com/b"],
+                "https://files.example.net/",
+                Hop::Stop,
+            ),
+            (
+                &["https://start.test/", "https://api.example.com/b"],
+                "https://files.example.net/",
+                Hop::Stop,
+            ),
+            // Chains that never met an origin of the registry: reqwest's default.
+            (&["https://start.test/"], "http://elsewhere.test/", Hop::Follow),
+            (&["https://start.test/"], "https://api.example.com/", Hop::Follow),
+        ] {
+            let previous = urls(previous);
+            let next = Url::parse(next).unwrap();
+            assert_eq!(
+                decide(registry, &next, &previous),
+                expected,
+                "{previous:?} -> {next}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_chain_follows_ten_redirects_and_no_more() {
+        let credentials = registry();
+        let next = Url::parse("https://api.example.com/next").unwrap();
+        let chain = |n: usize| {
+            (0..n)
+                .map(|i| Url::parse(&format!("https://api.example.com/{i}")).unwrap())
+                .collect::<Vec<_>>()
+        };
+        // The first URL and ten redirects followed: the eleventh is one too many.
+        assert_eq!(decide(&credentials.registry, &next, &chain(10)), Hop::Follow);
+        assert_eq!(decide(&credentials.registry, &next, &chain(11)), Hop::TooMany);
+    }
 
     #[test]
     fn removing_the_pair_keeps_the_other_parameters() {

@@ -256,6 +256,11 @@ where
             match this.state.as_mut().project() {
                 StateProj::Sent { fut, watch } => {
                     let response = ready!(fut.poll(cx)).map_err(Error::inner)?;
+                    #[cfg(feature = "follow-redirect")]
+                    if let Some(w) = &*watch {
+                        let registry = &w.shared.layer.credentials.registry;
+                        crate::redirect::check_followed(registry, w.index, w.user.as_deref(), &response);
+                    }
                     match watch {
                         Some(w) if w.is_dead(&response) => {}
                         _ => return Poll::Ready(Ok(response)),
@@ -397,6 +402,13 @@ where
                         Ok(response) => response,
                         Err(err) => return Poll::Ready(SlowOutput::Done(Err(Error::inner(err)))),
                     };
+                    #[cfg(feature = "follow-redirect")]
+                    crate::redirect::check_followed(
+                        &this.shared.layer.credentials.registry,
+                        *this.index,
+                        this.user.as_deref(),
+                        &response,
+                    );
                     if state
                         .config
                         .credential
