@@ -19,8 +19,11 @@
 //! thread writes: each service clone keeps its own copy of the current header.
 //!
 //! Tokens go only to the origins (scheme, host, port) configured for their provider, and
-//! only over https (plain http is allowed to loopback hosts, for tests). Secrets never
-//! appear in `Debug`, `Display`, errors or `tracing` output.
+//! only over https (plain http is allowed to `localhost` and loopback IP literals, for
+//! tests). Secrets never appear in `Debug`, `Display`, errors or `tracing` output, even
+//! when an authorization server quotes them back: its text is redacted, escaped and
+//! capped before an error keeps it (see [`error`]). The README's "Security" section
+//! lists what the crate promises and what the application must do.
 //!
 //! # Example client
 //!
