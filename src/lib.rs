@@ -125,6 +125,12 @@ pub mod transport;
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
 
+// What the parsers must hold to for any input, checked by the property tests.
+#[cfg(test)]
+mod invariants;
+#[cfg(test)]
+mod proptests;
+
 // The README's examples compile. They use the optional integrations, so they are
 // checked with every feature on, as CI tests.
 #[cfg(all(doctest, feature = "reqwest", feature = "axum", feature = "hyper-transport"))]
