@@ -16,6 +16,7 @@
 
 use proptest::{prelude::*, test_runner::Config};
 
+mod origin;
 mod token_response;
 
 /// The configuration of one property: `default` cases unless `PROPTEST_CASES` says.
