@@ -16,6 +16,7 @@
 
 use proptest::{prelude::*, test_runner::Config};
 
+mod callback;
 mod origin;
 mod token_response;
 
