@@ -834,7 +834,7 @@ impl Drop for ExpiryWatch {
 }
 
 /// Builds what goes on an API request for `tokens`, marked sensitive.
-fn attachment(placement: &TokenPlacement, tokens: &TokenSet) -> Option<HeaderValue> {
+pub(crate) fn attachment(placement: &TokenPlacement, tokens: &TokenSet) -> Option<HeaderValue> {
     let token = tokens.access_token().secret();
     let mut value = match placement {
         TokenPlacement::AuthorizationBearer => HeaderValue::try_from(format!("Bearer {token}")).ok()?,

@@ -138,6 +138,26 @@ pub mod transport;
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
 
+// What the parsers must hold to for any input, checked by the property tests and by the
+// fuzz targets.
+#[cfg(any(test, fuzzing))]
+mod invariants;
+#[cfg(test)]
+mod proptests;
+
+/// Entry points of the fuzz targets in `fuzz/`. Compiled only under `--cfg fuzzing`
+/// (which `cargo fuzz` sets), and no part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Reads `data` as a token endpoint's answer (status, flags, content type and body;
+    /// the layout is in `src/invariants.rs`), parses it, and panics if an invariant of
+    /// the parser does not hold.
+    pub fn token_response(data: &[u8]) {
+        crate::invariants::check_token_response_bytes(data);
+    }
+}
+
 // The README's examples compile. They use the optional integrations, so they are
 // checked with every feature on, as CI tests.
 #[cfg(all(

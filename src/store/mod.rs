@@ -115,6 +115,8 @@ mod file;
 mod format;
 mod memory;
 mod notifying;
+#[cfg(test)]
+mod proptests;
 mod tokens;
 
 use std::{future::Future, pin::Pin, sync::Arc};

@@ -1,0 +1,80 @@
+//! Property tests of the parsers that read what others write: the token endpoint's
+//! answer, configured origins against request URIs, and authorization callbacks. (The
+//! store's record format has its own, beside it in `store/proptests.rs`; the public
+//! API's, `FileStore` loads, in `tests/properties.rs`.)
+//!
+//! Each property states what must hold for *any* input: no panic, no hang (every case
+//! must return for the next to run), typed errors whose text holds no control character
+//! and no secret, and for the parts that carry meaning, that they carry it exactly.
+//!
+//! # Cases
+//!
+//! Every property runs `PROPTEST_CASES` cases when that variable is set, and otherwise a
+//! default of its own, chosen so that all of them together take a few seconds in a
+//! debug build on two cores. `PROPTEST_RNG_SEED=<u64>` replays a run. A failure found
+//! this way is kept as a named regression test, not in a `proptest-regressions` file.
+
+use proptest::{prelude::*, test_runner::Config};
+
+mod callback;
+mod origin;
+mod token_response;
+
+/// The configuration of one property: `default` cases unless `PROPTEST_CASES` says.
+///
+/// `ProptestConfig::with_cases` would ignore the variable (an explicit count wins over
+/// the environment in proptest), so it is read here.
+pub(crate) fn config(default: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.trim().parse().ok())
+        .unwrap_or(default);
+    Config {
+        cases,
+        // Failures become named tests; no files appear in the source tree.
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+/// Strings a hostile server or user would send: control characters, CR LF, NUL, DEL,
+/// non-ASCII, lookalikes of numbers, very long runs, and anything at all.
+pub(crate) fn hostile_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => any::<String>(),
+        2 => "[ -~]{0,40}",
+        2 => "[\\x00-\\x1f\\x7f\\u{80}-\\u{9f} a-z]{1,20}",
+        1 => Just("\r\nSet-Cookie: a=b".to_owned()),
+        1 => Just("a\0b".to_owned()),
+        1 => numberish(),
+        1 => ("[a-z\\r\\n\\t]", 1000..9000usize).prop_map(|(c, n)| c.repeat(n)),
+    ]
+}
+
+/// Strings that look like numbers, or nearly: what a sloppy server puts in a numeric
+/// field.
+pub(crate) fn numberish() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "",
+        " ",
+        "NaN",
+        "nan",
+        "inf",
+        "-inf",
+        "Infinity",
+        "1e309",
+        "-1e309",
+        "-0",
+        "0x10",
+        " 120 ",
+        "3600",
+        "-5",
+        "1e-400",
+        "18446744073709551616",
+        "\u{feff}60",
+        "٣٦٠٠",
+        "1_000",
+        "+60",
+    ])
+    .prop_map(str::to_owned)
+}
