@@ -301,16 +301,38 @@ impl AuthorizedCode {
 }
 
 /// The parameters of a callback URL, its query or its fragment.
+///
+/// A URL (absolute, or a path) is read from its first `?` or `#`; anything else is the
+/// parameters themselves, with or without a leading `?` or `#`, and may hold a literal
+/// `?` in a value (RFC 3986 allows it in a query: `iss=https://idp.example/?tenant=1`).
 fn callback_params(callback: &str) -> Vec<(String, String)> {
     let callback = callback.trim();
-    let params = match callback.find(['?', '#']) {
-        Some(at) => &callback[at + 1..],
-        None => callback,
+    let params = if let Some(params) = callback.strip_prefix(['?', '#']) {
+        params
+    } else if is_url(callback) {
+        match callback.find(['?', '#']) {
+            Some(at) => &callback[at + 1..],
+            None => "",
+        }
+    } else {
+        callback
     };
     // A fragment after a query (`?a=1#code=…`) is read too.
     form_urlencoded::parse(params.replace('#', "&").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
+}
+
+/// Whether `s` starts like a URL: a path, or a scheme (RFC 3986 §3.1) and `:`. A query
+/// starts with a parameter name, which ends at `=` or `&` before any `:` could.
+fn is_url(s: &str) -> bool {
+    if s.starts_with('/') {
+        return true;
+    }
+    let scheme_end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .unwrap_or(s.len());
+    s[..scheme_end].starts_with(|c: char| c.is_ascii_alphabetic()) && s[scheme_end..].starts_with(':')
 }
 
 /// `bytes` random bytes from the operating system, base64url-encoded without padding.

@@ -65,6 +65,13 @@ impl GrantConfig {
                 provider.name
             )));
         }
+        let lifetimes = provider.lifetimes;
+        if lifetimes.min > lifetimes.max || !(lifetimes.min..=lifetimes.max).contains(&lifetimes.default) {
+            return Err(Error::config(format!(
+                "the token lifetimes of `{}` do not hold together: min {:?} <= default {:?} <= max {:?}",
+                provider.name, lifetimes.min, lifetimes.default, lifetimes.max
+            )));
+        }
         let token_url = checked_url("token URL", &provider.token_url)?;
         if let Some(url) = &provider.authorize_url {
             checked_url("authorization URL", url)?;
@@ -478,8 +485,10 @@ mod tests {
     use crate::{
         provider::{HeaderParameters, Provider, ScopeSyntax},
         secret::ClientSecret,
+        token::Lifetimes,
     };
     use http::HeaderName;
+    use std::time::Duration;
 
     fn body_of(req: &TokenRequest) -> String {
         let collected = futures_util::FutureExt::now_or_never(req.body().clone().collect())
@@ -665,6 +674,13 @@ mod tests {
     fn configuration_is_checked() {
         let insecure = Provider::standard("http://auth.example/token");
         assert!(GrantConfig::new(Credential::client_credentials(insecure, "id", "s")).is_err());
+        let upside_down = Provider::standard("https://auth.example/token").lifetimes(Lifetimes {
+            min: Duration::from_secs(60),
+            default: Duration::from_secs(3600),
+            max: Duration::from_secs(30),
+        });
+        let err = GrantConfig::new(Credential::client_credentials(upside_down, "id", "s")).unwrap_err();
+        assert!(err.to_string().contains("do not hold together"), "{err}");
         let forged = Provider::standard("https://auth.example/token").name("acme\nFORGED");
         let err = GrantConfig::new(Credential::client_credentials(forged, "id", "s")).unwrap_err();
         assert_eq!(

@@ -12,8 +12,13 @@ use crate::{
     cache::attachment,
     error::Error,
     provider::TokenPlacement,
+    redact::Redactor,
     token::{parse_token_response, Lifetimes, ResponseRules, TokenSet},
 };
+
+/// A secret the request is taken to have carried: an answer that quotes it must not
+/// bring it back out in an error.
+pub(crate) const QUOTED_SECRET: &str = "s3cret-the-server-quotes";
 
 /// Whether `s` holds an ASCII control character (below 0x20, or DEL): what must never
 /// reach a header value, a log line or an error message.
@@ -40,7 +45,8 @@ pub(crate) fn placements() -> [TokenPlacement; 3] {
 /// - on success, the access token is visible ASCII, each placement's attachment can be
 ///   built, is marked sensitive and holds no control character, and the expiry lies
 ///   within the provider's lifetime bounds;
-/// - on failure, neither `Display` nor `Debug` of the error holds a control character.
+/// - on failure, neither `Display` nor `Debug` of the error holds a control character,
+///   nor [`QUOTED_SECRET`] in any encoding.
 ///
 /// It returns at all: a parse that hung would hang the caller, which both proptest (one
 /// case after another) and libFuzzer (its `-timeout`) notice.
@@ -51,7 +57,8 @@ pub(crate) fn check_token_response(
     body: &[u8],
 ) -> Result<TokenSet, Error> {
     let now = Instant::now();
-    let outcome = parse_token_response(rules, status, headers, body, now);
+    let redactor = Redactor::none().secret(QUOTED_SECRET);
+    let outcome = parse_token_response(rules, status, headers, body, now, &redactor);
     match &outcome {
         Ok(tokens) => {
             let token = tokens.access_token().secret();
@@ -90,6 +97,13 @@ pub(crate) fn check_token_response(
                 !has_control(&debug),
                 "control character in the error's Debug: {debug:?}"
             );
+            let form: String = form_urlencoded::byte_serialize(QUOTED_SECRET.as_bytes()).collect();
+            for printed in [&shown, &debug] {
+                assert!(
+                    !printed.contains(QUOTED_SECRET) && !printed.contains(&form),
+                    "the request's secret came back out: {printed:?}"
+                );
+            }
         }
     }
     outcome

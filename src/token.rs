@@ -215,7 +215,7 @@ pub(crate) fn parse_token_response(
     };
 
     let lifetime = lifetime(rules, &object).map_err(malformed)?;
-    let mut tokens = TokenSet::new(AccessToken::new(access.as_str()), now + lifetime);
+    let mut tokens = TokenSet::new(AccessToken::new(access.as_str()), instant_after(now, lifetime));
     tokens.refresh_token = refresh;
     if let Some(Value::String(scope)) = object.get("scope") {
         tokens.scope = Some(scope.clone());
@@ -225,8 +225,11 @@ pub(crate) fn parse_token_response(
 
 /// The lifetime the answer declares, clamped to the provider's bounds.
 fn lifetime(rules: &ResponseRules, object: &Map<String, Value>) -> Result<Duration, &'static str> {
+    let Lifetimes { min, max, default } = rules.lifetimes;
     let raw: f64 = match object.get("expires_in") {
-        None | Some(Value::Null) => return Ok(rules.lifetimes.default),
+        // Bounds that do not hold together are refused when the credential is built;
+        // the default is kept within them all the same.
+        None | Some(Value::Null) => return Ok(default.min(max).max(min.min(max))),
         Some(Value::Number(n)) => n.as_f64().ok_or("`expires_in` is not a number")?,
         Some(Value::String(s)) => s
             .trim()
@@ -240,7 +243,6 @@ fn lifetime(rules: &ResponseRules, object: &Map<String, Value>) -> Result<Durati
         ExpiresIn::Seconds => raw,
         ExpiresIn::Milliseconds => raw / 1000.0,
     };
-    let Lifetimes { min, max, .. } = rules.lifetimes;
     if seconds < min.as_secs_f64() {
         tracing::warn!(
             provider = %rules.provider,
@@ -248,18 +250,34 @@ fn lifetime(rules: &ResponseRules, object: &Map<String, Value>) -> Result<Durati
             clamped_to_ms = min.as_millis() as u64,
             "token endpoint declared a lifetime below the minimum; clamping"
         );
-        Ok(min)
-    } else if seconds > max.as_secs_f64() {
-        tracing::warn!(
-            provider = %rules.provider,
-            expires_in = raw,
-            clamped_to_ms = max.as_millis() as u64,
-            "token endpoint declared a lifetime above the maximum; clamping"
-        );
-        Ok(max)
-    } else {
-        Ok(Duration::from_secs_f64(seconds))
+        return Ok(min);
     }
+    // Past `max`, or past what a `Duration` holds (a `max` of `Duration::MAX` trusts
+    // any number, not an overflow).
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(lifetime) if lifetime <= max => Ok(lifetime),
+        _ => {
+            tracing::warn!(
+                provider = %rules.provider,
+                expires_in = raw,
+                clamped_to_ms = max.as_millis() as u64,
+                "token endpoint declared a lifetime above the maximum; clamping"
+            );
+            Ok(max)
+        }
+    }
+}
+
+/// The longest a token is ever believed to live, whatever a provider's bounds allow:
+/// `Instant`s further out may not exist, and timers cannot wait that long anyway.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + lifetime`, at most [`NEVER`] away: never an overflow.
+pub(crate) fn instant_after(now: Instant, lifetime: Duration) -> Instant {
+    now.checked_add(lifetime.min(NEVER)).unwrap_or_else(|| {
+        now.checked_add(Duration::from_secs(365 * 24 * 3600))
+            .unwrap_or(now)
+    })
 }
 
 /// Bytes RFC 6750's `b64token` and ordinary header values accept: visible ASCII.

@@ -88,7 +88,7 @@ fn has_control(s: &str) -> bool {
 
 /// A key of printable parts (a key's parts are the application's own words, and they
 /// appear in store errors as they are).
-fn key() -> impl Strategy<Value = CredentialKey> {
+fn key() -> BoxedStrategy<CredentialKey> {
     (
         "[ -~]{0,12}",
         "[ -~]{0,12}",
@@ -104,10 +104,11 @@ fn key() -> impl Strategy<Value = CredentialKey> {
             }
             .key()
         })
+        .boxed()
 }
 
 /// Tokens whose values a test can recognise in a message.
-fn tokens() -> impl Strategy<Value = StoredTokens> {
+fn tokens() -> BoxedStrategy<StoredTokens> {
     (
         "sec_[A-Za-z0-9]{16}",
         "sec_[A-Za-z0-9]{16}",
@@ -122,6 +123,7 @@ fn tokens() -> impl Strategy<Value = StoredTokens> {
                 None => tokens,
             }
         })
+        .boxed()
 }
 
 /// What a file may hold: anything, or a record (of this key or another) with bytes cut,
@@ -136,7 +138,7 @@ enum Content {
     },
 }
 
-fn content() -> impl Strategy<Value = Content> {
+fn content() -> BoxedStrategy<Content> {
     prop_oneof![
         vec(any::<u8>(), 0..2048).prop_map(Content::Bytes),
         (
@@ -150,6 +152,7 @@ fn content() -> impl Strategy<Value = Content> {
                 cuts
             }),
     ]
+    .boxed()
 }
 
 // ===== properties =====

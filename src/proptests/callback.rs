@@ -34,7 +34,7 @@ enum Shape {
     UrlAndFragment,
 }
 
-fn shape() -> impl Strategy<Value = Shape> {
+fn shape() -> BoxedStrategy<Shape> {
     select(vec![
         Shape::Url,
         Shape::Query,
@@ -42,6 +42,7 @@ fn shape() -> impl Strategy<Value = Shape> {
         Shape::Fragment,
         Shape::UrlAndFragment,
     ])
+    .boxed()
 }
 
 fn callback(shape: Shape, params: &[(String, String)]) -> String {
@@ -60,7 +61,7 @@ fn callback(shape: Shape, params: &[(String, String)]) -> String {
 }
 
 /// Parameters a provider may add, none of them `code`, `state` or `error`.
-fn extras() -> impl Strategy<Value = Vec<(String, String)>> {
+fn extras() -> BoxedStrategy<Vec<(String, String)>> {
     vec(
         (
             prop_oneof![
@@ -74,14 +75,16 @@ fn extras() -> impl Strategy<Value = Vec<(String, String)>> {
         ),
         0..4,
     )
+    .boxed()
 }
 
 /// A code as a provider would issue it, or anything non-empty.
-fn code() -> impl Strategy<Value = String> {
+fn code() -> BoxedStrategy<String> {
     prop_oneof![
         "code_[A-Za-z0-9._~+/=-]{8,40}",
         hostile_string().prop_filter("a code is not empty", |c| !c.is_empty()),
     ]
+    .boxed()
 }
 
 /// How a callback's `state` misses the one sent.
@@ -97,7 +100,7 @@ enum Miss {
     Other(String),
 }
 
-fn miss() -> impl Strategy<Value = Miss> {
+fn miss() -> BoxedStrategy<Miss> {
     prop_oneof![
         Just(Miss::Absent),
         Just(Miss::Empty),
@@ -108,6 +111,7 @@ fn miss() -> impl Strategy<Value = Miss> {
         (any::<prop::sample::Index>(), any::<char>()).prop_map(|(at, c)| Miss::Replaced(at, c)),
         hostile_string().prop_map(Miss::Other),
     ]
+    .boxed()
 }
 
 /// The `state` a callback carries instead of `state`, or none.
@@ -265,8 +269,6 @@ proptest! {
 /// itself. The axum route passes the raw query, without its leading `?`, and `complete`
 /// then takes the first `?` inside a value for the start of the query.
 #[test]
-#[ignore = "bug: `complete` cannot tell a bare query from a URL, so a literal `?` in a bare \
-            query's value (the axum route passes the raw query) drops the parameters before it"]
 fn a_bare_query_with_a_literal_question_mark_keeps_its_parameters() {
     let pending = pending();
     let query = format!(

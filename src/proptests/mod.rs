@@ -13,6 +13,13 @@
 //! default of its own, chosen so that all of them together take a few seconds in a
 //! debug build on two cores. `PROPTEST_RNG_SEED=<u64>` replays a run. A failure found
 //! this way is kept as a named regression test, not in a `proptest-regressions` file.
+//!
+//! # Boxed strategies
+//!
+//! Every strategy function returns a `BoxedStrategy`. Left as `impl Strategy`, the
+//! nested combinator types made value trees that, in a debug build, used most of a test
+//! thread's 2 MiB stack, and one more `prop_oneof!` arm overflowed it. Boxed, all the
+//! properties run on 1 MiB.
 
 use proptest::{prelude::*, test_runner::Config};
 
@@ -39,7 +46,7 @@ pub(crate) fn config(default: u32) -> Config {
 
 /// Strings a hostile server or user would send: control characters, CR LF, NUL, DEL,
 /// non-ASCII, lookalikes of numbers, very long runs, and anything at all.
-pub(crate) fn hostile_string() -> impl Strategy<Value = String> {
+pub(crate) fn hostile_string() -> BoxedStrategy<String> {
     prop_oneof![
         4 => any::<String>(),
         2 => "[ -~]{0,40}",
@@ -49,11 +56,12 @@ pub(crate) fn hostile_string() -> impl Strategy<Value = String> {
         1 => numberish(),
         1 => ("[a-z\\r\\n\\t]", 1000..9000usize).prop_map(|(c, n)| c.repeat(n)),
     ]
+    .boxed()
 }
 
 /// Strings that look like numbers, or nearly: what a sloppy server puts in a numeric
 /// field.
-pub(crate) fn numberish() -> impl Strategy<Value = String> {
+pub(crate) fn numberish() -> BoxedStrategy<String> {
     prop::sample::select(vec![
         "",
         " ",
@@ -77,4 +85,5 @@ pub(crate) fn numberish() -> impl Strategy<Value = String> {
         "+60",
     ])
     .prop_map(str::to_owned)
+    .boxed()
 }

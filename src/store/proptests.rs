@@ -57,7 +57,7 @@ impl KeyParts {
     }
 }
 
-fn key_parts() -> impl Strategy<Value = KeyParts> {
+fn key_parts() -> BoxedStrategy<KeyParts> {
     (
         hostile_string(),
         hostile_string(),
@@ -72,10 +72,11 @@ fn key_parts() -> impl Strategy<Value = KeyParts> {
             scopes,
             subject,
         })
+        .boxed()
 }
 
 /// The same key with one part changed.
-fn other_key(parts: KeyParts) -> impl Strategy<Value = KeyParts> {
+fn other_key(parts: KeyParts) -> BoxedStrategy<KeyParts> {
     let p = parts.clone();
     prop_oneof![
         hostile_string().prop_map({
@@ -110,23 +111,25 @@ fn other_key(parts: KeyParts) -> impl Strategy<Value = KeyParts> {
         }),
         key_parts(),
     ]
+    .boxed()
 }
 
 /// A wall-clock instant the format can hold: the epoch or later, to the nanosecond.
-fn wall_time() -> impl Strategy<Value = SystemTime> {
+fn wall_time() -> BoxedStrategy<SystemTime> {
     prop_oneof![
         (0u64..4_000_000_000, 0u32..1_000_000_000),
         (0u64..=i64::MAX as u64 / 2, 0u32..1_000_000_000),
     ]
     .prop_map(|(secs, nanos)| UNIX_EPOCH + Duration::new(secs, nanos))
+    .boxed()
 }
 
 /// A secret as a test can recognise it in a message.
-fn marked_secret() -> impl Strategy<Value = String> {
-    "sec_[A-Za-z0-9]{16}"
+fn marked_secret() -> BoxedStrategy<String> {
+    "sec_[A-Za-z0-9]{16}".boxed()
 }
 
-fn tokens() -> impl Strategy<Value = StoredTokens> {
+fn tokens() -> BoxedStrategy<StoredTokens> {
     (
         prop::option::of(prop_oneof![hostile_string(), marked_secret()]),
         prop::option::of(prop_oneof![hostile_string(), marked_secret()]),
@@ -139,6 +142,7 @@ fn tokens() -> impl Strategy<Value = StoredTokens> {
             expires_at,
             scope,
         })
+        .boxed()
 }
 
 /// The secrets of `tokens` that a test can look for.
@@ -178,7 +182,7 @@ enum Damage {
     Field(&'static str, String),
 }
 
-fn damage() -> impl Strategy<Value = Damage> {
+fn damage() -> BoxedStrategy<Damage> {
     let field = prop::sample::select(vec![
         "format",
         "version",
@@ -204,6 +208,7 @@ fn damage() -> impl Strategy<Value = Damage> {
         (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Damage::Remove(a, b)),
         (field, value).prop_map(|(field, value)| Damage::Field(field, value)),
     ]
+    .boxed()
 }
 
 fn damaged(mut record: Vec<u8>, damage: &Damage) -> Vec<u8> {

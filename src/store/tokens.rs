@@ -132,7 +132,7 @@ impl StoredTokens {
                 "a stored token claims to live longer than the provider's longest lifetime; clamping"
             );
         }
-        let mut tokens = crate::TokenSet::new(access, now + left.min(at_most));
+        let mut tokens = crate::TokenSet::new(access, crate::token::instant_after(now, left.min(at_most)));
         tokens.set_refresh_token(self.refresh_token.clone());
         if let Some(scope) = &self.scope {
             tokens = tokens.with_scope(scope.clone());
