@@ -176,8 +176,13 @@ fn placements() -> Vec<TokenPlacement> {
     ]
 }
 
+/// A provider of a name no other test uses: warnings are told apart by it (a port of
+/// one test's server may be another's later).
 fn provider(api: &Server, placement: &TokenPlacement) -> Provider {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Provider::standard("http://127.0.0.1:9/token")
+        .name(format!("provider-{n}"))
         .api(api.base.clone())
         .token_placement(placement.clone())
 }
@@ -666,12 +671,13 @@ fn capture_logs() {
     });
 }
 
-/// The lines logged so far that mention `origin` (each test's servers have ports of
-/// their own).
-fn warnings_about(origin: &str) -> Vec<String> {
+/// The lines logged so far about `credentials` (by their provider's name, which no
+/// other test uses) that mention `origin`.
+fn warnings_about(credentials: &Credentials, origin: &str) -> Vec<String> {
+    let provider = format!("credential={}/", credentials.keys()[0].provider());
     let logs = String::from_utf8(LOGS.lock().unwrap().clone()).unwrap();
     logs.lines()
-        .filter(|line| line.contains(origin))
+        .filter(|line| line.contains(&provider) && line.contains(origin))
         .map(str::to_owned)
         .collect()
 }
@@ -695,13 +701,13 @@ async fn tower_layer_warns_once_when_a_redirect_inside_it_left_the_token_origin(
     // Same-origin redirects are not reported.
     let url = api.redirect("/moved", &api.url("/here"));
     assert_eq!(tower_inside(&credentials, standard.clone(), get(&url)).await, 200);
-    let warnings = warnings_about(&other.base);
+    let warnings = warnings_about(&credentials, &other.base);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("WARN"), "{warnings:?}");
     assert!(warnings[0].contains("inside OAuth2Layer"), "{warnings:?}");
     assert_names_only_origins(&warnings[0], &other);
     assert_eq!(
-        warnings_about(&format!("{}/here", api.base)),
+        warnings_about(&credentials, &format!("{}/here", api.base)),
         Vec::<String>::new()
     );
 
@@ -711,7 +717,7 @@ async fn tower_layer_warns_once_when_a_redirect_inside_it_left_the_token_origin(
     let policy = redirect::policy(&credentials);
     let url = api.redirect("/moved", &other.url("/land"));
     assert_eq!(tower_inside(&credentials, policy, get(&url)).await, 200);
-    assert_eq!(warnings_about(&other.base), Vec::<String>::new());
+    assert_eq!(warnings_about(&credentials, &other.base), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -725,7 +731,7 @@ async fn reqwest_middleware_warns_once_when_reqwest_followed_the_token_away() {
     }
     let url = api.redirect("/moved", &api.url("/here"));
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    let warnings = warnings_about(&other.base);
+    let warnings = warnings_about(&credentials, &other.base);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("reqwest followed a redirect"),
@@ -736,14 +742,14 @@ async fn reqwest_middleware_warns_once_when_reqwest_followed_the_token_away() {
         "{warnings:?}"
     );
     assert_names_only_origins(&warnings[0], &other);
-    assert_eq!(warnings_about(&api.base).len(), 1);
+    assert_eq!(warnings_about(&credentials, &api.base).len(), 1);
 
     let (api, other) = (Server::start().await, Server::start().await);
     let credentials = app_credentials(&api, &TokenPlacement::Query("access_token".into()));
     let url = api.redirect("/moved", &other.url("/land"));
     let response = with_policy(&credentials).get(&url).send().await.unwrap();
     assert_eq!(response.status(), 302);
-    assert_eq!(warnings_about(&other.base), Vec::<String>::new());
+    assert_eq!(warnings_about(&credentials, &other.base), Vec::<String>::new());
 }
 
 #[test]
