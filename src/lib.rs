@@ -119,6 +119,7 @@ pub mod layer;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod origin;
+mod protocol;
 pub mod provider;
 pub mod providers;
 mod redact;
