@@ -178,7 +178,7 @@ use http::{Extensions, Uri};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::{
-    cache::{CachedToken, CredentialState},
+    credential::{CachedToken, CredentialState},
     credentials::{Credentials, Registry, Subject},
     layer::NoRetry,
     provider::TokenPlacement,

@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::service::{attach_token, prepare_replay, ReplayCopy, Shared};
 use crate::{
     body::ReplayableBody,
-    cache::{Acquire, CredentialState},
+    credential::{Acquire, CredentialState},
     error::{BoxError, Error},
     provider::Provider,
 };

@@ -19,7 +19,7 @@ use super::{
 use crate::credentials::Subject;
 use crate::{
     body::ReplayableBody,
-    cache::CachedToken,
+    credential::CachedToken,
     error::{BoxError, Error},
     provider::{Provider, TokenPlacement},
 };
@@ -193,7 +193,7 @@ impl<S: Clone> OAuth2<S> {
                 (Some(state), acquire)
             }
             // Not sent: the future answers with the error at once.
-            Err(err) => (None, crate::cache::Acquire::failed(err)),
+            Err(err) => (None, crate::credential::Acquire::failed(err)),
         };
         let clone = self.inner.clone();
         let ready = mem::replace(&mut self.inner, clone);
@@ -456,7 +456,7 @@ struct LocalSlot {
     copy: Option<LocalCopy>,
     /// Cache hits not yet added to the credential's counter.
     hits: u32,
-    state: Arc<crate::cache::CredentialState>,
+    state: Arc<crate::credential::CredentialState>,
 }
 
 impl LocalSlot {
