@@ -23,32 +23,15 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use super::{obtain::Attempt, CachedToken, CredentialState, Outcome, Slot};
+use super::{
+    decide::{decide, should_refresh_early, Action, Reason, Seen, TokenView},
+    obtain::Attempt,
+    CachedToken, CredentialState, Outcome, Slot,
+};
 use crate::{
     error::{Error, TimedOut, UnreachableError},
     grant::{GrantInput, PendingCode},
 };
-
-/// Why a token request is made; shown in spans and counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Reason {
-    /// No token yet, or the last one expired.
-    Missing,
-    /// The token is in its refresh window.
-    Early,
-    /// An API answer said the token is dead.
-    DeadToken,
-}
-
-impl Reason {
-    fn as_str(self) -> &'static str {
-        match self {
-            Reason::Missing => "missing",
-            Reason::Early => "early",
-            Reason::DeadToken => "dead_token",
-        }
-    }
-}
 
 impl CredentialState {
     /// A usable token, now or after the one refresh in flight.
@@ -57,34 +40,35 @@ impl CredentialState {
     /// is still the current one, so any number of such answers cause one refresh.
     pub(crate) fn acquire(self: &Arc<Self>, dead: Option<u64>) -> Acquire {
         let mut slot = self.lock();
+        let current = self.current.load_full();
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let now = Instant::now();
-        let mut reason = Reason::Missing;
-        if let Some(token) = self.current.load_full() {
-            if dead == Some(token.generation) && slot.ignores_dead_answers_for(token.generation, now) {
-                return Acquire::ready(Ok(token));
-            } else if dead == Some(token.generation) {
-                token.expire();
-                reason = Reason::DeadToken;
-            } else if token.is_usable() {
-                return Acquire::ready(Ok(token));
-            }
+        let seen = self.see(&slot, current.as_deref(), dead, runtime.is_some(), now);
+        let decision = decide(&seen);
+        if let (true, Some(token)) = (decision.expire_current, &current) {
+            token.expire();
         }
-        if let Some(inflight) = &slot.inflight {
-            return Acquire::wait(inflight.clone());
-        }
-        if slot.backing_off(now) {
-            return Acquire::ready(Err(self.backoff_error(&slot, now)));
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Acquire::ready(Err(Error::config(
-                "token requests run as Tokio tasks; call the service within a Tokio runtime",
-            )));
+        // `decide` never picks an action without what it needs (a token to use, a request
+        // to join, a runtime to start one on); its tests check every input. So `None` here
+        // means `NoRuntime`.
+        let acquired = match decision.action {
+            Action::Use => current.map(|token| Acquire::ready(Ok(token))),
+            Action::Join => slot.inflight.clone().map(Acquire::wait),
+            Action::Refuse => Some(Acquire::failed(self.backoff_error(&slot, now))),
+            Action::NoRuntime => None,
+            Action::Refresh(reason) => runtime.map(|runtime| {
+                if reason == Reason::DeadToken {
+                    self.stats.dead_token_refreshes.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(provider = %self.config.provider_name(), credential = %self.key, "API answer declared the token dead; refreshing");
+                }
+                Acquire::wait(self.start_refresh(&runtime, &mut slot, reason))
+            }),
         };
-        if reason == Reason::DeadToken {
-            self.stats.dead_token_refreshes.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(provider = %self.config.provider_name(), credential = %self.key, "API answer declared the token dead; refreshing");
-        }
-        Acquire::wait(self.start_refresh(&runtime, &mut slot, reason))
+        acquired.unwrap_or_else(|| {
+            Acquire::failed(Error::config(
+                "token requests run as Tokio tasks; call the service within a Tokio runtime",
+            ))
+        })
     }
 
     /// Starts the background refresh of a token in its refresh window, once.
@@ -96,17 +80,36 @@ impl CredentialState {
             return;
         };
         let mut slot = self.lock();
-        let is_current = self
-            .current
-            .load()
-            .as_ref()
-            .is_some_and(|c| c.generation == token.generation);
-        if !is_current || slot.inflight.is_some() || slot.backing_off(Instant::now()) {
+        let seen = self.see(&slot, self.current.load().as_deref(), None, true, Instant::now());
+        if !should_refresh_early(&seen, token.generation) {
             return;
         }
         self.stats.early_refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(provider = %self.config.provider_name(), credential = %self.key, "token in its refresh window; refreshing in the background");
         drop(self.start_refresh(&runtime, &mut slot, Reason::Early));
+    }
+
+    /// What a decision needs of the state, read under the slot's lock at `now`.
+    fn see(
+        &self,
+        slot: &Slot,
+        current: Option<&CachedToken>,
+        dead: Option<u64>,
+        runtime: bool,
+        now: Instant,
+    ) -> Seen {
+        Seen {
+            current: current.map(|token| TokenView {
+                generation: token.generation,
+                usable: token.is_usable(),
+            }),
+            dead,
+            ignoring_dead_for_current: current
+                .is_some_and(|token| slot.ignores_dead_answers_for(token.generation, now)),
+            in_flight: slot.inflight.is_some(),
+            backing_off: slot.backing_off(now),
+            runtime,
+        }
     }
 
     /// Spawns the token request's task and marks it in flight; the caller holds the lock.

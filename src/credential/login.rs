@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::{flight::Reason, CredentialState, Outcome};
+use super::{decide::Reason, CredentialState, Outcome};
 use crate::{error::Error, grant::PendingCode};
 
 impl CredentialState {

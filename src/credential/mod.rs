@@ -13,7 +13,8 @@
 //!
 //! Everything that is not a plain read goes through [`CredentialState::acquire`] or
 //! [`CredentialState::refresh_early`], under a mutex that is never held across an
-//! `.await`. There, at most one token request per credential is in flight: it is spawned
+//! `.await`. Both read the state under the lock, hand what they saw to a pure decision,
+//! and act on it. At most one token request per credential is in flight: it is spawned
 //! as its own task (so it outlives any caller that gives up) and bounded by a timeout;
 //! every caller that needs it waits on the same shared outcome. A failed request never
 //! replaces a token that is still valid, and further attempts are spaced by a jittered,
@@ -23,6 +24,8 @@
 //!
 //! - [`token`]: the token as held, its state byte, the expiry timer that moves it, and
 //!   the value attached to requests;
+//! - [`decide`]: what `acquire` and `refresh_early` do with what they saw, as pure
+//!   functions of plain values, with table tests;
 //! - [`flight`]: single flight: `acquire`, `refresh_early`, the token request's task and
 //!   the guard that ends it however the task ends, and the futures callers wait on;
 //! - [`backoff`]: spacing requests after failures, and the hold on dead-token answers
@@ -35,6 +38,7 @@
 //! The cold-path state all of them share is the [`Slot`] behind the mutex, here.
 
 mod backoff;
+mod decide;
 mod flight;
 mod login;
 mod obtain;
