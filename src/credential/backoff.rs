@@ -95,3 +95,62 @@ impl CredentialState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::advance;
+
+    use super::{super::testing, *};
+
+    const TICK: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn dead_answers_for_a_token_refused_when_fresh_are_ignored_for_backoff_max_and_no_longer() {
+        let (state, _) = testing::credential();
+        let ignores = |generation| state.lock().ignores_dead_answers_for(generation, Instant::now());
+        assert!(!ignores(3), "nothing was refused yet");
+
+        state.refused_when_fresh(3);
+        assert!(ignores(3));
+        assert!(!ignores(2) && !ignores(4), "only for the token refused");
+        advance(state.config.credential.policy.backoff_max - TICK).await;
+        assert!(ignores(3), "until the end of the window");
+        advance(TICK).await;
+        assert!(!ignores(3), "not at its end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_refused_token_ends_the_window_of_the_one_before() {
+        let (state, _) = testing::credential();
+        state.refused_when_fresh(3);
+        state.refused_when_fresh(4);
+        let slot = state.lock();
+        assert!(slot.ignores_dead_answers_for(4, Instant::now()));
+        assert!(!slot.ignores_dead_answers_for(3, Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_failure_in_a_row_doubles_the_wait_and_a_success_forgets_them() {
+        let (state, _) = testing::credential();
+        let policy = testing::policy();
+        let mut slot = Slot::default();
+        assert!(!slot.backing_off(Instant::now()));
+        for (failures, wait_ms) in [(1, 100), (2, 200), (3, 400)] {
+            let err = Error::config(format!("failure {failures}"));
+            slot.back_off(&err, &policy);
+            let now = Instant::now();
+            assert_eq!(slot.failures, failures);
+            assert!(slot.backing_off(now + Duration::from_millis(wait_ms) - TICK));
+            assert!(!slot.backing_off(now + Duration::from_millis(wait_ms)));
+            // Meanwhile callers get the last failure's error.
+            let answer = state.backoff_error(&slot, now).to_string();
+            assert_eq!(answer, err.to_string());
+        }
+        slot.forget_failures();
+        assert_eq!(slot.failures, 0);
+        assert!(!slot.backing_off(Instant::now()));
+        assert!(slot.last_error.is_none());
+    }
+}

@@ -307,3 +307,80 @@ impl fmt::Debug for Acquire {
         f.write_str("Acquire(..)")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{error::Error as _, sync::atomic::Ordering::SeqCst, time::Duration};
+
+    use super::{super::testing, *};
+
+    /// A request marked in flight the way `start_refresh` marks it, with its guard and
+    /// the outcome its callers wait on; no task runs it.
+    fn in_flight(state: &Arc<CredentialState>) -> (InFlight, Shared<Pending>) {
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending {
+            rx,
+            provider: state.config.provider_name().clone(),
+        }
+        .shared();
+        state.lock().inflight = Some(pending.clone());
+        let guard = InFlight {
+            state: Arc::clone(state),
+            tx: Some(tx),
+        };
+        (guard, pending)
+    }
+
+    fn interrupted(err: &Error) -> bool {
+        matches!(err, Error::Unreachable(unreachable) if unreachable.backoff.is_none())
+            && err
+                .source()
+                .and_then(|unreachable| unreachable.source())
+                .is_some_and(|source| source.is::<Interrupted>())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_guard_dropped_unfinished_clears_the_marker_counts_one_failure_answers_the_waiters_and_backs_off(
+    ) {
+        let (state, requests) = testing::credential();
+        let (guard, waiter) = in_flight(&state);
+        let other_waiter = waiter.clone();
+        let dropped_at = Instant::now();
+        drop(guard);
+
+        {
+            let slot = state.lock();
+            assert!(slot.inflight.is_none(), "the in-flight marker is cleared");
+            assert_eq!(slot.failures, 1);
+            assert_eq!(slot.not_before, Some(dropped_at + Duration::from_millis(100)));
+        }
+        assert_eq!(state.stats.failures.load(SeqCst), 1);
+        for outcome in [waiter.await, other_waiter.await] {
+            let err = outcome.unwrap_err();
+            assert!(interrupted(&err), "{err:?}");
+        }
+
+        // While it backs off, callers get that error and the endpoint is not asked.
+        let err = state.acquire(None).await.unwrap_err();
+        assert!(interrupted(&err), "{err:?}");
+        assert_eq!(requests.load(SeqCst), 0);
+        // After, the next caller's request is made, and its success forgets the failure.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let token = state.acquire(None).await.unwrap();
+        assert_eq!(token.tokens.access_token().secret(), "tok-1");
+        assert_eq!(requests.load(SeqCst), 1);
+        assert_eq!(state.lock().failures, 0);
+        assert_eq!(state.stats.failures.load(SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_guard_ends_its_request_once_with_the_attempts_own_outcome() {
+        let (state, _) = testing::credential();
+        let (guard, waiter) = in_flight(&state);
+        let outcome = guard.finish(Attempt::failed(Error::config("the attempt's failure")), None);
+        assert!(matches!(outcome, Err(Error::Config(_))), "{outcome:?}");
+        assert!(matches!(waiter.await, Err(Error::Config(_))));
+        assert_eq!(state.stats.failures.load(SeqCst), 1);
+        assert_eq!(state.lock().failures, 1);
+    }
+}

@@ -43,6 +43,8 @@ mod flight;
 mod login;
 mod obtain;
 mod revoke;
+#[cfg(test)]
+mod testing;
 mod token;
 
 use std::{

@@ -179,3 +179,171 @@ pub(crate) fn attachment(placement: &TokenPlacement, tokens: &TokenSet) -> Optio
     value.set_sensitive(true);
     Some(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::HeaderName;
+    use tokio::time::advance;
+
+    use super::*;
+    use crate::secret::AccessToken;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    const TICK: Duration = Duration::from_millis(1);
+
+    /// A token installed now, whose refresh point and expiry are that far away.
+    fn installed(refresh_in: Duration, expires_in: Duration) -> Arc<CachedToken> {
+        let now = Instant::now();
+        let tokens = TokenSet::new(AccessToken::new("tok"), now + expires_in);
+        let value = HeaderValue::from_static("Bearer tok");
+        Arc::new(CachedToken::new(1, value, tokens, now + refresh_in, now))
+    }
+
+    fn watch(token: &Arc<CachedToken>) -> ExpiryWatch {
+        ExpiryWatch {
+            token: Arc::downgrade(token),
+            expires_at: token.tokens.expires_at(),
+            done: false,
+        }
+    }
+
+    fn state(token: &CachedToken) -> u8 {
+        token.state.load(Ordering::Acquire)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_moves_a_token_to_stale_at_its_refresh_point_and_to_expired_at_its_expiry() {
+        let start = Instant::now();
+        let token = installed(secs(10), secs(20));
+        let _timer = start_expiry_timer(&token);
+        assert_eq!(state(&token), FRESH);
+        assert!(token.is_fresh() && token.is_usable() && !token.wants_early_refresh());
+
+        sleep_until(start + secs(10) - TICK).await;
+        assert_eq!(state(&token), FRESH);
+        sleep_until(start + secs(10) + TICK).await;
+        assert_eq!(state(&token), STALE);
+        assert!(!token.is_fresh() && token.is_usable() && token.wants_early_refresh());
+
+        sleep_until(start + secs(20) - TICK).await;
+        assert_eq!(state(&token), STALE);
+        sleep_until(start + secs(20) + TICK).await;
+        assert_eq!(state(&token), EXPIRED);
+        assert!(!token.is_fresh() && !token.is_usable() && !token.wants_early_refresh());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_installed_past_its_refresh_point_starts_stale() {
+        let token = installed(Duration::ZERO, secs(20));
+        assert_eq!(state(&token), STALE);
+        assert!(token.wants_early_refresh());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_expired_by_a_dead_token_answer_stays_expired_at_its_refresh_point() {
+        let start = Instant::now();
+        let token = installed(secs(10), secs(20));
+        let _timer = start_expiry_timer(&token);
+        token.expire();
+        sleep_until(start + secs(10) + TICK).await;
+        assert_eq!(state(&token), EXPIRED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expiry_watch_dropped_before_the_expiry_moves_its_token_to_stale() {
+        let token = installed(secs(10), secs(20));
+        drop(watch(&token));
+        assert_eq!(state(&token), STALE);
+
+        // Past the refresh point too: stale, not expired, until the expiry itself.
+        let token = installed(secs(10), secs(20));
+        advance(secs(20) - TICK).await;
+        drop(watch(&token));
+        assert_eq!(state(&token), STALE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expiry_watch_dropped_at_or_after_the_expiry_moves_its_token_to_expired() {
+        let token = installed(secs(10), secs(20));
+        advance(secs(20)).await;
+        drop(watch(&token));
+        assert_eq!(state(&token), EXPIRED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expiry_watch_that_finished_leaves_its_token_alone() {
+        let token = installed(secs(10), secs(20));
+        let mut finished = watch(&token);
+        finished.done = true;
+        drop(finished);
+        assert_eq!(state(&token), FRESH);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_aborted_expiry_timer_moves_its_token_on_at_once() {
+        let token = installed(secs(10), secs(20));
+        let timer = start_expiry_timer(&token);
+        advance(secs(1)).await;
+        assert_eq!(state(&token), FRESH);
+        timer.abort();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(state(&token), STALE);
+    }
+
+    #[test]
+    fn a_tokens_early_refresh_is_claimed_once_until_rearmed() {
+        let token = CachedToken::new(
+            1,
+            HeaderValue::from_static("Bearer tok"),
+            TokenSet::new(AccessToken::new("tok"), Instant::now()),
+            Instant::now(),
+            Instant::now(),
+        );
+        assert!(token.wants_early_refresh());
+        assert!(token.claim_early_refresh());
+        assert!(!token.wants_early_refresh());
+        assert!(!token.claim_early_refresh());
+        token.rearm_early_refresh();
+        assert!(token.wants_early_refresh());
+        assert!(token.claim_early_refresh());
+    }
+
+    fn tokens(access_token: &str) -> TokenSet {
+        TokenSet::new(AccessToken::new(access_token), Instant::now())
+    }
+
+    #[test]
+    fn the_attachment_of_each_placement_is_marked_sensitive() {
+        let header = TokenPlacement::Header(HeaderName::from_static("x-access-token"));
+        let query = TokenPlacement::Query("access token".into());
+        #[rustfmt::skip]
+        let table: &[(&TokenPlacement, &str, &str)] = &[
+            (&TokenPlacement::AuthorizationBearer, "tok-1", "Bearer tok-1"),
+            (&header, "tok-1", "tok-1"),
+            // The query pair is form-encoded, name and value.
+            (&query, "a b&c=d/é", "access+token=a+b%26c%3Dd%2F%C3%A9"),
+        ];
+        for (placement, token, expected) in table {
+            let value = attachment(placement, &tokens(token)).unwrap();
+            assert_eq!(value.to_str().unwrap(), *expected, "{placement:?}");
+            assert!(value.is_sensitive(), "{placement:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_a_header_cannot_carry_has_no_attachment_but_in_a_query() {
+        let tokens = tokens("tok\r\nx-injected: 1");
+        assert!(attachment(&TokenPlacement::AuthorizationBearer, &tokens).is_none());
+        let header = TokenPlacement::Header(HeaderName::from_static("x-access-token"));
+        assert!(attachment(&header, &tokens).is_none());
+        let query = attachment(&TokenPlacement::Query("t".into()), &tokens).unwrap();
+        assert_eq!(query.to_str().unwrap(), "t=tok%0D%0Ax-injected%3A+1");
+    }
+}
