@@ -10,7 +10,7 @@ use http::Uri;
 
 use crate::{
     authorize::AuthorizedCode,
-    cache::{CredentialState, Revoked},
+    credential::{CredentialState, Revoked},
     error::{Error, NotAuthorized},
     grant::GrantConfig,
     origin::Origin,

@@ -25,7 +25,7 @@ use std::sync::{atomic::Ordering, Arc};
 use http::{header::AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 
 use crate::{
-    cache::{Acquire, CachedToken, CredentialState},
+    credential::{Acquire, CachedToken, CredentialState},
     credentials::{Registry, Subject},
     error::Error,
     provider::{Provider, TokenPlacement},

@@ -178,7 +178,7 @@ use http::{Extensions, HeaderMap, Uri};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::{
-    cache::{CachedToken, CredentialState},
+    credential::{CachedToken, CredentialState},
     credentials::{Credentials, Registry, Subject},
     layer::NoRetry,
     protocol::{self, AfterDead, Placement, Plan, Route, Target, TokenNow},

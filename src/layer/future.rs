@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     body::ReplayableBody,
-    cache::{Acquire, CredentialState},
+    credential::{Acquire, CredentialState},
     error::{BoxError, Error},
     protocol::{self, AfterDead, Placement},
 };

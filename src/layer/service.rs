@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     body::ReplayableBody,
-    cache::{CachedToken, CredentialState},
+    credential::{CachedToken, CredentialState},
     credentials::Subject,
     error::{BoxError, Error},
     protocol::{self, Placement, Route, TokenNow},
@@ -206,7 +206,7 @@ impl<S: Clone> OAuth2<S> {
     where
         S: Service<Request<B>>,
     {
-        self.wait(None, None, crate::cache::Acquire::failed(err), req, false)
+        self.wait(None, None, crate::credential::Acquire::failed(err), req, false)
     }
 
     /// A request acting for a user: their credential's token, or the wait for it. Users'
@@ -249,7 +249,7 @@ impl<S: Clone> OAuth2<S> {
         &mut self,
         index: Option<usize>,
         user: Option<Arc<CredentialState>>,
-        acquire: crate::cache::Acquire,
+        acquire: crate::credential::Acquire,
         req: Request<B>,
         retry: bool,
     ) -> ResponseFuture<S, B>
