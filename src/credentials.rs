@@ -60,15 +60,69 @@ pub(crate) struct Registry {
     pub(crate) crossings: crate::crossing::Crossings,
 }
 
+/// Which configured origin a routed request was for, and how it spelled it: enough to
+/// write its authority again for a retry, without copying it on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RouteRef {
+    users: bool,
+    explicit: bool,
+    position: u32,
+}
+
 impl Registry {
     /// The index of the credential whose origin `uri` belongs to.
     #[inline]
     pub(crate) fn route(&self, uri: &Uri) -> Option<usize> {
+        self.route_ref(uri).map(|(index, _)| index)
+    }
+
+    /// [`route`](Self::route), and which of the credential's origins matched.
+    #[inline]
+    pub(crate) fn route_ref(&self, uri: &Uri) -> Option<(usize, RouteRef)> {
         let (https, authority) = crate::origin::scheme_and_authority(uri)?;
         self.routes
             .iter()
-            .find(|(origin, _)| origin.matches(https, authority))
-            .map(|(_, index)| *index)
+            .enumerate()
+            .find_map(|(position, (origin, index))| {
+                let explicit = origin.spelling(https, authority)?;
+                let position = position as u32;
+                Some((
+                    *index,
+                    RouteRef {
+                        users: false,
+                        explicit,
+                        position,
+                    },
+                ))
+            })
+    }
+
+    /// Which users' origin `uri` belongs to, if any.
+    pub(crate) fn user_route_ref(&self, uri: &Uri) -> Option<RouteRef> {
+        let (https, authority) = crate::origin::scheme_and_authority(uri)?;
+        self.user_routes
+            .iter()
+            .enumerate()
+            .find_map(|(position, (origin, _))| {
+                let explicit = origin.spelling(https, authority)?;
+                let position = position as u32;
+                Some(RouteRef {
+                    users: true,
+                    explicit,
+                    position,
+                })
+            })
+    }
+
+    /// The authority of the origin `route` names, as the request spelled it.
+    pub(crate) fn authority(&self, route: RouteRef) -> Option<&str> {
+        let table = if route.users {
+            &self.user_routes
+        } else {
+            &self.routes
+        };
+        let (origin, _) = table.get(route.position as usize)?;
+        Some(origin.authority(route.explicit))
     }
 
     /// The credential of user `subject` for the provider whose origin `uri` belongs to:

@@ -26,7 +26,7 @@ use http::{header::AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, StatusCode
 
 use crate::{
     credential::{Acquire, CachedToken, CredentialState},
-    credentials::{Registry, Subject},
+    credentials::{Registry, RouteRef, Subject},
     error::Error,
     provider::{Provider, TokenPlacement},
 };
@@ -37,8 +37,9 @@ use crate::{
 pub(crate) enum Route {
     /// No credential serves the request's origin: it is sent as it is.
     Pass,
-    /// The application's credential `index` of the registry.
-    App(usize),
+    /// The application's credential `index` of the registry, through the configured
+    /// origin `RouteRef` names.
+    App(usize, RouteRef),
     /// A user's credential (the request named a [`Subject`]).
     User(Arc<CredentialState>),
     /// The request must not be sent: it is answered with this error (a user who never
@@ -51,8 +52,8 @@ pub(crate) enum Route {
 #[inline(always)]
 pub(crate) fn route(registry: &Registry, uri: &Uri, subject: Option<&Subject>) -> Route {
     match subject {
-        None => match registry.route(uri) {
-            Some(index) => Route::App(index),
+        None => match registry.route_ref(uri) {
+            Some((index, route)) => Route::App(index, route),
             None => Route::Pass,
         },
         Some(subject) => route_user(registry, uri, subject),
@@ -224,19 +225,20 @@ impl Plan {
     }
 
     /// Whether an answer of `status` and `headers`, to a request that carried a token
-    /// of `provider`, declares the token dead.
-    #[inline]
-    pub(crate) fn is_dead(&self, provider: &Provider, status: StatusCode, headers: &HeaderMap) -> bool {
-        is_dead(self.dead, provider, status, headers)
-    }
-}
-
-#[inline]
-fn is_dead(check: DeadCheck, provider: &Provider, status: StatusCode, headers: &HeaderMap) -> bool {
-    match check {
-        DeadCheck::Never => false,
-        DeadCheck::Only(dead) => status == dead,
-        DeadCheck::Provider => provider.is_dead_token(status, headers),
+    /// of the provider `provider` gives, declares the token dead. The provider is looked
+    /// up only when the status alone does not tell (usually it does: "is it 401").
+    #[inline(always)]
+    pub(crate) fn is_dead<'p>(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        provider: impl FnOnce() -> &'p Provider,
+    ) -> bool {
+        match self.dead {
+            DeadCheck::Never => false,
+            DeadCheck::Only(dead) => status == dead,
+            DeadCheck::Provider => provider().is_dead_token(status, headers),
+        }
     }
 }
 
@@ -301,24 +303,24 @@ mod tests {
         let plan = Plan::of(&standard);
         let none = HeaderMap::new();
         let status = |code: u16| StatusCode::from_u16(code).unwrap();
-        assert!(plan.is_dead(&standard, status(401), &none));
-        assert!(!plan.is_dead(&standard, status(403), &none));
+        assert!(plan.is_dead(status(401), &none, || &standard));
+        assert!(!plan.is_dead(status(403), &none, || &standard));
 
         let never = standard.clone().dead_token_statuses([]);
-        assert!(!Plan::of(&never).is_dead(&never, status(401), &none));
+        assert!(!Plan::of(&never).is_dead(status(401), &none, || &never));
 
         let predicate = standard
             .clone()
             .dead_token_when(|status, headers| status == 403 && headers.contains_key("www-authenticate"));
         let plan = Plan::of(&predicate);
-        assert!(plan.is_dead(&predicate, status(401), &none));
-        assert!(!plan.is_dead(&predicate, status(403), &none));
+        assert!(plan.is_dead(status(401), &none, || &predicate));
+        assert!(!plan.is_dead(status(403), &none, || &predicate));
         let mut challenged = HeaderMap::new();
         challenged.insert(
             "www-authenticate",
             HeaderValue::from_static("Bearer error=\"invalid_token\""),
         );
-        assert!(plan.is_dead(&predicate, status(403), &challenged));
+        assert!(plan.is_dead(status(403), &challenged, || &predicate));
     }
 
     #[test]

@@ -242,7 +242,7 @@ impl Middleware for OAuth2Middleware {
             Route::Pass => return next.run(req, extensions).await,
             // Not sent: a user without a grant, or a provider that serves no users.
             Route::Refuse(err) => return Err(reqwest_middleware::Error::middleware(err)),
-            Route::App(index) => (Arc::clone(&registry.states[index]), &self.plans[index]),
+            Route::App(index, _) => (Arc::clone(&registry.states[index]), &self.plans[index]),
             Route::User(state) => {
                 user_plan = Plan::of(&state.config.credential.provider);
                 (state, &user_plan)
@@ -382,7 +382,7 @@ async fn send(
     let replay = if retry { req.try_clone() } else { None };
     protocol::attach(&mut req, &plan.placement, token.value.clone());
     let response = send_once(next.clone(), req, extensions, &token, &plan.placement).await?;
-    if !plan.is_dead(provider, response.status(), response.headers()) {
+    if !plan.is_dead(response.status(), response.headers(), || provider) {
         return Ok(response);
     }
     let acquire = match protocol::after_dead(state, token.generation, replay.is_some(), response.status()) {

@@ -17,6 +17,7 @@ use super::{
 use crate::{
     body::ReplayableBody,
     credential::{Acquire, CredentialState},
+    credentials::RouteRef,
     error::{BoxError, Error},
     protocol::{self, AfterDead, Placement},
 };
@@ -72,8 +73,9 @@ impl<S, B> Watch<S, B> {
     fn is_dead<T>(&self, response: &Response<T>) -> bool {
         match &self.user {
             None => {
-                let provider = &self.credential().config.credential.provider;
-                self.shared.layer.plans[self.index].is_dead(provider, response.status(), response.headers())
+                self.shared.layer.plans[self.index].is_dead(response.status(), response.headers(), || {
+                    &self.credential().config.credential.provider
+                })
             }
             Some(user) => protocol::is_dead_answer(user, response.status(), response.headers()),
         }
@@ -109,11 +111,12 @@ enum Step<S, B>
 where
     S: Service<Request<B>>,
 {
-    /// No usable token: waiting for one, holding the ready service and the request.
+    /// No usable token: waiting for one, holding the ready service and the request, and
+    /// where it was routed if it may be retried.
     Acquiring {
         acquire: Acquire,
         pending: Option<(S, Request<B>)>,
-        retry: bool,
+        retry: Option<RouteRef>,
     },
     /// The answer declared the token dead: waiting for its successor, holding the
     /// request to send again (nothing attached yet).
@@ -197,7 +200,7 @@ where
         acquire: Acquire,
         svc: S,
         req: Request<B>,
-        retry: bool,
+        retry: Option<RouteRef>,
     ) -> Self {
         Self {
             state: State::Slow {
@@ -278,7 +281,7 @@ where
     let state = credential(&shared, index, &user);
     let req = replay
         .filter(|replay| replay.body.is_replayable())
-        .and_then(ReplayCopy::into_request);
+        .and_then(|replay| replay.into_request(&shared.layer.credentials.registry));
     let acquire = match protocol::after_dead(state, generation, req.is_some(), response.status()) {
         AfterDead::Return => return Ok(response),
         AfterDead::Retry(acquire) => acquire,
@@ -323,10 +326,9 @@ where
                         Err(err) => return Poll::Ready(SlowOutput::Done(Err(err))),
                     };
                     let (mut svc, mut req) = pending.take().expect("polled after completion");
-                    let replay = if *retry {
-                        prepare_replay(&mut req, this.shared.layer.replay_limit)
-                    } else {
-                        None
+                    let replay = match *retry {
+                        Some(route) => prepare_replay(&mut req, route, this.shared.layer.replay_limit),
+                        None => None,
                     };
                     let placement = placement_of(this.shared, *this.index, this.user);
                     protocol::attach(&mut req, &placement, token.value.clone());

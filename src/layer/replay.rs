@@ -9,18 +9,23 @@ use http::{
     Extensions, HeaderMap, Method, Request, Uri, Version,
 };
 
-use crate::body::ReplayableBody;
+use crate::{
+    body::ReplayableBody,
+    credentials::{Registry, RouteRef},
+};
 
 /// What is needed to send a request again: a copy taken before anything was attached.
 ///
 /// Kept small, because it lives in the response future of every request that may be
-/// retried: the URI, the method as a byte and the version inline; the headers, the
+/// retried: the path, the method as a byte and the version inline; the headers, the
 /// extensions and a non-standard method boxed together, only when the request had any
 /// (a non-empty header map's clone allocates anyway).
 pub(crate) struct ReplayCopy<B> {
-    /// The URI's parts but its scheme, which is http or https (the request was routed):
-    /// cloning and dropping a `Scheme` costs more than a flag.
-    authority: Authority,
+    /// The configured origin the request was routed to, and how it spelled it: the
+    /// authority is written again from it for a retry (rare) rather than copied for
+    /// every request. The scheme is a flag (routed, so http or https): cloning and
+    /// dropping a `Scheme` costs more.
+    route: RouteRef,
     path_and_query: PathAndQuery,
     extras: Option<Box<Extras>>,
     https: bool,
@@ -85,11 +90,14 @@ impl MethodCode {
 
 impl<B> ReplayCopy<B> {
     /// The request to send again, or `None` if its URI cannot be put back together
-    /// (never: only absolute http(s) URIs are copied).
-    pub(crate) fn into_request(self) -> Option<Request<B>> {
+    /// (never: only routed absolute http(s) URIs are copied, and `registry` is the one
+    /// they were routed by).
+    pub(crate) fn into_request(self, registry: &Registry) -> Option<Request<B>> {
+        let authority = registry.authority(self.route)?;
         let mut uri = uri::Parts::default();
         uri.scheme = Some(if self.https { Scheme::HTTPS } else { Scheme::HTTP });
-        uri.authority = Some(self.authority);
+        uri.authority =
+            Some(Authority::from_maybe_shared(bytes::Bytes::copy_from_slice(authority.as_bytes())).ok()?);
         uri.path_and_query = Some(self.path_and_query);
         let mut req = Request::new(self.body);
         *req.uri_mut() = Uri::from_parts(uri).ok()?;
@@ -111,13 +119,17 @@ impl<B> ReplayCopy<B> {
     }
 }
 
-/// Copies what is needed to send `req` again, before anything is attached to it, or
-/// `None` if its body cannot be replayed.
+/// Copies what is needed to send `req`, routed as `route`, again, before anything is
+/// attached to it, or `None` if its body cannot be replayed.
 #[inline]
-pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usize) -> Option<ReplayCopy<B>> {
+pub(crate) fn prepare_replay<B: ReplayableBody>(
+    req: &mut Request<B>,
+    route: RouteRef,
+    limit: usize,
+) -> Option<ReplayCopy<B>> {
     let body = req.body_mut().try_clone_for_replay(limit)?;
     let uri = req.uri();
-    let (authority, path_and_query) = (uri.authority()?.clone(), uri.path_and_query()?.clone());
+    let path_and_query = uri.path_and_query()?.clone();
     // Routed, so `http` or `https`: the length tells which, without comparing bytes.
     let https = uri.scheme_str().map(str::len) == Some("https".len());
     let method = MethodCode::of(req.method());
@@ -130,7 +142,7 @@ pub(crate) fn prepare_replay<B: ReplayableBody>(req: &mut Request<B>, limit: usi
             })
         });
     Some(ReplayCopy {
-        authority,
+        route,
         path_and_query,
         extras,
         https,
@@ -147,9 +159,41 @@ mod tests {
     #[derive(Debug, Clone, PartialEq)]
     struct Tag(u32);
 
+    /// A registry serving the origins the tests send to.
+    fn registry() -> crate::Credentials {
+        let transport = crate::TokenTransport::new(tower::service_fn(
+            |_req: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(
+                    http_body_util::Full::<bytes::Bytes>::default(),
+                ))
+            },
+        ));
+        let standard = |api: &str| crate::Provider::standard("https://auth.example.com/token").api(api);
+        crate::Credentials::builder()
+            .credential(crate::Credential::client_credentials(
+                standard("https://api.example.com"),
+                "a",
+                "s",
+            ))
+            .credential(crate::Credential::client_credentials(
+                standard("http://127.0.0.1:8080"),
+                "b",
+                "s",
+            ))
+            .transport(transport)
+            .build()
+            .unwrap()
+    }
+
     fn round_trip(mut req: Request<String>) -> (Request<String>, Request<String>) {
-        let copy = prepare_replay(&mut req, 1024).expect("a replayable request");
-        (req, copy.into_request().expect("the URI is put back together"))
+        let credentials = registry();
+        let registry = &credentials.registry;
+        let (_, route) = registry.route_ref(req.uri()).expect("a routed request");
+        let copy = prepare_replay(&mut req, route, 1024).expect("a replayable request");
+        (
+            req,
+            copy.into_request(registry).expect("the URI is put back together"),
+        )
     }
 
     #[test]
@@ -185,7 +229,11 @@ mod tests {
                     let (original, replayed) = round_trip(req);
                     assert_eq!(replayed.method(), original.method());
                     assert_eq!(replayed.uri(), original.uri());
-                    assert_eq!(replayed.uri().to_string(), original.uri().to_string());
+                    // The authority is written from the configured origin: lowercase.
+                    assert_eq!(
+                        replayed.uri().to_string(),
+                        original.uri().to_string().replace("API.", "api.")
+                    );
                     assert_eq!(replayed.version(), original.version());
                     assert!(replayed.headers().is_empty());
                     assert!(replayed.extensions().is_empty());
@@ -216,6 +264,8 @@ mod tests {
         let mut req = Request::post("https://api.example.com/")
             .body("x".repeat(2048))
             .unwrap();
-        assert!(prepare_replay(&mut req, 1024).is_none());
+        let credentials = registry();
+        let (_, route) = credentials.registry.route_ref(req.uri()).unwrap();
+        assert!(prepare_replay(&mut req, route, 1024).is_none());
     }
 }

@@ -1,7 +1,7 @@
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     fmt, mem,
-    sync::Arc,
+    sync::{Arc, Weak},
     task::{Context, Poll},
 };
 
@@ -18,6 +18,7 @@ use super::{
 use crate::{
     body::ReplayableBody,
     credential::{CachedToken, CredentialState},
+    credentials::RouteRef,
     credentials::Subject,
     error::{BoxError, Error},
     protocol::{self, Placement, Route, TokenNow},
@@ -117,7 +118,7 @@ impl<S: Clone> OAuth2<S> {
     /// shared token's header, attached as it is. Inlined into `call`: for a clone per
     /// request, this is the hot path.
     #[inline(always)]
-    fn call_shared<B>(&mut self, index: usize, mut req: Request<B>) -> ResponseFuture<S, B>
+    fn call_shared<B>(&mut self, index: usize, route: RouteRef, mut req: Request<B>) -> ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
         B: ReplayableBody,
@@ -126,15 +127,15 @@ impl<S: Clone> OAuth2<S> {
         let current = state.current.load();
         let Some(token) = current.as_ref().filter(|token| token.is_fresh()) else {
             drop(current);
-            return self.call_slow(index, req);
+            return self.call_slow(index, route, req);
         };
         let layer = &self.shared.layer;
         let replay = if layer.retry && !has_no_retry(&req) {
-            prepare_replay(&mut req, layer.replay_limit)
+            prepare_replay(&mut req, route, layer.replay_limit)
         } else {
             None
         };
-        protocol::attach(&mut req, &layer.plans[index].placement, token.value.clone());
+        protocol::attach(&mut req, &layer.plans[index].placement, thread_copy(token));
         let generation = token.generation;
         drop(current);
         count_cold_hit(state);
@@ -163,7 +164,7 @@ impl<S: Clone> OAuth2<S> {
     /// refresh window, or no usable token (the request waits for one in its future).
     #[cold]
     #[inline(never)]
-    fn call_slow<B>(&mut self, index: usize, mut req: Request<B>) -> ResponseFuture<S, B>
+    fn call_slow<B>(&mut self, index: usize, route: RouteRef, mut req: Request<B>) -> ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
         B: ReplayableBody,
@@ -174,12 +175,12 @@ impl<S: Clone> OAuth2<S> {
             TokenNow::Wait(acquire) => {
                 // No usable token: wait for one inside the future.
                 let retry = self.shared.layer.retry && !has_no_retry(&req);
-                return self.wait(Some(index), None, acquire, req, retry);
+                return self.wait(Some(index), None, Some(route), acquire, req, retry);
             }
         };
         let layer = &self.shared.layer;
         let replay = if layer.retry && !has_no_retry(&req) {
-            prepare_replay(&mut req, layer.replay_limit)
+            prepare_replay(&mut req, route, layer.replay_limit)
         } else {
             None
         };
@@ -206,7 +207,14 @@ impl<S: Clone> OAuth2<S> {
     where
         S: Service<Request<B>>,
     {
-        self.wait(None, None, crate::credential::Acquire::failed(err), req, false)
+        self.wait(
+            None,
+            None,
+            None,
+            crate::credential::Acquire::failed(err),
+            req,
+            false,
+        )
     }
 
     /// A request acting for a user: their credential's token, or the wait for it. Users'
@@ -220,12 +228,12 @@ impl<S: Clone> OAuth2<S> {
         B: ReplayableBody,
     {
         let retry = self.shared.layer.retry && !has_no_retry(&req);
+        let route = self.shared.layer.credentials.registry.user_route_ref(req.uri());
         let acquire = match protocol::token_now(&state) {
             TokenNow::Ready(token) => {
-                let replay = if retry {
-                    prepare_replay(&mut req, self.shared.layer.replay_limit)
-                } else {
-                    None
+                let replay = match route {
+                    Some(route) if retry => prepare_replay(&mut req, route, self.shared.layer.replay_limit),
+                    _ => None,
                 };
                 let placement = Placement::of(&state.config.credential.provider.placement);
                 protocol::attach(&mut req, &placement, token.value.clone());
@@ -240,15 +248,17 @@ impl<S: Clone> OAuth2<S> {
             }
             TokenNow::Wait(acquire) => acquire,
         };
-        self.wait(None, Some(state), acquire, req, retry)
+        self.wait(None, Some(state), route, acquire, req, retry)
     }
 
     /// The request, answered when `acquire` brings a token: the inner service is ready
     /// now, so it is taken along and a clone (not yet ready) left in its place.
+    #[allow(clippy::too_many_arguments)]
     fn wait<B>(
         &mut self,
         index: Option<usize>,
         user: Option<Arc<CredentialState>>,
+        route: Option<RouteRef>,
         acquire: crate::credential::Acquire,
         req: Request<B>,
         retry: bool,
@@ -259,6 +269,7 @@ impl<S: Clone> OAuth2<S> {
         let clone = self.inner.clone();
         let ready = mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
+        let retry = route.filter(|_| retry);
         ResponseFuture::acquiring(shared, index.unwrap_or(0), user, acquire, ready, req, retry)
     }
 }
@@ -293,6 +304,48 @@ const COLD_HITS_BATCH: u32 = 64;
 thread_local! {
     /// Hits of clones without copies of their own, on this thread, not yet published.
     static COLD_HITS: Cell<u32> = const { Cell::new(0) };
+
+    /// This thread's copies of the headers of the last tokens clones without copies of
+    /// their own attached here: a clone per request then clones a header value whose
+    /// reference count only this thread writes, not the one every thread shares.
+    static THREAD_COPIES: RefCell<[Option<ThreadCopy>; THREAD_COPIES_LEN]> =
+        const { RefCell::new([const { None }; THREAD_COPIES_LEN]) };
+}
+
+/// How many tokens' headers a thread keeps copies of; a token's slot is chosen by its
+/// address, so a few credentials used in turn rarely displace each other.
+const THREAD_COPIES_LEN: usize = 4;
+
+/// One thread's copy of one token's header. The `Weak` keeps the token's allocation (not
+/// the token) alive, so its address names it until the copy is replaced: no other token
+/// can be mistaken for it.
+struct ThreadCopy {
+    token: Weak<CachedToken>,
+    value: HeaderValue,
+}
+
+/// `token`'s header value, cloned from this thread's copy of it (made on first use).
+#[inline(always)]
+fn thread_copy(token: &Arc<CachedToken>) -> HeaderValue {
+    let address = Arc::as_ptr(token);
+    let slot = (address as usize >> 6) % THREAD_COPIES_LEN;
+    THREAD_COPIES.with(|copies| {
+        let mut copies = copies.borrow_mut();
+        match &copies[slot] {
+            Some(copy) if Weak::as_ptr(&copy.token) == address => copy.value.clone(),
+            _ => new_thread_copy(&mut copies[slot], token),
+        }
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn new_thread_copy(slot: &mut Option<ThreadCopy>, token: &Arc<CachedToken>) -> HeaderValue {
+    let copy = ThreadCopy {
+        token: Arc::downgrade(token),
+        value: LocalCopy::of(token).value,
+    };
+    slot.insert(copy).value.clone()
 }
 
 /// Counts a hit of a clone without copies of its own. Such clones live for a request or
@@ -366,21 +419,22 @@ where
             true => None,
             false => req.extensions().get::<Subject>(),
         };
-        let index = match protocol::route(&self.shared.layer.credentials.registry, req.uri(), subject) {
-            Route::App(index) => index,
-            Route::Pass => return ResponseFuture::passthrough(self.inner.call(req)),
-            Route::User(state) => return self.call_user(state, req),
-            Route::Refuse(err) => return self.refuse(err, req),
-        };
-        if !self.local.is_warm() {
-            return self.call_shared(index, req);
-        }
+        let (index, route) =
+            match protocol::route(&self.shared.layer.credentials.registry, req.uri(), subject) {
+                Route::App(index, route) => (index, route),
+                Route::Pass => return ResponseFuture::passthrough(self.inner.call(req)),
+                Route::User(state) => return self.call_user(state, req),
+                Route::Refuse(err) => return self.refuse(err, req),
+            };
         let Some((copy, placement)) = fresh_copy(&mut self.local.slots, index) else {
-            return self.call_slow(index, req);
+            return match self.local.is_warm() {
+                true => self.call_slow(index, route, req),
+                false => self.call_shared(index, route, req),
+            };
         };
         let layer = &self.shared.layer;
         let replay = if layer.retry && !has_no_retry(&req) {
-            prepare_replay(&mut req, layer.replay_limit)
+            prepare_replay(&mut req, route, layer.replay_limit)
         } else {
             None
         };
