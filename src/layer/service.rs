@@ -1,7 +1,7 @@
 use std::{
     cell::{Cell, RefCell},
     fmt, mem,
-    sync::{Arc, Weak},
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -124,9 +124,7 @@ impl<S: Clone> OAuth2<S> {
         B: ReplayableBody,
     {
         let state = &self.shared.layer.credentials.registry.states[index];
-        let current = state.current.load();
-        let Some(token) = current.as_ref().filter(|token| token.is_fresh()) else {
-            drop(current);
+        let Some((generation, value)) = thread_copy(&state.current) else {
             return self.call_slow(index, route, req);
         };
         let layer = &self.shared.layer;
@@ -135,9 +133,7 @@ impl<S: Clone> OAuth2<S> {
         } else {
             None
         };
-        protocol::attach(&mut req, &layer.plans[index].placement, thread_copy(token));
-        let generation = token.generation;
-        drop(current);
+        protocol::attach(&mut req, &layer.plans[index].placement, value);
         count_cold_hit(state);
         let fut = self.inner.call(req);
         self.local.served += 1;
@@ -305,47 +301,61 @@ thread_local! {
     /// Hits of clones without copies of their own, on this thread, not yet published.
     static COLD_HITS: Cell<u32> = const { Cell::new(0) };
 
-    /// This thread's copies of the headers of the last tokens clones without copies of
-    /// their own attached here: a clone per request then clones a header value whose
-    /// reference count only this thread writes, not the one every thread shares.
-    static THREAD_COPIES: RefCell<[Option<ThreadCopy>; THREAD_COPIES_LEN]> =
-        const { RefCell::new([const { None }; THREAD_COPIES_LEN]) };
+    /// This thread's view of the tokens of the last credentials clones without copies of
+    /// their own used here, and its copies of their headers: a clone per request reads
+    /// the token without an atomic write (`arc_swap::Cache` compares a pointer) and
+    /// clones a header value whose reference count only this thread writes.
+    static THREAD_SLOTS: RefCell<[Option<ThreadSlot>; THREAD_SLOTS_LEN]> =
+        const { RefCell::new([const { None }; THREAD_SLOTS_LEN]) };
 }
 
-/// How many tokens' headers a thread keeps copies of; a token's slot is chosen by its
+/// How many credentials a thread keeps a view of; a credential's slot is chosen by its
 /// address, so a few credentials used in turn rarely displace each other.
-const THREAD_COPIES_LEN: usize = 4;
+const THREAD_SLOTS_LEN: usize = 4;
 
-/// One thread's copy of one token's header. The `Weak` keeps the token's allocation (not
-/// the token) alive, so its address names it until the copy is replaced: no other token
+/// One thread's view of one credential's token. The cache holds the credential's token
+/// holder alive, so its address names it as long as the slot does: no other credential
 /// can be mistaken for it.
-struct ThreadCopy {
-    token: Weak<CachedToken>,
-    value: HeaderValue,
+struct ThreadSlot {
+    cache: Cache<Arc<ArcSwapOption<CachedToken>>, Option<Arc<CachedToken>>>,
+    copy: Option<LocalCopy>,
 }
 
-/// `token`'s header value, cloned from this thread's copy of it (made on first use).
+/// The generation and a header value of the credential's token (`current` holds it),
+/// if the token is fresh: from this thread's slot, made on first use and updated when
+/// the token changes.
 #[inline(always)]
-fn thread_copy(token: &Arc<CachedToken>) -> HeaderValue {
-    let address = Arc::as_ptr(token);
-    let slot = (address as usize >> 6) % THREAD_COPIES_LEN;
-    THREAD_COPIES.with(|copies| {
-        let mut copies = copies.borrow_mut();
-        match &copies[slot] {
-            Some(copy) if Weak::as_ptr(&copy.token) == address => copy.value.clone(),
-            _ => new_thread_copy(&mut copies[slot], token),
+fn thread_copy(current: &Arc<ArcSwapOption<CachedToken>>) -> Option<(u64, HeaderValue)> {
+    let address = Arc::as_ptr(current);
+    let index = (address as usize >> 6) % THREAD_SLOTS_LEN;
+    THREAD_SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        let slot = match &mut slots[index] {
+            Some(slot) if std::ptr::eq(slot.cache.arc_swap(), address) => slot,
+            other => new_thread_slot(other, current),
+        };
+        let token = slot.cache.load().as_deref()?;
+        if !token.is_fresh() {
+            return None;
         }
+        let generation = token.generation;
+        if slot.copy.as_ref().map(|copy| copy.generation) != Some(generation) {
+            slot.copy = Some(LocalCopy::of(token));
+        }
+        slot.copy.as_ref().map(|copy| (generation, copy.value.clone()))
     })
 }
 
 #[cold]
 #[inline(never)]
-fn new_thread_copy(slot: &mut Option<ThreadCopy>, token: &Arc<CachedToken>) -> HeaderValue {
-    let copy = ThreadCopy {
-        token: Arc::downgrade(token),
-        value: LocalCopy::of(token).value,
-    };
-    slot.insert(copy).value.clone()
+fn new_thread_slot<'s>(
+    slot: &'s mut Option<ThreadSlot>,
+    current: &Arc<ArcSwapOption<CachedToken>>,
+) -> &'s mut ThreadSlot {
+    slot.insert(ThreadSlot {
+        cache: Cache::new(Arc::clone(current)),
+        copy: None,
+    })
 }
 
 /// Counts a hit of a clone without copies of its own. Such clones live for a request or
