@@ -92,10 +92,8 @@ pub struct CredentialStats {
     /// sent at once. Counted without writing shared memory on each request: a long-lived
     /// service clone counts in its own memory and adds its count here every 1,024 hits
     /// and when it is dropped; clones too young to keep copies of their own (a clone per
-    /// request) are counted per thread and added 64 at a time, to the credential whose
-    /// request completed the batch. So the last few hits of live clones and threads are
-    /// not included yet, and with several credentials a batch of 64 goes to one of them
-    /// (in proportion to their requests, on average).
+    /// request) are counted per thread and credential and added 64 at a time. So the last
+    /// few hits of live clones and threads are not included yet.
     pub cache_hits: u64,
     /// Token requests sent (successful or not).
     pub token_requests: u64,

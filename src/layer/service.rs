@@ -1,5 +1,5 @@
 use std::{
-    cell::{Cell, RefCell},
+    cell::RefCell,
     fmt, mem,
     sync::Arc,
     task::{Context, Poll},
@@ -124,7 +124,7 @@ impl<S: Clone> OAuth2<S> {
         B: ReplayableBody,
     {
         let state = &self.shared.layer.credentials.registry.states[index];
-        let Some((generation, value)) = thread_copy(&state.current) else {
+        let Some((generation, value)) = thread_copy(state) else {
             return self.call_slow(index, route, req);
         };
         let layer = &self.shared.layer;
@@ -134,7 +134,6 @@ impl<S: Clone> OAuth2<S> {
             None
         };
         protocol::attach(&mut req, &layer.plans[index].placement, value);
-        count_cold_hit(state);
         let fut = self.inner.call(req);
         self.local.served += 1;
         if self.local.served == WARM_AFTER {
@@ -294,13 +293,10 @@ fn fresh_copy(slots: &mut [Option<LocalSlot>], index: usize) -> Option<(&LocalCo
 const HITS_BATCH: u32 = 1024;
 
 /// How many hits of clones without copies of their own (a clone per request) a thread
-/// counts before adding them to a credential's counter.
+/// counts for a credential before adding them to the credential's counter.
 const COLD_HITS_BATCH: u32 = 64;
 
 thread_local! {
-    /// Hits of clones without copies of their own, on this thread, not yet published.
-    static COLD_HITS: Cell<u32> = const { Cell::new(0) };
-
     /// This thread's view of the tokens of the last credentials clones without copies of
     /// their own used here, and its copies of their headers: a clone per request reads
     /// the token without an atomic write (`arc_swap::Cache` compares a pointer) and
@@ -319,13 +315,18 @@ const THREAD_SLOTS_LEN: usize = 4;
 struct ThreadSlot {
     cache: Cache<Arc<ArcSwapOption<CachedToken>>, Option<Arc<CachedToken>>>,
     copy: Option<LocalCopy>,
+    /// Hits on this thread not yet added to the credential's counter: clones per
+    /// request live for one request, so they are counted here rather than per clone,
+    /// and added 64 at a time (a slot replaced loses fewer than 64).
+    hits: u32,
 }
 
-/// The generation and a header value of the credential's token (`current` holds it),
-/// if the token is fresh: from this thread's slot, made on first use and updated when
-/// the token changes.
+/// The generation and a header value of `state`'s token, if the token is fresh (a
+/// hit, counted): from this thread's slot, made on first use and updated when the
+/// token changes.
 #[inline(always)]
-fn thread_copy(current: &Arc<ArcSwapOption<CachedToken>>) -> Option<(u64, HeaderValue)> {
+fn thread_copy(state: &CredentialState) -> Option<(u64, HeaderValue)> {
+    let current = &state.current;
     let address = Arc::as_ptr(current);
     let index = (address as usize >> 6) % THREAD_SLOTS_LEN;
     THREAD_SLOTS.with(|slots| {
@@ -342,6 +343,14 @@ fn thread_copy(current: &Arc<ArcSwapOption<CachedToken>>) -> Option<(u64, Header
         if slot.copy.as_ref().map(|copy| copy.generation) != Some(generation) {
             slot.copy = Some(LocalCopy::of(token));
         }
+        slot.hits += 1;
+        if slot.hits == COLD_HITS_BATCH {
+            slot.hits = 0;
+            state
+                .stats
+                .cache_hits
+                .fetch_add(u64::from(COLD_HITS_BATCH), std::sync::atomic::Ordering::Relaxed);
+        }
         slot.copy.as_ref().map(|copy| (generation, copy.value.clone()))
     })
 }
@@ -355,28 +364,8 @@ fn new_thread_slot<'s>(
     slot.insert(ThreadSlot {
         cache: Cache::new(Arc::clone(current)),
         copy: None,
+        hits: 0,
     })
-}
-
-/// Counts a hit of a clone without copies of its own. Such clones live for a request or
-/// a few, so the count is kept per thread, not per clone, and a batch is added to the
-/// counter of the credential whose request completed it: one write to shared memory
-/// every 64 requests rather than one per request. With several credentials a batch
-/// goes to one of them, in proportion to their requests on average.
-#[inline(always)]
-fn count_cold_hit(state: &CredentialState) {
-    COLD_HITS.with(|hits| {
-        let n = hits.get() + 1;
-        if n == COLD_HITS_BATCH {
-            hits.set(0);
-            state
-                .stats
-                .cache_hits
-                .fetch_add(u64::from(COLD_HITS_BATCH), std::sync::atomic::Ordering::Relaxed);
-        } else {
-            hits.set(n);
-        }
-    });
 }
 
 /// Whether `req` carries [`NoRetry`]. Most requests carry no extensions at all, which is
