@@ -30,14 +30,16 @@ use crate::{
 ///
 /// # Clones
 ///
-/// Cloning is cheap, and every way of using clones is fast: cloning clones the inner
+/// Cloning is cheap, and every way of using clones is fast. Cloning clones the inner
 /// service and one reference count, and allocates nothing. A fresh clone reads the
-/// shared token (an `arc_swap` load, no lock) and attaches the token's shared header
-/// value, so a clone per request (`svc.clone().oneshot(req)`, a client kept in axum
-/// state) never takes a slow path. A clone that serves more than a few requests then
-/// keeps copies of its own (its own reference count, its own copy of the header,
-/// refreshed when the token changes), so that long-lived clones on different threads
-/// never write to memory another thread writes.
+/// token through its thread's view of it (an `arc_swap` cache: a pointer compared, no
+/// lock, no atomic write) and attaches the thread's copy of its header, so a clone per
+/// request (`svc.clone().oneshot(req)`, a client kept in axum state) never takes a slow
+/// path and never writes a reference count another thread writes, but the one it was
+/// cloned with. A clone that serves more than a few requests then keeps copies of its
+/// own (its own reference count, its own copy of the header, refreshed when the token
+/// changes), so that long-lived clones on different threads never write to memory
+/// another thread writes.
 ///
 /// Tokens are fetched by a spawned task: the service must be called within a Tokio
 /// runtime.
@@ -115,7 +117,7 @@ impl<S> OAuth2<S> {
 
 impl<S: Clone> OAuth2<S> {
     /// A request for credential `index` from a clone without copies of its own: the
-    /// shared token's header, attached as it is. Inlined into `call`: for a clone per
+    /// thread's copy of the token's header. Inlined into `call`: for a clone per
     /// request, this is the hot path.
     #[inline(always)]
     fn call_shared<B>(&mut self, index: usize, route: RouteRef, mut req: Request<B>) -> ResponseFuture<S, B>
