@@ -24,7 +24,7 @@ CRITERION = ROOT / "target" / "criterion"
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
 
-BENCHES = ["hot_path", "contention", "end_to_end", "refresh_storm", "early_refresh", "allocations"]
+BENCHES = ["hot_path", "contention", "end_to_end", "refresh_storm", "early_refresh", "allocations", "users"]
 INSTRUCTION_VARIANTS = [
     "bare", "static_header", "floor", "floor_retry", "oauth2", "oauth2_no_retry", "bare_foreign", "oauth2_foreign",
     "bare_cloned", "static_header_cloned", "oauth2_cloned",
@@ -247,6 +247,34 @@ def section_allocations():
     return out + ["```text", "\n".join(kept).strip(), "```"]
 
 
+def section_users():
+    out = ["### 7. Users at scale (2 workers, 64 tasks; 1,000 distinct users; memory of 100,000 idle users)", ""]
+    note = CRITERION / "users.txt"
+    if not note.exists():
+        return out + ["_not run_"]
+    values = {}
+    for line in note.read_text().splitlines():
+        name, _, value = line.partition(": ")
+        values[name] = value
+    rows = []
+    for name, what in (("users_1000_calls_per_s", "users (1,000 subjects), calls/s"),
+                       ("app_calls_per_s", "application credential, calls/s"),
+                       ("app_tagged_calls_per_s", "application credential, request with one extension, calls/s"),
+                       ("users_vs_app", "users × application (median of paired rounds)"),
+                       ("users_vs_app_tagged", "users × application with one extension"),
+                       ("bytes_per_idle_user", "bytes per idle user in memory"),
+                       ("live_bytes_start", "live bytes at the start (registry, 100,000 users' tokens in the store)"),
+                       ("live_bytes_after_idle", "live bytes after the time-to-idle"),
+                       ("after_idle_vs_start", "after the time-to-idle, against the start"),
+                       ("users_in_memory_after_idle", "users still in memory after the time-to-idle")):
+        if name in values:
+            rows.append([what, values[name]])
+    out.append(table(["measure", "value"], rows))
+    if "paired_rounds" in values:
+        out += ["", f"Paired rounds: {values['paired_rounds']}."]
+    return out
+
+
 def machine():
     cpu = "unknown CPU"
     try:
@@ -277,7 +305,7 @@ def main():
     if load.exists():
         lines.append(load.read_text().strip())
     lines.append("")
-    for part in (section_hot_path(res, instr), section_allocations(), section_contention(res), section_storm(), section_early(), section_e2e(res)):
+    for part in (section_hot_path(res, instr), section_allocations(), section_contention(res), section_storm(), section_early(), section_e2e(res), section_users()):
         lines += part + [""]
     lines.append(END)
     doc = ROOT / "BENCHMARKS.md"

@@ -39,7 +39,6 @@ impl Stats {
     }
 
     /// Adds `other`'s counts to these.
-    #[cfg(feature = "metrics")]
     pub(crate) fn add(&self, other: &Stats) {
         let pairs = [
             (&self.cache_hits, &other.cache_hits),

@@ -111,6 +111,9 @@ pub(crate) struct CredentialState {
     for_user: bool,
     generations: AtomicU64,
     slot: Mutex<Slot>,
+    /// When this user was last used, in the users' table's ticks (see `LiveUsers::sweep`
+    /// in `credentials.rs`, which alone reads and writes it).
+    pub(crate) last_used: AtomicU64,
 }
 
 impl CredentialState {
@@ -143,6 +146,7 @@ impl CredentialState {
                 code,
                 ..Slot::default()
             }),
+            last_used: AtomicU64::new(0),
         }
     }
 

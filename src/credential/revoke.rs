@@ -12,7 +12,7 @@ impl CredentialState {
     /// has a revocation endpoint. Waits for a token request in flight to end first, so
     /// that a token it brings back is revoked too.
     pub(crate) async fn revoke(&self) -> Result<Revoked, Error> {
-        let (access, refresh) = loop {
+        let (access, refresh, unread) = loop {
             let pending = {
                 let mut slot = self.lock();
                 match &slot.inflight {
@@ -26,11 +26,21 @@ impl CredentialState {
                         if let Some(token) = &access {
                             token.expire();
                         }
-                        break (access, slot.refresh_token.take());
+                        let access = access.map(|token| token.tokens.access_token().clone());
+                        break (access, slot.refresh_token.take(), !slot.consulted_store);
                     }
                 }
             };
             let _ = pending.await;
+        };
+        // A state that never read the store (a user brought back after an eviction or a
+        // restart, and logged out before any request): its tokens are only there.
+        let (access, refresh) = match (&self.store, unread) {
+            (Some(store), true) => match store.load(&self.credential_key).await.map_err(Error::Store)? {
+                Some(stored) => (access.or(stored.access_token), refresh.or(stored.refresh_token)),
+                None => (access, refresh),
+            },
+            _ => (access, refresh),
         };
         if let Some(store) = &self.store {
             store.delete(&self.credential_key).await?;
@@ -45,11 +55,7 @@ impl CredentialState {
             .as_ref()
             .map(|rt| (rt.secret(), "refresh_token"))
             .into_iter()
-            .chain(
-                access
-                    .as_ref()
-                    .map(|t| (t.tokens.access_token().secret(), "access_token")),
-            );
+            .chain(access.as_ref().map(|token| (token.secret(), "access_token")));
         for (token, hint) in tokens {
             self.config
                 .revoke(&self.transport, revocation, token, hint)
