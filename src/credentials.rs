@@ -72,6 +72,13 @@ pub(crate) struct RouteRef {
     position: u32,
 }
 
+impl RouteRef {
+    /// Whether the request was routed to a users' origin (it carries a `Subject`).
+    pub(crate) fn is_users(self) -> bool {
+        self.users
+    }
+}
+
 impl Registry {
     /// The index of the credential whose origin `uri` belongs to.
     #[inline]
@@ -100,23 +107,6 @@ impl Registry {
             })
     }
 
-    /// Which users' origin `uri` belongs to, if any.
-    pub(crate) fn user_route_ref(&self, uri: &Uri) -> Option<RouteRef> {
-        let (https, authority) = crate::origin::scheme_and_authority(uri)?;
-        self.user_routes
-            .iter()
-            .enumerate()
-            .find_map(|(position, (origin, _))| {
-                let explicit = origin.spelling(https, authority)?;
-                let position = position as u32;
-                Some(RouteRef {
-                    users: true,
-                    explicit,
-                    position,
-                })
-            })
-    }
-
     /// The authority of the origin `route` names, as the request spelled it.
     pub(crate) fn authority(&self, route: RouteRef) -> Option<&str> {
         let table = if route.users {
@@ -131,24 +121,35 @@ impl Registry {
     /// The credential of user `subject` for the provider whose origin `uri` belongs to:
     /// `None` when the origin belongs to no provider (the request passes through),
     /// `NotAuthorized` when it belongs to one that serves no users.
+    /// With it, which users' origin matched (`None` when the origin is the
+    /// application's only).
     pub(crate) fn route_user(
         &self,
         uri: &Uri,
         subject: &Subject,
-    ) -> Option<Result<Arc<CredentialState>, Error>> {
+    ) -> Option<(Result<Arc<CredentialState>, Error>, Option<RouteRef>)> {
         let (https, authority) = crate::origin::scheme_and_authority(uri)?;
         let group = self
             .user_routes
             .iter()
-            .find(|(origin, _)| origin.matches(https, authority));
+            .enumerate()
+            .find_map(|(position, (origin, index))| Some((origin.spelling(https, authority)?, position, index)));
         match group {
-            Some((_, index)) => Some(self.users[*index].request(&subject.0)),
+            Some((explicit, position, index)) => {
+                let route = RouteRef {
+                    users: true,
+                    explicit,
+                    position: position as u32,
+                };
+                Some((self.users[*index].request(&subject.0), Some(route)))
+            }
             None => {
                 let index = self.route(uri)?;
-                Some(Err(Error::NotAuthorized(NotAuthorized {
+                let refused = Error::NotAuthorized(NotAuthorized {
                     provider: self.states[index].config.provider_name().clone(),
                     subject: Some(subject.0.clone()),
-                })))
+                });
+                Some((Err(refused), None))
             }
         }
     }

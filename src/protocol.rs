@@ -40,8 +40,9 @@ pub(crate) enum Route {
     /// The application's credential `index` of the registry, through the configured
     /// origin `RouteRef` names.
     App(usize, RouteRef),
-    /// A user's credential (the request named a [`Subject`]).
-    User(Arc<CredentialState>),
+    /// A user's credential (the request named a [`Subject`]), through the users' origin
+    /// `RouteRef` names.
+    User(Arc<CredentialState>, RouteRef),
     /// The request must not be sent: it is answered with this error (a user who never
     /// logged in, a provider that serves no users).
     Refuse(Error),
@@ -64,8 +65,9 @@ pub(crate) fn route(registry: &Registry, uri: &Uri, subject: Option<&Subject>) -
 fn route_user(registry: &Registry, uri: &Uri, subject: &Subject) -> Route {
     match registry.route_user(uri, subject) {
         None => Route::Pass,
-        Some(Ok(state)) => Route::User(state),
-        Some(Err(err)) => Route::Refuse(err),
+        Some((Ok(state), Some(route))) => Route::User(state, route),
+        Some((Ok(_), None)) => Route::Pass,
+        Some((Err(err), _)) => Route::Refuse(err),
     }
 }
 

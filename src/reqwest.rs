@@ -243,7 +243,7 @@ impl Middleware for OAuth2Middleware {
             // Not sent: a user without a grant, or a provider that serves no users.
             Route::Refuse(err) => return Err(reqwest_middleware::Error::middleware(err)),
             Route::App(index, _) => (Arc::clone(&registry.states[index]), &self.plans[index]),
-            Route::User(state) => {
+            Route::User(state, _) => {
                 user_plan = Plan::of(&state.config.credential.provider);
                 (state, &user_plan)
             }

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     body::ReplayableBody,
     credential::{Acquire, CredentialState},
-    credentials::RouteRef,
+    credentials::{RouteRef, Subject},
     error::{BoxError, Error},
     protocol::{self, AfterDead, Placement},
 };
@@ -281,7 +281,14 @@ where
     let state = credential(&shared, index, &user);
     let req = replay
         .filter(|replay| replay.body.is_replayable())
-        .and_then(|replay| replay.into_request(&shared.layer.credentials.registry));
+        .and_then(|replay| replay.into_request(&shared.layer.credentials.registry))
+        .map(|mut req| {
+            // A user's `Subject` was not copied with the rest (see `prepare_replay`).
+            if let Some(subject) = user.as_ref().and_then(|user| user.credential_key().subject()) {
+                req.extensions_mut().insert(Subject::new(subject));
+            }
+            req
+        });
     let acquire = match protocol::after_dead(state, generation, req.is_some(), response.status()) {
         AfterDead::Return => return Ok(response),
         AfterDead::Retry(acquire) => acquire,

@@ -133,14 +133,22 @@ pub(crate) fn prepare_replay<B: ReplayableBody>(
     // Routed, so `http` or `https`: the length tells which, without comparing bytes.
     let https = uri.scheme_str().map(str::len) == Some("https".len());
     let method = MethodCode::of(req.method());
-    let extras = (method == MethodCode::Extras || !req.headers().is_empty() || !req.extensions().is_empty())
-        .then(|| {
-            Box::new(Extras {
-                method: req.method().clone(),
-                headers: req.headers().clone(),
-                extensions: req.extensions().clone(),
-            })
-        });
+    // A user's request carries its `Subject`: when that is its only extension, the
+    // retry gets it back from the user's credential rather than from a copy of the
+    // extensions' map, which would cost an allocation on every user's request.
+    let extensions = req.extensions();
+    let copy_extensions = !extensions.is_empty() && !(route.is_users() && extensions.len() == 1);
+    let extras = (method == MethodCode::Extras || !req.headers().is_empty() || copy_extensions).then(|| {
+        Box::new(Extras {
+            method: req.method().clone(),
+            headers: req.headers().clone(),
+            extensions: if copy_extensions {
+                extensions.clone()
+            } else {
+                Extensions::new()
+            },
+        })
+    });
     Some(ReplayCopy {
         route,
         path_and_query,

@@ -219,33 +219,45 @@ impl<S: Clone> OAuth2<S> {
     /// wait, the boxed slow path: the application's own requests stay on the fast one.
     #[cold]
     #[inline(never)]
-    fn call_user<B>(&mut self, state: Arc<CredentialState>, mut req: Request<B>) -> ResponseFuture<S, B>
+    fn call_user<B>(
+        &mut self,
+        state: Arc<CredentialState>,
+        route: RouteRef,
+        mut req: Request<B>,
+    ) -> ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
         B: ReplayableBody,
     {
         let retry = self.shared.layer.retry && !has_no_retry(&req);
-        let route = self.shared.layer.credentials.registry.user_route_ref(req.uri());
-        let acquire = match protocol::token_now(&state) {
-            TokenNow::Ready(token) => {
-                let replay = match route {
-                    Some(route) if retry => prepare_replay(&mut req, route, self.shared.layer.replay_limit),
-                    _ => None,
-                };
-                let placement = Placement::of(&state.config.credential.provider.placement);
-                protocol::attach(&mut req, &placement, token.value.clone());
-                let watch = Watch {
-                    shared: Arc::clone(&self.shared),
-                    index: 0,
-                    generation: token.generation,
-                    user: Some(state),
-                    replay,
-                };
-                return ResponseFuture::sent_watched(self.inner.call(req), watch);
-            }
-            TokenNow::Wait(acquire) => acquire,
+        // Read without taking a reference count: users' tokens are used from every
+        // thread, and a count written per request would move between the cores.
+        let current = state.current.load();
+        let Some(token) = current.as_ref().filter(|token| token.is_usable()) else {
+            drop(current);
+            let acquire = state.acquire(None);
+            return self.wait(None, Some(state), Some(route), acquire, req, retry);
         };
-        self.wait(None, Some(state), route, acquire, req, retry)
+        if token.wants_early_refresh() {
+            state.refresh_early(token);
+        }
+        let replay = if retry {
+            prepare_replay(&mut req, route, self.shared.layer.replay_limit)
+        } else {
+            None
+        };
+        let placement = Placement::of(&state.config.credential.provider.placement);
+        protocol::attach(&mut req, &placement, token.value.clone());
+        let generation = token.generation;
+        drop(current);
+        let watch = Watch {
+            shared: Arc::clone(&self.shared),
+            index: 0,
+            generation,
+            user: Some(state),
+            replay,
+        };
+        ResponseFuture::sent_watched(self.inner.call(req), watch)
     }
 
     /// The request, answered when `acquire` brings a token: the inner service is ready
@@ -424,7 +436,7 @@ where
             match protocol::route(&self.shared.layer.credentials.registry, req.uri(), subject) {
                 Route::App(index, route) => (index, route),
                 Route::Pass => return ResponseFuture::passthrough(self.inner.call(req)),
-                Route::User(state) => return self.call_user(state, req),
+                Route::User(state, route) => return self.call_user(state, route, req),
                 Route::Refuse(err) => return self.refuse(err, req),
             };
         let Some((copy, placement)) = fresh_copy(&mut self.local.slots, index) else {
