@@ -1,6 +1,8 @@
 //! Heap allocations per call: the inner service alone, a fixed header, and the `OAuth2`
-//! layer with a cached token. Counted by a global allocator over 10,000 calls after a
-//! warm-up; exits with status 1 if `OAuth2` allocates more per call than the fixed header.
+//! layer with a cached token, with one service reused and with a clone per call; and per
+//! clone of the service. Counted by a global allocator over 10,000 calls after a
+//! warm-up; exits with status 1 if `OAuth2` allocates more per call than the fixed header
+//! (either way) or at all per clone.
 
 mod common;
 
@@ -16,7 +18,9 @@ use std::{
 use http::Request;
 use tower::Service;
 
-use common::{drive, request, runtime, static_header, warm_oauth2, Answer, API_URI, FOREIGN_URI};
+use common::{
+    drive, request, runtime, static_header, warm_oauth2, Answer, ClonePerCall, API_URI, FOREIGN_URI,
+};
 
 const CALLS: u64 = 10_000;
 const WARM_UP: u64 = 100;
@@ -84,6 +88,15 @@ where
     }
 }
 
+/// Allocations per `Clone` of `svc`, over [`CALLS`] clones, each dropped at once.
+fn count_clones<S: Clone>(svc: &S) -> f64 {
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..CALLS {
+        drop(black_box(svc.clone()));
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - allocations) as f64 / CALLS as f64
+}
+
 /// The size of `S`'s response future: what each call moves around.
 fn future_size<S: Service<Request<()>>>(_svc: &S) -> usize {
     mem::size_of::<S::Future>()
@@ -99,6 +112,10 @@ fn main() -> ExitCode {
     let mut oauth2 = warm_oauth2(&rt);
     let attached = count(&mut oauth2, API_URI);
     let passthrough = count(&mut oauth2, FOREIGN_URI);
+    let fixed_cloned = count(&mut ClonePerCall(static_header()), API_URI);
+    let oauth2_cloned = count(&mut ClonePerCall(oauth2.clone()), API_URI);
+    let clone_fixed = count_clones(&static_header());
+    let clone_oauth2 = count_clones(&oauth2);
 
     println!("allocations per call, over {CALLS} calls after {WARM_UP} warm-up calls");
     println!(
@@ -111,6 +128,8 @@ fn main() -> ExitCode {
         ("oauth2", attached, bare),
         ("bare (foreign uri)", bare_foreign, bare_foreign),
         ("oauth2 (foreign uri)", passthrough, bare_foreign),
+        ("static_header cloned", fixed_cloned, bare),
+        ("oauth2 cloned", oauth2_cloned, bare),
     ];
     for (name, row, baseline) in rows {
         println!(
@@ -122,6 +141,11 @@ fn main() -> ExitCode {
     }
 
     println!();
+    println!("allocations per clone of the service (no call)");
+    println!("{:<22} {:>12.2}", "static_header", clone_fixed);
+    println!("{:<22} {:>12.2}", "oauth2", clone_oauth2);
+
+    println!();
     println!("size of the response future returned to the caller, in bytes");
     println!("{:<22} {:>12}", "bare", future_size(&Answer));
     println!("{:<22} {:>12}", "static_header", future_size(&static_header()));
@@ -131,6 +155,14 @@ fn main() -> ExitCode {
         eprintln!(
             "FAIL: oauth2 allocates {:.2} times per call, more than static_header ({:.2})",
             attached.allocations, fixed.allocations
+        );
+        return ExitCode::FAILURE;
+    }
+    if oauth2_cloned.allocations > fixed_cloned.allocations || clone_oauth2 > 0.0 {
+        eprintln!(
+            "FAIL: oauth2 cloned per call allocates {:.2} times per call (static_header: {:.2}), \
+             and {clone_oauth2:.2} times per clone (must be 0)",
+            oauth2_cloned.allocations, fixed_cloned.allocations
         );
         return ExitCode::FAILURE;
     }

@@ -50,7 +50,7 @@ use tower_oauth2::{
 
 use common::{
     locks::{StdLockAuth, Token, TokioLockAuth},
-    request, static_header, Answer, API_URI,
+    request, static_header, Answer, ClonePerCall, API_URI,
 };
 
 /// Worker threads of the runtime: one per vCPU of the machine this is meant for.
@@ -373,6 +373,14 @@ fn contention(c: &mut Criterion) {
     // One `HeaderValue` shared by every clone, and no token to swap: the floor for any
     // header, and what the other variants are compared with.
     bench_callers(&mut group, &rt, "static_header", &static_header(), None);
+    // The same, each call through a clone of the task's service: idiomatic tower code.
+    bench_callers(
+        &mut group,
+        &rt,
+        "static_header_cloned",
+        &ClonePerCall(static_header()),
+        None,
+    );
 
     // What the report says about the token swaps of each variant, in the timed runs.
     let mut swaps = Vec::new();
@@ -395,6 +403,19 @@ fn contention(c: &mut Criterion) {
         if let Some(rate) = rate {
             swaps.push(format!(
                 "oauth2 {rate:.0}/s ({waited} of {requests} token requests waited for)"
+            ));
+        }
+
+        // The same layer, each call through a clone of the task's service.
+        let cloned = ClonePerCall(service.clone());
+        let before = stats(&layer);
+        let rate = bench_callers(&mut group, &rt, "oauth2_cloned", &cloned, Some(&token_requests));
+        let after = stats(&layer);
+        let requests = after.token_requests - before.token_requests;
+        let waited = requests.saturating_sub(after.early_refreshes - before.early_refreshes);
+        if let Some(rate) = rate {
+            swaps.push(format!(
+                "oauth2_cloned {rate:.0}/s ({waited} of {requests} token requests waited for)"
             ));
         }
     }

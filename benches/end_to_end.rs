@@ -16,7 +16,9 @@
 //! to back in one group. Because a shared machine drifts over a run, `cargo bench` then
 //! measures each level again in short rounds that alternate the variants, and prints
 //! their requests per second, the ratio, and the process's CPU time per request
-//! (`paired`). Those rounds add a third variant for reference: the bare client under
+//! (`paired`), each task cloning its client for every request, as handlers do with a
+//! client kept in an application's state. Those rounds add a third variant for
+//! reference: the bare client under
 //! tower-http's `SetRequestHeader` with the same token, a fixed header whose cost is that
 //! of carrying the header alone.
 //!
@@ -201,24 +203,26 @@ impl Bench {
         // connections as the highest level uses.
         let most = LEVELS.iter().copied().max().unwrap_or(1);
         bench.rt.block_on(async {
-            bench.run(Variant::Layer, most, most as u64 * 4).await;
-            bench.run(Variant::Bare, most, most as u64 * 4).await;
+            bench.run(Variant::Layer, most, most as u64 * 4, false).await;
+            bench.run(Variant::Bare, most, most as u64 * 4, false).await;
         });
         bench
     }
 
     /// Sends `requests` requests of `variant` from `tasks` tasks, each with its own
-    /// clone of the client; returns the wall time.
-    async fn run(&self, variant: Variant, tasks: usize, requests: u64) -> Duration {
+    /// clone of the client, which it clones again for every request when `per_request`
+    /// (as a handler does with a client kept in an application's state); returns the
+    /// wall time.
+    async fn run(&self, variant: Variant, tasks: usize, requests: u64, per_request: bool) -> Duration {
         match variant {
             Variant::Bare => {
-                self.spread((0..tasks).map(|_| self.client.clone()), variant, requests)
-                    .await
+                let clients = (0..tasks).map(|_| self.client.clone());
+                self.spread(clients, variant, requests, per_request).await
             }
             Variant::Layer => {
                 let layered = self.layer.layer(self.client.clone());
-                self.spread((0..tasks).map(|_| layered.clone()), variant, requests)
-                    .await
+                let clients = (0..tasks).map(|_| layered.clone());
+                self.spread(clients, variant, requests, per_request).await
             }
             Variant::Static => {
                 let token = self.tally.token.get().expect("the token is known after warm-up");
@@ -227,8 +231,8 @@ impl Bench {
                 value.set_sensitive(true);
                 let fixed =
                     SetRequestHeaderLayer::overriding(AUTHORIZATION, value).layer(self.client.clone());
-                self.spread((0..tasks).map(|_| fixed.clone()), variant, requests)
-                    .await
+                let clients = (0..tasks).map(|_| fixed.clone());
+                self.spread(clients, variant, requests, per_request).await
             }
         }
     }
@@ -236,9 +240,15 @@ impl Bench {
     /// One task per client, `requests` spread over them; checks the server's tally of
     /// the run afterwards (runs never overlap, so every request the server saw meanwhile
     /// belongs to this one).
-    async fn spread<S>(&self, clients: impl Iterator<Item = S>, variant: Variant, requests: u64) -> Duration
+    async fn spread<S>(
+        &self,
+        clients: impl Iterator<Item = S>,
+        variant: Variant,
+        requests: u64,
+        per_request: bool,
+    ) -> Duration
     where
-        S: Service<Request<Full<Bytes>>, Response = Response<Incoming>> + Send + 'static,
+        S: Service<Request<Full<Bytes>>, Response = Response<Incoming>> + Clone + Send + 'static,
         S::Error: std::fmt::Debug + Send,
         S::Future: Send,
     {
@@ -258,13 +268,12 @@ impl Bench {
                         let req = Request::get(uri.clone())
                             .body(Full::new(Bytes::new()))
                             .expect("valid request");
-                        let response = client
-                            .ready()
-                            .await
-                            .expect("client ready")
-                            .call(req)
-                            .await
-                            .expect("request failed");
+                        let response = if per_request {
+                            client.clone().oneshot(req).await
+                        } else {
+                            client.ready().await.expect("client ready").call(req).await
+                        };
+                        let response = response.expect("request failed");
                         bad_status += u64::from(response.status() != StatusCode::OK);
                         response.into_body().collect().await.expect("response body");
                     }
@@ -291,8 +300,8 @@ impl Bench {
         elapsed
     }
 
-    fn block_run(&self, variant: Variant, tasks: usize, requests: u64) -> Duration {
-        self.rt.block_on(self.run(variant, tasks, requests))
+    fn block_run(&self, variant: Variant, tasks: usize, requests: u64, per_request: bool) -> Duration {
+        self.rt.block_on(self.run(variant, tasks, requests, per_request))
     }
 }
 
@@ -305,10 +314,10 @@ fn criterion_benches(c: &mut Criterion, bench: &Bench) {
             .warm_up_time(Duration::from_secs(2))
             .measurement_time(Duration::from_secs(5));
         group.bench_function("bare", |b| {
-            b.iter_custom(|iters| bench.block_run(Variant::Bare, tasks, iters))
+            b.iter_custom(|iters| bench.block_run(Variant::Bare, tasks, iters, false))
         });
         group.bench_function("with_layer", |b| {
-            b.iter_custom(|iters| bench.block_run(Variant::Layer, tasks, iters))
+            b.iter_custom(|iters| bench.block_run(Variant::Layer, tasks, iters, false))
         });
         group.finish();
     }
@@ -332,8 +341,8 @@ fn paired(bench: &Bench) {
     const ORDERS: [[usize; 3]; 6] = [[0, 1, 2], [2, 1, 0], [1, 2, 0], [0, 2, 1], [2, 0, 1], [1, 0, 2]];
     println!();
     println!(
-        "paired: {PAIRED_ROUNDS} rounds of {PAIRED_REQUESTS} requests per variant, in rotating order; \
-         CPU is the whole process's (client and server) per request"
+        "paired: {PAIRED_ROUNDS} rounds of {PAIRED_REQUESTS} requests per variant, in rotating order, \
+         a clone of the client per request; CPU is the whole process's (client and server) per request"
     );
     println!(
         "{:<10} {:>9} {:>9} {:>9} {:>7} {:>13} {:>9} {:>9} {:>9}",
@@ -347,7 +356,7 @@ fn paired(bench: &Bench) {
             let mut round_wall = [Duration::ZERO; 3];
             for i in ORDERS[round % ORDERS.len()] {
                 let cpu_before = cpu_time();
-                round_wall[i] = bench.block_run(Variant::ALL[i], tasks, PAIRED_REQUESTS);
+                round_wall[i] = bench.block_run(Variant::ALL[i], tasks, PAIRED_REQUESTS, true);
                 cpu[i] = match (cpu[i], cpu_before, cpu_time()) {
                     (Some(sum), Some(before), Some(after)) => Some(sum + (after - before)),
                     _ => None,

@@ -1,5 +1,6 @@
 //! Nanoseconds per call on one thread: the inner service alone, a fixed header, the
-//! `OAuth2` layer with a cached token, and the two lock-based shapes users write by hand.
+//! `OAuth2` layer with a cached token, and the two lock-based shapes users write by hand;
+//! then the first three again with a clone of the service per call.
 //!
 //! Every variant wraps the same inner service ([`common::Answer`], ready at once) and
 //! gets a request built inside the iteration. The response future is polled once with
@@ -18,8 +19,8 @@ use common::{
     drive,
     floor::Floor,
     locks::{StdLockAuth, Token, TokioLockAuth},
-    oauth2_layer, request, runtime, static_header, warm_oauth2, warm_oauth2_layer, Answer, API_URI,
-    FOREIGN_URI,
+    oauth2_layer, request, runtime, static_header, warm_oauth2, warm_oauth2_layer, Answer, ClonePerCall,
+    API_URI, FOREIGN_URI,
 };
 
 fn hot_path(c: &mut Criterion) {
@@ -77,6 +78,31 @@ fn hot_path(c: &mut Criterion) {
     group.finish();
 }
 
+/// The pattern idiomatic tower code uses: a clone of the service per call
+/// (`svc.clone().oneshot(req)`), against the static header cloned the same way.
+fn cloned_per_call(c: &mut Criterion) {
+    let rt = runtime();
+    let _context = rt.enter();
+    let mut group = c.benchmark_group("cloned_per_call");
+
+    let mut bare = ClonePerCall(Answer);
+    group.bench_function("bare", |b| {
+        b.iter(|| black_box(drive(&mut bare, request(API_URI))))
+    });
+
+    let mut fixed = ClonePerCall(static_header());
+    group.bench_function("static_header", |b| {
+        b.iter(|| black_box(drive(&mut fixed, request(API_URI))))
+    });
+
+    let mut oauth2 = ClonePerCall(warm_oauth2(&rt));
+    group.bench_function("oauth2", |b| {
+        b.iter(|| black_box(drive(&mut oauth2, request(API_URI))))
+    });
+
+    group.finish();
+}
+
 fn passthrough(c: &mut Criterion) {
     let rt = runtime();
     let _context = rt.enter();
@@ -95,5 +121,5 @@ fn passthrough(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path, passthrough);
+criterion_group!(benches, hot_path, cloned_per_call, passthrough);
 criterion_main!(benches);

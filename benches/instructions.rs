@@ -39,6 +39,9 @@ fn main() {
         ),
         "floor" => run(&mut common::floor::Floor::new(Answer, false), API_URI, calls),
         "floor_retry" => run(&mut common::floor::Floor::new(Answer, true), API_URI, calls),
+        "bare_cloned" => run(&mut ClonePerCall(Answer), API_URI, calls),
+        "static_header_cloned" => run(&mut ClonePerCall(static_header()), API_URI, calls),
+        "oauth2_cloned" => run(&mut ClonePerCall(warm_oauth2(&rt)), API_URI, calls),
         "bare_foreign" => run(&mut Answer, FOREIGN_URI, calls),
         "oauth2_foreign" => run(&mut warm_oauth2(&rt), FOREIGN_URI, calls),
         other => {

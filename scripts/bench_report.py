@@ -24,9 +24,10 @@ CRITERION = ROOT / "target" / "criterion"
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
 
-BENCHES = ["hot_path", "contention", "end_to_end", "refresh_storm", "early_refresh", "allocations"]
+BENCHES = ["hot_path", "contention", "end_to_end", "refresh_storm", "early_refresh", "allocations", "users"]
 INSTRUCTION_VARIANTS = [
     "bare", "static_header", "floor", "floor_retry", "oauth2", "oauth2_no_retry", "bare_foreign", "oauth2_foreign",
+    "bare_cloned", "static_header_cloned", "oauth2_cloned",
 ]
 
 
@@ -128,6 +129,22 @@ def section_hot_path(res, instr):
         if ns_ours and ns_floor:
             extra = f", {instr[ours] - instr[floor]:+.0f} instructions" if ours in instr and floor in instr else ""
             out += ["", f"`{ours}` against `{floor}` ({what}): {fmt_ratio(ns_ours / ns_floor)} the time{extra} per call."]
+    # A clone of the service per call, as idiomatic tower code does.
+    rows = []
+    c_base, c_bare = res.get("cloned_per_call/static_header"), res.get("cloned_per_call/bare")
+    for v in ("bare", "static_header", "oauth2"):
+        ns = res.get(f"cloned_per_call/{v}")
+        key = f"{v}_cloned"
+        if ns is None:
+            continue
+        rows.append([f"{v}, cloned per call", f"{ns:.0f}", fmt_ratio(ns / c_base) if c_base else "-",
+                     f"{ns - c_bare:+.0f}" if c_bare else "-", f"{instr[key]:.0f}" if key in instr else "-",
+                     fmt_ratio((instr[key] - instr["bare_cloned"]) / (instr["static_header_cloned"] - instr["bare_cloned"]))
+                     if key in instr and "bare_cloned" in instr and "static_header_cloned" in instr else "-"])
+    if rows:
+        out += ["", "A clone of the service per call (`svc.clone().oneshot(req)`), against the static header cloned the same way:", "",
+                table(["variant", "ns/call", "× static header cloned", "ns over bare cloned", "instructions/call",
+                       "instructions over bare, × static header's"], rows)]
     p_bare, p_ours = res.get("passthrough/bare"), res.get("passthrough/oauth2")
     if p_bare and p_ours:
         out += ["", f"Foreign origin (passes through untouched): {p_ours:.0f} ns against {p_bare:.0f} ns bare ({fmt_ratio(p_ours / p_bare)})"
@@ -144,6 +161,11 @@ def section_contention(res):
     base, lock = rate.get("static_header"), rate.get("tokio_rwlock")
     rows = [[k, f"{r:.1f}", fmt_ratio(r / base) if base else "-", fmt_ratio(r / lock) if lock else "-"] for k, r in sorted(rate.items(), key=lambda kv: -kv[1])]
     out.append(table(["variant", "Mcalls/s", "× static header", "× tokio RwLock"], rows))
+    cloned, static_cloned = rate.get("oauth2_cloned"), rate.get("static_header_cloned")
+    if cloned and static_cloned:
+        out += ["", f"Cloned per call: `oauth2_cloned` makes {fmt_ratio(cloned / static_cloned)} the calls of "
+                f"`static_header_cloned` (each call through a clone of the task's service), i.e. "
+                f"{fmt_ratio(static_cloned / cloned)} its time per call."]
     handoff = CRITERION / "handoff.txt"
     if handoff.exists():
         out += ["", "Core-to-core hand-off latency measured with this run: " + handoff.read_text().strip().replace("\n", "; ") + "."]
@@ -185,10 +207,11 @@ def section_e2e(res):
     out.append(table(["shape", "bare req/s", "with layer req/s", "× bare (criterion, back to back)",
                       "× bare (paired rounds)", "rounds p25–p75", "fixed header × bare", "layer × fixed header",
                       "CPU/request bare / fixed / layer"], rows))
-    out += ["", "Criterion measures bare and then the layer, each for several seconds, so drift of the machine "
-            "between the two moves that ratio; the paired rounds alternate bare, a fixed header "
-            "(tower-http `SetRequestHeader`, the cost of carrying the header alone) and the layer in rotating "
-            "order, 18 rounds of 2,000 requests each."]
+    out += ["", "Criterion measures bare and then the layer, each for several seconds and with one clone of the "
+            "client per task, so drift of the machine between the two moves that ratio; the paired rounds "
+            "alternate bare, a fixed header (tower-http `SetRequestHeader`, the cost of carrying the header "
+            "alone) and the layer in rotating order, 18 rounds of 2,000 requests each, every request through a "
+            "clone of its task's client (`client.clone().oneshot(req)`)."]
     return out
 
 
@@ -224,6 +247,34 @@ def section_allocations():
     return out + ["```text", "\n".join(kept).strip(), "```"]
 
 
+def section_users():
+    out = ["### 7. Users at scale (2 workers, 64 tasks; 1,000 distinct users; memory of 100,000 idle users)", ""]
+    note = CRITERION / "users.txt"
+    if not note.exists():
+        return out + ["_not run_"]
+    values = {}
+    for line in note.read_text().splitlines():
+        name, _, value = line.partition(": ")
+        values[name] = value
+    rows = []
+    for name, what in (("users_1000_calls_per_s", "users (1,000 subjects), calls/s"),
+                       ("app_calls_per_s", "application credential, calls/s"),
+                       ("app_tagged_calls_per_s", "application credential, request with one extension, calls/s"),
+                       ("users_vs_app", "users × application (median of paired rounds)"),
+                       ("users_vs_app_tagged", "users × application with one extension"),
+                       ("bytes_per_idle_user", "bytes per idle user in memory"),
+                       ("live_bytes_start", "live bytes at the start (registry, 100,000 users' tokens in the store)"),
+                       ("live_bytes_after_idle", "live bytes after the time-to-idle"),
+                       ("after_idle_vs_start", "after the time-to-idle, against the start"),
+                       ("users_in_memory_after_idle", "users still in memory after the time-to-idle")):
+        if name in values:
+            rows.append([what, values[name]])
+    out.append(table(["measure", "value"], rows))
+    if "paired_rounds" in values:
+        out += ["", f"Paired rounds: {values['paired_rounds']}."]
+    return out
+
+
 def machine():
     cpu = "unknown CPU"
     try:
@@ -254,7 +305,7 @@ def main():
     if load.exists():
         lines.append(load.read_text().strip())
     lines.append("")
-    for part in (section_hot_path(res, instr), section_allocations(), section_contention(res), section_storm(), section_early(), section_e2e(res)):
+    for part in (section_hot_path(res, instr), section_allocations(), section_contention(res), section_storm(), section_early(), section_e2e(res), section_users()):
         lines += part + [""]
     lines.append(END)
     doc = ROOT / "BENCHMARKS.md"

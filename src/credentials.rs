@@ -1,23 +1,26 @@
 //! The registry of credentials a layer serves, routed by API origin.
 
 use std::{
-    collections::HashMap,
     fmt,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        atomic::{fence, AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+    },
+    time::Duration,
 };
 
 use http::Uri;
 
 use crate::{
     authorize::AuthorizedCode,
-    cache::{CredentialState, Revoked},
+    credential::{CredentialState, Revoked},
     error::{Error, NotAuthorized},
     grant::GrantConfig,
     origin::Origin,
     provider::{Credential, CredentialKey, Provider, RefreshPolicy},
     redact::without_userinfo,
     secret::ClientSecret,
-    stats::CredentialStats,
+    stats::{CredentialStats, Stats},
     store::{MemoryStore, TokenStore},
     transport::TokenTransport,
 };
@@ -60,38 +63,93 @@ pub(crate) struct Registry {
     pub(crate) crossings: crate::crossing::Crossings,
 }
 
+/// Which configured origin a routed request was for, and how it spelled it: enough to
+/// write its authority again for a retry, without copying it on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RouteRef {
+    users: bool,
+    explicit: bool,
+    position: u32,
+}
+
+impl RouteRef {
+    /// Whether the request was routed to a users' origin (it carries a `Subject`).
+    pub(crate) fn is_users(self) -> bool {
+        self.users
+    }
+}
+
 impl Registry {
     /// The index of the credential whose origin `uri` belongs to.
     #[inline]
     pub(crate) fn route(&self, uri: &Uri) -> Option<usize> {
+        self.route_ref(uri).map(|(index, _)| index)
+    }
+
+    /// [`route`](Self::route), and which of the credential's origins matched.
+    #[inline]
+    pub(crate) fn route_ref(&self, uri: &Uri) -> Option<(usize, RouteRef)> {
         let (https, authority) = crate::origin::scheme_and_authority(uri)?;
         self.routes
             .iter()
-            .find(|(origin, _)| origin.matches(https, authority))
-            .map(|(_, index)| *index)
+            .enumerate()
+            .find_map(|(position, (origin, index))| {
+                let explicit = origin.spelling(https, authority)?;
+                let position = position as u32;
+                Some((
+                    *index,
+                    RouteRef {
+                        users: false,
+                        explicit,
+                        position,
+                    },
+                ))
+            })
+    }
+
+    /// The authority of the origin `route` names, as the request spelled it.
+    pub(crate) fn authority(&self, route: RouteRef) -> Option<&str> {
+        let table = if route.users {
+            &self.user_routes
+        } else {
+            &self.routes
+        };
+        let (origin, _) = table.get(route.position as usize)?;
+        Some(origin.authority(route.explicit))
     }
 
     /// The credential of user `subject` for the provider whose origin `uri` belongs to:
     /// `None` when the origin belongs to no provider (the request passes through),
     /// `NotAuthorized` when it belongs to one that serves no users.
+    /// With it, which users' origin matched (`None` when the origin is the
+    /// application's only).
     pub(crate) fn route_user(
         &self,
         uri: &Uri,
         subject: &Subject,
-    ) -> Option<Result<Arc<CredentialState>, Error>> {
+    ) -> Option<(Result<Arc<CredentialState>, Error>, Option<RouteRef>)> {
         let (https, authority) = crate::origin::scheme_and_authority(uri)?;
         let group = self
             .user_routes
             .iter()
-            .find(|(origin, _)| origin.matches(https, authority));
+            .enumerate()
+            .find_map(|(position, (origin, index))| Some((origin.spelling(https, authority)?, position, index)));
         match group {
-            Some((_, index)) => Some(self.users[*index].state(&subject.0)),
+            Some((explicit, position, index)) => {
+                let route = RouteRef {
+                    users: true,
+                    explicit,
+                    position: position as u32,
+                };
+                Some((self.users[*index].request(&subject.0), Some(route)))
+            }
             None => {
                 let index = self.route(uri)?;
-                Some(Err(Error::NotAuthorized(NotAuthorized {
+                let refused = Error::NotAuthorized(NotAuthorized {
                     provider: self.states[index].config.provider_name().clone(),
                     subject: Some(subject.0.clone()),
-                })))
+                });
+                Some((Err(refused), None))
             }
         }
     }
@@ -179,10 +237,27 @@ impl Subject {
 /// it asks for and when to refresh. Each user who logs in gets a credential of their own
 /// built from this, keyed by provider, client, scopes and their subject.
 ///
-/// A user's credential is created the first time a request or a login names them, and
-/// kept (a small entry, plus their tokens once they have some) until
-/// [`Credentials::logout`]. A user who is not authorized is looked up in the store
-/// again on their next request, spaced by the refresh policy's backoff.
+/// # Users in memory
+///
+/// A user's credential is created in memory the first time a request or a login names
+/// them, starting from what the [store](CredentialsBuilder::store) holds for them. It
+/// stays while it is used, and is evicted when it has not been used for
+/// [`idle_after`](Self::idle_after) (10 minutes by default), or when more than
+/// [`max_users`](Self::max_users) users (10,000 by default) of this provider are in
+/// memory (those used least recently and least often go first). Nothing is lost by it:
+/// the user's tokens are in the store, and their next request reads them back (the
+/// stored access token if it is still live, else one refresh). A user whose credential
+/// is in use (a request or a token request of theirs in flight, a failed one backing
+/// off, a login or a logout) is never evicted, so that two refreshes of one user never
+/// run at once: with rotating refresh tokens the second would present a token the first
+/// just spent, and the provider would revoke the whole grant. The counts of evicted users
+/// stay in [`Credentials::stats`]. A logout keeps the user's (now empty) credential until
+/// it is evicted like any other.
+///
+/// Looking a user up takes no lock that other threads' lookups write (the table's locks
+/// are sharded by user and, within a shard, by thread) and reads no clock. A user who is
+/// not authorized is looked up in the store again on their next request, spaced by the
+/// refresh policy's backoff.
 #[derive(Debug, Clone)]
 pub struct UserCredentials {
     provider: Provider,
@@ -191,7 +266,20 @@ pub struct UserCredentials {
     scopes: Option<Vec<String>>,
     redirect_uri: Option<String>,
     policy: RefreshPolicy,
+    idle_after: Duration,
+    max_users: usize,
 }
+
+/// How long a user's credential stays in memory unused, unless configured: longer than
+/// the pauses between one user's requests while they work, shorter than the usual hour
+/// of an access token, so that a user who comes back later usually finds their stored
+/// access token still live and costs one store read, not a token request.
+const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// How many users of one provider stay in memory, unless configured: a few kilobytes
+/// each, so tens of megabytes at most, however many subjects requests name (unknown ones
+/// included).
+const DEFAULT_MAX_USERS: usize = 10_000;
 
 impl UserCredentials {
     /// Users' tokens from `provider`, for the client `client_id` (`client_secret` is
@@ -208,6 +296,8 @@ impl UserCredentials {
             scopes: None,
             redirect_uri: None,
             policy: RefreshPolicy::default(),
+            idle_after: DEFAULT_IDLE_AFTER,
+            max_users: DEFAULT_MAX_USERS,
         }
     }
 
@@ -234,9 +324,38 @@ impl UserCredentials {
         self
     }
 
+    /// How long a user's credential stays in memory without a request or a login
+    /// (default: 10 minutes). It is evicted between this long and one and a half times
+    /// this long after its last use; see [Users in memory](Self#users-in-memory).
+    /// [`CredentialsBuilder::build`] refuses zero.
+    pub fn idle_after(mut self, idle_after: Duration) -> Self {
+        self.idle_after = idle_after;
+        self
+    }
+
+    /// How many of this provider's users stay in memory at most (default: 10,000),
+    /// rounded down to a multiple of the table's shards (8, or fewer below 256 users) and
+    /// kept per shard, so eviction may start a little before the whole count is reached.
+    /// Users with a request or a token request in flight are never evicted, and may
+    /// exceed it for as long as they are. [`CredentialsBuilder::build`] refuses zero.
+    pub fn max_users(mut self, max_users: usize) -> Self {
+        self.max_users = max_users;
+        self
+    }
+
     /// The provider.
     pub fn provider(&self) -> &Provider {
         &self.provider
+    }
+
+    /// The time-to-idle set with [`idle_after`](Self::idle_after).
+    pub fn get_idle_after(&self) -> Duration {
+        self.idle_after
+    }
+
+    /// The bound set with [`max_users`](Self::max_users).
+    pub fn get_max_users(&self) -> usize {
+        self.max_users
     }
 
     /// The client id.
@@ -297,23 +416,316 @@ impl UserCredentials {
     }
 }
 
+// =====================================================================================
+// Users in memory
+//
+// Each provider's users live in a bounded concurrent table (quick_cache), keyed by
+// subject. A lookup takes the read side of one of the table's sharded locks, whose
+// readers on different threads write to different cache lines, and writes only to the
+// user's own state. Misses, the idle sweep and reading the counters take the group's
+// `cold` mutex: a miss costs a store read anyway.
+//
+// Never two states for one subject: a state someone else holds (a request in flight, a
+// token request's task, a logout) is pinned, so neither the count bound nor the idle
+// sweep removes it. The table's own `Arc` is then the only one, and the table's shard
+// lock keeps a lookup from cloning it while it is removed: an evicted state is dead,
+// and the next request builds the only one there is. Misses are built under `cold`, so
+// two requests missing at once build one state.
+
 /// The users of one provider: their credentials, created when first needed.
 struct UserGroup {
     users: UserCredentials,
     store: Arc<dyn TokenStore>,
     transport: TokenTransport,
-    states: Mutex<HashMap<Arc<str>, Arc<CredentialState>>>,
-    /// The counts of users forgotten (logged out), so that the group's exported totals
-    /// never go down: metrics counters only count up. Counted under `states`' lock.
-    #[cfg(feature = "metrics")]
-    retired: crate::stats::Stats,
+    live: Arc<LiveUsers>,
+    /// The `credential` of the entry [`Credentials::stats`] gives the users no longer in
+    /// memory.
+    retired_label: String,
+}
+
+type UserTable = quick_cache::sync::Cache<
+    Arc<str>,
+    Arc<CredentialState>,
+    quick_cache::UnitWeighter,
+    quick_cache::DefaultHashBuilder,
+    Retire,
+>;
+
+/// The users of one provider that are in memory, and what evicts them.
+struct LiveUsers {
+    table: UserTable,
+    /// `2 × n + 1`, where `n` counts the periods of `period` since the first sweeper
+    /// started, as of the last sweep. A request notes it in its user's `last_used` (see
+    /// [`sweep`](Self::sweep)): so a lookup reads no clock, and writes its user's state
+    /// only the first time after each sweep.
+    tick: AtomicU64,
+    period: Duration,
+    /// Ticks after which an unused state is idle.
+    idle_ticks: u64,
+    /// Whether a sweeper task is running.
+    sweeping: AtomicBool,
+    /// Held to build a missing state, to sweep, and to read the counters, so that none
+    /// of them sees an eviction half done.
+    cold: Mutex<()>,
+    /// The counts of the users evicted so far.
+    retired: Arc<Stats>,
+}
+
+/// Sweeps per time-to-idle: a state is evicted between 1 + 1/SWEEPS and 1 + 2/SWEEPS times
+/// the time-to-idle after its last use when sweeps are on time (see [`LiveUsers::sweep`]).
+const SWEEPS_PER_IDLE: u32 = 4;
+
+/// The most users whose room in the table is taken when the registry is built.
+const RESERVED_USERS: usize = 100_000;
+
+/// The table's shards. Lookups do not contend on them (each shard's lock is sharded per
+/// thread); what they bound is the work of one insertion's eviction scan.
+const SHARDS: usize = 8;
+
+impl LiveUsers {
+    fn new(max_users: usize, idle_after: Duration) -> Self {
+        let retired = Arc::new(Stats::default());
+        // At least a millisecond (Tokio's timers' resolution), at most an hour (a long
+        // time-to-idle is then kept more closely, and never overflows an instant).
+        let period =
+            (idle_after / SWEEPS_PER_IDLE).clamp(Duration::from_millis(1), Duration::from_secs(3600));
+        let idle_ticks = u64::try_from(idle_after.as_nanos().div_ceil(period.as_nanos())).unwrap_or(u64::MAX);
+        let reserved = max_users.min(RESERVED_USERS);
+        let table = |capacity: usize| {
+            let options = quick_cache::OptionsBuilder::new()
+                .shards(SHARDS)
+                .estimated_items_capacity(reserved)
+                .weight_capacity(capacity as u64)
+                .build()
+                .expect("a positive capacity and the default allocations are valid options");
+            UserTable::with_options(
+                options,
+                quick_cache::UnitWeighter,
+                quick_cache::DefaultHashBuilder::default(),
+                Retire {
+                    retired: Arc::clone(&retired),
+                },
+            )
+        };
+        // Each shard holds an equal share, rounded up: the whole is rounded down instead,
+        // so that no more than `max_users` are kept. Small tables have fewer shards (at
+        // least 32 users each), so this takes off less than one user per shard.
+        let mut users = table(max_users);
+        let shards = users.num_shards();
+        if !max_users.is_multiple_of(shards) {
+            users = table(max_users - max_users % shards);
+        }
+        // The table's memory is taken now, once (about 100 bytes per user): its size is
+        // part of the bound, and a table that grew with a burst of users would keep its
+        // size after they left. Past `RESERVED_USERS` it grows as needed.
+        users.reserve(reserved);
+        Self {
+            table: users,
+            tick: AtomicU64::new(1),
+            period,
+            idle_ticks,
+            sweeping: AtomicBool::new(false),
+            cold: Mutex::new(()),
+            retired,
+        }
+    }
+
+    fn cold(&self) -> MutexGuard<'_, ()> {
+        self.cold.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that `state` is used now: a write to the user's own state, once per tick.
+    #[inline]
+    fn touch(self: &Arc<Self>, state: &CredentialState) {
+        let now = self.tick.load(Ordering::Relaxed);
+        if state.last_used.load(Ordering::Relaxed) != now {
+            state.last_used.store(now, Ordering::Relaxed);
+        }
+        if !self.sweeping.load(Ordering::Relaxed) {
+            self.start_sweeper();
+        }
+    }
+
+    /// Starts the task that advances the tick and evicts idle users, if none runs and
+    /// there is a runtime to run it. It stops when the table is empty or the registry
+    /// is gone, and the next lookup starts another.
+    #[cold]
+    fn start_sweeper(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sweeper = Sweeper {
+            live: Arc::downgrade(self),
+            period: self.period,
+            done: false,
+        };
+        runtime.spawn(sweeper.run());
+    }
+
+    /// One sweep, `now` periods after the first sweeper started: evicts the states idle
+    /// for more than `idle_ticks` periods. Whether the table is empty afterwards (the
+    /// sweeper then stops).
+    ///
+    /// A state's `last_used` is odd when it was used since a sweep (it holds the tick
+    /// published then, which may be stale if the sweep ran late), and the sweep turns it
+    /// into `2 × now`: used before the end of period `now`. So one is evicted only when
+    /// more than `idle_ticks` whole periods have passed since its last use: between 1.25
+    /// and 1.5 times the time-to-idle when sweeps are on time, later (never sooner) when
+    /// they are not.
+    fn sweep(&self, now: u64) -> bool {
+        let _cold = self.cold();
+        let now = now.max(self.tick.load(Ordering::Relaxed) / 2);
+        // Published first: a request during the pass notes a tick the next sweep turns.
+        self.tick.store(2 * now + 1, Ordering::Relaxed);
+        self.table.retain(|_, state| {
+            let used = state.last_used.load(Ordering::Relaxed);
+            if used % 2 == 1 {
+                state.last_used.store(2 * now, Ordering::Relaxed);
+                return true;
+            }
+            !(now.saturating_sub(used / 2) > self.idle_ticks && retire(&self.retired, state))
+        });
+        let empty = self.table.is_empty();
+        if empty {
+            // Under `cold`, which every insertion holds: a state inserted after this
+            // finds no sweeper and starts one.
+            self.sweeping.store(false, Ordering::Release);
+        }
+        empty
+    }
+
+    /// The live users' counters, ordered by subject, then those of the users evicted.
+    fn snapshots(&self, provider: &str, retired_label: &str) -> Vec<CredentialStats> {
+        let _cold = self.cold();
+        let mut users: Vec<_> = self.table.iter().collect();
+        users.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut stats: Vec<_> = users.into_iter().map(|(_, state)| state.snapshot()).collect();
+        stats.push(self.retired.snapshot(retired_label, provider, None));
+        stats
+    }
+}
+
+/// Whether `state` may go, only the table holding it; if so its counts are added to
+/// `retired`, as it is about to be dropped.
+fn retire(retired: &Stats, state: &Arc<CredentialState>) -> bool {
+    if Arc::strong_count(state) > 1 {
+        return false;
+    }
+    // Whoever dropped the last other `Arc` released its writes to the counters with it.
+    fence(Ordering::Acquire);
+    retired.add(&state.stats);
+    true
+}
+
+/// The table's hooks: a state held outside the table is pinned, and an evicted one's
+/// counts are kept.
+#[derive(Clone)]
+struct Retire {
+    retired: Arc<Stats>,
+}
+
+impl quick_cache::Lifecycle<Arc<str>, Arc<CredentialState>> for Retire {
+    type RequestState = ();
+
+    fn is_pinned(&self, _subject: &Arc<str>, state: &Arc<CredentialState>) -> bool {
+        Arc::strong_count(state) > 1
+    }
+
+    fn on_evict(&self, _: &mut (), _subject: Arc<str>, state: Arc<CredentialState>) {
+        // Not pinned, so the table held the only `Arc`.
+        let retired = retire(&self.retired, &state);
+        debug_assert!(retired, "an evicted state was held elsewhere");
+    }
+}
+
+/// The task that moves a group's tick on and evicts its idle users.
+struct Sweeper {
+    live: Weak<LiveUsers>,
+    period: Duration,
+    /// Whether it stopped by itself (the table emptied or the registry is gone).
+    done: bool,
+}
+
+impl Sweeper {
+    async fn run(mut self) {
+        let (start, first) = match self.live.upgrade() {
+            Some(live) => (tokio::time::Instant::now(), live.tick.load(Ordering::Relaxed) / 2),
+            None => {
+                self.done = true;
+                return;
+            }
+        };
+        // A sweep missed (a busy runtime) is skipped, not caught up: the tick is read off
+        // the clock at each sweep, so a late one evicts all that it should.
+        let mut sweeps = tokio::time::interval_at(start + self.period, self.period);
+        sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            sweeps.tick().await;
+            let Some(live) = self.live.upgrade() else {
+                self.done = true;
+                return;
+            };
+            let periods = start.elapsed().as_nanos() / self.period.as_nanos();
+            if live.sweep(first + periods as u64) {
+                self.done = true;
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Sweeper {
+    /// The task was dropped before the table emptied (its runtime shut down): the next
+    /// lookup starts another, on a live runtime.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(live) = self.live.upgrade() {
+            live.sweeping.store(false, Ordering::Release);
+        }
+    }
 }
 
 impl UserGroup {
+    /// `subject`'s state for one of their requests: counted as a cache hit when their
+    /// token is fresh (the write goes to the user's own counters).
+    #[inline]
+    fn request(&self, subject: &Arc<str>) -> Result<Arc<CredentialState>, Error> {
+        let state = self.state(subject)?;
+        if state
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|token| token.is_fresh())
+        {
+            state.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(state)
+    }
+
+    /// `subject`'s state, from the table or restored from the store.
+    #[inline]
     fn state(&self, subject: &Arc<str>) -> Result<Arc<CredentialState>, Error> {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(state) = states.get(subject) {
-            return Ok(Arc::clone(state));
+        let state = match self.live.table.get(&**subject) {
+            Some(state) => state,
+            None => self.restore(subject)?,
+        };
+        self.live.touch(&state);
+        Ok(state)
+    }
+
+    /// A state for `subject`, who is not in memory: one that starts from the store.
+    #[cold]
+    #[inline(never)]
+    fn restore(&self, subject: &Arc<str>) -> Result<Arc<CredentialState>, Error> {
+        let _cold = self.live.cold();
+        // Another request may have restored them while this one waited.
+        if let Some(state) = self.live.table.get(&**subject) {
+            return Ok(state);
         }
         let config = GrantConfig::new(self.users.credential_for(subject, None))?;
         let state = Arc::new(CredentialState::with_store(
@@ -322,20 +734,18 @@ impl UserGroup {
             Some(Arc::clone(&self.store)),
             true,
         ));
-        states.insert(Arc::clone(subject), Arc::clone(&state));
+        state
+            .last_used
+            .store(self.live.tick.load(Ordering::Relaxed), Ordering::Relaxed);
+        // Inserted while held here, so pinned: it is admitted even when every state in
+        // its shard is in use, and what is evicted to make room is some other idle user.
+        self.live.table.insert(Arc::clone(subject), Arc::clone(&state));
         Ok(state)
     }
 
-    fn forget(&self, subject: &str) -> Option<Arc<CredentialState>> {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = states.remove(subject);
-        // NOTE: what the forgotten state still counts after this (a token request of
-        // its own that was in flight) is not carried over.
-        #[cfg(feature = "metrics")]
-        if let Some(state) = &state {
-            self.retired.add(&state.stats);
-        }
-        state
+    fn stats(&self) -> Vec<CredentialStats> {
+        self.live
+            .snapshots(self.users.provider.get_name(), &self.retired_label)
     }
 }
 
@@ -375,7 +785,9 @@ impl Credentials {
     }
 
     /// Logs a user out of a provider: forgets their tokens, deletes them from the store
-    /// and revokes them in the provider's dialect when it has a revocation endpoint.
+    /// and revokes them in the provider's dialect when it has a revocation endpoint. A
+    /// user no longer in memory is read back from the store first, so their stored tokens
+    /// are revoked all the same.
     ///
     /// # Errors
     ///
@@ -384,10 +796,11 @@ impl Credentials {
     /// tokens are forgotten and deleted all the same).
     pub async fn logout(&self, provider: &str, subject: &str) -> Result<Revoked, Error> {
         let group = self.registry.user_group(provider)?;
+        // Read back from the store if the user is not in memory. The state stays (now
+        // without tokens, and evicted when idle like any other) rather than being removed
+        // while a request in flight may still hold it.
         let state = group.state(&Arc::from(subject))?;
-        let revoked = state.revoke().await;
-        group.forget(subject);
-        revoked
+        state.revoke().await
     }
 
     /// The key under which `subject`'s tokens for `provider` are kept.
@@ -400,34 +813,33 @@ impl Credentials {
         Ok(&self.registry.user_group(provider)?.users)
     }
 
-    /// Counters for every credential: the application's in registration order, then
-    /// users' (ordered by provider and subject).
+    /// Counters for every credential: the application's in registration order, then, for
+    /// each provider whose users are served, its users in memory (ordered by subject)
+    /// followed by one entry for its users no longer in memory.
+    ///
+    /// That last entry sums the counts of the users evicted since the registry was built
+    /// (see [Users in memory](UserCredentials#users-in-memory)); its `credential` is the
+    /// users' key without a subject, followed by ` (evicted users)`. With it, sums over
+    /// this list never go down: a user evicted and brought back is counted once, their
+    /// counts before the eviction in that entry and those after in their own. Each
+    /// provider's users are read under one lock, so an eviction is seen whole.
     pub fn stats(&self) -> Vec<CredentialStats> {
         let mut stats: Vec<CredentialStats> = self.registry.states.iter().map(|s| s.snapshot()).collect();
         for group in &self.registry.users {
-            let states = group.states.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut users: Vec<_> = states.iter().collect();
-            users.sort_by(|a, b| a.0.cmp(b.0));
-            stats.extend(users.into_iter().map(|(_, s)| s.snapshot()));
+            stats.extend(group.stats());
         }
         stats
     }
 
     /// Each provider whose users are served, with the counters of all its users: one
-    /// snapshot per user, and one of the users forgotten since the registry was built.
-    /// Read under one lock, so that a logout between two reads counts once.
+    /// snapshot per user in memory, and one of the users evicted since the registry was
+    /// built, read under one lock so that an eviction counts once.
     #[cfg(feature = "metrics")]
     pub(crate) fn users_stats(&self) -> Vec<(&str, Vec<CredentialStats>)> {
         self.registry
             .users
             .iter()
-            .map(|group| {
-                let provider = group.users.provider.get_name();
-                let states = group.states.lock().unwrap_or_else(PoisonError::into_inner);
-                let mut stats: Vec<CredentialStats> = states.values().map(|s| s.snapshot()).collect();
-                stats.push(group.retired.snapshot("", provider, None));
-                (provider, stats)
-            })
+            .map(|group| (group.users.provider.get_name(), group.stats()))
             .collect()
     }
 
@@ -462,19 +874,15 @@ impl Credentials {
         state.revoke().await
     }
 
-    /// Drops every cached token, users' included; the next request of each credential
-    /// fetches a new one.
+    /// Drops every cached token, those of the users in memory included; the next request
+    /// of each credential fetches a new one. Users no longer in memory have nothing
+    /// cached here: their next request reads the store.
     pub fn invalidate_all(&self) {
         for state in &self.registry.states {
             state.invalidate();
         }
         for group in &self.registry.users {
-            for state in group
-                .states
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .values()
-            {
+            for (_, state) in group.live.table.iter() {
                 state.invalidate();
             }
         }
@@ -620,13 +1028,25 @@ impl CredentialsBuilder {
             }
             // Checked now, so that a bad template fails the build, not a user's request.
             GrantConfig::new(template.credential_for("-", None))?;
+            if template.max_users == 0 {
+                return Err(Error::config(format!(
+                    "users of provider `{}`: `max_users` is zero, so no user could be served",
+                    provider.name
+                )));
+            }
+            if template.idle_after.is_zero() {
+                return Err(Error::config(format!(
+                    "users of provider `{}`: `idle_after` is zero, so every user would be read back from the store on every request",
+                    provider.name
+                )));
+            }
+            let retired_label = format!("{} (evicted users)", template.key_for("-").without_subject());
             users.push(UserGroup {
+                live: Arc::new(LiveUsers::new(template.max_users, template.idle_after)),
                 users: template,
                 store: Arc::clone(&store),
                 transport: transport.clone(),
-                states: Mutex::default(),
-                #[cfg(feature = "metrics")]
-                retired: crate::stats::Stats::default(),
+                retired_label,
             });
         }
         Ok(Credentials {

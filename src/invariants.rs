@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, StatusCode};
 use tokio::time::Instant;
 
 use crate::{
-    cache::attachment,
+    credential::attachment,
     error::Error,
     provider::TokenPlacement,
     redact::Redactor,

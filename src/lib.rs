@@ -108,7 +108,7 @@ pub mod authorize;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 pub mod body;
-mod cache;
+mod credential;
 mod credentials;
 #[cfg(any(feature = "follow-redirect", feature = "reqwest"))]
 mod crossing;
@@ -119,6 +119,7 @@ pub mod layer;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod origin;
+mod protocol;
 pub mod provider;
 pub mod providers;
 mod redact;
@@ -172,7 +173,7 @@ struct ReadmeDoctests;
 
 #[doc(inline)]
 pub use self::{
-    cache::Revoked,
+    credential::Revoked,
     credentials::{Credentials, CredentialsBuilder, Subject, UserCredentials},
     error::{BoxError, Error},
     layer::{NoRetry, OAuth2, OAuth2Layer, ServiceBuilderExt},

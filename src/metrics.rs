@@ -34,8 +34,9 @@
 //!
 //! Users' credentials are summed per provider into one `credential="users"` series, and
 //! no label names a user: one series per user would grow with the user base, and users'
-//! ids may be personal data. The sums include users who have logged out since, so they
-//! never go down. For the same reason an application credential registered with a
+//! ids may be personal data. The sums include the users evicted from memory since (see
+//! [Users in memory](crate::UserCredentials#users-in-memory)), so they never go down. For
+//! the same reason an application credential registered with a
 //! subject is labelled without it, and credentials whose labels then coincide are
 //! summed. The gauge of a sum is the soonest refresh among its tokens.
 //!
@@ -104,7 +105,7 @@ impl Credentials {
     /// metrics, their labels and an example.
     ///
     /// Reads the same counters as [`stats`](Self::stats) (atomic loads, and each user
-    /// group's lock while its users are read, as `stats` takes it), sums users'
+    /// group's cold-path lock while its users are read, as `stats` takes it), sums users'
     /// credentials per provider, and sets each series to its current value: calling it
     /// more or less often changes no value, only how fresh it is.
     ///

@@ -79,7 +79,32 @@ impl Origin {
     /// `authority` is of this origin. Allocation-free: it runs on every request.
     #[inline]
     pub(crate) fn matches(&self, https: bool, authority: &str) -> bool {
-        https == self.https && (same_host(authority, &self.implicit) || same_host(authority, &self.explicit))
+        self.spelling(https, authority).is_some()
+    }
+
+    /// How a request of this origin spelled it: `Some(false)` for the host alone
+    /// (default port implied), `Some(true)` for `host:port`; `None` for another origin.
+    #[inline]
+    pub(crate) fn spelling(&self, https: bool, authority: &str) -> Option<bool> {
+        if https != self.https {
+            return None;
+        }
+        if same_host(authority, &self.implicit) {
+            Some(false)
+        } else if same_host(authority, &self.explicit) {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// This origin's authority, spelled as [`spelling`](Self::spelling) said.
+    pub(crate) fn authority(&self, explicit: bool) -> &str {
+        if explicit {
+            &self.explicit
+        } else {
+            &self.implicit
+        }
     }
 
     fn is_loopback(&self) -> bool {

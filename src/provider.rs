@@ -861,8 +861,7 @@ impl CredentialKey {
     }
 
     /// This key with no subject: what may name the credential where a user's id must
-    /// not appear (metric labels, warnings).
-    #[cfg(any(feature = "metrics", feature = "follow-redirect", feature = "reqwest"))]
+    /// not appear (metric labels, warnings, the entry of evicted users in stats).
     pub(crate) fn without_subject(&self) -> Self {
         Self {
             subject: None,

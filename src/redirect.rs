@@ -130,7 +130,7 @@ use tower_http::follow_redirect::{
 };
 
 use crate::{
-    cache::CredentialState,
+    credential::CredentialState,
     credentials::{Credentials, Registry, Subject},
     layer::NoRetry,
     origin::Origin,

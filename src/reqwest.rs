@@ -171,17 +171,17 @@
 //! # }
 //! ```
 
-use std::sync::{atomic::Ordering, Arc};
+use std::sync::Arc;
 
-use ::reqwest::{header::AUTHORIZATION, Request, Response, ResponseBuilderExt, Url};
-use http::{Extensions, Uri};
+use ::reqwest::{Request, Response, ResponseBuilderExt, Url};
+use http::{Extensions, HeaderMap, Uri};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::{
-    cache::{CachedToken, CredentialState},
+    credential::{CachedToken, CredentialState},
     credentials::{Credentials, Registry, Subject},
     layer::NoRetry,
-    provider::TokenPlacement,
+    protocol::{self, AfterDead, Placement, Plan, Route, Target, TokenNow},
 };
 
 /// Attaches OAuth 2.0 credentials to the requests of a reqwest client, refreshing and
@@ -194,12 +194,15 @@ use crate::{
 pub struct OAuth2Middleware {
     credentials: Credentials,
     retry: bool,
+    /// Per application credential, where its token goes and what a dead answer is.
+    plans: Arc<[Plan]>,
 }
 
 impl OAuth2Middleware {
     /// A middleware attaching `credentials`.
     pub fn new(credentials: Credentials) -> Self {
         Self {
+            plans: Plan::all(&credentials.registry),
             credentials,
             retry: true,
         }
@@ -234,25 +237,20 @@ impl Middleware for OAuth2Middleware {
             return next.run(req, extensions).await;
         };
         let registry = &self.credentials.registry;
-        let user;
-        let state = match extensions.get::<Subject>() {
-            Some(subject) => match registry.route_user(&uri, subject) {
-                None => return next.run(req, extensions).await,
-                // Not sent: a user without a grant, or a provider that serves no users.
-                Some(Err(err)) => return Err(reqwest_middleware::Error::middleware(err)),
-                Some(Ok(state)) => {
-                    user = state;
-                    &user
-                }
-            },
-            None => match registry.route(&uri) {
-                None => return next.run(req, extensions).await,
-                Some(index) => &registry.states[index],
-            },
+        let user_plan;
+        let (state, plan) = match protocol::route(registry, &uri, extensions.get::<Subject>()) {
+            Route::Pass => return next.run(req, extensions).await,
+            // Not sent: a user without a grant, or a provider that serves no users.
+            Route::Refuse(err) => return Err(reqwest_middleware::Error::middleware(err)),
+            Route::App(index, _) => (Arc::clone(&registry.states[index]), &self.plans[index]),
+            Route::User(state, _) => {
+                user_plan = Plan::of(&state.config.credential.provider);
+                (state, &user_plan)
+            }
         };
         let retry = self.retry && extensions.get::<NoRetry>().is_none();
-        let response = send(state, req, extensions, next, retry).await?;
-        check_followed(state, registry, &uri, &response);
+        let response = send(&state, plan, req, extensions, next, retry).await?;
+        check_followed(&state, registry, &uri, &response);
         Ok(response)
     }
 }
@@ -364,57 +362,44 @@ fn followed(state: &CredentialState, registry: &Registry, uri: &Uri, url: &Url) 
 }
 
 /// Sends `req` with `state`'s token, and once more with a fresh one if the answer
-/// declares the token dead and `retry` allows it: the control flow of the tower layer's
-/// response future, over the same calls into the cache.
+/// declares the token dead and `retry` allows it: the protocol of
+/// [`protocol`](crate::protocol), step by step, as the tower layer's response future
+/// takes it.
 async fn send(
     state: &Arc<CredentialState>,
+    plan: &Plan,
     mut req: Request,
     extensions: &mut Extensions,
     next: Next<'_>,
     retry: bool,
 ) -> reqwest_middleware::Result<Response> {
     let provider = &state.config.credential.provider;
-    let token = match state.current.load_full().filter(|token| token.is_usable()) {
-        Some(token) => {
-            if token.wants_early_refresh() {
-                state.refresh_early(&token);
-            }
-            token
-        }
-        None => state
-            .acquire(None)
-            .await
-            .map_err(reqwest_middleware::Error::middleware)?,
+    let token = match protocol::token_now(state) {
+        TokenNow::Ready(token) => token,
+        TokenNow::Wait(acquire) => acquire.await.map_err(reqwest_middleware::Error::middleware)?,
     };
     // Copied before the token is attached, so that the retry carries only the new one.
     let replay = if retry { req.try_clone() } else { None };
-    attach(&mut req, &token, &provider.placement);
-    let response = send_once(next.clone(), req, extensions, &token, &provider.placement).await?;
-    if !provider.is_dead_token(response.status(), response.headers()) {
+    protocol::attach(&mut req, &plan.placement, token.value.clone());
+    let response = send_once(next.clone(), req, extensions, &token, &plan.placement).await?;
+    if !plan.is_dead(response.status(), response.headers(), || provider) {
         return Ok(response);
     }
-
-    // A dead-token answer: invalidate the token (if still current) and start or join the
-    // one refresh, whether or not this request is sent again.
-    let acquire = state.acquire(Some(token.generation));
-    if acquire.is_ready_with(token.generation) {
-        // The token was refused right after it was fetched: the answer is not about the
-        // token. Nothing to refresh, nothing to retry.
-        return Ok(response);
-    }
+    let acquire = match protocol::after_dead(state, token.generation, replay.is_some(), response.status()) {
+        AfterDead::Return => return Ok(response),
+        AfterDead::Retry(acquire) => acquire,
+    };
     let Some(mut replay) = replay else {
         return Ok(response);
     };
-    tracing::debug!(provider = %provider.name, status = response.status().as_u16(), "dead-token answer; retrying once with a fresh token");
     // NOTE: the dead answer's body is not read, so its connection is not reused.
     drop(response);
     let token = acquire.await.map_err(reqwest_middleware::Error::middleware)?;
-    attach(&mut replay, &token, &provider.placement);
-    state.stats.retries.fetch_add(1, Ordering::Relaxed);
-    let response = send_once(next, replay, extensions, &token, &provider.placement).await?;
-    if provider.is_dead_token(response.status(), response.headers()) {
-        state.refused_when_fresh(token.generation);
-    }
+    protocol::attach(&mut replay, &plan.placement, token.value.clone());
+    protocol::retrying(state);
+    let response = send_once(next, replay, extensions, &token, &plan.placement).await?;
+    let dead = protocol::is_dead_answer(state, response.status(), response.headers());
+    protocol::after_retry(state, token.generation, dead);
     Ok(response)
 }
 
@@ -425,12 +410,12 @@ async fn send_once(
     req: Request,
     extensions: &mut Extensions,
     token: &CachedToken,
-    placement: &TokenPlacement,
+    placement: &Placement,
 ) -> reqwest_middleware::Result<Response> {
     let result = next.run(req, extensions).await;
     let pair = match placement {
-        TokenPlacement::Query(_) => query_pair(token),
-        TokenPlacement::AuthorizationBearer | TokenPlacement::Header(_) => None,
+        Placement::Query => query_pair(token),
+        Placement::Authorization | Placement::Header(_) => None,
     };
     let Some(pair) = pair else {
         return result;
@@ -446,25 +431,18 @@ async fn send_once(
     }
 }
 
-/// Attaches `token` where `placement` says: the sensitive header value as it is, or the
-/// encoded `name=value` pair appended to the query.
-fn attach(req: &mut Request, token: &CachedToken, placement: &TokenPlacement) {
-    match placement {
-        TokenPlacement::AuthorizationBearer => {
-            req.headers_mut().insert(AUTHORIZATION, token.value.clone());
-        }
-        TokenPlacement::Header(name) => {
-            req.headers_mut().insert(name.clone(), token.value.clone());
-        }
-        TokenPlacement::Query(_) => {
-            let Some(pair) = query_pair(token) else { return };
-            let url = req.url_mut();
-            let query = match url.query() {
-                Some(query) if !query.is_empty() => format!("{query}&{pair}"),
-                _ => pair.to_owned(),
-            };
-            url.set_query(Some(&query));
-        }
+impl Target for Request {
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        Request::headers_mut(self)
+    }
+
+    fn append_query(&mut self, pair: &str) {
+        let url = self.url_mut();
+        let query = match url.query() {
+            Some(query) if !query.is_empty() => format!("{query}&{pair}"),
+            _ => pair.to_owned(),
+        };
+        url.set_query(Some(&query));
     }
 }
 

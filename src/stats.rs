@@ -39,7 +39,6 @@ impl Stats {
     }
 
     /// Adds `other`'s counts to these.
-    #[cfg(feature = "metrics")]
     pub(crate) fn add(&self, other: &Stats) {
         let pairs = [
             (&self.cache_hits, &other.cache_hits),
@@ -88,10 +87,12 @@ pub struct CredentialStats {
     pub provider: String,
     /// The credential's key (provider, client id, grant, scopes).
     pub credential: String,
-    /// Requests of the application's own credentials that found a fresh token copy in
-    /// their service clone. Each clone counts in its own memory and adds its count here
-    /// every 1,024 hits and when it is dropped (the hot path writes nothing shared), so
-    /// live clones' last few hits are not included yet.
+    /// Requests of the application's own credentials that found a fresh token and were
+    /// sent at once. Counted without writing shared memory on each request: a long-lived
+    /// service clone counts in its own memory and adds its count here every 1,024 hits
+    /// and when it is dropped; clones too young to keep copies of their own (a clone per
+    /// request) are counted per thread and credential and added 64 at a time. So the last
+    /// few hits of live clones and threads are not included yet.
     pub cache_hits: u64,
     /// Token requests sent (successful or not).
     pub token_requests: u64,

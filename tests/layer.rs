@@ -611,7 +611,11 @@ async fn the_cached_path_never_clones_the_inner_service() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    assert_eq!(clones.load(Ordering::SeqCst), before, "no clone per request");
+    assert_eq!(
+        clones.load(Ordering::SeqCst),
+        before,
+        "no clone per request, nor when the clone builds copies of its own"
+    );
 
     // A retry takes exactly one clone, of the spare kept for retries.
     api.revoke_up_to(1);
@@ -657,10 +661,31 @@ async fn cache_hits_are_counted_per_clone_and_published_in_batches() {
         let response = ready.call(get(&format!("r{i}"))).await;
         assert_eq!(response.unwrap().status(), 200);
     }
-    // The first request waited for the token and the second built the clone's copy of
-    // it; the other 2,998 were hits, of which two batches of 1,024 are published so far.
+    // The first request waited for the token. The next 16 were served from the shared
+    // token, counted per thread (fewer than a batch of 64: not published yet); then the
+    // clone built its own copy of the header, and the other 2,982 were hits of its own,
+    // of which two batches of 1,024 are published so far.
     assert_eq!(credentials.stats()[0].cache_hits, 2048);
     drop(client);
-    assert_eq!(credentials.stats()[0].cache_hits, 2998);
+    assert_eq!(credentials.stats()[0].cache_hits, 2982);
     assert_eq!(endpoint.requests(), 1);
+}
+
+/// A clone per request (`svc.clone().oneshot(req)`) never keeps copies of its own: its
+/// hits are counted per thread and published 64 at a time.
+#[tokio::test(start_paused = true)]
+async fn hits_of_a_clone_per_request_are_counted_per_thread_in_batches() {
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let api = Api::new();
+    let credentials = credentials(&endpoint);
+    let client = OAuth2Layer::new(credentials.clone()).layer(api.clone());
+    client.clone().oneshot(get("cold")).await.unwrap();
+    for i in 0..1000 {
+        let response = client.clone().oneshot(get(&format!("c{i}"))).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // 1,000 hits: 15 batches of 64 published, 40 still counted by this thread.
+    assert_eq!(credentials.stats()[0].cache_hits, 960);
+    assert_eq!(endpoint.requests(), 1);
+    assert_eq!(api.seen().len(), 1001);
 }

@@ -54,6 +54,30 @@ impl<B> Service<Request<B>> for Answer {
     }
 }
 
+/// Clones the service it wraps for every call, as idiomatic tower code does: a client
+/// kept in shared state and cloned per request, `svc.clone().oneshot(req)`.
+#[derive(Clone, Debug)]
+pub struct ClonePerCall<S>(pub S);
+
+impl<S, B> Service<Request<B>> for ClonePerCall<S>
+where
+    S: Service<Request<B>> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tower::util::Oneshot<S, Request<B>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.0.clone().oneshot(req)
+    }
+}
+
 /// Builds the request the same way for every variant.
 ///
 /// The URI is parsed once and cloned: a URI made from static bytes clones without

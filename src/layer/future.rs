@@ -2,20 +2,24 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
     task::{ready, Context, Poll},
 };
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use pin_project::pin_project;
 use tower_service::Service;
 
-use super::service::{attach_token, prepare_replay, ReplayCopy, Shared};
+use super::{
+    replay::{prepare_replay, ReplayCopy},
+    shared::Shared,
+};
 use crate::{
     body::ReplayableBody,
-    cache::{Acquire, CredentialState},
+    credential::{Acquire, CredentialState},
+    credentials::{RouteRef, Subject},
     error::{BoxError, Error},
-    provider::Provider,
+    protocol::{self, AfterDead, Placement},
 };
 
 /// Response future of [`OAuth2`](super::OAuth2).
@@ -60,27 +64,6 @@ pub(crate) struct Watch<S, B> {
     pub(crate) replay: Option<ReplayCopy<B>>,
 }
 
-/// How to tell a dead-token answer, precomputed from the provider for the hot path.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum DeadCheck {
-    /// The provider declares no answer a dead token.
-    Never,
-    /// Exactly one status, and no predicate (the default: 401).
-    Only(StatusCode),
-    /// Ask the provider (several statuses, or a predicate on the answer).
-    Provider,
-}
-
-impl DeadCheck {
-    pub(crate) fn of(provider: &Provider) -> Self {
-        match (&provider.dead_token_statuses[..], &provider.dead_token_when) {
-            ([], None) => DeadCheck::Never,
-            ([status], None) => DeadCheck::Only(*status),
-            _ => DeadCheck::Provider,
-        }
-    }
-}
-
 impl<S, B> Watch<S, B> {
     fn credential(&self) -> &Arc<CredentialState> {
         credential(&self.shared, self.index, &self.user)
@@ -88,19 +71,13 @@ impl<S, B> Watch<S, B> {
 
     #[inline]
     fn is_dead<T>(&self, response: &Response<T>) -> bool {
-        let check = match self.user {
-            None => self.shared.layer.dead[self.index],
-            Some(_) => DeadCheck::Provider,
-        };
-        match check {
-            DeadCheck::Never => false,
-            DeadCheck::Only(status) => response.status() == status,
-            DeadCheck::Provider => self
-                .credential()
-                .config
-                .credential
-                .provider
-                .is_dead_token(response.status(), response.headers()),
+        match &self.user {
+            None => {
+                self.shared.layer.plans[self.index].is_dead(response.status(), response.headers(), || {
+                    &self.credential().config.credential.provider
+                })
+            }
+            Some(user) => protocol::is_dead_answer(user, response.status(), response.headers()),
         }
     }
 }
@@ -134,11 +111,12 @@ enum Step<S, B>
 where
     S: Service<Request<B>>,
 {
-    /// No usable token: waiting for one, holding the ready service and the request.
+    /// No usable token: waiting for one, holding the ready service and the request, and
+    /// where it was routed if it may be retried.
     Acquiring {
         acquire: Acquire,
         pending: Option<(S, Request<B>)>,
-        retry: bool,
+        retry: Option<RouteRef>,
     },
     /// The answer declared the token dead: waiting for its successor, holding the
     /// request to send again (nothing attached yet).
@@ -222,7 +200,7 @@ where
         acquire: Acquire,
         svc: S,
         req: Request<B>,
-        retry: bool,
+        retry: Option<RouteRef>,
     ) -> Self {
         Self {
             state: State::Slow {
@@ -301,30 +279,34 @@ where
         replay,
     } = watch;
     let state = credential(&shared, index, &user);
-    let acquire = state.acquire(Some(generation));
-    if acquire.is_ready_with(generation) {
-        // The token was refused right after it was fetched: the answer is not about the
-        // token. Nothing to refresh, nothing to retry.
-        return Ok(response);
-    }
     let req = replay
         .filter(|replay| replay.body.is_replayable())
-        .and_then(ReplayCopy::into_request);
-    match req {
-        Some(req) => {
-            let provider = &state.config.credential.provider;
-            tracing::debug!(provider = %provider.name, status = response.status().as_u16(), "dead-token answer; retrying once with a fresh token");
-            Err(Box::pin(Slow {
-                shared,
-                index,
-                user,
-                step: Step::Refreshing {
-                    acquire,
-                    req: Some(req),
-                },
-            }))
-        }
-        None => Ok(response),
+        .and_then(|replay| replay.into_request(&shared.layer.credentials.registry))
+        .map(|mut req| {
+            // A user's `Subject` was not copied with the rest (see `prepare_replay`).
+            if let Some(subject) = user.as_ref().and_then(|user| user.credential_key().subject()) {
+                req.extensions_mut().insert(Subject::new(subject));
+            }
+            req
+        });
+    let acquire = match protocol::after_dead(state, generation, req.is_some(), response.status()) {
+        AfterDead::Return => return Ok(response),
+        AfterDead::Retry(acquire) => acquire,
+    };
+    Err(Box::pin(Slow {
+        shared,
+        index,
+        user,
+        step: Step::Refreshing { acquire, req },
+    }))
+}
+
+/// Where credential `state`'s token goes: the layer's plan for an application
+/// credential, the user provider's placement for a user's.
+fn placement_of<S>(shared: &Shared<S>, index: usize, user: &Option<Arc<CredentialState>>) -> Placement {
+    match user {
+        None => shared.layer.plans[index].placement.clone(),
+        Some(user) => Placement::of(&user.config.credential.provider.placement),
     }
 }
 
@@ -340,7 +322,6 @@ where
     {
         let mut this = self.project();
         loop {
-            let state = credential(this.shared, *this.index, this.user);
             match this.step.as_mut().project() {
                 StepProj::Acquiring {
                     acquire,
@@ -352,13 +333,12 @@ where
                         Err(err) => return Poll::Ready(SlowOutput::Done(Err(err))),
                     };
                     let (mut svc, mut req) = pending.take().expect("polled after completion");
-                    let replay = if *retry {
-                        prepare_replay(&mut req, this.shared.layer.replay_limit)
-                    } else {
-                        None
+                    let replay = match *retry {
+                        Some(route) => prepare_replay(&mut req, route, this.shared.layer.replay_limit),
+                        None => None,
                     };
-                    let provider = &state.config.credential.provider;
-                    attach_token(&mut req, &token, &provider.placement);
+                    let placement = placement_of(this.shared, *this.index, this.user);
+                    protocol::attach(&mut req, &placement, token.value.clone());
                     // NOTE: `svc` was polled ready before `call` took it from the service.
                     let fut = svc.call(req);
                     let watch = Watch {
@@ -378,8 +358,9 @@ where
                     };
                     let mut req = req.take().expect("polled after completion");
                     let svc = this.shared.spare_service();
-                    attach_token(&mut req, &token, &state.config.credential.provider.placement);
-                    state.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let placement = placement_of(this.shared, *this.index, this.user);
+                    protocol::attach(&mut req, &placement, token.value.clone());
+                    protocol::retrying(credential(this.shared, *this.index, this.user));
                     this.step.set(Step::RetryReady {
                         pending: Some((svc, req)),
                         generation: token.generation,
@@ -409,14 +390,9 @@ where
                         this.user.as_deref(),
                         &response,
                     );
-                    if state
-                        .config
-                        .credential
-                        .provider
-                        .is_dead_token(response.status(), response.headers())
-                    {
-                        state.refused_when_fresh(*generation);
-                    }
+                    let state = credential(this.shared, *this.index, this.user);
+                    let dead = protocol::is_dead_answer(state, response.status(), response.headers());
+                    protocol::after_retry(state, *generation, dead);
                     return Poll::Ready(SlowOutput::Done(Ok(response)));
                 }
             }

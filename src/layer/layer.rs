@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{future::DeadCheck, OAuth2};
-use crate::credentials::Credentials;
+use super::OAuth2;
+use crate::{credentials::Credentials, protocol::Plan};
 
 /// Default most bytes of a request body kept for a replay.
 pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
@@ -14,25 +14,20 @@ pub struct OAuth2Layer {
     pub(crate) credentials: Credentials,
     pub(crate) replay_limit: usize,
     pub(crate) retry: bool,
-    /// How to tell a dead-token answer, per credential, precomputed from the providers
-    /// once for all clones (read, never written, after this).
-    pub(crate) dead: Arc<[DeadCheck]>,
+    /// Where each credential's token goes and how to tell a dead-token answer,
+    /// precomputed from the providers once for all clones (read, never written, after
+    /// this).
+    pub(crate) plans: Arc<[Plan]>,
 }
 
 impl OAuth2Layer {
     /// A layer attaching `credentials`.
     pub fn new(credentials: Credentials) -> Self {
-        let dead = credentials
-            .registry
-            .states
-            .iter()
-            .map(|state| DeadCheck::of(&state.config.credential.provider))
-            .collect();
         Self {
+            plans: Plan::all(&credentials.registry),
             credentials,
             replay_limit: DEFAULT_REPLAY_LIMIT,
             retry: true,
-            dead,
         }
     }
 

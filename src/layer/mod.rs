@@ -58,7 +58,9 @@ mod builder;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+mod replay;
 mod service;
+mod shared;
 
 pub use self::{builder::ServiceBuilderExt, future::ResponseFuture, layer::OAuth2Layer, service::OAuth2};
 

@@ -1,5 +1,5 @@
 //! The token endpoint's answer (`parse_token_response`) and what is built from an
-//! accepted token (`cache::attachment`): the invariants are in `crate::invariants`,
+//! accepted token (`credential::attachment`): the invariants are in `crate::invariants`,
 //! shared with the fuzz target; this file makes the answers.
 
 use std::time::Duration;

@@ -1,0 +1,362 @@
+//! The one protocol between an adapter and the token core.
+//!
+//! Every request through the tower layer or the reqwest middleware takes the same steps,
+//! and each step is one function here, so that the two adapters differ only in how they
+//! hold a request and send it:
+//!
+//! 1. [`route`]: which credential, if any, the request's origin (and `Subject`) calls
+//!    for; a request for no credential's origin passes through untouched;
+//! 2. [`token_now`]: the cached token if it may be attached (starting the background
+//!    refresh of a token in its refresh window), or the wait for the one token request;
+//! 3. [`attach`]: the token where the provider wants it, the only place a
+//!    [`Placement`] is matched;
+//! 4. [`Plan::is_dead`]: whether the answer declares the token dead;
+//! 5. [`after_dead`]: invalidate that token (only if it is still the current one, so any
+//!    number of such answers cause one refresh) and join the refresh, or give the answer
+//!    back when the refusal is not about the token;
+//! 6. [`after_retry`]: the one retry's answer, counted, and remembered when even the
+//!    fresh token was refused.
+//!
+//! The adapters own what differs: the tower layer's per-clone copies of the header and
+//! its response future, the reqwest middleware's `async` function.
+
+use std::sync::{atomic::Ordering, Arc};
+
+use http::{header::AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+
+use crate::{
+    credential::{Acquire, CachedToken, CredentialState},
+    credentials::{Registry, RouteRef, Subject},
+    error::Error,
+    provider::{Provider, TokenPlacement},
+};
+
+// ===== route =====
+
+/// Where a request goes, as far as tokens are concerned.
+pub(crate) enum Route {
+    /// No credential serves the request's origin: it is sent as it is.
+    Pass,
+    /// The application's credential `index` of the registry, through the configured
+    /// origin `RouteRef` names.
+    App(usize, RouteRef),
+    /// A user's credential (the request named a [`Subject`]), through the users' origin
+    /// `RouteRef` names.
+    User(Arc<CredentialState>, RouteRef),
+    /// The request must not be sent: it is answered with this error (a user who never
+    /// logged in, a provider that serves no users).
+    Refuse(Error),
+}
+
+/// The credential `uri` calls for, acting for `subject` when there is one. The
+/// application's credentials are routed in line (the hot path); users' out of line.
+#[inline(always)]
+pub(crate) fn route(registry: &Registry, uri: &Uri, subject: Option<&Subject>) -> Route {
+    match subject {
+        None => match registry.route_ref(uri) {
+            Some((index, route)) => Route::App(index, route),
+            None => Route::Pass,
+        },
+        Some(subject) => route_user(registry, uri, subject),
+    }
+}
+
+#[inline(never)]
+fn route_user(registry: &Registry, uri: &Uri, subject: &Subject) -> Route {
+    match registry.route_user(uri, subject) {
+        None => Route::Pass,
+        Some((Ok(state), Some(route))) => Route::User(state, route),
+        Some((Ok(_), None)) => Route::Pass,
+        Some((Err(err), _)) => Route::Refuse(err),
+    }
+}
+
+// ===== the token =====
+
+/// A token to attach now, or the wait for one.
+pub(crate) enum TokenNow {
+    /// The current token may be attached.
+    Ready(Arc<CachedToken>),
+    /// No usable token: the one token request in flight (or a new one) decides.
+    Wait(Acquire),
+}
+
+/// The credential's token, if it may be attached now. A token in its refresh window is
+/// still attached, and its background refresh is started (once).
+#[inline]
+pub(crate) fn token_now(state: &Arc<CredentialState>) -> TokenNow {
+    match state.current.load_full().filter(|token| token.is_usable()) {
+        Some(token) => {
+            if token.wants_early_refresh() {
+                state.refresh_early(&token);
+            }
+            TokenNow::Ready(token)
+        }
+        None => TokenNow::Wait(state.acquire(None)),
+    }
+}
+
+// ===== placement =====
+
+/// Where a credential's token goes on a request: its provider's [`TokenPlacement`], in
+/// the shape attaching needs. The value attached is the token's pre-built, sensitive
+/// `HeaderValue`: `Bearer …`, the bare token, or the encoded `name=value` query pair.
+#[derive(Debug, Clone)]
+pub(crate) enum Placement {
+    /// `Authorization: Bearer …`.
+    Authorization,
+    /// A header of the provider's own, carrying the bare token.
+    Header(HeaderName),
+    /// A query parameter: the value is the encoded pair.
+    Query,
+}
+
+impl Placement {
+    pub(crate) fn of(placement: &TokenPlacement) -> Self {
+        match placement {
+            TokenPlacement::AuthorizationBearer => Placement::Authorization,
+            TokenPlacement::Header(name) => Placement::Header(name.clone()),
+            TokenPlacement::Query(_) => Placement::Query,
+        }
+    }
+
+    /// A copy that shares no reference count with this one (a custom header name is
+    /// reference-counted bytes): what a service clone keeps, so that clones on
+    /// different threads never write the same count.
+    pub(crate) fn own_copy(&self) -> Self {
+        match self {
+            Placement::Header(name) => Placement::Header(
+                HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone()),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+/// A request a token can be attached to: `http::Request` for the tower layer,
+/// `reqwest::Request` for the middleware.
+pub(crate) trait Target {
+    fn headers_mut(&mut self) -> &mut HeaderMap;
+    /// Appends `pair` (`name=value`, form-encoded, so ASCII) to the URL's query.
+    fn append_query(&mut self, pair: &str);
+}
+
+/// Puts `value` on `target` where `placement` says.
+#[inline(always)]
+pub(crate) fn attach<T: Target>(target: &mut T, placement: &Placement, value: HeaderValue) {
+    match placement {
+        Placement::Authorization => {
+            target.headers_mut().insert(AUTHORIZATION, value);
+        }
+        Placement::Header(name) => {
+            target.headers_mut().insert(name.clone(), value);
+        }
+        Placement::Query => {
+            // Encoded by `attachment`, so always ASCII.
+            if let Ok(pair) = value.to_str() {
+                target.append_query(pair);
+            }
+        }
+    }
+}
+
+impl<B> Target for http::Request<B> {
+    #[inline]
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.headers_mut()
+    }
+
+    fn append_query(&mut self, pair: &str) {
+        let uri = self.uri();
+        let path = uri.path();
+        let path_and_query = match uri.query() {
+            Some(query) if !query.is_empty() => format!("{path}?{query}&{pair}"),
+            _ => format!("{path}?{pair}"),
+        };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(pq) = path_and_query.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *self.uri_mut() = uri;
+            }
+        }
+    }
+}
+
+// ===== judging the answer =====
+
+/// What an adapter needs to know of one of the application's credentials on every
+/// request, computed once from its provider.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) placement: Placement,
+    dead: DeadCheck,
+}
+
+/// How to tell a dead-token answer.
+#[derive(Debug, Clone, Copy)]
+enum DeadCheck {
+    /// The provider declares no answer a dead token.
+    Never,
+    /// Exactly one status, and no predicate (the default: 401).
+    Only(StatusCode),
+    /// Ask the provider (several statuses, or a predicate on the answer).
+    Provider,
+}
+
+impl Plan {
+    pub(crate) fn of(provider: &Provider) -> Self {
+        let dead = match (&provider.dead_token_statuses[..], &provider.dead_token_when) {
+            ([], None) => DeadCheck::Never,
+            ([status], None) => DeadCheck::Only(*status),
+            _ => DeadCheck::Provider,
+        };
+        Self {
+            placement: Placement::of(&provider.placement),
+            dead,
+        }
+    }
+
+    /// One plan per application credential of `registry`, in its order.
+    pub(crate) fn all(registry: &Registry) -> Arc<[Plan]> {
+        registry
+            .states
+            .iter()
+            .map(|state| Plan::of(&state.config.credential.provider))
+            .collect()
+    }
+
+    /// Whether an answer of `status` and `headers`, to a request that carried a token
+    /// of the provider `provider` gives, declares the token dead. The provider is looked
+    /// up only when the status alone does not tell (usually it does: "is it 401").
+    #[inline(always)]
+    pub(crate) fn is_dead<'p>(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        provider: impl FnOnce() -> &'p Provider,
+    ) -> bool {
+        match self.dead {
+            DeadCheck::Never => false,
+            DeadCheck::Only(dead) => status == dead,
+            DeadCheck::Provider => provider().is_dead_token(status, headers),
+        }
+    }
+}
+
+/// Whether an answer of `status` and `headers` declares a token of `state` dead, for a
+/// credential without a precomputed [`Plan`] (a user's).
+pub(crate) fn is_dead_answer(state: &CredentialState, status: StatusCode, headers: &HeaderMap) -> bool {
+    state.config.credential.provider.is_dead_token(status, headers)
+}
+
+// ===== after a dead answer =====
+
+/// What to do with a dead-token answer.
+pub(crate) enum AfterDead {
+    /// Give the answer back: the request may not be retried, or the token was refused
+    /// right after it was fetched (the refusal is not about the token).
+    Return,
+    /// Send the request again with the token this wait brings.
+    Retry(Acquire),
+}
+
+/// A dead-token answer to a request that carried token `generation`: invalidates that
+/// token if it is still the current one and starts or joins the one refresh, whether or
+/// not the request is sent again (`retry`).
+pub(crate) fn after_dead(
+    state: &Arc<CredentialState>,
+    generation: u64,
+    retry: bool,
+    status: StatusCode,
+) -> AfterDead {
+    let acquire = state.acquire(Some(generation));
+    if !retry || acquire.is_ready_with(generation) {
+        return AfterDead::Return;
+    }
+    tracing::debug!(
+        provider = %state.config.provider_name(),
+        status = status.as_u16(),
+        "dead-token answer; retrying once with a fresh token"
+    );
+    AfterDead::Retry(acquire)
+}
+
+/// Counts the retry about to be sent.
+pub(crate) fn retrying(state: &CredentialState) {
+    state.stats.retries.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The retry's answer: if it declares even the fresh token dead, the refusal is not
+/// about the token, and dead-token answers for it stop causing refreshes for a while.
+pub(crate) fn after_retry(state: &CredentialState, generation: u64, dead: bool) {
+    if dead {
+        state.refused_when_fresh(generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_checks_follow_the_provider() {
+        let standard = Provider::standard("https://auth.example/token");
+        let plan = Plan::of(&standard);
+        let none = HeaderMap::new();
+        let status = |code: u16| StatusCode::from_u16(code).unwrap();
+        assert!(plan.is_dead(status(401), &none, || &standard));
+        assert!(!plan.is_dead(status(403), &none, || &standard));
+
+        let never = standard.clone().dead_token_statuses([]);
+        assert!(!Plan::of(&never).is_dead(status(401), &none, || &never));
+
+        let predicate = standard
+            .clone()
+            .dead_token_when(|status, headers| status == 403 && headers.contains_key("www-authenticate"));
+        let plan = Plan::of(&predicate);
+        assert!(plan.is_dead(status(401), &none, || &predicate));
+        assert!(!plan.is_dead(status(403), &none, || &predicate));
+        let mut challenged = HeaderMap::new();
+        challenged.insert(
+            "www-authenticate",
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+        assert!(plan.is_dead(status(403), &challenged, || &predicate));
+    }
+
+    #[test]
+    fn attaching_puts_the_value_where_the_placement_says() {
+        let value = HeaderValue::from_static("Bearer abc");
+        let mut req = http::Request::get("https://api.example/x?a=1").body(()).unwrap();
+        attach(&mut req, &Placement::Authorization, value.clone());
+        assert_eq!(req.headers()["authorization"], "Bearer abc");
+
+        let name = HeaderName::from_static("x-access-token");
+        let mut req = http::Request::get("https://api.example/x").body(()).unwrap();
+        attach(
+            &mut req,
+            &Placement::Header(name).own_copy(),
+            HeaderValue::from_static("abc"),
+        );
+        assert_eq!(req.headers()["x-access-token"], "abc");
+
+        for (uri, expected) in [
+            (
+                "https://api.example/x?a=1",
+                "https://api.example/x?a=1&access_token=abc",
+            ),
+            ("https://api.example/x", "https://api.example/x?access_token=abc"),
+            ("https://api.example/x?", "https://api.example/x?access_token=abc"),
+        ] {
+            let mut req = http::Request::get(uri).body(()).unwrap();
+            attach(
+                &mut req,
+                &Placement::Query,
+                HeaderValue::from_static("access_token=abc"),
+            );
+            assert_eq!(req.uri(), expected);
+            assert!(req.headers().is_empty());
+        }
+    }
+}
