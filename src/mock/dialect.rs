@@ -1,9 +1,10 @@
 //! The dialects the mock speaks: one table of settings per provider, read by
 //! the endpoints instead of each endpoint knowing about providers.
 //!
-//! Every value below comes from the provider's document in `shared/providers/`
-//! unless its comment says the document is silent, in which case the comment
-//! names the conventional value picked instead.
+//! Every value below comes from the provider's own public OAuth 2.0 documentation
+//! (the same documents the presets in `providers` cite) unless its comment says the
+//! document is silent, in which case the comment names the conventional value picked
+//! instead.
 
 use std::time::Duration;
 
