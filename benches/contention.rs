@@ -25,7 +25,6 @@ use std::{
     future::{ready, Future},
     hint::{black_box, spin_loop},
     mem,
-    path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, RwLock,
@@ -50,7 +49,7 @@ use tower_oauth2::{
 
 use common::{
     locks::{StdLockAuth, Token, TokioLockAuth},
-    request, static_header, Answer, ClonePerCall, API_URI,
+    request, static_header, write_note, Answer, ClonePerCall, API_URI,
 };
 
 /// Worker threads of the runtime: one per vCPU of the machine this is meant for.
@@ -123,26 +122,6 @@ fn handoff_once() -> f64 {
     let elapsed = start.elapsed();
     ponger.join().expect("ponger thread");
     elapsed.as_nanos() as f64 / (last - first) as f64
-}
-
-/// Where criterion writes its reports: `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`,
-/// or `target/criterion` (benches run in the package's directory).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-        .join("criterion")
-}
-
-/// Writes `text` to `<criterion dir>/<name>`, for `scripts/bench_report.py`.
-fn write_note(name: &str, text: &str) {
-    let dir = criterion_dir();
-    let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(name), text));
-    if let Err(err) = written {
-        eprintln!("could not write {}: {err}", dir.join(name).display());
-    }
 }
 
 // -----------------------------------------------------------------------------
@@ -455,7 +434,7 @@ fn contention(c: &mut Criterion) {
 
     group.finish();
     if !swaps.is_empty() {
-        write_note("swaps.txt", &(swaps.join("; ") + "\n"));
+        write_note("swaps.txt", &(swaps.join("; ") + "\n"), false);
     }
 }
 
@@ -471,7 +450,7 @@ criterion_group! {
 fn main() {
     let before = handoff_ns();
     println!("handoff_ns: {before:.1}");
-    write_note("handoff.txt", &format!("handoff_ns: {before:.1}\n"));
+    write_note("handoff.txt", &format!("handoff_ns: {before:.1}\n"), false);
 
     benches();
     Criterion::default().configure_from_args().final_summary();
@@ -481,5 +460,6 @@ fn main() {
     write_note(
         "handoff.txt",
         &format!("handoff_ns: {before:.1}\nhandoff_ns_after: {after:.1}\n"),
+        false,
     );
 }

@@ -31,7 +31,6 @@ use std::{
     fmt,
     hint::black_box,
     mem,
-    path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicI64, Ordering},
         Arc,
@@ -51,7 +50,7 @@ use tower_oauth2::{
     Credential, Credentials, MemoryStore, OAuth2Layer, Provider, Subject, TokenTransport, UserCredentials,
 };
 
-use common::{request, Answer, API_URI, TOKEN};
+use common::{criterion_dir, request, write_note, Answer, API_URI, TOKEN};
 
 /// Worker threads of the runtime: one per vCPU of the machine this is meant for.
 const WORKERS: usize = 2;
@@ -345,7 +344,7 @@ fn users(c: &mut Criterion) {
         spread(&ratios.1),
     );
     print!("{text}");
-    write_note("users.txt", &text);
+    write_note("users.txt", &text, true);
 }
 
 /// Paired rounds, and calls per variant in each.
@@ -365,33 +364,6 @@ fn spread(values: &[f64]) -> String {
 
 // -----------------------------------------------------------------------------
 // Memory per idle user
-
-/// Where criterion writes its reports: `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`,
-/// or `target/criterion` (benches run in the package's directory).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-        .join("criterion")
-}
-
-/// Appends `text` to `<criterion dir>/<name>`, for `scripts/bench_report.py`.
-fn write_note(name: &str, text: &str) {
-    use std::io::Write;
-    let dir = criterion_dir();
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(name))?
-            .write_all(text.as_bytes())
-    });
-    if let Err(err) = written {
-        eprintln!("could not write {}: {err}", dir.join(name).display());
-    }
-}
 
 /// Lets every task that is ready run (the sweep, aborted timers being dropped).
 async fn settle() {
@@ -459,7 +431,7 @@ fn idle_memory() {
             (idle - start) as f64 / IDLE_USERS as f64,
         );
         print!("{text}");
-        write_note("users.txt", &text);
+        write_note("users.txt", &text, true);
     });
 }
 

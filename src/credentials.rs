@@ -133,7 +133,9 @@ impl Registry {
             .user_routes
             .iter()
             .enumerate()
-            .find_map(|(position, (origin, index))| Some((origin.spelling(https, authority)?, position, index)));
+            .find_map(|(position, (origin, index))| {
+                Some((origin.spelling(https, authority)?, position, index))
+            });
         match group {
             Some((explicit, position, index)) => {
                 let route = RouteRef {

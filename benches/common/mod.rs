@@ -192,6 +192,37 @@ pub fn warm_oauth2_layer(rt: &tokio::runtime::Runtime, layer: OAuth2Layer) -> OA
     })
 }
 
+/// Where criterion writes its reports: `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`,
+/// or `target/criterion` (benches run in the package's directory).
+pub fn criterion_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("criterion")
+}
+
+/// Writes `text` to `<criterion dir>/<name>` for `scripts/bench_report.py`, replacing
+/// what was there, or after it when `append`.
+pub fn write_note(name: &str, text: &str, append: bool) {
+    use std::io::Write;
+    let dir = criterion_dir();
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(dir.join(name))?
+            .write_all(text.as_bytes())
+    });
+    if let Err(err) = written {
+        eprintln!("could not write {}: {err}", dir.join(name).display());
+    }
+}
+
 /// A current-thread runtime, built once per binary.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
