@@ -63,6 +63,10 @@ pub(crate) struct Registry {
     pub(crate) crossings: crate::crossing::Crossings,
 }
 
+/// A user's credential (or why a request may not be sent for them), and which users'
+/// origin the request was for.
+pub(crate) type UserRoute = (Result<Arc<CredentialState>, Error>, Option<RouteRef>);
+
 /// Which configured origin a routed request was for, and how it spelled it: enough to
 /// write its authority again for a retry, without copying it on every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,11 +127,7 @@ impl Registry {
     /// `NotAuthorized` when it belongs to one that serves no users.
     /// With it, which users' origin matched (`None` when the origin is the
     /// application's only).
-    pub(crate) fn route_user(
-        &self,
-        uri: &Uri,
-        subject: &Subject,
-    ) -> Option<(Result<Arc<CredentialState>, Error>, Option<RouteRef>)> {
+    pub(crate) fn route_user(&self, uri: &Uri, subject: &Subject) -> Option<UserRoute> {
         let (https, authority) = crate::origin::scheme_and_authority(uri)?;
         let group = self
             .user_routes

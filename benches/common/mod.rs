@@ -194,6 +194,7 @@ pub fn warm_oauth2_layer(rt: &tokio::runtime::Runtime, layer: OAuth2Layer) -> OA
 
 /// Where criterion writes its reports: `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`,
 /// or `target/criterion` (benches run in the package's directory).
+#[allow(dead_code)]
 pub fn criterion_dir() -> std::path::PathBuf {
     use std::path::PathBuf;
     if let Some(home) = std::env::var_os("CRITERION_HOME") {
@@ -206,6 +207,7 @@ pub fn criterion_dir() -> std::path::PathBuf {
 
 /// Writes `text` to `<criterion dir>/<name>` for `scripts/bench_report.py`, replacing
 /// what was there, or after it when `append`.
+#[allow(dead_code)]
 pub fn write_note(name: &str, text: &str, append: bool) {
     use std::io::Write;
     let dir = criterion_dir();

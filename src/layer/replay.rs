@@ -137,7 +137,8 @@ pub(crate) fn prepare_replay<B: ReplayableBody>(
     // retry gets it back from the user's credential rather than from a copy of the
     // extensions' map, which would cost an allocation on every user's request.
     let extensions = req.extensions();
-    let copy_extensions = !extensions.is_empty() && !(route.is_users() && extensions.len() == 1);
+    let lone_subject = route.is_users() && extensions.len() == 1;
+    let copy_extensions = !(extensions.is_empty() || lone_subject);
     let extras = (method == MethodCode::Extras || !req.headers().is_empty() || copy_extensions).then(|| {
         Box::new(Extras {
             method: req.method().clone(),
