@@ -6,7 +6,7 @@
 //!
 //! 1. [`route`]: which credential, if any, the request's origin (and `Subject`) calls
 //!    for; a request for no credential's origin passes through untouched;
-//! 2. [`token_now`]: the cached token if it may be attached (starting the background
+//! 2. [`with_token`]: the cached token if it may be attached (starting the background
 //!    refresh of a token in its refresh window), or the wait for the one token request;
 //! 3. [`attach`]: the token where the provider wants it, the only place a
 //!    [`Placement`] is matched;
@@ -17,8 +17,10 @@
 //! 6. [`after_retry`]: the one retry's answer, counted, and remembered when even the
 //!    fresh token was refused.
 //!
-//! The adapters own what differs: the tower layer's per-clone copies of the header and
-//! its response future, the reqwest middleware's `async` function.
+//! The adapters own what differs: the reqwest middleware's `async` function; the tower
+//! layer's response future, and its faster ways of taking step 2 on the cached path
+//! (a long-lived clone's own copy of the header, a fresh clone's per-thread view of the
+//! token), each falling back to [`with_token`] when the token is not fresh.
 
 use std::sync::{atomic::Ordering, Arc};
 
@@ -73,26 +75,28 @@ fn route_user(registry: &Registry, uri: &Uri, subject: &Subject) -> Route {
 
 // ===== the token =====
 
-/// A token to attach now, or the wait for one.
-pub(crate) enum TokenNow {
-    /// The current token may be attached.
-    Ready(Arc<CachedToken>),
-    /// No usable token: the one token request in flight (or a new one) decides.
-    Wait(Acquire),
-}
-
-/// The credential's token, if it may be attached now. A token in its refresh window is
-/// still attached, and its background refresh is started (once).
+/// Lends the credential's token to `use_token` if it may be attached now, or gives the
+/// wait for one (the one token request in flight, or a new one). A token in its refresh
+/// window is still lent, and its background refresh is started (once). The token is
+/// read through an `arc_swap` guard: no reference count is written, so a token used
+/// from every thread does not move between the cores on each request.
 #[inline]
-pub(crate) fn token_now(state: &Arc<CredentialState>) -> TokenNow {
-    match state.current.load_full().filter(|token| token.is_usable()) {
+pub(crate) fn with_token<R>(
+    state: &Arc<CredentialState>,
+    use_token: impl FnOnce(&CachedToken) -> R,
+) -> Result<R, Acquire> {
+    let current = state.current.load();
+    match current.as_ref().filter(|token| token.is_usable()) {
         Some(token) => {
             if token.wants_early_refresh() {
-                state.refresh_early(&token);
+                state.refresh_early(token);
             }
-            TokenNow::Ready(token)
+            Ok(use_token(token))
         }
-        None => TokenNow::Wait(state.acquire(None)),
+        None => {
+            drop(current);
+            Err(state.acquire(None))
+        }
     }
 }
 

@@ -178,10 +178,10 @@ use http::{Extensions, HeaderMap, Uri};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::{
-    credential::{CachedToken, CredentialState},
+    credential::CredentialState,
     credentials::{Credentials, Registry, Subject},
     layer::NoRetry,
-    protocol::{self, AfterDead, Placement, Plan, Route, Target, TokenNow},
+    protocol::{self, AfterDead, Placement, Plan, Route, Target},
 };
 
 /// Attaches OAuth 2.0 credentials to the requests of a reqwest client, refreshing and
@@ -374,18 +374,22 @@ async fn send(
     retry: bool,
 ) -> reqwest_middleware::Result<Response> {
     let provider = &state.config.credential.provider;
-    let token = match protocol::token_now(state) {
-        TokenNow::Ready(token) => token,
-        TokenNow::Wait(acquire) => acquire.await.map_err(reqwest_middleware::Error::middleware)?,
-    };
+    let (generation, value) =
+        match protocol::with_token(state, |token| (token.generation, token.value.clone())) {
+            Ok(attached) => attached,
+            Err(acquire) => {
+                let token = acquire.await.map_err(reqwest_middleware::Error::middleware)?;
+                (token.generation, token.value.clone())
+            }
+        };
     // Copied before the token is attached, so that the retry carries only the new one.
     let replay = if retry { req.try_clone() } else { None };
-    protocol::attach(&mut req, &plan.placement, token.value.clone());
-    let response = send_once(next.clone(), req, extensions, &token, &plan.placement).await?;
+    protocol::attach(&mut req, &plan.placement, value.clone());
+    let response = send_once(next.clone(), req, extensions, &value, &plan.placement).await?;
     if !plan.is_dead(response.status(), response.headers(), || provider) {
         return Ok(response);
     }
-    let acquire = match protocol::after_dead(state, token.generation, replay.is_some(), response.status()) {
+    let acquire = match protocol::after_dead(state, generation, replay.is_some(), response.status()) {
         AfterDead::Return => return Ok(response),
         AfterDead::Retry(acquire) => acquire,
     };
@@ -397,24 +401,24 @@ async fn send(
     let token = acquire.await.map_err(reqwest_middleware::Error::middleware)?;
     protocol::attach(&mut replay, &plan.placement, token.value.clone());
     protocol::retrying(state);
-    let response = send_once(next, replay, extensions, &token, &plan.placement).await?;
+    let response = send_once(next, replay, extensions, &token.value, &plan.placement).await?;
     let dead = protocol::is_dead_answer(state, response.status(), response.headers());
     protocol::after_retry(state, token.generation, dead);
     Ok(response)
 }
 
-/// Sends `req`, which carries `token`, down the rest of the chain, and takes a token
-/// carried in the query back out of the URLs of the answer.
+/// Sends `req`, which carries the token's `value`, down the rest of the chain, and takes
+/// a token carried in the query back out of the URLs of the answer.
 async fn send_once(
     next: Next<'_>,
     req: Request,
     extensions: &mut Extensions,
-    token: &CachedToken,
+    value: &http::HeaderValue,
     placement: &Placement,
 ) -> reqwest_middleware::Result<Response> {
     let result = next.run(req, extensions).await;
     let pair = match placement {
-        Placement::Query => query_pair(token),
+        Placement::Query => value.to_str().ok(),
         Placement::Authorization | Placement::Header(_) => None,
     };
     let Some(pair) = pair else {
@@ -444,11 +448,6 @@ impl Target for Request {
         };
         url.set_query(Some(&query));
     }
-}
-
-/// The `name=value` pair of a token carried in the query (form-encoded, so ASCII).
-fn query_pair(token: &CachedToken) -> Option<&str> {
-    token.value.to_str().ok()
 }
 
 /// `response`, with `pair` taken out of its URL if it is there. reqwest keeps a

@@ -21,7 +21,7 @@ use crate::{
     credentials::RouteRef,
     credentials::Subject,
     error::{BoxError, Error},
-    protocol::{self, Placement, Route, TokenNow},
+    protocol::{self, Placement, Route},
 };
 
 /// Attaches OAuth 2.0 credentials to requests, refreshing and retrying as needed.
@@ -167,33 +167,35 @@ impl<S: Clone> OAuth2<S> {
         B: ReplayableBody,
     {
         let state = Arc::clone(&self.shared.layer.credentials.registry.states[index]);
-        let token = match protocol::token_now(&state) {
-            TokenNow::Ready(token) => token,
-            TokenNow::Wait(acquire) => {
-                // No usable token: wait for one inside the future.
-                let retry = self.shared.layer.retry && !has_no_retry(&req);
-                return self.wait(Some(index), None, Some(route), acquire, req, retry);
-            }
-        };
         let layer = &self.shared.layer;
-        let replay = if layer.retry && !has_no_retry(&req) {
-            prepare_replay(&mut req, route, layer.replay_limit)
-        } else {
-            None
+        let local = &mut self.local;
+        let attached = protocol::with_token(&state, |token| {
+            let value = if local.is_warm() {
+                let placement = &layer.plans[index].placement;
+                let slot = local.slots[index].get_or_insert_with(|| LocalSlot::new(&state, placement));
+                if slot.copy.as_ref().map(|c| c.generation) != Some(token.generation) {
+                    slot.copy = Some(LocalCopy::of(token));
+                }
+                let copy = slot.copy.as_ref().expect("built above");
+                (slot.placement.clone(), copy.value.clone())
+            } else {
+                (layer.plans[index].placement.clone(), token.value.clone())
+            };
+            (token.generation, value)
+        });
+        let retry = layer.retry && !has_no_retry(&req);
+        let (generation, (placement, value)) = match attached {
+            Ok(attached) => attached,
+            // No usable token: wait for one inside the future.
+            Err(acquire) => return self.wait(Some(index), None, Some(route), acquire, req, retry),
         };
-        if self.local.is_warm() {
-            let placement = &layer.plans[index].placement;
-            let slot = self.local.slots[index].get_or_insert_with(|| LocalSlot::new(&state, placement));
-            if slot.copy.as_ref().map(|c| c.generation) != Some(token.generation) {
-                slot.copy = Some(LocalCopy::of(&token));
-            }
-            let copy = slot.copy.as_ref().expect("built above");
-            protocol::attach(&mut req, &slot.placement, copy.value.clone());
-        } else {
-            protocol::attach(&mut req, &layer.plans[index].placement, token.value.clone());
-        }
+        let replay = match retry {
+            true => prepare_replay(&mut req, route, layer.replay_limit),
+            false => None,
+        };
+        protocol::attach(&mut req, &placement, value);
         let fut = self.inner.call(req);
-        ResponseFuture::sent(fut, Arc::clone(&self.shared), index, token.generation, replay)
+        ResponseFuture::sent(fut, Arc::clone(&self.shared), index, generation, replay)
     }
 
     /// A request not to be sent (a user who never logged in): its future answers with
@@ -230,26 +232,17 @@ impl<S: Clone> OAuth2<S> {
         B: ReplayableBody,
     {
         let retry = self.shared.layer.retry && !has_no_retry(&req);
-        // Read without taking a reference count: users' tokens are used from every
-        // thread, and a count written per request would move between the cores.
-        let current = state.current.load();
-        let Some(token) = current.as_ref().filter(|token| token.is_usable()) else {
-            drop(current);
-            let acquire = state.acquire(None);
-            return self.wait(None, Some(state), Some(route), acquire, req, retry);
-        };
-        if token.wants_early_refresh() {
-            state.refresh_early(token);
-        }
-        let replay = if retry {
-            prepare_replay(&mut req, route, self.shared.layer.replay_limit)
-        } else {
-            None
+        let (generation, value) =
+            match protocol::with_token(&state, |token| (token.generation, token.value.clone())) {
+                Ok(attached) => attached,
+                Err(acquire) => return self.wait(None, Some(state), Some(route), acquire, req, retry),
+            };
+        let replay = match retry {
+            true => prepare_replay(&mut req, route, self.shared.layer.replay_limit),
+            false => None,
         };
         let placement = Placement::of(&state.config.credential.provider.placement);
-        protocol::attach(&mut req, &placement, token.value.clone());
-        let generation = token.generation;
-        drop(current);
+        protocol::attach(&mut req, &placement, value);
         let watch = Watch {
             shared: Arc::clone(&self.shared),
             index: 0,
