@@ -98,9 +98,9 @@ const CLIENT_SECRET: &str = "early-secret";
 struct Answer;
 
 impl Service<Request<()>> for Answer {
-    type Response = Response<()>;
+    type Response = Response<http_body_util::Empty<bytes::Bytes>>;
     type Error = Infallible;
-    type Future = Ready<Result<Response<()>, Infallible>>;
+    type Future = Ready<Result<Response<http_body_util::Empty<bytes::Bytes>>, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -108,7 +108,7 @@ impl Service<Request<()>> for Answer {
 
     fn call(&mut self, req: Request<()>) -> Self::Future {
         debug_assert!(req.headers().contains_key(AUTHORIZATION));
-        ready(Ok(Response::new(())))
+        ready(Ok(Response::new(http_body_util::Empty::<bytes::Bytes>::new())))
     }
 }
 
@@ -224,12 +224,17 @@ struct MutexAuth<S> {
 
 impl<S> Service<Request<()>> for MutexAuth<S>
 where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<()>, Response = Response<http_body_util::Empty<bytes::Bytes>>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
-    type Response = Response<()>;
+    type Response = Response<http_body_util::Empty<bytes::Bytes>>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<()>, Infallible>> + Send>>;
+    type Future = Pin<
+        Box<dyn Future<Output = Result<Response<http_body_util::Empty<bytes::Bytes>>, Infallible>> + Send>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -274,7 +279,10 @@ struct Sample {
 /// `[from, until)`.
 async fn run_load<S>(svc: S, from: Instant, until: Instant) -> Vec<Sample>
 where
-    S: Service<Request<()>, Response = Response<()>> + Clone + Send + 'static,
+    S: Service<Request<()>, Response = Response<http_body_util::Empty<bytes::Bytes>>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send,
     S::Error: fmt::Debug,
 {
@@ -361,7 +369,10 @@ impl Row {
 /// and the refresh window.
 async fn measure<S>(variant: &'static str, svc: S, refresh_point: Instant, refreshes: impl Fn() -> u64) -> Row
 where
-    S: Service<Request<()>, Response = Response<()>> + Clone + Send + 'static,
+    S: Service<Request<()>, Response = Response<http_body_util::Empty<bytes::Bytes>>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send,
     S::Error: fmt::Debug,
 {

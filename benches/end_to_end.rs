@@ -240,7 +240,7 @@ impl Bench {
     /// One task per client, `requests` spread over them; checks the server's tally of
     /// the run afterwards (runs never overlap, so every request the server saw meanwhile
     /// belongs to this one).
-    async fn spread<S>(
+    async fn spread<S, RB>(
         &self,
         clients: impl Iterator<Item = S>,
         variant: Variant,
@@ -248,9 +248,12 @@ impl Bench {
         per_request: bool,
     ) -> Duration
     where
-        S: Service<Request<Full<Bytes>>, Response = Response<Incoming>> + Clone + Send + 'static,
+        S: Service<Request<Full<Bytes>>, Response = Response<RB>> + Clone + Send + 'static,
         S::Error: std::fmt::Debug + Send,
         S::Future: Send,
+        RB: http_body::Body + Send + 'static,
+        RB::Data: Send,
+        RB::Error: std::fmt::Debug,
     {
         let clients: Vec<S> = clients.collect();
         let tasks = clients.len() as u64;

@@ -123,10 +123,11 @@ impl Api {
     }
 }
 
-type ApiFuture = Pin<Box<dyn Future<Output = Result<Response<()>, Infallible>> + Send>>;
+type ApiFuture =
+    Pin<Box<dyn Future<Output = Result<Response<http_body_util::Empty<bytes::Bytes>>, Infallible>> + Send>>;
 
 impl Service<Request<()>> for Api {
-    type Response = Response<()>;
+    type Response = Response<http_body_util::Empty<bytes::Bytes>>;
     type Error = Infallible;
     type Future = ApiFuture;
 
@@ -141,7 +142,9 @@ impl Service<Request<()>> for Api {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if self.accepts(token) {
-            return Box::pin(ready(Ok(Response::new(()))));
+            return Box::pin(ready(Ok(Response::new(
+                http_body_util::Empty::<bytes::Bytes>::new(),
+            ))));
         }
         let refusals = self.state.refusals.fetch_add(1, Ordering::SeqCst) + 1;
         if refusals >= self.state.hold_refusals_until.load(Ordering::SeqCst) {
@@ -151,7 +154,7 @@ impl Service<Request<()>> for Api {
         Box::pin(async move {
             sleep(REFUSAL_DELAY).await;
             let _ = all_refused.wait_for(|all| *all).await.map(drop);
-            let mut response = Response::new(());
+            let mut response = Response::new(http_body_util::Empty::<bytes::Bytes>::new());
             *response.status_mut() = StatusCode::UNAUTHORIZED;
             Ok(response)
         })

@@ -232,7 +232,9 @@ impl GrantConfig {
         let now = Instant::now();
         let mut tokens = parse_token_response(&self.rules, status, &headers, &body, now, &redactor).map_err(
             |err| match (err, refused) {
-                (Error::OAuth(oauth), Some(grant)) if oauth.error() == "invalid_grant" => {
+                (Error::OAuth(oauth), Some(grant))
+                    if self.credential.provider.refuses_grant(oauth.error()) =>
+                {
                     Error::ReauthorizationRequired(ReauthorizationRequired {
                         provider: oauth.provider.clone(),
                         grant: Some(grant),

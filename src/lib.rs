@@ -112,6 +112,7 @@ mod credential;
 mod credentials;
 #[cfg(any(feature = "follow-redirect", feature = "reqwest"))]
 mod crossing;
+pub mod dead_token;
 pub mod error;
 mod grant;
 pub mod layer;
@@ -175,6 +176,7 @@ struct ReadmeDoctests;
 pub use self::{
     credential::Revoked,
     credentials::{Credentials, CredentialsBuilder, Subject, UserCredentials},
+    dead_token::{ApiAnswer, ResponseBody},
     error::{BoxError, Error},
     layer::{NoRetry, OAuth2, OAuth2Layer, ServiceBuilderExt},
     provider::{

@@ -10,7 +10,9 @@
 //!    refresh of a token in its refresh window), or the wait for the one token request;
 //! 3. [`attach`]: the token where the provider wants it, the only place a
 //!    [`Placement`] is matched;
-//! 4. [`Plan::is_dead`]: whether the answer declares the token dead;
+//! 4. [`Plan::verdict`]: whether the answer declares the token dead, or whether only
+//!    the start of its body can tell (the adapter then reads it, and asks the
+//!    provider's body test);
 //! 5. [`after_dead`]: invalidate that token (only if it is still the current one, so any
 //!    number of such answers cause one refresh) and join the refresh, or give the answer
 //!    back when the refusal is not about the token;
@@ -29,6 +31,7 @@ use http::{header::AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, StatusCode
 use crate::{
     credential::{Acquire, CachedToken, CredentialState},
     credentials::{Registry, RouteRef, Subject},
+    dead_token::Verdict,
     error::Error,
     provider::{Provider, TokenPlacement},
 };
@@ -204,15 +207,16 @@ enum DeadCheck {
     Never,
     /// Exactly one status, and no predicate (the default: 401).
     Only(StatusCode),
-    /// Ask the provider (several statuses, or a predicate on the answer).
+    /// Ask the provider (several statuses, a predicate on the answer, or a body test).
     Provider,
 }
 
 impl Plan {
     pub(crate) fn of(provider: &Provider) -> Self {
-        let dead = match (&provider.dead_token_statuses[..], &provider.dead_token_when) {
-            ([], None) => DeadCheck::Never,
-            ([status], None) => DeadCheck::Only(*status),
+        let simple = provider.dead_token_when.is_none() && provider.dead_token_body.is_none();
+        let dead = match (&provider.dead_token_statuses[..], simple) {
+            ([], true) => DeadCheck::Never,
+            ([status], true) => DeadCheck::Only(*status),
             _ => DeadCheck::Provider,
         };
         Self {
@@ -230,28 +234,29 @@ impl Plan {
             .collect()
     }
 
-    /// Whether an answer of `status` and `headers`, to a request that carried a token
-    /// of the provider `provider` gives, declares the token dead. The provider is looked
-    /// up only when the status alone does not tell (usually it does: "is it 401").
+    /// What an answer of `status` and `headers`, to a request that carried a token of
+    /// the provider `provider` gives, says about the token. The provider is looked up
+    /// only when the status alone does not tell (usually it does: "is it 401").
     #[inline(always)]
-    pub(crate) fn is_dead<'p>(
+    pub(crate) fn verdict<'p>(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
         provider: impl FnOnce() -> &'p Provider,
-    ) -> bool {
+    ) -> Verdict {
         match self.dead {
-            DeadCheck::Never => false,
-            DeadCheck::Only(dead) => status == dead,
-            DeadCheck::Provider => provider().is_dead_token(status, headers),
+            DeadCheck::Never => Verdict::Answer,
+            DeadCheck::Only(dead) if status == dead => Verdict::Dead,
+            DeadCheck::Only(_) => Verdict::Answer,
+            DeadCheck::Provider => provider().verdict(status, headers),
         }
     }
 }
 
-/// Whether an answer of `status` and `headers` declares a token of `state` dead, for a
-/// credential without a precomputed [`Plan`] (a user's).
-pub(crate) fn is_dead_answer(state: &CredentialState, status: StatusCode, headers: &HeaderMap) -> bool {
-    state.config.credential.provider.is_dead_token(status, headers)
+/// What an answer of `status` and `headers` says about a token of `state`, for a
+/// credential without a precomputed [`Plan`] (a user's) or a retry's answer.
+pub(crate) fn verdict_of(state: &CredentialState, status: StatusCode, headers: &HeaderMap) -> Verdict {
+    state.config.credential.provider.verdict(status, headers)
 }
 
 // ===== after a dead answer =====
@@ -309,24 +314,41 @@ mod tests {
         let plan = Plan::of(&standard);
         let none = HeaderMap::new();
         let status = |code: u16| StatusCode::from_u16(code).unwrap();
-        assert!(plan.is_dead(status(401), &none, || &standard));
-        assert!(!plan.is_dead(status(403), &none, || &standard));
+        let dead = |plan: &Plan, code, headers: &HeaderMap, provider: &Provider| {
+            plan.verdict(status(code), headers, || provider)
+        };
+        assert_eq!(dead(&plan, 401, &none, &standard), Verdict::Dead);
+        assert_eq!(dead(&plan, 403, &none, &standard), Verdict::Answer);
 
         let never = standard.clone().dead_token_statuses([]);
-        assert!(!Plan::of(&never).is_dead(status(401), &none, || &never));
+        assert_eq!(dead(&Plan::of(&never), 401, &none, &never), Verdict::Answer);
 
         let predicate = standard
             .clone()
             .dead_token_when(|status, headers| status == 403 && headers.contains_key("www-authenticate"));
         let plan = Plan::of(&predicate);
-        assert!(plan.is_dead(status(401), &none, || &predicate));
-        assert!(!plan.is_dead(status(403), &none, || &predicate));
+        assert_eq!(dead(&plan, 401, &none, &predicate), Verdict::Dead);
+        assert_eq!(dead(&plan, 403, &none, &predicate), Verdict::Answer);
         let mut challenged = HeaderMap::new();
         challenged.insert(
             "www-authenticate",
             HeaderValue::from_static("Bearer error=\"invalid_token\""),
         );
-        assert!(plan.is_dead(status(403), &challenged, || &predicate));
+        assert_eq!(dead(&plan, 403, &challenged, &predicate), Verdict::Dead);
+
+        // A body test: its statuses ask for the body, others do not; statuses and
+        // predicates still decide without it.
+        let body = predicate.dead_token_in_body([StatusCode::BAD_REQUEST], |answer| answer.body() == b"dead");
+        let plan = Plan::of(&body);
+        assert_eq!(dead(&plan, 400, &none, &body), Verdict::ReadBody);
+        assert_eq!(dead(&plan, 401, &none, &body), Verdict::Dead);
+        assert_eq!(dead(&plan, 403, &challenged, &body), Verdict::Dead);
+        assert_eq!(dead(&plan, 200, &none, &body), Verdict::Answer);
+        assert_eq!(dead(&plan, 500, &none, &body), Verdict::Answer);
+        let answer =
+            |bytes: &'static [u8]| body.is_dead_body(&crate::ApiAnswer::new(status(400), &none, bytes, true));
+        assert!(answer(b"dead"));
+        assert!(!answer(b"alive"));
     }
 
     #[test]

@@ -28,6 +28,8 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
+use crate::dead_token::{ApiAnswer, BodyJudge, Verdict, DEFAULT_BODY_LIMIT};
+
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::{
@@ -228,6 +230,10 @@ pub struct Provider {
     pub(crate) placement: TokenPlacement,
     pub(crate) dead_token_statuses: Vec<StatusCode>,
     pub(crate) dead_token_when: Option<Arc<DeadTokenFn>>,
+    pub(crate) dead_token_body: Option<BodyJudge>,
+    pub(crate) dead_token_body_limit: usize,
+    /// OAuth `error` codes that refuse the grant itself (the code or refresh token).
+    pub(crate) refused_grant_errors: Vec<Arc<str>>,
     pub(crate) expires_in: ExpiresIn,
     pub(crate) lifetimes: Lifetimes,
     pub(crate) max_response_bytes: usize,
@@ -269,6 +275,9 @@ impl Provider {
             placement: TokenPlacement::AuthorizationBearer,
             dead_token_statuses: vec![StatusCode::UNAUTHORIZED],
             dead_token_when: None,
+            dead_token_body: None,
+            dead_token_body_limit: DEFAULT_BODY_LIMIT,
+            refused_grant_errors: vec![Arc::from("invalid_grant")],
             expires_in: ExpiresIn::Seconds,
             lifetimes: Lifetimes::default(),
             max_response_bytes: 64 * 1024,
@@ -345,12 +354,58 @@ impl Provider {
     /// servers that say so with e.g. 403 and `WWW-Authenticate: Bearer error="invalid_token"`.
     /// A response is a dead-token answer if its status is listed in
     /// [`dead_token_statuses`](Self::dead_token_statuses) or this returns `true`.
-    /// The body is never read for this: that would mean buffering every error response.
+    /// The body is not read for this; see [`dead_token_in_body`](Self::dead_token_in_body)
+    /// for APIs that say it only there.
     pub fn dead_token_when<F>(mut self, predicate: F) -> Self
     where
         F: Fn(StatusCode, &HeaderMap) -> bool + Send + Sync + 'static,
     {
         self.dead_token_when = Some(Arc::new(predicate));
+        self
+    }
+
+    /// A test for a dead token over the start of the body, for APIs that say so only
+    /// there (a JSON-RPC error object, a `{"error": "token_expired"}` under a status
+    /// that other errors share). For an answer whose status is in `statuses` (and that
+    /// the tests above did not already call dead), the layer reads up to
+    /// [`dead_token_body_limit`](Self::dead_token_body_limit) bytes of its body and asks
+    /// `judge`; whatever the verdict, an answer that is returned reaches the caller with
+    /// its body whole, byte for byte. Answers of other statuses are never read, so name
+    /// only error statuses: a `2xx` listed here would be read on every success.
+    ///
+    /// See [`dead_token`](crate::dead_token) for an example. Replaces an earlier body
+    /// test.
+    pub fn dead_token_in_body<F>(mut self, statuses: impl IntoIterator<Item = StatusCode>, judge: F) -> Self
+    where
+        F: Fn(&ApiAnswer<'_>) -> bool + Send + Sync + 'static,
+    {
+        self.dead_token_body = Some(BodyJudge {
+            statuses: statuses.into_iter().collect(),
+            judge: Arc::new(judge),
+        });
+        self
+    }
+
+    /// The most bytes of a body a [`dead_token_in_body`](Self::dead_token_in_body) test
+    /// sees (default: 4 KiB). The layer may read one frame past it; the rest of the body
+    /// stays unread until the caller reads it.
+    pub fn dead_token_body_limit(mut self, bytes: usize) -> Self {
+        self.dead_token_body_limit = bytes;
+        self
+    }
+
+    /// The OAuth `error` codes with which the token endpoint refuses the grant itself,
+    /// the refresh token or the authorization code (default: `invalid_grant`, as RFC 6749
+    /// §5.2 says). A refresh or code exchange refused with one of them fails with
+    /// [`Error::ReauthorizationRequired`](crate::Error::ReauthorizationRequired), and
+    /// the refresh token is dropped. Name another code only where the server uses it for
+    /// nothing else (Grindery answers a dead refresh token with `invalid_request`).
+    pub fn refused_grant_errors<I, S>(mut self, codes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.refused_grant_errors = codes.into_iter().map(|code| Arc::from(code.as_ref())).collect();
         self
     }
 
@@ -473,12 +528,36 @@ impl Provider {
         &self.placement
     }
 
-    pub(crate) fn is_dead_token(&self, status: StatusCode, headers: &HeaderMap) -> bool {
-        self.dead_token_statuses.contains(&status)
+    /// What an answer's status and headers say about the token it carried.
+    pub(crate) fn verdict(&self, status: StatusCode, headers: &HeaderMap) -> Verdict {
+        let dead = self.dead_token_statuses.contains(&status)
             || self
                 .dead_token_when
                 .as_ref()
-                .is_some_and(|when| when(status, headers))
+                .is_some_and(|when| when(status, headers));
+        if dead {
+            Verdict::Dead
+        } else if self
+            .dead_token_body
+            .as_ref()
+            .is_some_and(|body| body.statuses.contains(&status))
+        {
+            Verdict::ReadBody
+        } else {
+            Verdict::Answer
+        }
+    }
+
+    /// The body test's verdict on an answer whose status asked for it (`ReadBody`).
+    pub(crate) fn is_dead_body(&self, answer: &ApiAnswer<'_>) -> bool {
+        self.dead_token_body
+            .as_ref()
+            .is_some_and(|body| (body.judge)(answer))
+    }
+
+    /// Whether `error`, from the token endpoint, refuses the grant itself.
+    pub(crate) fn refuses_grant(&self, error: &str) -> bool {
+        self.refused_grant_errors.iter().any(|code| &**code == error)
     }
 }
 
@@ -495,6 +574,9 @@ impl fmt::Debug for Provider {
             .field("placement", &self.placement)
             .field("dead_token_statuses", &self.dead_token_statuses)
             .field("dead_token_when", &self.dead_token_when.as_ref().map(|_| ".."))
+            .field("dead_token_body", &self.dead_token_body)
+            .field("dead_token_body_limit", &self.dead_token_body_limit)
+            .field("refused_grant_errors", &self.refused_grant_errors)
             .field("expires_in", &self.expires_in)
             .field("lifetimes", &self.lifetimes)
             .field("max_response_bytes", &self.max_response_bytes)

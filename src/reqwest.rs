@@ -180,8 +180,10 @@ use reqwest_middleware::{Middleware, Next};
 use crate::{
     credential::CredentialState,
     credentials::{Credentials, Registry, Subject},
+    dead_token::{ApiAnswer, ReadPrefix, ResponseBody, Verdict},
     layer::NoRetry,
     protocol::{self, AfterDead, Placement, Plan, Route, Target},
+    provider::Provider,
 };
 
 /// Attaches OAuth 2.0 credentials to the requests of a reqwest client, refreshing and
@@ -386,9 +388,14 @@ async fn send(
     let replay = if retry { req.try_clone() } else { None };
     protocol::attach(&mut req, &plan.placement, value.clone());
     let response = send_once(next.clone(), req, extensions, &value, &plan.placement).await?;
-    if !plan.is_dead(response.status(), response.headers(), || provider) {
-        return Ok(response);
-    }
+    let response = match plan.verdict(response.status(), response.headers(), || provider) {
+        Verdict::Answer => return Ok(response),
+        Verdict::Dead => response,
+        Verdict::ReadBody => match read_body(provider, response).await {
+            (response, false) => return Ok(response),
+            (response, true) => response,
+        },
+    };
     let acquire = match protocol::after_dead(state, generation, replay.is_some(), response.status()) {
         AfterDead::Return => return Ok(response),
         AfterDead::Retry(acquire) => acquire,
@@ -402,9 +409,37 @@ async fn send(
     protocol::attach(&mut replay, &plan.placement, token.value.clone());
     protocol::retrying(state);
     let response = send_once(next, replay, extensions, &token.value, &plan.placement).await?;
-    let dead = protocol::is_dead_answer(state, response.status(), response.headers());
+    let (response, dead) = match protocol::verdict_of(state, response.status(), response.headers()) {
+        Verdict::Answer => (response, false),
+        Verdict::Dead => (response, true),
+        Verdict::ReadBody => read_body(provider, response).await,
+    };
     protocol::after_retry(state, token.generation, dead);
     Ok(response)
+}
+
+/// Reads the start of `response`'s body and asks `provider`'s body test whether it
+/// declares the token dead. The response comes back with its body whole: the frames
+/// read, then the rest, unread.
+#[cold]
+async fn read_body(provider: &Provider, response: Response) -> (Response, bool) {
+    let url = response.url().clone();
+    let limit = provider.dead_token_body_limit;
+    let (parts, body) = http::Response::<::reqwest::Body>::from(response).into_parts();
+    let (prefix, rest) = ReadPrefix::new(body, limit).await;
+    let (bytes, complete) = prefix.bytes(limit);
+    let dead = provider.is_dead_body(&ApiAnswer::new(parts.status, &parts.headers, &bytes, complete));
+    let body = ::reqwest::Body::wrap(ResponseBody::prefixed(prefix, rest));
+    (with_url(parts, body, url), dead)
+}
+
+/// A reqwest response of `parts` and `body` whose URL is `url`: reqwest sets a
+/// response's URL only through the `http::Response` conversion, from an extension.
+fn with_url(mut parts: http::response::Parts, body: ::reqwest::Body, url: Url) -> Response {
+    if let Ok(carrier) = http::Response::builder().url(url).body(()) {
+        parts.extensions.extend(carrier.into_parts().0.extensions);
+    }
+    Response::from(http::Response::from_parts(parts, body))
 }
 
 /// Sends `req`, which carries the token's `value`, down the rest of the chain, and takes
@@ -458,12 +493,8 @@ fn without_pair_in_response(response: Response, pair: &str) -> Response {
     if !remove_pair(&mut url, pair) {
         return response;
     }
-    let Ok(carrier) = http::Response::builder().url(url).body(()) else {
-        return response;
-    };
-    let (mut parts, body) = http::Response::<::reqwest::Body>::from(response).into_parts();
-    parts.extensions.extend(carrier.into_parts().0.extensions);
-    Response::from(http::Response::from_parts(parts, body))
+    let (parts, body) = http::Response::<::reqwest::Body>::from(response).into_parts();
+    with_url(parts, body, url)
 }
 
 /// Removes every `pair` parameter from `url`'s query; whether there was one.

@@ -319,10 +319,11 @@ fn the_layered_hyper_client_and_its_future_can_cross_threads() {
     fn send<T: Send>() {}
     send_sync::<OAuth2<Api>>();
     send_sync::<OAuth2Layer>();
-    send::<tower_oauth2::layer::ResponseFuture<Api, Full<Bytes>>>();
+    send::<tower_oauth2::layer::ResponseFuture<Api, Full<Bytes>, hyper::body::Incoming>>();
+    send_sync::<tower_oauth2::ResponseBody<hyper::body::Incoming>>();
     send_sync::<Error>();
     // An inner service that is `Send` but not `Sync`, like tower's `BoxCloneService`.
     type Boxed = tower::util::BoxCloneService<Request<Full<Bytes>>, http::Response<Full<Bytes>>, Error>;
     send::<OAuth2<Boxed>>();
-    send::<tower_oauth2::layer::ResponseFuture<Boxed, Full<Bytes>>>();
+    send::<tower_oauth2::layer::ResponseFuture<Boxed, Full<Bytes>, Full<Bytes>>>();
 }

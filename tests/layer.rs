@@ -25,7 +25,7 @@ async fn send_concurrently(
     client: &tower_oauth2::OAuth2<Api>,
     n: usize,
     prefix: &str,
-) -> Vec<Result<Response<Full<Bytes>>, Error>> {
+) -> Vec<Result<Response<tower_oauth2::ResponseBody<Full<Bytes>>>, Error>> {
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let client = client.clone();

@@ -150,7 +150,10 @@ impl Case {
     }
 }
 
-async fn read(response: Response<hyper::body::Incoming>) -> (StatusCode, Value) {
+async fn read<B: http_body::Body>(response: Response<B>) -> (StatusCode, Value)
+where
+    B::Error: std::fmt::Debug,
+{
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))

@@ -69,9 +69,11 @@ impl Api {
 }
 
 impl Service<Request<()>> for Api {
-    type Response = Response<()>;
+    type Response = Response<http_body_util::Empty<bytes::Bytes>>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<()>, Infallible>> + Send>>;
+    type Future = Pin<
+        Box<dyn Future<Output = Result<Response<http_body_util::Empty<bytes::Bytes>>, Infallible>> + Send>,
+    >;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -90,7 +92,9 @@ impl Service<Request<()>> for Api {
             .is_some_and(|t| !state.revoked.read().unwrap().contains(t));
         if accepted {
             *state.last_accepted.lock().unwrap() = token;
-            return Box::pin(ready(Ok(Response::new(()))));
+            return Box::pin(ready(Ok(Response::new(
+                http_body_util::Empty::<bytes::Bytes>::new(),
+            ))));
         }
         let refusals = state.refusals.fetch_add(1, Ordering::SeqCst) + 1;
         if refusals >= state.hold_refusals_until.load(Ordering::SeqCst) {
@@ -99,7 +103,7 @@ impl Service<Request<()>> for Api {
         let mut all_refused = state.all_refused.subscribe();
         Box::pin(async move {
             let _ = all_refused.wait_for(|all| *all).await.map(drop);
-            let mut response = Response::new(());
+            let mut response = Response::new(http_body_util::Empty::<bytes::Bytes>::new());
             *response.status_mut() = StatusCode::UNAUTHORIZED;
             Ok(response)
         })

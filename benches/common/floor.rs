@@ -71,9 +71,9 @@ pub struct Replay {
 
 impl<S, B> Service<Request<B>> for Floor<S>
 where
-    S: Service<Request<B>, Response = Response<()>>,
+    S: Service<Request<B>, Response = Response<http_body_util::Empty<bytes::Bytes>>>,
 {
-    type Response = Response<()>;
+    type Response = Response<http_body_util::Empty<bytes::Bytes>>;
     type Error = S::Error;
     type Future = FloorFuture<S::Future>;
 
@@ -116,9 +116,9 @@ pub struct FloorFuture<F> {
 
 impl<F, E> Future for FloorFuture<F>
 where
-    F: Future<Output = Result<Response<()>, E>>,
+    F: Future<Output = Result<Response<http_body_util::Empty<bytes::Bytes>>, E>>,
 {
-    type Output = Result<Response<()>, E>;
+    type Output = Result<Response<http_body_util::Empty<bytes::Bytes>>, E>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

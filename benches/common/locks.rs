@@ -51,12 +51,17 @@ pub struct TokioLockAuth<S> {
 
 impl<S> Service<Request<()>> for TokioLockAuth<S>
 where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<()>, Response = Response<http_body_util::Empty<bytes::Bytes>>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
-    type Response = Response<()>;
+    type Response = Response<http_body_util::Empty<bytes::Bytes>>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<()>, Infallible>> + Send>>;
+    type Future = Pin<
+        Box<dyn Future<Output = Result<Response<http_body_util::Empty<bytes::Bytes>>, Infallible>> + Send>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)

@@ -38,9 +38,9 @@ pub const FOREIGN_URI: &str = "https://elsewhere.example.org/v1/x";
 pub struct Answer;
 
 impl<B> Service<Request<B>> for Answer {
-    type Response = Response<()>;
+    type Response = Response<http_body_util::Empty<bytes::Bytes>>;
     type Error = Infallible;
-    type Future = Ready<Result<Response<()>, Infallible>>;
+    type Future = Ready<Result<Response<http_body_util::Empty<bytes::Bytes>>, Infallible>>;
 
     #[inline]
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
@@ -50,7 +50,7 @@ impl<B> Service<Request<B>> for Answer {
     #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         drop(req);
-        ready(Ok(Response::new(())))
+        ready(Ok(Response::new(http_body_util::Empty::<bytes::Bytes>::new())))
     }
 }
 
@@ -170,7 +170,7 @@ pub fn warm_oauth2_layer(rt: &tokio::runtime::Runtime, layer: OAuth2Layer) -> OA
             let attached = req.headers().get(AUTHORIZATION) == Some(&expected);
             async move {
                 assert!(attached, "the token was not attached");
-                Ok::<_, Infallible>(Response::new(()))
+                Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
             }
         });
         layer

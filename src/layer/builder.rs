@@ -29,7 +29,7 @@ use tower_http::follow_redirect::FollowRedirectLayer;
 /// let client = ServiceBuilder::new()
 ///     .oauth2(credentials)
 ///     .service(tower::service_fn(|_req: http::Request<()>| async {
-///         Ok::<_, std::convert::Infallible>(http::Response::new(()))
+///         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
 ///     }));
 /// # let _ = client;
 /// # Ok(())
@@ -67,7 +67,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// let client = ServiceBuilder::new()
     ///     .oauth2_follow_redirects(credentials)
     ///     .service(tower::service_fn(|_req: http::Request<http_body_util::Empty<bytes::Bytes>>| async {
-    ///         Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
     ///     }));
     /// # let _ = client;
     /// # Ok(())

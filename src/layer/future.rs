@@ -6,7 +6,8 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use http::{Request, Response};
+use http::{response::Parts, Request, Response};
+use http_body::Body;
 use pin_project::pin_project;
 use tower_service::Service;
 
@@ -18,29 +19,33 @@ use crate::{
     body::ReplayableBody,
     credential::{Acquire, CredentialState},
     credentials::{RouteRef, Subject},
+    dead_token::{ApiAnswer, ReadPrefix, ResponseBody, Verdict},
     error::{BoxError, Error},
     protocol::{self, AfterDead, Placement},
 };
 
-/// Response future of [`OAuth2`](super::OAuth2).
+/// Response future of [`OAuth2`](super::OAuth2), for requests with bodies of type `B`
+/// to an inner service `S` whose responses have bodies of type `T`.
 ///
 /// Two states: the request was sent (the common one, and the only one of a request
 /// that found a fresh token or needed none), or something rare is under way (waiting
-/// for a token, refreshing a dead one, retrying), boxed so that it does not make the
-/// common state larger.
+/// for a token, reading the start of an error answer's body, refreshing a dead token,
+/// retrying), boxed so that it does not make the common state larger.
 #[pin_project]
-pub struct ResponseFuture<S, B>
+pub struct ResponseFuture<S, B, T>
 where
     S: Service<Request<B>>,
+    T: Body,
 {
     #[pin]
-    state: State<S, B>,
+    state: State<S, B, T>,
 }
 
 #[pin_project(project = StateProj)]
-enum State<S, B>
+enum State<S, B, T>
 where
     S: Service<Request<B>>,
+    T: Body,
 {
     /// Sent to the inner service. `watch` is `None` for a request that carries no token
     /// (not for any credential): its answer is returned untouched.
@@ -49,8 +54,8 @@ where
         fut: S::Future,
         watch: Option<Watch<S, B>>,
     },
-    /// Waiting for a token, refreshing a dead one, or retrying.
-    Slow { slow: Pin<Box<Slow<S, B>>> },
+    /// Waiting for a token, reading a body, refreshing a dead token, or retrying.
+    Slow { slow: Pin<Box<Slow<S, B, T>>> },
 }
 
 /// What a request sent with a token needs to judge its answer, and to be sent again if
@@ -70,14 +75,14 @@ impl<S, B> Watch<S, B> {
     }
 
     #[inline]
-    fn is_dead<T>(&self, response: &Response<T>) -> bool {
+    fn verdict<T>(&self, response: &Response<T>) -> Verdict {
         match &self.user {
             None => {
-                self.shared.layer.plans[self.index].is_dead(response.status(), response.headers(), || {
+                self.shared.layer.plans[self.index].verdict(response.status(), response.headers(), || {
                     &self.credential().config.credential.provider
                 })
             }
-            Some(user) => protocol::is_dead_answer(user, response.status(), response.headers()),
+            Some(user) => protocol::verdict_of(user, response.status(), response.headers()),
         }
     }
 }
@@ -95,21 +100,23 @@ fn credential<'a, S>(
 
 /// The rare states, behind one allocation.
 #[pin_project]
-pub(crate) struct Slow<S, B>
+pub(crate) struct Slow<S, B, T>
 where
     S: Service<Request<B>>,
+    T: Body,
 {
     shared: Arc<Shared<S>>,
     index: usize,
     user: Option<Arc<CredentialState>>,
     #[pin]
-    step: Step<S, B>,
+    step: Step<S, B, T>,
 }
 
 #[pin_project(project = StepProj)]
-enum Step<S, B>
+enum Step<S, B, T>
 where
     S: Service<Request<B>>,
+    T: Body,
 {
     /// No usable token: waiting for one, holding the ready service and the request, and
     /// where it was routed if it may be retried.
@@ -135,22 +142,35 @@ where
         fut: S::Future,
         generation: u64,
     },
+    /// An answer whose status asks the provider's body test: reading the start of its
+    /// body. `replay` is the copy to send again if this is the first answer and it
+    /// declares the token dead; `retried` when this is the retry's answer.
+    Reading {
+        #[pin]
+        read: ReadPrefix<T>,
+        parts: Option<Parts>,
+        generation: u64,
+        replay: Option<ReplayCopy<B>>,
+        retried: bool,
+    },
 }
 
 /// What the rare states come to.
 enum SlowOutput<S, B, T>
 where
     S: Service<Request<B>>,
+    T: Body,
 {
     /// The request was sent after waiting for a token: back to the common state.
     Sent(S::Future, Watch<S, B>),
     /// The answer to return.
-    Done(Result<T, Error>),
+    Done(Result<Response<ResponseBody<T>>, Error>),
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, B, T> ResponseFuture<S, B, T>
 where
     S: Service<Request<B>>,
+    T: Body,
 {
     #[inline]
     pub(crate) fn passthrough(fut: S::Future) -> Self {
@@ -219,13 +239,14 @@ where
     }
 }
 
-impl<S, B, ResBody> Future for ResponseFuture<S, B>
+impl<S, B, T> Future for ResponseFuture<S, B, T>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<B>, Response = Response<T>> + Clone,
     S::Error: Into<BoxError>,
     B: ReplayableBody,
+    T: Body,
 {
-    type Output = Result<Response<ResBody>, Error>;
+    type Output = Result<Response<ResponseBody<T>>, Error>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -239,12 +260,15 @@ where
                         let registry = &w.shared.layer.credentials.registry;
                         crate::redirect::check_followed(registry, w.index, w.user.as_deref(), &response);
                     }
-                    match watch {
-                        Some(w) if w.is_dead(&response) => {}
-                        _ => return Poll::Ready(Ok(response)),
+                    let verdict = match watch {
+                        Some(w) => w.verdict(&response),
+                        None => Verdict::Answer,
+                    };
+                    if verdict == Verdict::Answer {
+                        return Poll::Ready(Ok(response.map(ResponseBody::new)));
                     }
                     let watch = watch.take().expect("polled after completion");
-                    match dead_token(watch, response) {
+                    match judge(watch, response, verdict) {
                         Ok(response) => return Poll::Ready(Ok(response)),
                         Err(slow) => this.state.set(State::Slow { slow }),
                     }
@@ -261,15 +285,20 @@ where
     }
 }
 
-/// A dead-token answer to a request sent with token `watch.generation`: invalidates the
-/// token (if still current) and starts or joins the one refresh, retry or not. Gives
-/// the answer back when the request is not to be retried, or the state that retries it.
+/// An answer to a request sent with token `watch.generation` that is dead, or that only
+/// its body can tell about. Gives the answer back when the request is not to be retried,
+/// or the state that reads the body or retries.
 #[cold]
 #[inline(never)]
-fn dead_token<S, B, T>(watch: Watch<S, B>, response: Response<T>) -> Result<Response<T>, Pin<Box<Slow<S, B>>>>
+fn judge<S, B, T>(
+    watch: Watch<S, B>,
+    response: Response<T>,
+    verdict: Verdict,
+) -> Result<Response<ResponseBody<T>>, Pin<Box<Slow<S, B, T>>>>
 where
     S: Service<Request<B>>,
     B: ReplayableBody,
+    T: Body,
 {
     let Watch {
         shared,
@@ -278,7 +307,52 @@ where
         generation,
         replay,
     } = watch;
-    let state = credential(&shared, index, &user);
+    let step = if verdict == Verdict::ReadBody {
+        let limit = credential(&shared, index, &user)
+            .config
+            .credential
+            .provider
+            .dead_token_body_limit;
+        let (parts, body) = response.into_parts();
+        Step::Reading {
+            read: ReadPrefix::new(body, limit),
+            parts: Some(parts),
+            generation,
+            replay,
+            retried: false,
+        }
+    } else {
+        match dead_token(&shared, index, &user, generation, replay, response.status()) {
+            Some(step) => step,
+            None => return Ok(response.map(ResponseBody::new)),
+        }
+    };
+    Err(Box::pin(Slow {
+        shared,
+        index,
+        user,
+        step,
+    }))
+}
+
+/// A dead-token answer (of `status`) to a request sent with token `generation`:
+/// invalidates the token (if still current) and starts or joins the one refresh, retry
+/// or not. The step that sends the request again, or `None` when the answer is to be
+/// given back.
+fn dead_token<S, B, T>(
+    shared: &Arc<Shared<S>>,
+    index: usize,
+    user: &Option<Arc<CredentialState>>,
+    generation: u64,
+    replay: Option<ReplayCopy<B>>,
+    status: http::StatusCode,
+) -> Option<Step<S, B, T>>
+where
+    S: Service<Request<B>>,
+    B: ReplayableBody,
+    T: Body,
+{
+    let state = credential(shared, index, user);
     let req = replay
         .filter(|replay| replay.body.is_replayable())
         .and_then(|replay| replay.into_request(&shared.layer.credentials.registry))
@@ -289,16 +363,10 @@ where
             }
             req
         });
-    let acquire = match protocol::after_dead(state, generation, req.is_some(), response.status()) {
-        AfterDead::Return => return Ok(response),
-        AfterDead::Retry(acquire) => acquire,
-    };
-    Err(Box::pin(Slow {
-        shared,
-        index,
-        user,
-        step: Step::Refreshing { acquire, req },
-    }))
+    match protocol::after_dead(state, generation, req.is_some(), status) {
+        AfterDead::Return => None,
+        AfterDead::Retry(acquire) => Some(Step::Refreshing { acquire, req }),
+    }
 }
 
 /// Where credential `state`'s token goes: the layer's plan for an application
@@ -310,11 +378,12 @@ fn placement_of<S>(shared: &Shared<S>, index: usize, user: &Option<Arc<Credentia
     }
 }
 
-impl<S, B> Slow<S, B>
+impl<S, B, T> Slow<S, B, T>
 where
     S: Service<Request<B>>,
+    T: Body,
 {
-    fn poll<T>(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SlowOutput<S, B, Response<T>>>
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SlowOutput<S, B, T>>
     where
         S: Service<Request<B>, Response = Response<T>> + Clone,
         S::Error: Into<BoxError>,
@@ -391,18 +460,62 @@ where
                         &response,
                     );
                     let state = credential(this.shared, *this.index, this.user);
-                    let dead = protocol::is_dead_answer(state, response.status(), response.headers());
-                    protocol::after_retry(state, *generation, dead);
-                    return Poll::Ready(SlowOutput::Done(Ok(response)));
+                    let verdict = protocol::verdict_of(state, response.status(), response.headers());
+                    if verdict == Verdict::ReadBody {
+                        let limit = state.config.credential.provider.dead_token_body_limit;
+                        let generation = *generation;
+                        let (parts, body) = response.into_parts();
+                        this.step.set(Step::Reading {
+                            read: ReadPrefix::new(body, limit),
+                            parts: Some(parts),
+                            generation,
+                            replay: None,
+                            retried: true,
+                        });
+                        continue;
+                    }
+                    protocol::after_retry(state, *generation, verdict == Verdict::Dead);
+                    return Poll::Ready(SlowOutput::Done(Ok(response.map(ResponseBody::new))));
+                }
+
+                StepProj::Reading {
+                    read,
+                    parts,
+                    generation,
+                    replay,
+                    retried,
+                } => {
+                    let (prefix, rest) = ready!(read.poll(cx));
+                    let parts = parts.take().expect("polled after completion");
+                    let state = credential(this.shared, *this.index, this.user);
+                    let provider = &state.config.credential.provider;
+                    let (bytes, complete) = prefix.bytes(provider.dead_token_body_limit);
+                    let answer = ApiAnswer::new(parts.status, &parts.headers, &bytes, complete);
+                    let dead = provider.is_dead_body(&answer);
+                    let status = parts.status;
+                    let response = Response::from_parts(parts, ResponseBody::prefixed(prefix, rest));
+                    if *retried {
+                        protocol::after_retry(state, *generation, dead);
+                        return Poll::Ready(SlowOutput::Done(Ok(response)));
+                    }
+                    if !dead {
+                        return Poll::Ready(SlowOutput::Done(Ok(response)));
+                    }
+                    let (generation, replay) = (*generation, replay.take());
+                    match dead_token(this.shared, *this.index, this.user, generation, replay, status) {
+                        Some(step) => this.step.set(step),
+                        None => return Poll::Ready(SlowOutput::Done(Ok(response))),
+                    }
                 }
             }
         }
     }
 }
 
-impl<S, B> fmt::Debug for ResponseFuture<S, B>
+impl<S, B, T> fmt::Debug for ResponseFuture<S, B, T>
 where
     S: Service<Request<B>>,
+    T: Body,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()

@@ -7,6 +7,7 @@ use std::{
 
 use arc_swap::{ArcSwapOption, Cache};
 use http::{HeaderValue, Request, Response};
+use http_body::Body;
 use tower_service::Service;
 
 use super::{
@@ -20,6 +21,7 @@ use crate::{
     credential::{CachedToken, CredentialState},
     credentials::RouteRef,
     credentials::Subject,
+    dead_token::ResponseBody,
     error::{BoxError, Error},
     protocol::{self, Placement, Route},
 };
@@ -120,7 +122,12 @@ impl<S: Clone> OAuth2<S> {
     /// thread's copy of the token's header. Inlined into `call`: for a clone per
     /// request, this is the hot path.
     #[inline(always)]
-    fn call_shared<B>(&mut self, index: usize, route: RouteRef, mut req: Request<B>) -> ResponseFuture<S, B>
+    fn call_shared<B, T: Body>(
+        &mut self,
+        index: usize,
+        route: RouteRef,
+        mut req: Request<B>,
+    ) -> ResponseFuture<S, B, T>
     where
         S: Service<Request<B>>,
         B: ReplayableBody,
@@ -161,7 +168,12 @@ impl<S: Clone> OAuth2<S> {
     /// refresh window, or no usable token (the request waits for one in its future).
     #[cold]
     #[inline(never)]
-    fn call_slow<B>(&mut self, index: usize, route: RouteRef, mut req: Request<B>) -> ResponseFuture<S, B>
+    fn call_slow<B, T: Body>(
+        &mut self,
+        index: usize,
+        route: RouteRef,
+        mut req: Request<B>,
+    ) -> ResponseFuture<S, B, T>
     where
         S: Service<Request<B>>,
         B: ReplayableBody,
@@ -202,7 +214,7 @@ impl<S: Clone> OAuth2<S> {
     /// `err` at once.
     #[cold]
     #[inline(never)]
-    fn refuse<B>(&mut self, err: Error, req: Request<B>) -> ResponseFuture<S, B>
+    fn refuse<B, T: Body>(&mut self, err: Error, req: Request<B>) -> ResponseFuture<S, B, T>
     where
         S: Service<Request<B>>,
     {
@@ -221,12 +233,12 @@ impl<S: Clone> OAuth2<S> {
     /// wait, the boxed slow path: the application's own requests stay on the fast one.
     #[cold]
     #[inline(never)]
-    fn call_user<B>(
+    fn call_user<B, T: Body>(
         &mut self,
         state: Arc<CredentialState>,
         route: RouteRef,
         mut req: Request<B>,
-    ) -> ResponseFuture<S, B>
+    ) -> ResponseFuture<S, B, T>
     where
         S: Service<Request<B>>,
         B: ReplayableBody,
@@ -256,7 +268,7 @@ impl<S: Clone> OAuth2<S> {
     /// The request, answered when `acquire` brings a token: the inner service is ready
     /// now, so it is taken along and a clone (not yet ready) left in its place.
     #[allow(clippy::too_many_arguments)]
-    fn wait<B>(
+    fn wait<B, T: Body>(
         &mut self,
         index: Option<usize>,
         user: Option<Arc<CredentialState>>,
@@ -264,7 +276,7 @@ impl<S: Clone> OAuth2<S> {
         acquire: crate::credential::Acquire,
         req: Request<B>,
         retry: bool,
-    ) -> ResponseFuture<S, B>
+    ) -> ResponseFuture<S, B, T>
     where
         S: Service<Request<B>>,
     {
@@ -408,10 +420,11 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     ReqBody: ReplayableBody,
+    ResBody: Body,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = Error;
-    type Future = ResponseFuture<S, ReqBody>;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -127,6 +127,7 @@ mod counters;
 mod dialect;
 mod error;
 mod faults;
+mod json_rpc;
 mod params;
 mod preset;
 mod resource;

@@ -25,6 +25,7 @@ use super::client_auth::ClientAuthMethod;
 use super::counters::{GrantKind, MockCounters};
 use super::dialect::{ClientAuthRule, Dialect, MockDialect, RefreshRule, Revocation, ScopeRule};
 use super::faults::{Fault, ResetConnection};
+use super::json_rpc;
 use super::resource;
 use super::revoke;
 use super::scope::Scope;
@@ -82,6 +83,7 @@ pub struct MockServerBuilder {
     rotate_refresh_tokens: Option<bool>,
     refresh_tokens_for_client_credentials: bool,
     allowed_scopes: Vec<String>,
+    native_grindery_errors: bool,
 }
 
 impl MockServer {
@@ -495,6 +497,7 @@ impl MockServerBuilder {
             rotate_refresh_tokens: None,
             refresh_tokens_for_client_credentials: false,
             allowed_scopes: vec!["read".to_owned(), "write".to_owned()],
+            native_grindery_errors: false,
         }
     }
 
@@ -623,6 +626,27 @@ impl MockServerBuilder {
         self
     }
 
+    /// Grindery only: answers as Grindery's orchestrator does where it departs from
+    /// RFC 6749 and RFC 6750 (off by default: the document describes the standard
+    /// shape). With it on:
+    ///
+    /// * `POST /` is Grindery's JSON-RPC 2.0 API. Every JSON-RPC error is HTTP `400`
+    ///   with the JSON-RPC response object. A token that is unknown, expired or revoked
+    ///   is the error `-32602` "Invalid access token"; no token is `1` "Not
+    ///   authorized"; an unknown method `-32601`; params that are not an object
+    ///   `-32602` "params must be an object". The methods `listWorkflows`,
+    ///   `listWorkspaces` and `isAllowedUser` (also with an `or_` prefix) answer `200`
+    ///   with the caller's subject and scope. The REST resource under `/api` still
+    ///   answers a dead token with `401`.
+    /// * The token endpoint refuses an unknown or used code with `400
+    ///   invalid_request` "Invalid code", and a dead refresh token with `400
+    ///   invalid_request` "Invalid or expired refresh token", where the standard
+    ///   says `invalid_grant`.
+    pub fn native_grindery_errors(mut self, yes: bool) -> Self {
+        self.native_grindery_errors = yes;
+        self
+    }
+
     /// Binds a port on `127.0.0.1` and starts serving on the current Tokio
     /// runtime.
     ///
@@ -675,6 +699,10 @@ impl MockServerBuilder {
         if self.refresh_tokens_for_client_credentials && !refresh_tokens_for_client_credentials {
             ignored(dialect, "refresh_tokens_for_client_credentials");
         }
+        let native_grindery_errors = self.native_grindery_errors && dialect.kind == MockDialect::Grindery;
+        if self.native_grindery_errors && !native_grindery_errors {
+            ignored(dialect, "native_grindery_errors");
+        }
         Config {
             dialect,
             clients,
@@ -687,6 +715,7 @@ impl MockServerBuilder {
             refresh_tokens_for_client_credentials,
             allowed_scopes: self.allowed_scopes,
             app_code: random_string(16),
+            native_grindery_errors,
         }
     }
 }
@@ -824,12 +853,16 @@ enum Endpoint {
     DirectCode,
     Revoke(Revocation),
     Resource,
+    JsonRpc,
     NotFound,
 }
 
 impl Endpoint {
-    fn of(dialect: &Dialect, path: &str) -> Self {
-        if dialect.token_paths.contains(&path) {
+    fn of(state: &State, method: &http::Method, path: &str) -> Self {
+        let dialect = state.dialect();
+        if state.config.native_grindery_errors && path == "/" && method == http::Method::POST {
+            Endpoint::JsonRpc
+        } else if dialect.token_paths.contains(&path) {
             Endpoint::Token
         } else if dialect.authorize.as_ref().is_some_and(|a| a.path == path) {
             Endpoint::Authorize
@@ -850,7 +883,7 @@ async fn route(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ResetConnection> {
     let dialect = state.dialect();
-    match Endpoint::of(dialect, request.uri().path()) {
+    match Endpoint::of(&state, request.method(), request.uri().path()) {
         Endpoint::Token => token::handle(&state, request).await,
         Endpoint::Authorize => match &dialect.authorize {
             Some(spec) => Ok(authorize::handle(&state, spec, &request)),
@@ -859,6 +892,7 @@ async fn route(
         Endpoint::DirectCode => Ok(authorize::direct_code(&state, request).await),
         Endpoint::Revoke(revocation) => Ok(revoke::handle(&state, revocation, request).await),
         Endpoint::Resource => Ok(resource::handle(&state, request).await),
+        Endpoint::JsonRpc => Ok(json_rpc::handle(&state, request).await),
         Endpoint::NotFound => Ok(not_found()),
     }
 }

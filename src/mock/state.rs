@@ -50,6 +50,9 @@ pub(super) struct Config {
     pub(super) allowed_scopes: Vec<String>,
     /// iOFFICE's `appCode`, sent along with every code in the redirect.
     pub(super) app_code: String,
+    /// Grindery only: answer as its orchestrator does (the JSON-RPC endpoint, and
+    /// `invalid_request` for refused codes and refresh tokens).
+    pub(super) native_grindery_errors: bool,
 }
 
 impl Config {

@@ -37,7 +37,8 @@ pub(super) async fn handle(
 
     let (parts, body) = request.into_parts();
     let body = read_body(body, BODY_LIMIT).await;
-    if let Some(kind) = sniff_grant_type(state.dialect(), &parts.headers, body.as_deref().ok()) {
+    let kind = sniff_grant_type(state.dialect(), &parts.headers, body.as_deref().ok());
+    if let Some(kind) = kind {
         state.counters.grant(kind);
     }
 
@@ -48,7 +49,7 @@ pub(super) async fn handle(
         tracing::debug!(?fault, "injecting a fault into a token request");
         return fault.respond().await;
     }
-    match answer(state, &parts, body) {
+    match answer(state, &parts, body).map_err(|error| native(state, kind, error)) {
         Ok(response) => Ok(response),
         Err(error) => {
             state.counters.token_error();
@@ -60,6 +61,18 @@ pub(super) async fn handle(
             );
             Ok(error.into_response())
         }
+    }
+}
+
+/// The error as the dialect natively words it: Grindery's orchestrator (when asked
+/// for) refuses a code or a refresh token with `invalid_request`, not `invalid_grant`.
+fn native(state: &State, kind: Option<GrantKind>, error: OAuthError) -> OAuthError {
+    if !state.config.native_grindery_errors || error.code != "invalid_grant" {
+        return error;
+    }
+    match kind {
+        Some(GrantKind::RefreshToken) => OAuthError::invalid_request("Invalid or expired refresh token"),
+        _ => OAuthError::invalid_request("Invalid code"),
     }
 }
 

@@ -9,7 +9,7 @@
 //! | --- | --- | --- | --- | --- | --- |
 //! | [`agrello()`] | authorization code | HTTP Basic | `Authorization: Bearer` | kept when omitted | none documented |
 //! | [`accelo()`] | client credentials | HTTP Basic (body as fallback) | `Authorization: Bearer` (or `_bearer_token`) | none: the grant is run again | none documented |
-//! | [`grindery()`] | authorization code | none | `Authorization: Bearer` | omitted on refresh: kept | none documented |
+//! | [`grindery()`] | authorization code | none | `Authorization: Bearer` (a dead one is a JSON-RPC error in a `400`) | omitted on refresh: kept | none documented |
 //! | [`ioffice()`] | authorization code | `x-client-id` header | `x-access-token` (or `access_token`) | rotated | `x-token` header |
 //! | [`dottedsign()`] | authorization code | `client_id`/`client_secret` in the body | `Authorization: Bearer` | kept when omitted | none documented |
 //!
@@ -38,9 +38,10 @@
 pub mod accelo;
 pub mod ioffice;
 
-use http::HeaderName;
+use http::{HeaderName, StatusCode};
 
 use crate::{
+    dead_token::ApiAnswer,
     provider::{
         ClientAuth, CodeDelivery, HeaderParameters, ParameterEncoding, Provider, RefreshTokens, Revocation,
         ScopeSyntax, TokenPlacement,
@@ -107,6 +108,24 @@ pub fn accelo(deployment: &str) -> Provider {
 /// but neither the sign-in page nor the API host: the preset uses
 /// `https://orchestrator.grindery.org/oauth/authorize` and
 /// `https://orchestrator.grindery.org`. Override them if yours differ.
+///
+/// Beyond the document, from Grindery's public orchestrator source
+/// (<https://github.com/grindery-io/grindery-nexus-orchestrator>), whose answers depart
+/// from RFC 6749 and RFC 6750 in two places the preset knows:
+///
+/// - The API is JSON-RPC 2.0 at `POST /`, and answers a token that does not verify
+///   (expired, unknown) with HTTP `400` and the JSON-RPC error `-32602` "Invalid access
+///   token". Every other JSON-RPC error is a `400` too, "invalid params" of other kinds
+///   share the code `-32602`, so the preset reads the body of `400` answers (a few KiB
+///   at most) and calls the token dead only for that code *and* that message; anything
+///   else reaches the caller untouched. Its REST routes answer a dead token with `401`,
+///   which stays a dead-token status.
+/// - The token endpoint refuses a bad code and a dead refresh token with `400
+///   invalid_request` ("Invalid code", "Invalid or expired refresh token"), not
+///   `invalid_grant`. Every `invalid_request` it can give to a request this crate
+///   builds is about the code or the refresh token (the grant type and the token are
+///   always sent), so the preset reads it as a refused grant:
+///   [`Error::ReauthorizationRequired`](crate::Error::ReauthorizationRequired).
 pub fn grindery() -> Provider {
     Provider::standard("https://orchestrator.grindery.org/oauth/token")
         .name("grindery")
@@ -114,6 +133,16 @@ pub fn grindery() -> Provider {
         .api("https://orchestrator.grindery.org")
         .client_auth(ClientAuth::None)
         .refresh_tokens(RefreshTokens::KeepWhenOmitted)
+        .dead_token_in_body([StatusCode::BAD_REQUEST], grindery_dead_token)
+        .refused_grant_errors(["invalid_grant", "invalid_request"])
+}
+
+/// Grindery's dead-token answer: the JSON-RPC error `-32602` with the message its
+/// authentication middleware gives a token that does not verify.
+fn grindery_dead_token(answer: &ApiAnswer<'_>) -> bool {
+    answer.json_rpc_error().is_some_and(|error| {
+        error.code == -32602 && error.message.eq_ignore_ascii_case("invalid access token")
+    })
 }
 
 /// iOFFICE, for the site at `site` (`https://acme.iofficeconnect.com`).
