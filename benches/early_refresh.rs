@@ -277,12 +277,10 @@ struct Sample {
 /// `TASKS` tasks, each with its own clone of `svc`, each sending one request every
 /// `PERIOD` with its schedule offset by its index, for the requests due in
 /// `[from, until)`.
-async fn run_load<S>(svc: S, from: Instant, until: Instant) -> Vec<Sample>
+async fn run_load<S, RB>(svc: S, from: Instant, until: Instant) -> Vec<Sample>
 where
-    S: Service<Request<()>, Response = Response<http_body_util::Empty<bytes::Bytes>>>
-        + Clone
-        + Send
-        + 'static,
+    RB: Send + 'static,
+    S: Service<Request<()>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: fmt::Debug,
 {
@@ -367,12 +365,15 @@ impl Row {
 
 /// Drives the load around `refresh_point` and splits the samples into the baseline
 /// and the refresh window.
-async fn measure<S>(variant: &'static str, svc: S, refresh_point: Instant, refreshes: impl Fn() -> u64) -> Row
+async fn measure<S, RB>(
+    variant: &'static str,
+    svc: S,
+    refresh_point: Instant,
+    refreshes: impl Fn() -> u64,
+) -> Row
 where
-    S: Service<Request<()>, Response = Response<http_body_util::Empty<bytes::Bytes>>>
-        + Clone
-        + Send
-        + 'static,
+    RB: Send + 'static,
+    S: Service<Request<()>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: fmt::Debug,
 {

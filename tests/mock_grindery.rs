@@ -241,3 +241,122 @@ async fn helpers_take_no_client_id() {
     let server = MockServer::grindery().start().await.unwrap();
     let _ = server.issue_refresh_token("client", "");
 }
+
+fn json_rpc(
+    server: &MockServer,
+    token: Option<&str>,
+    body: &str,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let mut request =
+        http::Request::post(format!("{}/", server.base_url())).header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+            body.as_bytes(),
+        )))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn native_answers_put_dead_tokens_in_json_rpc_errors_and_refuse_grants_with_invalid_request() {
+    let server = MockServer::grindery()
+        .native_grindery_errors(true)
+        .start()
+        .await
+        .unwrap();
+    let client = http_client();
+    let refresh = server.issue_refresh_token("", "");
+    let answer = send(
+        &client,
+        post(
+            &server,
+            &format!("grant_type=refresh_token&refresh_token={refresh}"),
+        ),
+    )
+    .await;
+    let token = answer.str_field("access_token");
+    let call = r#"{"jsonrpc":"2.0","method":"or_listWorkflows","params":{},"id":"a"}"#;
+
+    let ok = send(&client, json_rpc(&server, Some(&token), call)).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.json()["result"]["method"], "listWorkflows");
+    assert_eq!(ok.json()["id"], "a");
+
+    let error = |answer: &Answer| {
+        (
+            answer.status,
+            answer.json()["error"]["code"].clone(),
+            answer.json()["error"]["message"].clone(),
+        )
+    };
+    let dead = send(&client, json_rpc(&server, Some("not-a-live-token"), call)).await;
+    assert_eq!(
+        error(&dead),
+        (
+            StatusCode::BAD_REQUEST,
+            (-32602).into(),
+            "Invalid access token".into()
+        )
+    );
+    let none = send(&client, json_rpc(&server, None, call)).await;
+    assert_eq!(
+        error(&none),
+        (StatusCode::BAD_REQUEST, 1.into(), "Not authorized".into())
+    );
+    let unknown = r#"{"jsonrpc":"2.0","method":"dropTables","id":1}"#;
+    let unknown = send(&client, json_rpc(&server, Some(&token), unknown)).await;
+    assert_eq!(
+        error(&unknown),
+        (
+            StatusCode::BAD_REQUEST,
+            (-32601).into(),
+            "Method not found".into()
+        )
+    );
+    // Authentication comes first, as in the orchestrator: an unknown method with a dead
+    // token is the token's error.
+    let unknown = r#"{"jsonrpc":"2.0","method":"dropTables","id":1}"#;
+    let unknown = send(&client, json_rpc(&server, Some("not-a-live-token"), unknown)).await;
+    assert_eq!(error(&unknown).1, -32602);
+
+    // REST routes keep RFC 6750's 401.
+    let rest = send(&client, bearer_get(&server.api_url("/me"), "not-a-live-token")).await;
+    assert_eq!(rest.status, StatusCode::UNAUTHORIZED);
+
+    let refused = send(
+        &client,
+        post(&server, "grant_type=refresh_token&refresh_token=never-issued"),
+    )
+    .await;
+    refused.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(
+        refused.json()["error_description"],
+        "Invalid or expired refresh token"
+    );
+    let refused = send(
+        &client,
+        post(&server, "grant_type=authorization_code&code=never-issued"),
+    )
+    .await;
+    refused.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(refused.json()["error_description"], "Invalid code");
+}
+
+#[tokio::test]
+async fn without_native_answers_the_emulator_follows_the_rfcs() {
+    let server = MockServer::grindery().start().await.unwrap();
+    let client = http_client();
+    let call = r#"{"jsonrpc":"2.0","method":"listWorkflows","id":1}"#;
+    assert_eq!(
+        send(&client, json_rpc(&server, Some("x"), call)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    send(
+        &client,
+        post(&server, "grant_type=refresh_token&refresh_token=never-issued"),
+    )
+    .await
+    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+}

@@ -55,7 +55,7 @@ where
         watch: Option<Watch<S, B>>,
     },
     /// Waiting for a token, reading a body, refreshing a dead token, or retrying.
-    Slow { slow: Pin<Box<Slow<S, B, T>>> },
+    Slow { slow: SlowState<S, B, T> },
 }
 
 /// What a request sent with a token needs to judge its answer, and to be sent again if
@@ -97,6 +97,9 @@ fn credential<'a, S>(
         None => &shared.layer.credentials.registry.states[index],
     }
 }
+
+/// The rare states, boxed and pinned.
+type SlowState<S, B, T> = Pin<Box<Slow<S, B, T>>>;
 
 /// The rare states, behind one allocation.
 #[pin_project]
@@ -294,7 +297,7 @@ fn judge<S, B, T>(
     watch: Watch<S, B>,
     response: Response<T>,
     verdict: Verdict,
-) -> Result<Response<ResponseBody<T>>, Pin<Box<Slow<S, B, T>>>>
+) -> Result<Response<ResponseBody<T>>, SlowState<S, B, T>>
 where
     S: Service<Request<B>>,
     B: ReplayableBody,
