@@ -39,7 +39,7 @@
 //! | --- | --- | --- | --- | --- | --- |
 //! | [`agrello`](MockServer::agrello) | `POST /identity/auth/oauth/token`, form | authorize, code in the query | HTTP Basic only | `Authorization: Bearer` | `/api/*` |
 //! | [`accelo`](MockServer::accelo) | `POST /oauth2/v0/token[.json]`, form, `client_credentials` only | none | HTTP Basic, or `client_id`/`client_secret` in the body or query | `Authorization: Bearer`, `?_bearer_token=` | `/api/v0/*`, `/public_api/v0/*` |
-//! | [`grindery`](MockServer::grindery) | `POST /oauth/token`, form | authorize, code in the query | none | `Authorization: Bearer` | `/api/*` |
+//! | [`grindery`](MockServer::grindery) | `POST /oauth/token`, form | authorize, code in the query | none | `Authorization: Bearer` | `/api/*`; with [`native_grindery_errors`](MockServerBuilder::native_grindery_errors), also JSON-RPC at `POST /` |
 //! | [`ioffice`](MockServer::ioffice) | `POST /external/api/oauth2/token`, parameters in `x-…` headers | `/login.html`, code in the fragment; direct code request | `x-client-id` | `x-access-token`, `?access_token=` | `/external/api/rest/*` |
 //! | [`dottedsign`](MockServer::dottedsign) | `POST /v1/oauth/token`, form | authorize, code in the query | `client_id`/`client_secret` in the body only | `Authorization: Bearer` | `/v1/*` |
 //!
