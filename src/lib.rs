@@ -77,7 +77,8 @@
 //! # Feature flags
 //!
 //! - `hyper-transport` (default): the default token transport, hyper-util's client with
-//!   rustls (ring) and the Mozilla roots.
+//!   rustls (ring, or the provider the application installed) and the Mozilla roots.
+//! - `aws-lc-rs`: that transport's TLS over aws-lc-rs, with post-quantum key exchange.
 //! - `axum`: [`axum::LoginRoutes`], the login and callback
 //!   routes of users' authorization-code flows.
 //! - `reqwest`: [`reqwest::OAuth2Middleware`], the same credentials for reqwest clients

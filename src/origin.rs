@@ -77,6 +77,7 @@ impl Origin {
 
     /// Whether a request whose scheme is https (or not) and whose authority is
     /// `authority` is of this origin. Allocation-free: it runs on every request.
+    #[cfg(any(test, feature = "reqwest", feature = "follow-redirect"))]
     #[inline]
     pub(crate) fn matches(&self, https: bool, authority: &str) -> bool {
         self.spelling(https, authority).is_some()

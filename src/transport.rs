@@ -63,14 +63,21 @@ impl TokenTransport {
         }
     }
 
-    /// The default transport: hyper-util's client over rustls (ring) with the Mozilla
-    /// roots, HTTP/1.1, https and plain http (the layer refuses plain http token URLs
-    /// unless they point at loopback).
+    /// The default transport: hyper-util's client over rustls with the Mozilla roots,
+    /// HTTP/1.1, https and plain http (the layer refuses plain http token URLs unless
+    /// they point at loopback).
+    ///
+    /// Its cryptography is the application's process-wide rustls provider when one is
+    /// installed (`CryptoProvider::install_default`); otherwise aws-lc-rs with feature
+    /// `aws-lc-rs`, whose key exchange includes the post-quantum X25519MLKEM768 (client
+    /// secrets and refresh tokens travel in token requests, and outlive them); otherwise
+    /// ring, which has no post-quantum key exchange but builds without a C toolchain
+    /// beyond a compiler.
     #[cfg(feature = "hyper-transport")]
     #[cfg_attr(docsrs, doc(cfg(feature = "hyper-transport")))]
     pub fn https() -> Result<Self, crate::Error> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .with_provider_and_webpki_roots(tls_provider())
             .map_err(|e| crate::Error::config(format!("TLS setup failed: {e}")))?
             .https_or_http()
             .enable_http1()
@@ -83,6 +90,21 @@ impl TokenTransport {
     pub(crate) async fn send(&self, request: TokenRequest) -> Result<Response<TransportBody>, BoxError> {
         self.inner.clone().oneshot(request).await
     }
+}
+
+/// The rustls provider of [`TokenTransport::https`], in the order its docs give.
+#[cfg(feature = "hyper-transport")]
+fn tls_provider() -> rustls::crypto::CryptoProvider {
+    if let Some(installed) = rustls::crypto::CryptoProvider::get_default() {
+        return installed.as_ref().clone();
+    }
+    #[cfg(feature = "aws-lc-rs")]
+    return rustls::crypto::aws_lc_rs::default_provider();
+    // Deprecated by rustls 0.23.48 for its lack of post-quantum key exchange: still the
+    // lean default here, and the `aws-lc-rs` feature is the way out.
+    #[cfg(not(feature = "aws-lc-rs"))]
+    #[allow(deprecated)]
+    rustls::crypto::ring::default_provider()
 }
 
 impl fmt::Debug for TokenTransport {
