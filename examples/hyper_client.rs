@@ -17,6 +17,13 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::{mock::MockServer, BoxError, Credential, Credentials, ServiceBuilderExt};
 
+/// Your application's choice. ring builds lean, but rustls deprecates it for lacking
+/// post-quantum key exchange; `rustls::crypto::aws_lc_rs::default_provider()` has it.
+#[allow(deprecated)]
+fn tls_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let server = MockServer::builder()
@@ -25,7 +32,7 @@ async fn main() -> Result<(), BoxError> {
         .await?;
 
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+        .with_provider_and_webpki_roots(tls_provider())?
         // In production: `.https_only()`. The emulator listens on plain http.
         .https_or_http()
         .enable_http1()
