@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     error::RefusedGrant, mock::MockServer, reqwest::OAuth2Middleware, Credential, CredentialStats,
-    Credentials, Error, OAuth2, OAuth2Layer, Provider, UserCredentials,
+    Credentials, Error, OAuth2, OAuth2Layer, Provider, Subject, UserCredentials,
 };
 
 type Api = Client<HttpConnector, Full<Bytes>>;
@@ -66,23 +66,38 @@ impl Adapter {
 
     /// POSTs `body` to `url`: the status and the whole body, or the crate's error.
     async fn post(&self, url: &str, body: &str) -> Result<(StatusCode, Bytes), Error> {
+        self.post_as(None, url, body).await
+    }
+
+    /// POSTs `body` to `url`, for the user `subject` when there is one.
+    async fn post_as(
+        &self,
+        subject: Option<&str>,
+        url: &str,
+        body: &str,
+    ) -> Result<(StatusCode, Bytes), Error> {
         match self {
             Adapter::Tower(client) => {
-                let request = Request::post(url)
+                let mut request = Request::post(url)
                     .header("content-type", "application/json")
                     .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
                     .unwrap();
+                if let Some(subject) = subject {
+                    request.extensions_mut().insert(Subject::new(subject));
+                }
                 let response = client.clone().oneshot(request).await?;
                 let status = response.status();
                 Ok((status, response.into_body().collect().await.unwrap().to_bytes()))
             }
             Adapter::Reqwest(client) => {
-                let sent = client
+                let mut builder = client
                     .post(url)
                     .header("content-type", "application/json")
-                    .body(body.to_owned())
-                    .send()
-                    .await;
+                    .body(body.to_owned());
+                if let Some(subject) = subject {
+                    builder = builder.with_extension(Subject::new(subject));
+                }
+                let sent = builder.send().await;
                 let response = match sent {
                     Ok(response) => response,
                     Err(reqwest_middleware::Error::Middleware(err)) => {
@@ -284,6 +299,45 @@ async fn a_refused_code_answered_with_invalid_request_means_reauthorization() {
     };
     assert_eq!(reauthorize.refused(), Some(RefusedGrant::AuthorizationCode));
     assert_eq!(server.counters().authorization_code_grants, 1);
+}
+
+#[tokio::test]
+async fn a_users_token_dead_in_the_body_is_refreshed_and_the_call_retried_as_that_user() {
+    for which in 0..2 {
+        let server = grindery().await;
+        let redirect = "https://app.example/grindery/callback";
+        let credentials = Credentials::builder()
+            .users(UserCredentials::new(server.provider(), "app", None).redirect_uri(redirect))
+            .build()
+            .unwrap();
+        let pending = credentials
+            .users("grindery")
+            .unwrap()
+            .authorization(redirect)
+            .start()
+            .unwrap();
+        let code = server.issue_authorization_code("", redirect, "");
+        let callback = format!("{redirect}?code={code}&state={}", pending.state());
+        let code = pending.complete(&callback).unwrap();
+        credentials.login("grindery", "alice", code).await.unwrap();
+
+        let adapter = Adapter::both(&credentials)[which].clone();
+        let url = format!("{}/", server.base_url());
+        server.revoke_all_access_tokens();
+        let (status, body) = adapter
+            .post_as(Some("alice"), &url, &rpc("listWorkflows"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{}", adapter.name());
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["result"]["subject"], "alice",
+            "the retry acted for the same user"
+        );
+        let counters = server.counters();
+        assert_eq!(counters.refresh_token_grants, 1, "{}", adapter.name());
+        assert_eq!(counters.resource_calls_by_status.get(&400), Some(&1));
+    }
 }
 
 #[tokio::test]
