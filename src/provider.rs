@@ -662,6 +662,7 @@ pub struct Credential {
     pub(crate) redirect_uri: Option<String>,
     pub(crate) subject: Option<String>,
     pub(crate) policy: RefreshPolicy,
+    pub(crate) store: Option<crate::store::SharedStore>,
 }
 
 impl Credential {
@@ -680,6 +681,7 @@ impl Credential {
             redirect_uri: None,
             subject: None,
             policy: RefreshPolicy::default(),
+            store: None,
         }
     }
 
@@ -771,6 +773,22 @@ impl Credential {
         self
     }
 
+    /// Where this credential's tokens are kept between restarts, instead of the
+    /// registry's [store](crate::CredentialsBuilder::store). Pass an `Arc` of a store to
+    /// share it with other credentials.
+    ///
+    /// ```
+    /// use tower_oauth2::{Credential, MemoryStore, Provider};
+    ///
+    /// let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
+    /// let credential = Credential::client_credentials(provider, "app", "secret").store(MemoryStore::new());
+    /// # let _ = credential;
+    /// ```
+    pub fn store(mut self, store: impl crate::store::TokenStore) -> Self {
+        self.store = Some(crate::store::SharedStore::new(store));
+        self
+    }
+
     /// The provider.
     pub fn provider(&self) -> &Provider {
         &self.provider
@@ -816,6 +834,7 @@ impl fmt::Debug for Credential {
             .field("redirect_uri", &self.redirect_uri)
             .field("subject", &self.subject)
             .field("policy", &self.policy)
+            .field("store", &self.store)
             .finish()
     }
 }

@@ -19,7 +19,10 @@ use tower::{
     util::{BoxCloneService, BoxCloneSyncService},
     Layer, ServiceExt,
 };
-use tower_oauth2::{mock::MockServer, BoxError, Credential, Credentials, OAuth2Layer, TokenTransport};
+use tower_oauth2::{
+    mock::MockServer, BoxError, Credential, CredentialKey, Credentials, MemoryStore, OAuth2Layer, Subject,
+    TokenStore, TokenTransport, UserCredentials,
+};
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 
@@ -115,4 +118,112 @@ async fn a_box_clone_sync_service_transport_works_end_to_end() {
     let boxed: BoxCloneSyncService<Request<Full<Bytes>>, Response<hyper::body::Incoming>, BoxError> =
         BoxCloneSyncService::new(service);
     a_transport_gets_a_token_and_authorizes(TokenTransport::new(boxed), &sent).await;
+}
+
+// ===== a store per credential and per users' group =====
+
+async fn holds(store: &MemoryStore, key: &CredentialKey) -> bool {
+    store.load(key).await.unwrap().is_some()
+}
+
+#[tokio::test]
+async fn each_credential_keeps_its_tokens_in_its_own_store_across_a_restart() {
+    let a = MockServer::builder()
+        .client("app-a", "secret-a")
+        .start()
+        .await
+        .unwrap();
+    let b = MockServer::builder()
+        .client("app-b", "secret-b")
+        .start()
+        .await
+        .unwrap();
+    let (store_a, store_b) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+    let registry_store = Arc::new(MemoryStore::new());
+    let credential_a = Credential::client_credentials(a.provider().name("a"), "app-a", "secret-a");
+    let credential_b = Credential::client_credentials(b.provider().name("b"), "app-b", "secret-b");
+    let (key_a, key_b) = (credential_a.key(), credential_b.key());
+    let registry = || {
+        Credentials::builder()
+            .credential(credential_a.clone().store(Arc::clone(&store_a)))
+            .credential(credential_b.clone().store(Arc::clone(&store_b)))
+            .store(Arc::clone(&registry_store))
+            .build()
+            .unwrap()
+    };
+
+    let first = registry();
+    assert_eq!(get(&first, &a.api_url("/x")).await, StatusCode::OK);
+    assert_eq!(get(&first, &b.api_url("/x")).await, StatusCode::OK);
+    assert_eq!((a.counters().token_requests, b.counters().token_requests), (1, 1));
+    assert!(holds(&store_a, &key_a).await && !holds(&store_a, &key_b).await);
+    assert!(holds(&store_b, &key_b).await && !holds(&store_b, &key_a).await);
+    assert!(!holds(&registry_store, &key_a).await && !holds(&registry_store, &key_b).await);
+    drop(first);
+
+    // A restart: a new registry over the same stores reads each token back from its own.
+    let second = registry();
+    assert_eq!(get(&second, &a.api_url("/x")).await, StatusCode::OK);
+    assert_eq!(get(&second, &b.api_url("/x")).await, StatusCode::OK);
+    assert_eq!((a.counters().token_requests, b.counters().token_requests), (1, 1));
+    assert_eq!(
+        (
+            a.counters().resource_calls_authorized,
+            b.counters().resource_calls_authorized
+        ),
+        (2, 2)
+    );
+}
+
+#[tokio::test]
+async fn a_users_group_keeps_its_tokens_in_its_own_store_across_a_restart() {
+    const REDIRECT: &str = "https://app.example.com/callback/agrello";
+    let server = MockServer::agrello()
+        .client("app", "s3cret")
+        .start()
+        .await
+        .unwrap();
+    let users_store = Arc::new(MemoryStore::new());
+    let registry_store = Arc::new(MemoryStore::new());
+    let registry = || {
+        Credentials::builder()
+            .users(
+                UserCredentials::new(server.provider(), "app", Some("s3cret".into()))
+                    .store(Arc::clone(&users_store)),
+            )
+            .store(Arc::clone(&registry_store))
+            .build()
+            .unwrap()
+    };
+    let as_alice = |credentials: &Credentials| {
+        let client = OAuth2Layer::new(credentials.clone()).layer(http());
+        let mut request = Request::get(server.api_url("/me")).body(Full::default()).unwrap();
+        request.extensions_mut().insert(Subject::new("alice"));
+        async move { client.oneshot(request).await.unwrap().status() }
+    };
+
+    let first = registry();
+    let pending = first
+        .users("agrello")
+        .unwrap()
+        .authorization(REDIRECT)
+        .start()
+        .unwrap();
+    let code = server.issue_authorization_code("app", REDIRECT, "");
+    let callback = format!("?code={code}&state={}", pending.state());
+    first
+        .login("agrello", "alice", pending.complete(&callback).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(as_alice(&first).await, StatusCode::OK);
+    let key = first.user_key("agrello", "alice").unwrap();
+    assert!(holds(&users_store, &key).await);
+    assert!(!holds(&registry_store, &key).await);
+    assert_eq!(server.counters().token_requests, 1);
+    drop(first);
+
+    let second = registry();
+    assert_eq!(as_alice(&second).await, StatusCode::OK);
+    assert_eq!(server.counters().token_requests, 1);
+    assert_eq!(server.counters().resource_calls_authorized, 2);
 }
