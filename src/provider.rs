@@ -699,6 +699,26 @@ impl Credential {
         )
     }
 
+    /// A public client (RFC 6749 §2.1) using the `client_credentials` grant: token
+    /// requests carry its `client_id` as a parameter and no secret, whatever client
+    /// authentication the provider names ([`ClientAuth::PublicClient`] for this
+    /// credential).
+    ///
+    /// RFC 6749 §4.4 reserves the grant for confidential clients; use this for servers
+    /// that accept it anyway (development servers, device fleets behind mutual TLS).
+    ///
+    /// ```
+    /// use tower_oauth2::{Credential, Provider};
+    ///
+    /// let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
+    /// let credential = Credential::client_credentials_public(provider, "device-17");
+    /// # let _ = credential;
+    /// ```
+    pub fn client_credentials_public(provider: Provider, client_id: impl Into<String>) -> Self {
+        Self::with_grant(provider, client_id.into(), None, Grant::ClientCredentials)
+            .client_auth(ClientAuth::PublicClient)
+    }
+
     /// A client holding a refresh token. `client_secret` is `None` for public clients
     /// (use [`ClientAuth::PublicClient`] or [`ClientAuth::None`] on the provider then).
     pub fn refresh_token(
@@ -770,6 +790,16 @@ impl Credential {
     /// When to refresh and how to back off.
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// How this client authenticates at the token endpoint, instead of the way its
+    /// provider names (see [`Provider::client_auth`]): for one client registered
+    /// differently from the others, such as a public client among confidential ones.
+    /// Building the registry refuses [`ClientAuth::Basic`] and
+    /// [`ClientAuth::RequestBody`] without a secret.
+    pub fn client_auth(mut self, client_auth: ClientAuth) -> Self {
+        self.provider.client_auth = client_auth;
         self
     }
 

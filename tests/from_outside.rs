@@ -10,7 +10,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
@@ -20,8 +20,8 @@ use tower::{
     Layer, ServiceExt,
 };
 use tower_oauth2::{
-    mock::MockServer, BoxError, Credential, CredentialKey, Credentials, MemoryStore, OAuth2Layer, Subject,
-    TokenStore, TokenTransport, UserCredentials,
+    mock::MockServer, BoxError, Credential, CredentialKey, Credentials, MemoryStore, OAuth2Layer, Provider,
+    Subject, TokenStore, TokenTransport, UserCredentials,
 };
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -226,4 +226,55 @@ async fn a_users_group_keeps_its_tokens_in_its_own_store_across_a_restart() {
     assert_eq!(as_alice(&second).await, StatusCode::OK);
     assert_eq!(server.counters().token_requests, 1);
     assert_eq!(server.counters().resource_calls_authorized, 2);
+}
+
+// ===== public clients =====
+
+#[tokio::test]
+async fn a_public_client_sends_its_client_id_and_no_secret() {
+    let forms = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&forms);
+    let transport = TokenTransport::new(tower::service_fn(move |request: Request<Full<Bytes>>| {
+        let seen = Arc::clone(&seen);
+        async move {
+            assert!(request.headers().get(http::header::AUTHORIZATION).is_none());
+            let body = request.into_body().collect().await?.to_bytes();
+            seen.lock().unwrap().push(String::from_utf8(body.to_vec())?);
+            Ok::<_, BoxError>(Response::new(Full::new(Bytes::from_static(
+                br#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#,
+            ))))
+        }
+    }));
+    // Provider::standard authenticates with HTTP Basic, which needs a secret: the
+    // credential says it has none.
+    let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
+    let credentials = Credentials::builder()
+        .credential(Credential::client_credentials_public(provider, "device-17"))
+        .transport(transport)
+        .build()
+        .unwrap();
+    let api = tower::service_fn(|request: Request<Full<Bytes>>| async move {
+        let authorized = request.headers().get(http::header::AUTHORIZATION)
+            == Some(&http::HeaderValue::from_static("Bearer tok-1"));
+        let status = if authorized {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        Ok::<_, BoxError>(
+            Response::builder()
+                .status(status)
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+    });
+    let client = OAuth2Layer::new(credentials).layer(api);
+    let request = Request::get("https://api.example.com/v1/things")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(client.oneshot(request).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        *forms.lock().unwrap(),
+        ["grant_type=client_credentials&client_id=device-17"]
+    );
 }
