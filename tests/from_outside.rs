@@ -20,8 +20,8 @@ use tower::{
     Layer, ServiceExt,
 };
 use tower_oauth2::{
-    mock::MockServer, BoxError, Credential, CredentialKey, Credentials, MemoryStore, OAuth2Layer, Provider,
-    Subject, TokenStore, TokenTransport, UserCredentials,
+    mock::MockServer, providers, BoxError, Credential, CredentialKey, Credentials, MemoryStore, OAuth2Layer,
+    Provider, Subject, TokenStore, TokenTransport, UserCredentials,
 };
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -277,4 +277,72 @@ async fn a_public_client_sends_its_client_id_and_no_secret() {
         *forms.lock().unwrap(),
         ["grant_type=client_credentials&client_id=device-17"]
     );
+}
+
+// ===== presets pointed at a test server =====
+
+const REDIRECT: &str = "https://app.example.com/callback";
+
+/// One token request and one authorized API call, through the layer.
+async fn one_token_one_call(server: &MockServer, credential: Credential) {
+    let credentials = Credentials::new(credential).unwrap();
+    assert_eq!(
+        get(&credentials, &server.api_url("/things")).await,
+        StatusCode::OK
+    );
+    let counters = server.counters();
+    assert_eq!(counters.token_requests, 1);
+    assert_eq!(counters.resource_calls_authorized, 1);
+}
+
+#[tokio::test]
+async fn every_preset_takes_a_base_url_and_no_dummy_argument() {
+    let server = MockServer::agrello().client("app", "s1").start().await.unwrap();
+    let code = server.issue_authorization_code("app", REDIRECT, "");
+    let provider = providers::agrello_at(&server.base_url());
+    let credential = Credential::authorization_code(provider, "app", Some("s1".into()), code, REDIRECT);
+    one_token_one_call(&server, credential).await;
+
+    let server = MockServer::accelo().client("app", "s2").start().await.unwrap();
+    let provider = providers::accelo_at(&server.base_url());
+    one_token_one_call(&server, Credential::client_credentials(provider, "app", "s2")).await;
+
+    let server = MockServer::grindery().start().await.unwrap();
+    let code = server.issue_authorization_code("", REDIRECT, "");
+    let provider = providers::grindery_at(&server.base_url());
+    let credential = Credential::authorization_code(provider, "label", None, code, REDIRECT);
+    one_token_one_call(&server, credential).await;
+
+    let server = MockServer::ioffice()
+        .client("app", "unused")
+        .start()
+        .await
+        .unwrap();
+    let code = server.issue_authorization_code("app", REDIRECT, "email");
+    let provider = providers::ioffice_at(&server.base_url());
+    let credential = Credential::authorization_code(provider, "app", None, code, REDIRECT);
+    one_token_one_call(&server, credential).await;
+
+    let server = MockServer::dottedsign()
+        .client("app", "s5")
+        .start()
+        .await
+        .unwrap();
+    let code = server.issue_authorization_code("app", REDIRECT, "");
+    let provider = providers::dottedsign_at(&server.base_url());
+    let credential = Credential::authorization_code(provider, "app", Some("s5".into()), code, REDIRECT);
+    one_token_one_call(&server, credential).await;
+}
+
+#[tokio::test]
+async fn a_production_configuration_moves_to_a_test_server_with_at() {
+    let server = MockServer::builder()
+        .client("app", "s3cret")
+        .start()
+        .await
+        .unwrap();
+    let production =
+        Provider::standard("https://auth.example.com/oauth/token").api("https://api.example.com");
+    let credential = Credential::client_credentials(production.at(&server.base_url()), "app", "s3cret");
+    one_token_one_call(&server, credential).await;
 }
