@@ -346,3 +346,129 @@ async fn a_production_configuration_moves_to_a_test_server_with_at() {
     let credential = Credential::client_credentials(production.at(&server.base_url()), "app", "s3cret");
     one_token_one_call(&server, credential).await;
 }
+
+// ===== one `use` for an ordinary configuration =====
+
+/// Every kind of credential, configured with root paths only: this module names no
+/// module of the crate but `providers`, whose functions are the presets.
+mod root_paths {
+    use std::{sync::Arc, time::Duration};
+
+    use http::HeaderName;
+    use tower_oauth2::{
+        AcceloScope, AuthorizationCode, AuthorizedCode, ClientAuth, ClientSecret, CodeDelivery, Credential,
+        Credentials, Error, ExpiresIn, FileStore, HeaderParameters, Lifetimes, MemoryStore, Notifying,
+        ParameterEncoding, Password, PendingAuthorization, Provider, RefreshPolicy, RefreshToken, Revocation,
+        StoreError, StoreErrorKind, StoreOperation, TokenChange, TokenPlacement, TokenRequest,
+        TokenTransport, UserCredentials,
+    };
+
+    fn provider(name: &str) -> Provider {
+        Provider::standard(format!("https://{name}.example.com/oauth/token"))
+            .name(name)
+            .api(format!("https://api.{name}.example.com"))
+    }
+
+    /// What an application matches on when a store fails.
+    fn describe(error: &StoreError) -> String {
+        match (error.operation(), error.kind()) {
+            (StoreOperation::Save, StoreErrorKind::Io) => "disk".to_owned(),
+            (operation, kind) => format!("{operation:?} {kind:?}"),
+        }
+    }
+
+    pub(super) fn configure(dir: &std::path::Path) -> Result<Credentials, Error> {
+        let transport = TokenTransport::new(tower::service_fn(|_: TokenRequest| async {
+            Err::<http::Response<http_body_util::Full<bytes::Bytes>>, _>(tower_oauth2::BoxError::from(
+                "unused",
+            ))
+        }));
+        let header_encoded = provider("headers")
+            .parameter_encoding(ParameterEncoding::Headers(HeaderParameters::prefixed("x-")))
+            .expires_in_unit(ExpiresIn::Milliseconds)
+            .lifetimes(Lifetimes {
+                default: Duration::from_secs(600),
+                ..Lifetimes::default()
+            })
+            .token_placement(TokenPlacement::Header(HeaderName::from_static("x-access-token")))
+            .revocation(Revocation::Header {
+                url: "https://headers.example.com/revoke".into(),
+                header: HeaderName::from_static("x-token"),
+            });
+        let users = provider("users")
+            .authorize_url("https://users.example.com/authorize")
+            .code_delivery(CodeDelivery::Query);
+        let pending: PendingAuthorization = users
+            .authorization("app", "https://app.example.com/cb")
+            .state_data("tenant-7")
+            .start()?;
+        let callback = format!("?code=c0de&state={}", pending.state());
+        let code: AuthorizedCode = pending.complete(&callback)?;
+        assert_eq!(code.state_data(), Some("tenant-7"));
+        let _password = Password::new("only for iOFFICE's direct code request");
+        let notifying = Notifying::new(MemoryStore::new(), |_key, change: TokenChange| {
+            let _ = change;
+        });
+
+        Credentials::builder()
+            .credential(
+                Credential::client_credentials(tower_oauth2::providers::accelo("acme"), "app", "secret")
+                    .scopes([AcceloScope::read_all().and(AcceloScope::write(["contacts"]))])
+                    .refresh_policy(RefreshPolicy::default().margin(Duration::from_secs(30))),
+            )
+            .credential(Credential::client_credentials_public(
+                provider("public"),
+                "device",
+            ))
+            .credential(
+                Credential::client_credentials(provider("body"), "app", ClientSecret::new("s"))
+                    .client_auth(ClientAuth::RequestBody)
+                    .store(Arc::new(MemoryStore::new())),
+            )
+            .credential(
+                Credential::refresh_token(
+                    header_encoded,
+                    "app",
+                    Some(ClientSecret::new("s")),
+                    RefreshToken::new("rt"),
+                )
+                .store(notifying),
+            )
+            .credential(Credential::authorization_code(
+                provider("code"),
+                "app",
+                Some(ClientSecret::new("s")),
+                AuthorizationCode::new("c"),
+                "https://app.example.com/cb",
+            ))
+            .credential(
+                code.into_credential(
+                    users
+                        .clone()
+                        .name("users-app")
+                        .api_origins(["https://other.users.example.com"]),
+                    "app",
+                    Some(ClientSecret::new("s")),
+                ),
+            )
+            .users(
+                UserCredentials::new(users, "app", Some("s".into())).store(FileStore::open(dir).map_err(
+                    |e| {
+                        let _ = describe(&e);
+                        Error::Store(e)
+                    },
+                )?),
+            )
+            .transport(transport)
+            .build()
+    }
+}
+
+#[test]
+fn every_kind_of_credential_is_configured_from_the_crate_root() {
+    let dir = std::env::temp_dir().join(format!("tower-oauth2-root-paths-{}", std::process::id()));
+    let credentials = root_paths::configure(&dir).unwrap();
+    assert_eq!(credentials.keys().len(), 6);
+    assert!(credentials.users("users").is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
