@@ -9,6 +9,29 @@
 //! an `error` parameter as a typed error) and yields an [`AuthorizedCode`], which
 //! becomes a [`Credential`] whose first token request exchanges the code.
 //!
+//! # The application's own `state`
+//!
+//! Applications carry data through the provider in `state`: where to send the user
+//! afterwards, a tenant. [`AuthorizationRequest::state_data`] appends such data to the
+//! random `state` (`{random}.{data}`), and [`AuthorizedCode::state_data`] hands it
+//! back, from the pending authorization kept on the server, never as read from the
+//! callback; a callback whose data was altered does not match and is refused.
+//! [`AuthorizationRequest::state`] replaces the random part with the application's own
+//! value, for an application that must find the login again from the `state` alone.
+//! Either way the whole `state` is compared in constant time and a pending
+//! authorization is used once ([`PendingAuthorization::complete`] takes it by value).
+//!
+//! A supplied `state` must be unguessable, and the crate can only check its length and
+//! alphabet: at least [`MIN_STATE_CHARS`] (22) URL-safe characters (`A`–`Z`, `a`–`z`,
+//! `0`–`9`, `-`, `.`, `_`, `~`), at most [`MAX_STATE_CHARS`]. 22 characters of the
+//! base64url alphabet hold 132 bits, enough for the 128 bits of entropy a secret
+//! needs against guessing, provided they were drawn at random (from a CSPRNG, or a
+//! MAC over the application's data); a shorter value is refused with
+//! [`AuthorizationErrorKind::UnusableState`], and a value of the right length that the
+//! application did not draw at random is its own mistake. State data is not secret
+//! (the user and the provider see it) and is at most [`MAX_STATE_DATA`] printable ASCII
+//! characters.
+//!
 //! Most providers put the code in the callback URL's query, which reaches the server.
 //! iOFFICE puts it in the fragment (`#code=…`), which browsers never send: the callback
 //! page needs a line of script that posts `location.hash` to the backend, which then
@@ -57,7 +80,24 @@ pub struct AuthorizationRequest {
     scopes: Option<Vec<String>>,
     pkce: Option<bool>,
     extra: Vec<(String, String)>,
+    state: Option<String>,
+    state_data: Option<String>,
 }
+
+/// The fewest characters a supplied `state` may have: 22 URL-safe characters can
+/// hold the 128 bits of entropy that make it unguessable (see the
+/// [module documentation](self#the-applications-own-state)).
+pub const MIN_STATE_CHARS: usize = 22;
+
+/// The most characters a supplied `state` may have: it travels in URLs.
+pub const MAX_STATE_CHARS: usize = 256;
+
+/// The most characters of [state data](AuthorizationRequest::state_data): it travels in
+/// URLs, through the browser and the provider.
+pub const MAX_STATE_DATA: usize = 1024;
+
+/// Random bytes in a drawn `state`: 192 bits, 32 base64url characters.
+const STATE_BYTES: usize = 24;
 
 impl Provider {
     /// Starts building an authorization-code request for `client_id`, whose callback is
@@ -74,6 +114,8 @@ impl Provider {
             scopes: None,
             pkce: None,
             extra: Vec::new(),
+            state: None,
+            state_data: None,
         }
     }
 }
@@ -103,12 +145,33 @@ impl AuthorizationRequest {
         self
     }
 
-    /// Builds the URL, with a fresh `state` and, where enabled, a PKCE verifier.
+    /// The application's own `state`, instead of one drawn here: at least
+    /// [`MIN_STATE_CHARS`] and at most [`MAX_STATE_CHARS`] URL-safe characters
+    /// (`A`–`Z`, `a`–`z`, `0`–`9`, `-`, `.`, `_`, `~`), drawn at random by the application.
+    /// See [the application's own `state`](self#the-applications-own-state).
+    pub fn state(mut self, state: impl Into<String>) -> Self {
+        self.state = Some(state.into());
+        self
+    }
+
+    /// Data the application gets back with the code ([`AuthorizedCode::state_data`]): a
+    /// return path, a tenant. It is appended to the `state` after a `.`, so the user and
+    /// the provider see it: never put a secret here. At most [`MAX_STATE_DATA`] printable
+    /// ASCII characters.
+    pub fn state_data(mut self, data: impl Into<String>) -> Self {
+        self.state_data = Some(data.into());
+        self
+    }
+
+    /// Builds the URL, with a fresh `state` (or the application's) and, where enabled, a
+    /// PKCE verifier.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when the provider has no authorization URL, or when the
-    /// operating system's random source fails.
+    /// operating system's random source fails; [`Error::Authorization`] of kind
+    /// [`AuthorizationErrorKind::UnusableState`] when a supplied `state` is too short,
+    /// too long or not URL-safe, or state data is too long or not printable ASCII.
     pub fn start(self) -> Result<PendingAuthorization, Error> {
         let provider = &self.provider;
         let Some(base) = &provider.authorize_url else {
@@ -117,7 +180,26 @@ impl AuthorizationRequest {
                 provider.name
             )));
         };
-        let state = random_token(24)?;
+        let unusable = || {
+            Error::Authorization(AuthorizationError {
+                provider: provider.name.clone(),
+                kind: AuthorizationErrorKind::UnusableState,
+                error: None,
+                description: None,
+            })
+        };
+        let mut state = match self.state {
+            Some(state) if is_usable_state(&state) => state,
+            Some(_) => return Err(unusable()),
+            None => random_token(STATE_BYTES)?,
+        };
+        if let Some(data) = &self.state_data {
+            if data.len() > MAX_STATE_DATA || !data.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+                return Err(unusable());
+            }
+            state.push('.');
+            state.push_str(data);
+        }
         let pkce = self.pkce.unwrap_or(provider.pkce);
         let verifier = pkce.then(|| random_token(32)).transpose()?;
         let scopes = self
@@ -162,8 +244,18 @@ impl AuthorizationRequest {
             verifier: verifier.map(PkceVerifier::new),
             redirect_uri: self.redirect_uri,
             provider: provider.name.clone(),
+            state_data: self.state_data,
         })
     }
+}
+
+/// Whether a supplied `state` is long enough to be unguessable, short enough for a URL,
+/// and made of URL-safe (RFC 3986 unreserved) characters only.
+fn is_usable_state(state: &str) -> bool {
+    (MIN_STATE_CHARS..=MAX_STATE_CHARS).contains(&state.len())
+        && state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// An authorization waiting for its callback. Keep it on the server (never in the
@@ -175,6 +267,7 @@ pub struct PendingAuthorization {
     verifier: Option<PkceVerifier>,
     redirect_uri: String,
     provider: Arc<str>,
+    state_data: Option<String>,
 }
 
 impl PendingAuthorization {
@@ -183,10 +276,15 @@ impl PendingAuthorization {
         &self.url
     }
 
-    /// The random `state` this authorization sent, to find it again when the callback
-    /// arrives.
+    /// The `state` this authorization sent (with its [data](Self::state_data), if any),
+    /// to find it again when the callback arrives.
     pub fn state(&self) -> &str {
         &self.state
+    }
+
+    /// The data given with [`AuthorizationRequest::state_data`], if any.
+    pub fn state_data(&self) -> Option<&str> {
+        self.state_data.as_deref()
     }
 
     /// The callback URL the code will be issued for.
@@ -245,6 +343,7 @@ impl PendingAuthorization {
                 code: AuthorizationCode::new(code),
                 redirect_uri: self.redirect_uri,
                 verifier: self.verifier,
+                state_data: self.state_data,
             }),
             None => Err(fail(AuthorizationErrorKind::MissingCode, None, None)),
         }
@@ -257,6 +356,7 @@ impl fmt::Debug for PendingAuthorization {
             .field("provider", &self.provider)
             .field("redirect_uri", &self.redirect_uri)
             .field("pkce", &self.verifier.is_some())
+            .field("state_data", &self.state_data)
             .finish_non_exhaustive()
     }
 }
@@ -267,12 +367,20 @@ pub struct AuthorizedCode {
     code: AuthorizationCode,
     redirect_uri: String,
     verifier: Option<PkceVerifier>,
+    state_data: Option<String>,
 }
 
 impl AuthorizedCode {
     /// The callback URL the code was issued for.
     pub fn redirect_uri(&self) -> &str {
         &self.redirect_uri
+    }
+
+    /// The data the authorization was started with
+    /// ([`AuthorizationRequest::state_data`]): the pending authorization's copy, which
+    /// the callback had to match.
+    pub fn state_data(&self) -> Option<&str> {
+        self.state_data.as_deref()
     }
 
     pub(crate) fn into_pending(self) -> crate::grant::PendingCode {
@@ -486,6 +594,115 @@ mod tests {
             !printed.contains("abc") && !printed.contains(pending.state()),
             "{printed}"
         );
+    }
+
+    fn kind_of(err: Error) -> AuthorizationErrorKind {
+        match err {
+            Error::Authorization(e) => e.kind(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn state_data_travels_after_the_random_part_and_comes_back_from_the_server_copy() {
+        let provider = providers::agrello();
+        let start = || {
+            provider
+                .authorization("cid", "https://app.example/cb")
+                .state_data("tenant=7;return=/docs/42?tab=2")
+                .start()
+                .unwrap()
+        };
+        let (pending, other) = (start(), start());
+        assert_ne!(pending.state(), other.state());
+        let (random, data) = pending.state().split_once('.').unwrap();
+        assert_eq!(random.len(), 32);
+        assert_eq!(data, "tenant=7;return=/docs/42?tab=2");
+        assert_eq!(param(&query_of(pending.url()), "state"), Some(pending.state()));
+        assert_eq!(pending.state_data(), Some(data));
+
+        let callback = {
+            let mut query = form_urlencoded::Serializer::new(String::from("https://app.example/cb?"));
+            query
+                .append_pair("code", "c1")
+                .append_pair("state", pending.state());
+            query.finish()
+        };
+        let code = pending.clone().complete(&callback).unwrap();
+        assert_eq!(code.state_data(), Some("tenant=7;return=/docs/42?tab=2"));
+
+        // The same random part with the data altered: not this authorization's state.
+        let forged = format!("?code=c1&state={random}.tenant%3D8");
+        assert_eq!(
+            kind_of(pending.complete(&forged).unwrap_err()),
+            AuthorizationErrorKind::StateMismatch
+        );
+    }
+
+    #[test]
+    fn a_supplied_state_is_sent_as_is_and_checked_like_a_drawn_one() {
+        let supplied = "k4Jx-9_qLm~Zp.0aB3cD5eF7";
+        let pending = providers::agrello()
+            .authorization("cid", "https://app.example/cb")
+            .state(supplied)
+            .state_data("t1")
+            .start()
+            .unwrap();
+        assert_eq!(pending.state(), format!("{supplied}.t1"));
+        assert_eq!(param(&query_of(pending.url()), "state"), Some(pending.state()));
+        let code = pending
+            .clone()
+            .complete(&format!("?code=c&state={supplied}.t1"))
+            .unwrap();
+        assert_eq!(code.state_data(), Some("t1"));
+        assert_eq!(
+            kind_of(
+                pending
+                    .complete(&format!("?code=c&state={supplied}"))
+                    .unwrap_err()
+            ),
+            AuthorizationErrorKind::StateMismatch
+        );
+    }
+
+    #[test]
+    fn a_supplied_state_too_short_or_not_url_safe_and_unprintable_data_are_refused() {
+        let start = |state: Option<&str>, data: Option<&str>| {
+            let mut request = providers::agrello().authorization("cid", "https://app.example/cb");
+            if let Some(state) = state {
+                request = request.state(state);
+            }
+            if let Some(data) = data {
+                request = request.state_data(data);
+            }
+            request.start()
+        };
+        let short = "a".repeat(MIN_STATE_CHARS - 1);
+        let long = "a".repeat(MAX_STATE_CHARS + 1);
+        for bad in [
+            "",
+            "abc",
+            short.as_str(),
+            long.as_str(),
+            "aaaaaaaaaaaaaaaaaaaaaa aa",
+            "aaaaaaaaaaaaaaaaaaaaaa&a=b",
+            "aaaaaaaaaaaaaaaaaaaaaa\u{e9}",
+        ] {
+            let err = start(Some(bad), None).unwrap_err();
+            assert_eq!(
+                kind_of(err.clone()),
+                AuthorizationErrorKind::UnusableState,
+                "{bad:?}"
+            );
+            assert!(err.to_string().contains("22-256 URL-safe characters"), "{err}");
+        }
+        let too_much = "d".repeat(MAX_STATE_DATA + 1);
+        for bad in ["line\nbreak", "tab\t", too_much.as_str()] {
+            let err = start(None, Some(bad)).unwrap_err();
+            assert_eq!(kind_of(err), AuthorizationErrorKind::UnusableState, "{bad:?}");
+        }
+        let shortest = "a".repeat(MIN_STATE_CHARS);
+        assert!(start(Some(&shortest), Some(&"d".repeat(MAX_STATE_DATA))).is_ok());
     }
 
     #[test]

@@ -49,6 +49,16 @@
 //! in the attack above), should that code leak from a history or a log: a second
 //! chance at exactly the binding the check refuses. Starting again costs one click.
 //!
+//! # The application's data through the login
+//!
+//! [`LoginRoutes::state_data`] names data to carry through a login (where to send the
+//! user afterwards, a tenant), read from the `/login` request; it travels appended to
+//! the random `state` (see [`authorize`](crate::authorize#the-applications-own-state)),
+//! and [`LoginRoutes::after_login_with`] gets it back, from the server's record of the
+//! login, to choose where the browser goes. The `/login` request is the browser's: treat
+//! what it carries as the user's input (a return path may point anywhere; keep it to
+//! the application's own paths).
+//!
 //! # Bounds
 //!
 //! A user holds at most five waiting logins (five tabs); a sixth evicts their oldest,
@@ -140,6 +150,8 @@ const COOKIE_PREFIX: &str = "oauth2_login_";
 
 type SubjectFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
+type AfterLoginFn = dyn Fn(&CompletedLogin) -> String + Send + Sync;
+
 /// The login and callback routes; see the [module documentation](self).
 pub struct LoginRoutes {
     credentials: Credentials,
@@ -147,6 +159,36 @@ pub struct LoginRoutes {
     after_login: String,
     cookie_secure: bool,
     subject: Box<SubjectFn>,
+    state_data: Option<Box<SubjectFn>>,
+    after_login_with: Option<Box<AfterLoginFn>>,
+}
+
+/// A login the callback completed: what [`LoginRoutes::after_login_with`] chooses the
+/// next page from.
+#[derive(Debug, Clone)]
+pub struct CompletedLogin {
+    provider: String,
+    subject: String,
+    state_data: Option<String>,
+}
+
+impl CompletedLogin {
+    /// The provider the user logged in to.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The application's user, as its closure named them at `/login` and again at the
+    /// callback.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The data [`LoginRoutes::state_data`] gave at `/login`, from the server's record of
+    /// the login (the callback's `state` had to match it).
+    pub fn state_data(&self) -> Option<&str> {
+        self.state_data.as_deref()
+    }
 }
 
 /// The routes' state: their settings and the authorizations waiting for a callback.
@@ -193,7 +235,35 @@ impl LoginRoutes {
             after_login: "/".to_owned(),
             cookie_secure,
             subject: Box::new(subject),
+            state_data: None,
+            after_login_with: None,
         }
+    }
+
+    /// Data to carry through each login, read from the `/login` request (its query, a
+    /// header), or `None` for none: at most
+    /// [`MAX_STATE_DATA`](crate::authorize::MAX_STATE_DATA) printable ASCII characters,
+    /// else `/login` answers `400`. It is not secret: it travels in the `state`, through
+    /// the browser and the provider. [`after_login_with`](Self::after_login_with) gets it
+    /// back.
+    pub fn state_data<F>(mut self, data: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.state_data = Some(Box::new(data));
+        self
+    }
+
+    /// Chooses where the browser goes after each successful login, from the login's
+    /// provider, user and [state data](Self::state_data), instead of the fixed
+    /// [`after_login`](Self::after_login). The data came from the browser's `/login`
+    /// request: a location built from it must stay within the application.
+    pub fn after_login_with<F>(mut self, location: F) -> Self
+    where
+        F: Fn(&CompletedLogin) -> String + Send + Sync + 'static,
+    {
+        self.after_login_with = Some(Box::new(location));
+        self
     }
 
     /// Where the browser goes after a successful login (default `/`).
@@ -276,13 +346,24 @@ async fn login(State(shared): State<Shared>, Path(provider): Path<String>, parts
     let Ok(redirect_uri) = shared.redirect_uri(&provider) else {
         return page(StatusCode::NOT_FOUND, "There is no such provider.", None);
     };
-    let started = shared
-        .routes
-        .credentials
-        .users(&provider)
-        .and_then(|users| users.authorization(redirect_uri).start());
+    let data = shared.routes.state_data.as_ref().and_then(|data| data(&parts));
+    let started = shared.routes.credentials.users(&provider).and_then(|users| {
+        let request = users.authorization(redirect_uri);
+        match data {
+            Some(data) => request.state_data(data),
+            None => request,
+        }
+        .start()
+    });
     let (authorization, nonce) = match started.and_then(|a| Ok((a, random_token(NONCE_BYTES)?))) {
         Ok(started) => started,
+        Err(Error::Authorization(err)) if err.kind() == AuthorizationErrorKind::UnusableState => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "The login request carries data that cannot travel through the provider.",
+                None,
+            );
+        }
         Err(err) => {
             tracing::warn!(provider = ?provider, error = %err, "login could not start");
             return page(
@@ -418,13 +499,21 @@ async fn complete(shared: &Inner, provider: &str, state: &str, query: &str, part
             )
         }
     };
+    let state_data = code.state_data().map(str::to_owned);
     match shared
         .routes
         .credentials
         .login(provider, &waiting.subject, code)
         .await
     {
-        Ok(()) => redirect(&shared.routes.after_login),
+        Ok(()) => match &shared.routes.after_login_with {
+            Some(location) => redirect(&location(&CompletedLogin {
+                provider: provider.to_owned(),
+                subject: waiting.subject,
+                state_data,
+            })),
+            None => redirect(&shared.routes.after_login),
+        },
         Err(err) => {
             tracing::warn!(provider = ?provider, subject = ?waiting.subject, error = %err, "login failed");
             match err {

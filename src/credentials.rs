@@ -21,7 +21,7 @@ use crate::{
     redact::without_userinfo,
     secret::ClientSecret,
     stats::{CredentialStats, Stats},
-    store::{MemoryStore, TokenStore},
+    store::{MemoryStore, SharedStore, TokenStore},
     transport::TokenTransport,
 };
 
@@ -270,6 +270,7 @@ pub struct UserCredentials {
     policy: RefreshPolicy,
     idle_after: Duration,
     max_users: usize,
+    store: Option<SharedStore>,
 }
 
 /// How long a user's credential stays in memory unused, unless configured: longer than
@@ -300,6 +301,7 @@ impl UserCredentials {
             policy: RefreshPolicy::default(),
             idle_after: DEFAULT_IDLE_AFTER,
             max_users: DEFAULT_MAX_USERS,
+            store: None,
         }
     }
 
@@ -342,6 +344,14 @@ impl UserCredentials {
     /// exceed it for as long as they are. [`CredentialsBuilder::build`] refuses zero.
     pub fn max_users(mut self, max_users: usize) -> Self {
         self.max_users = max_users;
+        self
+    }
+
+    /// Where these users' tokens are kept, instead of the registry's
+    /// [store](CredentialsBuilder::store): a store per provider, a database table per
+    /// tenant. Pass an `Arc` of a store to share it.
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(SharedStore::new(store));
         self
     }
 
@@ -930,6 +940,10 @@ impl CredentialsBuilder {
     /// Where tokens are kept between restarts (default: in memory only). Users' refresh
     /// tokens, and the application's, are saved here before the tokens that come with
     /// them are used, and read back after a restart.
+    ///
+    /// This is the default: a credential with a store of its own
+    /// ([`Credential::store`]) or users with theirs ([`UserCredentials::store`]) use that
+    /// one instead, and never this one.
     pub fn store(mut self, store: impl TokenStore) -> Self {
         self.store = Some(Arc::new(store));
         self
@@ -991,10 +1005,14 @@ impl CredentialsBuilder {
                 }
                 routes.push((origin, index));
             }
+            let store = match &credential.store {
+                Some(own) => Some(Arc::clone(&own.0)),
+                None => configured_store.clone(),
+            };
             states.push(Arc::new(CredentialState::with_store(
                 GrantConfig::new(credential)?,
                 transport.clone(),
-                configured_store.clone(),
+                store,
                 false,
             )));
         }
@@ -1045,8 +1063,11 @@ impl CredentialsBuilder {
             let retired_label = format!("{} (evicted users)", template.key_for("-").without_subject());
             users.push(UserGroup {
                 live: Arc::new(LiveUsers::new(template.max_users, template.idle_after)),
+                store: match &template.store {
+                    Some(own) => Arc::clone(&own.0),
+                    None => Arc::clone(&store),
+                },
                 users: template,
-                store: Arc::clone(&store),
                 transport: transport.clone(),
                 retired_label,
             });

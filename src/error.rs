@@ -465,9 +465,15 @@ pub enum AuthorizationErrorKind {
     StateMismatch,
     /// The callback carries neither a code nor an error.
     MissingCode,
+    /// The application supplied a `state` too short to be unguessable, too long or not
+    /// URL-safe, or state data too long or not printable ASCII; see
+    /// [`AuthorizationRequest::state`](crate::authorize::AuthorizationRequest::state).
+    /// No authorization was started.
+    UnusableState,
 }
 
-/// An authorization callback that cannot be accepted. Never carries the code or state.
+/// An authorization callback that cannot be accepted, or an authorization that cannot
+/// start with the `state` it was given. Never carries the code or state.
 #[derive(Debug, Clone)]
 pub struct AuthorizationError {
     pub(crate) provider: Arc<str>,
@@ -523,6 +529,15 @@ impl fmt::Display for AuthorizationError {
                 f,
                 "the callback from `{}` carries no authorization code",
                 Escaped(&self.provider)
+            ),
+            AuthorizationErrorKind::UnusableState => write!(
+                f,
+                "an authorization at `{}` was given an unusable state: it takes {}-{} URL-safe characters \
+                 (A-Z a-z 0-9 - . _ ~), and state data of at most {} printable ASCII characters",
+                Escaped(&self.provider),
+                crate::authorize::MIN_STATE_CHARS,
+                crate::authorize::MAX_STATE_CHARS,
+                crate::authorize::MAX_STATE_DATA,
             ),
         }
     }

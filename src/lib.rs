@@ -189,3 +189,18 @@ pub use self::{
     token::TokenSet,
     transport::TokenTransport,
 };
+
+// What an ordinary configuration names, at the root too, so that it needs one `use`:
+// token lifetimes, Accelo's scopes, the secrets a credential is built from, header-
+// encoded parameters, the login types, the store's errors and change hook, and the
+// request type a custom transport receives.
+#[doc(no_inline)]
+pub use self::{
+    authorize::{AuthorizationRequest, AuthorizedCode, PendingAuthorization},
+    provider::HeaderParameters,
+    providers::accelo::AcceloScope,
+    secret::{AccessToken, AuthorizationCode, ClientSecret, Password, PkceVerifier, RefreshToken},
+    store::{Notifying, StoreError, StoreErrorKind, StoreOperation, TokenChange},
+    token::{ExpiresIn, Lifetimes},
+    transport::TokenRequest,
+};

@@ -744,6 +744,7 @@ pub struct Credential {
     pub(crate) redirect_uri: Option<String>,
     pub(crate) subject: Option<String>,
     pub(crate) policy: RefreshPolicy,
+    pub(crate) store: Option<crate::store::SharedStore>,
 }
 
 impl Credential {
@@ -762,6 +763,7 @@ impl Credential {
             redirect_uri: None,
             subject: None,
             policy: RefreshPolicy::default(),
+            store: None,
         }
     }
 
@@ -777,6 +779,26 @@ impl Credential {
             Some(client_secret.into()),
             Grant::ClientCredentials,
         )
+    }
+
+    /// A public client (RFC 6749 §2.1) using the `client_credentials` grant: token
+    /// requests carry its `client_id` as a parameter and no secret, whatever client
+    /// authentication the provider names ([`ClientAuth::PublicClient`] for this
+    /// credential).
+    ///
+    /// RFC 6749 §4.4 reserves the grant for confidential clients; use this for servers
+    /// that accept it anyway (development servers, device fleets behind mutual TLS).
+    ///
+    /// ```
+    /// use tower_oauth2::{Credential, Provider};
+    ///
+    /// let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
+    /// let credential = Credential::client_credentials_public(provider, "device-17");
+    /// # let _ = credential;
+    /// ```
+    pub fn client_credentials_public(provider: Provider, client_id: impl Into<String>) -> Self {
+        Self::with_grant(provider, client_id.into(), None, Grant::ClientCredentials)
+            .client_auth(ClientAuth::PublicClient)
     }
 
     /// A client holding a refresh token. `client_secret` is `None` for public clients
@@ -853,6 +875,32 @@ impl Credential {
         self
     }
 
+    /// How this client authenticates at the token endpoint, instead of the way its
+    /// provider names (see [`Provider::client_auth`]): for one client registered
+    /// differently from the others, such as a public client among confidential ones.
+    /// Building the registry refuses [`ClientAuth::Basic`] and
+    /// [`ClientAuth::RequestBody`] without a secret.
+    pub fn client_auth(mut self, client_auth: ClientAuth) -> Self {
+        self.provider.client_auth = client_auth;
+        self
+    }
+
+    /// Where this credential's tokens are kept between restarts, instead of the
+    /// registry's [store](crate::CredentialsBuilder::store). Pass an `Arc` of a store to
+    /// share it with other credentials.
+    ///
+    /// ```
+    /// use tower_oauth2::{Credential, MemoryStore, Provider};
+    ///
+    /// let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
+    /// let credential = Credential::client_credentials(provider, "app", "secret").store(MemoryStore::new());
+    /// # let _ = credential;
+    /// ```
+    pub fn store(mut self, store: impl crate::store::TokenStore) -> Self {
+        self.store = Some(crate::store::SharedStore::new(store));
+        self
+    }
+
     /// The provider.
     pub fn provider(&self) -> &Provider {
         &self.provider
@@ -898,6 +946,7 @@ impl fmt::Debug for Credential {
             .field("redirect_uri", &self.redirect_uri)
             .field("subject", &self.subject)
             .field("policy", &self.policy)
+            .field("store", &self.store)
             .finish()
     }
 }

@@ -4,7 +4,15 @@
 //! an HTTP response. The default, [`TokenTransport::https`], is a hyper-util client with
 //! rustls and the Mozilla root certificates (feature `hyper-transport`, on by default).
 //! Any other client fits through [`TokenTransport::new`]: a client with a proxy, custom
-//! roots, or a `tower::service_fn` in tests.
+//! roots, a `tower::service_fn` in tests, or a stack already erased into tower's
+//! `BoxCloneService` or `BoxCloneSyncService`.
+//!
+//! The service need not be `Sync`. The transport keeps one copy of it, the prototype,
+//! behind a `std::sync::Mutex` held only while the prototype is cloned, and each token
+//! request runs on its own clone. A registry is shared by every thread, so something has
+//! to make a `Send`-only service shareable; a lock taken once per token request (a few
+//! per hour per credential, never per API request) costs nothing measurable, where the
+//! alternatives would make every caller wrap their client or give up `BoxCloneService`.
 //!
 //! The layer never follows redirects on token requests: a 3xx answer is an error. The
 //! hyper client does not follow them either, and a custom transport should not.
@@ -23,13 +31,16 @@
 //! # let _ = transport;
 //! ```
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
-use tower::{util::BoxCloneSyncService, ServiceExt};
+use tower::{util::BoxCloneService, ServiceExt};
 use tower_service::Service;
 
 use crate::error::BoxError;
@@ -39,17 +50,24 @@ pub type TokenRequest = Request<Full<Bytes>>;
 
 type TransportBody = UnsyncBoxBody<Bytes, BoxError>;
 
+type Erased = BoxCloneService<TokenRequest, Response<TransportBody>, BoxError>;
+
 /// A cloneable, type-erased HTTP client for token requests.
+///
+/// Clones share one prototype of the service; see the [module documentation](self).
 #[derive(Clone)]
 pub struct TokenTransport {
-    inner: BoxCloneSyncService<TokenRequest, Response<TransportBody>, BoxError>,
+    // `BoxCloneService` is `Send` but not `Sync`: the mutex makes it shareable, and is
+    // held only to clone it.
+    prototype: Arc<Mutex<Erased>>,
 }
 
 impl TokenTransport {
-    /// Wraps any cloneable tower service that sends HTTP requests.
+    /// Wraps any cloneable tower service that sends HTTP requests. It must be `Send`,
+    /// not `Sync`: tower's `BoxCloneService` fits, as does `BoxCloneSyncService`.
     pub fn new<S, B>(service: S) -> Self
     where
-        S: Service<TokenRequest, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S: Service<TokenRequest, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
         B: Body<Data = Bytes> + Send + 'static,
@@ -59,7 +77,7 @@ impl TokenTransport {
             .map_response(|res: Response<B>| res.map(|body| body.map_err(Into::into).boxed_unsync()))
             .map_err(Into::into);
         Self {
-            inner: BoxCloneSyncService::new(service),
+            prototype: Arc::new(Mutex::new(BoxCloneService::new(service))),
         }
     }
 
@@ -88,7 +106,12 @@ impl TokenTransport {
     }
 
     pub(crate) async fn send(&self, request: TokenRequest) -> Result<Response<TransportBody>, BoxError> {
-        self.inner.clone().oneshot(request).await
+        let service = self
+            .prototype
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        service.oneshot(request).await
     }
 }
 

@@ -406,6 +406,78 @@ async fn two_tabs_and_two_providers_each_keep_their_own_login() {
     assert_eq!(dottedsign.counters().authorization_code_grants, 1);
 }
 
+// ===== the application's data through the login =====
+
+fn return_to(parts: &http::request::Parts) -> Option<String> {
+    form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(k, _)| k == "return_to")
+        .map(|(_, v)| v.into_owned())
+}
+
+#[tokio::test]
+async fn the_applications_state_data_comes_back_and_a_forged_or_replayed_state_is_refused() {
+    let endpoint = Endpoint::issuing_tokens();
+    let app = app_with(&endpoint.credentials(CodeDelivery::Query), |routes| {
+        routes.state_data(return_to).after_login_with(|done| {
+            let back = done.state_data().unwrap_or("/");
+            format!("{back}?from={}&user={}", done.provider(), done.subject())
+        })
+    });
+    let mut jar = Jar::new();
+    let started = browse(
+        &app,
+        "/oauth/login/idp?return_to=%2Fdocs%2F42",
+        Some("alice"),
+        &mut jar,
+    )
+    .await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let state = param(&location(&started), "state");
+    let (random, data) = state.split_once('.').unwrap();
+    assert_eq!((random.len(), data), (32, "/docs/42"));
+    let cookies = jar.header_for("/oauth/callback/idp").unwrap();
+    let callback = |state: &str| {
+        let mut query = form_urlencoded::Serializer::new(String::from("/oauth/callback/idp?code=c&"));
+        query.append_pair("state", state);
+        query.finish()
+    };
+
+    // The random part with other data: not a login this server started.
+    let forged = callback(&format!("{random}./admin"));
+    let refused = with_cookies(&app, &forged, "alice", vec![cookies.clone()]).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(endpoint.exchanges(), 0);
+
+    // The real one is still waiting, and hands its data back.
+    let done = with_cookies(&app, &callback(&state), "alice", vec![cookies.clone()]).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&done), "/docs/42?from=idp&user=alice");
+    assert_eq!(endpoint.exchanges(), 1);
+
+    // Single use: the same callback, cookie and session again.
+    let replayed = with_cookies(&app, &callback(&state), "alice", vec![cookies]).await;
+    assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(endpoint.exchanges(), 1);
+}
+
+#[tokio::test]
+async fn state_data_that_cannot_travel_refuses_the_login_before_it_starts() {
+    let endpoint = Endpoint::issuing_tokens();
+    let app = app_with(&endpoint.credentials(CodeDelivery::Query), |routes| {
+        routes.state_data(return_to)
+    });
+    let mut jar = Jar::new();
+    let long = format!("/oauth/login/idp?return_to={}", "x".repeat(1025));
+    let refused = browse(&app, &long, Some("alice"), &mut jar).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.headers().get(header::LOCATION).is_none());
+    assert!(jar.is_empty());
+    let fits = format!("/oauth/login/idp?return_to={}", "x".repeat(1024));
+    let started = browse(&app, &fits, Some("alice"), &mut jar).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    assert_eq!(jar.cookies().len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_expired_login_is_refused_and_its_cookie_cleared() {
     let endpoint = Endpoint::issuing_tokens();

@@ -5,11 +5,11 @@ use crate::{provider::Revocation, providers, Provider};
 
 impl MockServer {
     /// The provider this emulator stands in for, as a preset pointed at the emulator:
-    /// for [`MockServer::ioffice`], `providers::ioffice(&server.base_url())`; for
-    /// [`MockServer::accelo`], `providers::accelo(..)` with its token URL and API origin
-    /// replaced; for the standard emulator, [`Provider::standard`] with its API,
-    /// authorization and RFC 7009 revocation endpoints. Tests then configure
-    /// credentials exactly as production code does.
+    /// for [`MockServer::accelo`], `providers::accelo_at(&server.base_url())`, and
+    /// likewise for the other emulators (the presets' paths are the emulators'); for the
+    /// standard emulator, [`Provider::standard`] with its API, authorization and RFC 7009
+    /// revocation endpoints. Tests then configure credentials exactly as production code
+    /// does.
     ///
     /// ```no_run
     /// # async fn demo() -> std::io::Result<()> {
@@ -22,23 +22,18 @@ impl MockServer {
     /// # }
     /// ```
     pub fn provider(&self) -> Provider {
-        let token_url = self.token_url();
-        let api = [self.base_url()];
-        let with_endpoints = |provider: Provider| {
-            let provider = provider.token_url(token_url.clone()).api_origins(api.clone());
-            match self.authorize_url() {
-                Some(url) => provider.authorize_url(url),
-                None => provider,
-            }
-        };
+        let base = self.base_url();
         match self.dialect() {
-            MockDialect::Agrello => with_endpoints(providers::agrello()),
-            MockDialect::Accelo => with_endpoints(providers::accelo("emulator")),
-            MockDialect::Grindery => with_endpoints(providers::grindery()),
-            MockDialect::Ioffice => providers::ioffice(&self.base_url()),
-            MockDialect::DottedSign => providers::dottedsign(&self.base_url()),
+            MockDialect::Agrello => providers::agrello_at(&base),
+            MockDialect::Accelo => providers::accelo_at(&base),
+            MockDialect::Grindery => providers::grindery_at(&base),
+            MockDialect::Ioffice => providers::ioffice_at(&base),
+            MockDialect::DottedSign => providers::dottedsign_at(&base),
             _ => {
-                let provider = with_endpoints(Provider::standard(self.token_url()).name("mock"));
+                let mut provider = Provider::standard(self.token_url()).name("mock").api(base);
+                if let Some(url) = self.authorize_url() {
+                    provider = provider.authorize_url(url);
+                }
                 match self.revocation_url() {
                     Some(url) => provider.revocation(Revocation::Rfc7009 { url }),
                     None => provider,

@@ -13,6 +13,23 @@
 //! | [`ioffice()`] | authorization code | `x-client-id` header | `x-access-token` (or `access_token`) | rotated | `x-token` header |
 //! | [`dottedsign()`] | authorization code | `client_id`/`client_secret` in the body | `Authorization: Bearer` | kept when omitted | none documented |
 //!
+//! # Another host
+//!
+//! Each preset has an `_at` twin taking a base URL instead of the vendor's host:
+//! [`agrello_at`], [`accelo_at`], [`grindery_at`], [`ioffice_at`] and
+//! [`dottedsign_at`] keep every path of the preset and put it under that origin, with
+//! the origin as the API origin, for a test server (such as the crate's `mock`
+//! emulators), a staging host or a proxy. [`Provider::at`] does the same to any
+//! provider, a configured one included.
+//!
+//! ```
+//! use tower_oauth2::providers;
+//!
+//! let accelo = providers::accelo_at("http://127.0.0.1:8080");
+//! assert_eq!(accelo.get_token_url(), "http://127.0.0.1:8080/oauth2/v0/token");
+//! assert_eq!(accelo.get_api_origins(), ["http://127.0.0.1:8080"]);
+//! ```
+//!
 //! # Example
 //!
 //! ```no_run
@@ -219,6 +236,103 @@ pub fn dottedsign(base_url: &str) -> Provider {
     }
 }
 
+// ===== pointing a preset at another host =====
+
+/// [`agrello()`] at `base` instead of Agrello's hosts: the same paths under `base`
+/// (`{base}/identity/auth/oauth/token`, ...), and `base` as the API origin.
+/// `base` is an origin, as for [`Provider::at`], which this is.
+pub fn agrello_at(base: &str) -> Provider {
+    agrello().at(base)
+}
+
+/// Accelo at `base` instead of a deployment's host: the token endpoint is
+/// `{base}/oauth2/v0/token` and `base` is the API origin; everything else is
+/// [`accelo()`]'s. For a test server or a proxy, where there is no deployment name to
+/// give. `base` is an origin, as for [`Provider::at`].
+pub fn accelo_at(base: &str) -> Provider {
+    accelo("deployment").at(base)
+}
+
+/// [`grindery()`] at `base` instead of Grindery's host: `{base}/oauth/token`,
+/// `{base}/oauth/authorize`, and `base` as the API origin. `base` is an origin, as for
+/// [`Provider::at`], which this is.
+pub fn grindery_at(base: &str) -> Provider {
+    grindery().at(base)
+}
+
+/// The same as [`ioffice()`], whose site already is its base; here so that every
+/// preset reads alike.
+pub fn ioffice_at(base: &str) -> Provider {
+    ioffice(base)
+}
+
+/// The same as [`dottedsign()`], whose base URL already is its base; here so that
+/// every preset reads alike.
+pub fn dottedsign_at(base: &str) -> Provider {
+    dottedsign(base)
+}
+
+impl Provider {
+    /// This provider at another origin: every endpoint it has (token, authorization,
+    /// revocation) keeps its path and query under `base`, and its API origins become
+    /// `base`. Everything else (name, dialect, placement) stays.
+    ///
+    /// For pointing a production configuration at a test server, a staging host or a
+    /// proxy without rewriting each URL. `base` is an origin: a scheme, a host and an
+    /// optional port (`https://auth.staging.example`, `http://127.0.0.1:8080`), a trailing
+    /// `/` allowed; anything more (a path, a query, a `user@`) makes building the
+    /// registry fail with [`Error::Config`](crate::Error::Config), as does a URL of the
+    /// provider that does not parse. A provider with several API origins gets the one.
+    ///
+    /// ```
+    /// use tower_oauth2::{providers, Provider};
+    ///
+    /// let provider = Provider::standard("https://auth.example.com/oauth/token")
+    ///     .api("https://api.example.com")
+    ///     .at("http://127.0.0.1:8080");
+    /// assert_eq!(provider.get_token_url(), "http://127.0.0.1:8080/oauth/token");
+    /// assert_eq!(provider.get_api_origins(), ["http://127.0.0.1:8080"]);
+    ///
+    /// // The presets have the same paths under any base: `providers::agrello_at` is this.
+    /// let agrello = providers::agrello().at("http://127.0.0.1:8080");
+    /// assert_eq!(
+    ///     agrello.get_authorize_url(),
+    ///     Some("http://127.0.0.1:8080/identity/auth/oauth/authorize")
+    /// );
+    /// ```
+    pub fn at(mut self, base: &str) -> Provider {
+        let base = base.trim_end_matches('/');
+        if !is_origin(base) {
+            let shown = crate::redact::without_userinfo(base).into_owned();
+            return self.invalid(format!(
+                "base URL `{shown}` must be an origin such as `https://auth.example.com`"
+            ));
+        }
+        let mut unparsable = None;
+        let mut rebase = |url: &mut String| match url.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme().is_some() => {
+                let rest = uri.path_and_query().map_or("", |pq| pq.as_str());
+                *url = format!("{base}{}", if rest == "/" { "" } else { rest });
+            }
+            _ => unparsable = Some(crate::redact::without_userinfo(url).into_owned()),
+        };
+        rebase(&mut self.token_url);
+        if let Some(url) = &mut self.authorize_url {
+            rebase(url);
+        }
+        if let Some(Revocation::Rfc7009 { url } | Revocation::Header { url, .. }) = &mut self.revocation {
+            rebase(url);
+        }
+        self.api_origins = vec![base.to_owned()];
+        match unparsable {
+            Some(url) => self.invalid(format!(
+                "`{url}` is not a URL, so it cannot be moved to another base"
+            )),
+            None => self,
+        }
+    }
+}
+
 /// RFC 1035 label: 1 to 63 letters, digits and inner hyphens.
 fn is_dns_label(s: &str) -> bool {
     (1..=63).contains(&s.len())
@@ -337,6 +451,52 @@ mod tests {
         ] {
             assert!(provider.get_revocation().is_none(), "{provider:?}");
         }
+    }
+
+    #[test]
+    fn at_moves_every_endpoint_to_the_base_and_keeps_the_paths() {
+        let io = ioffice("https://acme.iofficeconnect.com").at("http://127.0.0.1:9000/");
+        assert_eq!(
+            io.get_token_url(),
+            "http://127.0.0.1:9000/external/api/oauth2/token"
+        );
+        assert_eq!(io.get_authorize_url(), Some("http://127.0.0.1:9000/login.html"));
+        assert_eq!(io.get_api_origins(), ["http://127.0.0.1:9000"]);
+        assert_eq!(
+            io.get_revocation(),
+            Some(&Revocation::Header {
+                url: "http://127.0.0.1:9000/external/api/oauth2/revoke".into(),
+                header: HeaderName::from_static("x-token"),
+            })
+        );
+        let accelo = accelo_at("http://127.0.0.1:9000");
+        assert_eq!(accelo.get_token_url(), "http://127.0.0.1:9000/oauth2/v0/token");
+        assert_eq!(accelo.get_name(), "accelo");
+        let query = Provider::standard("https://a.example/token?tenant=1").at("https://b.example");
+        assert_eq!(query.get_token_url(), "https://b.example/token?tenant=1");
+        assert!(builds(accelo).is_ok());
+    }
+
+    #[test]
+    fn at_refuses_a_base_that_is_not_an_origin() {
+        for bad in [
+            "http://127.0.0.1:9000/prefix",
+            "http://user:pw@127.0.0.1:9000",
+            "127.0.0.1:9000",
+            "http://127.0.0.1:9000?x=1",
+            "",
+        ] {
+            let err = builds(agrello_at(bad)).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{bad:?}: {err}");
+            assert!(!err.to_string().contains("pw"), "{err}");
+        }
+        let err = builds(
+            Provider::standard("not a url")
+                .api("https://api.example")
+                .at("https://b.example"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
     }
 
     #[test]

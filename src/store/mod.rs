@@ -159,6 +159,23 @@ pub trait TokenStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
+/// A store as a credential or a users' group holds it: shared, and printed by its
+/// presence only (a store need not implement `Debug`, and may hold tokens).
+#[derive(Clone)]
+pub(crate) struct SharedStore(pub(crate) Arc<dyn TokenStore>);
+
+impl SharedStore {
+    pub(crate) fn new(store: impl TokenStore) -> Self {
+        Self(Arc::new(store))
+    }
+}
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenStore(..)")
+    }
+}
+
 impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
         (**self).load(key)
