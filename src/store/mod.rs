@@ -113,6 +113,7 @@
 mod error;
 mod file;
 mod format;
+mod lease;
 mod memory;
 mod notifying;
 #[cfg(test)]
@@ -126,6 +127,7 @@ pub(crate) use self::tokens::wall_clock_now;
 pub use self::{
     error::{StoreError, StoreErrorKind, StoreOperation},
     file::FileStore,
+    lease::{Lease, LeaseSettings, RefreshCoordination},
     memory::MemoryStore,
     notifying::{Notifying, TokenChange},
     tokens::StoredTokens,
@@ -157,6 +159,13 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Removes the tokens of `key`. Deleting a key with no tokens succeeds.
     fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The lease operations of a store shared by several processes, with which they
+    /// refresh each credential once between them (see [`RefreshCoordination`]). `None`,
+    /// the default, for a store of one process: each refreshes on its own.
+    fn coordination(&self) -> Option<&dyn RefreshCoordination> {
+        None
+    }
 }
 
 /// A store as a credential or a users' group holds it: shared, and printed by its
@@ -192,6 +201,10 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).delete(key)
     }
+
+    fn coordination(&self) -> Option<&dyn RefreshCoordination> {
+        (**self).coordination()
+    }
 }
 
 impl<T: TokenStore + ?Sized> TokenStore for Box<T> {
@@ -209,6 +222,10 @@ impl<T: TokenStore + ?Sized> TokenStore for Box<T> {
 
     fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).delete(key)
+    }
+
+    fn coordination(&self) -> Option<&dyn RefreshCoordination> {
+        (**self).coordination()
     }
 }
 

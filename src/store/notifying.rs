@@ -1,8 +1,10 @@
 //! A store wrapper that tells the application whenever tokens change.
 
-use std::{any, fmt, sync::Arc};
+use std::{any, fmt, sync::Arc, time::Duration};
 
-use super::{BoxFuture, StoreError, StoredTokens, TokenStore};
+use futures_util::FutureExt;
+
+use super::{BoxFuture, Lease, LeaseSettings, RefreshCoordination, StoreError, StoredTokens, TokenStore};
 use crate::CredentialKey;
 
 /// What happened to a credential's stored tokens.
@@ -128,5 +130,68 @@ impl<S: TokenStore> TokenStore for Notifying<S> {
             (self.callback)(key, TokenChange::Deleted);
             Ok(())
         })
+    }
+
+    // The inner store's lease operations, with fenced saves reported like any other.
+    fn coordination(&self) -> Option<&dyn RefreshCoordination> {
+        self.inner
+            .coordination()
+            .map(|_| self as &dyn RefreshCoordination)
+    }
+}
+
+impl<S: TokenStore> RefreshCoordination for Notifying<S> {
+    fn settings(&self) -> LeaseSettings {
+        self.inner
+            .coordination()
+            .map(|c| c.settings())
+            .unwrap_or_default()
+    }
+
+    fn try_lease<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        match self.inner.coordination() {
+            Some(inner) => inner.try_lease(key),
+            None => Box::pin(async { Ok(None) }),
+        }
+    }
+
+    fn save_fenced<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        tokens: &'a StoredTokens,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let Some(inner) = self.inner.coordination() else {
+                return Ok(false);
+            };
+            let saved = inner.save_fenced(key, tokens, lease).await?;
+            if saved {
+                (self.callback)(key, TokenChange::Saved);
+            }
+            Ok(saved)
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        match self.inner.coordination() {
+            Some(inner) => inner.release(key, lease),
+            None => Box::pin(async { Ok(()) }),
+        }
+    }
+
+    fn changed<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        at_most: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        match self.inner.coordination() {
+            Some(inner) => inner.changed(key, at_most),
+            None => Box::pin(tokio::time::sleep(at_most).then(|()| async { Ok(()) })),
+        }
     }
 }
