@@ -37,6 +37,9 @@ pub enum StoreOperation {
     Save,
     /// [`TokenStore::delete`](super::TokenStore::delete).
     Delete,
+    /// Taking, awaiting or releasing a refresh lease
+    /// ([`RefreshCoordination`](super::RefreshCoordination)).
+    Lease,
 }
 
 impl fmt::Display for StoreOperation {
@@ -46,6 +49,7 @@ impl fmt::Display for StoreOperation {
             StoreOperation::Load => "load",
             StoreOperation::Save => "save",
             StoreOperation::Delete => "delete",
+            StoreOperation::Lease => "lease",
         })
     }
 }
@@ -63,6 +67,9 @@ pub enum StoreErrorKind {
     KeyMismatch,
     /// The record was written in a format version this crate does not read.
     UnsupportedVersion,
+    /// Another process held the credential's refresh lease, and no new tokens came,
+    /// for longer than [`LeaseSettings::max_wait`](super::LeaseSettings::max_wait).
+    LeaseWaitExceeded,
     /// Anything else, e.g. the failure of a custom store (see [`StoreError::new`]).
     Other,
 }
@@ -169,6 +176,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Corrupt => "not a valid token record",
             StoreErrorKind::KeyMismatch => "the record belongs to another credential",
             StoreErrorKind::UnsupportedVersion => "unsupported format version",
+            StoreErrorKind::LeaseWaitExceeded => "another process held the refresh lease too long",
             StoreErrorKind::Other => "store failure",
         };
         write!(f, ": {what}")?;
