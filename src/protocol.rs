@@ -211,6 +211,7 @@ enum DeadCheck {
 impl Plan {
     pub(crate) fn of(provider: &Provider) -> Self {
         let dead = match (&provider.dead_token_statuses[..], &provider.dead_token_when) {
+            _ if provider.grpc => DeadCheck::Provider,
             ([], None) => DeadCheck::Never,
             ([status], None) => DeadCheck::Only(*status),
             _ => DeadCheck::Provider,

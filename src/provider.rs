@@ -228,6 +228,8 @@ pub struct Provider {
     pub(crate) placement: TokenPlacement,
     pub(crate) dead_token_statuses: Vec<StatusCode>,
     pub(crate) dead_token_when: Option<Arc<DeadTokenFn>>,
+    /// The API speaks gRPC: a trailers-only `UNAUTHENTICATED` answer is a dead token.
+    pub(crate) grpc: bool,
     pub(crate) expires_in: ExpiresIn,
     pub(crate) lifetimes: Lifetimes,
     pub(crate) max_response_bytes: usize,
@@ -269,6 +271,7 @@ impl Provider {
             placement: TokenPlacement::AuthorizationBearer,
             dead_token_statuses: vec![StatusCode::UNAUTHORIZED],
             dead_token_when: None,
+            grpc: false,
             expires_in: ExpiresIn::Seconds,
             lifetimes: Lifetimes::default(),
             max_response_bytes: 64 * 1024,
@@ -351,6 +354,30 @@ impl Provider {
         F: Fn(StatusCode, &HeaderMap) -> bool + Send + Sync + 'static,
     {
         self.dead_token_when = Some(Arc::new(predicate));
+        self
+    }
+
+    /// Whether the provider's API speaks gRPC (default: no). When it does, an answer
+    /// with gRPC status 16 (`UNAUTHENTICATED`) in its headers is also a dead-token
+    /// answer: that is the "trailers-only" answer a gRPC server gives a call it refuses
+    /// before running it (HTTP 200, `grpc-status: 16`), as an interceptor checking the
+    /// token does. The token is refreshed and a unary call sent once more, as after a
+    /// 401. A status sent in trailers after a streamed answer is not seen: reading it
+    /// would mean holding the whole answer back.
+    ///
+    /// This adds to [`dead_token_statuses`](Self::dead_token_statuses) and
+    /// [`dead_token_when`](Self::dead_token_when), which still apply.
+    ///
+    /// ```
+    /// use tower_oauth2::Provider;
+    ///
+    /// let provider = Provider::standard("https://auth.example.com/oauth/token")
+    ///     .api("https://grpc.example.com")
+    ///     .grpc(true);
+    /// # let _ = provider;
+    /// ```
+    pub fn grpc(mut self, enabled: bool) -> Self {
+        self.grpc = enabled;
         self
     }
 
@@ -479,7 +506,16 @@ impl Provider {
                 .dead_token_when
                 .as_ref()
                 .is_some_and(|when| when(status, headers))
+            || (self.grpc && is_grpc_unauthenticated(headers))
     }
+}
+
+/// Whether `headers` carry gRPC status 16, `UNAUTHENTICATED` (the gRPC status codes:
+/// <https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
+fn is_grpc_unauthenticated(headers: &HeaderMap) -> bool {
+    headers
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes().trim_ascii() == b"16")
 }
 
 // Written by hand: the predicate is a closure, printed by its presence only, and URLs
@@ -495,6 +531,7 @@ impl fmt::Debug for Provider {
             .field("placement", &self.placement)
             .field("dead_token_statuses", &self.dead_token_statuses)
             .field("dead_token_when", &self.dead_token_when.as_ref().map(|_| ".."))
+            .field("grpc", &self.grpc)
             .field("expires_in", &self.expires_in)
             .field("lifetimes", &self.lifetimes)
             .field("max_response_bytes", &self.max_response_bytes)
@@ -976,5 +1013,52 @@ mod tests {
             Provider::standard("https://a.example/token").get_name(),
             "a.example"
         );
+    }
+
+    #[test]
+    fn a_grpc_provider_counts_a_trailers_only_unauthenticated_as_a_dead_token() {
+        let ok = StatusCode::OK;
+        let grpc = |status: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", http::HeaderValue::from_static("application/grpc"));
+            headers.insert("grpc-status", http::HeaderValue::from_static(status));
+            headers
+        };
+        let plain = Provider::standard("https://auth.example/token");
+        assert!(
+            !plain.is_dead_token(ok, &grpc("16")),
+            "only when the API is declared gRPC"
+        );
+
+        let provider = plain.clone().grpc(true);
+        assert!(provider.is_dead_token(ok, &grpc("16")));
+        assert!(provider.is_dead_token(ok, &grpc(" 16 ")));
+        for other in ["0", "7", "160", "1", ""] {
+            assert!(!provider.is_dead_token(ok, &grpc(other)), "grpc-status {other:?}");
+        }
+        assert!(!provider.is_dead_token(ok, &HeaderMap::new()));
+        // The other judgements still apply: 401 by default, and a predicate.
+        assert!(provider.is_dead_token(StatusCode::UNAUTHORIZED, &HeaderMap::new()));
+        let with_predicate = provider
+            .clone()
+            .dead_token_statuses([])
+            .dead_token_when(|status, _| status == StatusCode::FORBIDDEN);
+        assert!(with_predicate.is_dead_token(StatusCode::FORBIDDEN, &HeaderMap::new()));
+        assert!(with_predicate.is_dead_token(ok, &grpc("16")));
+        assert!(!with_predicate.is_dead_token(StatusCode::UNAUTHORIZED, &HeaderMap::new()));
+
+        // The layer's precomputed plan asks the provider, even with the single default
+        // status or no status at all.
+        for provider in [provider, provider_without_statuses()] {
+            let plan = crate::protocol::Plan::of(&provider);
+            assert!(plan.is_dead(ok, &grpc("16"), || &provider));
+            assert!(!plan.is_dead(ok, &grpc("0"), || &provider));
+        }
+    }
+
+    fn provider_without_statuses() -> Provider {
+        Provider::standard("https://auth.example/token")
+            .dead_token_statuses([])
+            .grpc(true)
     }
 }
