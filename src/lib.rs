@@ -166,7 +166,8 @@ pub mod __fuzz {
     feature = "reqwest",
     feature = "axum",
     feature = "hyper-transport",
-    feature = "follow-redirect"
+    feature = "follow-redirect",
+    feature = "tonic"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
