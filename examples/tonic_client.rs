@@ -82,7 +82,9 @@ async fn main() -> Result<(), BoxError> {
             println!("the server revokes the token in use");
         }
         let answer = client
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .await?
             .into_inner();
         println!("call {call}: {:?}", answer.status());
