@@ -104,9 +104,13 @@ pub trait ReplayableBody: Sized {
 /// (see [`ReplayableBody::replay_copy`]).
 pub struct Replay<B> {
     body: B,
-    /// Asks the recording when the copy cannot (it is boxed).
-    recording: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// Asks the recording when the copy cannot (it is boxed). A thin pointer: the copy
+    /// lives in the response future of every request that may be retried.
+    recording: Option<Box<RecordingCheck>>,
 }
+
+/// Whether a recording can be replayed, asked through the box of a boxed body's copy.
+type RecordingCheck = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl<B: ReplayableBody> Replay<B> {
     /// A copy that answers for itself through [`ReplayableBody::is_replayable`].
@@ -483,9 +487,9 @@ where
             *body = T::boxing(recording);
             replay.map(|replay| Replay {
                 body: T::boxing(replay),
-                recording: Some(Arc::new(move || {
+                recording: Some(Box::new(Box::new(move || {
                     ReplayBody::is_complete(&shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
-                })),
+                }))),
             })
         }
         Read::Streaming | Read::Over | Read::Failed => {
