@@ -19,7 +19,10 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
-use tower_oauth2::{BoxError, Credential, Credentials, OAuth2Layer, Provider};
+use tower_oauth2::{
+    body::{ReplayBody, ReplayableBody},
+    BoxError, Credential, Credentials, OAuth2Layer, Provider,
+};
 
 use support::{eventually, Api, TokenEndpoint};
 
@@ -225,14 +228,19 @@ async fn a_streamed_axum_body_over_the_limit_is_sent_once_and_its_dead_token_ans
 
 // ===== a hyper proxy forwarding `Incoming` =====
 
-/// A proxy on 127.0.0.1 forwarding every request, body as received, to `upstream`
-/// through the layer over a hyper-util client of `Incoming` bodies.
-async fn proxy(upstream: SocketAddr, credentials: Credentials) -> SocketAddr {
-    let http: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build_http();
+/// A proxy on 127.0.0.1 forwarding every request to `upstream` through the layer over
+/// a hyper-util client, with the body as received (`Incoming`), or as `wrap` makes it.
+async fn proxy<B>(upstream: SocketAddr, credentials: Credentials, wrap: fn(Incoming) -> B) -> SocketAddr
+where
+    B: ReplayableBody + http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let http: Client<HttpConnector, B> = Client::builder(TokioExecutor::new()).build_http();
     let forward = OAuth2Layer::new(credentials).layer(http);
-    serve(tower::service_fn(move |mut req: Request<Incoming>| {
+    serve(tower::service_fn(move |req: Request<Incoming>| {
         let forward = forward.clone();
         async move {
+            let mut req = req.map(wrap);
             let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
             *req.uri_mut() = format!("http://{upstream}{path}").parse()?;
             req.headers_mut().remove(HOST);
@@ -242,19 +250,21 @@ async fn proxy(upstream: SocketAddr, credentials: Credentials) -> SocketAddr {
     .await
 }
 
+fn proxy_post(proxy: SocketAddr, id: &str) -> Request<Full<Bytes>> {
+    Request::post(format!("http://{proxy}/v1/things"))
+        .header("x-request-id", id)
+        .body(Full::new(Bytes::from_static(JSON.as_bytes())))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_hyper_proxy_attaches_the_token_and_returns_a_dead_token_answer_without_retrying() {
     let (api, endpoint) = (Api::new(), TokenEndpoint::new(Duration::from_secs(3600)));
     let upstream = serve(api.clone()).await;
     let credentials = credentials(&endpoint, upstream);
-    let proxy = proxy(upstream, credentials.clone()).await;
+    let proxy = proxy(upstream, credentials.clone(), |incoming| incoming).await;
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let post = |id: &str| {
-        Request::post(format!("http://{proxy}/v1/things"))
-            .header("x-request-id", id)
-            .body(Full::new(Bytes::from_static(JSON.as_bytes())))
-            .unwrap()
-    };
+    let post = |id: &str| proxy_post(proxy, id);
 
     let warm = client.request(post("warm")).await.unwrap();
     assert_eq!(warm.status(), StatusCode::OK);
@@ -287,4 +297,38 @@ async fn a_hyper_proxy_attaches_the_token_and_returns_a_dead_token_answer_withou
     );
     assert_eq!(next[0].body, JSON.as_bytes());
     assert_eq!(endpoint.requests(), 2, "one refresh");
+}
+
+#[tokio::test]
+async fn a_hyper_proxy_that_wraps_incoming_in_a_replay_body_gets_the_retry() {
+    let (api, endpoint) = (Api::new(), TokenEndpoint::new(Duration::from_secs(3600)));
+    let upstream = serve(api.clone()).await;
+    let credentials = credentials(&endpoint, upstream);
+    let proxy = proxy(upstream, credentials.clone(), ReplayBody::new).await;
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    assert_eq!(
+        client.request(proxy_post(proxy, "warm")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    api.revoke_up_to(1);
+
+    let response = client.request(proxy_post(proxy, "dead")).await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK, "refreshed and retried");
+    let sends: Vec<_> = api
+        .seen()
+        .into_iter()
+        .filter(|seen| seen.id.as_deref() == Some("dead"))
+        .map(|seen| (seen.status, seen.authorization.unwrap(), seen.body))
+        .collect();
+    let body = Bytes::from_static(JSON.as_bytes());
+    assert_eq!(
+        sends,
+        [
+            (401, "Bearer tok-1".to_owned(), body.clone()),
+            (200, "Bearer tok-2".to_owned(), body)
+        ]
+    );
+    assert_eq!(endpoint.requests(), 2);
+    assert_eq!(retries(&credentials), 1);
 }
