@@ -22,8 +22,8 @@ use crate::{
     provider::{Grant, RefreshTokens},
     secret::{Fingerprint, RefreshToken},
     store::{
-        wall_clock_now, Lease, LeaseSettings, RefreshCoordination, StoreError, StoreErrorKind, StoreOperation,
-        StoredTokens, TokenStore,
+        wall_clock_now, Lease, LeaseSettings, RefreshCoordination, StoreError, StoreErrorKind,
+        StoreOperation, StoredTokens, TokenStore,
     },
     token::TokenSet,
 };
@@ -197,7 +197,9 @@ impl CredentialState {
             match coordination.try_lease(key).await {
                 Err(err) => return self.uncoordinated(err, input, &settings).await,
                 Ok(Some(lease)) => {
-                    let attempt = self.refresh_leased(store, coordination, &lease, input, held).await;
+                    let attempt = self
+                        .refresh_leased(store, coordination, &lease, input, held)
+                        .await;
                     if let Err(err) = coordination.release(key, &lease).await {
                         // It expires by itself; the next holder waits that long at most.
                         tracing::debug!(error = %err, "could not release the refresh lease");
@@ -207,11 +209,12 @@ impl CredentialState {
                 Ok(None) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        let err = StoreError::keyed(StoreOperation::Lease, StoreErrorKind::LeaseWaitExceeded, key)
-                            .with_detail(format!(
-                                "no new tokens within {:?} while another process held the refresh lease",
-                                settings.max_wait
-                            ));
+                        let err =
+                            StoreError::keyed(StoreOperation::Lease, StoreErrorKind::LeaseWaitExceeded, key)
+                                .with_detail(format!(
+                                    "no new tokens within {:?} while another process held the refresh lease",
+                                    settings.max_wait
+                                ));
                         return Attempt::failed(Error::Store(err));
                     }
                     if let Err(err) = coordination.changed(key, left).await {
@@ -285,7 +288,12 @@ impl CredentialState {
     /// refresh cannot harm other processes (client credentials, refresh tokens that do
     /// not rotate) refreshes on its own when the settings allow it, without the store;
     /// any other gets the store's error.
-    async fn uncoordinated(&self, err: StoreError, input: Option<GrantInput>, settings: &LeaseSettings) -> Attempt {
+    async fn uncoordinated(
+        &self,
+        err: StoreError,
+        input: Option<GrantInput>,
+        settings: &LeaseSettings,
+    ) -> Attempt {
         let harmless = self.runs_client_credentials()
             || self.config.credential.provider.refresh_tokens != RefreshTokens::Rotated;
         let Some(input) = input.filter(|_| settings.local_fallback && harmless) else {
