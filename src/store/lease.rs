@@ -77,9 +77,9 @@ impl Default for LeaseSettings {
     }
 }
 
-/// The lease operations of a store shared by several processes (see the
-/// [module docs](self)). A [`TokenStore`](super::TokenStore) offers them through
-/// [`TokenStore::coordination`](super::TokenStore::coordination).
+/// The lease operations of a store shared by several processes, with which they refresh
+/// each credential once between them. A [`TokenStore`](super::TokenStore) offers them
+/// through [`TokenStore::coordination`](super::TokenStore::coordination).
 pub trait RefreshCoordination: Send + Sync {
     /// How the core should use this coordination.
     fn settings(&self) -> LeaseSettings;
