@@ -63,6 +63,10 @@ pub enum StoreErrorKind {
     KeyMismatch,
     /// The record was written in a format version this crate does not read.
     UnsupportedVersion,
+    /// The record is encrypted under a key id that the keyring of an `EncryptedStore`
+    /// (feature `encryption`) does not hold: a key was removed while records still use
+    /// it. The record may well be intact: with the key back in the keyring, it reads.
+    UnknownEncryptionKey,
     /// Anything else, e.g. the failure of a custom store (see [`StoreError::new`]).
     Other,
 }
@@ -169,6 +173,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Corrupt => "not a valid token record",
             StoreErrorKind::KeyMismatch => "the record belongs to another credential",
             StoreErrorKind::UnsupportedVersion => "unsupported format version",
+            StoreErrorKind::UnknownEncryptionKey => "encrypted under a key the keyring does not hold",
             StoreErrorKind::Other => "store failure",
         };
         write!(f, ": {what}")?;
