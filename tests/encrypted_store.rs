@@ -273,6 +273,22 @@ async fn a_value_moved_to_another_credential_or_field_is_refused() {
     assert_eq!(err.kind(), StoreErrorKind::Corrupt);
     assert!(err.to_string().contains("failed authentication"), "{err}");
 
+    // The refresh token where the scope was, and the other way round: neither is bound
+    // to the expiry, so only the field's name tells them apart.
+    let mut swapped = alices.clone();
+    swapped.scope = Some(alices.refresh_token.clone().unwrap().secret().to_owned());
+    inner.save(&alice(), &swapped).await.unwrap();
+    let err = load_err(&store, &alice()).await;
+    assert!(err.to_string().contains("scope: failed authentication"), "{err}");
+    let mut swapped = alices.clone();
+    swapped.refresh_token = Some(RefreshToken::new(alices.scope.clone().unwrap()));
+    inner.save(&alice(), &swapped).await.unwrap();
+    let err = load_err(&store, &alice()).await;
+    assert!(
+        err.to_string().contains("refresh_token: failed authentication"),
+        "{err}"
+    );
+
     // The refresh token where the access token was, and the other way round.
     let mut swapped = alices.clone();
     swapped.access_token = Some(AccessToken::new(alices.refresh_token.clone().unwrap().secret()));
