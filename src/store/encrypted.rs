@@ -53,7 +53,8 @@
 //! something else.
 //!
 //! Keys are 32 bytes from a CSPRNG (`openssl rand -base64 32` prints one). Key bytes are
-//! never shown by `Debug` and are overwritten with zeros when the last copy is dropped.
+//! never shown by `Debug`, and each copy the crate holds is overwritten with zeros when
+//! dropped (the bytes or base64 the application passed in remain its own to clear).
 //!
 //! # Errors
 //!
