@@ -89,6 +89,8 @@
 //!   [`ServiceBuilderExt::oauth2_follow_redirects`], tower-http's `FollowRedirect`
 //!   without tokens leaving their origin; see [`redirect`] (and, for reqwest,
 //!   [`reqwest::redirect_policy`]).
+//! - `encryption`: [`store::EncryptedStore`], tokens encrypted at rest (XChaCha20-Poly1305)
+//!   around any store, with keys that can be rotated.
 //! - `metrics`: [`Credentials::record_metrics`] and
 //!   [`Credentials::spawn_metrics_exporter`], the counters of [`Credentials::stats`]
 //!   published through the `metrics` facade (see [`metrics`]).
@@ -207,3 +209,8 @@ pub use self::{
     token::{ExpiresIn, Lifetimes},
     transport::TokenRequest,
 };
+
+// The encrypted store and its keys, at the root too.
+#[cfg(feature = "encryption")]
+#[doc(no_inline)]
+pub use self::store::{EncryptedStore, EncryptionKey, Keyring};

@@ -70,6 +70,10 @@ pub enum StoreErrorKind {
     /// Another process held the credential's refresh lease, and no new tokens came,
     /// for longer than [`LeaseSettings::max_wait`](super::LeaseSettings::max_wait).
     LeaseWaitExceeded,
+    /// The record is encrypted under a key id that the keyring of an `EncryptedStore`
+    /// (feature `encryption`) does not hold: a key was removed while records still use
+    /// it. The record may well be intact: with the key back in the keyring, it reads.
+    UnknownEncryptionKey,
     /// Anything else, e.g. the failure of a custom store (see [`StoreError::new`]).
     Other,
 }
@@ -177,6 +181,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::KeyMismatch => "the record belongs to another credential",
             StoreErrorKind::UnsupportedVersion => "unsupported format version",
             StoreErrorKind::LeaseWaitExceeded => "another process held the refresh lease too long",
+            StoreErrorKind::UnknownEncryptionKey => "encrypted under a key the keyring does not hold",
             StoreErrorKind::Other => "store failure",
         };
         write!(f, ": {what}")?;

@@ -11,6 +11,8 @@
 //!   survive restarts and crashes.
 //! - [`Notifying`] wraps any store and calls back after every change, so an application
 //!   can persist or audit elsewhere.
+//! - `EncryptedStore` (feature `encryption`) wraps any store and encrypts the tokens
+//!   before it sees them, with keys that can be rotated.
 //! - Anything else (a database, a secrets manager) is an implementation of [`TokenStore`].
 //!
 //! Stores are used as `Arc<dyn TokenStore>`; every method returns a boxed future
@@ -110,6 +112,9 @@
 //! A store's errors are [`StoreError`]s: build them with [`StoreError::new`],
 //! [`StoreError::io`] or [`StoreError::corrupt`], and keep tokens out of their causes.
 
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub mod encrypted;
 mod error;
 mod file;
 mod format;
@@ -122,6 +127,9 @@ mod tokens;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+#[cfg(feature = "encryption")]
+#[doc(inline)]
+pub use self::encrypted::{EncryptedStore, EncryptionKey, EncryptionKeyError, Keyring};
 pub(crate) use self::tokens::wall_clock_now;
 #[doc(inline)]
 pub use self::{
