@@ -37,6 +37,9 @@ pub enum StoreOperation {
     Save,
     /// [`TokenStore::delete`](super::TokenStore::delete).
     Delete,
+    /// Taking, releasing or waiting on a refresh lease (see
+    /// [`RefreshCoordination`](super::RefreshCoordination)).
+    Coordinate,
 }
 
 impl fmt::Display for StoreOperation {
@@ -46,6 +49,7 @@ impl fmt::Display for StoreOperation {
             StoreOperation::Load => "load",
             StoreOperation::Save => "save",
             StoreOperation::Delete => "delete",
+            StoreOperation::Coordinate => "coordinate the refresh of",
         })
     }
 }

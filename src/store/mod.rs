@@ -118,10 +118,16 @@ mod memory;
 mod notifying;
 #[cfg(test)]
 mod proptests;
+#[cfg(feature = "redis")]
+mod redis;
 mod tokens;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use self::redis::{RedisKeys, RedisStore, RedisStoreBuilder};
 pub(crate) use self::tokens::wall_clock_now;
 #[doc(inline)]
 pub use self::{
