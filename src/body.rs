@@ -11,12 +11,42 @@
 //! | `()` (no body) and [`Empty`] | always |
 //! | [`Full`], `String` | when no larger than the replay limit (default 64 KiB) |
 //! | [`BoxBody`], [`UnsyncBoxBody`] | only when their size hint says they are empty |
+//! | `axum::body::Body` (feature `axum`), `tonic::body::Body` (feature `tonic`) | when empty, or when the whole body fits under the limit: what it has ready at once is read ahead and kept; a body still streaming is recorded as it is sent, like [`ReplayBody`] |
 //! | [`ReplayBody<B>`] around any streaming body | when the whole body fit under the limit and the first send finished reading it (or stopped early and left the rest unread) |
+//! | `hyper::body::Incoming` (feature `hyper`, on by default) | never: sent once (see below) |
 //!
 //! Anything else is sent once, and a dead-token answer to it goes back to the caller as
 //! it is (the token is still refreshed for the requests that follow). Implement
 //! [`ReplayableBody`] for your own body type, or wrap it in [`ReplayBody`].
 //!
+//! # axum and tonic bodies
+//!
+//! Both are boxed bodies, so the layer can put a recording body in their place: before
+//! the first send it reads whatever the body has ready without waiting (all of it, for
+//! a body built from bytes or a unary gRPC message), keeps up to the replay limit, and
+//! sends both copies from what it kept. A body that is still streaming is recorded as it
+//! goes; a body that outgrows the limit is sent once. The bytes sent the second time are
+//! the bytes sent the first time.
+//!
+//! # A proxy forwarding `hyper::body::Incoming`
+//!
+//! What a hyper server received can be read only once, and hyper offers no way to build
+//! another `Incoming`: a request with this body is sent once, and a dead-token answer
+//! goes back to the client (the token is refreshed for the next request). A proxy that
+//! wants the retry wraps the body before forwarding it, and forwards over a client of
+//! that body type:
+//!
+//! ```
+//! # #[cfg(feature = "hyper")]
+//! # fn forward(request: http::Request<hyper::body::Incoming>) {
+//! use tower_oauth2::body::ReplayBody;
+//!
+//! // Recorded as it is forwarded, up to the layer's replay limit.
+//! let request = request.map(ReplayBody::new);
+//! # let _ = request;
+//! # }
+//! ```
+
 //! # Example
 //!
 //! ```
@@ -31,10 +61,11 @@
 //! ```
 
 use std::{
-    fmt,
+    collections::VecDeque,
+    fmt, mem,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
-    task::{ready, Context, Poll},
+    task::{ready, Context, Poll, Waker},
 };
 
 use bytes::{Buf, Bytes};
@@ -57,6 +88,56 @@ pub trait ReplayableBody: Sized {
     /// first send outgrew the limit.
     fn is_replayable(&self) -> bool {
         true
+    }
+
+    /// The copy the layer keeps, with the way to tell, when the answer comes, whether it
+    /// can still be sent. The layer calls this rather than
+    /// [`try_clone_for_replay`](Self::try_clone_for_replay); the default calls that, and
+    /// asks the copy's [`is_replayable`](Self::is_replayable). Boxed bodies override it:
+    /// once a recording body is boxed, the box can no longer answer for it.
+    fn replay_copy(&mut self, limit: usize) -> Option<Replay<Self>> {
+        self.try_clone_for_replay(limit).map(Replay::new)
+    }
+}
+
+/// A replay copy of a request body, as the layer keeps it until the answer comes
+/// (see [`ReplayableBody::replay_copy`]).
+pub struct Replay<B> {
+    body: B,
+    /// Asks the recording when the copy cannot (it is boxed). A thin pointer: the copy
+    /// lives in the response future of every request that may be retried.
+    recording: Option<Box<RecordingCheck>>,
+}
+
+/// Whether a recording can be replayed, asked through the box of a boxed body's copy.
+type RecordingCheck = Box<dyn Fn() -> bool + Send + Sync>;
+
+impl<B: ReplayableBody> Replay<B> {
+    /// A copy that answers for itself through [`ReplayableBody::is_replayable`].
+    pub fn new(body: B) -> Self {
+        Self {
+            body,
+            recording: None,
+        }
+    }
+
+    /// Whether the copy can still be sent: checked just before the retry.
+    pub fn is_replayable(&self) -> bool {
+        match &self.recording {
+            Some(recording) => recording(),
+            None => self.body.is_replayable(),
+        }
+    }
+
+    /// The body to send.
+    pub fn into_body(self) -> B {
+        self.body
+    }
+}
+
+impl<B> fmt::Debug for Replay<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replay").finish_non_exhaustive()
     }
 }
 
@@ -140,6 +221,12 @@ impl<B> ReplayBody<B> {
         }
     }
 
+    /// Whether the recording can be replayed: the first send read the body to its end,
+    /// or stopped early and left the rest, without outgrowing the limit.
+    fn is_complete(recording: &Recording<B>) -> bool {
+        !recording.overflowed && (recording.finished || recording.rest.is_some())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Recording<B>> {
         self.shared
             .lock()
@@ -161,8 +248,7 @@ impl<B: Body + Unpin> ReplayableBody for ReplayBody<B> {
     }
 
     fn is_replayable(&self) -> bool {
-        let recording = self.lock();
-        !recording.overflowed && (recording.finished || recording.rest.is_some())
+        Self::is_complete(&self.lock())
     }
 }
 
@@ -285,6 +371,249 @@ impl<B> fmt::Debug for ReplayBody<B> {
     }
 }
 
+// ===== hyper's `Incoming` =====
+
+/// Never replayed: hyper gives no way to build a second `Incoming`, so a request
+/// forwarded with the body a hyper server received is sent once (see the
+/// [module documentation](self) for a proxy that wants the retry).
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+impl ReplayableBody for hyper::body::Incoming {
+    fn try_clone_for_replay(&mut self, _limit: usize) -> Option<Self> {
+        None
+    }
+}
+
+// ===== boxed bodies: axum's and tonic's =====
+
+/// Retried when empty or when the whole body fits under the limit (see the
+/// [module documentation](self)).
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl ReplayableBody for axum::body::Body {
+    /// A copy only when the body is read to its end at once, within the limit: the copy
+    /// of a body still streaming cannot tell, once boxed, whether its recording is
+    /// complete ([`replay_copy`](ReplayableBody::replay_copy) can).
+    fn try_clone_for_replay(&mut self, limit: usize) -> Option<Self> {
+        let replay = replay_boxed(self, limit)?;
+        replay.recording.is_none().then(|| replay.into_body())
+    }
+
+    fn replay_copy(&mut self, limit: usize) -> Option<Replay<Self>> {
+        replay_boxed(self, limit)
+    }
+}
+
+#[cfg(feature = "axum")]
+impl Boxed for axum::body::Body {
+    fn boxing<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = Self::Error> + Send + 'static,
+    {
+        axum::body::Body::new(body)
+    }
+}
+
+/// Retried when empty or when the whole body fits under the limit: a unary call's
+/// message always does, up to the limit (see the [module documentation](self)).
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+impl ReplayableBody for tonic::body::Body {
+    /// A copy only when the body is read to its end at once, within the limit: the copy
+    /// of a body still streaming cannot tell, once boxed, whether its recording is
+    /// complete ([`replay_copy`](ReplayableBody::replay_copy) can).
+    fn try_clone_for_replay(&mut self, limit: usize) -> Option<Self> {
+        let replay = replay_boxed(self, limit)?;
+        replay.recording.is_none().then(|| replay.into_body())
+    }
+
+    fn replay_copy(&mut self, limit: usize) -> Option<Replay<Self>> {
+        replay_boxed(self, limit)
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl Boxed for tonic::body::Body {
+    fn boxing<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = Self::Error> + Send + 'static,
+    {
+        tonic::body::Body::new(body)
+    }
+}
+
+/// A body type that boxes any body of its data and error types, as axum's and tonic's
+/// do: a body of that type can be replaced in place by a recording one.
+#[cfg_attr(not(any(feature = "axum", feature = "tonic")), allow(dead_code))]
+trait Boxed: ReplayableBody + Body<Data = Bytes> + Default + Unpin + Send + 'static {
+    fn boxing<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = Self::Error> + Send + 'static;
+}
+
+/// The replay copy of a boxed body, putting in `body`'s place what the first send reads.
+///
+/// The body is read ahead without waiting, as far as it is ready and up to `limit`
+/// bytes. Read to its end, both sends get what was read. Still streaming, it is
+/// recorded as it is sent (a [`ReplayBody`]). Over the limit, or failed, it is sent
+/// once: what was read ahead, then the rest, exactly as it would have streamed.
+#[cfg_attr(not(any(feature = "axum", feature = "tonic")), allow(dead_code))]
+fn replay_boxed<T: Boxed>(body: &mut T, limit: usize) -> Option<Replay<T>>
+where
+    T::Error: Send,
+{
+    if body.is_end_stream() {
+        return Some(Replay::new(T::default()));
+    }
+    if body.size_hint().lower() > limit as u64 {
+        return None;
+    }
+    let (ahead, read) = read_ahead(mem::take(body), limit);
+    match read {
+        Read::Whole => {
+            let copy: ReadAhead<T> = ReadAhead {
+                chunks: ahead.chunks.clone(),
+                error: None,
+                trailers: ahead.trailers.clone(),
+                rest: None,
+            };
+            *body = T::boxing(ahead);
+            Some(Replay::new(T::boxing(copy)))
+        }
+        Read::Streaming if ahead.size_hint().lower() <= limit as u64 => {
+            let mut recording = ReplayBody::new(ahead);
+            let replay = recording.try_clone_for_replay(limit);
+            let shared = Arc::clone(&recording.shared);
+            *body = T::boxing(recording);
+            replay.map(|replay| Replay {
+                body: T::boxing(replay),
+                recording: Some(Box::new(Box::new(move || {
+                    ReplayBody::is_complete(&shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+                }))),
+            })
+        }
+        Read::Streaming | Read::Over | Read::Failed => {
+            *body = T::boxing(ahead);
+            None
+        }
+    }
+}
+
+/// How far [`read_ahead`] got.
+#[cfg_attr(not(any(feature = "axum", feature = "tonic")), allow(dead_code))]
+enum Read {
+    /// To the end of the body, within the limit.
+    Whole,
+    /// To a frame that is not ready yet.
+    Streaming,
+    /// Past the limit.
+    Over,
+    /// To an error.
+    Failed,
+}
+
+/// Reads the frames `body` has ready, without waiting, until it ends, fails, is not
+/// ready, or more than `limit` bytes have been read.
+#[cfg_attr(not(any(feature = "axum", feature = "tonic")), allow(dead_code))]
+fn read_ahead<B: Body<Data = Bytes> + Unpin>(mut body: B, limit: usize) -> (ReadAhead<B>, Read) {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut ahead = ReadAhead {
+        chunks: VecDeque::new(),
+        error: None,
+        trailers: None,
+        rest: None,
+    };
+    let mut len = 0usize;
+    let read = loop {
+        if len > limit {
+            break Read::Over;
+        }
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Pending => break Read::Streaming,
+            Poll::Ready(None) => return (ahead, Read::Whole),
+            Poll::Ready(Some(Err(err))) => {
+                ahead.error = Some(err);
+                return (ahead, Read::Failed);
+            }
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    len = len.saturating_add(data.len());
+                    if !data.is_empty() {
+                        ahead.chunks.push_back(data);
+                    }
+                }
+                // Trailers end a body: the next poll says so.
+                Err(frame) => ahead.trailers = frame.into_trailers().ok(),
+            },
+        }
+    };
+    ahead.rest = Some(body);
+    (ahead, read)
+}
+
+/// The frames read ahead of a body's send, then whatever its source has left (none,
+/// when it was read to its end).
+struct ReadAhead<B: Body> {
+    chunks: VecDeque<Bytes>,
+    /// The error that stopped the reading ahead: yielded after the chunks.
+    error: Option<B::Error>,
+    trailers: Option<HeaderMap>,
+    rest: Option<B>,
+}
+
+// The error is only ever moved out, never pinned; `rest` is `Unpin` where polled.
+impl<B: Body> Unpin for ReadAhead<B> {}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for ReadAhead<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        if let Some(chunk) = this.chunks.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if let Some(err) = this.error.take() {
+            return Poll::Ready(Some(Err(err)));
+        }
+        if let Some(trailers) = this.trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        let Some(rest) = this.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(Pin::new(rest).poll_frame(cx));
+        if frame.is_none() {
+            this.rest = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+            && self.error.is_none()
+            && self.trailers.is_none()
+            && self.rest.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let kept = self.chunks.iter().map(|chunk| chunk.len() as u64).sum::<u64>();
+        let Some(rest) = &self.rest else {
+            return SizeHint::with_exact(kept);
+        };
+        let rest = rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(kept));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(kept));
+        }
+        hint
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +674,84 @@ mod tests {
             .boxed();
         let _: &BoxBody<Bytes, std::convert::Infallible> = &full_box;
         assert!(full_box.try_clone_for_replay(100).is_none());
+    }
+
+    #[cfg(feature = "axum")]
+    mod boxed {
+        use super::*;
+        use futures_util::StreamExt;
+
+        async fn bytes_of(body: axum::body::Body) -> Bytes {
+            body.collect().await.unwrap().to_bytes()
+        }
+
+        /// A body whose chunks arrive through a channel: not ready before they are sent.
+        fn channel_body() -> (tokio::sync::mpsc::UnboundedSender<&'static str>, axum::body::Body) {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+            let stream = tokio_stream_of(rx)
+                .map(|chunk| Ok::<_, std::io::Error>(Bytes::from_static(chunk.as_bytes())));
+            (tx, axum::body::Body::from_stream(stream))
+        }
+
+        fn tokio_stream_of(
+            mut rx: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+        ) -> impl futures_util::Stream<Item = &'static str> + Send {
+            futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        }
+
+        #[tokio::test]
+        async fn a_buffered_axum_body_is_sent_twice_byte_identical() {
+            let json = r#"{"name":"widget","count":3}"#;
+            let mut body = axum::body::Body::from(json);
+            let replay = body.replay_copy(1024).expect("fits under the limit");
+            assert!(replay.is_replayable());
+            let replay = replay.into_body();
+            assert_eq!(body.size_hint().exact(), Some(json.len() as u64));
+            assert_eq!(replay.size_hint().exact(), Some(json.len() as u64));
+            assert_eq!(bytes_of(body).await, json);
+            assert_eq!(bytes_of(replay).await, json);
+        }
+
+        #[tokio::test]
+        async fn an_empty_axum_body_is_replayed_and_one_over_the_limit_is_sent_once() {
+            let mut empty = axum::body::Body::empty();
+            assert!(empty.replay_copy(0).is_some());
+            assert!(empty.try_clone_for_replay(0).is_some());
+
+            let mut large = axum::body::Body::from("x".repeat(2048));
+            assert!(large.replay_copy(1024).is_none());
+            assert_eq!(bytes_of(large).await, "x".repeat(2048));
+        }
+
+        #[tokio::test]
+        async fn a_ready_stream_over_the_limit_is_sent_once_whole() {
+            let chunks = (0..8).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'y'; 300])));
+            let mut body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+            assert!(body.replay_copy(1024).is_none());
+            assert_eq!(bytes_of(body).await, vec![b'y'; 2400]);
+        }
+
+        #[tokio::test]
+        async fn a_streaming_axum_body_is_recorded_as_it_is_sent() {
+            let (tx, mut body) = channel_body();
+            tx.send("first ").unwrap();
+            let replay = body.replay_copy(1024).expect("nothing known to be too large");
+            assert!(!replay.is_replayable(), "the first send has not finished");
+            tx.send("second").unwrap();
+            drop(tx);
+            assert_eq!(bytes_of(body).await, "first second");
+            assert!(replay.is_replayable());
+            assert_eq!(bytes_of(replay.into_body()).await, "first second");
+        }
+
+        #[tokio::test]
+        async fn a_streaming_axum_body_that_outgrows_the_limit_is_not_replayed() {
+            let (tx, mut body) = channel_body();
+            let replay = body.replay_copy(8).unwrap();
+            tx.send("0123456789").unwrap();
+            drop(tx);
+            assert_eq!(bytes_of(body).await, "0123456789");
+            assert!(!replay.is_replayable());
+        }
     }
 }

@@ -4,15 +4,17 @@
 //! # Overview
 //!
 //! [`OAuth2Layer`] wraps any `tower::Service<http::Request<B>>` (a hyper client, the
-//! outbound client of an axum app, a `ServiceBuilder` stack). For each request it picks
+//! outbound client of an axum app, a tonic `Channel`, a `ServiceBuilder` stack). For each
+//! request it picks
 //! the credential of the provider the request goes to, attaches the cached token, and:
 //!
 //! - refreshes the token before it expires, in the background, while requests keep
 //!   using the still-valid one;
 //! - when there is no usable token, makes one token request for any number of
 //!   concurrent callers, in a task of its own that outlives callers that give up;
-//! - when the API answers that the token is dead (401 by default), refreshes it once and
-//!   sends the request once more, if its body can be replayed;
+//! - when the API answers that the token is dead (401 by default; gRPC's
+//!   `UNAUTHENTICATED` with [`Provider::grpc`]), refreshes it once and sends the request
+//!   once more, if its body can be replayed (see [`body`]);
 //! - backs off from a failing token endpoint instead of hammering it.
 //!
 //! Reading the cached token takes no lock, reads no clock, and writes no memory another
@@ -170,7 +172,8 @@ pub mod __fuzz {
     feature = "reqwest",
     feature = "axum",
     feature = "hyper-transport",
-    feature = "follow-redirect"
+    feature = "follow-redirect",
+    feature = "tonic"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -213,7 +213,8 @@ enum DeadCheck {
 
 impl Plan {
     pub(crate) fn of(provider: &Provider) -> Self {
-        let simple = provider.dead_token_when.is_none() && provider.dead_token_body.is_none();
+        let simple =
+            provider.dead_token_when.is_none() && provider.dead_token_body.is_none() && !provider.grpc;
         let dead = match (&provider.dead_token_statuses[..], simple) {
             ([], true) => DeadCheck::Never,
             ([status], true) => DeadCheck::Only(*status),

@@ -234,6 +234,8 @@ pub struct Provider {
     pub(crate) dead_token_body_limit: usize,
     /// OAuth `error` codes that refuse the grant itself (the code or refresh token).
     pub(crate) refused_grant_errors: Vec<Arc<str>>,
+    /// The API speaks gRPC: a trailers-only `UNAUTHENTICATED` answer is a dead token.
+    pub(crate) grpc: bool,
     pub(crate) expires_in: ExpiresIn,
     pub(crate) lifetimes: Lifetimes,
     pub(crate) max_response_bytes: usize,
@@ -278,6 +280,7 @@ impl Provider {
             dead_token_body: None,
             dead_token_body_limit: DEFAULT_BODY_LIMIT,
             refused_grant_errors: vec![Arc::from("invalid_grant")],
+            grpc: false,
             expires_in: ExpiresIn::Seconds,
             lifetimes: Lifetimes::default(),
             max_response_bytes: 64 * 1024,
@@ -409,6 +412,30 @@ impl Provider {
         self
     }
 
+    /// Whether the provider's API speaks gRPC (default: no). When it does, an answer
+    /// with gRPC status 16 (`UNAUTHENTICATED`) in its headers is also a dead-token
+    /// answer: that is the "trailers-only" answer a gRPC server gives a call it refuses
+    /// before running it (HTTP 200, `grpc-status: 16`), as an interceptor checking the
+    /// token does. The token is refreshed and a unary call sent once more, as after a
+    /// 401. A status sent in trailers after a streamed answer is not seen: reading it
+    /// would mean holding the whole answer back.
+    ///
+    /// This adds to [`dead_token_statuses`](Self::dead_token_statuses) and
+    /// [`dead_token_when`](Self::dead_token_when), which still apply.
+    ///
+    /// ```
+    /// use tower_oauth2::Provider;
+    ///
+    /// let provider = Provider::standard("https://auth.example.com/oauth/token")
+    ///     .api("https://grpc.example.com")
+    ///     .grpc(true);
+    /// # let _ = provider;
+    /// ```
+    pub fn grpc(mut self, enabled: bool) -> Self {
+        self.grpc = enabled;
+        self
+    }
+
     /// The unit of `expires_in` (default: seconds).
     pub fn expires_in_unit(mut self, unit: ExpiresIn) -> Self {
         self.expires_in = unit;
@@ -534,7 +561,8 @@ impl Provider {
             || self
                 .dead_token_when
                 .as_ref()
-                .is_some_and(|when| when(status, headers));
+                .is_some_and(|when| when(status, headers))
+            || (self.grpc && is_grpc_unauthenticated(headers));
         if dead {
             Verdict::Dead
         } else if self
@@ -561,6 +589,14 @@ impl Provider {
     }
 }
 
+/// Whether `headers` carry gRPC status 16, `UNAUTHENTICATED` (the gRPC status codes:
+/// <https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
+fn is_grpc_unauthenticated(headers: &HeaderMap) -> bool {
+    headers
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes().trim_ascii() == b"16")
+}
+
 // Written by hand: the predicate is a closure, printed by its presence only, and URLs
 // are printed without any `user:password@` part.
 impl fmt::Debug for Provider {
@@ -577,6 +613,7 @@ impl fmt::Debug for Provider {
             .field("dead_token_body", &self.dead_token_body)
             .field("dead_token_body_limit", &self.dead_token_body_limit)
             .field("refused_grant_errors", &self.refused_grant_errors)
+            .field("grpc", &self.grpc)
             .field("expires_in", &self.expires_in)
             .field("lifetimes", &self.lifetimes)
             .field("max_response_bytes", &self.max_response_bytes)
@@ -1107,5 +1144,66 @@ mod tests {
             Provider::standard("https://a.example/token").get_name(),
             "a.example"
         );
+    }
+
+    #[test]
+    fn a_grpc_provider_counts_a_trailers_only_unauthenticated_as_a_dead_token() {
+        let ok = StatusCode::OK;
+        let grpc = |status: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", http::HeaderValue::from_static("application/grpc"));
+            headers.insert("grpc-status", http::HeaderValue::from_static(status));
+            headers
+        };
+        let plain = Provider::standard("https://auth.example/token");
+        assert_ne!(
+            plain.verdict(ok, &grpc("16")),
+            Verdict::Dead,
+            "only when the API is declared gRPC"
+        );
+
+        let provider = plain.clone().grpc(true);
+        assert_eq!(provider.verdict(ok, &grpc("16")), Verdict::Dead);
+        assert_eq!(provider.verdict(ok, &grpc(" 16 ")), Verdict::Dead);
+        for other in ["0", "7", "160", "1", ""] {
+            assert_ne!(
+                provider.verdict(ok, &grpc(other)),
+                Verdict::Dead,
+                "grpc-status {other:?}"
+            );
+        }
+        assert_ne!(provider.verdict(ok, &HeaderMap::new()), Verdict::Dead);
+        // The other judgements still apply: 401 by default, and a predicate.
+        assert_eq!(
+            provider.verdict(StatusCode::UNAUTHORIZED, &HeaderMap::new()),
+            Verdict::Dead
+        );
+        let with_predicate = provider
+            .clone()
+            .dead_token_statuses([])
+            .dead_token_when(|status, _| status == StatusCode::FORBIDDEN);
+        assert_eq!(
+            with_predicate.verdict(StatusCode::FORBIDDEN, &HeaderMap::new()),
+            Verdict::Dead
+        );
+        assert_eq!(with_predicate.verdict(ok, &grpc("16")), Verdict::Dead);
+        assert_ne!(
+            with_predicate.verdict(StatusCode::UNAUTHORIZED, &HeaderMap::new()),
+            Verdict::Dead
+        );
+
+        // The layer's precomputed plan asks the provider, even with the single default
+        // status or no status at all.
+        for provider in [provider, provider_without_statuses()] {
+            let plan = crate::protocol::Plan::of(&provider);
+            assert_eq!(plan.verdict(ok, &grpc("16"), || &provider), Verdict::Dead);
+            assert_eq!(plan.verdict(ok, &grpc("0"), || &provider), Verdict::Answer);
+        }
+    }
+
+    fn provider_without_statuses() -> Provider {
+        Provider::standard("https://auth.example/token")
+            .dead_token_statuses([])
+            .grpc(true)
     }
 }

@@ -39,7 +39,7 @@ type Api = Client<HttpConnector, Full<Bytes>>;
 /// One of the two adapters, calling a URL with a JSON body.
 #[derive(Clone)]
 enum Adapter {
-    Tower(OAuth2<Api>),
+    Tower(Box<OAuth2<Api>>),
     Reqwest(ClientWithMiddleware),
 }
 
@@ -48,7 +48,7 @@ impl Adapter {
         let hyper = Client::builder(TokioExecutor::new()).build_http();
         let reqwest = reqwest::Client::builder().no_proxy().build().unwrap();
         [
-            Adapter::Tower(OAuth2Layer::new(credentials.clone()).layer(hyper)),
+            Adapter::Tower(Box::new(OAuth2Layer::new(credentials.clone()).layer(hyper))),
             Adapter::Reqwest(
                 reqwest_middleware::ClientBuilder::new(reqwest)
                     .with(OAuth2Middleware::new(credentials.clone()))
@@ -85,7 +85,7 @@ impl Adapter {
                 if let Some(subject) = subject {
                     request.extensions_mut().insert(Subject::new(subject));
                 }
-                let response = client.clone().oneshot(request).await?;
+                let response = (**client).clone().oneshot(request).await?;
                 let status = response.status();
                 Ok((status, response.into_body().collect().await.unwrap().to_bytes()))
             }
@@ -353,9 +353,9 @@ async fn the_rest_routes_still_answer_a_dead_token_with_401() {
             .body(Full::default())
             .unwrap()
     };
-    assert_eq!(client.clone().oneshot(get()).await.unwrap().status(), 200);
+    assert_eq!((*client).clone().oneshot(get()).await.unwrap().status(), 200);
     server.revoke_all_access_tokens();
-    assert_eq!(client.clone().oneshot(get()).await.unwrap().status(), 200);
+    assert_eq!((*client).clone().oneshot(get()).await.unwrap().status(), 200);
     assert_eq!(server.counters().refresh_token_grants, 2);
     assert_eq!(stats(&credentials).retries, 1);
 }

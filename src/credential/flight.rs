@@ -14,6 +14,7 @@ use std::{
     pin::Pin,
     sync::{atomic::Ordering, Arc},
     task::{Context, Poll},
+    time::Duration,
 };
 
 use futures_util::future::{FutureExt, Shared};
@@ -150,7 +151,11 @@ impl CredentialState {
 /// them (or record the failure), and tell every waiting caller.
 async fn run_refresh(in_flight: InFlight, input: Option<GrantInput>) {
     let state = Arc::clone(&in_flight.state);
-    let limit = state.config.credential.policy.timeout;
+    // Through a refresh lease, the wait for another process's refresh comes first.
+    let limit = state.config.credential.policy.timeout
+        + state
+            .coordination(&input)
+            .map_or(Duration::ZERO, |coordination| coordination.settings().max_wait);
     let code = match &input {
         Some(GrantInput::Code(code)) => Some(code.clone()),
         _ => None,

@@ -19,9 +19,12 @@ use super::{
 use crate::{
     error::{Error, NotAuthorized, ReauthorizationRequired},
     grant::{GrantInput, PendingCode},
-    provider::Grant,
+    provider::{Grant, RefreshTokens},
     secret::{Fingerprint, RefreshToken},
-    store::{wall_clock_now, StoredTokens},
+    store::{
+        wall_clock_now, Lease, LeaseSettings, RefreshCoordination, StoreError, StoreErrorKind,
+        StoreOperation, StoredTokens, TokenStore,
+    },
     token::TokenSet,
 };
 
@@ -41,8 +44,26 @@ impl CredentialState {
     }
 
     /// Obtains tokens: from the store when it holds live ones, else from the provider,
-    /// persisting what the provider returns before anyone uses it.
-    pub(super) async fn obtain(&self, mut input: Option<GrantInput>) -> Attempt {
+    /// persisting what the provider returns before anyone uses it. Through the store's
+    /// refresh lease when the store is shared by several processes (a login's code is
+    /// exchanged by the process that received it, without one).
+    pub(super) async fn obtain(&self, input: Option<GrantInput>) -> Attempt {
+        match self.coordination(&input) {
+            Some(coordination) => self.obtain_coordinated(coordination, input).await,
+            None => self.obtain_alone(input).await,
+        }
+    }
+
+    /// The refresh lease that obtaining tokens for `input` goes through, if any.
+    pub(super) fn coordination(&self, input: &Option<GrantInput>) -> Option<&dyn RefreshCoordination> {
+        match input {
+            Some(GrantInput::Code(_)) => None,
+            _ => self.store.as_deref().and_then(|store| store.coordination()),
+        }
+    }
+
+    /// [`obtain`](Self::obtain) for a process that refreshes on its own.
+    async fn obtain_alone(&self, mut input: Option<GrantInput>) -> Attempt {
         if let Some(store) = &self.store {
             let fresh_login = matches!(input, Some(GrantInput::Code(_)));
             let first_read = !std::mem::replace(&mut self.lock().consulted_store, true);
@@ -75,20 +96,7 @@ impl CredentialState {
             }
         }
         let Some(mut input) = input else {
-            let provider = self.config.provider_name().clone();
-            return Attempt::failed(match self.for_user {
-                true => Error::NotAuthorized(NotAuthorized {
-                    provider,
-                    subject: self.credential_key.subject().map(Into::into),
-                }),
-                // Never fall back to another grant: without a refresh token or a code,
-                // only a new authorization helps.
-                false => Error::ReauthorizationRequired(ReauthorizationRequired {
-                    provider,
-                    grant: None,
-                    cause: None,
-                }),
-            });
+            return Attempt::failed(self.nothing_to_present());
         };
         self.stats.count_request(&input);
         let mut result = self.config.fetch(&self.transport, &input).await;
@@ -133,6 +141,204 @@ impl CredentialState {
                 },
             },
             Err(err) => Attempt::failed(err),
+        }
+    }
+
+    /// The error of a credential with nothing to present to the token endpoint.
+    fn nothing_to_present(&self) -> Error {
+        let provider = self.config.provider_name().clone();
+        match self.for_user {
+            true => Error::NotAuthorized(NotAuthorized {
+                provider,
+                subject: self.credential_key.subject().map(Into::into),
+            }),
+            // Never fall back to another grant: without a refresh token or a code, only
+            // a new authorization helps.
+            false => Error::ReauthorizationRequired(ReauthorizationRequired {
+                provider,
+                grant: None,
+                cause: None,
+            }),
+        }
+    }
+
+    // ===== refreshing with other processes =====
+
+    /// [`obtain`](Self::obtain) through the refresh lease of a store shared by several
+    /// processes (see [`RefreshCoordination`]): tokens another process wrote are used
+    /// as they are; otherwise one process at a time refreshes, with the newest refresh
+    /// token, and writes only while no newer lease exists. Waits for other holders at
+    /// most [`LeaseSettings::max_wait`](crate::store::LeaseSettings::max_wait) in all.
+    async fn obtain_coordinated(
+        &self,
+        coordination: &dyn RefreshCoordination,
+        mut input: Option<GrantInput>,
+    ) -> Attempt {
+        let Some(store) = self.store.as_deref() else {
+            return self.obtain_alone(input).await;
+        };
+        let key = &self.credential_key;
+        let settings = coordination.settings();
+        let deadline = Instant::now() + settings.max_wait;
+        // The token this process holds: the store's is newer only if it is another.
+        let held = self.held_token();
+        loop {
+            match store.load(key).await {
+                Err(err) => return self.uncoordinated(err, input, &settings).await,
+                Ok(stored) => match self.read_stored(stored, held) {
+                    FromStore::Tokens(tokens) => {
+                        tracing::debug!("another process refreshed; using the tokens it stored");
+                        return Attempt::ok(tokens);
+                    }
+                    FromStore::Refresh(newest) => input = Some(GrantInput::Refresh(newest)),
+                    FromStore::Nothing => {}
+                },
+            }
+            match coordination.try_lease(key).await {
+                Err(err) => return self.uncoordinated(err, input, &settings).await,
+                Ok(Some(lease)) => {
+                    let attempt = self
+                        .refresh_leased(store, coordination, &lease, input, held)
+                        .await;
+                    if let Err(err) = coordination.release(key, &lease).await {
+                        // It expires by itself; the next holder waits that long at most.
+                        tracing::debug!(error = %err, "could not release the refresh lease");
+                    }
+                    return attempt;
+                }
+                Ok(None) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        let err =
+                            StoreError::keyed(StoreOperation::Lease, StoreErrorKind::LeaseWaitExceeded, key)
+                                .with_detail(format!(
+                                    "no new tokens within {:?} while another process held the refresh lease",
+                                    settings.max_wait
+                                ));
+                        return Attempt::failed(Error::Store(err));
+                    }
+                    if let Err(err) = coordination.changed(key, left).await {
+                        return self.uncoordinated(err, input, &settings).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Holding `lease`: reads the store once more (the previous holder may have just
+    /// finished), refreshes with the newest refresh token, and saves only while no newer
+    /// lease was granted.
+    async fn refresh_leased(
+        &self,
+        store: &dyn TokenStore,
+        coordination: &dyn RefreshCoordination,
+        lease: &Lease,
+        mut input: Option<GrantInput>,
+        held: Option<Fingerprint>,
+    ) -> Attempt {
+        let key = &self.credential_key;
+        match store.load(key).await {
+            Err(err) => return Attempt::failed(Error::Store(err)),
+            Ok(stored) => match self.read_stored(stored, held) {
+                FromStore::Tokens(tokens) => return Attempt::ok(tokens),
+                FromStore::Refresh(newest) => input = Some(GrantInput::Refresh(newest)),
+                FromStore::Nothing => {}
+            },
+        }
+        let Some(input) = input else {
+            return Attempt::failed(self.nothing_to_present());
+        };
+        self.stats.count_request(&input);
+        match self.config.fetch(&self.transport, &input).await {
+            Ok(tokens) => {
+                let stored = StoredTokens::of(&tokens, Instant::now(), wall_clock_now());
+                match coordination.save_fenced(key, &stored, lease).await {
+                    Ok(true) => Attempt::ok(tokens),
+                    Ok(false) => {
+                        // This holder outlived its lease and another was granted: the
+                        // store keeps the newer holder's tokens. These are valid still,
+                        // and serve this process until its next refresh, which starts
+                        // from the store.
+                        tracing::warn!(
+                            fence = lease.fence,
+                            "the refresh lease was lost before the tokens were saved; they are used here only"
+                        );
+                        Attempt::ok(tokens)
+                    }
+                    Err(err) => Attempt {
+                        result: Err(Error::Store(err)),
+                        keep_refresh: tokens.refresh_token().cloned(),
+                        dead_refresh: None,
+                    },
+                }
+            }
+            Err(err @ Error::ReauthorizationRequired(_)) => Attempt {
+                result: Err(err),
+                keep_refresh: None,
+                dead_refresh: match &input {
+                    GrantInput::Refresh(used) => Some(used.fingerprint()),
+                    _ => None,
+                },
+            },
+            Err(err) => Attempt::failed(err),
+        }
+    }
+
+    /// The coordination failed (the shared store is down or slow). A credential whose
+    /// refresh cannot harm other processes (client credentials, refresh tokens that do
+    /// not rotate) refreshes on its own when the settings allow it, without the store;
+    /// any other gets the store's error.
+    async fn uncoordinated(
+        &self,
+        err: StoreError,
+        input: Option<GrantInput>,
+        settings: &LeaseSettings,
+    ) -> Attempt {
+        let harmless = self.runs_client_credentials()
+            || self.config.credential.provider.refresh_tokens != RefreshTokens::Rotated;
+        let Some(input) = input.filter(|_| settings.local_fallback && harmless) else {
+            return Attempt::failed(Error::Store(err));
+        };
+        tracing::warn!(error = %err, "the shared store failed; refreshing without it");
+        self.stats.count_request(&input);
+        match self.config.fetch(&self.transport, &input).await {
+            Ok(tokens) => Attempt::ok(tokens),
+            Err(err) => Attempt::failed(err),
+        }
+    }
+
+    /// The access token this process holds, by fingerprint.
+    fn held_token(&self) -> Option<Fingerprint> {
+        self.current
+            .load()
+            .as_ref()
+            .map(|token| token.tokens.access_token().fingerprint())
+    }
+
+    /// What a stored record offers: live tokens other than the ones held, or a refresh
+    /// token (never one the provider refused), or nothing.
+    fn read_stored(&self, stored: Option<StoredTokens>, held: Option<Fingerprint>) -> FromStore {
+        let Some(stored) = stored else {
+            return FromStore::Nothing;
+        };
+        let dead = self.lock().dead_refresh;
+        let refresh = stored
+            .refresh_token
+            .clone()
+            .filter(|rt| Some(rt.fingerprint()) != dead);
+        let live = stored.live_tokens(
+            Instant::now(),
+            wall_clock_now(),
+            std::time::Duration::from_secs(1),
+            self.config.rules.lifetimes.max,
+        );
+        if let Some(mut tokens) = live.filter(|tokens| Some(tokens.access_token().fingerprint()) != held) {
+            tokens.set_refresh_token(refresh);
+            return FromStore::Tokens(tokens);
+        }
+        match refresh {
+            Some(rt) if !self.runs_client_credentials() => FromStore::Refresh(rt),
+            _ => FromStore::Nothing,
         }
     }
 
@@ -195,6 +401,15 @@ impl CredentialState {
         self.current.store(Some(Arc::clone(&token)));
         Ok(token)
     }
+}
+
+/// What a stored record offers a refresh.
+enum FromStore {
+    /// Live tokens another process wrote.
+    Tokens(TokenSet),
+    /// The newest refresh token.
+    Refresh(RefreshToken),
+    Nothing,
 }
 
 /// The result of one attempt at obtaining tokens, and what it teaches the slot.

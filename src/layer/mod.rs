@@ -7,10 +7,11 @@
 //! 2. attaches the cached token where the provider wants it, without a lock, a clock
 //!    read or an allocation beyond the header map's own;
 //! 3. when there is no usable token, waits for the one token request in flight;
-//! 4. when the answer says the token is dead (401 by default), refreshes the token
-//!    (once, however many requests got that answer) and sends the request once more,
-//!    if its body can be replayed (see [`body`](crate::body)). A second dead-token answer
-//!    is returned as it is.
+//! 4. when the answer says the token is dead (401 by default; a trailers-only gRPC
+//!    `UNAUTHENTICATED` too for a provider declared [`grpc`](crate::Provider::grpc)),
+//!    refreshes the token (once, however many requests got that answer) and sends the
+//!    request once more, if its body can be replayed (see [`body`](crate::body)). A
+//!    second dead-token answer is returned as it is.
 //!
 //! Put [`NoRetry`] in a request's extensions to send it at most once (for calls that
 //! must not be repeated).

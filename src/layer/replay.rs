@@ -10,7 +10,7 @@ use http::{
 };
 
 use crate::{
-    body::ReplayableBody,
+    body::{Replay, ReplayableBody},
     credentials::{Registry, RouteRef},
 };
 
@@ -31,7 +31,7 @@ pub(crate) struct ReplayCopy<B> {
     https: bool,
     method: MethodCode,
     version: Version,
-    pub(crate) body: B,
+    pub(crate) body: Replay<B>,
 }
 
 struct Extras {
@@ -88,7 +88,7 @@ impl MethodCode {
     }
 }
 
-impl<B> ReplayCopy<B> {
+impl<B: ReplayableBody> ReplayCopy<B> {
     /// The request to send again, or `None` if its URI cannot be put back together
     /// (never: only routed absolute http(s) URIs are copied, and `registry` is the one
     /// they were routed by).
@@ -99,7 +99,7 @@ impl<B> ReplayCopy<B> {
         uri.authority =
             Some(Authority::from_maybe_shared(bytes::Bytes::copy_from_slice(authority.as_bytes())).ok()?);
         uri.path_and_query = Some(self.path_and_query);
-        let mut req = Request::new(self.body);
+        let mut req = Request::new(self.body.into_body());
         *req.uri_mut() = Uri::from_parts(uri).ok()?;
         *req.version_mut() = self.version;
         if let Some(method) = self.method.method() {
@@ -127,7 +127,7 @@ pub(crate) fn prepare_replay<B: ReplayableBody>(
     route: RouteRef,
     limit: usize,
 ) -> Option<ReplayCopy<B>> {
-    let body = req.body_mut().try_clone_for_replay(limit)?;
+    let body = req.body_mut().replay_copy(limit)?;
     let uri = req.uri();
     let path_and_query = uri.path_and_query()?.clone();
     // Routed, so `http` or `https`: the length tells which, without comparing bytes.

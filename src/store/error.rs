@@ -37,9 +37,9 @@ pub enum StoreOperation {
     Save,
     /// [`TokenStore::delete`](super::TokenStore::delete).
     Delete,
-    /// Taking, releasing or waiting on a refresh lease (see
-    /// [`RefreshCoordination`](super::RefreshCoordination)).
-    Coordinate,
+    /// Taking, awaiting or releasing a refresh lease
+    /// ([`RefreshCoordination`](super::RefreshCoordination)).
+    Lease,
 }
 
 impl fmt::Display for StoreOperation {
@@ -49,7 +49,7 @@ impl fmt::Display for StoreOperation {
             StoreOperation::Load => "load",
             StoreOperation::Save => "save",
             StoreOperation::Delete => "delete",
-            StoreOperation::Coordinate => "coordinate the refresh of",
+            StoreOperation::Lease => "lease",
         })
     }
 }
@@ -67,6 +67,9 @@ pub enum StoreErrorKind {
     KeyMismatch,
     /// The record was written in a format version this crate does not read.
     UnsupportedVersion,
+    /// Another process held the credential's refresh lease, and no new tokens came,
+    /// for longer than [`LeaseSettings::max_wait`](super::LeaseSettings::max_wait).
+    LeaseWaitExceeded,
     /// Anything else, e.g. the failure of a custom store (see [`StoreError::new`]).
     Other,
 }
@@ -173,6 +176,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Corrupt => "not a valid token record",
             StoreErrorKind::KeyMismatch => "the record belongs to another credential",
             StoreErrorKind::UnsupportedVersion => "unsupported format version",
+            StoreErrorKind::LeaseWaitExceeded => "another process held the refresh lease too long",
             StoreErrorKind::Other => "store failure",
         };
         write!(f, ": {what}")?;

@@ -1,26 +1,5 @@
-//! Refreshes coordinated across processes that share a store.
-//!
-//! Several replicas of an application that share one credential through one store would
-//! each refresh it on their own: N token requests per refresh, and with rotating refresh
-//! tokens, N presentations of one refresh token, of which all but the first are refused
-//! (and some servers then revoke the whole grant). A store that several processes share
-//! can offer a [`RefreshCoordination`]: a lease per credential, with a fencing number,
-//! that one replica holds while it refreshes. The credential core then refreshes as
-//! follows:
-//!
-//! 1. read the store: tokens newer than the ones held (another replica refreshed) are
-//!    used, with no token request;
-//! 2. take the lease; if another replica holds it, wait for the store to change (at most
-//!    [`LeaseSettings::max_wait`] in all) and start again;
-//! 3. holding the lease, read the store once more (the previous holder may have finished
-//!    just now), refresh with the newest refresh token, and save with
-//!    [`save_fenced`](RefreshCoordination::save_fenced), which writes only if no lease
-//!    was granted after this one;
-//! 4. release the lease.
-//!
-//! A holder that dies leaves a lease that expires after [`LeaseSettings::ttl`]. A holder
-//! that comes back after its lease expired and another was granted cannot overwrite the
-//! newer tokens.
+//! Refreshes coordinated across processes that share a store: the contract, documented
+//! on [`RefreshCoordination`].
 
 use std::time::Duration;
 
@@ -77,9 +56,31 @@ impl Default for LeaseSettings {
     }
 }
 
-/// The lease operations of a store shared by several processes (see the
-/// [module docs](self)). A [`TokenStore`](super::TokenStore) offers them through
-/// [`TokenStore::coordination`](super::TokenStore::coordination).
+/// The lease operations of a store shared by several processes, with which they refresh
+/// each credential once between them.
+///
+/// Several replicas of an application that share one credential through one store would
+/// each refresh it on their own: N token requests per refresh, and with rotating refresh
+/// tokens, N presentations of one refresh token, of which all but the first are refused
+/// (and some servers then revoke the whole grant). A store that several processes share
+/// can offer a `RefreshCoordination`, through
+/// [`TokenStore::coordination`](super::TokenStore::coordination): a lease per credential, with a fencing number,
+/// that one replica holds while it refreshes. The credential core then refreshes as
+/// follows:
+///
+/// 1. read the store: tokens newer than the ones held (another replica refreshed) are
+///    used, with no token request;
+/// 2. take the lease; if another replica holds it, wait for the store to change (at most
+///    [`LeaseSettings::max_wait`] in all) and start again;
+/// 3. holding the lease, read the store once more (the previous holder may have finished
+///    just now), refresh with the newest refresh token, and save with
+///    [`save_fenced`](RefreshCoordination::save_fenced), which writes only if no lease
+///    was granted after this one;
+/// 4. release the lease.
+///
+/// A holder that dies leaves a lease that expires after [`LeaseSettings::ttl`]. A holder
+/// that comes back after its lease expired and another was granted cannot overwrite the
+/// newer tokens.
 pub trait RefreshCoordination: Send + Sync {
     /// How the core should use this coordination.
     fn settings(&self) -> LeaseSettings;
