@@ -539,13 +539,13 @@ async fn fails_within<T: std::fmt::Debug>(
 
 /// Every operation of `store` on `key` fails with an I/O error within `bound`.
 async fn every_operation_fails_within(store: &RedisStore, key: &CredentialKey, bound: Duration) {
-    use StoreOperation::{Coordinate, Delete, Load, Save};
+    use StoreOperation::{Delete, Load, Save};
     let tokens = full_tokens("rt");
     let lease = Lease { fence: 1 };
     fails_within("load", Load, bound, store.load(key)).await;
     fails_within("save", Save, bound, store.save(key, &tokens)).await;
     fails_within("delete", Delete, bound, store.delete(key)).await;
-    fails_within("try_lease", Coordinate, bound, store.try_lease(key)).await;
+    fails_within("try_lease", StoreOperation::Lease, bound, store.try_lease(key)).await;
     fails_within(
         "save_fenced",
         Save,
@@ -553,9 +553,15 @@ async fn every_operation_fails_within(store: &RedisStore, key: &CredentialKey, b
         store.save_fenced(key, &tokens, &lease),
     )
     .await;
-    fails_within("release", Coordinate, bound, store.release(key, &lease)).await;
+    fails_within(
+        "release",
+        StoreOperation::Lease,
+        bound,
+        store.release(key, &lease),
+    )
+    .await;
     let changed = store.changed(key, Duration::from_secs(30));
-    fails_within("changed", Coordinate, bound, changed).await;
+    fails_within("changed", StoreOperation::Lease, bound, changed).await;
 }
 
 #[tokio::test]

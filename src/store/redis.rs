@@ -1,8 +1,8 @@
 //! A store shared by replicas: tokens in Redis, with a refresh lease.
 //!
 //! Several processes that share one credential share its tokens here, and take turns
-//! refreshing it through the [`RefreshCoordination`] this store offers (see
-//! [`lease`](super::lease) for how the credential core uses it).
+//! refreshing it through the [`RefreshCoordination`] this store offers (whose docs say
+//! how the credential core uses it).
 //!
 //! # Keys
 //!
@@ -616,7 +616,7 @@ impl RefreshCoordination for RedisStore {
         Box::pin(async move {
             self.lease(key)
                 .await
-                .map_err(|f| f.into_error(StoreOperation::Coordinate, key))
+                .map_err(|f| f.into_error(StoreOperation::Lease, key))
         })
     }
 
@@ -641,7 +641,7 @@ impl RefreshCoordination for RedisStore {
         Box::pin(async move {
             self.unlease(key, lease)
                 .await
-                .map_err(|f| f.into_error(StoreOperation::Coordinate, key))
+                .map_err(|f| f.into_error(StoreOperation::Lease, key))
         })
     }
 
@@ -652,7 +652,7 @@ impl RefreshCoordination for RedisStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             match tokio::time::timeout(at_most, self.wait_for_change(key)).await {
-                Ok(result) => result.map_err(|f| f.into_error(StoreOperation::Coordinate, key)),
+                Ok(result) => result.map_err(|f| f.into_error(StoreOperation::Lease, key)),
                 // The caller's bound: a wake-up like any other.
                 Err(_) => Ok(()),
             }
