@@ -173,7 +173,8 @@ pub mod __fuzz {
     feature = "axum",
     feature = "hyper-transport",
     feature = "follow-redirect",
-    feature = "tonic"
+    feature = "tonic",
+    feature = "redis"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

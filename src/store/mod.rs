@@ -9,6 +9,9 @@
 //! - [`MemoryStore`], the default, keeps tokens for the life of the process.
 //! - [`FileStore`] keeps one private file per credential, written atomically, so tokens
 //!   survive restarts and crashes.
+//! - `RedisStore` (feature `redis`) keeps tokens in Redis for an application's
+//!   replicas, and offers them a refresh lease ([`RefreshCoordination`]) so that they
+//!   refresh each credential once between them.
 //! - [`Notifying`] wraps any store and calls back after every change, so an application
 //!   can persist or audit elsewhere.
 //! - Anything else (a database, a secrets manager) is an implementation of [`TokenStore`].

@@ -4,51 +4,8 @@
 //! refreshing it through the [`RefreshCoordination`] this store offers (whose docs say
 //! how the credential core uses it).
 //!
-//! # Keys
-//!
-//! Every key of one credential carries the same hash tag, `{<prefix>:<digest>}`, where
-//! the digest is the lowercase hex SHA-256 of the key's canonical encoding (the one that
-//! names a [`FileStore`](super::FileStore)'s files). Redis Cluster puts keys with one
-//! hash tag in one slot, so the Lua scripts below, which touch several keys of one
-//! credential, run there too.
-//!
-//! | key | holds |
-//! | --- | --- |
-//! | `{prefix:digest}:tokens` | the record, the same JSON a `FileStore` file holds |
-//! | `{prefix:digest}:lease` | the current lease's fencing number, expiring after the lease's ttl |
-//! | `{prefix:digest}:fence` | the last fencing number granted (never expires) |
-//!
-//! and saves and releases are published on the channel `{prefix:digest}:changed`.
-//!
-//! # Why Lua
-//!
-//! Each lease operation reads and writes in one step, which a Lua script makes atomic:
-//!
-//! - **Taking the lease** increments the fence counter only when the lease is free, and
-//!   sets the lease in the same step. Incrementing first and then failing `SET NX`
-//!   would move the counter past the current holder's number, and the holder's fenced
-//!   save, which checks that its number is still the last one granted, would be refused
-//!   for a lease that nobody else got. With the script, fencing numbers count grants.
-//! - **A fenced save** writes only while the fence counter still equals the lease's
-//!   number: a holder paused past its lease, after which another replica took the lease,
-//!   finds a greater number and writes nothing.
-//! - **Releasing** deletes the lease only if it still holds this lease's number, so a
-//!   late release cannot free the lease of the replica that holds it now.
-//!
-//! # Expiry
-//!
-//! A record with a refresh token does not expire: the refresh token is the grant, and
-//! [`StoredTokens`] says nothing of when it dies. A record with only an access token
-//! expires with the access token. The fence counter never expires, so fencing numbers
-//! keep growing for as long as Redis keeps its data.
-//!
-//! # Redis down or restarted
-//!
-//! Every operation answers within [`RedisStoreBuilder::connect_timeout`] plus
-//! [`RedisStoreBuilder::command_timeout`], with a [`StoreError`] of kind
-//! [`Io`](StoreErrorKind::Io) when Redis is down or slow. The connection is redis-rs's
-//! `ConnectionManager`, which reconnects by itself: the same store works again once
-//! Redis is back, with no rebuilding. A Redis without persistence comes back empty.
+//! The lease's design (keys, scripts, expiry, outages) is documented on [`RedisStore`],
+//! where the application reads it.
 
 use std::{
     error::Error as StdError,
@@ -158,9 +115,9 @@ impl Scripts {
 /// that the replicas refresh each credential once between them.
 ///
 /// - **Keys** share one hash tag per credential and start with a prefix
-///   ([`RedisStore::DEFAULT_PREFIX`] unless set), so the store works on Redis Cluster and several
-///   applications can share one Redis; see [`RedisStore::keys`] and the
-///   [module docs](self).
+///   ([`RedisStore::DEFAULT_PREFIX`] unless set), so the store works on Redis Cluster
+///   and several applications can share one Redis; see [`RedisStore::keys`] and
+///   [Keys](#keys) below.
 /// - **Records** are the JSON a [`FileStore`](super::FileStore) writes, checked the same
 ///   way on load: a foreign, damaged or misplaced value is a [`StoreError`], never
 ///   another credential's tokens.
@@ -188,6 +145,52 @@ impl Scripts {
 ///     .build()?;
 /// # Ok::<(), tower_oauth2::store::StoreError>(())
 /// ```
+///
+/// # Keys
+///
+/// Every key of one credential carries the same hash tag, `{<prefix>:<digest>}`, where
+/// the digest is the lowercase hex SHA-256 of the key's canonical encoding (the one that
+/// names a [`FileStore`](super::FileStore)'s files). Redis Cluster puts keys with one
+/// hash tag in one slot, so the Lua scripts, which touch several keys of one
+/// credential, run there too.
+///
+/// | key | holds |
+/// | --- | --- |
+/// | `{prefix:digest}:tokens` | the record, the same JSON a `FileStore` file holds |
+/// | `{prefix:digest}:lease` | the current lease's fencing number, expiring after the lease's ttl |
+/// | `{prefix:digest}:fence` | the last fencing number granted (never expires) |
+///
+/// and saves and releases are published on the channel `{prefix:digest}:changed`.
+///
+/// # Why Lua scripts
+///
+/// Each lease operation reads and writes in one step, which a Lua script makes atomic:
+///
+/// - **Taking the lease** increments the fence counter only when the lease is free, and
+///   sets the lease in the same step. Incrementing first and then failing `SET NX`
+///   would move the counter past the current holder's number, and the holder's fenced
+///   save, which checks that its number is still the last one granted, would be refused
+///   for a lease that nobody else got. With the script, fencing numbers count grants.
+/// - **A fenced save** writes only while the fence counter still equals the lease's
+///   number: a holder paused past its lease, after which another replica took the lease,
+///   finds a greater number and writes nothing.
+/// - **Releasing** deletes the lease only if it still holds this lease's number, so a
+///   late release cannot free the lease of the replica that holds it now.
+///
+/// # Expiry
+///
+/// A record with a refresh token does not expire: the refresh token is the grant, and
+/// [`StoredTokens`] says nothing of when it dies. A record with only an access token
+/// expires with the access token. The fence counter never expires, so fencing numbers
+/// keep growing for as long as Redis keeps its data.
+///
+/// # Redis down or restarted
+///
+/// Every operation answers within [`RedisStoreBuilder::connect_timeout`] plus
+/// [`RedisStoreBuilder::command_timeout`], with a [`StoreError`] of kind
+/// [`Io`](StoreErrorKind::Io) when Redis is down or slow. The connection is redis-rs's
+/// `ConnectionManager`, which reconnects by itself: the same store works again once
+/// Redis is back, with no rebuilding. A Redis without persistence comes back empty.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -300,7 +303,7 @@ impl RedisStoreBuilder {
     }
 }
 
-/// The Redis keys and channel of one credential (see the [module docs](self#keys)).
+/// The Redis keys and channel of one credential (see [`RedisStore`'s keys](RedisStore#keys)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisKeys {
