@@ -68,7 +68,9 @@ struct Config {
     lease_ttl: Duration,
     max_wait: Duration,
     margin: Duration,
-    /// `hang`: the first token request never leaves (the process is killed there).
+    /// `hang`: the first token request never leaves (the process is killed there);
+    /// `hang_after_answer`: the first is sent and answered, and the answer never
+    /// handed back (the process is killed after the provider rotated).
     failpoint: Option<String>,
 }
 
@@ -152,16 +154,25 @@ type Api = Client<HttpConnector, Full<Bytes>>;
 /// never sending the first one under the `hang` failpoint.
 fn transport(failpoint: Option<String>) -> TokenTransport {
     let client: Api = Client::builder(TokioExecutor::new()).build_http();
-    let hang = Arc::new(AtomicBool::new(failpoint.as_deref() == Some("hang")));
+    let before = Arc::new(AtomicBool::new(failpoint.as_deref() == Some("hang")));
+    let after = Arc::new(AtomicBool::new(failpoint.as_deref() == Some("hang_after_answer")));
     TokenTransport::new(tower::service_fn(move |request: TokenRequest| {
-        let (client, hang) = (client.clone(), hang.clone());
+        let (client, before, after) = (client.clone(), before.clone(), after.clone());
         async move {
-            if hang.swap(false, Ordering::SeqCst) {
+            if before.swap(false, Ordering::SeqCst) {
                 println!("EVENT holding");
                 std::future::pending::<()>().await;
             }
             println!("EVENT sending");
-            client.request(request).await
+            let response = client.request(request).await?;
+            if after.swap(false, Ordering::SeqCst) {
+                // Read whole: the provider's answer is in this process, and lost with it.
+                let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                println!("EVENT answered");
+                std::future::pending::<()>().await;
+                unreachable!();
+            }
+            Ok::<_, hyper_util::client::legacy::Error>(response)
         }
     }))
 }
@@ -604,6 +615,59 @@ async fn a_holder_killed_before_its_token_request_delays_the_others_by_the_lease
     assert_eq!(counters.token_requests, 1, "the dead holder sent nothing");
     assert_eq!(counters.refresh_token_grants, 1, "the refresh token used once");
     assert_eq!(counters.token_errors, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_after_the_provider_rotated_leaves_a_typed_error_and_nothing_worse() {
+    let mut setup = Setup::new(Duration::from_secs(60), true, true).await;
+    setup.seed().await;
+    let ttl = Duration::from_millis(1000);
+    setup.config.lease_ttl = ttl;
+    setup.config.max_wait = Duration::from_secs(3);
+    let mut doomed = Replica::spawn(&Config {
+        failpoint: Some("hang_after_answer".into()),
+        ..setup.config.clone()
+    });
+    doomed.send("request 1").await;
+    doomed.next("EVENT answered", Duration::from_secs(10)).await;
+    doomed.signal("KILL");
+    let killed_at = Instant::now();
+    // The provider rotated the stored refresh token; its successor died with the holder.
+    assert_eq!(setup.mock.counters().refresh_token_grants, 1);
+
+    let mut others = setup.replicas(3);
+    for replica in &mut others {
+        replica.send("request 5").await;
+    }
+    for (i, replica) in others.iter_mut().enumerate() {
+        let outcome = replica.outcome().await;
+        let waited = killed_at.elapsed();
+        eprintln!("replica {i} after {waited:?}: {outcome:?}");
+        assert_eq!((outcome.ok, outcome.failed), (0, 5), "replica {i}: {outcome:?}");
+        assert!(
+            outcome.first_failure.contains("re-authorization required"),
+            "replica {i}: {outcome:?}"
+        );
+        let bound = ttl + setup.config.max_wait + Duration::from_secs(1);
+        assert!(waited <= bound, "replica {i} waited {waited:?}");
+    }
+    let counters = setup.mock.counters();
+    eprintln!(
+        "after the holder died: {} refresh grants, {} refused",
+        counters.refresh_token_grants, counters.token_errors
+    );
+    // Each survivor presents the dead refresh token once at most, then remembers it.
+    assert!(counters.token_errors <= 3, "{counters:?}");
+    assert_eq!(counters.refresh_token_grants, 1 + counters.token_errors);
+    for replica in &mut others {
+        let outcome = replica.request(1).await;
+        assert_eq!(outcome.failed, 1);
+    }
+    let later = setup.mock.counters();
+    assert_eq!(
+        later.token_errors, counters.token_errors,
+        "the dead token presented again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
