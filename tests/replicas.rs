@@ -488,36 +488,54 @@ fn assert_all_ok(outcomes: &[Outcome]) -> u64 {
 // The tests
 // =====================================================================================
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_replicas_of_250_callers_make_one_token_request_per_expiry() {
+/// `count` replicas of `callers` callers each make one token request at cold start and
+/// one for the refresh of the token's expiry.
+async fn one_token_request_per_expiry(count: usize, callers: usize) {
     let setup = Setup::new(Duration::from_secs(3), false, false).await;
-    let mut replicas = setup.replicas(4);
+    let mut replicas = setup.replicas(count);
 
-    // Cold start: one token request for the four of them.
-    let started = Instant::now();
+    // Cold start: one token request for all of them.
     let outcomes = all_request(&mut replicas, 10).await;
-    assert_eq!(assert_all_ok(&outcomes), 40);
+    let warm = Instant::now();
+    assert_eq!(assert_all_ok(&outcomes), 10 * count as u64);
     assert_eq!(setup.mock.counters().token_requests, 1, "cold start");
     setup.mock.reset_counters();
 
-    // The token is refreshed 1 s before its expiry, 2 s after it was issued; the next
-    // refresh would come 2 s later. 250 callers in each replica run through the first.
+    // The token is refreshed 1 s before its expiry, 2 s after it was issued (before
+    // `warm`); the next refresh would come 2 s after that. The callers run through the
+    // first.
     for replica in &mut replicas {
-        replica.load(250).await;
+        replica.load(callers).await;
     }
-    tokio::time::sleep_until(started + Duration::from_millis(3300)).await;
+    tokio::time::sleep_until(warm + Duration::from_millis(2500)).await;
     let outcomes = all_stop(&mut replicas).await;
     let served = assert_all_ok(&outcomes);
     let counters = setup.mock.counters();
     eprintln!(
-        "{served} requests served; token requests {}, errors {}, 401s {:?}",
-        counters.token_requests,
-        counters.token_errors,
-        counters.resource_calls_by_status.get(&401)
+        "{count} × {callers}: {served} requests served; token requests {}, errors {}",
+        counters.token_requests, counters.token_errors
     );
-    assert_eq!(counters.token_requests, 1, "one refresh for 4 × 250 callers");
+    assert_eq!(
+        counters.token_requests, 1,
+        "one refresh for {count} × {callers} callers"
+    );
     assert_eq!(counters.token_errors, 0);
-    assert!(served > 1000, "{served}");
+    assert!(served > (count * callers) as u64, "{served}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_replicas_of_250_callers_make_one_token_request_per_expiry() {
+    one_token_request_per_expiry(4, 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_make_one_token_request_per_expiry() {
+    one_token_request_per_expiry(2, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_replicas_make_one_token_request_per_expiry() {
+    one_token_request_per_expiry(8, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
