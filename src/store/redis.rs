@@ -129,8 +129,9 @@ impl Scripts {
 ///   The connection reconnects by itself.
 ///
 /// Building a store does not connect: the first operation does, so an application
-/// starts while Redis is down. Operations must run within a Tokio runtime. `RedisStore`
-/// is cheap to clone; clones share the connection.
+/// starts while Redis is down. Operations must run within a Tokio runtime, the same
+/// one throughout: the connection's background task runs on the runtime of the first
+/// operation. `RedisStore` is cheap to clone; clones share the connection.
 ///
 /// `Debug` shows the address and the prefix, never the URL's password.
 ///
@@ -234,8 +235,8 @@ impl fmt::Debug for RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
-    /// The prefix of every key, [`RedisStore::DEFAULT_PREFIX`] by default. It may not be empty nor
-    /// contain `{` or `}`, which would break the hash tag.
+    /// The prefix of every key, [`RedisStore::DEFAULT_PREFIX`] by default. It may not
+    /// be empty nor contain `{` or `}`, which would break the hash tag.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -283,7 +284,8 @@ impl RedisStoreBuilder {
         if [self.connect_timeout, self.command_timeout, self.poll_interval].contains(&Duration::ZERO) {
             return Err(refuse("timeouts and the poll interval must be longer than zero"));
         }
-        // redis-rs's parse errors quote nothing of the URL; we add none of it either.
+        // Only the error's category is kept (see `cause`): a parse error's detail could
+        // quote the URL, password included.
         let client = Client::open(self.url.as_str())
             .map_err(|e| refuse("not a usable Redis URL").with_source(cause(&e)))?;
         let address = client.get_connection_info().addr().to_string();
