@@ -94,6 +94,8 @@
 //! - `metrics`: [`Credentials::record_metrics`] and
 //!   [`Credentials::spawn_metrics_exporter`], the counters of [`Credentials::stats`]
 //!   published through the `metrics` facade (see [`metrics`]).
+//! - `redis`: [`store::RedisStore`], tokens in Redis shared by an application's
+//!   replicas, which refresh each credential once between them through a lease.
 //! - `mock`: [`mock::MockServer`], a strict OAuth 2.0 server and protected resource on
 //!   127.0.0.1, with counters and fault injection, for your tests.
 //!
@@ -173,7 +175,8 @@ pub mod __fuzz {
     feature = "axum",
     feature = "hyper-transport",
     feature = "follow-redirect",
-    feature = "tonic"
+    feature = "tonic",
+    feature = "redis"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

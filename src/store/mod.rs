@@ -9,6 +9,9 @@
 //! - [`MemoryStore`], the default, keeps tokens for the life of the process.
 //! - [`FileStore`] keeps one private file per credential, written atomically, so tokens
 //!   survive restarts and crashes.
+//! - `RedisStore` (feature `redis`) keeps tokens in Redis for an application's
+//!   replicas, and offers them a refresh lease ([`RefreshCoordination`]) so that they
+//!   refresh each credential once between them.
 //! - [`Notifying`] wraps any store and calls back after every change, so an application
 //!   can persist or audit elsewhere.
 //! - `EncryptedStore` (feature `encryption`) wraps any store and encrypts the tokens
@@ -123,6 +126,8 @@ mod memory;
 mod notifying;
 #[cfg(test)]
 mod proptests;
+#[cfg(feature = "redis")]
+mod redis;
 mod tokens;
 
 use std::{future::Future, pin::Pin, sync::Arc};
@@ -130,6 +135,10 @@ use std::{future::Future, pin::Pin, sync::Arc};
 #[cfg(feature = "encryption")]
 #[doc(inline)]
 pub use self::encrypted::{EncryptedStore, EncryptionKey, EncryptionKeyError, Keyring};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use self::redis::{RedisKeys, RedisStore, RedisStoreBuilder};
 pub(crate) use self::tokens::wall_clock_now;
 #[doc(inline)]
 pub use self::{

@@ -1,0 +1,789 @@
+//! A store shared by replicas: tokens in Redis, with a refresh lease.
+//!
+//! Several processes that share one credential share its tokens here, and take turns
+//! refreshing it through the [`RefreshCoordination`] this store offers (whose docs say
+//! how the credential core uses it).
+//!
+//! The lease's design (keys, scripts, expiry, outages) is documented on [`RedisStore`],
+//! where the application reads it.
+
+use std::{
+    error::Error as StdError,
+    fmt, io,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use ::redis::{aio::ConnectionManager, aio::ConnectionManagerConfig, Client, RedisError, Script};
+use futures_util::StreamExt;
+use tokio::sync::OnceCell;
+
+use super::{
+    format::{self, DecodeError},
+    BoxFuture, Lease, LeaseSettings, RefreshCoordination, StoreError, StoreErrorKind, StoreOperation,
+    StoredTokens, TokenStore,
+};
+use crate::CredentialKey;
+
+/// The most a record may weigh, as in the file store; a bigger value is not one of ours.
+const MAX_RECORD: usize = 1024 * 1024;
+
+// =====================================================================================
+// Scripts
+// =====================================================================================
+
+// KEYS[1] fence counter, KEYS[2] lease; ARGV[1] ttl in ms. The fencing number, or nil
+// while the lease is held.
+const TRY_LEASE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return false
+end
+local fence = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], fence, 'PX', ARGV[1])
+return fence
+";
+
+// KEYS[1] fence counter, KEYS[2] tokens; ARGV[1] fence, ARGV[2] record, ARGV[3] expiry in
+// ms (0: none), ARGV[4] channel. 1 if written, 0 if a newer lease was granted. Numbers
+// are compared as the decimal strings INCR writes: Lua's doubles lose digits past 2^53.
+const SAVE_FENCED: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[2], ARGV[2])
+else
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+redis.call('PUBLISH', ARGV[4], 'saved')
+return 1
+";
+
+// KEYS[1] lease; ARGV[1] fence, ARGV[2] channel. 1 if released, 0 if not held.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], 'released')
+  return 1
+end
+return 0
+";
+
+// KEYS[1] tokens; ARGV[1] record, ARGV[2] expiry in ms (0: none), ARGV[3] channel.
+const SAVE: &str = r"
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('PUBLISH', ARGV[3], 'saved')
+return 1
+";
+
+// KEYS[1] tokens; ARGV[1] channel.
+const DELETE: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], 'deleted')
+return 1
+";
+
+struct Scripts {
+    try_lease: Script,
+    save_fenced: Script,
+    release: Script,
+    save: Script,
+    delete: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            try_lease: Script::new(TRY_LEASE),
+            save_fenced: Script::new(SAVE_FENCED),
+            release: Script::new(RELEASE),
+            save: Script::new(SAVE),
+            delete: Script::new(DELETE),
+        }
+    }
+}
+
+// =====================================================================================
+// The store
+// =====================================================================================
+
+/// Tokens in Redis, shared by every replica of an application, with a refresh lease so
+/// that the replicas refresh each credential once between them.
+///
+/// - **Keys** share one hash tag per credential and start with a prefix
+///   ([`RedisStore::DEFAULT_PREFIX`] unless set), so the store works on Redis Cluster
+///   and several applications can share one Redis; see [`RedisStore::keys`] and
+///   [Keys](#keys) below.
+/// - **Records** are the JSON a [`FileStore`](super::FileStore) writes, checked the same
+///   way on load: a foreign, damaged or misplaced value is a [`StoreError`], never
+///   another credential's tokens.
+/// - **Coordination**: [`coordination`](TokenStore::coordination) offers a lease with a
+///   fencing number per credential (see [`RefreshCoordination`]); waiting replicas
+///   learn of saves by pub/sub, and poll every [`RedisStoreBuilder::poll_interval`].
+/// - **Bounded**: every operation ends within the connect timeout plus the command
+///   timeout; a dead Redis is a [`StoreError`] of kind [`Io`](StoreErrorKind::Io).
+///   The connection reconnects by itself.
+///
+/// Building a store does not connect: the first operation does, so an application
+/// starts while Redis is down. Operations must run within a Tokio runtime, the same
+/// one throughout: the connection's background task runs on the runtime of the first
+/// operation. `RedisStore` is cheap to clone; clones share the connection.
+///
+/// `Debug` shows the address and the prefix, never the URL's password.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_oauth2::store::{LeaseSettings, RedisStore};
+///
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .prefix("my-app")
+///     .lease_settings(LeaseSettings::new(Duration::from_secs(10), Duration::from_secs(15)))
+///     .command_timeout(Duration::from_millis(500))
+///     .build()?;
+/// # Ok::<(), tower_oauth2::store::StoreError>(())
+/// ```
+///
+/// # Keys
+///
+/// Every key of one credential carries the same hash tag, `{<prefix>:<digest>}`, where
+/// the digest is the lowercase hex SHA-256 of the key's canonical encoding (the one that
+/// names a [`FileStore`](super::FileStore)'s files). Redis Cluster puts keys with one
+/// hash tag in one slot, so the Lua scripts, which touch several keys of one
+/// credential, run there too.
+///
+/// | key | holds |
+/// | --- | --- |
+/// | `{prefix:digest}:tokens` | the record, the same JSON a `FileStore` file holds |
+/// | `{prefix:digest}:lease` | the current lease's fencing number, expiring after the lease's ttl |
+/// | `{prefix:digest}:fence` | the last fencing number granted (never expires) |
+///
+/// and saves and releases are published on the channel `{prefix:digest}:changed`.
+///
+/// # Why Lua scripts
+///
+/// Each lease operation reads and writes in one step, which a Lua script makes atomic:
+///
+/// - **Taking the lease** increments the fence counter only when the lease is free, and
+///   sets the lease in the same step. Incrementing first and then failing `SET NX`
+///   would move the counter past the current holder's number, and the holder's fenced
+///   save, which checks that its number is still the last one granted, would be refused
+///   for a lease that nobody else got. With the script, fencing numbers count grants.
+/// - **A fenced save** writes only while the fence counter still equals the lease's
+///   number: a holder paused past its lease, after which another replica took the lease,
+///   finds a greater number and writes nothing.
+/// - **Releasing** deletes the lease only if it still holds this lease's number, so a
+///   late release cannot free the lease of the replica that holds it now.
+///
+/// # Expiry
+///
+/// A record with a refresh token does not expire: the refresh token is the grant, and
+/// [`StoredTokens`] says nothing of when it dies. A record with only an access token
+/// expires with the access token. The fence counter never expires, so fencing numbers
+/// keep growing for as long as Redis keeps its data.
+///
+/// # Redis down or restarted
+///
+/// Every operation answers within [`RedisStoreBuilder::connect_timeout`] plus
+/// [`RedisStoreBuilder::command_timeout`], with a [`StoreError`] of kind
+/// [`Io`](StoreErrorKind::Io) when Redis is down or slow. The connection is redis-rs's
+/// `ConnectionManager`, which reconnects by itself: the same store works again once
+/// Redis is back, with no rebuilding. A Redis without persistence comes back empty.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    manager: OnceCell<ConnectionManager>,
+    scripts: Scripts,
+    prefix: Arc<str>,
+    address: String,
+    lease: LeaseSettings,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    poll_interval: Duration,
+}
+
+/// Configures a [`RedisStore`]; from [`RedisStore::builder`].
+#[derive(Clone)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    lease: LeaseSettings,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    poll_interval: Duration,
+}
+
+// Written by hand: the URL may hold a password.
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("lease", &self.lease)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key, [`RedisStore::DEFAULT_PREFIX`] by default. It may not
+    /// be empty nor contain `{` or `}`, which would break the hash tag.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How the credential core uses the lease ([`LeaseSettings::default`] unless set).
+    pub fn lease_settings(mut self, settings: LeaseSettings) -> Self {
+        self.lease = settings;
+        self
+    }
+
+    /// The longest a connection attempt may take, 1 s by default.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The longest Redis may take to answer a command, 1 s by default.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// How often a replica waiting for another's refresh checks whether the lease is
+    /// gone (a holder that died lets it expire without a word), 200 ms by default.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// The store. It does not connect yet.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] of operation [`Open`](StoreOperation::Open) and kind
+    /// [`Other`](StoreErrorKind::Other) if the URL is not a Redis URL, the prefix is
+    /// unusable or a duration is zero.
+    pub fn build(self) -> Result<RedisStore, StoreError> {
+        let refuse = |what: &'static str| {
+            StoreError::unkeyed(StoreOperation::Open, StoreErrorKind::Other).with_detail(what)
+        };
+        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
+            return Err(refuse("the key prefix must be non-empty, without `{` or `}`"));
+        }
+        if [self.connect_timeout, self.command_timeout, self.poll_interval].contains(&Duration::ZERO) {
+            return Err(refuse("timeouts and the poll interval must be longer than zero"));
+        }
+        // Only the error's category is kept (see `cause`): a parse error's detail could
+        // quote the URL, password included.
+        let client = Client::open(self.url.as_str())
+            .map_err(|e| refuse("not a usable Redis URL").with_source(cause(&e)))?;
+        let address = client.get_connection_info().addr().to_string();
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                manager: OnceCell::new(),
+                scripts: Scripts::new(),
+                prefix: self.prefix.into(),
+                address,
+                lease: self.lease,
+                connect_timeout: self.connect_timeout,
+                command_timeout: self.command_timeout,
+                poll_interval: self.poll_interval,
+            }),
+        })
+    }
+}
+
+/// The Redis keys and channel of one credential (see [`RedisStore`'s keys](RedisStore#keys)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisKeys {
+    /// The hash tag every key below starts with: `{prefix:digest}`.
+    pub tag: String,
+    /// The record.
+    pub tokens: String,
+    /// The lease, holding its fencing number.
+    pub lease: String,
+    /// The last fencing number granted.
+    pub fence: String,
+    /// The pub/sub channel on which saves, deletes and releases are announced.
+    pub channel: String,
+}
+
+impl RedisKeys {
+    fn new(prefix: &str, key: &CredentialKey) -> Self {
+        let tag = format!("{{{prefix}:{}}}", format::file_stem(key));
+        Self {
+            tokens: format!("{tag}:tokens"),
+            lease: format!("{tag}:lease"),
+            fence: format!("{tag}:fence"),
+            channel: format!("{tag}:changed"),
+            tag,
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.inner.address)
+            .field("prefix", &self.inner.prefix)
+            .field("lease", &self.inner.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// The prefix of every key unless [`RedisStoreBuilder::prefix`] sets another.
+    pub const DEFAULT_PREFIX: &'static str = "tower-oauth2";
+
+    /// A builder for a store at `url` (`redis://[:password@]host:port[/db]`, or
+    /// `rediss://` with a TLS feature of redis-rs enabled by the application).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+            lease: LeaseSettings::default(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+
+    /// A store at `url` with every default; see [`builder`](Self::builder).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisStoreBuilder::build`].
+    pub fn new(url: impl Into<String>) -> Result<RedisStore, StoreError> {
+        Self::builder(url).build()
+    }
+
+    /// The prefix of every key.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The Redis keys and channel of `key`'s credential.
+    pub fn keys(&self, key: &CredentialKey) -> RedisKeys {
+        RedisKeys::new(&self.inner.prefix, key)
+    }
+
+    /// The longest any operation takes before it fails.
+    fn bound(&self) -> Duration {
+        self.inner.connect_timeout + self.inner.command_timeout
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, Failure> {
+        let inner = &self.inner;
+        // Lazily, so that building needs no runtime and no Redis. Creating the manager
+        // does not connect: its first command does, and it reconnects after a failure.
+        let manager = inner
+            .manager
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(inner.connect_timeout))
+                    .set_response_timeout(Some(inner.command_timeout))
+                    // One quick retry per reconnection: the caller's bound is what
+                    // counts, and the next command starts a new reconnection anyway.
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(Duration::from_millis(200));
+                inner.client.get_connection_manager_lazy(config)
+            })
+            .await
+            .map_err(|e| Failure::redis("setting up the connection", &e))?;
+        Ok(manager.clone())
+    }
+
+    /// Runs `work` on the connection within the store's bound.
+    async fn run<T, F, Fut>(&self, step: &'static str, work: F) -> Result<T, Failure>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let attempt = async {
+            let connection = self.connection().await?;
+            work(connection).await.map_err(|e| Failure::redis(step, &e))
+        };
+        match tokio::time::timeout(self.bound(), attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::timeout(step, self.bound())),
+        }
+    }
+
+    async fn load_record(&self, key: &CredentialKey) -> Result<Option<StoredTokens>, Failure> {
+        let keys = self.keys(key);
+        let value: Option<Vec<u8>> = self
+            .run("reading the record", |mut c| async move {
+                ::redis::cmd("GET").arg(&keys.tokens).query_async(&mut c).await
+            })
+            .await?;
+        let Some(bytes) = value else {
+            return Ok(None);
+        };
+        if bytes.len() > MAX_RECORD {
+            return Err(Failure::decode(DecodeError::Corrupt("larger than 1 MiB".into())));
+        }
+        format::decode(key, &bytes).map(Some).map_err(Failure::decode)
+    }
+
+    async fn save_record(&self, key: &CredentialKey, tokens: &StoredTokens) -> Result<(), Failure> {
+        let keys = self.keys(key);
+        let record = format::encode(key, tokens);
+        let expiry = expiry_ms(tokens, super::wall_clock_now()).unwrap_or(0);
+        let script = &self.inner.scripts.save;
+        self.run("writing the record", |mut c| async move {
+            script
+                .key(&keys.tokens)
+                .arg(record)
+                .arg(expiry)
+                .arg(&keys.channel)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn delete_record(&self, key: &CredentialKey) -> Result<(), Failure> {
+        let keys = self.keys(key);
+        let script = &self.inner.scripts.delete;
+        self.run("deleting the record", |mut c| async move {
+            script
+                .key(&keys.tokens)
+                .arg(&keys.channel)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn lease(&self, key: &CredentialKey) -> Result<Option<Lease>, Failure> {
+        let keys = self.keys(key);
+        let ttl = u64::try_from(self.inner.lease.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let script = &self.inner.scripts.try_lease;
+        let fence: Option<u64> = self
+            .run("taking the lease", |mut c| async move {
+                script
+                    .key(&keys.fence)
+                    .key(&keys.lease)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(fence.map(|fence| Lease { fence }))
+    }
+
+    async fn fenced(
+        &self,
+        key: &CredentialKey,
+        tokens: &StoredTokens,
+        lease: &Lease,
+    ) -> Result<bool, Failure> {
+        let keys = self.keys(key);
+        let record = format::encode(key, tokens);
+        let expiry = expiry_ms(tokens, super::wall_clock_now()).unwrap_or(0);
+        let script = &self.inner.scripts.save_fenced;
+        let written: i64 = self
+            .run("writing the record under the lease", |mut c| async move {
+                script
+                    .key(&keys.fence)
+                    .key(&keys.tokens)
+                    .arg(lease.fence.to_string())
+                    .arg(record)
+                    .arg(expiry)
+                    .arg(&keys.channel)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    async fn unlease(&self, key: &CredentialKey, lease: &Lease) -> Result<(), Failure> {
+        let keys = self.keys(key);
+        let script = &self.inner.scripts.release;
+        self.run("releasing the lease", |mut c| async move {
+            script
+                .key(&keys.lease)
+                .arg(lease.fence.to_string())
+                .arg(&keys.channel)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Waits for a message on `key`'s channel, or for its lease to be gone, checked
+    /// every poll interval; the caller bounds the whole wait.
+    async fn wait_for_change(&self, key: &CredentialKey) -> Result<(), Failure> {
+        let keys = self.keys(key);
+        let inner = &self.inner;
+        let subscribed = tokio::time::timeout(self.bound(), async {
+            let mut pubsub = inner
+                .client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| Failure::redis("connecting to wait for a change", &e))?;
+            pubsub
+                .subscribe(&keys.channel)
+                .await
+                .map_err(|e| Failure::redis("subscribing to changes", &e))?;
+            Ok::<_, Failure>(pubsub)
+        })
+        .await
+        .map_err(|_| Failure::timeout("subscribing to changes", self.bound()))??;
+        let mut messages = subscribed.into_on_message();
+        loop {
+            // Subscribed first, then checked: a release between the caller's last read
+            // and the subscription is seen here, and one after it is a message.
+            let lease = keys.lease.clone();
+            let held: bool = self
+                .run("checking the lease", |mut c| async move {
+                    ::redis::cmd("EXISTS").arg(lease).query_async(&mut c).await
+                })
+                .await?;
+            if !held {
+                return Ok(());
+            }
+            match tokio::time::timeout(inner.poll_interval, messages.next()).await {
+                // A save, a delete or a release.
+                Ok(Some(_)) => return Ok(()),
+                // The subscription's connection is gone: the caller reads again.
+                Ok(None) => return Ok(()),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+// =====================================================================================
+// The traits
+// =====================================================================================
+
+impl TokenStore for RedisStore {
+    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
+        Box::pin(async move {
+            self.load_record(key)
+                .await
+                .map_err(|f| f.into_error(StoreOperation::Load, key))
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        tokens: &'a StoredTokens,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.save_record(key, tokens)
+                .await
+                .map_err(|f| f.into_error(StoreOperation::Save, key))
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.delete_record(key)
+                .await
+                .map_err(|f| f.into_error(StoreOperation::Delete, key))
+        })
+    }
+
+    fn coordination(&self) -> Option<&dyn RefreshCoordination> {
+        Some(self)
+    }
+}
+
+impl RefreshCoordination for RedisStore {
+    fn settings(&self) -> LeaseSettings {
+        self.inner.lease
+    }
+
+    fn try_lease<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        Box::pin(async move {
+            self.lease(key)
+                .await
+                .map_err(|f| f.into_error(StoreOperation::Lease, key))
+        })
+    }
+
+    fn save_fenced<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        tokens: &'a StoredTokens,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.fenced(key, tokens, lease)
+                .await
+                .map_err(|f| f.into_error(StoreOperation::Save, key))
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.unlease(key, lease)
+                .await
+                .map_err(|f| f.into_error(StoreOperation::Lease, key))
+        })
+    }
+
+    fn changed<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        at_most: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            match tokio::time::timeout(at_most, self.wait_for_change(key)).await {
+                Ok(result) => result.map_err(|f| f.into_error(StoreOperation::Lease, key)),
+                // The caller's bound: a wake-up like any other.
+                Err(_) => Ok(()),
+            }
+        })
+    }
+}
+
+// =====================================================================================
+// Errors
+// =====================================================================================
+
+/// A Redis failure in our words: its category and code, never its detail, which may
+/// quote a value or a script.
+#[derive(Debug)]
+struct RedisCause(String);
+
+impl fmt::Display for RedisCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for RedisCause {}
+
+fn cause(err: &RedisError) -> Arc<dyn StdError + Send + Sync> {
+    let mut words = format!("Redis: {}", err.category());
+    if let Some(code) = err.code() {
+        words.push_str(" (");
+        words.push_str(code);
+        words.push(')');
+    }
+    if let Some(kind) = io_kind(err) {
+        words.push_str(": ");
+        words.push_str(&io::Error::from(kind).to_string());
+    }
+    Arc::new(RedisCause(words))
+}
+
+fn io_kind(err: &RedisError) -> Option<io::ErrorKind> {
+    if err.is_timeout() {
+        Some(io::ErrorKind::TimedOut)
+    } else if err.is_connection_refusal() {
+        Some(io::ErrorKind::ConnectionRefused)
+    } else if err.is_connection_dropped() {
+        Some(io::ErrorKind::ConnectionReset)
+    } else {
+        None
+    }
+}
+
+/// A failure before the key is known to the error.
+struct Failure {
+    kind: StoreErrorKind,
+    detail: std::borrow::Cow<'static, str>,
+    source: Option<Arc<dyn StdError + Send + Sync>>,
+}
+
+impl Failure {
+    fn redis(step: &'static str, err: &RedisError) -> Self {
+        let kind = if err.code() == Some("WRONGTYPE") {
+            return Self {
+                kind: StoreErrorKind::Corrupt,
+                detail: "the key holds another kind of Redis value".into(),
+                source: Some(cause(err)),
+            };
+        } else if err.is_io_error()
+            || err.is_timeout()
+            || err.is_connection_refusal()
+            || err.is_connection_dropped()
+        {
+            StoreErrorKind::Io
+        } else {
+            StoreErrorKind::Other
+        };
+        Self {
+            kind,
+            detail: step.into(),
+            source: Some(cause(err)),
+        }
+    }
+
+    fn timeout(step: &'static str, bound: Duration) -> Self {
+        Self {
+            kind: StoreErrorKind::Io,
+            detail: format!("{step}: Redis did not answer within {bound:?}").into(),
+            source: Some(Arc::new(io::Error::from(io::ErrorKind::TimedOut))),
+        }
+    }
+
+    fn decode(err: DecodeError) -> Self {
+        let (kind, detail) = match err {
+            DecodeError::Corrupt(reason) => (StoreErrorKind::Corrupt, reason),
+            DecodeError::KeyMismatch => (StoreErrorKind::KeyMismatch, "".into()),
+            DecodeError::UnsupportedVersion(version) => {
+                (StoreErrorKind::UnsupportedVersion, version.to_string().into())
+            }
+        };
+        Self {
+            kind,
+            detail,
+            source: None,
+        }
+    }
+
+    fn into_error(self, operation: StoreOperation, key: &CredentialKey) -> StoreError {
+        let mut err = StoreError::keyed(operation, self.kind, key);
+        if !self.detail.is_empty() {
+            err = err.with_detail(self.detail);
+        }
+        if let Some(source) = self.source {
+            err = err.with_source(source);
+        }
+        err
+    }
+}
+
+/// How long the record lives, in milliseconds: `None` while it holds a refresh token
+/// (or has no expiry), else until the access token expires (at least 1 ms: a record
+/// saved already expired goes at once).
+fn expiry_ms(tokens: &StoredTokens, wall_now: SystemTime) -> Option<u64> {
+    if tokens.refresh_token.is_some() {
+        return None;
+    }
+    let left = tokens
+        .expires_at?
+        .duration_since(wall_now)
+        .unwrap_or(Duration::ZERO);
+    Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1))
+}
