@@ -44,7 +44,8 @@ use tokio::{
 };
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
-    token::Lifetimes, Credential, CredentialStats, Credentials, OAuth2, OAuth2Layer, Provider, TokenTransport,
+    token::Lifetimes, Credential, CredentialRegistry, CredentialStats, OAuth2, OAuth2Layer, Provider,
+    TokenTransport,
 };
 
 use common::{
@@ -255,7 +256,7 @@ fn swapping_oauth2_layer() -> OAuth2Layer {
             min: Duration::from_micros(500),
             max: Duration::from_secs(3600),
         });
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider,
             "bench-client",

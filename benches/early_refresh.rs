@@ -70,7 +70,7 @@ use hyper_util::{
 };
 use tokio::time::{sleep, sleep_until, Instant};
 use tower::{Layer, Service, ServiceExt};
-use tower_oauth2::{mock::MockServer, Credential, Credentials, OAuth2Layer, Provider, RefreshPolicy};
+use tower_oauth2::{mock::MockServer, Credential, CredentialRegistry, OAuth2Layer, Provider, RefreshPolicy};
 
 use latency::{load_average, ms, write_json_lines, Summary};
 
@@ -408,7 +408,7 @@ async fn oauth2() -> Row {
     let provider = Provider::standard(server.token_url()).api(API_ORIGIN);
     let credential = Credential::client_credentials(provider, CLIENT_ID, CLIENT_SECRET)
         .refresh_policy(RefreshPolicy::default().random(|| 0.0));
-    let credentials = Credentials::new(credential).expect("credentials");
+    let credentials = CredentialRegistry::new(credential).expect("credentials");
     let svc = OAuth2Layer::new(credentials).layer(Answer);
     svc.clone().oneshot(request()).await.expect("first call");
     // The token was installed just before the first call returned: its refresh point

@@ -50,7 +50,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, runtime::Runtime, time::Instant};
 use tower::{Layer, Service, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
-use tower_oauth2::{mock::MockServer, Credential, Credentials, OAuth2Layer, Provider};
+use tower_oauth2::{mock::MockServer, Credential, CredentialRegistry, OAuth2Layer, Provider};
 
 /// Concurrent client tasks per level.
 const LEVELS: [usize; 3] = [1, 16, 64];
@@ -188,7 +188,7 @@ impl Bench {
 
         let provider = Provider::standard(mock.token_url()).api(format!("http://127.0.0.1:{}", addr.port()));
         let credentials =
-            Credentials::new(Credential::client_credentials(provider, CLIENT_ID, CLIENT_SECRET))
+            CredentialRegistry::new(Credential::client_credentials(provider, CLIENT_ID, CLIENT_SECRET))
                 .expect("valid credentials");
         let bench = Self {
             rt,

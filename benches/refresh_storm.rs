@@ -44,7 +44,9 @@ use tokio::{
     time::{sleep, Instant},
 };
 use tower::{Layer, Service, ServiceExt};
-use tower_oauth2::{mock::MockServer, Credential, Credentials, OAuth2, OAuth2Layer, Provider, RefreshPolicy};
+use tower_oauth2::{
+    mock::MockServer, Credential, CredentialRegistry, OAuth2, OAuth2Layer, Provider, RefreshPolicy,
+};
 
 use latency::{load_average, ms, write_json_lines, Summary};
 
@@ -167,7 +169,7 @@ fn request() -> Request<()> {
 
 /// A mock token endpoint (5 ms) issuing tokens that live `lifetime`, and the layer over
 /// the in-process API with a client-credentials credential for it.
-async fn setup(lifetime: Duration) -> (MockServer, Credentials, Api, OAuth2<Api>) {
+async fn setup(lifetime: Duration) -> (MockServer, CredentialRegistry, Api, OAuth2<Api>) {
     let server = MockServer::builder()
         .client(CLIENT_ID, CLIENT_SECRET)
         .token_lifetime(lifetime)
@@ -178,7 +180,7 @@ async fn setup(lifetime: Duration) -> (MockServer, Credentials, Api, OAuth2<Api>
     let provider = Provider::standard(server.token_url()).api(API_ORIGIN);
     let credential = Credential::client_credentials(provider, CLIENT_ID, CLIENT_SECRET)
         .refresh_policy(RefreshPolicy::default().random(|| 0.0));
-    let credentials = Credentials::new(credential).expect("credentials");
+    let credentials = CredentialRegistry::new(credential).expect("credentials");
     let api = Api::default();
     let client = OAuth2Layer::new(credentials.clone()).layer(api.clone());
     (server, credentials, api, client)
@@ -244,7 +246,7 @@ impl Row {
 async fn measure(
     scenario: &'static str,
     server: &MockServer,
-    credentials: &Credentials,
+    credentials: &CredentialRegistry,
     api: &Api,
     client: &OAuth2<Api>,
 ) -> Row {

@@ -8,7 +8,7 @@
 //! first poll, and `drive` would panic.
 //!
 //! Then the latency a refresh through the lease adds on a replica that waits for
-//! another's: two replicas (each its own `Credentials` and `RedisStore`) over HTTP to
+//! another's: two replicas (each its own `CredentialRegistry` and `RedisStore`) over HTTP to
 //! the mock provider, whose token endpoint answers after 50 ms; in each of 100 rounds
 //! every access token is revoked, the holder's request starts, and 5 ms later the
 //! waiter's. Printed: the waiter's latency against an ordinary request's, next to the
@@ -28,7 +28,7 @@ use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
     store::{MemoryStore, RedisStore, TokenStore},
-    Credential, Credentials, OAuth2, OAuth2Layer, Provider, TokenTransport,
+    Credential, CredentialRegistry, OAuth2, OAuth2Layer, Provider, TokenTransport,
 };
 
 use common::{drive, request, runtime, Answer, API_URI};
@@ -46,7 +46,7 @@ fn token_endpoint() -> TokenTransport {
 /// its header copy built.
 fn warm(rt: &tokio::runtime::Runtime, store: impl TokenStore) -> OAuth2<Answer> {
     let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(provider, "bench-client", "bench-secret").store(store))
         .transport(token_endpoint())
         .build()
@@ -118,7 +118,7 @@ fn lease_wait() {
             let provider = Provider::standard(mock.token_url()).name("mock").api(mock.base_url());
             let store = RedisStore::new(redis.url()).expect("a Redis URL");
             let credentials =
-                Credentials::new(Credential::client_credentials(provider, "client", "secret").store(store))
+                CredentialRegistry::new(Credential::client_credentials(provider, "client", "secret").store(store))
                     .expect("valid credentials");
             OAuth2Layer::new(credentials).layer(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
         };

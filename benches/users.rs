@@ -47,7 +47,8 @@ use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
     secret::{AccessToken, RefreshToken},
     store::{StoredTokens, TokenStore},
-    Credential, Credentials, MemoryStore, OAuth2Layer, Provider, Subject, TokenTransport, UserCredentials,
+    Credential, CredentialRegistry, MemoryStore, OAuth2Layer, Provider, Subject, TokenTransport,
+    UserCredentialTemplate,
 };
 
 use common::{criterion_dir, request, write_note, Answer, API_URI, TOKEN};
@@ -133,9 +134,9 @@ fn token_endpoint() -> TokenTransport {
 
 /// One provider at `https://api.example.com`, with the application's credential and
 /// `users` users whose tokens (an access token live for an hour) are in the store.
-async fn registry(users: usize, max_users: usize) -> Credentials {
+async fn registry(users: usize, max_users: usize) -> CredentialRegistry {
     let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
-    let template = UserCredentials::new(provider.clone(), "bench-client", Some("bench-secret".into()))
+    let template = UserCredentialTemplate::new(provider.clone(), "bench-client", Some("bench-secret".into()))
         .max_users(max_users)
         .idle_after(IDLE_AFTER);
     let store = Arc::new(MemoryStore::new());
@@ -150,7 +151,7 @@ async fn registry(users: usize, max_users: usize) -> Credentials {
         let key = template.key_for(subject(i).as_str());
         store.save(&key, &tokens).await.expect("memory store");
     }
-    Credentials::builder()
+    CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider,
             "bench-client",

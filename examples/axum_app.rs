@@ -34,8 +34,8 @@ use hyper_util::{
 };
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    axum::LoginRoutes, mock::MockServer, store::MemoryStore, BoxError, Credentials, OAuth2, OAuth2Layer,
-    Subject, UserCredentials,
+    axum::LoginRoutes, mock::MockServer, store::MemoryStore, BoxError, CredentialRegistry, OAuth2,
+    OAuth2Layer, Subject, UserCredentialTemplate,
 };
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -143,8 +143,8 @@ async fn main() -> Result<(), BoxError> {
     let app_addr: SocketAddr = listener.local_addr()?;
     let public_base = format!("http://{app_addr}/oauth");
 
-    let credentials = Credentials::builder()
-        .users(UserCredentials::new(
+    let credentials = CredentialRegistry::builder()
+        .users(UserCredentialTemplate::new(
             provider.provider(),
             "my-app",
             Some("my-app-secret".into()),

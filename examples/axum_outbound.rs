@@ -23,7 +23,7 @@ use hyper_util::{
 };
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::{
-    mock::MockServer, BoxError, Credential, Credentials, OAuth2, RefreshPolicy, ServiceBuilderExt,
+    mock::MockServer, BoxError, Credential, CredentialRegistry, OAuth2, RefreshPolicy, ServiceBuilderExt,
 };
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -50,7 +50,7 @@ async fn main() -> Result<(), BoxError> {
         .token_lifetime(Duration::from_secs(3))
         .start()
         .await?;
-    let credentials = Credentials::new(
+    let credentials = CredentialRegistry::new(
         Credential::client_credentials(provider.provider(), "reporting-app", "s3cret")
             .refresh_policy(RefreshPolicy::default().margin(Duration::from_secs(1))),
     )?;

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
     mock::{Fault, MockServer},
-    Credential, Credentials, OAuth2Layer, Provider,
+    Credential, CredentialRegistry, OAuth2Layer, Provider,
 };
 
 #[derive(Default)]
@@ -54,7 +54,7 @@ async fn main() -> Result<(), tower_oauth2::BoxError> {
     let provider = Provider::standard(server.token_url())
         .name("mock")
         .api(server.base_url());
-    let credentials = Credentials::new(
+    let credentials = CredentialRegistry::new(
         Credential::client_credentials(provider, "demo-client", "demo-secret").scopes(["read"]),
     )?;
     let client = OAuth2Layer::new(credentials.clone())

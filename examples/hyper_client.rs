@@ -15,7 +15,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth2::{mock::MockServer, BoxError, Credential, Credentials, ServiceBuilderExt};
+use tower_oauth2::{mock::MockServer, BoxError, Credential, CredentialRegistry, ServiceBuilderExt};
 
 /// Your application's choice. ring builds lean, but rustls deprecates it for lacking
 /// post-quantum key exchange; `rustls::crypto::aws_lc_rs::default_provider()` has it.
@@ -39,7 +39,7 @@ async fn main() -> Result<(), BoxError> {
         .build();
     let hyper_client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
 
-    let credentials = Credentials::new(
+    let credentials = CredentialRegistry::new(
         Credential::client_credentials(server.provider(), "my-app", "my-secret").scopes(["read"]),
     )?;
     let client = ServiceBuilder::new()

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::{
-    mock::MockServer, providers::accelo::AcceloScope, BoxError, Credential, Credentials, OAuth2Layer,
+    mock::MockServer, providers::accelo::AcceloScope, BoxError, Credential, CredentialRegistry, OAuth2Layer,
     TokenPlacement,
 };
 
@@ -52,7 +52,7 @@ async fn main() -> Result<(), BoxError> {
 
     // The user-facing providers hand out codes after a login; the emulators mint them
     // without a browser.
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::authorization_code(
             agrello.provider(),
             "agrello-app",

@@ -1,6 +1,6 @@
 //! Three replicas of an application sharing one rotating credential through Redis.
 //!
-//! Each replica has its own `Credentials`, its own `RedisStore` connection and its own
+//! Each replica has its own `CredentialRegistry`, its own `RedisStore` connection and its own
 //! HTTP client, as separate processes would; here they are tasks of one process, so the
 //! example needs nothing but Redis. They call the mock provider's API for a few seconds
 //! with 3-second tokens, and the example prints how many token requests the provider
@@ -31,7 +31,7 @@ use tower_oauth2::{
     mock::MockServer,
     secret::RefreshToken,
     store::{LeaseSettings, RedisStore},
-    Credential, Credentials, OAuth2Layer, Provider, RefreshPolicy, RefreshTokens,
+    Credential, CredentialRegistry, OAuth2Layer, Provider, RefreshPolicy, RefreshTokens,
 };
 
 const REPLICAS: usize = 3;
@@ -108,7 +108,7 @@ async fn main() -> Result<(), tower_oauth2::BoxError> {
                 .max_jitter(Duration::ZERO),
         )
         .store(store);
-        let credentials = Credentials::new(credential)?;
+        let credentials = CredentialRegistry::new(credential)?;
         let client = OAuth2Layer::new(credentials)
             .layer(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
         for _ in 0..CALLERS {

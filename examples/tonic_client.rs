@@ -23,7 +23,7 @@ use tonic::{
 };
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 use tower::ServiceBuilder;
-use tower_oauth2::{mock::MockServer, BoxError, Credential, Credentials, ServiceBuilderExt};
+use tower_oauth2::{mock::MockServer, BoxError, Credential, CredentialRegistry, ServiceBuilderExt};
 
 /// The tokens the gRPC server has seen, and those it now refuses.
 #[derive(Default)]
@@ -68,7 +68,8 @@ async fn main() -> Result<(), BoxError> {
         .provider()
         .api_origins([origin.as_str()])
         .grpc(true);
-    let credentials = Credentials::new(Credential::client_credentials(provider, "grpc-app", "s3cret"))?;
+    let credentials =
+        CredentialRegistry::new(Credential::client_credentials(provider, "grpc-app", "s3cret"))?;
     let channel = Channel::from_shared(origin.clone())?.connect().await?;
     let service = ServiceBuilder::new().oauth2(credentials.clone()).service(channel);
     // With its origin on every request, the layer can tell which credential a call needs.

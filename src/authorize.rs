@@ -383,8 +383,8 @@ impl AuthorizedCode {
         self.state_data.as_deref()
     }
 
-    pub(crate) fn into_pending(self) -> crate::grant::PendingCode {
-        crate::grant::PendingCode {
+    pub(crate) fn into_pending(self) -> crate::token_endpoint::PendingCode {
+        crate::token_endpoint::PendingCode {
             code: self.code,
             redirect_uri: self.redirect_uri,
             pkce_verifier: self.verifier,

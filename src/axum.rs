@@ -1,7 +1,7 @@
 //! Login and callback routes for axum applications (feature `axum`).
 //!
 //! [`LoginRoutes`] serves the two ends of the authorization-code flow for every
-//! provider with [`UserCredentials`](crate::UserCredentials) in a registry:
+//! provider with [`UserCredentialTemplate`](crate::UserCredentialTemplate) in a registry:
 //!
 //! - `GET /login/{provider}` starts an authorization for the user the application's own
 //!   closure names (from its session cookie, a header, ...) and redirects the browser
@@ -82,11 +82,11 @@
 //! `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`.
 //!
 //! ```no_run
-//! use tower_oauth2::{axum::LoginRoutes, providers, Credentials, UserCredentials};
+//! use tower_oauth2::{axum::LoginRoutes, providers, CredentialRegistry, UserCredentialTemplate};
 //!
 //! # fn main() -> Result<(), tower_oauth2::Error> {
-//! let credentials = Credentials::builder()
-//!     .users(UserCredentials::new(providers::agrello(), "client-id", Some("client-secret".into())))
+//! let credentials = CredentialRegistry::builder()
+//!     .users(UserCredentialTemplate::new(providers::agrello(), "client-id", Some("client-secret".into())))
 //!     .build()?;
 //! let app: axum::Router = LoginRoutes::new(credentials, "https://app.example.com/oauth", |parts| {
 //!     // The application's own idea of who is logged in; here a header set by its proxy.
@@ -128,7 +128,7 @@ use crate::{
     authorize::{random_token, PendingAuthorization},
     error::{AuthorizationErrorKind, OAuthError},
     provider::CodeDelivery,
-    Credentials, Error,
+    CredentialRegistry, Error,
 };
 
 /// How long a started authorization waits for its callback; also the cookie's lifetime.
@@ -154,7 +154,7 @@ type AfterLoginFn = dyn Fn(&CompletedLogin) -> String + Send + Sync;
 
 /// The login and callback routes; see the [module documentation](self).
 pub struct LoginRoutes {
-    credentials: Credentials,
+    credentials: CredentialRegistry,
     public_base: String,
     after_login: String,
     cookie_secure: bool,
@@ -192,18 +192,16 @@ impl CompletedLogin {
 }
 
 /// The routes' state: their settings and the authorizations waiting for a callback.
-struct Inner {
+struct RoutesState {
     routes: LoginRoutes,
     /// The path of `public_base`, without a trailing `/`: the callback cookies' `Path`
     /// is this plus `/callback/{provider}`.
     base_path: String,
-    pending: Mutex<Pending>,
+    pending: Mutex<PendingLogins>,
 }
 
-type Shared = Arc<Inner>;
-
 struct Waiting {
-    /// Start order, unique: the key of `Pending::by_age`.
+    /// Start order, unique: the key of `PendingLogins::by_age`.
     seq: u64,
     provider: String,
     subject: String,
@@ -217,11 +215,11 @@ impl LoginRoutes {
     /// Routes for the users of `credentials`. `public_base` is the public URL the
     /// routes are mounted at (`https://app.example.com/oauth`): callbacks are
     /// `{public_base}/callback/{provider}`, unless the provider's
-    /// [`UserCredentials::redirect_uri`](crate::UserCredentials::redirect_uri) says
+    /// [`UserCredentialTemplate::redirect_uri`](crate::UserCredentialTemplate::redirect_uri) says
     /// otherwise. `subject` names the application's user making a request, or `None`
     /// when nobody is logged in to the application; it is asked at the login and again
     /// at the callback, which must name the same user.
-    pub fn new<F>(credentials: Credentials, public_base: impl Into<String>, subject: F) -> Self
+    pub fn new<F>(credentials: CredentialRegistry, public_base: impl Into<String>, subject: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
@@ -286,7 +284,7 @@ impl LoginRoutes {
         S: Clone + Send + Sync + 'static,
     {
         let base_path = base_path(&self.public_base);
-        let shared: Shared = Arc::new(Inner {
+        let shared: Arc<RoutesState> = Arc::new(RoutesState {
             routes: self,
             base_path,
             pending: Mutex::default(),
@@ -298,16 +296,16 @@ impl LoginRoutes {
     }
 }
 
-impl Inner {
+impl RoutesState {
     fn redirect_uri(&self, provider: &str) -> Result<String, Error> {
         let users = self.routes.credentials.users(provider)?;
         Ok(users
-            .get_redirect_uri()
+            .redirect_uri_ref()
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{}/callback/{provider}", self.routes.public_base)))
     }
 
-    fn pending(&self) -> MutexGuard<'_, Pending> {
+    fn pending(&self) -> MutexGuard<'_, PendingLogins> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -339,7 +337,11 @@ impl fmt::Debug for LoginRoutes {
 
 // ===== the routes =====
 
-async fn login(State(shared): State<Shared>, Path(provider): Path<String>, parts: Parts) -> Response {
+async fn login(
+    State(shared): State<Arc<RoutesState>>,
+    Path(provider): Path<String>,
+    parts: Parts,
+) -> Response {
     let Some(subject) = (shared.routes.subject)(&parts) else {
         return page(StatusCode::UNAUTHORIZED, "Log in to the application first.", None);
     };
@@ -394,7 +396,7 @@ async fn login(State(shared): State<Shared>, Path(provider): Path<String>, parts
 }
 
 async fn callback(
-    State(shared): State<Shared>,
+    State(shared): State<Arc<RoutesState>>,
     Path(provider): Path<String>,
     RawQuery(query): RawQuery,
     parts: Parts,
@@ -436,7 +438,7 @@ async fn callback(
 
 /// The callback of the login `state`, past the fragment bridge. The caller clears the
 /// cookie whatever this answers.
-async fn complete(shared: &Inner, provider: &str, state: &str, query: &str, parts: &Parts) -> Response {
+async fn complete(shared: &RoutesState, provider: &str, state: &str, query: &str, parts: &Parts) -> Response {
     // Single use: whatever happens next, this state cannot be presented again.
     let Some(waiting) = shared.pending().take(state, provider, Instant::now()) else {
         return page(
@@ -548,7 +550,7 @@ fn oauth_error_code(err: &Error) -> Option<&str> {
 
 /// The logins waiting for their callback: by `state`, by start order, and by user.
 #[derive(Default)]
-struct Pending {
+struct PendingLogins {
     by_state: HashMap<String, Waiting>,
     /// Start order → `state`; the first entry is the oldest login.
     by_age: BTreeMap<u64, String>,
@@ -557,7 +559,7 @@ struct Pending {
     next_seq: u64,
 }
 
-impl Pending {
+impl PendingLogins {
     /// Keeps a new login, evicting the user's oldest one beyond their bound and the
     /// oldest of all beyond the global bound.
     fn insert(
@@ -818,7 +820,7 @@ mod tests {
             .unwrap()
     }
 
-    fn add(pending: &mut Pending, subject: &str, now: Instant) -> String {
+    fn add(pending: &mut PendingLogins, subject: &str, now: Instant) -> String {
         let authorization = authorization();
         let state = authorization.state().to_owned();
         pending.insert(
@@ -833,7 +835,7 @@ mod tests {
     }
 
     /// The three indexes describe the same logins.
-    fn assert_consistent(pending: &Pending) {
+    fn assert_consistent(pending: &PendingLogins) {
         assert_eq!(pending.by_age.len(), pending.by_state.len());
         let by_subject: usize = pending.by_subject.values().map(VecDeque::len).sum();
         assert_eq!(by_subject, pending.by_state.len());
@@ -845,7 +847,7 @@ mod tests {
 
     #[test]
     fn a_user_holds_at_most_five_logins_and_their_oldest_goes_first() {
-        let mut pending = Pending::default();
+        let mut pending = PendingLogins::default();
         let now = Instant::now();
         let other = add(&mut pending, "bob", now);
         let states: Vec<String> = (0..8).map(|_| add(&mut pending, "mallory", now)).collect();
@@ -860,7 +862,7 @@ mod tests {
 
     #[test]
     fn past_the_global_bound_the_oldest_login_is_evicted_not_the_new_one_refused() {
-        let mut pending = Pending::default();
+        let mut pending = PendingLogins::default();
         let now = Instant::now();
         let first = add(&mut pending, "user-0", now);
         let second = add(&mut pending, "user-1", now);
@@ -887,7 +889,7 @@ mod tests {
 
     #[test]
     fn expired_logins_are_purged_from_the_front_and_cannot_be_taken() {
-        let mut pending = Pending::default();
+        let mut pending = PendingLogins::default();
         let start = Instant::now();
         let old = add(&mut pending, "alice", start);
         let later = start + Duration::from_secs(300);

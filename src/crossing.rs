@@ -14,7 +14,7 @@ use std::{
 
 use http::Uri;
 
-use crate::{credential::CredentialState, provider::CredentialKey};
+use crate::{credential::CredentialState, CredentialKey};
 
 /// Per registry: which credentials were warned about, and whether a redirect policy of
 /// this crate was built for it.

@@ -34,13 +34,13 @@
 //! use http_body_util::Full;
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_oauth2::{Credential, Credentials, OAuth2Layer, Provider};
+//! use tower_oauth2::{Credential, CredentialRegistry, OAuth2Layer, Provider};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), tower_oauth2::BoxError> {
 //! let provider = Provider::standard("https://auth.example.com/oauth/token")
 //!     .api("https://api.example.com");
-//! let credentials = Credentials::new(
+//! let credentials = CredentialRegistry::new(
 //!     Credential::client_credentials(provider, "client-id", "client-secret").scopes(["read"]),
 //! )?;
 //!
@@ -66,14 +66,14 @@
 //! the unit of `expires_in`, refresh-token behaviour, where the token goes, scope
 //! syntax, revocation and what counts as a dead token. [`providers`] has presets for
 //! Agrello, Accelo, Grindery, iOFFICE and DottedSign, filled in from their documents;
-//! [`Provider::standard`] covers any RFC 6749 server. One [`Credentials`] registry holds
+//! [`Provider::standard`] covers any RFC 6749 server. One [`CredentialRegistry`] holds
 //! credentials for any number of providers, routed by API origin.
 //!
 //! # Users
 //!
-//! [`UserCredentials`] serve a provider's users: a request carrying a [`Subject`] gets
+//! [`UserCredentialTemplate`] serve a provider's users: a request carrying a [`Subject`] gets
 //! that user's token. [`authorize`] builds the authorization URL and checks the
-//! callback; [`Credentials::login`] exchanges the code and keeps the tokens in the
+//! callback; [`CredentialRegistry::login`] exchanges the code and keeps the tokens in the
 //! registry's [`store`] (in memory, or a [`store::FileStore`] that survives restarts).
 //!
 //! # Feature flags
@@ -91,8 +91,8 @@
 //!   [`reqwest::redirect_policy`]).
 //! - `encryption`: [`store::EncryptedStore`], tokens encrypted at rest (XChaCha20-Poly1305)
 //!   around any store, with keys that can be rotated.
-//! - `metrics`: [`Credentials::record_metrics`] and
-//!   [`Credentials::spawn_metrics_exporter`], the counters of [`Credentials::stats`]
+//! - `metrics`: [`CredentialRegistry::record_metrics`] and
+//!   [`CredentialRegistry::spawn_metrics_exporter`], the counters of [`CredentialRegistry::stats`]
 //!   published through the `metrics` facade (see [`metrics`]).
 //! - `redis`: [`store::RedisStore`], tokens in Redis shared by an application's
 //!   replicas, which refresh each credential once between them through a lease.
@@ -116,12 +116,10 @@ pub mod authorize;
 pub mod axum;
 pub mod body;
 mod credential;
-mod credentials;
 #[cfg(any(feature = "follow-redirect", feature = "reqwest"))]
 mod crossing;
 pub mod dead_token;
 pub mod error;
-mod grant;
 pub mod layer;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -134,6 +132,7 @@ mod redact;
 #[cfg(feature = "follow-redirect")]
 #[cfg_attr(docsrs, doc(cfg(feature = "follow-redirect")))]
 pub mod redirect;
+mod registry;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
@@ -141,6 +140,7 @@ pub mod secret;
 mod stats;
 pub mod store;
 pub mod token;
+mod token_endpoint;
 pub mod transport;
 
 #[cfg(feature = "mock")]
@@ -184,7 +184,6 @@ struct ReadmeDoctests;
 #[doc(inline)]
 pub use self::{
     credential::Revoked,
-    credentials::{Credentials, CredentialsBuilder, Subject, UserCredentials},
     dead_token::{ApiAnswer, ResponseBody},
     error::{BoxError, Error},
     layer::{NoRetry, OAuth2, OAuth2Layer, ServiceBuilderExt},
@@ -192,6 +191,7 @@ pub use self::{
         ClientAuth, CodeDelivery, Credential, CredentialKey, Grant, ParameterEncoding, Provider,
         RefreshPolicy, RefreshTokens, Revocation, ScopeSyntax, TokenPlacement,
     },
+    registry::{CredentialRegistry, CredentialRegistryBuilder, Subject, UserCredentialTemplate},
     stats::CredentialStats,
     store::{FileStore, MemoryStore, StoredTokens, TokenStore},
     token::TokenSet,

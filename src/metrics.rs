@@ -1,10 +1,10 @@
-//! The counters of [`Credentials::stats`], published through the [`metrics`](https://docs.rs/metrics)
+//! The counters of [`CredentialRegistry::stats`], published through the [`metrics`](https://docs.rs/metrics)
 //! facade, to whatever recorder the application installed (a Prometheus exporter, StatsD,
 //! ...).
 //!
 //! The counters live in the registry whatever recorder there is; publishing reads them
-//! and hands the recorder their current values. [`Credentials::record_metrics`] does
-//! that once, for example right before a scrape; [`Credentials::spawn_metrics_exporter`]
+//! and hands the recorder their current values. [`CredentialRegistry::record_metrics`] does
+//! that once, for example right before a scrape; [`CredentialRegistry::spawn_metrics_exporter`]
 //! does it on an interval, in a task of its own.
 //!
 //! # Metrics
@@ -35,7 +35,7 @@
 //! Users' credentials are summed per provider into one `credential="users"` series, and
 //! no label names a user: one series per user would grow with the user base, and users'
 //! ids may be personal data. The sums include the users evicted from memory since (see
-//! [Users in memory](crate::UserCredentials#users-in-memory)), so they never go down. For
+//! [Users in memory](crate::UserCredentialTemplate#users-in-memory)), so they never go down. For
 //! the same reason an application credential registered with a
 //! subject is labelled without it, and credentials whose labels then coincide are
 //! summed. The gauge of a sum is the soonest refresh among its tokens.
@@ -50,7 +50,7 @@
 //! # use bytes::Bytes;
 //! # use http::{Request, Response};
 //! # use http_body_util::Full;
-//! use tower_oauth2::{Credential, Credentials, Provider};
+//! use tower_oauth2::{Credential, CredentialRegistry, Provider};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower_oauth2::BoxError> {
@@ -60,7 +60,7 @@
 //! #     ))))
 //! # }));
 //! let provider = Provider::standard("https://auth.example.com/oauth/token").api("https://api.example.com");
-//! let credentials = Credentials::builder()
+//! let credentials = CredentialRegistry::builder()
 //!     .credential(Credential::client_credentials(provider, "client-id", "client-secret"))
 //! #   .transport(token_endpoint)
 //!     .build()?;
@@ -86,7 +86,7 @@ use std::{
 use metrics::{counter, describe_counter, describe_gauge, gauge, Label, Unit};
 use tokio::{task::JoinHandle, time::MissedTickBehavior};
 
-use crate::{stats::CredentialStats, Credentials, Error};
+use crate::{stats::CredentialStats, CredentialRegistry, Error};
 
 const CACHE_HITS: &str = "oauth2_cache_hits_total";
 const TOKEN_REQUESTS: &str = "oauth2_token_requests_total";
@@ -99,7 +99,7 @@ const UNTIL_REFRESH: &str = "oauth2_seconds_until_refresh";
 /// The `credential` label of every user's credential at a provider, summed.
 const USERS: &str = "users";
 
-impl Credentials {
+impl CredentialRegistry {
     /// Publishes the counters of every credential through the `metrics` facade, to the
     /// recorder in force on this thread: see the [module docs](crate::metrics) for the
     /// metrics, their labels and an example.
@@ -119,7 +119,7 @@ impl Credentials {
         // Keyed by (provider, credential label): credentials whose labels coincide are
         // summed rather than overwriting each other's series.
         let mut series: BTreeMap<(String, String), Series> = BTreeMap::new();
-        for state in &self.registry.states {
+        for state in &self.routing.states {
             let stats = state.snapshot();
             let label = state.credential_key().without_subject().to_string();
             series
@@ -160,16 +160,16 @@ impl Credentials {
                 "the metrics exporter runs as a Tokio task; call `spawn_metrics_exporter` within a Tokio runtime",
             ));
         };
-        let registry = Arc::downgrade(&self.registry);
+        let routing = Arc::downgrade(&self.routing);
         Ok(runtime.spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
             loop {
                 ticks.tick().await;
-                let Some(registry) = registry.upgrade() else {
+                let Some(routing) = routing.upgrade() else {
                     return;
                 };
-                Credentials { registry }.record_metrics();
+                CredentialRegistry { routing }.record_metrics();
             }
         }))
     }

@@ -30,10 +30,10 @@ use http::{header::AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, StatusCode
 
 use crate::{
     credential::{Acquire, CachedToken, CredentialState},
-    credentials::{Registry, RouteRef, Subject},
     dead_token::Verdict,
     error::Error,
     provider::{Provider, TokenPlacement},
+    registry::{RouteRef, RoutingTable, Subject},
 };
 
 // ===== route =====
@@ -56,7 +56,7 @@ pub(crate) enum Route {
 /// The credential `uri` calls for, acting for `subject` when there is one. The
 /// application's credentials are routed in line (the hot path); users' out of line.
 #[inline(always)]
-pub(crate) fn route(registry: &Registry, uri: &Uri, subject: Option<&Subject>) -> Route {
+pub(crate) fn route(registry: &RoutingTable, uri: &Uri, subject: Option<&Subject>) -> Route {
     match subject {
         None => match registry.route_ref(uri) {
             Some((index, route)) => Route::App(index, route),
@@ -67,7 +67,7 @@ pub(crate) fn route(registry: &Registry, uri: &Uri, subject: Option<&Subject>) -
 }
 
 #[inline(never)]
-fn route_user(registry: &Registry, uri: &Uri, subject: &Subject) -> Route {
+fn route_user(registry: &RoutingTable, uri: &Uri, subject: &Subject) -> Route {
     match registry.route_user(uri, subject) {
         None => Route::Pass,
         Some((Ok(state), Some(route))) => Route::User(state, route),
@@ -227,7 +227,7 @@ impl Plan {
     }
 
     /// One plan per application credential of `registry`, in its order.
-    pub(crate) fn all(registry: &Registry) -> Arc<[Plan]> {
+    pub(crate) fn all(registry: &RoutingTable) -> Arc<[Plan]> {
         registry
             .states
             .iter()

@@ -6,7 +6,7 @@
 //! a setter, so a preset can be adjusted without forking it.
 //!
 //! A [`Credential`] is a provider plus a client and a grant: what to send to the token
-//! endpoint to get a token. One [`Credentials`](crate::Credentials) registry holds any
+//! endpoint to get a token. One [`CredentialRegistry`](crate::CredentialRegistry) registry holds any
 //! number of them, routed by the providers' API origins.
 //!
 //! # Example
@@ -483,10 +483,10 @@ impl Provider {
         self
     }
 
-    /// How tokens are revoked (default: not at all; [`Credentials::revoke`] then only
+    /// How tokens are revoked (default: not at all; [`CredentialRegistry::revoke`] then only
     /// forgets them).
     ///
-    /// [`Credentials::revoke`]: crate::Credentials::revoke
+    /// [`CredentialRegistry::revoke`]: crate::CredentialRegistry::revoke
     pub fn revocation(mut self, revocation: Revocation) -> Self {
         self.revocation = Some(revocation);
         self
@@ -526,32 +526,32 @@ impl Provider {
     }
 
     /// The provider's name.
-    pub fn get_name(&self) -> &str {
+    pub fn name_ref(&self) -> &str {
         &self.name
     }
 
     /// The token endpoint URL.
-    pub fn get_token_url(&self) -> &str {
+    pub fn token_url_ref(&self) -> &str {
         &self.token_url
     }
 
     /// The authorization endpoint URL, if the provider has one.
-    pub fn get_authorize_url(&self) -> Option<&str> {
+    pub fn authorize_url_ref(&self) -> Option<&str> {
         self.authorize_url.as_deref()
     }
 
     /// The API origins tokens are attached for.
-    pub fn get_api_origins(&self) -> &[String] {
+    pub fn api_origins_ref(&self) -> &[String] {
         &self.api_origins
     }
 
     /// How tokens are revoked, if they can be.
-    pub fn get_revocation(&self) -> Option<&Revocation> {
+    pub fn revocation_ref(&self) -> Option<&Revocation> {
         self.revocation.as_ref()
     }
 
     /// Where the access token goes on API requests.
-    pub fn get_token_placement(&self) -> &TokenPlacement {
+    pub fn token_placement_ref(&self) -> &TokenPlacement {
         &self.placement
     }
 
@@ -781,7 +781,7 @@ pub struct Credential {
     pub(crate) redirect_uri: Option<String>,
     pub(crate) subject: Option<String>,
     pub(crate) policy: RefreshPolicy,
-    pub(crate) store: Option<crate::store::SharedStore>,
+    pub(crate) store: Option<crate::store::StoreHandle>,
 }
 
 impl Credential {
@@ -923,7 +923,7 @@ impl Credential {
     }
 
     /// Where this credential's tokens are kept between restarts, instead of the
-    /// registry's [store](crate::CredentialsBuilder::store). Pass an `Arc` of a store to
+    /// registry's [store](crate::CredentialRegistryBuilder::store). Pass an `Arc` of a store to
     /// share it with other credentials.
     ///
     /// ```
@@ -934,7 +934,7 @@ impl Credential {
     /// # let _ = credential;
     /// ```
     pub fn store(mut self, store: impl crate::store::TokenStore) -> Self {
-        self.store = Some(crate::store::SharedStore::new(store));
+        self.store = Some(crate::store::StoreHandle::new(store));
         self
     }
 
@@ -1141,7 +1141,7 @@ mod tests {
             "{printed}"
         );
         assert_eq!(
-            Provider::standard("https://a.example/token").get_name(),
+            Provider::standard("https://a.example/token").name_ref(),
             "a.example"
         );
     }

@@ -53,7 +53,7 @@
 //! [`RequestUri`] on the answer. If it names an origin of another credential, or none,
 //! a redirect carried the request away after the token was attached: the layer logs a
 //! `tracing` warning, once per credential, naming the origins (scheme, host and port
-//! only), unless a [`RedirectPolicy`] was built from the same [`Credentials`], which is
+//! only), unless a [`RedirectPolicy`] was built from the same [`CredentialRegistry`], which is
 //! then taken to be the `FollowRedirect`'s policy. Checking costs one lookup in the
 //! answer's extensions, when it has any: counted with callgrind on the cached path
 //! (`benches/instructions.rs`, `oauth2`), 10 instructions per call for an answer
@@ -70,7 +70,7 @@
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_http::follow_redirect::FollowRedirectLayer;
-//! use tower_oauth2::{redirect, Credential, Credentials, OAuth2Layer, Provider, TokenPlacement, TokenTransport};
+//! use tower_oauth2::{redirect, Credential, CredentialRegistry, OAuth2Layer, Provider, TokenPlacement, TokenTransport};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower_oauth2::BoxError> {
@@ -82,7 +82,7 @@
 //! let provider = Provider::standard("https://auth.example.com/oauth/token")
 //!     .api("https://api.example.com")
 //!     .token_placement(TokenPlacement::Header(http::HeaderName::from_static("x-access-token")));
-//! let credentials = Credentials::builder()
+//! let credentials = CredentialRegistry::builder()
 //!     .credential(Credential::client_credentials(provider, "client-id", "client-secret"))
 //! #   .transport(token_endpoint)
 //!     .build()?;
@@ -131,17 +131,17 @@ use tower_http::follow_redirect::{
 
 use crate::{
     credential::CredentialState,
-    credentials::{Credentials, Registry, Subject},
     layer::NoRetry,
     origin::Origin,
     provider::TokenPlacement,
+    registry::{CredentialRegistry, RoutingTable, Subject},
 };
 
 /// The most redirects a chain follows by default: tower-http's [`Limited`]'s default.
 const DEFAULT_MAX_REDIRECTS: usize = 20;
 
 /// The [`RedirectPolicy`] for `credentials`: the same as [`RedirectPolicy::new`].
-pub fn policy(credentials: &Credentials) -> RedirectPolicy {
+pub fn policy(credentials: &CredentialRegistry) -> RedirectPolicy {
     RedirectPolicy::new(credentials)
 }
 
@@ -185,8 +185,8 @@ struct Chain {
 impl RedirectPolicy {
     /// The policy for the token placements of every provider of `credentials`, the
     /// application's and its users'.
-    pub fn new(credentials: &Credentials) -> Self {
-        let registry = &credentials.registry;
+    pub fn new(credentials: &CredentialRegistry) -> Self {
+        let registry = &credentials.routing;
         // A `FollowRedirect` seen inside the layer is taken to use this policy.
         registry.crossings.guarded.store(true, Ordering::Relaxed);
         let mut headers = vec![AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION];
@@ -324,7 +324,7 @@ fn without_parameters(uri: &Uri, names: &[Box<str>]) -> Option<Uri> {
 /// answer's extensions, and a lookup when it has any.
 #[inline(always)]
 pub(crate) fn check_followed<T>(
-    registry: &Registry,
+    registry: &RoutingTable,
     index: usize,
     user: Option<&CredentialState>,
     response: &Response<T>,
@@ -340,7 +340,7 @@ pub(crate) fn check_followed<T>(
 
 #[cold]
 #[inline(never)]
-fn followed(registry: &Registry, index: usize, user: Option<&CredentialState>, uri: &Uri) {
+fn followed(registry: &RoutingTable, index: usize, user: Option<&CredentialState>, uri: &Uri) {
     if registry.crossings.guarded.load(Ordering::Relaxed) || registry.is_origin_of(uri, index, user) {
         return;
     }

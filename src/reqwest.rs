@@ -5,7 +5,7 @@
 //! [`OAuth2Layer`](crate::OAuth2Layer) does for a tower service, over the same core: the
 //! same routing by origin, the same cache, the same single token request for any number
 //! of waiting callers, the same refresh ahead of expiry, and the same one retry after a
-//! dead-token answer. A middleware and a layer built from clones of one [`Credentials`]
+//! dead-token answer. A middleware and a layer built from clones of one [`CredentialRegistry`]
 //! share their tokens.
 //!
 //! For every request it:
@@ -35,7 +35,7 @@
 //!
 //! - [`NoRetry`]: send the request at most once;
 //! - [`Subject`]: act for that user, with their token (see
-//!   [`UserCredentials`](crate::UserCredentials)).
+//!   [`UserCredentialTemplate`](crate::UserCredentialTemplate)).
 //!
 //! # Errors
 //!
@@ -48,7 +48,7 @@
 //! # use bytes::Bytes;
 //! # use http::{Request, Response};
 //! # use http_body_util::Full;
-//! use tower_oauth2::{reqwest::OAuth2Middleware, Credentials, Provider, Subject, UserCredentials};
+//! use tower_oauth2::{reqwest::OAuth2Middleware, CredentialRegistry, Provider, Subject, UserCredentialTemplate};
 //! # use tower_oauth2::TokenTransport;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -57,8 +57,8 @@
 //! #     Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
 //! # }));
 //! let provider = Provider::standard("https://auth.example.com/oauth/token").api("https://api.example.com");
-//! let credentials = Credentials::builder()
-//!     .users(UserCredentials::new(provider, "client-id", Some("client-secret".into())))
+//! let credentials = CredentialRegistry::builder()
+//!     .users(UserCredentialTemplate::new(provider, "client-id", Some("client-secret".into())))
 //! #   .transport(token_endpoint)
 //!     .build()?;
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
@@ -93,7 +93,7 @@
 //! Build the client with [`redirect_policy`]:
 //!
 //! ```no_run
-//! # fn run(credentials: tower_oauth2::Credentials) -> Result<(), tower_oauth2::BoxError> {
+//! # fn run(credentials: tower_oauth2::CredentialRegistry) -> Result<(), tower_oauth2::BoxError> {
 //! let http = reqwest::Client::builder()
 //!     .redirect(tower_oauth2::reqwest::redirect_policy(&credentials))
 //!     .build()?;
@@ -145,12 +145,12 @@
 //! # Example
 //!
 //! ```no_run
-//! use tower_oauth2::{reqwest::OAuth2Middleware, Credential, Credentials, NoRetry, Provider};
+//! use tower_oauth2::{reqwest::OAuth2Middleware, Credential, CredentialRegistry, NoRetry, Provider};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), tower_oauth2::BoxError> {
 //! let provider = Provider::standard("https://auth.example.com/oauth/token").api("https://api.example.com");
-//! let credentials = Credentials::new(Credential::client_credentials(provider, "client-id", "client-secret"))?;
+//! let credentials = CredentialRegistry::new(Credential::client_credentials(provider, "client-id", "client-secret"))?;
 //!
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 //!     .with(OAuth2Middleware::new(credentials))
@@ -179,11 +179,11 @@ use reqwest_middleware::{Middleware, Next};
 
 use crate::{
     credential::CredentialState,
-    credentials::{Credentials, Registry, Subject},
     dead_token::{ApiAnswer, ReadPrefix, ResponseBody, Verdict},
     layer::NoRetry,
     protocol::{self, AfterDead, Placement, Plan, Route, Target},
     provider::Provider,
+    registry::{CredentialRegistry, RoutingTable, Subject},
 };
 
 /// Attaches OAuth 2.0 credentials to the requests of a reqwest client, refreshing and
@@ -194,7 +194,7 @@ use crate::{
 /// Cheap to clone. The cached token is read once per request, without a lock.
 #[derive(Debug, Clone)]
 pub struct OAuth2Middleware {
-    credentials: Credentials,
+    credentials: CredentialRegistry,
     retry: bool,
     /// Per application credential, where its token goes and what a dead answer is.
     plans: Arc<[Plan]>,
@@ -202,9 +202,9 @@ pub struct OAuth2Middleware {
 
 impl OAuth2Middleware {
     /// A middleware attaching `credentials`.
-    pub fn new(credentials: Credentials) -> Self {
+    pub fn new(credentials: CredentialRegistry) -> Self {
         Self {
-            plans: Plan::all(&credentials.registry),
+            plans: Plan::all(&credentials.routing),
             credentials,
             retry: true,
         }
@@ -219,8 +219,8 @@ impl OAuth2Middleware {
         self
     }
 
-    /// The credentials, e.g. to read their [`stats`](Credentials::stats).
-    pub fn credentials(&self) -> &Credentials {
+    /// The credentials, e.g. to read their [`stats`](CredentialRegistry::stats).
+    pub fn credentials(&self) -> &CredentialRegistry {
         &self.credentials
     }
 }
@@ -238,7 +238,7 @@ impl Middleware for OAuth2Middleware {
         let Ok(uri) = req.url().as_str().parse::<Uri>() else {
             return next.run(req, extensions).await;
         };
-        let registry = &self.credentials.registry;
+        let registry = &self.credentials.routing;
         let user_plan;
         let (state, plan) = match protocol::route(registry, &uri, extensions.get::<Subject>()) {
             Route::Pass => return next.run(req, extensions).await,
@@ -266,10 +266,10 @@ impl Middleware for OAuth2Middleware {
 /// the current one (scheme, host or port; https to http included) is stopped: the
 /// request returns the 3xx answer. Every other redirect is followed, up to 10 in a
 /// chain as reqwest's default policy does; the request fails after that.
-pub fn redirect_policy(credentials: &Credentials) -> ::reqwest::redirect::Policy {
+pub fn redirect_policy(credentials: &CredentialRegistry) -> ::reqwest::redirect::Policy {
     let credentials = credentials.clone();
     ::reqwest::redirect::Policy::custom(move |attempt| {
-        match decide(&credentials.registry, attempt.url(), attempt.previous()) {
+        match decide(&credentials.routing, attempt.url(), attempt.previous()) {
             Hop::Follow => attempt.follow(),
             Hop::Stop => attempt.stop(),
             Hop::TooMany => attempt.error(TooManyRedirects),
@@ -290,7 +290,7 @@ enum Hop {
 
 /// The redirect to `next`, after the chain `previous` (the first URL and each one
 /// followed since, as reqwest passes them).
-fn decide(registry: &Registry, next: &Url, previous: &[Url]) -> Hop {
+fn decide(registry: &RoutingTable, next: &Url, previous: &[Url]) -> Hop {
     // As reqwest's own limit: the first URL is not a redirect.
     if previous.len() > MAX_REDIRECTS {
         return Hop::TooMany;
@@ -327,7 +327,7 @@ impl std::error::Error for TooManyRedirects {}
 
 /// Whether reqwest followed `uri`, which carried `state`'s token, to another origin: the
 /// answer's URL is the last one requested. Said once per credential.
-fn check_followed(state: &CredentialState, registry: &Registry, uri: &Uri, response: &Response) {
+fn check_followed(state: &CredentialState, registry: &RoutingTable, uri: &Uri, response: &Response) {
     let url = response.url();
     let default_port = |scheme: &str| match scheme {
         "https" => Some(443),
@@ -349,7 +349,7 @@ fn check_followed(state: &CredentialState, registry: &Registry, uri: &Uri, respo
 
 #[cold]
 #[inline(never)]
-fn followed(state: &CredentialState, registry: &Registry, uri: &Uri, url: &Url) {
+fn followed(state: &CredentialState, registry: &RoutingTable, uri: &Uri, url: &Url) {
     let Ok(to) = url.as_str().parse::<Uri>() else {
         return;
     };
@@ -517,10 +517,10 @@ fn remove_pair(url: &mut Url, pair: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{decide, remove_pair, Hop};
-    use crate::{Credential, Credentials, Provider, TokenTransport, UserCredentials};
+    use crate::{Credential, CredentialRegistry, Provider, TokenTransport, UserCredentialTemplate};
     use ::reqwest::Url;
 
-    fn registry() -> Credentials {
+    fn registry() -> CredentialRegistry {
         let transport =
             TokenTransport::new(tower::service_fn(|_req: crate::transport::TokenRequest| async {
                 Err::<http::Response<http_body_util::Full<bytes::Bytes>>, crate::BoxError>("unused".into())
@@ -529,9 +529,9 @@ mod tests {
         let users = Provider::standard("https://auth.users.test/token")
             .name("users")
             .api("https://users.test");
-        Credentials::builder()
+        CredentialRegistry::builder()
             .credential(Credential::client_credentials(app, "id", "secret"))
-            .users(UserCredentials::new(users, "id", Some("secret".into())))
+            .users(UserCredentialTemplate::new(users, "id", Some("secret".into())))
             .transport(transport)
             .build()
             .unwrap()
@@ -544,7 +544,7 @@ mod tests {
     #[test]
     fn a_chain_with_tokens_stops_where_it_would_leave_its_origin() {
         let credentials = registry();
-        let registry = &credentials.registry;
+        let registry = &credentials.routing;
         for (previous, next, expected) in [
             // Within the token's origin: followed.
             (
@@ -615,8 +615,8 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         // The first URL and ten redirects followed: the eleventh is one too many.
-        assert_eq!(decide(&credentials.registry, &next, &chain(10)), Hop::Follow);
-        assert_eq!(decide(&credentials.registry, &next, &chain(11)), Hop::TooMany);
+        assert_eq!(decide(&credentials.routing, &next, &chain(10)), Hop::Follow);
+        assert_eq!(decide(&credentials.routing, &next, &chain(11)), Hop::TooMany);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use crate::grant::GrantInput;
+use crate::token_endpoint::GrantInput;
 
 /// Live counters of one credential.
 #[derive(Debug, Default)]

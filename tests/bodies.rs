@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
     body::{ReplayBody, ReplayableBody},
-    BoxError, Credential, Credentials, OAuth2Layer, Provider,
+    BoxError, Credential, CredentialRegistry, OAuth2Layer, Provider,
 };
 
 use support::{eventually, Api, TokenEndpoint};
@@ -54,11 +54,11 @@ where
     addr
 }
 
-fn credentials(endpoint: &TokenEndpoint, api: SocketAddr) -> Credentials {
+fn credentials(endpoint: &TokenEndpoint, api: SocketAddr) -> CredentialRegistry {
     let provider = Provider::standard("https://auth.example.com/oauth/token")
         .name("example")
         .api(format!("http://{api}"));
-    Credentials::builder()
+    CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider,
             "client-id",
@@ -69,7 +69,7 @@ fn credentials(endpoint: &TokenEndpoint, api: SocketAddr) -> Credentials {
         .unwrap()
 }
 
-fn retries(credentials: &Credentials) -> u64 {
+fn retries(credentials: &CredentialRegistry) -> u64 {
     credentials.stats()[0].retries
 }
 
@@ -230,7 +230,11 @@ async fn a_streamed_axum_body_over_the_limit_is_sent_once_and_its_dead_token_ans
 
 /// A proxy on 127.0.0.1 forwarding every request to `upstream` through the layer over
 /// a hyper-util client, with the body as received (`Incoming`), or as `wrap` makes it.
-async fn proxy<B>(upstream: SocketAddr, credentials: Credentials, wrap: fn(Incoming) -> B) -> SocketAddr
+async fn proxy<B>(
+    upstream: SocketAddr,
+    credentials: CredentialRegistry,
+    wrap: fn(Incoming) -> B,
+) -> SocketAddr
 where
     B: ReplayableBody + http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,

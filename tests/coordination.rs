@@ -27,7 +27,7 @@ use tower_oauth2::{
         BoxFuture, Lease, LeaseSettings, RefreshCoordination, StoreError, StoreErrorKind, StoreOperation,
         StoredTokens, TokenStore,
     },
-    ClientAuth, Credential, CredentialKey, Credentials, Error, OAuth2Layer, Provider, RefreshPolicy,
+    ClientAuth, Credential, CredentialKey, CredentialRegistry, Error, OAuth2Layer, Provider, RefreshPolicy,
     RefreshTokens, TokenTransport,
 };
 
@@ -285,8 +285,8 @@ fn client_credentials() -> Credential {
     Credential::client_credentials(provider, "app", "secret").refresh_policy(policy())
 }
 
-fn replica(credential: Credential, store: &SharedStore, endpoint: &Arc<Endpoint>) -> Credentials {
-    Credentials::builder()
+fn replica(credential: Credential, store: &SharedStore, endpoint: &Arc<Endpoint>) -> CredentialRegistry {
+    CredentialRegistry::builder()
         .credential(credential)
         .store(store.clone())
         .transport(transport(endpoint))
@@ -295,7 +295,7 @@ fn replica(credential: Credential, store: &SharedStore, endpoint: &Arc<Endpoint>
 }
 
 /// Sends `n` concurrent requests through `credentials`; the access tokens they carried.
-async fn call(credentials: &Credentials, n: usize) -> Vec<Result<String, Error>> {
+async fn call(credentials: &CredentialRegistry, n: usize) -> Vec<Result<String, Error>> {
     let api = tower::service_fn(|req: Request<Full<Bytes>>| async move {
         let token = req.headers()["authorization"]
             .to_str()

@@ -23,7 +23,7 @@ use tower_oauth2::{
         LeaseSettings, MemoryStore, RefreshCoordination, StoreError, StoreErrorKind, StoredTokens,
         TokenStore,
     },
-    Credential, CredentialKey, Credentials, Error, OAuth2Layer, Provider,
+    Credential, CredentialKey, CredentialRegistry, Error, OAuth2Layer, Provider,
 };
 
 // ===== helpers =====
@@ -548,8 +548,8 @@ async fn coordination_is_forwarded_and_fenced_saves_are_encrypted() {
 
 // ===== a registry over it =====
 
-fn credentials_over(endpoint: &TokenEndpoint, store: impl TokenStore) -> Credentials {
-    Credentials::builder()
+fn credentials_over(endpoint: &TokenEndpoint, store: impl TokenStore) -> CredentialRegistry {
+    CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             support::provider(),
             "client-id",

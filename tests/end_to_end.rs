@@ -14,7 +14,7 @@ use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     mock::{ClientAuthMethod, Fault, MockServer},
     secret::ClientSecret,
-    ClientAuth, Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider, RefreshPolicy,
+    ClientAuth, Credential, CredentialRegistry, Error, OAuth2, OAuth2Layer, Provider, RefreshPolicy,
 };
 
 type Api = Client<HttpConnector, Full<Bytes>>;
@@ -29,15 +29,15 @@ fn provider(server: &MockServer) -> Provider {
         .api(server.base_url())
 }
 
-fn layered(credential: Credential) -> (OAuth2<Api>, Credentials) {
-    let credentials = Credentials::new(credential).unwrap();
+fn layered(credential: Credential) -> (OAuth2<Api>, CredentialRegistry) {
+    let credentials = CredentialRegistry::new(credential).unwrap();
     (
         OAuth2Layer::new(credentials.clone()).layer(api_client()),
         credentials,
     )
 }
 
-fn client_credentials(server: &MockServer) -> (OAuth2<Api>, Credentials) {
+fn client_credentials(server: &MockServer) -> (OAuth2<Api>, CredentialRegistry) {
     let policy = RefreshPolicy::default().timeout(Duration::from_secs(2));
     layered(Credential::client_credentials(provider(server), "client", "secret").refresh_policy(policy))
 }

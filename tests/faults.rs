@@ -17,7 +17,7 @@ use tokio::runtime::{Builder, Runtime};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     store::{BoxFuture, MemoryStore, Notifying, StoreError, StoredTokens, TokenStore},
-    Credential, CredentialKey, Credentials, Error, OAuth2Layer,
+    Credential, CredentialKey, CredentialRegistry, Error, OAuth2Layer,
 };
 
 use support::*;
@@ -25,7 +25,7 @@ use support::*;
 /// Past the first backoff (100 ms without jitter) with room to spare.
 const PAST_BACKOFF: Duration = Duration::from_secs(1);
 
-fn failures(credentials: &Credentials) -> u64 {
+fn failures(credentials: &CredentialRegistry) -> u64 {
     credentials.stats()[0].failures
 }
 
@@ -96,7 +96,7 @@ impl TokenStore for PanickyStore {
 }
 
 async fn one_failure_then_recovery(store: impl TokenStore, endpoint: &TokenEndpoint) {
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(
             Credential::client_credentials(provider(), "client-id", CLIENT_SECRET)
                 .refresh_policy(tower_oauth2::RefreshPolicy::default().random(no_jitter)),
@@ -239,7 +239,7 @@ async fn a_stored_expiry_centuries_away_is_believed_for_a_day_at_most() {
             .with_access_token(AccessToken::new("tok-1000"))
             .with_expires_at(SystemTime::now() + Duration::from_secs(years * 365 * 24 * 3600));
         store.save(&credential.key(), &stored).await.unwrap();
-        let credentials = Credentials::builder()
+        let credentials = CredentialRegistry::builder()
             .credential(credential)
             .transport(endpoint.transport())
             .store(store)

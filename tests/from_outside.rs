@@ -20,8 +20,8 @@ use tower::{
     Layer, ServiceExt,
 };
 use tower_oauth2::{
-    mock::MockServer, providers, BoxError, Credential, CredentialKey, Credentials, MemoryStore, OAuth2Layer,
-    Provider, Subject, TokenStore, TokenTransport, UserCredentials,
+    mock::MockServer, providers, BoxError, Credential, CredentialKey, CredentialRegistry, MemoryStore,
+    OAuth2Layer, Provider, Subject, TokenStore, TokenTransport, UserCredentialTemplate,
 };
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -31,7 +31,7 @@ fn http() -> Http {
 }
 
 /// Sends `GET url` through the layer over `credentials`, and returns the status.
-async fn get(credentials: &Credentials, url: &str) -> StatusCode {
+async fn get(credentials: &CredentialRegistry, url: &str) -> StatusCode {
     let client = OAuth2Layer::new(credentials.clone()).layer(http());
     let request = Request::get(url).body(Full::default()).unwrap();
     client.oneshot(request).await.unwrap().status()
@@ -72,7 +72,7 @@ async fn a_transport_gets_a_token_and_authorizes(transport: TokenTransport, sent
         .start()
         .await
         .unwrap();
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(server.provider(), "app", "s3cret"))
         .transport(transport)
         .build()
@@ -144,7 +144,7 @@ async fn each_credential_keeps_its_tokens_in_its_own_store_across_a_restart() {
     let credential_b = Credential::client_credentials(b.provider().name("b"), "app-b", "secret-b");
     let (key_a, key_b) = (credential_a.key(), credential_b.key());
     let registry = || {
-        Credentials::builder()
+        CredentialRegistry::builder()
             .credential(credential_a.clone().store(Arc::clone(&store_a)))
             .credential(credential_b.clone().store(Arc::clone(&store_b)))
             .store(Arc::clone(&registry_store))
@@ -186,16 +186,16 @@ async fn a_users_group_keeps_its_tokens_in_its_own_store_across_a_restart() {
     let users_store = Arc::new(MemoryStore::new());
     let registry_store = Arc::new(MemoryStore::new());
     let registry = || {
-        Credentials::builder()
+        CredentialRegistry::builder()
             .users(
-                UserCredentials::new(server.provider(), "app", Some("s3cret".into()))
+                UserCredentialTemplate::new(server.provider(), "app", Some("s3cret".into()))
                     .store(Arc::clone(&users_store)),
             )
             .store(Arc::clone(&registry_store))
             .build()
             .unwrap()
     };
-    let as_alice = |credentials: &Credentials| {
+    let as_alice = |credentials: &CredentialRegistry| {
         let client = OAuth2Layer::new(credentials.clone()).layer(http());
         let mut request = Request::get(server.api_url("/me")).body(Full::default()).unwrap();
         request.extensions_mut().insert(Subject::new("alice"));
@@ -248,7 +248,7 @@ async fn a_public_client_sends_its_client_id_and_no_secret() {
     // Provider::standard authenticates with HTTP Basic, which needs a secret: the
     // credential says it has none.
     let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials_public(provider, "device-17"))
         .transport(transport)
         .build()
@@ -285,7 +285,7 @@ const REDIRECT: &str = "https://app.example.com/callback";
 
 /// One token request and one authorized API call, through the layer.
 async fn one_token_one_call(server: &MockServer, credential: Credential) {
-    let credentials = Credentials::new(credential).unwrap();
+    let credentials = CredentialRegistry::new(credential).unwrap();
     assert_eq!(
         get(&credentials, &server.api_url("/things")).await,
         StatusCode::OK
@@ -357,10 +357,10 @@ mod root_paths {
     use http::HeaderName;
     use tower_oauth2::{
         AcceloScope, AuthorizationCode, AuthorizedCode, ClientAuth, ClientSecret, CodeDelivery, Credential,
-        Credentials, Error, ExpiresIn, FileStore, HeaderParameters, Lifetimes, MemoryStore, Notifying,
+        CredentialRegistry, Error, ExpiresIn, FileStore, HeaderParameters, Lifetimes, MemoryStore, Notifying,
         ParameterEncoding, Password, PendingAuthorization, Provider, RefreshPolicy, RefreshToken, Revocation,
         StoreError, StoreErrorKind, StoreOperation, TokenChange, TokenPlacement, TokenRequest,
-        TokenTransport, UserCredentials,
+        TokenTransport, UserCredentialTemplate,
     };
 
     fn provider(name: &str) -> Provider {
@@ -377,7 +377,7 @@ mod root_paths {
         }
     }
 
-    pub(super) fn configure(dir: &std::path::Path) -> Result<Credentials, Error> {
+    pub(super) fn configure(dir: &std::path::Path) -> Result<CredentialRegistry, Error> {
         let transport = TokenTransport::new(tower::service_fn(|_: TokenRequest| async {
             Err::<http::Response<http_body_util::Full<bytes::Bytes>>, _>(tower_oauth2::BoxError::from(
                 "unused",
@@ -410,7 +410,7 @@ mod root_paths {
             let _ = change;
         });
 
-        Credentials::builder()
+        CredentialRegistry::builder()
             .credential(
                 Credential::client_credentials(tower_oauth2::providers::accelo("acme"), "app", "secret")
                     .scopes([AcceloScope::read_all().and(AcceloScope::write(["contacts"]))])
@@ -451,14 +451,12 @@ mod root_paths {
                     Some(ClientSecret::new("s")),
                 ),
             )
-            .users(
-                UserCredentials::new(users, "app", Some("s".into())).store(FileStore::open(dir).map_err(
-                    |e| {
-                        let _ = describe(&e);
-                        Error::Store(e)
-                    },
-                )?),
-            )
+            .users(UserCredentialTemplate::new(users, "app", Some("s".into())).store(
+                FileStore::open(dir).map_err(|e| {
+                    let _ = describe(&e);
+                    Error::Store(e)
+                })?,
+            ))
             .transport(transport)
             .build()
     }

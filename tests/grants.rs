@@ -11,8 +11,8 @@ use http_body_util::Full;
 use tokio::time::advance;
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    error::RefusedGrant, Credential, Credentials, Error, OAuth2Layer, Provider, RefreshPolicy, RefreshTokens,
-    Revocation, Revoked, TokenTransport,
+    error::RefusedGrant, Credential, CredentialRegistry, Error, OAuth2Layer, Provider, RefreshPolicy,
+    RefreshTokens, Revocation, Revoked, TokenTransport,
 };
 
 use support::*;
@@ -29,8 +29,8 @@ fn policy() -> RefreshPolicy {
         .backoff(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-fn registry(endpoint: &TokenEndpoint, credential: Credential) -> Credentials {
-    Credentials::builder()
+fn registry(endpoint: &TokenEndpoint, credential: Credential) -> CredentialRegistry {
+    CredentialRegistry::builder()
         .credential(credential.refresh_policy(policy()))
         .transport(endpoint.transport())
         .build()
@@ -257,7 +257,7 @@ fn keys_include_scopes_and_subject_and_must_be_unique() {
         base.clone().scopes(["a", "b"]).key()
     );
 
-    let twice = Credentials::builder()
+    let twice = CredentialRegistry::builder()
         .credential(base.clone())
         .credential(base.clone().refresh_policy(policy()))
         .transport(endpoint.transport())
@@ -333,7 +333,7 @@ async fn a_refresh_token_a_header_cannot_carry_is_a_malformed_answer() {
         .token_placement(tower_oauth2::TokenPlacement::AuthorizationBearer);
     let credential = Credential::refresh_token(provider, "client-id", Some(CLIENT_SECRET.into()), "rt-0")
         .redirect_uri("https://app.example.com/cb");
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(credential)
         .transport(transport)
         .build()

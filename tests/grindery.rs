@@ -30,8 +30,8 @@ use reqwest_middleware::ClientWithMiddleware;
 use serde_json::{json, Value};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    error::RefusedGrant, mock::MockServer, reqwest::OAuth2Middleware, Credential, CredentialStats,
-    Credentials, Error, OAuth2, OAuth2Layer, Provider, Subject, UserCredentials,
+    error::RefusedGrant, mock::MockServer, reqwest::OAuth2Middleware, Credential, CredentialRegistry,
+    CredentialStats, Error, OAuth2, OAuth2Layer, Provider, Subject, UserCredentialTemplate,
 };
 
 type Api = Client<HttpConnector, Full<Bytes>>;
@@ -44,7 +44,7 @@ enum Adapter {
 }
 
 impl Adapter {
-    fn both(credentials: &Credentials) -> [Adapter; 2] {
+    fn both(credentials: &CredentialRegistry) -> [Adapter; 2] {
         let hyper = Client::builder(TokioExecutor::new()).build_http();
         let reqwest = reqwest::Client::builder().no_proxy().build().unwrap();
         [
@@ -121,9 +121,9 @@ async fn grindery() -> MockServer {
 }
 
 /// The application's Grindery credential: a refresh token issued by the emulator.
-fn credentials(server: &MockServer) -> Credentials {
+fn credentials(server: &MockServer) -> CredentialRegistry {
     let refresh_token = server.issue_refresh_token("", "");
-    Credentials::new(Credential::refresh_token(
+    CredentialRegistry::new(Credential::refresh_token(
         server.provider(),
         "app",
         None,
@@ -136,7 +136,7 @@ fn rpc(method: &str) -> String {
     json!({"jsonrpc": "2.0", "method": method, "params": {}, "id": 7}).to_string()
 }
 
-fn stats(credentials: &Credentials) -> CredentialStats {
+fn stats(credentials: &CredentialRegistry) -> CredentialStats {
     credentials.stats().into_iter().next().unwrap()
 }
 
@@ -248,7 +248,7 @@ async fn other_json_rpc_errors_are_answers_returned_unchanged() {
 async fn a_dead_refresh_token_answered_with_invalid_request_means_reauthorization() {
     for which in 0..2 {
         let server = grindery().await;
-        let credentials = Credentials::new(Credential::refresh_token(
+        let credentials = CredentialRegistry::new(Credential::refresh_token(
             server.provider(),
             "app",
             None,
@@ -281,8 +281,8 @@ async fn a_dead_refresh_token_answered_with_invalid_request_means_reauthorizatio
 async fn a_refused_code_answered_with_invalid_request_means_reauthorization() {
     let server = grindery().await;
     let redirect = "https://app.example/grindery/callback";
-    let credentials = Credentials::builder()
-        .users(UserCredentials::new(server.provider(), "app", None).redirect_uri(redirect))
+    let credentials = CredentialRegistry::builder()
+        .users(UserCredentialTemplate::new(server.provider(), "app", None).redirect_uri(redirect))
         .build()
         .unwrap();
     let pending = credentials
@@ -306,8 +306,8 @@ async fn a_users_token_dead_in_the_body_is_refreshed_and_the_call_retried_as_tha
     for which in 0..2 {
         let server = grindery().await;
         let redirect = "https://app.example/grindery/callback";
-        let credentials = Credentials::builder()
-            .users(UserCredentials::new(server.provider(), "app", None).redirect_uri(redirect))
+        let credentials = CredentialRegistry::builder()
+            .users(UserCredentialTemplate::new(server.provider(), "app", None).redirect_uri(redirect))
             .build()
             .unwrap();
         let pending = credentials
@@ -448,7 +448,7 @@ fn huge_provider() -> Provider {
 #[tokio::test]
 async fn a_huge_answer_is_judged_on_its_prefix_and_delivered_whole() {
     let issued = Arc::new(AtomicUsize::new(0));
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(huge_provider(), "app", "secret"))
         .transport(token_endpoint(Arc::clone(&issued)))
         .build()
@@ -481,7 +481,7 @@ async fn a_huge_answer_is_judged_on_its_prefix_and_delivered_whole() {
 #[tokio::test]
 async fn a_huge_dead_token_answer_is_judged_on_its_prefix_and_the_call_retried() {
     let issued = Arc::new(AtomicUsize::new(0));
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(huge_provider(), "app", "secret"))
         .transport(token_endpoint(Arc::clone(&issued)))
         .build()
@@ -508,7 +508,7 @@ async fn a_huge_dead_token_answer_is_judged_on_its_prefix_and_the_call_retried()
 #[tokio::test]
 async fn successes_are_never_read() {
     // A body judgement on 400 only: a 200 whose body never ends is handed over at once.
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(huge_provider(), "app", "secret"))
         .transport(token_endpoint(Arc::new(AtomicUsize::new(0))))
         .build()
@@ -567,7 +567,7 @@ async fn a_huge_answer_through_reqwest_is_delivered_whole() {
     let refresh_token = server.issue_refresh_token("", "");
     let provider = server.provider().api(format!("http://{addr}"));
     let credentials =
-        Credentials::new(Credential::refresh_token(provider, "app", None, refresh_token)).unwrap();
+        CredentialRegistry::new(Credential::refresh_token(provider, "app", None, refresh_token)).unwrap();
     let [_, reqwest] = Adapter::both(&credentials);
     let (status, body) = reqwest
         .post(&format!("http://{addr}/"), &rpc("listWorkflows"))

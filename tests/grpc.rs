@@ -26,7 +26,7 @@ use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
 use tower::{Layer, ServiceBuilder};
-use tower_oauth2::{Credential, Credentials, OAuth2, OAuth2Layer, Provider};
+use tower_oauth2::{Credential, CredentialRegistry, OAuth2, OAuth2Layer, Provider};
 
 use support::TokenEndpoint;
 
@@ -84,13 +84,13 @@ async fn serve(gate: Arc<Gate>) -> SocketAddr {
 type Client = HealthClient<OAuth2<Channel>>;
 
 /// A health client over a channel to `addr` behind the layer, for a gRPC provider.
-async fn client(addr: SocketAddr, endpoint: &TokenEndpoint) -> (Client, Credentials) {
+async fn client(addr: SocketAddr, endpoint: &TokenEndpoint) -> (Client, CredentialRegistry) {
     let origin = format!("http://{addr}");
     let provider = Provider::standard("https://auth.example.com/oauth/token")
         .name("grpc-api")
         .api(&origin)
         .grpc(true);
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider,
             "client-id",
@@ -123,7 +123,7 @@ async fn check(client: &mut Client) -> Result<ServingStatus, Status> {
     Ok(answer.status())
 }
 
-fn retries(credentials: &Credentials) -> u64 {
+fn retries(credentials: &CredentialRegistry) -> u64 {
     credentials.stats()[0].retries
 }
 
@@ -210,7 +210,7 @@ async fn without_grpc_a_trailers_only_unauthenticated_is_an_answer() {
     let addr = serve(Arc::clone(&gate)).await;
     let origin = format!("http://{addr}");
     let provider = Provider::standard("https://auth.example.com/oauth/token").api(&origin);
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider,
             "client-id",

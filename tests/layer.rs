@@ -439,7 +439,7 @@ fn plain_http_origins_other_than_loopback_are_refused() {
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let provider =
         tower_oauth2::Provider::standard("https://auth.example.com/token").api("http://api.example.com");
-    let err = tower_oauth2::Credentials::builder()
+    let err = tower_oauth2::CredentialRegistry::builder()
         .credential(tower_oauth2::Credential::client_credentials(
             provider, "id", "secret",
         ))
@@ -490,7 +490,7 @@ async fn a_provider_can_declare_403_with_invalid_token_a_dead_token() {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("invalid_token"))
     });
-    let credentials = tower_oauth2::Credentials::builder()
+    let credentials = tower_oauth2::CredentialRegistry::builder()
         .credential(tower_oauth2::Credential::client_credentials(
             provider,
             "client-id",
@@ -539,7 +539,7 @@ async fn token_endpoint_redirects_are_not_followed() {
                     .unwrap(),
             )
         }));
-    let credentials = tower_oauth2::Credentials::builder()
+    let credentials = tower_oauth2::CredentialRegistry::builder()
         .credential(tower_oauth2::Credential::client_credentials(
             provider(),
             "client-id",
@@ -632,7 +632,7 @@ async fn an_oversized_token_answer_is_refused_unread() {
             let huge = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(100 * 1024));
             Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(huge))))
         }));
-    let credentials = tower_oauth2::Credentials::builder()
+    let credentials = tower_oauth2::CredentialRegistry::builder()
         .credential(tower_oauth2::Credential::client_credentials(
             provider(),
             "client-id",

@@ -31,7 +31,7 @@ use tower_oauth2::{
     axum::LoginRoutes,
     mock::MockServer,
     store::{MemoryStore, TokenStore},
-    CodeDelivery, Credentials, Provider, RefreshPolicy, TokenTransport, UserCredentials,
+    CodeDelivery, CredentialRegistry, Provider, RefreshPolicy, TokenTransport, UserCredentialTemplate,
 };
 
 const APP: &str = "http://app.test/oauth";
@@ -40,7 +40,7 @@ const APP: &str = "http://app.test/oauth";
 
 /// The application: its session is the `x-user` header (`%0A` decoded, so a test can
 /// hand it a subject with a newline).
-fn app_with(credentials: &Credentials, routes: impl FnOnce(LoginRoutes) -> LoginRoutes) -> Router {
+fn app_with(credentials: &CredentialRegistry, routes: impl FnOnce(LoginRoutes) -> LoginRoutes) -> Router {
     let login = LoginRoutes::new(credentials.clone(), APP, |parts| {
         parts
             .headers
@@ -52,7 +52,7 @@ fn app_with(credentials: &Credentials, routes: impl FnOnce(LoginRoutes) -> Login
     Router::new().nest("/oauth", routes(login).into_router())
 }
 
-fn app(credentials: &Credentials) -> Router {
+fn app(credentials: &CredentialRegistry) -> Router {
     app_with(credentials, |routes| routes)
 }
 
@@ -119,8 +119,8 @@ async fn agrello() -> MockServer {
         .unwrap()
 }
 
-fn agrello_users(server: &MockServer) -> UserCredentials {
-    UserCredentials::new(server.provider(), "agrello-app", Some("agrello-secret".into()))
+fn agrello_users(server: &MockServer) -> UserCredentialTemplate {
+    UserCredentialTemplate::new(server.provider(), "agrello-app", Some("agrello-secret".into()))
         .redirect_uri(format!("{APP}/callback/agrello"))
         .refresh_policy(
             RefreshPolicy::default()
@@ -142,7 +142,7 @@ async fn consent(authorization_url: &str, provider_user: &str) -> String {
     format!("/oauth{}", back.strip_prefix(APP).unwrap())
 }
 
-async fn stored(store: &MemoryStore, credentials: &Credentials, subject: &str) -> bool {
+async fn stored(store: &MemoryStore, credentials: &CredentialRegistry, subject: &str) -> bool {
     let key = credentials.user_key("agrello", subject).unwrap();
     store.load(&key).await.unwrap().is_some()
 }
@@ -195,14 +195,18 @@ impl Endpoint {
         }))
     }
 
-    fn credentials(&self, delivery: CodeDelivery) -> Credentials {
+    fn credentials(&self, delivery: CodeDelivery) -> CredentialRegistry {
         let provider = Provider::standard("https://idp.example.com/token")
             .name("idp")
             .authorize_url("https://idp.example.com/authorize")
             .code_delivery(delivery)
             .api("https://api.example.com");
-        Credentials::builder()
-            .users(UserCredentials::new(provider, "app", Some("app-secret".into())))
+        CredentialRegistry::builder()
+            .users(UserCredentialTemplate::new(
+                provider,
+                "app",
+                Some("app-secret".into()),
+            ))
             .transport(self.transport())
             .build()
             .unwrap()
@@ -222,7 +226,7 @@ async fn start(app: &Router, user: &str, jar: &mut Jar) -> String {
 async fn the_browser_that_started_a_login_completes_it_and_its_cookie_is_cleared() {
     let server = agrello().await;
     let store = Arc::new(MemoryStore::new());
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .users(agrello_users(&server))
         .store(Arc::clone(&store))
         .build()
@@ -261,7 +265,7 @@ async fn the_browser_that_started_a_login_completes_it_and_its_cookie_is_cleared
 async fn login_csrf_a_link_completed_in_another_browser_is_refused_and_nothing_is_exchanged() {
     let server = agrello().await;
     let store = Arc::new(MemoryStore::new());
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .users(agrello_users(&server))
         .store(Arc::clone(&store))
         .build()
@@ -293,7 +297,7 @@ async fn login_csrf_a_link_completed_in_another_browser_is_refused_and_nothing_i
 #[tokio::test]
 async fn a_missing_or_wrong_nonce_is_refused() {
     let server = agrello().await;
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .users(agrello_users(&server))
         .build()
         .unwrap();
@@ -353,7 +357,7 @@ async fn a_missing_or_wrong_nonce_is_refused() {
 #[tokio::test]
 async fn the_right_browser_without_the_users_session_is_refused() {
     let server = agrello().await;
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .users(agrello_users(&server))
         .build()
         .unwrap();
@@ -379,10 +383,10 @@ async fn two_tabs_and_two_providers_each_keep_their_own_login() {
         .start()
         .await
         .unwrap();
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .users(agrello_users(&agrello))
         .users(
-            UserCredentials::new(dottedsign.provider(), "ds-app", Some("ds-secret".into()))
+            UserCredentialTemplate::new(dottedsign.provider(), "ds-app", Some("ds-secret".into()))
                 .redirect_uri(format!("{APP}/callback/dottedsign")),
         )
         .build()
@@ -536,7 +540,7 @@ async fn secure_follows_the_public_base_unless_told() {
 #[tokio::test]
 async fn one_user_asking_for_logins_in_a_loop_locks_nobody_out() {
     let server = agrello().await;
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .users(agrello_users(&server))
         .build()
         .unwrap();

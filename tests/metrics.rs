@@ -1,4 +1,4 @@
-//! What `Credentials::record_metrics` publishes, read back through metrics-util's
+//! What `CredentialRegistry::record_metrics` publishes, read back through metrics-util's
 //! debugging recorder: real requests through the layer against the mock server on
 //! 127.0.0.1, and the exporter task on paused time against in-process stand-ins.
 #![cfg(feature = "metrics")]
@@ -23,7 +23,8 @@ use tower_oauth2::{
     mock::{Fault, MockServer},
     secret::{ClientSecret, RefreshToken},
     store::{MemoryStore, StoredTokens, TokenStore},
-    Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider, Revoked, Subject, UserCredentials,
+    Credential, CredentialRegistry, Error, OAuth2, OAuth2Layer, Provider, Revoked, Subject,
+    UserCredentialTemplate,
 };
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -111,7 +112,7 @@ impl From<Snapshot> for Published {
 }
 
 /// Calls `record_metrics` with a recorder of its own, installed on this thread only.
-fn record(credentials: &Credentials) -> Published {
+fn record(credentials: &CredentialRegistry) -> Published {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || credentials.record_metrics());
@@ -137,10 +138,10 @@ async fn server() -> MockServer {
 }
 
 /// The application's own client-credentials credential at `server`, and a layered client.
-fn app(server: &MockServer) -> (OAuth2<Http>, Credentials) {
+fn app(server: &MockServer) -> (OAuth2<Http>, CredentialRegistry) {
     let credential = Credential::client_credentials(provider(server, "mock"), "client", SECRET)
         .refresh_policy(steady_policy());
-    let credentials = Credentials::new(credential).unwrap();
+    let credentials = CredentialRegistry::new(credential).unwrap();
     (OAuth2Layer::new(credentials.clone()).layer(http()), credentials)
 }
 
@@ -283,10 +284,10 @@ async fn users_are_summed_per_provider_and_never_named_in_a_label() {
     let (alpha, beta) = (server().await, server().await);
     let store = Arc::new(MemoryStore::new());
     let users = |server: &MockServer, name: &str| {
-        UserCredentials::new(provider(server, name), "client", Some(ClientSecret::new(SECRET)))
+        UserCredentialTemplate::new(provider(server, name), "client", Some(ClientSecret::new(SECRET)))
             .refresh_policy(steady_policy())
     };
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(
             Credential::client_credentials(provider(&alpha, "alpha"), "client", SECRET)
                 .refresh_policy(steady_policy()),

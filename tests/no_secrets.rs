@@ -19,7 +19,7 @@ use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     providers,
     secret::{ClientSecret, Password},
-    ClientAuth, Credential, Credentials, Error, OAuth2Layer, Provider, RefreshPolicy, Revocation,
+    ClientAuth, Credential, CredentialRegistry, Error, OAuth2Layer, Provider, RefreshPolicy, Revocation,
     TokenTransport,
 };
 
@@ -68,7 +68,7 @@ async fn a_full_run_prints_no_secret() {
     let policy = RefreshPolicy::default()
         .random(no_jitter)
         .timeout(Duration::from_secs(2));
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(
             Credential::client_credentials(provider(), "client-id", CLIENT_SECRET).refresh_policy(policy),
         )
@@ -145,7 +145,7 @@ async fn a_code_exchange_in_the_header_dialect_and_a_logout_print_no_secret() {
         "https://app.example.com/cb",
     );
     let mut printed = format!("{credential:?}\n");
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(credential)
         .transport(endpoint.transport())
         .build()
@@ -331,7 +331,7 @@ fn assert_error_text_is_safe(err: &Error) {
 async fn fetch_error(credential: Credential, quote: Quote) -> (Error, String, Vec<(String, String)>) {
     let (captured, _guard) = Captured::install();
     let (transport, bodies) = quoting_transport(quote);
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(credential.refresh_policy(RefreshPolicy::default().random(no_jitter)))
         .transport(transport)
         .build()
@@ -449,7 +449,7 @@ async fn a_revocation_quoted_back_keeps_the_revoked_tokens_secret() {
         let body = format!(r#"{{"access_token":"{ACCESS}","expires_in":3600,"refresh_token":"{REFRESH}"}}"#);
         Ok(Response::new(Full::new(Bytes::from(body))))
     }));
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::refresh_token(
             provider,
             "client-id",
@@ -499,8 +499,8 @@ async fn a_newline_in_a_subject_never_starts_a_log_line_of_its_own() {
     let (captured, _guard) = Captured::install();
     let forged = "mallory\n2026-12-06T00:00:00.000000Z  INFO admin: logged in as root\u{1b}[2K\u{202e}";
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
-    let credentials = Credentials::builder()
-        .users(tower_oauth2::UserCredentials::new(
+    let credentials = CredentialRegistry::builder()
+        .users(tower_oauth2::UserCredentialTemplate::new(
             standard(ClientAuth::Basic),
             "client-id",
             Some(ClientSecret::new(SECRET)),
@@ -569,7 +569,7 @@ fn a_password_in_a_configured_url_is_never_printed() {
 
     // Nor in the message of a configuration error that quotes the URL.
     let insecure = Provider::standard("http://client:hunter22@auth.example.com/token").api(API);
-    let err = Credentials::builder()
+    let err = CredentialRegistry::builder()
         .credential(Credential::client_credentials(insecure, "id", "secret"))
         .transport(TokenEndpoint::new(Duration::from_secs(60)).transport())
         .build()

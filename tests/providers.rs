@@ -28,8 +28,8 @@ use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     mock::{MockCounters, MockServer},
     providers::accelo::AcceloScope,
-    BoxError, Credential, Credentials, Error, OAuth2, OAuth2Layer, RefreshPolicy, Revoked, TokenPlacement,
-    TokenTransport,
+    BoxError, Credential, CredentialRegistry, Error, OAuth2, OAuth2Layer, RefreshPolicy, Revoked,
+    TokenPlacement, TokenTransport,
 };
 
 const REDIRECT: &str = "https://app.example.com/callback";
@@ -98,7 +98,7 @@ impl Recorder {
 /// One provider's emulator and a layered client for it.
 struct Case {
     server: MockServer,
-    credentials: Credentials,
+    credentials: CredentialRegistry,
     client: OAuth2<Http>,
     recorder: Recorder,
 }
@@ -106,7 +106,7 @@ struct Case {
 impl Case {
     fn new(server: MockServer, credential: Credential) -> Self {
         let recorder = Recorder::default();
-        let credentials = Credentials::builder()
+        let credentials = CredentialRegistry::builder()
             .credential(credential.refresh_policy(policy()))
             .transport(recorder.transport())
             .build()
@@ -527,7 +527,7 @@ async fn one_client_five_providers_1000_requests_each_with_only_its_own_credenti
     let code = |server: &MockServer, client: &str, scope: &str| {
         server.issue_authorization_code(client, REDIRECT, scope)
     };
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::authorization_code(
             agrello.provider(),
             "agrello-app",
@@ -648,7 +648,7 @@ async fn two_deployments_of_one_provider_never_share_tokens() {
         .start()
         .await
         .unwrap();
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(
             Credential::client_credentials(east.provider(), "east-app", "s-east")
                 .scopes([AcceloScope::read_all()]),
@@ -731,7 +731,7 @@ async fn ioffice_direct_code_request_for_server_side_use() {
 fn plain_http_is_refused_to_localhost_subdomains() {
     let build = |api: &str| {
         let provider = tower_oauth2::Provider::standard("https://auth.example.com/token").api(api);
-        Credentials::builder()
+        CredentialRegistry::builder()
             .credential(Credential::client_credentials(provider, "id", "secret"))
             .transport(TokenTransport::new(tower::service_fn(
                 |_req: Request<Full<Bytes>>| async {

@@ -29,8 +29,8 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_http::follow_redirect::FollowRedirectLayer;
 use tower_oauth2::{
     redirect, secret::RefreshToken, store::StoredTokens, transport::TokenRequest, BoxError, Credential,
-    Credentials, MemoryStore, OAuth2Layer, Provider, ServiceBuilderExt, Subject, TokenPlacement,
-    TokenTransport, UserCredentials,
+    CredentialRegistry, MemoryStore, OAuth2Layer, Provider, ServiceBuilderExt, Subject, TokenPlacement,
+    TokenTransport, UserCredentialTemplate,
 };
 
 // ===== Servers that record what they were sent =====
@@ -141,7 +141,7 @@ fn answer(record: &Mutex<Vec<Seen>>, req: AxumRequest) -> axum::response::Respon
     }
 }
 
-// ===== Credentials =====
+// ===== CredentialRegistry =====
 
 /// Every token of these tests contains this.
 const SECRET: &str = "SECRET";
@@ -187,8 +187,8 @@ fn provider(api: &Server, placement: &TokenPlacement) -> Provider {
         .token_placement(placement.clone())
 }
 
-fn app_credentials(api: &Server, placement: &TokenPlacement) -> Credentials {
-    Credentials::builder()
+fn app_credentials(api: &Server, placement: &TokenPlacement) -> CredentialRegistry {
+    CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider(api, placement),
             "client",
@@ -236,7 +236,7 @@ fn get(url: &str) -> Request<Full<Bytes>> {
 }
 
 /// Sends `req` through `FollowRedirect` with `policy` *inside* the layer.
-async fn tower_inside<P>(credentials: &Credentials, policy: P, req: Request<Full<Bytes>>) -> StatusCode
+async fn tower_inside<P>(credentials: &CredentialRegistry, policy: P, req: Request<Full<Bytes>>) -> StatusCode
 where
     P: tower_http::follow_redirect::policy::Policy<Full<Bytes>, hyper_util::client::legacy::Error>
         + Clone
@@ -377,13 +377,13 @@ async fn tower_follow_redirect_outside_the_layer_goes_on_acting_for_the_user() {
     let api = Server::start().await;
     let placement = TokenPlacement::AuthorizationBearer;
     let store = Arc::new(MemoryStore::new());
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider(&api, &placement),
             "client",
             "secret",
         ))
-        .users(UserCredentials::new(
+        .users(UserCredentialTemplate::new(
             provider(&api, &placement).name("users"),
             "client",
             Some("secret".into()),
@@ -479,7 +479,7 @@ impl tower::Service<Request<Full<Bytes>>> for Downgrading {
 #[tokio::test]
 async fn tower_policy_inside_the_layer_never_sends_the_token_over_a_downgrade() {
     let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(provider, "client", "secret"))
         .transport(token_endpoint())
         .build()
@@ -525,7 +525,7 @@ async fn tower_policy_inside_the_layer_never_sends_the_token_over_a_downgrade() 
 // ===== The reqwest stack =====
 
 fn reqwest_client(
-    credentials: &Credentials,
+    credentials: &CredentialRegistry,
     http: reqwest::ClientBuilder,
 ) -> reqwest_middleware::ClientWithMiddleware {
     // No proxy from the environment: every request goes straight to 127.0.0.1.
@@ -535,12 +535,12 @@ fn reqwest_client(
         .build()
 }
 
-fn with_policy(credentials: &Credentials) -> reqwest_middleware::ClientWithMiddleware {
+fn with_policy(credentials: &CredentialRegistry) -> reqwest_middleware::ClientWithMiddleware {
     let http = reqwest::Client::builder().redirect(tower_oauth2::reqwest::redirect_policy(credentials));
     reqwest_client(credentials, http)
 }
 
-fn reqwest_default(credentials: &Credentials) -> reqwest_middleware::ClientWithMiddleware {
+fn reqwest_default(credentials: &CredentialRegistry) -> reqwest_middleware::ClientWithMiddleware {
     reqwest_client(credentials, reqwest::Client::builder())
 }
 
@@ -673,7 +673,7 @@ fn capture_logs() {
 
 /// The lines logged so far about `credentials` (by their provider's name, which no
 /// other test uses) that mention `origin`.
-fn warnings_about(credentials: &Credentials, origin: &str) -> Vec<String> {
+fn warnings_about(credentials: &CredentialRegistry, origin: &str) -> Vec<String> {
     let provider = format!("credential={}/", credentials.keys()[0].provider());
     let logs = String::from_utf8(LOGS.lock().unwrap().clone()).unwrap();
     logs.lines()
@@ -760,13 +760,13 @@ fn the_policy_debug_names_what_it_removes_and_no_secret() {
         base: "http://127.0.0.1:1".into(),
         seen: Arc::default(),
     };
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider(&api, &TokenPlacement::Header(X_ACCESS_TOKEN)),
             "client",
             "secret-SECRET",
         ))
-        .users(UserCredentials::new(
+        .users(UserCredentialTemplate::new(
             provider(&api, &TokenPlacement::Query("_bearer_token".into())).name("users"),
             "client",
             Some("secret-SECRET".into()),

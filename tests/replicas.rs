@@ -3,7 +3,7 @@
 //!
 //! Each replica is this test binary run again (`current_exe() --exact replica_process
 //! --ignored`), with its configuration in `TOWER_OAUTH2_REPLICA`. It builds its own
-//! `Credentials` over its own `RedisStore` and its own HTTP clients, then obeys one
+//! `CredentialRegistry` over its own `RedisStore` and its own HTTP clients, then obeys one
 //! command per line on stdin (`request N`, `load N`, `stop`, `quit`), answering each on
 //! a stdout line that starts with `REPLY`; its token transport announces each token
 //! request with an `EVENT` line, and can stop before sending one (a failpoint), so that
@@ -45,7 +45,7 @@ use tower_oauth2::{
     mock::MockServer,
     secret::{ClientSecret, RefreshToken},
     store::{LeaseSettings, RedisStore, StoredTokens, TokenStore},
-    Credential, CredentialKey, Credentials, OAuth2Layer, Provider, RefreshPolicy, RefreshTokens,
+    Credential, CredentialKey, CredentialRegistry, OAuth2Layer, Provider, RefreshPolicy, RefreshTokens,
     TokenRequest, TokenTransport,
 };
 
@@ -210,7 +210,7 @@ impl Tally {
 }
 
 async fn replica(config: Config) {
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(config.credential().store(config.store()))
         .transport(transport(config.failpoint.clone()))
         .build()

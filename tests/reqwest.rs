@@ -14,8 +14,8 @@ use http_body_util::StreamBody;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::Value;
 use tower_oauth2::{
-    mock::MockServer, reqwest::OAuth2Middleware, Credential, Credentials, Error, NoRetry, Provider, Subject,
-    TokenPlacement, UserCredentials,
+    mock::MockServer, reqwest::OAuth2Middleware, Credential, CredentialRegistry, Error, NoRetry, Provider,
+    Subject, TokenPlacement, UserCredentialTemplate,
 };
 
 const REDIRECT: &str = "https://app.example.com/callback";
@@ -38,14 +38,14 @@ async fn standard_server() -> MockServer {
 }
 
 /// The standard server's client credentials, routed to the server's own origin.
-fn client_credentials(provider: Provider) -> Credentials {
-    Credentials::new(
+fn client_credentials(provider: Provider) -> CredentialRegistry {
+    CredentialRegistry::new(
         Credential::client_credentials(provider, "client", "secret").refresh_policy(steady_policy()),
     )
     .unwrap()
 }
 
-fn client(server: &MockServer) -> (ClientWithMiddleware, Credentials) {
+fn client(server: &MockServer) -> (ClientWithMiddleware, CredentialRegistry) {
     let credentials = client_credentials(server.provider());
     let client = with(http(), OAuth2Middleware::new(credentials.clone()));
     (client, credentials)
@@ -302,7 +302,8 @@ async fn foreign_origins_and_plain_http_to_other_hosts_get_no_token() {
 
     // The registry refuses a plain http origin that is not loopback in the first place.
     let provider = server.provider().api(format!("http://api.example.test:{port}"));
-    let err = Credentials::new(Credential::client_credentials(provider, "client", "secret")).unwrap_err();
+    let err =
+        CredentialRegistry::new(Credential::client_credentials(provider, "client", "secret")).unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
 
     // The server's own origin does get the token.
@@ -316,9 +317,9 @@ async fn foreign_origins_and_plain_http_to_other_hosts_get_no_token() {
 #[tokio::test]
 async fn a_subject_without_a_grant_gets_the_error_and_nothing_is_sent() {
     let server = standard_server().await;
-    let users = UserCredentials::new(server.provider(), "client", Some("secret".into()))
+    let users = UserCredentialTemplate::new(server.provider(), "client", Some("secret".into()))
         .refresh_policy(steady_policy());
-    let credentials = Credentials::builder().users(users).build().unwrap();
+    let credentials = CredentialRegistry::builder().users(users).build().unwrap();
     let client = with(http(), OAuth2Middleware::new(credentials));
 
     let err = client
@@ -347,7 +348,7 @@ async fn the_token_goes_in_the_query_when_the_provider_says_so_and_stays_out_of_
     let provider = server
         .provider()
         .token_placement(TokenPlacement::Query("access_token".into()));
-    let credentials = Credentials::new(Credential::authorization_code(
+    let credentials = CredentialRegistry::new(Credential::authorization_code(
         provider,
         "app",
         None,

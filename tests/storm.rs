@@ -22,7 +22,7 @@ use futures_util::future::join_all;
 use http::{header::AUTHORIZATION, Request, Response, StatusCode};
 use tokio::sync::watch;
 use tower::{Layer, Service, ServiceExt};
-use tower_oauth2::{mock::MockServer, Credential, Credentials, OAuth2, OAuth2Layer, Provider};
+use tower_oauth2::{mock::MockServer, Credential, CredentialRegistry, OAuth2, OAuth2Layer, Provider};
 
 const CALLERS: usize = 10_000;
 
@@ -110,7 +110,7 @@ impl Service<Request<()>> for Api {
     }
 }
 
-async fn setup() -> (MockServer, Credentials, Api, OAuth2<Api>) {
+async fn setup() -> (MockServer, CredentialRegistry, Api, OAuth2<Api>) {
     let server = MockServer::builder()
         .client("client", "secret")
         .start()
@@ -118,7 +118,8 @@ async fn setup() -> (MockServer, Credentials, Api, OAuth2<Api>) {
         .unwrap();
     server.set_token_latency(Duration::from_millis(5));
     let provider = Provider::standard(server.token_url()).api("https://api.example.com");
-    let credentials = Credentials::new(Credential::client_credentials(provider, "client", "secret")).unwrap();
+    let credentials =
+        CredentialRegistry::new(Credential::client_credentials(provider, "client", "secret")).unwrap();
     let api = Api::new();
     let client = OAuth2Layer::new(credentials.clone()).layer(api.clone());
     (server, credentials, api, client)

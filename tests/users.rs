@@ -26,7 +26,8 @@ use tower_oauth2::{
     axum::LoginRoutes,
     mock::{MockDialect, MockServer},
     store::{BoxFuture, FileStore, MemoryStore, StoreError, StoredTokens, TokenStore},
-    CredentialKey, Credentials, Error, OAuth2, OAuth2Layer, RefreshPolicy, Subject, UserCredentials,
+    CredentialKey, CredentialRegistry, Error, OAuth2, OAuth2Layer, RefreshPolicy, Subject,
+    UserCredentialTemplate,
 };
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -53,16 +54,16 @@ async fn emulator(dialect: MockDialect) -> MockServer {
         .unwrap()
 }
 
-fn users_of(server: &MockServer) -> UserCredentials {
+fn users_of(server: &MockServer) -> UserCredentialTemplate {
     let provider = server.provider();
-    let name = provider.get_name().to_owned();
+    let name = provider.name_ref().to_owned();
     let (client, secret) = match server.dialect() {
         MockDialect::Agrello => ("agrello-app", Some("agrello-secret")),
         MockDialect::Grindery => ("grindery-app", None),
         MockDialect::Ioffice => ("ioffice-app", None),
         _ => ("ds-app", Some("ds-secret")),
     };
-    UserCredentials::new(provider, client, secret.map(Into::into))
+    UserCredentialTemplate::new(provider, client, secret.map(Into::into))
         .redirect_uri(format!("{APP}/callback/{name}"))
         .refresh_policy(
             RefreshPolicy::default()
@@ -72,7 +73,7 @@ fn users_of(server: &MockServer) -> UserCredentials {
         )
 }
 
-fn app(credentials: &Credentials) -> Router {
+fn app(credentials: &CredentialRegistry) -> Router {
     let routes = LoginRoutes::new(credentials.clone(), APP, |parts| {
         parts
             .headers
@@ -117,7 +118,7 @@ fn location<B>(response: &Response<B>) -> String {
 /// page (signing in as `provider_user`), and the redirect back. Returns what the
 /// callback route answered.
 async fn browser_login(app: &Router, server: &MockServer, user: &str, provider_user: &str) -> Response<Body> {
-    let name = server.provider().get_name().to_owned();
+    let name = server.provider().name_ref().to_owned();
     let mut jar = Jar::new();
     let start = call_browser(app, &format!("/oauth/login/{name}"), Some(user), &mut jar).await;
     assert_eq!(start.status(), StatusCode::SEE_OTHER);
@@ -170,7 +171,10 @@ async fn every_code_flow_provider_logs_in_without_a_browser_and_calls_as_the_use
         MockDialect::DottedSign,
     ] {
         let server = emulator(dialect).await;
-        let credentials = Credentials::builder().users(users_of(&server)).build().unwrap();
+        let credentials = CredentialRegistry::builder()
+            .users(users_of(&server))
+            .build()
+            .unwrap();
         let app = app(&credentials);
         let client = OAuth2Layer::new(credentials.clone()).layer(http());
 
@@ -203,7 +207,10 @@ async fn every_code_flow_provider_logs_in_without_a_browser_and_calls_as_the_use
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_never_get_each_others_tokens() {
     let server = emulator(MockDialect::DottedSign).await;
-    let credentials = Credentials::builder().users(users_of(&server)).build().unwrap();
+    let credentials = CredentialRegistry::builder()
+        .users(users_of(&server))
+        .build()
+        .unwrap();
     let app = app(&credentials);
     for user in ["alice", "bob"] {
         assert_eq!(
@@ -234,7 +241,7 @@ async fn a_restart_over_the_same_file_store_needs_no_new_login() {
     let dir = tempdir("restart");
     let server = emulator(MockDialect::Ioffice).await;
     {
-        let credentials = Credentials::builder()
+        let credentials = CredentialRegistry::builder()
             .users(users_of(&server))
             .store(FileStore::open(&dir).unwrap())
             .build()
@@ -247,7 +254,7 @@ async fn a_restart_over_the_same_file_store_needs_no_new_login() {
         );
     }
     // A new process: a new registry over the same directory.
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .users(users_of(&server))
         .store(FileStore::open(&dir).unwrap())
         .build()
@@ -308,7 +315,7 @@ impl TokenStore for Watching {
     }
 }
 
-async fn watched_ioffice() -> (Arc<MockServer>, Credentials, Watching) {
+async fn watched_ioffice() -> (Arc<MockServer>, CredentialRegistry, Watching) {
     let server = Arc::new(emulator(MockDialect::Ioffice).await);
     let counted = Arc::clone(&server);
     let store = Watching {
@@ -317,7 +324,7 @@ async fn watched_ioffice() -> (Arc<MockServer>, Credentials, Watching) {
         saves: Arc::default(),
         fail_next: Arc::default(),
     };
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .users(users_of(&server))
         .store(store.clone())
         .build()
@@ -399,7 +406,7 @@ async fn a_process_that_died_before_saving_gets_a_clear_reauthorization_error() 
         Err(Error::Store(_))
     ));
     // The process dies here; a new one finds the pre-rotation refresh token, now dead.
-    let restarted = Credentials::builder()
+    let restarted = CredentialRegistry::builder()
         .users(users_of(&server))
         .store(store.clone())
         .build()
@@ -418,7 +425,10 @@ async fn a_process_that_died_before_saving_gets_a_clear_reauthorization_error() 
 #[tokio::test]
 async fn callback_failures_are_typed_and_nothing_is_stored() {
     let server = emulator(MockDialect::Agrello).await;
-    let credentials = Credentials::builder().users(users_of(&server)).build().unwrap();
+    let credentials = CredentialRegistry::builder()
+        .users(users_of(&server))
+        .build()
+        .unwrap();
     let app = app(&credentials);
     let body_of = |response: Response<Body>| async move {
         String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
@@ -483,7 +493,7 @@ async fn callback_failures_are_typed_and_nothing_is_stored() {
 async fn logout_revokes_in_the_dialect_deletes_and_stops_sending() {
     let server = emulator(MockDialect::Ioffice).await;
     let store = Arc::new(MemoryStore::new());
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .users(users_of(&server))
         .store(Arc::clone(&store))
         .build()
@@ -528,13 +538,17 @@ async fn one_layer_serves_the_app_and_its_users_and_pkce_goes_with_the_code() {
         .await
         .unwrap();
     let provider = server.provider().pkce(true);
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(tower_oauth2::Credential::client_credentials(
             provider.clone(),
             "app",
             "app-secret",
         ))
-        .users(UserCredentials::new(provider, "app", Some("app-secret".into())))
+        .users(UserCredentialTemplate::new(
+            provider,
+            "app",
+            Some("app-secret".into()),
+        ))
         .build()
         .unwrap();
     let app = app(&credentials);
@@ -574,7 +588,10 @@ async fn one_layer_serves_the_app_and_its_users_and_pkce_goes_with_the_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_user_refreshes_once_and_users_refresh_in_parallel() {
     let server = emulator(MockDialect::DottedSign).await;
-    let credentials = Credentials::builder().users(users_of(&server)).build().unwrap();
+    let credentials = CredentialRegistry::builder()
+        .users(users_of(&server))
+        .build()
+        .unwrap();
     let app = app(&credentials);
     for user in ["alice", "bob"] {
         assert_eq!(
@@ -609,7 +626,7 @@ async fn a_refresh_token_rotated_by_another_process_is_read_back_from_the_store(
     let server = Arc::new(emulator(MockDialect::Ioffice).await);
     let store = Arc::new(MemoryStore::new());
     let registry = || {
-        Credentials::builder()
+        CredentialRegistry::builder()
             .users(users_of(&server))
             .store(Arc::clone(&store))
             .build()

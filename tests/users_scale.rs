@@ -25,8 +25,8 @@ use tower_oauth2::{
     provider::Revocation,
     secret::{AccessToken, RefreshToken},
     store::{BoxFuture, StoreError, StoredTokens, TokenStore},
-    CredentialKey, CredentialStats, Credentials, Error, MemoryStore, OAuth2, OAuth2Layer, Provider,
-    RefreshPolicy, Revoked, Subject, TokenTransport, UserCredentials,
+    CredentialKey, CredentialRegistry, CredentialStats, Error, MemoryStore, OAuth2, OAuth2Layer, Provider,
+    RefreshPolicy, Revoked, Subject, TokenTransport, UserCredentialTemplate,
 };
 
 const PROVIDER: &str = "example";
@@ -40,8 +40,8 @@ fn provider() -> Provider {
         })
 }
 
-fn users() -> UserCredentials {
-    UserCredentials::new(provider(), "client-id", Some("client-secret".into())).refresh_policy(
+fn users() -> UserCredentialTemplate {
+    UserCredentialTemplate::new(provider(), "client-id", Some("client-secret".into())).refresh_policy(
         RefreshPolicy::default()
             .random(no_jitter)
             .timeout(Duration::from_secs(1_000))
@@ -81,8 +81,12 @@ impl TokenStore for CountingStore {
     }
 }
 
-fn registry(users: UserCredentials, store: &Arc<CountingStore>, transport: TokenTransport) -> Credentials {
-    Credentials::builder()
+fn registry(
+    users: UserCredentialTemplate,
+    store: &Arc<CountingStore>,
+    transport: TokenTransport,
+) -> CredentialRegistry {
+    CredentialRegistry::builder()
         .users(users)
         .store(Arc::clone(store))
         .transport(transport)
@@ -104,7 +108,12 @@ fn refresh_only(refresh: &str) -> StoredTokens {
     StoredTokens::new().with_refresh_token(RefreshToken::new(refresh))
 }
 
-async fn store_for(credentials: &Credentials, store: &CountingStore, subject: &str, tokens: StoredTokens) {
+async fn store_for(
+    credentials: &CredentialRegistry,
+    store: &CountingStore,
+    subject: &str,
+    tokens: StoredTokens,
+) {
     let key = credentials.user_key(PROVIDER, subject).unwrap();
     store.save(&key, &tokens).await.unwrap();
 }
@@ -127,7 +136,7 @@ where
 }
 
 /// The users' entries of `stats`: those in memory, and the one of the users evicted.
-fn users_stats(credentials: &Credentials) -> (Vec<CredentialStats>, CredentialStats) {
+fn users_stats(credentials: &CredentialRegistry) -> (Vec<CredentialStats>, CredentialStats) {
     let mut stats = credentials.stats();
     let evicted = stats.pop().unwrap();
     assert_eq!(
@@ -137,18 +146,18 @@ fn users_stats(credentials: &Credentials) -> (Vec<CredentialStats>, CredentialSt
     (stats, evicted)
 }
 
-fn in_memory(credentials: &Credentials) -> usize {
+fn in_memory(credentials: &CredentialRegistry) -> usize {
     users_stats(credentials).0.len()
 }
 
-fn is_in_memory(credentials: &Credentials, subject: &str) -> bool {
+fn is_in_memory(credentials: &CredentialRegistry, subject: &str) -> bool {
     users_stats(credentials)
         .0
         .iter()
         .any(|s| s.credential.ends_with(&format!("/{subject}")))
 }
 
-fn total(credentials: &Credentials, count: impl Fn(&CredentialStats) -> u64) -> u64 {
+fn total(credentials: &CredentialRegistry, count: impl Fn(&CredentialStats) -> u64) -> u64 {
     credentials.stats().iter().map(count).sum()
 }
 
@@ -603,7 +612,7 @@ fn no_room_for_any_user_or_no_time_in_memory_is_a_configuration_error() {
         (users().max_users(0), "`max_users` is zero"),
         (users().idle_after(Duration::ZERO), "`idle_after` is zero"),
     ] {
-        match Credentials::builder()
+        match CredentialRegistry::builder()
             .users(users)
             .transport(TokenEndpoint::default().transport())
             .build()
@@ -613,8 +622,8 @@ fn no_room_for_any_user_or_no_time_in_memory_is_a_configuration_error() {
         }
     }
     let users = users();
-    assert_eq!(users.get_idle_after(), Duration::from_secs(600));
-    assert_eq!(users.get_max_users(), 10_000);
+    assert_eq!(users.idle_after_ref(), Duration::from_secs(600));
+    assert_eq!(users.max_users_ref(), 10_000);
 }
 
 #[tokio::test(start_paused = true)]

@@ -22,7 +22,7 @@ use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
 use tower_http::set_header::{SetRequestHeader, SetRequestHeaderLayer};
-use tower_oauth2::{Credential, Credentials, OAuth2, OAuth2Layer, Provider, TokenTransport};
+use tower_oauth2::{Credential, CredentialRegistry, OAuth2, OAuth2Layer, Provider, TokenTransport};
 
 /// A 40-character access token, as every variant attaches it.
 pub const TOKEN: &str = "k3Jd9Qm2Xv7Lp0Zt5Rw8Yb1Nc4Hf6Gs2Ae9Ui3Oq";
@@ -143,7 +143,7 @@ fn token_endpoint() -> TokenTransport {
 /// The layer with one client-credentials credential for `https://api.example.com`.
 pub fn oauth2_layer() -> OAuth2Layer {
     let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
-    let credentials = Credentials::builder()
+    let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider,
             "bench-client",

@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use super::{CredentialState, Slot};
 use crate::{
     error::{Error, UnreachableError},
-    provider::RefreshPolicy,
+    RefreshPolicy,
 };
 
 impl Slot {

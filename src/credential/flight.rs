@@ -31,7 +31,7 @@ use super::{
 };
 use crate::{
     error::{Error, TimedOut, UnreachableError},
-    grant::{GrantInput, PendingCode},
+    token_endpoint::{GrantInput, PendingCode},
 };
 
 impl CredentialState {
@@ -119,7 +119,7 @@ impl CredentialState {
         runtime: &tokio::runtime::Handle,
         slot: &mut Slot,
         reason: Reason,
-    ) -> Shared<Pending> {
+    ) -> PendingOutcome {
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
             rx,
@@ -240,6 +240,10 @@ impl fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// The outcome of the token request in flight, as a future that every caller waiting on
+/// it clones (futures-util's `Shared`), so that one request answers them all.
+pub(super) type PendingOutcome = Shared<Pending>;
+
 /// The receiving end of one token request's outcome.
 pub(super) struct Pending {
     rx: oneshot::Receiver<Outcome>,
@@ -269,7 +273,7 @@ pub(crate) struct Acquire(AcquireInner);
 
 enum AcquireInner {
     Ready(Option<Outcome>),
-    Wait(Shared<Pending>),
+    Wait(PendingOutcome),
 }
 
 impl Acquire {
@@ -282,7 +286,7 @@ impl Acquire {
         Self::ready(Err(err))
     }
 
-    fn wait(pending: Shared<Pending>) -> Self {
+    fn wait(pending: PendingOutcome) -> Self {
         Self(AcquireInner::Wait(pending))
     }
 
@@ -321,7 +325,7 @@ mod tests {
 
     /// A request marked in flight the way `start_refresh` marks it, with its guard and
     /// the outcome its callers wait on; no task runs it.
-    fn in_flight(state: &Arc<CredentialState>) -> (InFlight, Shared<Pending>) {
+    fn in_flight(state: &Arc<CredentialState>) -> (InFlight, PendingOutcome) {
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
             rx,

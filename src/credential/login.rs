@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::{decide::Reason, CredentialState, Outcome};
-use crate::{error::Error, grant::PendingCode};
+use crate::{error::Error, token_endpoint::PendingCode};
 
 impl CredentialState {
     /// Starts over from a new authorization: exchanges `code` (after any token request in

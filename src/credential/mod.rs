@@ -53,10 +53,9 @@ use std::{
 };
 
 use arc_swap::ArcSwapOption;
-use futures_util::future::Shared;
 use tokio::{task::AbortHandle, time::Instant};
 
-use self::flight::Pending;
+use self::flight::PendingOutcome;
 pub use self::revoke::Revoked;
 pub(crate) use self::{flight::Acquire, token::CachedToken};
 // The parsers' invariants hold accepted tokens to what a request can carry.
@@ -64,12 +63,12 @@ pub(crate) use self::{flight::Acquire, token::CachedToken};
 pub(crate) use self::token::attachment;
 use crate::{
     error::Error,
-    grant::{GrantConfig, PendingCode},
-    provider::CredentialKey,
     secret::{Fingerprint, RefreshToken},
     stats::Stats,
     store::TokenStore,
+    token_endpoint::{CheckedCredential, PendingCode},
     transport::TokenTransport,
+    CredentialKey,
 };
 
 /// What a token request ends with, as every caller waiting on it receives it.
@@ -78,7 +77,7 @@ type Outcome = Result<Arc<CachedToken>, Error>;
 /// The cold-path state, behind the mutex.
 #[derive(Default)]
 struct Slot {
-    inflight: Option<Shared<Pending>>,
+    inflight: Option<PendingOutcome>,
     failures: u32,
     not_before: Option<Instant>,
     last_error: Option<Error>,
@@ -98,7 +97,7 @@ struct Slot {
 
 /// Everything about one credential.
 pub(crate) struct CredentialState {
-    pub(crate) config: GrantConfig,
+    pub(crate) config: CheckedCredential,
     /// The current token. Behind its own `Arc` so per-clone `arc_swap::Cache`s can hold it.
     pub(crate) current: Arc<ArcSwapOption<CachedToken>>,
     pub(crate) stats: Stats,
@@ -120,7 +119,7 @@ impl CredentialState {
     /// A credential whose tokens are kept in `store`. A user's credential (`for_user`)
     /// starts from what the store holds, never from its grant's code.
     pub(crate) fn with_store(
-        config: GrantConfig,
+        config: CheckedCredential,
         transport: TokenTransport,
         store: Option<Arc<dyn TokenStore>>,
         for_user: bool,

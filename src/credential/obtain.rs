@@ -18,7 +18,6 @@ use super::{
 };
 use crate::{
     error::{Error, NotAuthorized, ReauthorizationRequired},
-    grant::{GrantInput, PendingCode},
     provider::{Grant, RefreshTokens},
     secret::{Fingerprint, RefreshToken},
     store::{
@@ -26,6 +25,7 @@ use crate::{
         StoreOperation, StoredTokens, TokenStore,
     },
     token::TokenSet,
+    token_endpoint::{GrantInput, PendingCode},
 };
 
 impl CredentialState {

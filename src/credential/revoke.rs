@@ -67,7 +67,7 @@ impl CredentialState {
     }
 }
 
-/// What [`Credentials::revoke`](crate::Credentials::revoke) did.
+/// What [`CredentialRegistry::revoke`](crate::CredentialRegistry::revoke) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Revoked {

@@ -15,7 +15,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 
 use super::CredentialState;
-use crate::{grant::GrantConfig, Credential, Provider, RefreshPolicy, TokenTransport};
+use crate::{token_endpoint::CheckedCredential, Credential, Provider, RefreshPolicy, TokenTransport};
 
 /// No jitter: refresh points and backoffs are exact (the first backoff is 100 ms, half
 /// the 200 ms step).
@@ -42,7 +42,7 @@ pub(super) fn credential() -> (Arc<CredentialState>, Arc<AtomicUsize>) {
     }));
     let provider = Provider::standard("http://127.0.0.1:9/token");
     let credential = Credential::client_credentials(provider, "client", "secret").refresh_policy(policy());
-    let config = GrantConfig::new(credential).unwrap();
+    let config = CheckedCredential::new(credential).unwrap();
     (
         Arc::new(CredentialState::with_store(config, transport, None, false)),
         requests,

@@ -7,7 +7,7 @@ use tower_layer::Stack;
 use super::OAuth2Layer;
 #[cfg(feature = "follow-redirect")]
 use crate::redirect::RedirectPolicy;
-use crate::Credentials;
+use crate::CredentialRegistry;
 #[cfg(feature = "follow-redirect")]
 use tower_http::follow_redirect::FollowRedirectLayer;
 
@@ -15,14 +15,14 @@ use tower_http::follow_redirect::FollowRedirectLayer;
 ///
 /// ```
 /// use tower::ServiceBuilder;
-/// use tower_oauth2::{Credential, Credentials, Provider, ServiceBuilderExt};
+/// use tower_oauth2::{Credential, CredentialRegistry, Provider, ServiceBuilderExt};
 ///
 /// # fn main() -> Result<(), tower_oauth2::Error> {
 /// # let transport = tower_oauth2::TokenTransport::new(tower::service_fn(|_r: tower_oauth2::transport::TokenRequest| async {
 /// #     Err::<http::Response<http_body_util::Full<bytes::Bytes>>, tower_oauth2::BoxError>("unused".into())
 /// # }));
 /// let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
-/// let credentials = Credentials::builder()
+/// let credentials = CredentialRegistry::builder()
 ///     .credential(Credential::client_credentials(provider, "client-id", "client-secret"))
 /// #   .transport(transport)
 ///     .build()?;
@@ -38,7 +38,7 @@ use tower_http::follow_redirect::FollowRedirectLayer;
 pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Attaches, refreshes and retries the OAuth 2.0 credentials of `credentials`: the
     /// same as `.layer(OAuth2Layer::new(credentials))`.
-    fn oauth2(self, credentials: Credentials) -> ServiceBuilder<Stack<OAuth2Layer, L>>;
+    fn oauth2(self, credentials: CredentialRegistry) -> ServiceBuilder<Stack<OAuth2Layer, L>>;
 
     /// [`oauth2`](Self::oauth2), with redirects followed outside the layer (feature
     /// `follow-redirect`): the same as
@@ -53,14 +53,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     ///
     /// ```
     /// use tower::ServiceBuilder;
-    /// use tower_oauth2::{Credential, Credentials, Provider, ServiceBuilderExt};
+    /// use tower_oauth2::{Credential, CredentialRegistry, Provider, ServiceBuilderExt};
     ///
     /// # fn main() -> Result<(), tower_oauth2::Error> {
     /// # let transport = tower_oauth2::TokenTransport::new(tower::service_fn(|_r: tower_oauth2::transport::TokenRequest| async {
     /// #     Err::<http::Response<http_body_util::Full<bytes::Bytes>>, tower_oauth2::BoxError>("unused".into())
     /// # }));
     /// let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
-    /// let credentials = Credentials::builder()
+    /// let credentials = CredentialRegistry::builder()
     ///     .credential(Credential::client_credentials(provider, "client-id", "client-secret"))
     /// #   .transport(transport)
     ///     .build()?;
@@ -78,19 +78,19 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     #[allow(clippy::type_complexity)]
     fn oauth2_follow_redirects(
         self,
-        credentials: Credentials,
+        credentials: CredentialRegistry,
     ) -> ServiceBuilder<Stack<OAuth2Layer, Stack<FollowRedirectLayer<RedirectPolicy>, L>>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
-    fn oauth2(self, credentials: Credentials) -> ServiceBuilder<Stack<OAuth2Layer, L>> {
+    fn oauth2(self, credentials: CredentialRegistry) -> ServiceBuilder<Stack<OAuth2Layer, L>> {
         self.layer(OAuth2Layer::new(credentials))
     }
 
     #[cfg(feature = "follow-redirect")]
     fn oauth2_follow_redirects(
         self,
-        credentials: Credentials,
+        credentials: CredentialRegistry,
     ) -> ServiceBuilder<Stack<OAuth2Layer, Stack<FollowRedirectLayer<RedirectPolicy>, L>>> {
         self.layer(FollowRedirectLayer::with_policy(RedirectPolicy::new(
             &credentials,

@@ -12,16 +12,16 @@ use pin_project::pin_project;
 use tower_service::Service;
 
 use super::{
+    family::Family,
     replay::{prepare_replay, ReplayCopy},
-    shared::Shared,
 };
 use crate::{
     body::ReplayableBody,
     credential::{Acquire, CredentialState},
-    credentials::{RouteRef, Subject},
     dead_token::{ApiAnswer, ReadPrefix, ResponseBody, Verdict},
     error::{BoxError, Error},
     protocol::{self, AfterDead, Placement},
+    registry::{RouteRef, Subject},
 };
 
 /// Response future of [`OAuth2`](super::OAuth2), for requests with bodies of type `B`
@@ -61,7 +61,7 @@ where
 /// What a request sent with a token needs to judge its answer, and to be sent again if
 /// the answer declares the token dead.
 pub(crate) struct Watch<S, B> {
-    pub(crate) shared: Arc<Shared<S>>,
+    pub(crate) family: Arc<Family<S>>,
     pub(crate) index: usize,
     /// A user's credential (the request carried a `Subject`); `index` is unused then.
     pub(crate) user: Option<Arc<CredentialState>>,
@@ -71,14 +71,14 @@ pub(crate) struct Watch<S, B> {
 
 impl<S, B> Watch<S, B> {
     fn credential(&self) -> &Arc<CredentialState> {
-        credential(&self.shared, self.index, &self.user)
+        credential(&self.family, self.index, &self.user)
     }
 
     #[inline]
     fn verdict<T>(&self, response: &Response<T>) -> Verdict {
         match &self.user {
             None => {
-                self.shared.layer.plans[self.index].verdict(response.status(), response.headers(), || {
+                self.family.layer.plans[self.index].verdict(response.status(), response.headers(), || {
                     &self.credential().config.credential.provider
                 })
             }
@@ -88,13 +88,13 @@ impl<S, B> Watch<S, B> {
 }
 
 fn credential<'a, S>(
-    shared: &'a Shared<S>,
+    family: &'a Family<S>,
     index: usize,
     user: &'a Option<Arc<CredentialState>>,
 ) -> &'a Arc<CredentialState> {
     match user {
         Some(user) => user,
-        None => &shared.layer.credentials.registry.states[index],
+        None => &family.layer.credentials.routing.states[index],
     }
 }
 
@@ -108,7 +108,7 @@ where
     S: Service<Request<B>>,
     T: Body,
 {
-    shared: Arc<Shared<S>>,
+    family: Arc<Family<S>>,
     index: usize,
     user: Option<Arc<CredentialState>>,
     #[pin]
@@ -187,7 +187,7 @@ where
     #[inline(always)]
     pub(crate) fn sent(
         fut: S::Future,
-        shared: Arc<Shared<S>>,
+        family: Arc<Family<S>>,
         index: usize,
         generation: u64,
         replay: Option<ReplayCopy<B>>,
@@ -196,7 +196,7 @@ where
             state: State::Sent {
                 fut,
                 watch: Some(Watch {
-                    shared,
+                    family,
                     index,
                     user: None,
                     generation,
@@ -217,7 +217,7 @@ where
     }
 
     pub(crate) fn acquiring(
-        shared: Arc<Shared<S>>,
+        family: Arc<Family<S>>,
         index: usize,
         user: Option<Arc<CredentialState>>,
         acquire: Acquire,
@@ -228,7 +228,7 @@ where
         Self {
             state: State::Slow {
                 slow: Box::pin(Slow {
-                    shared,
+                    family,
                     index,
                     user,
                     step: Step::Acquiring {
@@ -260,7 +260,7 @@ where
                     let response = ready!(fut.poll(cx)).map_err(Error::inner)?;
                     #[cfg(feature = "follow-redirect")]
                     if let Some(w) = &*watch {
-                        let registry = &w.shared.layer.credentials.registry;
+                        let registry = &w.family.layer.credentials.routing;
                         crate::redirect::check_followed(registry, w.index, w.user.as_deref(), &response);
                     }
                     let verdict = match watch {
@@ -304,14 +304,14 @@ where
     T: Body,
 {
     let Watch {
-        shared,
+        family,
         index,
         user,
         generation,
         replay,
     } = watch;
     let step = if verdict == Verdict::ReadBody {
-        let limit = credential(&shared, index, &user)
+        let limit = credential(&family, index, &user)
             .config
             .credential
             .provider
@@ -325,13 +325,13 @@ where
             retried: false,
         }
     } else {
-        match dead_token(&shared, index, &user, generation, replay, response.status()) {
+        match dead_token(&family, index, &user, generation, replay, response.status()) {
             Some(step) => step,
             None => return Ok(response.map(ResponseBody::new)),
         }
     };
     Err(Box::pin(Slow {
-        shared,
+        family,
         index,
         user,
         step,
@@ -343,7 +343,7 @@ where
 /// or not. The step that sends the request again, or `None` when the answer is to be
 /// given back.
 fn dead_token<S, B, T>(
-    shared: &Arc<Shared<S>>,
+    family: &Arc<Family<S>>,
     index: usize,
     user: &Option<Arc<CredentialState>>,
     generation: u64,
@@ -355,10 +355,10 @@ where
     B: ReplayableBody,
     T: Body,
 {
-    let state = credential(shared, index, user);
+    let state = credential(family, index, user);
     let req = replay
         .filter(|replay| replay.body.is_replayable())
-        .and_then(|replay| replay.into_request(&shared.layer.credentials.registry))
+        .and_then(|replay| replay.into_request(&family.layer.credentials.routing))
         .map(|mut req| {
             // A user's `Subject` was not copied with the rest (see `prepare_replay`).
             if let Some(subject) = user.as_ref().and_then(|user| user.credential_key().subject()) {
@@ -374,9 +374,9 @@ where
 
 /// Where credential `state`'s token goes: the layer's plan for an application
 /// credential, the user provider's placement for a user's.
-fn placement_of<S>(shared: &Shared<S>, index: usize, user: &Option<Arc<CredentialState>>) -> Placement {
+fn placement_of<S>(family: &Family<S>, index: usize, user: &Option<Arc<CredentialState>>) -> Placement {
     match user {
-        None => shared.layer.plans[index].placement.clone(),
+        None => family.layer.plans[index].placement.clone(),
         Some(user) => Placement::of(&user.config.credential.provider.placement),
     }
 }
@@ -406,15 +406,15 @@ where
                     };
                     let (mut svc, mut req) = pending.take().expect("polled after completion");
                     let replay = match *retry {
-                        Some(route) => prepare_replay(&mut req, route, this.shared.layer.replay_limit),
+                        Some(route) => prepare_replay(&mut req, route, this.family.layer.replay_limit),
                         None => None,
                     };
-                    let placement = placement_of(this.shared, *this.index, this.user);
+                    let placement = placement_of(this.family, *this.index, this.user);
                     protocol::attach(&mut req, &placement, token.value.clone());
                     // NOTE: `svc` was polled ready before `call` took it from the service.
                     let fut = svc.call(req);
                     let watch = Watch {
-                        shared: Arc::clone(this.shared),
+                        family: Arc::clone(this.family),
                         index: *this.index,
                         user: this.user.clone(),
                         generation: token.generation,
@@ -429,10 +429,10 @@ where
                         Err(err) => return Poll::Ready(SlowOutput::Done(Err(err))),
                     };
                     let mut req = req.take().expect("polled after completion");
-                    let svc = this.shared.spare_service();
-                    let placement = placement_of(this.shared, *this.index, this.user);
+                    let svc = this.family.spare_service();
+                    let placement = placement_of(this.family, *this.index, this.user);
                     protocol::attach(&mut req, &placement, token.value.clone());
-                    protocol::retrying(credential(this.shared, *this.index, this.user));
+                    protocol::retrying(credential(this.family, *this.index, this.user));
                     this.step.set(Step::RetryReady {
                         pending: Some((svc, req)),
                         generation: token.generation,
@@ -457,12 +457,12 @@ where
                     };
                     #[cfg(feature = "follow-redirect")]
                     crate::redirect::check_followed(
-                        &this.shared.layer.credentials.registry,
+                        &this.family.layer.credentials.routing,
                         *this.index,
                         this.user.as_deref(),
                         &response,
                     );
-                    let state = credential(this.shared, *this.index, this.user);
+                    let state = credential(this.family, *this.index, this.user);
                     let verdict = protocol::verdict_of(state, response.status(), response.headers());
                     if verdict == Verdict::ReadBody {
                         let limit = state.config.credential.provider.dead_token_body_limit;
@@ -490,7 +490,7 @@ where
                 } => {
                     let (prefix, rest) = ready!(read.poll(cx));
                     let parts = parts.take().expect("polled after completion");
-                    let state = credential(this.shared, *this.index, this.user);
+                    let state = credential(this.family, *this.index, this.user);
                     let provider = &state.config.credential.provider;
                     let (bytes, complete) = prefix.bytes(provider.dead_token_body_limit);
                     let answer = ApiAnswer::new(parts.status, &parts.headers, &bytes, complete);
@@ -505,7 +505,7 @@ where
                         return Poll::Ready(SlowOutput::Done(Ok(response)));
                     }
                     let (generation, replay) = (*generation, replay.take());
-                    match dead_token(this.shared, *this.index, this.user, generation, replay, status) {
+                    match dead_token(this.family, *this.index, this.user, generation, replay, status) {
                         Some(step) => this.step.set(step),
                         None => return Poll::Ready(SlowOutput::Done(Ok(response))),
                     }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::OAuth2;
-use crate::{credentials::Credentials, protocol::Plan};
+use crate::{protocol::Plan, registry::CredentialRegistry};
 
 /// Default most bytes of a request body kept for a replay.
 pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
@@ -11,7 +11,7 @@ pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 /// Applies [`OAuth2`] to a service. See the [module docs](crate::layer) for an example.
 #[derive(Debug, Clone)]
 pub struct OAuth2Layer {
-    pub(crate) credentials: Credentials,
+    pub(crate) credentials: CredentialRegistry,
     pub(crate) replay_limit: usize,
     pub(crate) retry: bool,
     /// Where each credential's token goes and how to tell a dead-token answer,
@@ -22,9 +22,9 @@ pub struct OAuth2Layer {
 
 impl OAuth2Layer {
     /// A layer attaching `credentials`.
-    pub fn new(credentials: Credentials) -> Self {
+    pub fn new(credentials: CredentialRegistry) -> Self {
         Self {
-            plans: Plan::all(&credentials.registry),
+            plans: Plan::all(&credentials.routing),
             credentials,
             replay_limit: DEFAULT_REPLAY_LIMIT,
             retry: true,
@@ -47,8 +47,8 @@ impl OAuth2Layer {
         self
     }
 
-    /// The credentials, e.g. to read their [`stats`](Credentials::stats).
-    pub fn credentials(&self) -> &Credentials {
+    /// The credentials, e.g. to read their [`stats`](CredentialRegistry::stats).
+    pub fn credentials(&self) -> &CredentialRegistry {
         &self.credentials
     }
 }

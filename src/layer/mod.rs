@@ -24,7 +24,7 @@
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_oauth2::{Credential, Credentials, OAuth2Layer, Provider, TokenTransport};
+//! use tower_oauth2::{Credential, CredentialRegistry, OAuth2Layer, Provider, TokenTransport};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower_oauth2::BoxError> {
@@ -38,7 +38,7 @@
 //! #     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
 //! # });
 //! let provider = Provider::standard("https://auth.example.com/oauth/token").api("https://api.example.com");
-//! let credentials = Credentials::builder()
+//! let credentials = CredentialRegistry::builder()
 //!     .credential(Credential::client_credentials(provider, "client-id", "client-secret"))
 //! #   .transport(token_endpoint)
 //!     .build()?;
@@ -56,12 +56,12 @@
 //! ```
 
 mod builder;
+mod family;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod replay;
 mod service;
-mod shared;
 
 pub use self::{builder::ServiceBuilderExt, future::ResponseFuture, layer::OAuth2Layer, service::OAuth2};
 

@@ -11,7 +11,7 @@ use http::{
 
 use crate::{
     body::{Replay, ReplayableBody},
-    credentials::{Registry, RouteRef},
+    registry::{RouteRef, RoutingTable},
 };
 
 /// What is needed to send a request again: a copy taken before anything was attached.
@@ -92,7 +92,7 @@ impl<B: ReplayableBody> ReplayCopy<B> {
     /// The request to send again, or `None` if its URI cannot be put back together
     /// (never: only routed absolute http(s) URIs are copied, and `registry` is the one
     /// they were routed by).
-    pub(crate) fn into_request(self, registry: &Registry) -> Option<Request<B>> {
+    pub(crate) fn into_request(self, registry: &RoutingTable) -> Option<Request<B>> {
         let authority = registry.authority(self.route)?;
         let mut uri = uri::Parts::default();
         uri.scheme = Some(if self.https { Scheme::HTTPS } else { Scheme::HTTP });
@@ -169,7 +169,7 @@ mod tests {
     struct Tag(u32);
 
     /// A registry serving the origins the tests send to.
-    fn registry() -> crate::Credentials {
+    fn registry() -> crate::CredentialRegistry {
         let transport = crate::TokenTransport::new(tower::service_fn(
             |_req: http::Request<http_body_util::Full<bytes::Bytes>>| async {
                 Ok::<_, std::convert::Infallible>(http::Response::new(
@@ -178,7 +178,7 @@ mod tests {
             },
         ));
         let standard = |api: &str| crate::Provider::standard("https://auth.example.com/token").api(api);
-        crate::Credentials::builder()
+        crate::CredentialRegistry::builder()
             .credential(crate::Credential::client_credentials(
                 standard("https://api.example.com"),
                 "a",
@@ -196,7 +196,7 @@ mod tests {
 
     fn round_trip(mut req: Request<String>) -> (Request<String>, Request<String>) {
         let credentials = registry();
-        let registry = &credentials.registry;
+        let registry = &credentials.routing;
         let (_, route) = registry.route_ref(req.uri()).expect("a routed request");
         let copy = prepare_replay(&mut req, route, 1024).expect("a replayable request");
         (
@@ -274,7 +274,7 @@ mod tests {
             .body("x".repeat(2048))
             .unwrap();
         let credentials = registry();
-        let (_, route) = credentials.registry.route_ref(req.uri()).unwrap();
+        let (_, route) = credentials.routing.route_ref(req.uri()).unwrap();
         assert!(prepare_replay(&mut req, route, 1024).is_none());
     }
 }

@@ -11,19 +11,19 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::{
+    family::Family,
     future::{ResponseFuture, Watch},
     replay::prepare_replay,
-    shared::Shared,
     NoRetry, OAuth2Layer,
 };
 use crate::{
     body::ReplayableBody,
     credential::{CachedToken, CredentialState},
-    credentials::RouteRef,
-    credentials::Subject,
     dead_token::ResponseBody,
     error::{BoxError, Error},
     protocol::{self, Placement, Route},
+    registry::RouteRef,
+    registry::Subject,
 };
 
 /// Attaches OAuth 2.0 credentials to requests, refreshing and retrying as needed.
@@ -49,12 +49,12 @@ pub struct OAuth2<S> {
     inner: S,
     /// The clone's parent's until the clone has served [`WARM_AFTER`] requests, then
     /// its own.
-    pub(crate) shared: Arc<Shared<S>>,
+    pub(crate) family: Arc<Family<S>>,
     local: Local,
 }
 
 /// Requests a clone serves from the shared token before it builds copies of its own.
-/// A copy costs a few allocations (its own `Shared`, a header value, an `arc_swap`
+/// A copy costs a few allocations (its own `Family`, a header value, an `arc_swap`
 /// cache per credential) and a clone of the inner service; past this many requests a
 /// clone is long-lived, and the copies pay for themselves under contention.
 const WARM_AFTER: u32 = 16;
@@ -91,13 +91,13 @@ impl<S> OAuth2<S> {
         let spare = inner.clone();
         Self {
             inner,
-            shared: Arc::new(Shared::new(layer, spare)),
+            family: Arc::new(Family::new(layer, spare)),
             local: Local::cold(),
         }
     }
 
     /// A layer wrapping services in `OAuth2`.
-    pub fn layer(credentials: crate::Credentials) -> OAuth2Layer {
+    pub fn layer(credentials: crate::CredentialRegistry) -> OAuth2Layer {
         OAuth2Layer::new(credentials)
     }
 
@@ -132,11 +132,11 @@ impl<S: Clone> OAuth2<S> {
         S: Service<Request<B>>,
         B: ReplayableBody,
     {
-        let state = &self.shared.layer.credentials.registry.states[index];
+        let state = &self.family.layer.credentials.routing.states[index];
         let Some((generation, value)) = thread_copy(state) else {
             return self.call_slow(index, route, req);
         };
-        let layer = &self.shared.layer;
+        let layer = &self.family.layer;
         let replay = if layer.retry && !has_no_retry(&req) {
             prepare_replay(&mut req, route, layer.replay_limit)
         } else {
@@ -148,17 +148,17 @@ impl<S: Clone> OAuth2<S> {
         if self.local.served == WARM_AFTER {
             self.warm_up();
         }
-        ResponseFuture::sent(fut, Arc::clone(&self.shared), index, generation, replay)
+        ResponseFuture::sent(fut, Arc::clone(&self.family), index, generation, replay)
     }
 
-    /// Builds this clone's own copies: its own `Shared` (a reference count nobody else
+    /// Builds this clone's own copies: its own `Family` (a reference count nobody else
     /// writes on every request) and an empty slot per credential, filled on its next
     /// request for each.
     #[cold]
     #[inline(never)]
     fn warm_up(&mut self) {
-        let credentials = self.shared.layer.credentials.registry.states.len();
-        self.shared = Arc::new(self.shared.sibling());
+        let credentials = self.family.layer.credentials.routing.states.len();
+        self.family = Arc::new(self.family.sibling());
         self.local.slots = (0..credentials).map(|_| None).collect();
     }
 
@@ -178,8 +178,8 @@ impl<S: Clone> OAuth2<S> {
         S: Service<Request<B>>,
         B: ReplayableBody,
     {
-        let state = Arc::clone(&self.shared.layer.credentials.registry.states[index]);
-        let layer = &self.shared.layer;
+        let state = Arc::clone(&self.family.layer.credentials.routing.states[index]);
+        let layer = &self.family.layer;
         let local = &mut self.local;
         let attached = protocol::with_token(&state, |token| {
             let value = if local.is_warm() {
@@ -207,7 +207,7 @@ impl<S: Clone> OAuth2<S> {
         };
         protocol::attach(&mut req, &placement, value);
         let fut = self.inner.call(req);
-        ResponseFuture::sent(fut, Arc::clone(&self.shared), index, generation, replay)
+        ResponseFuture::sent(fut, Arc::clone(&self.family), index, generation, replay)
     }
 
     /// A request not to be sent (a user who never logged in): its future answers with
@@ -243,20 +243,20 @@ impl<S: Clone> OAuth2<S> {
         S: Service<Request<B>>,
         B: ReplayableBody,
     {
-        let retry = self.shared.layer.retry && !has_no_retry(&req);
+        let retry = self.family.layer.retry && !has_no_retry(&req);
         let (generation, value) =
             match protocol::with_token(&state, |token| (token.generation, token.value.clone())) {
                 Ok(attached) => attached,
                 Err(acquire) => return self.wait(None, Some(state), Some(route), acquire, req, retry),
             };
         let replay = match retry {
-            true => prepare_replay(&mut req, route, self.shared.layer.replay_limit),
+            true => prepare_replay(&mut req, route, self.family.layer.replay_limit),
             false => None,
         };
         let placement = Placement::of(&state.config.credential.provider.placement);
         protocol::attach(&mut req, &placement, value);
         let watch = Watch {
-            shared: Arc::clone(&self.shared),
+            family: Arc::clone(&self.family),
             index: 0,
             generation,
             user: Some(state),
@@ -282,9 +282,9 @@ impl<S: Clone> OAuth2<S> {
     {
         let clone = self.inner.clone();
         let ready = mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
+        let family = Arc::clone(&self.family);
         let retry = route.filter(|_| retry);
-        ResponseFuture::acquiring(shared, index.unwrap_or(0), user, acquire, ready, req, retry)
+        ResponseFuture::acquiring(family, index.unwrap_or(0), user, acquire, ready, req, retry)
     }
 }
 
@@ -400,7 +400,7 @@ impl<S: Clone> Clone for OAuth2<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            family: Arc::clone(&self.family),
             local: Local::cold(),
         }
     }
@@ -410,7 +410,7 @@ impl<S: fmt::Debug> fmt::Debug for OAuth2<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuth2")
             .field("inner", &self.inner)
-            .field("credentials", &self.shared.layer.credentials)
+            .field("credentials", &self.family.layer.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -438,20 +438,20 @@ where
             true => None,
             false => req.extensions().get::<Subject>(),
         };
-        let (index, route) =
-            match protocol::route(&self.shared.layer.credentials.registry, req.uri(), subject) {
-                Route::App(index, route) => (index, route),
-                Route::Pass => return ResponseFuture::passthrough(self.inner.call(req)),
-                Route::User(state, route) => return self.call_user(state, route, req),
-                Route::Refuse(err) => return self.refuse(err, req),
-            };
+        let (index, route) = match protocol::route(&self.family.layer.credentials.routing, req.uri(), subject)
+        {
+            Route::App(index, route) => (index, route),
+            Route::Pass => return ResponseFuture::passthrough(self.inner.call(req)),
+            Route::User(state, route) => return self.call_user(state, route, req),
+            Route::Refuse(err) => return self.refuse(err, req),
+        };
         let Some((copy, placement)) = fresh_copy(&mut self.local.slots, index) else {
             return match self.local.is_warm() {
                 true => self.call_slow(index, route, req),
                 false => self.call_shared(index, route, req),
             };
         };
-        let layer = &self.shared.layer;
+        let layer = &self.family.layer;
         let replay = if layer.retry && !has_no_retry(&req) {
             prepare_replay(&mut req, route, layer.replay_limit)
         } else {
@@ -461,7 +461,7 @@ where
         let generation = copy.generation;
         ResponseFuture::sent(
             self.inner.call(req),
-            Arc::clone(&self.shared),
+            Arc::clone(&self.family),
             index,
             generation,
             replay,

@@ -1,5 +1,5 @@
 //! Origins: configuration parsed by `Origin::parse`, request URIs matched by
-//! `Origin::matches` after `scheme_and_authority`, as `Registry::route` does.
+//! `Origin::matches` after `scheme_and_authority`, as `RoutingTable::route` does.
 //!
 //! The loopback rule: `localhost` and loopback IP literals are loopback, `*.localhost`
 //! names are not (they may resolve through DNS like any other name, which a test or an
@@ -14,7 +14,7 @@ use super::config;
 use crate::{
     origin::{is_loopback_host, scheme_and_authority, Origin},
     transport::TokenTransport,
-    Credential, Credentials, Provider,
+    Credential, CredentialRegistry, Provider,
 };
 
 // ===== hosts and origins =====
@@ -178,13 +178,13 @@ fn request_for(origin: Spelled) -> BoxedStrategy<Spelled> {
 
 /// A registry whose one credential claims `api`; its transport fails every request (none
 /// is made: only routing is tested).
-fn registry(api: &str) -> Credentials {
+fn registry(api: &str) -> CredentialRegistry {
     let transport = TokenTransport::new(tower::service_fn(|_request: http::Request<_>| {
         std::future::ready(Err::<http::Response<http_body_util::Full<bytes::Bytes>>, _>(
             std::io::Error::other("no network in this test"),
         ))
     }));
-    Credentials::builder()
+    CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             Provider::standard("https://auth.example.com/token").api(api),
             "app",
@@ -195,7 +195,7 @@ fn registry(api: &str) -> Credentials {
         .expect("an origin that parses makes a registry")
 }
 
-/// Whether a request to `url` is routed to `origin`, the way `Registry::route` decides.
+/// Whether a request to `url` is routed to `origin`, the way `RoutingTable::route` decides.
 fn routed(origin: &Origin, url: &str) -> bool {
     url.parse::<Uri>()
         .ok()
@@ -254,7 +254,7 @@ proptest! {
         prop_assert_eq!(routed(&origin, &url), same, "{} for {}", url, configured.url(""));
     }
 
-    /// `Registry::route` sends a request to the credential of its origin and no other.
+    /// `RoutingTable::route` sends a request to the credential of its origin and no other.
     #[test]
     fn the_registry_routes_by_origin(
         (configured, request) in spelled()
@@ -269,7 +269,7 @@ proptest! {
         let Ok(uri) = request.url(&request_path).parse::<Uri>() else {
             return Ok(());
         };
-        prop_assert_eq!(credentials.registry.route(&uri), same.then_some(0));
+        prop_assert_eq!(credentials.routing.route(&uri), same.then_some(0));
     }
 
     /// Plain http is accepted for loopback hosts only, https for any host.

@@ -26,14 +26,14 @@
 //! use tower_oauth2::providers;
 //!
 //! let accelo = providers::accelo_at("http://127.0.0.1:8080");
-//! assert_eq!(accelo.get_token_url(), "http://127.0.0.1:8080/oauth2/v0/token");
-//! assert_eq!(accelo.get_api_origins(), ["http://127.0.0.1:8080"]);
+//! assert_eq!(accelo.token_url_ref(), "http://127.0.0.1:8080/oauth2/v0/token");
+//! assert_eq!(accelo.api_origins_ref(), ["http://127.0.0.1:8080"]);
 //! ```
 //!
 //! # Example
 //!
 //! ```no_run
-//! use tower_oauth2::{providers, Credential, Credentials};
+//! use tower_oauth2::{providers, Credential, CredentialRegistry};
 //! use tower_oauth2::providers::accelo::AcceloScope;
 //!
 //! # fn main() -> Result<(), tower_oauth2::Error> {
@@ -46,7 +46,7 @@
 //!     "a-refresh-token",
 //! )
 //! .redirect_uri("https://app.example.com/callback/ioffice");
-//! let credentials = Credentials::builder().credential(accelo).credential(ioffice).build()?;
+//! let credentials = CredentialRegistry::builder().credential(accelo).credential(ioffice).build()?;
 //! # let _ = credentials;
 //! # Ok(())
 //! # }
@@ -290,13 +290,13 @@ impl Provider {
     /// let provider = Provider::standard("https://auth.example.com/oauth/token")
     ///     .api("https://api.example.com")
     ///     .at("http://127.0.0.1:8080");
-    /// assert_eq!(provider.get_token_url(), "http://127.0.0.1:8080/oauth/token");
-    /// assert_eq!(provider.get_api_origins(), ["http://127.0.0.1:8080"]);
+    /// assert_eq!(provider.token_url_ref(), "http://127.0.0.1:8080/oauth/token");
+    /// assert_eq!(provider.api_origins_ref(), ["http://127.0.0.1:8080"]);
     ///
     /// // The presets have the same paths under any base: `providers::agrello_at` is this.
     /// let agrello = providers::agrello().at("http://127.0.0.1:8080");
     /// assert_eq!(
-    ///     agrello.get_authorize_url(),
+    ///     agrello.authorize_url_ref(),
     ///     Some("http://127.0.0.1:8080/identity/auth/oauth/authorize")
     /// );
     /// ```
@@ -360,7 +360,7 @@ fn is_origin(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Credential, Credentials, Error};
+    use crate::{Credential, CredentialRegistry, Error};
 
     fn unused_transport() -> crate::TokenTransport {
         crate::TokenTransport::new(tower::service_fn(|_req: crate::transport::TokenRequest| async {
@@ -368,8 +368,8 @@ mod tests {
         }))
     }
 
-    fn builds(provider: Provider) -> Result<Credentials, Error> {
-        Credentials::builder()
+    fn builds(provider: Provider) -> Result<CredentialRegistry, Error> {
+        CredentialRegistry::builder()
             .credential(Credential::client_credentials(provider, "id", "secret"))
             .transport(unused_transport())
             .build()
@@ -379,10 +379,10 @@ mod tests {
     fn accelo_urls_follow_the_deployment() {
         let provider = accelo("Acme");
         assert_eq!(
-            provider.get_token_url(),
+            provider.token_url_ref(),
             "https://acme.api.accelo.com/oauth2/v0/token"
         );
-        assert_eq!(provider.get_api_origins(), ["https://acme.api.accelo.com"]);
+        assert_eq!(provider.api_origins_ref(), ["https://acme.api.accelo.com"]);
         assert!(builds(provider).is_ok());
     }
 
@@ -415,32 +415,32 @@ mod tests {
     fn presets_print_the_documented_endpoints() {
         let io = ioffice("https://acme.iofficeconnect.com");
         assert_eq!(
-            io.get_token_url(),
+            io.token_url_ref(),
             "https://acme.iofficeconnect.com/external/api/oauth2/token"
         );
         assert_eq!(
-            io.get_authorize_url(),
+            io.authorize_url_ref(),
             Some("https://acme.iofficeconnect.com/login.html")
         );
         assert_eq!(
-            io.get_revocation(),
+            io.revocation_ref(),
             Some(&Revocation::Header {
                 url: "https://acme.iofficeconnect.com/external/api/oauth2/revoke".into(),
                 header: HeaderName::from_static("x-token"),
             })
         );
         let ds = dottedsign("https://api.dottedsign.com");
-        assert_eq!(ds.get_token_url(), "https://api.dottedsign.com/v1/oauth/token");
+        assert_eq!(ds.token_url_ref(), "https://api.dottedsign.com/v1/oauth/token");
         assert_eq!(
-            ds.get_authorize_url(),
+            ds.authorize_url_ref(),
             Some("https://api.dottedsign.com/v1/oauth/authorize")
         );
         assert_eq!(
-            grindery().get_token_url(),
+            grindery().token_url_ref(),
             "https://orchestrator.grindery.org/oauth/token"
         );
         assert_eq!(
-            agrello().get_authorize_url(),
+            agrello().authorize_url_ref(),
             Some("https://service.agrello.org/identity/auth/oauth/authorize")
         );
         for provider in [
@@ -449,7 +449,7 @@ mod tests {
             grindery(),
             dottedsign("https://api.dottedsign.com"),
         ] {
-            assert!(provider.get_revocation().is_none(), "{provider:?}");
+            assert!(provider.revocation_ref().is_none(), "{provider:?}");
         }
     }
 
@@ -457,23 +457,23 @@ mod tests {
     fn at_moves_every_endpoint_to_the_base_and_keeps_the_paths() {
         let io = ioffice("https://acme.iofficeconnect.com").at("http://127.0.0.1:9000/");
         assert_eq!(
-            io.get_token_url(),
+            io.token_url_ref(),
             "http://127.0.0.1:9000/external/api/oauth2/token"
         );
-        assert_eq!(io.get_authorize_url(), Some("http://127.0.0.1:9000/login.html"));
-        assert_eq!(io.get_api_origins(), ["http://127.0.0.1:9000"]);
+        assert_eq!(io.authorize_url_ref(), Some("http://127.0.0.1:9000/login.html"));
+        assert_eq!(io.api_origins_ref(), ["http://127.0.0.1:9000"]);
         assert_eq!(
-            io.get_revocation(),
+            io.revocation_ref(),
             Some(&Revocation::Header {
                 url: "http://127.0.0.1:9000/external/api/oauth2/revoke".into(),
                 header: HeaderName::from_static("x-token"),
             })
         );
         let accelo = accelo_at("http://127.0.0.1:9000");
-        assert_eq!(accelo.get_token_url(), "http://127.0.0.1:9000/oauth2/v0/token");
-        assert_eq!(accelo.get_name(), "accelo");
+        assert_eq!(accelo.token_url_ref(), "http://127.0.0.1:9000/oauth2/v0/token");
+        assert_eq!(accelo.name_ref(), "accelo");
         let query = Provider::standard("https://a.example/token?tenant=1").at("https://b.example");
-        assert_eq!(query.get_token_url(), "https://b.example/token?tenant=1");
+        assert_eq!(query.token_url_ref(), "https://b.example/token?tenant=1");
         assert!(builds(accelo).is_ok());
     }
 
@@ -502,7 +502,7 @@ mod tests {
     #[test]
     fn accelo_refuses_grants_that_need_refresh_tokens() {
         let cred = Credential::refresh_token(accelo("acme"), "id", Some("s".into()), "rt");
-        let err = Credentials::builder()
+        let err = CredentialRegistry::builder()
             .credential(cred)
             .transport(unused_transport())
             .build()

@@ -188,15 +188,15 @@ pub trait TokenStore: Send + Sync + 'static {
 /// A store as a credential or a users' group holds it: shared, and printed by its
 /// presence only (a store need not implement `Debug`, and may hold tokens).
 #[derive(Clone)]
-pub(crate) struct SharedStore(pub(crate) Arc<dyn TokenStore>);
+pub(crate) struct StoreHandle(pub(crate) Arc<dyn TokenStore>);
 
-impl SharedStore {
+impl StoreHandle {
     pub(crate) fn new(store: impl TokenStore) -> Self {
         Self(Arc::new(store))
     }
 }
 
-impl std::fmt::Debug for SharedStore {
+impl std::fmt::Debug for StoreHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokenStore(..)")
     }

@@ -21,7 +21,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower::Service;
-use tower_oauth2::{Credential, Credentials, Provider, RefreshPolicy, TokenTransport};
+use tower_oauth2::{Credential, CredentialRegistry, Provider, RefreshPolicy, TokenTransport};
 
 pub const API: &str = "https://api.example.com";
 pub const CLIENT_SECRET: &str = "client-secret-never-printed";
@@ -184,12 +184,12 @@ pub fn provider() -> Provider {
         .api(API)
 }
 
-pub fn credentials(endpoint: &TokenEndpoint) -> Credentials {
+pub fn credentials(endpoint: &TokenEndpoint) -> CredentialRegistry {
     credentials_with(endpoint, RefreshPolicy::default().random(no_jitter))
 }
 
-pub fn credentials_with(endpoint: &TokenEndpoint, policy: RefreshPolicy) -> Credentials {
-    Credentials::builder()
+pub fn credentials_with(endpoint: &TokenEndpoint, policy: RefreshPolicy) -> CredentialRegistry {
+    CredentialRegistry::builder()
         .credential(
             Credential::client_credentials(provider(), "client-id", CLIENT_SECRET).refresh_policy(policy),
         )

@@ -1,4 +1,5 @@
-//! The registry of credentials a layer serves, routed by API origin.
+//! The registry of credentials a layer serves, routed by API origin: [`CredentialRegistry`]
+//! and its builder.
 
 use std::{
     fmt,
@@ -15,13 +16,13 @@ use crate::{
     authorize::AuthorizedCode,
     credential::{CredentialState, Revoked},
     error::{Error, NotAuthorized},
-    grant::GrantConfig,
     origin::Origin,
     provider::{Credential, CredentialKey, Provider, RefreshPolicy},
     redact::without_userinfo,
     secret::ClientSecret,
     stats::{CredentialStats, Stats},
-    store::{MemoryStore, SharedStore, TokenStore},
+    store::{MemoryStore, StoreHandle, TokenStore},
+    token_endpoint::CheckedCredential,
     transport::TokenTransport,
 };
 
@@ -33,12 +34,12 @@ use crate::{
 /// # Example
 ///
 /// ```no_run
-/// use tower_oauth2::{Credential, Credentials, Provider};
+/// use tower_oauth2::{Credential, CredentialRegistry, Provider};
 ///
 /// # fn main() -> Result<(), tower_oauth2::Error> {
 /// let github_like = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
 /// let billing = Provider::standard("https://login.billing.test/oauth2/token").api("https://billing.test");
-/// let credentials = Credentials::builder()
+/// let credentials = CredentialRegistry::builder()
 ///     .credential(Credential::client_credentials(github_like, "id-1", "secret-1"))
 ///     .credential(Credential::client_credentials(billing, "id-2", "secret-2").scopes(["invoices"]))
 ///     .build()?;
@@ -47,11 +48,13 @@ use crate::{
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Credentials {
-    pub(crate) registry: Arc<Registry>,
+pub struct CredentialRegistry {
+    pub(crate) routing: Arc<RoutingTable>,
 }
 
-pub(crate) struct Registry {
+/// What a registry and its clones share: each credential's state, and the API origins
+/// that route a request to it.
+pub(crate) struct RoutingTable {
     /// The application's own credentials, routed by index on the hot path.
     pub(crate) states: Vec<Arc<CredentialState>>,
     routes: Vec<(Origin, usize)>,
@@ -83,7 +86,7 @@ impl RouteRef {
     }
 }
 
-impl Registry {
+impl RoutingTable {
     /// The index of the credential whose origin `uri` belongs to.
     #[inline]
     pub(crate) fn route(&self, uri: &Uri) -> Option<usize> {
@@ -203,7 +206,7 @@ impl Registry {
     fn user_group(&self, provider: &str) -> Result<&UserGroup, Error> {
         self.users
             .iter()
-            .find(|g| g.users.provider.get_name() == provider)
+            .find(|g| g.users.provider.name_ref() == provider)
             .ok_or_else(|| Error::config(format!("no users are registered for provider `{provider}`")))
     }
 }
@@ -242,7 +245,7 @@ impl Subject {
 /// # Users in memory
 ///
 /// A user's credential is created in memory the first time a request or a login names
-/// them, starting from what the [store](CredentialsBuilder::store) holds for them. It
+/// them, starting from what the [store](CredentialRegistryBuilder::store) holds for them. It
 /// stays while it is used, and is evicted when it has not been used for
 /// [`idle_after`](Self::idle_after) (10 minutes by default), or when more than
 /// [`max_users`](Self::max_users) users (10,000 by default) of this provider are in
@@ -253,7 +256,7 @@ impl Subject {
 /// off, a login or a logout) is never evicted, so that two refreshes of one user never
 /// run at once: with rotating refresh tokens the second would present a token the first
 /// just spent, and the provider would revoke the whole grant. The counts of evicted users
-/// stay in [`Credentials::stats`]. A logout keeps the user's (now empty) credential until
+/// stay in [`CredentialRegistry::stats`]. A logout keeps the user's (now empty) credential until
 /// it is evicted like any other.
 ///
 /// Looking a user up takes no lock that other threads' lookups write (the table's locks
@@ -261,7 +264,7 @@ impl Subject {
 /// not authorized is looked up in the store again on their next request, spaced by the
 /// refresh policy's backoff.
 #[derive(Debug, Clone)]
-pub struct UserCredentials {
+pub struct UserCredentialTemplate {
     provider: Provider,
     client_id: String,
     client_secret: Option<ClientSecret>,
@@ -270,7 +273,7 @@ pub struct UserCredentials {
     policy: RefreshPolicy,
     idle_after: Duration,
     max_users: usize,
-    store: Option<SharedStore>,
+    store: Option<StoreHandle>,
 }
 
 /// How long a user's credential stays in memory unused, unless configured: longer than
@@ -284,7 +287,7 @@ const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(10 * 60);
 /// included).
 const DEFAULT_MAX_USERS: usize = 10_000;
 
-impl UserCredentials {
+impl UserCredentialTemplate {
     /// Users' tokens from `provider`, for the client `client_id` (`client_secret` is
     /// `None` for providers without client authentication).
     pub fn new(
@@ -331,7 +334,7 @@ impl UserCredentials {
     /// How long a user's credential stays in memory without a request or a login
     /// (default: 10 minutes). It is evicted between this long and one and a half times
     /// this long after its last use; see [Users in memory](Self#users-in-memory).
-    /// [`CredentialsBuilder::build`] refuses zero.
+    /// [`CredentialRegistryBuilder::build`] refuses zero.
     pub fn idle_after(mut self, idle_after: Duration) -> Self {
         self.idle_after = idle_after;
         self
@@ -341,17 +344,17 @@ impl UserCredentials {
     /// rounded down to a multiple of the table's shards (8, or fewer below 256 users) and
     /// kept per shard, so eviction may start a little before the whole count is reached.
     /// Users with a request or a token request in flight are never evicted, and may
-    /// exceed it for as long as they are. [`CredentialsBuilder::build`] refuses zero.
+    /// exceed it for as long as they are. [`CredentialRegistryBuilder::build`] refuses zero.
     pub fn max_users(mut self, max_users: usize) -> Self {
         self.max_users = max_users;
         self
     }
 
     /// Where these users' tokens are kept, instead of the registry's
-    /// [store](CredentialsBuilder::store): a store per provider, a database table per
+    /// [store](CredentialRegistryBuilder::store): a store per provider, a database table per
     /// tenant. Pass an `Arc` of a store to share it.
     pub fn store(mut self, store: impl TokenStore) -> Self {
-        self.store = Some(SharedStore::new(store));
+        self.store = Some(StoreHandle::new(store));
         self
     }
 
@@ -361,12 +364,12 @@ impl UserCredentials {
     }
 
     /// The time-to-idle set with [`idle_after`](Self::idle_after).
-    pub fn get_idle_after(&self) -> Duration {
+    pub fn idle_after_ref(&self) -> Duration {
         self.idle_after
     }
 
     /// The bound set with [`max_users`](Self::max_users).
-    pub fn get_max_users(&self) -> usize {
+    pub fn max_users_ref(&self) -> usize {
         self.max_users
     }
 
@@ -376,7 +379,7 @@ impl UserCredentials {
     }
 
     /// The callback URL set with [`redirect_uri`](Self::redirect_uri), if any.
-    pub fn get_redirect_uri(&self) -> Option<&str> {
+    pub fn redirect_uri_ref(&self) -> Option<&str> {
         self.redirect_uri.as_deref()
     }
 
@@ -446,11 +449,11 @@ impl UserCredentials {
 
 /// The users of one provider: their credentials, created when first needed.
 struct UserGroup {
-    users: UserCredentials,
+    users: UserCredentialTemplate,
     store: Arc<dyn TokenStore>,
     transport: TokenTransport,
     live: Arc<LiveUsers>,
-    /// The `credential` of the entry [`Credentials::stats`] gives the users no longer in
+    /// The `credential` of the entry [`CredentialRegistry::stats`] gives the users no longer in
     /// memory.
     retired_label: String,
 }
@@ -739,7 +742,7 @@ impl UserGroup {
         if let Some(state) = self.live.table.get(&**subject) {
             return Ok(state);
         }
-        let config = GrantConfig::new(self.users.credential_for(subject, None))?;
+        let config = CheckedCredential::new(self.users.credential_for(subject, None))?;
         let state = Arc::new(CredentialState::with_store(
             config,
             self.transport.clone(),
@@ -757,19 +760,19 @@ impl UserGroup {
 
     fn stats(&self) -> Vec<CredentialStats> {
         self.live
-            .snapshots(self.users.provider.get_name(), &self.retired_label)
+            .snapshots(self.users.provider.name_ref(), &self.retired_label)
     }
 }
 
-impl Credentials {
+impl CredentialRegistry {
     /// A registry of one credential, with the default transport.
     pub fn new(credential: Credential) -> Result<Self, Error> {
         Self::builder().credential(credential).build()
     }
 
     /// Starts an empty registry.
-    pub fn builder() -> CredentialsBuilder {
-        CredentialsBuilder {
+    pub fn builder() -> CredentialRegistryBuilder {
+        CredentialRegistryBuilder {
             credentials: Vec::new(),
             users: Vec::new(),
             transport: None,
@@ -791,7 +794,7 @@ impl Credentials {
     /// [`Error::ReauthorizationRequired`]); [`Error::Store`] when the tokens cannot be
     /// saved, in which case they are not used either.
     pub async fn login(&self, provider: &str, subject: &str, code: AuthorizedCode) -> Result<(), Error> {
-        let group = self.registry.user_group(provider)?;
+        let group = self.routing.user_group(provider)?;
         let state = group.state(&Arc::from(subject))?;
         state.authorize(code.into_pending()).await.map(drop)
     }
@@ -807,7 +810,7 @@ impl Credentials {
     /// when the store cannot delete; the provider's answer when revoking fails (the
     /// tokens are forgotten and deleted all the same).
     pub async fn logout(&self, provider: &str, subject: &str) -> Result<Revoked, Error> {
-        let group = self.registry.user_group(provider)?;
+        let group = self.routing.user_group(provider)?;
         // Read back from the store if the user is not in memory. The state stays (now
         // without tokens, and evicted when idle like any other) rather than being removed
         // while a request in flight may still hold it.
@@ -817,12 +820,12 @@ impl Credentials {
 
     /// The key under which `subject`'s tokens for `provider` are kept.
     pub fn user_key(&self, provider: &str, subject: &str) -> Result<CredentialKey, Error> {
-        Ok(self.registry.user_group(provider)?.users.key_for(subject))
+        Ok(self.routing.user_group(provider)?.users.key_for(subject))
     }
 
     /// The user credentials registered for `provider`.
-    pub fn users(&self, provider: &str) -> Result<&UserCredentials, Error> {
-        Ok(&self.registry.user_group(provider)?.users)
+    pub fn users(&self, provider: &str) -> Result<&UserCredentialTemplate, Error> {
+        Ok(&self.routing.user_group(provider)?.users)
     }
 
     /// Counters for every credential: the application's in registration order, then, for
@@ -830,14 +833,14 @@ impl Credentials {
     /// followed by one entry for its users no longer in memory.
     ///
     /// That last entry sums the counts of the users evicted since the registry was built
-    /// (see [Users in memory](UserCredentials#users-in-memory)); its `credential` is the
+    /// (see [Users in memory](UserCredentialTemplate#users-in-memory)); its `credential` is the
     /// users' key without a subject, followed by ` (evicted users)`. With it, sums over
     /// this list never go down: a user evicted and brought back is counted once, their
     /// counts before the eviction in that entry and those after in their own. Each
     /// provider's users are read under one lock, so an eviction is seen whole.
     pub fn stats(&self) -> Vec<CredentialStats> {
-        let mut stats: Vec<CredentialStats> = self.registry.states.iter().map(|s| s.snapshot()).collect();
-        for group in &self.registry.users {
+        let mut stats: Vec<CredentialStats> = self.routing.states.iter().map(|s| s.snapshot()).collect();
+        for group in &self.routing.users {
             stats.extend(group.stats());
         }
         stats
@@ -848,16 +851,16 @@ impl Credentials {
     /// built, read under one lock so that an eviction counts once.
     #[cfg(feature = "metrics")]
     pub(crate) fn users_stats(&self) -> Vec<(&str, Vec<CredentialStats>)> {
-        self.registry
+        self.routing
             .users
             .iter()
-            .map(|group| (group.users.provider.get_name(), group.stats()))
+            .map(|group| (group.users.provider.name_ref(), group.stats()))
             .collect()
     }
 
     /// The keys of the credentials, in registration order.
     pub fn keys(&self) -> Vec<CredentialKey> {
-        self.registry
+        self.routing
             .states
             .iter()
             .map(|s| s.credential_key().clone())
@@ -878,7 +881,7 @@ impl Credentials {
     /// revocation endpoint refuses or cannot be reached.
     pub async fn revoke(&self, key: &CredentialKey) -> Result<Revoked, Error> {
         let state = self
-            .registry
+            .routing
             .states
             .iter()
             .find(|s| s.credential_key() == key)
@@ -890,10 +893,10 @@ impl Credentials {
     /// of each credential fetches a new one. Users no longer in memory have nothing
     /// cached here: their next request reads the store.
     pub fn invalidate_all(&self) {
-        for state in &self.registry.states {
+        for state in &self.routing.states {
             state.invalidate();
         }
-        for group in &self.registry.users {
+        for group in &self.routing.users {
             for (_, state) in group.live.table.iter() {
                 state.invalidate();
             }
@@ -901,25 +904,25 @@ impl Credentials {
     }
 }
 
-impl fmt::Debug for Credentials {
+impl fmt::Debug for CredentialRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.registry.states.iter().map(|s| s.key()))
+            .entries(self.routing.states.iter().map(|s| s.key()))
             .finish()
     }
 }
 
-/// Builds [`Credentials`]; every setting is checked in [`build`](Self::build).
-pub struct CredentialsBuilder {
+/// Builds [`CredentialRegistry`]; every setting is checked in [`build`](Self::build).
+pub struct CredentialRegistryBuilder {
     credentials: Vec<Credential>,
-    users: Vec<UserCredentials>,
+    users: Vec<UserCredentialTemplate>,
     transport: Option<TokenTransport>,
     store: Option<Arc<dyn TokenStore>>,
 }
 
-impl fmt::Debug for CredentialsBuilder {
+impl fmt::Debug for CredentialRegistryBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CredentialsBuilder")
+        f.debug_struct("CredentialRegistryBuilder")
             .field("credentials", &self.credentials)
             .field("users", &self.users)
             .field("transport", &self.transport)
@@ -928,11 +931,11 @@ impl fmt::Debug for CredentialsBuilder {
     }
 }
 
-impl CredentialsBuilder {
+impl CredentialRegistryBuilder {
     /// Serves users of a provider: requests carrying a [`Subject`] to the provider's
     /// API origins get that user's token. At most one per provider; the same origins
     /// may also have an application credential, used for requests without a subject.
-    pub fn users(mut self, users: UserCredentials) -> Self {
+    pub fn users(mut self, users: UserCredentialTemplate) -> Self {
         self.users.push(users);
         self
     }
@@ -942,7 +945,7 @@ impl CredentialsBuilder {
     /// them are used, and read back after a restart.
     ///
     /// This is the default: a credential with a store of its own
-    /// ([`Credential::store`]) or users with theirs ([`UserCredentials::store`]) use that
+    /// ([`Credential::store`]) or users with theirs ([`UserCredentialTemplate::store`]) use that
     /// one instead, and never this one.
     pub fn store(mut self, store: impl TokenStore) -> Self {
         self.store = Some(Arc::new(store));
@@ -970,7 +973,7 @@ impl CredentialsBuilder {
     /// claim the same origin or have the same key, a scope is not a valid scope token, a
     /// secret is missing, a preset was given an unusable deployment or site, or a grant
     /// needs refresh tokens from a provider that issues none.
-    pub fn build(self) -> Result<Credentials, Error> {
+    pub fn build(self) -> Result<CredentialRegistry, Error> {
         let transport = match self.transport {
             Some(transport) => transport,
             None => default_transport()?,
@@ -1010,7 +1013,7 @@ impl CredentialsBuilder {
                 None => configured_store.clone(),
             };
             states.push(Arc::new(CredentialState::with_store(
-                GrantConfig::new(credential)?,
+                CheckedCredential::new(credential)?,
                 transport.clone(),
                 store,
                 false,
@@ -1047,7 +1050,7 @@ impl CredentialsBuilder {
                 user_routes.push((origin, index));
             }
             // Checked now, so that a bad template fails the build, not a user's request.
-            GrantConfig::new(template.credential_for("-", None))?;
+            CheckedCredential::new(template.credential_for("-", None))?;
             if template.max_users == 0 {
                 return Err(Error::config(format!(
                     "users of provider `{}`: `max_users` is zero, so no user could be served",
@@ -1072,8 +1075,8 @@ impl CredentialsBuilder {
                 retired_label,
             });
         }
-        Ok(Credentials {
-            registry: Arc::new(Registry {
+        Ok(CredentialRegistry {
+            routing: Arc::new(RoutingTable {
                 states,
                 routes,
                 users,
@@ -1093,6 +1096,6 @@ fn default_transport() -> Result<TokenTransport, Error> {
 #[cfg(not(feature = "hyper-transport"))]
 fn default_transport() -> Result<TokenTransport, Error> {
     Err(Error::config(
-        "no token transport: enable the `hyper-transport` feature or call `CredentialsBuilder::transport`",
+        "no token transport: enable the `hyper-transport` feature or call `CredentialRegistryBuilder::transport`",
     ))
 }

@@ -1,12 +1,12 @@
-//! What the clones of one `OAuth2` service share: the layer's configuration and the
-//! spare inner service that retries are sent through.
+//! The family of one `OAuth2` service's clones: what they share, the layer's
+//! configuration and the spare inner service that retries are sent through.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::OAuth2Layer;
 
-/// Shared by clones of one [`OAuth2`](super::OAuth2), and held by each response future
-/// that may have to refresh and retry.
+/// What a family of clones of one [`OAuth2`](super::OAuth2) shares, also held by each
+/// response future that may have to refresh and retry.
 ///
 /// A clone shares its parent's until it has served enough requests to pay for its own
 /// (see `OAuth2`'s docs): a reference count that only one clone, on one thread, writes
@@ -17,7 +17,7 @@ use super::OAuth2Layer;
 /// write the counts on every request, and every request reads the configuration here,
 /// which must not move between cores with them.
 #[repr(align(128))]
-pub(crate) struct Shared<S> {
+pub(crate) struct Family<S> {
     pub(crate) layer: OAuth2Layer,
     /// A clone of the inner service kept for retries, one for the whole family of
     /// clones. Retries are rare, so rather than cloning the inner service on every
@@ -27,7 +27,7 @@ pub(crate) struct Shared<S> {
     spare: Arc<Mutex<S>>,
 }
 
-impl<S> Shared<S> {
+impl<S> Family<S> {
     pub(crate) fn new(layer: OAuth2Layer, spare: S) -> Self {
         Self {
             layer,
@@ -44,7 +44,7 @@ impl<S> Shared<S> {
     }
 }
 
-impl<S: Clone> Shared<S> {
+impl<S: Clone> Family<S> {
     /// A service to send a retry through (not ready yet).
     pub(crate) fn spare_service(&self) -> S {
         self.spare.lock().unwrap_or_else(PoisonError::into_inner).clone()

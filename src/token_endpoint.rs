@@ -1,4 +1,6 @@
-//! Token requests in a provider's dialect, and reading their answers.
+//! Talking to a provider's token and revocation endpoints: a credential's configuration
+//! checked once ([`CheckedCredential`]), each token request built in the provider's
+//! dialect from what it presents ([`GrantInput`]), and its answer read.
 
 use std::sync::Arc;
 
@@ -45,14 +47,14 @@ impl GrantInput {
 
 /// A credential with its configuration checked and parsed, ready to request tokens.
 #[derive(Debug)]
-pub(crate) struct GrantConfig {
+pub(crate) struct CheckedCredential {
     pub(crate) credential: Credential,
     pub(crate) token_url: Uri,
     pub(crate) scope: Option<String>,
     pub(crate) rules: ResponseRules,
 }
 
-impl GrantConfig {
+impl CheckedCredential {
     pub(crate) fn new(credential: Credential) -> Result<Self, Error> {
         let provider = &credential.provider;
         if let Some(reason) = &provider.invalid {
@@ -508,7 +510,7 @@ mod tests {
         let provider = Provider::standard("https://auth.example/token");
         let cred = Credential::client_credentials(provider, "my id:1", ClientSecret::new("p@ss word+%"))
             .scopes(["write", "read"]);
-        let config = GrantConfig::new(cred).unwrap();
+        let config = CheckedCredential::new(cred).unwrap();
         let req = config.request(&GrantInput::ClientCredentials).unwrap();
         let auth = req.headers()[header::AUTHORIZATION].clone();
         assert!(auth.is_sensitive());
@@ -525,7 +527,7 @@ mod tests {
     #[test]
     fn body_auth_public_clients_and_no_client_auth() {
         let provider = Provider::standard("https://auth.example/token").client_auth(ClientAuth::RequestBody);
-        let config = GrantConfig::new(Credential::client_credentials(provider, "id", "s")).unwrap();
+        let config = CheckedCredential::new(Credential::client_credentials(provider, "id", "s")).unwrap();
         let req = config.request(&GrantInput::ClientCredentials).unwrap();
         assert!(req.headers().get(header::AUTHORIZATION).is_none());
         assert_eq!(
@@ -534,7 +536,7 @@ mod tests {
         );
 
         let public = Provider::standard("https://auth.example/token").client_auth(ClientAuth::PublicClient);
-        let config = GrantConfig::new(Credential::refresh_token(public, "id", None, "rt")).unwrap();
+        let config = CheckedCredential::new(Credential::refresh_token(public, "id", None, "rt")).unwrap();
         let req = config
             .request(&GrantInput::Refresh(RefreshToken::new("r t")))
             .unwrap();
@@ -545,7 +547,7 @@ mod tests {
 
         // Grindery: nothing identifies the client, and its id may be empty.
         let anonymous = Provider::standard("https://auth.example/token").client_auth(ClientAuth::None);
-        let config = GrantConfig::new(Credential::refresh_token(anonymous, "", None, "rt")).unwrap();
+        let config = CheckedCredential::new(Credential::refresh_token(anonymous, "", None, "rt")).unwrap();
         let req = config
             .request(&GrantInput::Refresh(RefreshToken::new("rt")))
             .unwrap();
@@ -564,7 +566,7 @@ mod tests {
             "https://app.example/cb",
         )
         .scopes(["read"]);
-        let config = GrantConfig::new(cred).unwrap();
+        let config = CheckedCredential::new(cred).unwrap();
         let (refresh, code) = config.initial_input();
         assert!(refresh.is_none());
         let req = config.request(&GrantInput::Code(code.unwrap())).unwrap();
@@ -578,7 +580,8 @@ mod tests {
     #[test]
     fn a_pkce_verifier_goes_with_the_code() {
         let provider = Provider::standard("https://auth.example/token").client_auth(ClientAuth::PublicClient);
-        let config = GrantConfig::new(Credential::refresh_token(provider, "id", None, "unused")).unwrap();
+        let config =
+            CheckedCredential::new(Credential::refresh_token(provider, "id", None, "unused")).unwrap();
         let code = PendingCode {
             code: AuthorizationCode::new("c"),
             redirect_uri: "https://app.example/cb".into(),
@@ -600,7 +603,7 @@ mod tests {
             .repeat_authorization_params(true)
             .default_scopes(["email"]);
         let cred = Credential::authorization_code(provider, "cid", None, "c0de", "https://app.example/cb");
-        let config = GrantConfig::new(cred).unwrap();
+        let config = CheckedCredential::new(cred).unwrap();
 
         let code = config.initial_input().1.unwrap();
         let req = config.request(&GrantInput::Code(code)).unwrap();
@@ -636,7 +639,7 @@ mod tests {
             Provider::standard("https://auth.example/token").scope_syntax(ScopeSyntax::CommaDelimited);
         let cred =
             Credential::client_credentials(provider, "id", "s").scopes(["write(contacts)", "read(all)"]);
-        let req = GrantConfig::new(cred)
+        let req = CheckedCredential::new(cred)
             .unwrap()
             .request(&GrantInput::ClientCredentials)
             .unwrap();
@@ -649,7 +652,7 @@ mod tests {
     #[test]
     fn revocation_requests_in_both_dialects() {
         let provider = Provider::standard("https://auth.example/token").client_auth(ClientAuth::RequestBody);
-        let config = GrantConfig::new(Credential::client_credentials(provider, "id", "s")).unwrap();
+        let config = CheckedCredential::new(Credential::client_credentials(provider, "id", "s")).unwrap();
         let rfc = Revocation::Rfc7009 {
             url: "https://auth.example/revoke".into(),
         };
@@ -675,29 +678,29 @@ mod tests {
     #[test]
     fn configuration_is_checked() {
         let insecure = Provider::standard("http://auth.example/token");
-        assert!(GrantConfig::new(Credential::client_credentials(insecure, "id", "s")).is_err());
+        assert!(CheckedCredential::new(Credential::client_credentials(insecure, "id", "s")).is_err());
         let upside_down = Provider::standard("https://auth.example/token").lifetimes(Lifetimes {
             min: Duration::from_secs(60),
             default: Duration::from_secs(3600),
             max: Duration::from_secs(30),
         });
-        let err = GrantConfig::new(Credential::client_credentials(upside_down, "id", "s")).unwrap_err();
+        let err = CheckedCredential::new(Credential::client_credentials(upside_down, "id", "s")).unwrap_err();
         assert!(err.to_string().contains("do not hold together"), "{err}");
         let forged = Provider::standard("https://auth.example/token").name("acme\nFORGED");
-        let err = GrantConfig::new(Credential::client_credentials(forged, "id", "s")).unwrap_err();
+        let err = CheckedCredential::new(Credential::client_credentials(forged, "id", "s")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid configuration: provider name `acme\\nFORGED` is empty or has control characters"
         );
         let provider = Provider::standard("https://auth.example/token");
-        assert!(GrantConfig::new(Credential::client_credentials(provider.clone(), "", "s")).is_err());
+        assert!(CheckedCredential::new(Credential::client_credentials(provider.clone(), "", "s")).is_err());
         let bad_scope = Credential::client_credentials(provider.clone(), "id", "s").scopes(["a b"]);
-        assert!(GrantConfig::new(bad_scope).is_err());
+        assert!(CheckedCredential::new(bad_scope).is_err());
         let no_secret = Credential::refresh_token(provider.clone(), "id", None, "rt");
-        assert!(GrantConfig::new(no_secret).is_err());
+        assert!(CheckedCredential::new(no_secret).is_err());
         let repeats = provider.repeat_authorization_params(true);
         let no_redirect = Credential::refresh_token(repeats, "id", Some("s".into()), "rt");
-        let err = GrantConfig::new(no_redirect).unwrap_err();
+        let err = CheckedCredential::new(no_redirect).unwrap_err();
         assert!(err.to_string().contains("redirect URI"), "{err}");
     }
 }
