@@ -65,9 +65,10 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     error::{AuthorizationError, AuthorizationErrorKind, Error},
-    provider::{ClientAuth, Credential, Grant, Provider},
+    provider::{ClientAuth, Provider},
     redact::Redactor,
     secret::{AuthorizationCode, ClientSecret, PkceVerifier},
+    Credential, Grant,
 };
 
 /// An authorization about to start; see the [module documentation](self).
@@ -127,7 +128,7 @@ impl AuthorizationRequest {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.scopes = Some(crate::provider::scope_set(scopes));
+        self.scopes = Some(crate::credential::scope_set(scopes));
         self
     }
 
@@ -204,7 +205,7 @@ impl AuthorizationRequest {
         let verifier = pkce.then(|| random_token(32)).transpose()?;
         let scopes = self
             .scopes
-            .unwrap_or_else(|| crate::provider::scope_set(provider.default_scopes.iter().cloned()));
+            .unwrap_or_else(|| crate::credential::scope_set(provider.default_scopes.iter().cloned()));
 
         let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("response_type", "code");

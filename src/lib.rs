@@ -120,6 +120,7 @@ mod credential;
 mod crossing;
 pub mod dead_token;
 pub mod error;
+mod grant;
 pub mod layer;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -132,6 +133,7 @@ mod redact;
 #[cfg(feature = "follow-redirect")]
 #[cfg_attr(docsrs, doc(cfg(feature = "follow-redirect")))]
 pub mod redirect;
+mod refresh_policy;
 mod registry;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
@@ -183,15 +185,17 @@ struct ReadmeDoctests;
 
 #[doc(inline)]
 pub use self::{
-    credential::Revoked,
+    credential::{Credential, CredentialKey, Revoked, UserCredentialTemplate},
     dead_token::{ApiAnswer, ResponseBody},
     error::{BoxError, Error},
+    grant::Grant,
     layer::{NoRetry, OAuth2, OAuth2Layer, ServiceBuilderExt},
     provider::{
-        ClientAuth, CodeDelivery, Credential, CredentialKey, Grant, ParameterEncoding, Provider,
-        RefreshPolicy, RefreshTokens, Revocation, ScopeSyntax, TokenPlacement,
+        ClientAuth, CodeDelivery, ParameterEncoding, Provider, RefreshTokens, Revocation, ScopeSyntax,
+        TokenPlacement,
     },
-    registry::{CredentialRegistry, CredentialRegistryBuilder, Subject, UserCredentialTemplate},
+    refresh_policy::RefreshPolicy,
+    registry::{CredentialRegistry, CredentialRegistryBuilder, Subject},
     stats::CredentialStats,
     store::{FileStore, MemoryStore, StoredTokens, TokenStore},
     token::TokenSet,

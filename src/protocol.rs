@@ -231,7 +231,7 @@ impl Plan {
         registry
             .states
             .iter()
-            .map(|state| Plan::of(&state.config.credential.provider))
+            .map(|state| Plan::of(&state.config.credential.client.provider))
             .collect()
     }
 
@@ -257,7 +257,7 @@ impl Plan {
 /// What an answer of `status` and `headers` says about a token of `state`, for a
 /// credential without a precomputed [`Plan`] (a user's) or a retry's answer.
 pub(crate) fn verdict_of(state: &CredentialState, status: StatusCode, headers: &HeaderMap) -> Verdict {
-    state.config.credential.provider.verdict(status, headers)
+    state.config.credential.client.provider.verdict(status, headers)
 }
 
 // ===== after a dead answer =====

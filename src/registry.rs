@@ -17,13 +17,12 @@ use crate::{
     credential::{CredentialState, Revoked},
     error::{Error, NotAuthorized},
     origin::Origin,
-    provider::{Credential, CredentialKey, Provider, RefreshPolicy},
     redact::without_userinfo,
-    secret::ClientSecret,
     stats::{CredentialStats, Stats},
-    store::{MemoryStore, StoreHandle, TokenStore},
+    store::{MemoryStore, TokenStore},
     token_endpoint::CheckedCredential,
     transport::TokenTransport,
+    Credential, CredentialKey, UserCredentialTemplate,
 };
 
 /// The credentials a layer attaches, each routed by its provider's API origins.
@@ -186,7 +185,8 @@ impl RoutingTable {
                 .iter()
                 .filter(|(origin, _)| origin.matches(https, authority))
                 .any(|(_, group)| {
-                    self.users[*group].users.provider.name == state.config.credential.provider.name
+                    self.users[*group].users.client.provider.name
+                        == state.config.credential.client.provider.name
                 }),
         }
     }
@@ -198,15 +198,15 @@ impl RoutingTable {
         let own = self
             .states
             .iter()
-            .map(|s| &s.config.credential.provider.placement);
-        let users = self.users.iter().map(|g| &g.users.provider.placement);
+            .map(|s| &s.config.credential.client.provider.placement);
+        let users = self.users.iter().map(|g| &g.users.client.provider.placement);
         own.chain(users)
     }
 
     fn user_group(&self, provider: &str) -> Result<&UserGroup, Error> {
         self.users
             .iter()
-            .find(|g| g.users.provider.name_ref() == provider)
+            .find(|g| g.users.client.provider.name_ref() == provider)
             .ok_or_else(|| Error::config(format!("no users are registered for provider `{provider}`")))
     }
 }
@@ -235,199 +235,6 @@ impl Subject {
     /// The user's id.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// How the application acts for its users at one provider: its client there, the scopes
-/// it asks for and when to refresh. Each user who logs in gets a credential of their own
-/// built from this, keyed by provider, client, scopes and their subject.
-///
-/// # Users in memory
-///
-/// A user's credential is created in memory the first time a request or a login names
-/// them, starting from what the [store](CredentialRegistryBuilder::store) holds for them. It
-/// stays while it is used, and is evicted when it has not been used for
-/// [`idle_after`](Self::idle_after) (10 minutes by default), or when more than
-/// [`max_users`](Self::max_users) users (10,000 by default) of this provider are in
-/// memory (those used least recently and least often go first). Nothing is lost by it:
-/// the user's tokens are in the store, and their next request reads them back (the
-/// stored access token if it is still live, else one refresh). A user whose credential
-/// is in use (a request or a token request of theirs in flight, a failed one backing
-/// off, a login or a logout) is never evicted, so that two refreshes of one user never
-/// run at once: with rotating refresh tokens the second would present a token the first
-/// just spent, and the provider would revoke the whole grant. The counts of evicted users
-/// stay in [`CredentialRegistry::stats`]. A logout keeps the user's (now empty) credential until
-/// it is evicted like any other.
-///
-/// Looking a user up takes no lock that other threads' lookups write (the table's locks
-/// are sharded by user and, within a shard, by thread) and reads no clock. A user who is
-/// not authorized is looked up in the store again on their next request, spaced by the
-/// refresh policy's backoff.
-#[derive(Debug, Clone)]
-pub struct UserCredentialTemplate {
-    provider: Provider,
-    client_id: String,
-    client_secret: Option<ClientSecret>,
-    scopes: Option<Vec<String>>,
-    redirect_uri: Option<String>,
-    policy: RefreshPolicy,
-    idle_after: Duration,
-    max_users: usize,
-    store: Option<StoreHandle>,
-}
-
-/// How long a user's credential stays in memory unused, unless configured: longer than
-/// the pauses between one user's requests while they work, shorter than the usual hour
-/// of an access token, so that a user who comes back later usually finds their stored
-/// access token still live and costs one store read, not a token request.
-const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(10 * 60);
-
-/// How many users of one provider stay in memory, unless configured: a few kilobytes
-/// each, so tens of megabytes at most, however many subjects requests name (unknown ones
-/// included).
-const DEFAULT_MAX_USERS: usize = 10_000;
-
-impl UserCredentialTemplate {
-    /// Users' tokens from `provider`, for the client `client_id` (`client_secret` is
-    /// `None` for providers without client authentication).
-    pub fn new(
-        provider: Provider,
-        client_id: impl Into<String>,
-        client_secret: Option<ClientSecret>,
-    ) -> Self {
-        Self {
-            provider,
-            client_id: client_id.into(),
-            client_secret,
-            scopes: None,
-            redirect_uri: None,
-            policy: RefreshPolicy::default(),
-            idle_after: DEFAULT_IDLE_AFTER,
-            max_users: DEFAULT_MAX_USERS,
-            store: None,
-        }
-    }
-
-    /// The scopes asked for, instead of the provider's default ones.
-    pub fn scopes<I, S>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.scopes = Some(crate::provider::scope_set(scopes));
-        self
-    }
-
-    /// The callback URL registered with the provider, for providers that repeat it on
-    /// refresh requests (iOFFICE).
-    pub fn redirect_uri(mut self, redirect_uri: impl Into<String>) -> Self {
-        self.redirect_uri = Some(redirect_uri.into());
-        self
-    }
-
-    /// When to refresh and how to back off.
-    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// How long a user's credential stays in memory without a request or a login
-    /// (default: 10 minutes). It is evicted between this long and one and a half times
-    /// this long after its last use; see [Users in memory](Self#users-in-memory).
-    /// [`CredentialRegistryBuilder::build`] refuses zero.
-    pub fn idle_after(mut self, idle_after: Duration) -> Self {
-        self.idle_after = idle_after;
-        self
-    }
-
-    /// How many of this provider's users stay in memory at most (default: 10,000),
-    /// rounded down to a multiple of the table's shards (8, or fewer below 256 users) and
-    /// kept per shard, so eviction may start a little before the whole count is reached.
-    /// Users with a request or a token request in flight are never evicted, and may
-    /// exceed it for as long as they are. [`CredentialRegistryBuilder::build`] refuses zero.
-    pub fn max_users(mut self, max_users: usize) -> Self {
-        self.max_users = max_users;
-        self
-    }
-
-    /// Where these users' tokens are kept, instead of the registry's
-    /// [store](CredentialRegistryBuilder::store): a store per provider, a database table per
-    /// tenant. Pass an `Arc` of a store to share it.
-    pub fn store(mut self, store: impl TokenStore) -> Self {
-        self.store = Some(StoreHandle::new(store));
-        self
-    }
-
-    /// The provider.
-    pub fn provider(&self) -> &Provider {
-        &self.provider
-    }
-
-    /// The time-to-idle set with [`idle_after`](Self::idle_after).
-    pub fn idle_after_ref(&self) -> Duration {
-        self.idle_after
-    }
-
-    /// The bound set with [`max_users`](Self::max_users).
-    pub fn max_users_ref(&self) -> usize {
-        self.max_users
-    }
-
-    /// The client id.
-    pub fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
-    /// The callback URL set with [`redirect_uri`](Self::redirect_uri), if any.
-    pub fn redirect_uri_ref(&self) -> Option<&str> {
-        self.redirect_uri.as_deref()
-    }
-
-    /// The key under which `subject`'s tokens are kept.
-    pub fn key_for(&self, subject: &str) -> CredentialKey {
-        self.credential_for(subject, None).key()
-    }
-
-    /// Starts an authorization for this client, with these scopes; see
-    /// [`Provider::authorization`].
-    pub fn authorization(&self, redirect_uri: impl Into<String>) -> crate::authorize::AuthorizationRequest {
-        let request = self.provider.authorization(self.client_id.clone(), redirect_uri);
-        match &self.scopes {
-            Some(scopes) => request.scopes(scopes.clone()),
-            None => request,
-        }
-    }
-
-    fn credential_for(&self, subject: &str, code: Option<AuthorizedCode>) -> Credential {
-        // The code is only a placeholder for users restored from the store: their
-        // state starts from the store, never from the credential's grant.
-        let (code, redirect_uri) = match code {
-            Some(code) => {
-                let uri = code.redirect_uri().to_owned();
-                (Some(code), uri)
-            }
-            None => (None, self.redirect_uri.clone().unwrap_or_default()),
-        };
-        let mut credential = match code {
-            Some(code) => code.into_credential(
-                self.provider.clone(),
-                self.client_id.clone(),
-                self.client_secret.clone(),
-            ),
-            None => Credential::authorization_code(
-                self.provider.clone(),
-                self.client_id.clone(),
-                self.client_secret.clone(),
-                "",
-                redirect_uri.clone(),
-            ),
-        };
-        credential = credential.subject(subject).refresh_policy(self.policy);
-        credential.redirect_uri = self.redirect_uri.clone().or(Some(redirect_uri));
-        if let Some(scopes) = &self.scopes {
-            credential = credential.scopes(scopes.clone());
-        }
-        credential
     }
 }
 
@@ -742,7 +549,7 @@ impl UserGroup {
         if let Some(state) = self.live.table.get(&**subject) {
             return Ok(state);
         }
-        let config = CheckedCredential::new(self.users.credential_for(subject, None))?;
+        let config = CheckedCredential::new(self.users.credential_for(subject))?;
         let state = Arc::new(CredentialState::with_store(
             config,
             self.transport.clone(),
@@ -760,7 +567,7 @@ impl UserGroup {
 
     fn stats(&self) -> Vec<CredentialStats> {
         self.live
-            .snapshots(self.users.provider.name_ref(), &self.retired_label)
+            .snapshots(self.users.client.provider.name_ref(), &self.retired_label)
     }
 }
 
@@ -854,7 +661,7 @@ impl CredentialRegistry {
         self.routing
             .users
             .iter()
-            .map(|group| (group.users.provider.name_ref(), group.stats()))
+            .map(|group| (group.users.client.provider.name_ref(), group.stats()))
             .collect()
     }
 
@@ -982,7 +789,7 @@ impl CredentialRegistryBuilder {
         let mut states = Vec::with_capacity(self.credentials.len());
         let mut routes: Vec<(Origin, usize)> = Vec::new();
         for (index, credential) in self.credentials.into_iter().enumerate() {
-            let provider = &credential.provider;
+            let provider = &credential.client.provider;
             if provider.api_origins.is_empty() {
                 return Err(Error::config(format!(
                     "provider `{}` has no API origin; add one with `Provider::api`",
@@ -1008,7 +815,7 @@ impl CredentialRegistryBuilder {
                 }
                 routes.push((origin, index));
             }
-            let store = match &credential.store {
+            let store = match &credential.client.store {
                 Some(own) => Some(Arc::clone(&own.0)),
                 None => configured_store.clone(),
             };
@@ -1023,10 +830,10 @@ impl CredentialRegistryBuilder {
         let mut users = Vec::with_capacity(self.users.len());
         let mut user_routes: Vec<(Origin, usize)> = Vec::new();
         for (index, template) in self.users.into_iter().enumerate() {
-            let provider = &template.provider;
+            let provider = &template.client.provider;
             if users
                 .iter()
-                .any(|g: &UserGroup| g.users.provider.name == provider.name)
+                .any(|g: &UserGroup| g.users.client.provider.name == provider.name)
             {
                 return Err(Error::config(format!(
                     "users of provider `{}` are registered twice",
@@ -1050,7 +857,7 @@ impl CredentialRegistryBuilder {
                 user_routes.push((origin, index));
             }
             // Checked now, so that a bad template fails the build, not a user's request.
-            CheckedCredential::new(template.credential_for("-", None))?;
+            CheckedCredential::new(template.credential_for("-"))?;
             if template.max_users == 0 {
                 return Err(Error::config(format!(
                     "users of provider `{}`: `max_users` is zero, so no user could be served",
@@ -1066,7 +873,7 @@ impl CredentialRegistryBuilder {
             let retired_label = format!("{} (evicted users)", template.key_for("-").without_subject());
             users.push(UserGroup {
                 live: Arc::new(LiveUsers::new(template.max_users, template.idle_after)),
-                store: match &template.store {
+                store: match &template.client.store {
                     Some(own) => Arc::clone(&own.0),
                     None => Arc::clone(&store),
                 },

@@ -246,7 +246,7 @@ impl Middleware for OAuth2Middleware {
             Route::Refuse(err) => return Err(reqwest_middleware::Error::middleware(err)),
             Route::App(index, _) => (Arc::clone(&registry.states[index]), &self.plans[index]),
             Route::User(state, _) => {
-                user_plan = Plan::of(&state.config.credential.provider);
+                user_plan = Plan::of(&state.config.credential.client.provider);
                 (state, &user_plan)
             }
         };
@@ -375,7 +375,7 @@ async fn send(
     next: Next<'_>,
     retry: bool,
 ) -> reqwest_middleware::Result<Response> {
-    let provider = &state.config.credential.provider;
+    let provider = &state.config.credential.client.provider;
     let (generation, value) =
         match protocol::with_token(state, |token| (token.generation, token.value.clone())) {
             Ok(attached) => attached,

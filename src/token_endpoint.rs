@@ -12,11 +12,12 @@ use tokio::time::Instant;
 
 use crate::{
     error::{Error, MalformedResponse, ReauthorizationRequired, RefusedGrant, UnreachableError},
-    provider::{ClientAuth, Credential, Grant, ParameterEncoding, RefreshTokens, Revocation},
+    provider::{ClientAuth, ParameterEncoding, RefreshTokens, Revocation},
     redact::{without_userinfo, Redactor},
     secret::{AuthorizationCode, PkceVerifier, RefreshToken},
     token::{parse_token_response, ResponseRules, TokenSet},
     transport::{TokenRequest, TokenTransport},
+    Credential, Grant,
 };
 
 /// What the next token request presents: the grant's input.
@@ -56,7 +57,7 @@ pub(crate) struct CheckedCredential {
 
 impl CheckedCredential {
     pub(crate) fn new(credential: Credential) -> Result<Self, Error> {
-        let provider = &credential.provider;
+        let provider = &credential.client.provider;
         if let Some(reason) = &provider.invalid {
             return Err(Error::config(reason.to_string()));
         }
@@ -81,14 +82,14 @@ impl CheckedCredential {
         if let Some(Revocation::Rfc7009 { url } | Revocation::Header { url, .. }) = &provider.revocation {
             checked_url("revocation URL", url)?;
         }
-        if credential.client_id.is_empty() && provider.client_auth != ClientAuth::None {
+        if credential.client.client_id.is_empty() && provider.client_auth != ClientAuth::None {
             return Err(Error::config(format!(
                 "client id for `{}` is empty",
                 provider.name
             )));
         }
         let needs_secret = matches!(provider.client_auth, ClientAuth::Basic | ClientAuth::RequestBody);
-        if needs_secret && credential.client_secret.is_none() {
+        if needs_secret && credential.client.client_secret.is_none() {
             return Err(Error::config(format!(
                 "`{}` authenticates clients with a secret, but none was given",
                 provider.name
@@ -107,7 +108,10 @@ impl CheckedCredential {
                 provider.name
             )));
         }
-        if provider.repeat_authorization_params && needs_refresh_tokens && credential.redirect_uri.is_none() {
+        if provider.repeat_authorization_params
+            && needs_refresh_tokens
+            && credential.client.redirect_uri.is_none()
+        {
             return Err(Error::config(format!(
                 "`{}` wants the redirect URI on every token request; set `Credential::redirect_uri`",
                 provider.name
@@ -154,7 +158,7 @@ impl CheckedCredential {
     /// Builds the token request for `input`, in the provider's dialect.
     pub(crate) fn request(&self, input: &GrantInput) -> Result<TokenRequest, Error> {
         let cred = &self.credential;
-        let provider = &cred.provider;
+        let provider = &cred.client.provider;
         let repeat = provider.repeat_authorization_params;
         let mut params: Params<'_> = vec![("grant_type", input.grant_type())];
         match input {
@@ -162,7 +166,7 @@ impl CheckedCredential {
             GrantInput::Refresh(refresh_token) => {
                 params.push(("refresh_token", refresh_token.secret()));
                 if repeat {
-                    if let Some(uri) = &cred.redirect_uri {
+                    if let Some(uri) = &cred.client.redirect_uri {
                         params.push(("redirect_uri", uri));
                     }
                 }
@@ -235,7 +239,7 @@ impl CheckedCredential {
         let mut tokens = parse_token_response(&self.rules, status, &headers, &body, now, &redactor).map_err(
             |err| match (err, refused) {
                 (Error::OAuth(oauth), Some(grant))
-                    if self.credential.provider.refuses_grant(oauth.error()) =>
+                    if self.credential.client.provider.refuses_grant(oauth.error()) =>
                 {
                     Error::ReauthorizationRequired(ReauthorizationRequired {
                         provider: oauth.provider.clone(),
@@ -247,7 +251,7 @@ impl CheckedCredential {
             },
         )?;
         if let (ParameterEncoding::Headers(_), Some(refresh_token)) =
-            (&self.credential.provider.encoding, tokens.refresh_token())
+            (&self.credential.client.provider.encoding, tokens.refresh_token())
         {
             // It goes back in a header on the next refresh: refuse it now, as the
             // server's fault, rather than fail that refresh as a configuration error.
@@ -264,7 +268,7 @@ impl CheckedCredential {
             GrantInput::Refresh(rt) => Some(rt),
             _ => None,
         };
-        match self.credential.provider.refresh_tokens {
+        match self.credential.client.provider.refresh_tokens {
             RefreshTokens::NotIssued => tokens.set_refresh_token(None),
             _ if tokens.refresh_token().is_some() => {}
             RefreshTokens::KeepWhenOmitted => tokens.set_refresh_token(used.cloned()),
@@ -353,10 +357,10 @@ impl CheckedCredential {
     fn redactor(&self, input: Option<&GrantInput>) -> Redactor {
         let cred = &self.credential;
         let mut redactor = Redactor::none();
-        if let Some(secret) = &cred.client_secret {
+        if let Some(secret) = &cred.client.client_secret {
             redactor = redactor.secret(secret.secret());
         }
-        if cred.provider.client_auth == ClientAuth::Basic {
+        if cred.client.provider.client_auth == ClientAuth::Basic {
             redactor = redactor.exact(&basic_credentials(cred));
         }
         match input {
@@ -389,7 +393,7 @@ impl CheckedCredential {
         };
         let response = transport.send(request).await.map_err(unreachable)?;
         let (parts, mut body) = response.into_parts();
-        let max = self.credential.provider.max_response_bytes;
+        let max = self.credential.client.provider.max_response_bytes;
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(unreachable)?;
@@ -422,18 +426,18 @@ type Params<'a> = Vec<(&'static str, &'a str)>;
 
 /// How `cred` authenticates: an `Authorization: Basic` value, and parameters.
 fn client_authentication(cred: &Credential) -> Result<(Option<HeaderValue>, Params<'_>), Error> {
-    let secret = cred.client_secret.as_ref().map(|s| s.secret());
-    Ok(match cred.provider.client_auth {
+    let secret = cred.client.client_secret.as_ref().map(|s| s.secret());
+    Ok(match cred.client.provider.client_auth {
         ClientAuth::Basic => {
             let encoded = basic_credentials(cred);
             (Some(sensitive(format!("Basic {encoded}"))?), Vec::new())
         }
         ClientAuth::RequestBody => {
-            let mut params = vec![("client_id", cred.client_id.as_str())];
+            let mut params = vec![("client_id", cred.client.client_id.as_str())];
             params.extend(secret.map(|secret| ("client_secret", secret)));
             (None, params)
         }
-        ClientAuth::PublicClient => (None, vec![("client_id", cred.client_id.as_str())]),
+        ClientAuth::PublicClient => (None, vec![("client_id", cred.client.client_id.as_str())]),
         ClientAuth::None => (None, Vec::new()),
     })
 }
@@ -441,8 +445,8 @@ fn client_authentication(cred: &Credential) -> Result<(Option<HeaderValue>, Para
 /// The base64 credentials `Authorization: Basic` carries for `cred`.
 fn basic_credentials(cred: &Credential) -> String {
     // RFC 6749 §2.3.1: id and secret are form-encoded before being joined.
-    let secret = cred.client_secret.as_ref().map_or("", |s| s.secret());
-    let pair = format!("{}:{}", form_encode(&cred.client_id), form_encode(secret));
+    let secret = cred.client.client_secret.as_ref().map_or("", |s| s.secret());
+    let pair = format!("{}:{}", form_encode(&cred.client.client_id), form_encode(secret));
     base64::engine::general_purpose::STANDARD.encode(pair)
 }
 

@@ -60,7 +60,7 @@ impl CredentialState {
     /// refreshing again would only hammer the token endpoint once per request. For
     /// `backoff_max`, dead-token answers for this token are returned as they are.
     pub(crate) fn refused_when_fresh(&self, generation: u64) {
-        let until = Instant::now() + self.config.credential.policy.backoff_max;
+        let until = Instant::now() + self.config.credential.client.policy.backoff_max;
         self.lock().refused_when_fresh = Some((generation, until));
         tracing::warn!(
             provider = %self.config.provider_name(),
@@ -115,7 +115,7 @@ mod tests {
         state.refused_when_fresh(3);
         assert!(ignores(3));
         assert!(!ignores(2) && !ignores(4), "only for the token refused");
-        advance(state.config.credential.policy.backoff_max - TICK).await;
+        advance(state.config.credential.client.policy.backoff_max - TICK).await;
         assert!(ignores(3), "until the end of the window");
         advance(TICK).await;
         assert!(!ignores(3), "not at its end");

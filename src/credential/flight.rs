@@ -152,7 +152,7 @@ impl CredentialState {
 async fn run_refresh(in_flight: InFlight, input: Option<GrantInput>) {
     let state = Arc::clone(&in_flight.state);
     // Through a refresh lease, the wait for another process's refresh comes first.
-    let limit = state.config.credential.policy.timeout
+    let limit = state.config.credential.client.policy.timeout
         + state
             .coordination(&input)
             .map_or(Duration::ZERO, |coordination| coordination.settings().max_wait);

@@ -1,5 +1,17 @@
-//! A credential's whole life: its current token, the one token request at a time that
-//! replaces it, the store around that request, revocation, and a user's login.
+//! One credential: what configures it, and its whole life at run time (its current
+//! token, the one token request at a time that replaces it, the store around that
+//! request, revocation, and a user's login).
+//!
+//! # Configuration
+//!
+//! - [`config`]: [`Credential`], a provider, a client and a grant;
+//! - [`user_template`]: [`UserCredentialTemplate`], what each of a provider's users'
+//!   credentials is built from;
+//! - [`client`]: the settings those two share, and the one macro that gives both their
+//!   setters;
+//! - [`key`]: [`CredentialKey`], what identifies a credential's tokens.
+//!
+//! The rest of the module is the credential at run time, [`CredentialState`].
 //!
 //! # How it works
 //!
@@ -38,14 +50,18 @@
 //! The cold-path state all of them share is the [`Slot`] behind the mutex, here.
 
 mod backoff;
+mod client;
+mod config;
 mod decide;
 mod flight;
+mod key;
 mod login;
 mod obtain;
 mod revoke;
 #[cfg(test)]
 mod testing;
 mod token;
+mod user_template;
 
 use std::{
     fmt,
@@ -55,8 +71,11 @@ use std::{
 use arc_swap::ArcSwapOption;
 use tokio::{task::AbortHandle, time::Instant};
 
+pub(crate) use self::client::scope_set;
 use self::flight::PendingOutcome;
-pub use self::revoke::Revoked;
+pub use self::{
+    config::Credential, key::CredentialKey, revoke::Revoked, user_template::UserCredentialTemplate,
+};
 pub(crate) use self::{flight::Acquire, token::CachedToken};
 // The parsers' invariants hold accepted tokens to what a request can carry.
 #[cfg(any(test, fuzzing))]
@@ -68,7 +87,6 @@ use crate::{
     store::TokenStore,
     token_endpoint::{CheckedCredential, PendingCode},
     transport::TokenTransport,
-    CredentialKey,
 };
 
 /// What a token request ends with, as every caller waiting on it receives it.

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     error::{Error, NotAuthorized, ReauthorizationRequired},
-    provider::{Grant, RefreshTokens},
+    provider::RefreshTokens,
     secret::{Fingerprint, RefreshToken},
     store::{
         wall_clock_now, Lease, LeaseSettings, RefreshCoordination, StoreError, StoreErrorKind,
@@ -26,6 +26,7 @@ use crate::{
     },
     token::TokenSet,
     token_endpoint::{GrantInput, PendingCode},
+    Grant,
 };
 
 impl CredentialState {
@@ -295,7 +296,7 @@ impl CredentialState {
         settings: &LeaseSettings,
     ) -> Attempt {
         let harmless = self.runs_client_credentials()
-            || self.config.credential.provider.refresh_tokens != RefreshTokens::Rotated;
+            || self.config.credential.client.provider.refresh_tokens != RefreshTokens::Rotated;
         let Some(input) = input.filter(|_| settings.local_fallback && harmless) else {
             return Attempt::failed(Error::Store(err));
         };
@@ -372,7 +373,7 @@ impl CredentialState {
                 );
                 slot.forget_failures();
             }
-            Err(err) => slot.back_off(err, &self.config.credential.policy),
+            Err(err) => slot.back_off(err, &self.config.credential.client.policy),
         }
         installed
     }
@@ -380,17 +381,23 @@ impl CredentialState {
     /// Makes `tokens` the current token, under a new generation and with a new expiry
     /// timer (the old token's timer is aborted).
     fn install(&self, slot: &mut Slot, tokens: TokenSet) -> Outcome {
-        let value = attachment(&self.config.credential.provider.placement, &tokens).ok_or_else(|| {
-            Error::Malformed(crate::error::MalformedResponse {
-                provider: self.config.provider_name().clone(),
-                status: http::StatusCode::OK,
-                content_type: None,
-                reason: "the access token cannot be carried in a header".into(),
-            })
-        })?;
+        let value =
+            attachment(&self.config.credential.client.provider.placement, &tokens).ok_or_else(|| {
+                Error::Malformed(crate::error::MalformedResponse {
+                    provider: self.config.provider_name().clone(),
+                    status: http::StatusCode::OK,
+                    content_type: None,
+                    reason: "the access token cannot be carried in a header".into(),
+                })
+            })?;
         let now = Instant::now();
         let expires_at = tokens.expires_at();
-        let refresh_at = self.config.credential.policy.refresh_point(now, expires_at);
+        let refresh_at = self
+            .config
+            .credential
+            .client
+            .policy
+            .refresh_point(now, expires_at);
         slot.refresh_token = tokens.refresh_token().cloned();
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let token = Arc::new(CachedToken::new(generation, value, tokens, refresh_at, now));

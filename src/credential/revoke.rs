@@ -45,7 +45,7 @@ impl CredentialState {
         if let Some(store) = &self.store {
             store.delete(&self.credential_key).await?;
         }
-        let Some(revocation) = &self.config.credential.provider.revocation else {
+        let Some(revocation) = &self.config.credential.client.provider.revocation else {
             tracing::info!(provider = %self.config.provider_name(), credential = %self.key, "tokens forgotten; the provider has no revocation endpoint");
             return Ok(Revoked::LocallyOnly);
         };

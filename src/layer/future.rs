@@ -79,7 +79,7 @@ impl<S, B> Watch<S, B> {
         match &self.user {
             None => {
                 self.family.layer.plans[self.index].verdict(response.status(), response.headers(), || {
-                    &self.credential().config.credential.provider
+                    &self.credential().config.credential.client.provider
                 })
             }
             Some(user) => protocol::verdict_of(user, response.status(), response.headers()),
@@ -314,6 +314,7 @@ where
         let limit = credential(&family, index, &user)
             .config
             .credential
+            .client
             .provider
             .dead_token_body_limit;
         let (parts, body) = response.into_parts();
@@ -377,7 +378,7 @@ where
 fn placement_of<S>(family: &Family<S>, index: usize, user: &Option<Arc<CredentialState>>) -> Placement {
     match user {
         None => family.layer.plans[index].placement.clone(),
-        Some(user) => Placement::of(&user.config.credential.provider.placement),
+        Some(user) => Placement::of(&user.config.credential.client.provider.placement),
     }
 }
 
@@ -465,7 +466,7 @@ where
                     let state = credential(this.family, *this.index, this.user);
                     let verdict = protocol::verdict_of(state, response.status(), response.headers());
                     if verdict == Verdict::ReadBody {
-                        let limit = state.config.credential.provider.dead_token_body_limit;
+                        let limit = state.config.credential.client.provider.dead_token_body_limit;
                         let generation = *generation;
                         let (parts, body) = response.into_parts();
                         this.step.set(Step::Reading {
@@ -491,7 +492,7 @@ where
                     let (prefix, rest) = ready!(read.poll(cx));
                     let parts = parts.take().expect("polled after completion");
                     let state = credential(this.family, *this.index, this.user);
-                    let provider = &state.config.credential.provider;
+                    let provider = &state.config.credential.client.provider;
                     let (bytes, complete) = prefix.bytes(provider.dead_token_body_limit);
                     let answer = ApiAnswer::new(parts.status, &parts.headers, &bytes, complete);
                     let dead = provider.is_dead_body(&answer);

@@ -253,7 +253,7 @@ impl<S: Clone> OAuth2<S> {
             true => prepare_replay(&mut req, route, self.family.layer.replay_limit),
             false => None,
         };
-        let placement = Placement::of(&state.config.credential.provider.placement);
+        let placement = Placement::of(&state.config.credential.client.provider.placement);
         protocol::attach(&mut req, &placement, value);
         let watch = Watch {
             family: Arc::clone(&self.family),
