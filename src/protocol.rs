@@ -9,7 +9,7 @@
 //! 2. [`with_token`]: the cached token if it may be attached (starting the background
 //!    refresh of a token in its refresh window), or the wait for the one token request;
 //! 3. [`attach`]: the token where the provider wants it, the only place a
-//!    [`Placement`] is matched;
+//!    [`AttachPoint`] is matched;
 //! 4. [`Plan::verdict`]: whether the answer declares the token dead, or whether only
 //!    the start of its body can tell (the adapter then reads it, and asks the
 //!    provider's body test);
@@ -109,7 +109,7 @@ pub(crate) fn with_token<R>(
 /// the shape attaching needs. The value attached is the token's pre-built, sensitive
 /// `HeaderValue`: `Bearer …`, the bare token, or the encoded `name=value` query pair.
 #[derive(Debug, Clone)]
-pub(crate) enum Placement {
+pub(crate) enum AttachPoint {
     /// `Authorization: Bearer …`.
     Authorization,
     /// A header of the provider's own, carrying the bare token.
@@ -118,12 +118,12 @@ pub(crate) enum Placement {
     Query,
 }
 
-impl Placement {
+impl AttachPoint {
     pub(crate) fn of(placement: &TokenPlacement) -> Self {
         match placement {
-            TokenPlacement::AuthorizationBearer => Placement::Authorization,
-            TokenPlacement::Header(name) => Placement::Header(name.clone()),
-            TokenPlacement::Query(_) => Placement::Query,
+            TokenPlacement::AuthorizationBearer => AttachPoint::Authorization,
+            TokenPlacement::Header(name) => AttachPoint::Header(name.clone()),
+            TokenPlacement::Query(_) => AttachPoint::Query,
         }
     }
 
@@ -132,7 +132,7 @@ impl Placement {
     /// different threads never write the same count.
     pub(crate) fn own_copy(&self) -> Self {
         match self {
-            Placement::Header(name) => Placement::Header(
+            AttachPoint::Header(name) => AttachPoint::Header(
                 HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone()),
             ),
             other => other.clone(),
@@ -150,15 +150,15 @@ pub(crate) trait Target {
 
 /// Puts `value` on `target` where `placement` says.
 #[inline(always)]
-pub(crate) fn attach<T: Target>(target: &mut T, placement: &Placement, value: HeaderValue) {
+pub(crate) fn attach<T: Target>(target: &mut T, placement: &AttachPoint, value: HeaderValue) {
     match placement {
-        Placement::Authorization => {
+        AttachPoint::Authorization => {
             target.headers_mut().insert(AUTHORIZATION, value);
         }
-        Placement::Header(name) => {
+        AttachPoint::Header(name) => {
             target.headers_mut().insert(name.clone(), value);
         }
-        Placement::Query => {
+        AttachPoint::Query => {
             // Encoded by `attachment`, so always ASCII.
             if let Ok(pair) = value.to_str() {
                 target.append_query(pair);
@@ -196,7 +196,7 @@ impl<B> Target for http::Request<B> {
 /// request, computed once from its provider.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    pub(crate) placement: Placement,
+    pub(crate) placement: AttachPoint,
     dead: DeadCheck,
 }
 
@@ -221,7 +221,7 @@ impl Plan {
             _ => DeadCheck::Provider,
         };
         Self {
-            placement: Placement::of(&provider.placement),
+            placement: AttachPoint::of(&provider.placement),
             dead,
         }
     }
@@ -356,14 +356,14 @@ mod tests {
     fn attaching_puts_the_value_where_the_placement_says() {
         let value = HeaderValue::from_static("Bearer abc");
         let mut req = http::Request::get("https://api.example/x?a=1").body(()).unwrap();
-        attach(&mut req, &Placement::Authorization, value.clone());
+        attach(&mut req, &AttachPoint::Authorization, value.clone());
         assert_eq!(req.headers()["authorization"], "Bearer abc");
 
         let name = HeaderName::from_static("x-access-token");
         let mut req = http::Request::get("https://api.example/x").body(()).unwrap();
         attach(
             &mut req,
-            &Placement::Header(name).own_copy(),
+            &AttachPoint::Header(name).own_copy(),
             HeaderValue::from_static("abc"),
         );
         assert_eq!(req.headers()["x-access-token"], "abc");
@@ -379,7 +379,7 @@ mod tests {
             let mut req = http::Request::get(uri).body(()).unwrap();
             attach(
                 &mut req,
-                &Placement::Query,
+                &AttachPoint::Query,
                 HeaderValue::from_static("access_token=abc"),
             );
             assert_eq!(req.uri(), expected);

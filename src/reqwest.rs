@@ -181,7 +181,7 @@ use crate::{
     credential::CredentialState,
     dead_token::{ApiAnswer, ReadPrefix, ResponseBody, Verdict},
     layer::NoRetry,
-    protocol::{self, AfterDead, Placement, Plan, Route, Target},
+    protocol::{self, AfterDead, AttachPoint, Plan, Route, Target},
     provider::Provider,
     registry::{CredentialRegistry, RoutingTable, Subject},
 };
@@ -449,12 +449,12 @@ async fn send_once(
     req: Request,
     extensions: &mut Extensions,
     value: &http::HeaderValue,
-    placement: &Placement,
+    placement: &AttachPoint,
 ) -> reqwest_middleware::Result<Response> {
     let result = next.run(req, extensions).await;
     let pair = match placement {
-        Placement::Query => value.to_str().ok(),
-        Placement::Authorization | Placement::Header(_) => None,
+        AttachPoint::Query => value.to_str().ok(),
+        AttachPoint::Authorization | AttachPoint::Header(_) => None,
     };
     let Some(pair) = pair else {
         return result;

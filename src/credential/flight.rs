@@ -4,7 +4,7 @@
 //! [`CredentialState::acquire`] and [`CredentialState::refresh_early`] are the two ways
 //! in. A token request they start is spawned as its own task, so that it outlives any
 //! caller that gives up, and its outcome is shared: every caller that needs a token
-//! while it runs waits on the same [`Pending`]. The task owns an [`InFlight`] guard that
+//! while it runs waits on the same [`OutcomeReceiver`]. The task owns an [`InFlight`] guard that
 //! ends the request on every way out of the task, so that a panic or a dying runtime
 //! can never leave the in-flight marker set.
 
@@ -121,7 +121,7 @@ impl CredentialState {
         reason: Reason,
     ) -> PendingOutcome {
         let (tx, rx) = oneshot::channel();
-        let pending = Pending {
+        let pending = OutcomeReceiver {
             rx,
             provider: self.config.provider_name().clone(),
         }
@@ -242,15 +242,15 @@ impl std::error::Error for Interrupted {}
 
 /// The outcome of the token request in flight, as a future that every caller waiting on
 /// it clones (futures-util's `Shared`), so that one request answers them all.
-pub(super) type PendingOutcome = Shared<Pending>;
+pub(super) type PendingOutcome = Shared<OutcomeReceiver>;
 
 /// The receiving end of one token request's outcome.
-pub(super) struct Pending {
+pub(super) struct OutcomeReceiver {
     rx: oneshot::Receiver<Outcome>,
     provider: Arc<str>,
 }
 
-impl Future for Pending {
+impl Future for OutcomeReceiver {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
@@ -327,7 +327,7 @@ mod tests {
     /// the outcome its callers wait on; no task runs it.
     fn in_flight(state: &Arc<CredentialState>) -> (InFlight, PendingOutcome) {
         let (tx, rx) = oneshot::channel();
-        let pending = Pending {
+        let pending = OutcomeReceiver {
             rx,
             provider: state.config.provider_name().clone(),
         }

@@ -34,7 +34,7 @@
 //!
 //! # Where each part lives
 //!
-//! - [`token`]: the token as held, its state byte, the expiry timer that moves it, and
+//! - [`cached_token`]: the token as held, its state byte, the expiry timer that moves it, and
 //!   the value attached to requests;
 //! - [`decide`]: what `acquire` and `refresh_early` do with what they saw, as pure
 //!   functions of plain values, with table tests;
@@ -50,6 +50,7 @@
 //! The cold-path state all of them share is the [`Slot`] behind the mutex, here.
 
 mod backoff;
+mod cached_token;
 mod client;
 mod config;
 mod decide;
@@ -60,7 +61,6 @@ mod obtain;
 mod revoke;
 #[cfg(test)]
 mod testing;
-mod token;
 mod user_template;
 
 use std::{
@@ -73,13 +73,13 @@ use tokio::{task::AbortHandle, time::Instant};
 
 pub(crate) use self::client::scope_set;
 use self::flight::PendingOutcome;
+pub(crate) use self::{cached_token::CachedToken, flight::Acquire};
 pub use self::{
     config::Credential, key::CredentialKey, revoke::Revoked, user_template::UserCredentialTemplate,
 };
-pub(crate) use self::{flight::Acquire, token::CachedToken};
 // The parsers' invariants hold accepted tokens to what a request can carry.
 #[cfg(any(test, fuzzing))]
-pub(crate) use self::token::attachment;
+pub(crate) use self::cached_token::attachment;
 use crate::{
     error::Error,
     secret::{Fingerprint, RefreshToken},
@@ -129,7 +129,7 @@ pub(crate) struct CredentialState {
     generations: AtomicU64,
     slot: Mutex<Slot>,
     /// When this user was last used, in the users' table's ticks (see `LiveUsers::sweep`
-    /// in `credentials.rs`, which alone reads and writes it).
+    /// in `registry/users.rs`, which alone reads and writes it).
     pub(crate) last_used: AtomicU64,
 }
 

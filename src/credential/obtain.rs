@@ -13,7 +13,7 @@ use std::sync::{atomic::Ordering, Arc};
 use tokio::time::Instant;
 
 use super::{
-    token::{attachment, start_expiry_timer, CachedToken},
+    cached_token::{attachment, start_expiry_timer, CachedToken},
     CredentialState, Outcome, Slot,
 };
 use crate::{

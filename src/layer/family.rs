@@ -17,7 +17,7 @@ use super::OAuth2Layer;
 /// write the counts on every request, and every request reads the configuration here,
 /// which must not move between cores with them.
 #[repr(align(128))]
-pub(crate) struct Family<S> {
+pub(crate) struct CloneFamily<S> {
     pub(crate) layer: OAuth2Layer,
     /// A clone of the inner service kept for retries, one for the whole family of
     /// clones. Retries are rare, so rather than cloning the inner service on every
@@ -27,7 +27,7 @@ pub(crate) struct Family<S> {
     spare: Arc<Mutex<S>>,
 }
 
-impl<S> Family<S> {
+impl<S> CloneFamily<S> {
     pub(crate) fn new(layer: OAuth2Layer, spare: S) -> Self {
         Self {
             layer,
@@ -44,7 +44,7 @@ impl<S> Family<S> {
     }
 }
 
-impl<S: Clone> Family<S> {
+impl<S: Clone> CloneFamily<S> {
     /// A service to send a retry through (not ready yet).
     pub(crate) fn spare_service(&self) -> S {
         self.spare.lock().unwrap_or_else(PoisonError::into_inner).clone()

@@ -12,7 +12,7 @@ use pin_project::pin_project;
 use tower_service::Service;
 
 use super::{
-    family::Family,
+    family::CloneFamily,
     replay::{prepare_replay, ReplayCopy},
 };
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
     credential::{Acquire, CredentialState},
     dead_token::{ApiAnswer, ReadPrefix, ResponseBody, Verdict},
     error::{BoxError, Error},
-    protocol::{self, AfterDead, Placement},
+    protocol::{self, AfterDead, AttachPoint},
     registry::{RouteRef, Subject},
 };
 
@@ -61,7 +61,7 @@ where
 /// What a request sent with a token needs to judge its answer, and to be sent again if
 /// the answer declares the token dead.
 pub(crate) struct Watch<S, B> {
-    pub(crate) family: Arc<Family<S>>,
+    pub(crate) family: Arc<CloneFamily<S>>,
     pub(crate) index: usize,
     /// A user's credential (the request carried a `Subject`); `index` is unused then.
     pub(crate) user: Option<Arc<CredentialState>>,
@@ -88,7 +88,7 @@ impl<S, B> Watch<S, B> {
 }
 
 fn credential<'a, S>(
-    family: &'a Family<S>,
+    family: &'a CloneFamily<S>,
     index: usize,
     user: &'a Option<Arc<CredentialState>>,
 ) -> &'a Arc<CredentialState> {
@@ -108,7 +108,7 @@ where
     S: Service<Request<B>>,
     T: Body,
 {
-    family: Arc<Family<S>>,
+    family: Arc<CloneFamily<S>>,
     index: usize,
     user: Option<Arc<CredentialState>>,
     #[pin]
@@ -187,7 +187,7 @@ where
     #[inline(always)]
     pub(crate) fn sent(
         fut: S::Future,
-        family: Arc<Family<S>>,
+        family: Arc<CloneFamily<S>>,
         index: usize,
         generation: u64,
         replay: Option<ReplayCopy<B>>,
@@ -217,7 +217,7 @@ where
     }
 
     pub(crate) fn acquiring(
-        family: Arc<Family<S>>,
+        family: Arc<CloneFamily<S>>,
         index: usize,
         user: Option<Arc<CredentialState>>,
         acquire: Acquire,
@@ -344,7 +344,7 @@ where
 /// or not. The step that sends the request again, or `None` when the answer is to be
 /// given back.
 fn dead_token<S, B, T>(
-    family: &Arc<Family<S>>,
+    family: &Arc<CloneFamily<S>>,
     index: usize,
     user: &Option<Arc<CredentialState>>,
     generation: u64,
@@ -375,10 +375,14 @@ where
 
 /// Where credential `state`'s token goes: the layer's plan for an application
 /// credential, the user provider's placement for a user's.
-fn placement_of<S>(family: &Family<S>, index: usize, user: &Option<Arc<CredentialState>>) -> Placement {
+fn placement_of<S>(
+    family: &CloneFamily<S>,
+    index: usize,
+    user: &Option<Arc<CredentialState>>,
+) -> AttachPoint {
     match user {
         None => family.layer.plans[index].placement.clone(),
-        Some(user) => Placement::of(&user.config.credential.client.provider.placement),
+        Some(user) => AttachPoint::of(&user.config.credential.client.provider.placement),
     }
 }
 

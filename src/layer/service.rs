@@ -11,7 +11,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::{
-    family::Family,
+    family::CloneFamily,
     future::{ResponseFuture, Watch},
     replay::prepare_replay,
     NoRetry, OAuth2Layer,
@@ -21,7 +21,7 @@ use crate::{
     credential::{CachedToken, CredentialState},
     dead_token::ResponseBody,
     error::{BoxError, Error},
-    protocol::{self, Placement, Route},
+    protocol::{self, AttachPoint, Route},
     registry::RouteRef,
     registry::Subject,
 };
@@ -49,12 +49,12 @@ pub struct OAuth2<S> {
     inner: S,
     /// The clone's parent's until the clone has served [`WARM_AFTER`] requests, then
     /// its own.
-    pub(crate) family: Arc<Family<S>>,
+    pub(crate) family: Arc<CloneFamily<S>>,
     local: Local,
 }
 
 /// Requests a clone serves from the shared token before it builds copies of its own.
-/// A copy costs a few allocations (its own `Family`, a header value, an `arc_swap`
+/// A copy costs a few allocations (its own `CloneFamily`, a header value, an `arc_swap`
 /// cache per credential) and a clone of the inner service; past this many requests a
 /// clone is long-lived, and the copies pay for themselves under contention.
 const WARM_AFTER: u32 = 16;
@@ -91,7 +91,7 @@ impl<S> OAuth2<S> {
         let spare = inner.clone();
         Self {
             inner,
-            family: Arc::new(Family::new(layer, spare)),
+            family: Arc::new(CloneFamily::new(layer, spare)),
             local: Local::cold(),
         }
     }
@@ -151,7 +151,7 @@ impl<S: Clone> OAuth2<S> {
         ResponseFuture::sent(fut, Arc::clone(&self.family), index, generation, replay)
     }
 
-    /// Builds this clone's own copies: its own `Family` (a reference count nobody else
+    /// Builds this clone's own copies: its own `CloneFamily` (a reference count nobody else
     /// writes on every request) and an empty slot per credential, filled on its next
     /// request for each.
     #[cold]
@@ -253,7 +253,7 @@ impl<S: Clone> OAuth2<S> {
             true => prepare_replay(&mut req, route, self.family.layer.replay_limit),
             false => None,
         };
-        let placement = Placement::of(&state.config.credential.client.provider.placement);
+        let placement = AttachPoint::of(&state.config.credential.client.provider.placement);
         protocol::attach(&mut req, &placement, value);
         let watch = Watch {
             family: Arc::clone(&self.family),
@@ -293,7 +293,7 @@ impl<S: Clone> OAuth2<S> {
 /// token lookup of a warm clone: no lock, no clock, no write to memory shared with
 /// other clones.
 #[inline(always)]
-fn fresh_copy(slots: &mut [Option<LocalSlot>], index: usize) -> Option<(&LocalCopy, &Placement)> {
+fn fresh_copy(slots: &mut [Option<LocalSlot>], index: usize) -> Option<(&LocalCopy, &AttachPoint)> {
     let slot = slots.get_mut(index)?.as_mut()?;
     let token = slot.cache.load().as_deref()?;
     let (fresh, generation) = (token.is_fresh(), token.generation);
@@ -475,14 +475,14 @@ struct LocalSlot {
     copy: Option<LocalCopy>,
     /// This clone's own copy of where the token goes (a custom header name is
     /// reference-counted).
-    placement: Placement,
+    placement: AttachPoint,
     /// Cache hits not yet added to the credential's counter.
     hits: u32,
     state: Arc<CredentialState>,
 }
 
 impl LocalSlot {
-    fn new(state: &Arc<CredentialState>, placement: &Placement) -> Self {
+    fn new(state: &Arc<CredentialState>, placement: &AttachPoint) -> Self {
         Self {
             cache: Cache::new(Arc::clone(&state.current)),
             copy: None,
