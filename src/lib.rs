@@ -71,10 +71,11 @@
 //!
 //! # Users
 //!
-//! [`UserCredentialTemplate`] serve a provider's users: a request carrying a [`Subject`] gets
-//! that user's token. [`authorize`] builds the authorization URL and checks the
-//! callback; [`CredentialRegistry::login`] exchanges the code and keeps the tokens in the
-//! registry's [`store`] (in memory, or a [`store::FileStore`] that survives restarts).
+//! A [`UserCredentialTemplate`] serves a provider's users: each user's credential is built
+//! from it, and a request carrying a [`Subject`] gets that user's token. [`authorize`]
+//! builds the authorization URL and checks the callback; [`CredentialRegistry::login`]
+//! exchanges the code and keeps the tokens in the registry's [`store`] (in memory, or a
+//! [`store::FileStore`] that survives restarts).
 //!
 //! # Feature flags
 //!
@@ -92,8 +93,9 @@
 //! - `encryption`: [`store::EncryptedStore`], tokens encrypted at rest (XChaCha20-Poly1305)
 //!   around any store, with keys that can be rotated.
 //! - `metrics`: [`CredentialRegistry::record_metrics`] and
-//!   [`CredentialRegistry::spawn_metrics_exporter`], the counters of [`CredentialRegistry::stats`]
-//!   published through the `metrics` facade (see [`metrics`]).
+//!   [`CredentialRegistry::spawn_metrics_exporter`], the counters of
+//!   [`CredentialRegistry::stats`] published through the `metrics` facade (see
+//!   [`metrics`]).
 //! - `redis`: [`store::RedisStore`], tokens in Redis shared by an application's
 //!   replicas, which refresh each credential once between them through a lease.
 //! - `mock`: [`mock::MockServer`], a strict OAuth 2.0 server and protected resource on
