@@ -215,8 +215,8 @@ impl LoginRoutes {
     /// Routes for the users of `credentials`. `public_base` is the public URL the
     /// routes are mounted at (`https://app.example.com/oauth`): callbacks are
     /// `{public_base}/callback/{provider}`, unless the provider's
-    /// [`UserCredentialTemplate::redirect_uri`](crate::UserCredentialTemplate::redirect_uri) says
-    /// otherwise. `subject` names the application's user making a request, or `None`
+    /// [`UserCredentialTemplate::redirect_uri`](crate::UserCredentialTemplate::redirect_uri)
+    /// says otherwise. `subject` names the application's user making a request, or `None`
     /// when nobody is logged in to the application; it is asked at the login and again
     /// at the callback, which must name the same user.
     pub fn new<F>(credentials: CredentialRegistry, public_base: impl Into<String>, subject: F) -> Self

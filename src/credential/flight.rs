@@ -4,9 +4,9 @@
 //! [`CredentialState::acquire`] and [`CredentialState::refresh_early`] are the two ways
 //! in. A token request they start is spawned as its own task, so that it outlives any
 //! caller that gives up, and its outcome is shared: every caller that needs a token
-//! while it runs waits on the same [`OutcomeReceiver`]. The task owns an [`InFlight`] guard that
-//! ends the request on every way out of the task, so that a panic or a dying runtime
-//! can never leave the in-flight marker set.
+//! while it runs waits on the same [`OutcomeReceiver`]. The task owns an [`InFlight`]
+//! guard that ends the request on every way out of the task, so that a panic or a dying
+//! runtime can never leave the in-flight marker set.
 
 use std::{
     fmt,

@@ -17,8 +17,8 @@ use crate::{grant::Grant, provider::Provider, secret::ClientSecret};
 /// # Users in memory
 ///
 /// A user's credential is created in memory the first time a request or a login names
-/// them, starting from what the [store](crate::CredentialRegistryBuilder::store) holds for them. It
-/// stays while it is used, and is evicted when it has not been used for
+/// them, starting from what the [store](crate::CredentialRegistryBuilder::store) holds
+/// for them. It stays while it is used, and is evicted when it has not been used for
 /// [`idle_after`](Self::idle_after) (10 minutes by default), or when more than
 /// [`max_users`](Self::max_users) users (10,000 by default) of this provider are in
 /// memory (those used least recently and least often go first). Nothing is lost by it:
@@ -28,8 +28,8 @@ use crate::{grant::Grant, provider::Provider, secret::ClientSecret};
 /// off, a login or a logout) is never evicted, so that two refreshes of one user never
 /// run at once: with rotating refresh tokens the second would present a token the first
 /// just spent, and the provider would revoke the whole grant. The counts of evicted users
-/// stay in [`CredentialRegistry::stats`](crate::CredentialRegistry::stats). A logout keeps the user's (now empty) credential until
-/// it is evicted like any other.
+/// stay in [`CredentialRegistry::stats`](crate::CredentialRegistry::stats). A logout
+/// keeps the user's (now empty) credential until it is evicted like any other.
 ///
 /// Looking a user up takes no lock that other threads' lookups write (the table's locks
 /// are sharded by user and, within a shard, by thread) and reads no clock. A user who is
@@ -73,7 +73,8 @@ impl UserCredentialTemplate {
     /// How long a user's credential stays in memory without a request or a login
     /// (default: 10 minutes). It is evicted between this long and one and a half times
     /// this long after its last use; see [Users in memory](Self#users-in-memory).
-    /// [`CredentialRegistryBuilder::build`](crate::CredentialRegistryBuilder::build) refuses zero.
+    /// [`CredentialRegistryBuilder::build`](crate::CredentialRegistryBuilder::build)
+    /// refuses zero.
     pub fn idle_after(mut self, idle_after: Duration) -> Self {
         self.idle_after = idle_after;
         self
@@ -83,7 +84,9 @@ impl UserCredentialTemplate {
     /// rounded down to a multiple of the table's shards (8, or fewer below 256 users) and
     /// kept per shard, so eviction may start a little before the whole count is reached.
     /// Users with a request or a token request in flight are never evicted, and may
-    /// exceed it for as long as they are. [`CredentialRegistryBuilder::build`](crate::CredentialRegistryBuilder::build) refuses zero.
+    /// exceed it for as long as they are.
+    /// [`CredentialRegistryBuilder::build`](crate::CredentialRegistryBuilder::build)
+    /// refuses zero.
     pub fn max_users(mut self, max_users: usize) -> Self {
         self.max_users = max_users;
         self

@@ -358,32 +358,34 @@ impl Provider {
         self
     }
 
-    /// The provider's name.
+    /// The provider's name, set with [`name`](Self::name).
     pub fn name_ref(&self) -> &str {
         &self.name
     }
 
-    /// The token endpoint URL.
+    /// The token endpoint URL, set with [`token_url`](Self::token_url).
     pub fn token_url_ref(&self) -> &str {
         &self.token_url
     }
 
-    /// The authorization endpoint URL, if the provider has one.
+    /// The authorization endpoint URL, if the provider has one (see
+    /// [`authorize_url`](Self::authorize_url)).
     pub fn authorize_url_ref(&self) -> Option<&str> {
         self.authorize_url.as_deref()
     }
 
-    /// The API origins tokens are attached for.
+    /// The API origins tokens are attached for, added with [`api`](Self::api).
     pub fn api_origins_ref(&self) -> &[String] {
         &self.api_origins
     }
 
-    /// How tokens are revoked, if they can be.
+    /// How tokens are revoked, if they can be (see [`revocation`](Self::revocation)).
     pub fn revocation_ref(&self) -> Option<&Revocation> {
         self.revocation.as_ref()
     }
 
-    /// Where the access token goes on API requests.
+    /// Where the access token goes on API requests, set with
+    /// [`token_placement`](Self::token_placement).
     pub fn token_placement_ref(&self) -> &TokenPlacement {
         &self.placement
     }
