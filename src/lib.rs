@@ -96,8 +96,6 @@
 //!   published through the `metrics` facade (see [`metrics`]).
 //! - `redis`: [`store::RedisStore`], tokens in Redis shared by an application's
 //!   replicas, which refresh each credential once between them through a lease.
-//! - `mock`: [`mock::MockServer`], a strict OAuth 2.0 server and protected resource on
-//!   127.0.0.1, with counters and fault injection, for your tests.
 //!
 //! # Runtime
 //!
@@ -142,10 +140,6 @@ mod stats;
 pub mod store;
 pub mod token;
 pub mod transport;
-
-#[cfg(feature = "mock")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
-pub mod mock;
 
 // What the parsers must hold to for any input, checked by the property tests and by the
 // fuzz targets.

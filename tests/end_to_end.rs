@@ -1,4 +1,5 @@
 //! The layer over real HTTP, against the strict mock server on 127.0.0.1.
+#![cfg(feature = "hyper-transport")]
 
 use std::time::Duration;
 
@@ -12,10 +13,10 @@ use hyper_util::{
 };
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    mock::{ClientAuthMethod, Fault, MockServer},
-    secret::ClientSecret,
-    ClientAuth, Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider, RefreshPolicy,
+    secret::ClientSecret, ClientAuth, Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider,
+    RefreshPolicy,
 };
+use tower_oauth2_mock::{ClientAuthMethod, Fault, MockServer};
 
 type Api = Client<HttpConnector, Full<Bytes>>;
 
@@ -225,7 +226,7 @@ async fn client_secret_in_the_body_when_the_server_wants_it() {
 }
 
 /// Three refreshes in a row through a refresh-token credential; the server's counters.
-async fn three_refreshes(rotate: bool) -> tower_oauth2::mock::MockCounters {
+async fn three_refreshes(rotate: bool) -> tower_oauth2_mock::MockCounters {
     let server = MockServer::builder()
         .client("client", "secret")
         .rotate_refresh_tokens(rotate)

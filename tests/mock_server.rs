@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tower_oauth2::mock::{ClientAuthMethod, Fault, MockCounters, MockServer};
+use tower_oauth2_mock::{ClientAuthMethod, Fault, MockCounters, MockServer};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -148,7 +148,7 @@ fn server_types_are_thread_safe() {
     fn assert_send_sync<T: Send + Sync>() {}
     fn assert_send<T: Send>(_: &T) {}
     assert_send_sync::<MockServer>();
-    assert_send_sync::<tower_oauth2::mock::MockServerBuilder>();
+    assert_send_sync::<tower_oauth2_mock::MockServerBuilder>();
     assert_send(&MockServer::start());
     assert_send(&MockServer::builder().start());
 }

@@ -11,24 +11,24 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
-use super::authorize::pkce_matches;
-use super::body::{json_response, read_body, set, BodyError};
-use super::client_auth::{authenticate, AuthenticatedClient};
-use super::counters::GrantKind;
-use super::dialect::{ClientAuthRule, Dialect, ParamEncoding, RefreshRule, ScopeRule};
-use super::error::OAuthError;
-use super::faults::ResetConnection;
-use super::params::{
+use crate::authorize::pkce_matches;
+use crate::body::{json_response, read_body, set, BodyError};
+use crate::client_auth::{authenticate, AuthenticatedClient};
+use crate::counters::GrantKind;
+use crate::dialect::{ClientAuthRule, Dialect, ParamEncoding, RefreshRule, ScopeRule};
+use crate::error::OAuthError;
+use crate::faults::ResetConnection;
+use crate::params::{
     check_content_type, check_empty_json_body, Params, FORM_CONTENT_TYPE, JSON_CONTENT_TYPE,
 };
-use super::scope::Scope;
-use super::state::{Grant, State};
+use crate::scope::Scope;
+use crate::state::{Grant, State};
 
 /// Largest token request body the endpoint reads.
-pub(super) const BODY_LIMIT: usize = 16 * 1024;
+pub(crate) const BODY_LIMIT: usize = 16 * 1024;
 
 /// Answers one token request.
-pub(super) async fn handle(
+pub(crate) async fn handle(
     state: &State,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ResetConnection> {
@@ -121,7 +121,7 @@ fn answer(
 
 /// Reads the parameters of a token request in the dialect's encoding,
 /// refusing any other.
-pub(super) fn read_params(
+pub(crate) fn read_params(
     dialect: &Dialect,
     parts: &Parts,
     body: Result<Bytes, BodyError>,

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use http::header::CONTENT_TYPE;
 use http::HeaderMap;
 
-use super::dialect::ParamEncoding;
-use super::error::OAuthError;
+use crate::dialect::ParamEncoding;
+use crate::error::OAuthError;
 
-pub(super) const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
-pub(super) const JSON_CONTENT_TYPE: &str = "application/json";
+pub(crate) const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+pub(crate) const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// iOFFICE's request headers and the RFC 6749 parameters they stand for.
 const HEADER_NAMES: &[(&str, &str)] = &[
@@ -24,7 +24,7 @@ const HEADER_NAMES: &[(&str, &str)] = &[
 
 /// The parameters of a token request.
 #[derive(Debug)]
-pub(super) struct Params {
+pub(crate) struct Params {
     values: HashMap<String, String>,
     encoding: ParamEncoding,
 }
@@ -32,7 +32,7 @@ pub(super) struct Params {
 impl Params {
     /// Parses a form body, rejecting repeated parameters (RFC 6749 §3.2).
     /// Parameters without a value are treated as omitted (RFC 6749 §3.1).
-    pub(super) fn from_form(body: &[u8]) -> Result<Self, OAuthError> {
+    pub(crate) fn from_form(body: &[u8]) -> Result<Self, OAuthError> {
         let mut params = Params {
             values: HashMap::new(),
             encoding: ParamEncoding::Form,
@@ -45,7 +45,7 @@ impl Params {
 
     /// Reads iOFFICE's parameter headers. Any header may appear at most
     /// once; empty values count as omitted.
-    pub(super) fn from_headers(headers: &HeaderMap) -> Result<Self, OAuthError> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Self, OAuthError> {
         let mut params = Params {
             values: HashMap::new(),
             encoding: ParamEncoding::Headers,
@@ -71,7 +71,7 @@ impl Params {
     /// fallback). Other query parameters are not token parameters and are
     /// ignored; sending a credential in both the query and the body is a
     /// repeated parameter.
-    pub(super) fn add_query_credentials(&mut self, query: Option<&str>) -> Result<(), OAuthError> {
+    pub(crate) fn add_query_credentials(&mut self, query: Option<&str>) -> Result<(), OAuthError> {
         let Some(query) = query else {
             return Ok(());
         };
@@ -98,18 +98,18 @@ impl Params {
     }
 
     /// The value of a parameter, if it was sent with a value.
-    pub(super) fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
 
     /// The value of a required parameter.
-    pub(super) fn require(&self, name: &str) -> Result<&str, OAuthError> {
+    pub(crate) fn require(&self, name: &str) -> Result<&str, OAuthError> {
         self.get(name)
             .ok_or_else(|| OAuthError::invalid_request(format!("missing {}", self.describe(name))))
     }
 
     /// How error descriptions name a parameter: as the client sent it.
-    pub(super) fn describe(&self, name: &str) -> String {
+    pub(crate) fn describe(&self, name: &str) -> String {
         match self.encoding {
             ParamEncoding::Form => format!("parameter `{name}`"),
             ParamEncoding::Headers => {
@@ -125,7 +125,7 @@ impl Params {
 
 /// Checks that the request has exactly one `Content-Type` and that its media
 /// type (parameters aside, case-insensitively) is `expected`.
-pub(super) fn check_content_type(headers: &HeaderMap, expected: &str) -> Result<(), OAuthError> {
+pub(crate) fn check_content_type(headers: &HeaderMap, expected: &str) -> Result<(), OAuthError> {
     let wrong = || OAuthError::invalid_request(format!("Content-Type must be {expected}"));
     let mut values = headers.get_all(CONTENT_TYPE).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
@@ -146,7 +146,7 @@ pub(super) fn check_content_type(headers: &HeaderMap, expected: &str) -> Result<
 
 /// Checks that a request whose parameters travel in headers carries nothing
 /// in its body: no body, or an empty JSON object.
-pub(super) fn check_empty_json_body(body: &[u8]) -> Result<(), OAuthError> {
+pub(crate) fn check_empty_json_body(body: &[u8]) -> Result<(), OAuthError> {
     let trimmed = body.trim_ascii();
     let empty_object = trimmed
         .strip_prefix(b"{")

@@ -76,7 +76,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use tower_oauth2::mock::{Fault, MockServer};
+//! use tower_oauth2_mock::{Fault, MockServer};
 //!
 //! let server = MockServer::builder()
 //!     .client("my-app", "s3cret")
@@ -101,7 +101,7 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use tower_oauth2::mock::{MockDialect, MockServer};
+//! use tower_oauth2_mock::{MockDialect, MockServer};
 //!
 //! let server = MockServer::ioffice()
 //!     .client("my-app", "unused-secret")
@@ -120,6 +120,12 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(unreachable_pub)]
+#![warn(clippy::await_holding_lock, clippy::dbg_macro, clippy::todo)]
+
 mod authorize;
 mod body;
 mod client_auth;
@@ -129,6 +135,7 @@ mod error;
 mod faults;
 mod json_rpc;
 mod params;
+#[cfg(feature = "tower-oauth2")]
 mod preset;
 mod resource;
 mod revoke;

@@ -11,15 +11,15 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
-use super::body::{json_response, read_body, respond, set, BodyError};
-use super::dialect::Placement;
-use super::state::{Grant, State};
+use crate::body::{json_response, read_body, respond, set, BodyError};
+use crate::dialect::Placement;
+use crate::state::{Grant, State};
 
 /// Largest resource request body the server reads.
 const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Answers one request to the protected resource.
-pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let request_id = parts
         .headers

@@ -15,19 +15,19 @@ use hyper::body::Incoming;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use super::body::{json_response, read_body, respond, set, BodyError};
-use super::client_auth::constant_time_eq;
-use super::dialect::{Authorize, CodeDelivery, ScopeRule};
-use super::error::OAuthError;
-use super::params::{check_content_type, check_empty_json_body, JSON_CONTENT_TYPE};
-use super::scope::Scope;
-use super::state::{AuthorizationCode, Grant, State};
+use crate::body::{json_response, read_body, respond, set, BodyError};
+use crate::client_auth::constant_time_eq;
+use crate::dialect::{Authorize, CodeDelivery, ScopeRule};
+use crate::error::OAuthError;
+use crate::params::{check_content_type, check_empty_json_body, JSON_CONTENT_TYPE};
+use crate::scope::Scope;
+use crate::state::{AuthorizationCode, Grant, State};
 
 /// Largest body the direct code request reads (it should have none).
 const DIRECT_BODY_LIMIT: usize = 16 * 1024;
 
 /// Answers one request to the authorization endpoint.
-pub(super) fn handle(
+pub(crate) fn handle(
     state: &State,
     authorize: &Authorize,
     request: &Request<Incoming>,
@@ -192,7 +192,7 @@ fn check_redirect_uri(raw: &str) -> Result<(), OAuthError> {
 /// `302 Found` to the redirect URI with `params` (and iOFFICE's `appCode`
 /// after a code, and the client's `state` last) in the query or fragment.
 fn redirect(
-    config: &super::state::Config,
+    config: &crate::state::Config,
     delivery: CodeDelivery,
     redirect_uri: &str,
     params: &[(&str, &str)],
@@ -259,7 +259,7 @@ fn pkce_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<Optio
 
 /// Whether a `code_verifier` (RFC 7636 §4.1: 43 to 128 unreserved
 /// characters) hashes to the `S256` challenge.
-pub(super) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+pub(crate) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     let well_formed = (43..=128).contains(&verifier.len())
         && verifier
             .bytes()
@@ -277,7 +277,7 @@ pub(super) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 ///
 /// The code has no scope and no redirect URI: the token request's `x-scope`
 /// and `x-redirect-uri` become the grant's.
-pub(super) async fn direct_code(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn direct_code(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = read_body(body, DIRECT_BODY_LIMIT).await;
     match direct_code_answer(state, &parts.method, &parts.headers, body) {

@@ -8,38 +8,38 @@
 
 use std::time::Duration;
 
-use super::client_auth::ClientAuthMethod;
-use super::counters::GrantKind;
+use crate::client_auth::ClientAuthMethod;
+use crate::counters::GrantKind;
 
-/// Which provider a [`MockServer`](super::MockServer) emulates.
+/// Which provider a [`MockServer`](crate::MockServer) emulates.
 ///
-/// Returned by [`MockServer::dialect`](super::MockServer::dialect). Each
+/// Returned by [`MockServer::dialect`](crate::MockServer::dialect). Each
 /// variant's documentation lists the endpoints that emulator serves; the
 /// [module documentation](super) has the rules they enforce.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MockDialect {
-    /// A standard RFC 6749 server ([`MockServer::builder`](super::MockServer::builder)):
+    /// A standard RFC 6749 server ([`MockServer::builder`](crate::MockServer::builder)):
     /// token `POST /oauth/token`, authorization `GET /authorize` (with PKCE),
     /// RFC 7009 revocation `POST /oauth/revoke`, resource `/api/*`.
     Standard,
-    /// Agrello ([`MockServer::agrello`](super::MockServer::agrello)): authorization
+    /// Agrello ([`MockServer::agrello`](crate::MockServer::agrello)): authorization
     /// `GET /identity/auth/oauth/authorize`, token
     /// `POST /identity/auth/oauth/token`, resource `/api/*`.
     Agrello,
-    /// Accelo's service applications ([`MockServer::accelo`](super::MockServer::accelo)):
+    /// Accelo's service applications ([`MockServer::accelo`](crate::MockServer::accelo)):
     /// token `POST /oauth2/v0/token` (also `/oauth2/v0/token.json`), resource
     /// `/api/v0/*` and `/public_api/v0/*`.
     Accelo,
-    /// Grindery ([`MockServer::grindery`](super::MockServer::grindery)): sign-in
+    /// Grindery ([`MockServer::grindery`](crate::MockServer::grindery)): sign-in
     /// `GET /oauth/authorize`, token `POST /oauth/token`, resource `/api/*`.
     Grindery,
-    /// iOFFICE ([`MockServer::ioffice`](super::MockServer::ioffice)): login
+    /// iOFFICE ([`MockServer::ioffice`](crate::MockServer::ioffice)): login
     /// `GET /login.html`, direct code request `POST /external/api/oauth2/auth`,
     /// token `POST /external/api/oauth2/token`, revocation
     /// `POST /external/api/oauth2/revoke`, resource `/external/api/rest/*`.
     Ioffice,
-    /// DottedSign ([`MockServer::dottedsign`](super::MockServer::dottedsign)):
+    /// DottedSign ([`MockServer::dottedsign`](crate::MockServer::dottedsign)):
     /// authorization `GET /v1/oauth/authorize`, token `POST /v1/oauth/token`,
     /// resource `/v1/*` (except `/v1/oauth/*`).
     DottedSign,
@@ -47,43 +47,43 @@ pub enum MockDialect {
 
 /// Everything that differs between providers.
 #[derive(Debug)]
-pub(super) struct Dialect {
-    pub(super) kind: MockDialect,
+pub(crate) struct Dialect {
+    pub(crate) kind: MockDialect,
     /// Paths of the token endpoint; the first is the one `token_url` names.
-    pub(super) token_paths: &'static [&'static str],
+    pub(crate) token_paths: &'static [&'static str],
     /// How token request parameters travel.
-    pub(super) params: ParamEncoding,
-    pub(super) client_auth: ClientAuthRule,
+    pub(crate) params: ParamEncoding,
+    pub(crate) client_auth: ClientAuthRule,
     /// The grant types the token endpoint implements; any other is
     /// `unsupported_grant_type`.
-    pub(super) grants: &'static [GrantKind],
-    pub(super) expires_in: ExpiresUnit,
+    pub(crate) grants: &'static [GrantKind],
+    pub(crate) expires_in: ExpiresUnit,
     /// The `token_type` of token answers.
-    pub(super) token_type: &'static str,
+    pub(crate) token_type: &'static str,
     /// Whether token answers carry a `scope` field (when the scope is not
     /// empty).
-    pub(super) scope_in_answer: bool,
-    pub(super) refresh: RefreshRule,
-    pub(super) scope: ScopeRule,
+    pub(crate) scope_in_answer: bool,
+    pub(crate) refresh: RefreshRule,
+    pub(crate) scope: ScopeRule,
     /// Whether the `authorization_code` grant requires `redirect_uri`; when
     /// it does not, a `redirect_uri` that is sent must still match.
-    pub(super) code_exchange_requires_redirect_uri: bool,
+    pub(crate) code_exchange_requires_redirect_uri: bool,
     /// Whether the `refresh_token` grant requires the `redirect_uri` of the
     /// original authorization request again (iOFFICE lists `x-redirect-uri`
     /// among its refresh headers).
-    pub(super) refresh_repeats_redirect_uri: bool,
+    pub(crate) refresh_repeats_redirect_uri: bool,
     /// How long authorization codes live unless the builder says otherwise.
-    pub(super) code_lifetime: Duration,
-    pub(super) authorize: Option<Authorize>,
+    pub(crate) code_lifetime: Duration,
+    pub(crate) authorize: Option<Authorize>,
     /// iOFFICE's direct code request endpoint.
-    pub(super) direct_code_path: Option<&'static str>,
-    pub(super) revocation: Option<Revocation>,
-    pub(super) api: Api,
+    pub(crate) direct_code_path: Option<&'static str>,
+    pub(crate) revocation: Option<Revocation>,
+    pub(crate) api: Api,
 }
 
 /// Where token request parameters are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ParamEncoding {
+pub(crate) enum ParamEncoding {
     /// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2).
     Form,
     /// Request headers, with `Content-Type: application/json` and no
@@ -93,7 +93,7 @@ pub(super) enum ParamEncoding {
 
 /// How the token endpoint identifies clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ClientAuthRule {
+pub(crate) enum ClientAuthRule {
     /// HTTP Basic and/or body parameters. `None` lets the builder choose
     /// (the standard server); `Some` fixes the methods, as the document does.
     Methods(Option<&'static [ClientAuthMethod]>),
@@ -110,14 +110,14 @@ pub(super) enum ClientAuthRule {
 
 /// The unit of `expires_in`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ExpiresUnit {
+pub(crate) enum ExpiresUnit {
     Seconds,
     Milliseconds,
 }
 
 /// What the `refresh_token` grant does with the refresh token it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum RefreshRule {
+pub(crate) enum RefreshRule {
     /// The builder's `rotate_refresh_tokens` decides, with this default.
     Configurable { rotate_by_default: bool },
     /// Always a new refresh token, the used one dead (fixed by the document).
@@ -131,7 +131,7 @@ pub(super) enum RefreshRule {
 
 /// How `scope` values are written and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ScopeRule {
+pub(crate) enum ScopeRule {
     /// Space-delimited tokens from the builder's `allowed_scopes`
     /// (RFC 6749 §3.3).
     SpaceDelimited,
@@ -149,21 +149,21 @@ pub(super) enum ScopeRule {
 /// An authorization endpoint: the page a browser is sent to, which here
 /// approves (or denies) at once and redirects back.
 #[derive(Debug)]
-pub(super) struct Authorize {
-    pub(super) path: &'static str,
+pub(crate) struct Authorize {
+    pub(crate) path: &'static str,
     /// Whether `client_id` is part of the request (Grindery has no clients).
-    pub(super) client_id: bool,
+    pub(crate) client_id: bool,
     /// Whether `scope` and `state` are required, not optional (iOFFICE needs
     /// all five parameters).
-    pub(super) scope_and_state_required: bool,
+    pub(crate) scope_and_state_required: bool,
     /// Whether PKCE (RFC 7636, `S256` only) is accepted and then enforced.
-    pub(super) pkce: bool,
-    pub(super) delivery: CodeDelivery,
+    pub(crate) pkce: bool,
+    pub(crate) delivery: CodeDelivery,
 }
 
 /// Where the redirect back to the client carries its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CodeDelivery {
+pub(crate) enum CodeDelivery {
     /// `redirect_uri?code=…&state=…` (RFC 6749 §4.1.2).
     Query,
     /// `redirect_uri#code=…&appCode=…&state=…` (iOFFICE).
@@ -172,7 +172,7 @@ pub(super) enum CodeDelivery {
 
 /// A revocation endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Revocation {
+pub(crate) enum Revocation {
     /// RFC 7009: a form `token` (and optional `token_type_hint`),
     /// authenticated like a token request.
     Rfc7009(&'static str),
@@ -181,7 +181,7 @@ pub(super) enum Revocation {
 }
 
 impl Revocation {
-    pub(super) fn path(self) -> &'static str {
+    pub(crate) fn path(self) -> &'static str {
         match self {
             Revocation::Rfc7009(path) | Revocation::TokenHeader(path) => path,
         }
@@ -190,22 +190,22 @@ impl Revocation {
 
 /// The protected resource.
 #[derive(Debug)]
-pub(super) struct Api {
+pub(crate) struct Api {
     /// Path prefixes of the resource; the first is the one `api_url` uses.
-    pub(super) prefixes: &'static [&'static str],
+    pub(crate) prefixes: &'static [&'static str],
     /// Paths under a prefix that are not the resource (DottedSign's own
     /// OAuth endpoints live under its API prefix).
-    pub(super) excluded: &'static [&'static str],
+    pub(crate) excluded: &'static [&'static str],
     /// Where a request may carry its access token.
-    pub(super) placements: &'static [Placement],
+    pub(crate) placements: &'static [Placement],
     /// Whether an `Authorization: Bearer` header gets a `401` even with a
     /// live token (iOFFICE documents other placements only).
-    pub(super) refuses_authorization_bearer: bool,
+    pub(crate) refuses_authorization_bearer: bool,
 }
 
 impl Api {
     /// Whether a request path belongs to the protected resource.
-    pub(super) fn serves(&self, path: &str) -> bool {
+    pub(crate) fn serves(&self, path: &str) -> bool {
         let under = |prefix: &str| {
             path.strip_prefix(prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -217,7 +217,7 @@ impl Api {
 
 /// A place the protected resource looks for an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Placement {
+pub(crate) enum Placement {
     /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
     AuthorizationBearer,
     /// A request header holding the bare token.
@@ -228,7 +228,7 @@ pub(super) enum Placement {
 
 impl Placement {
     /// How the resource's answer names the placement.
-    pub(super) fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             Placement::AuthorizationBearer => "authorization_bearer".to_owned(),
             Placement::Header(name) => format!("header:{name}"),
@@ -244,7 +244,7 @@ const USER_GRANTS: &[GrantKind] = &[GrantKind::AuthorizationCode, GrantKind::Ref
 
 /// The standard server: everything RFC 6749, 6750, 7009 and 7636 describe
 /// that the mock implements.
-pub(super) static STANDARD: Dialect = Dialect {
+pub(crate) static STANDARD: Dialect = Dialect {
     kind: MockDialect::Standard,
     token_paths: &["/oauth/token"],
     params: ParamEncoding::Form,
@@ -285,7 +285,7 @@ pub(super) static STANDARD: Dialect = Dialect {
 };
 
 /// Agrello: authorization code flow, Basic client authentication only.
-pub(super) static AGRELLO: Dialect = Dialect {
+pub(crate) static AGRELLO: Dialect = Dialect {
     kind: MockDialect::Agrello,
     // The document prints the authorize URL only; the token endpoint is its
     // conventional sibling.
@@ -329,7 +329,7 @@ pub(super) static AGRELLO: Dialect = Dialect {
 };
 
 /// Accelo service applications: client credentials only.
-pub(super) static ACCELO: Dialect = Dialect {
+pub(crate) static ACCELO: Dialect = Dialect {
     kind: MockDialect::Accelo,
     token_paths: &["/oauth2/v0/token", "/oauth2/v0/token.json"],
     // The document's request is form-encoded. Its forum-contributed PHP
@@ -363,7 +363,7 @@ pub(super) static ACCELO: Dialect = Dialect {
 };
 
 /// Grindery: authorization code flow with no client identity at all.
-pub(super) static GRINDERY: Dialect = Dialect {
+pub(crate) static GRINDERY: Dialect = Dialect {
     kind: MockDialect::Grindery,
     token_paths: &["/oauth/token"],
     params: ParamEncoding::Form,
@@ -405,7 +405,7 @@ pub(super) static GRINDERY: Dialect = Dialect {
 
 /// iOFFICE: parameters in headers, milliseconds, rotation, a fragment
 /// redirect and its own token placements.
-pub(super) static IOFFICE: Dialect = Dialect {
+pub(crate) static IOFFICE: Dialect = Dialect {
     kind: MockDialect::Ioffice,
     token_paths: &["/external/api/oauth2/token"],
     params: ParamEncoding::Headers,
@@ -443,7 +443,7 @@ pub(super) static IOFFICE: Dialect = Dialect {
 };
 
 /// DottedSign: authorization code flow, client credentials in the body.
-pub(super) static DOTTEDSIGN: Dialect = Dialect {
+pub(crate) static DOTTEDSIGN: Dialect = Dialect {
     kind: MockDialect::DottedSign,
     token_paths: &["/v1/oauth/token"],
     params: ParamEncoding::Form,
@@ -484,7 +484,7 @@ pub(super) static DOTTEDSIGN: Dialect = Dialect {
 };
 
 impl MockDialect {
-    pub(super) fn table(self) -> &'static Dialect {
+    pub(crate) fn table(self) -> &'static Dialect {
         match self {
             MockDialect::Standard => &STANDARD,
             MockDialect::Agrello => &AGRELLO,

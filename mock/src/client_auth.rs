@@ -7,15 +7,15 @@ use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
-use super::dialect::ClientAuthRule;
-use super::error::OAuthError;
-use super::params::Params;
-use super::state::Config;
+use crate::dialect::ClientAuthRule;
+use crate::error::OAuthError;
+use crate::params::Params;
+use crate::state::Config;
 
 /// A way for a client to identify itself at the token endpoint.
 ///
 /// Select the methods a server accepts with
-/// [`MockServerBuilder::client_auth`](super::MockServerBuilder::client_auth).
+/// [`MockServerBuilder::client_auth`](crate::MockServerBuilder::client_auth).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuthMethod {
@@ -32,10 +32,10 @@ pub enum ClientAuthMethod {
 
 /// A client whose identity the token endpoint has established.
 #[derive(Debug)]
-pub(super) struct AuthenticatedClient {
-    pub(super) id: Arc<str>,
+pub(crate) struct AuthenticatedClient {
+    pub(crate) id: Arc<str>,
     /// Whether the client proved it holds a secret (public clients cannot).
-    pub(super) confidential: bool,
+    pub(crate) confidential: bool,
 }
 
 /// The credentials a request presented, before they are checked.
@@ -72,7 +72,7 @@ impl Presented<'_> {
 
 /// Identifies the client of a token (or RFC 7009 revocation) request the
 /// way the dialect does.
-pub(super) fn authenticate(
+pub(crate) fn authenticate(
     config: &Config,
     headers: &HeaderMap,
     params: &Params,
@@ -247,7 +247,7 @@ fn hex_value(digit: u8) -> Option<u8> {
 }
 
 /// Compares two secrets in time that depends only on their lengths.
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

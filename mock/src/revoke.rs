@@ -8,16 +8,16 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::body::{read_body, respond, set, BodyError};
-use super::client_auth::authenticate;
-use super::dialect::{ParamEncoding, Revocation};
-use super::error::OAuthError;
-use super::params::{check_content_type, Params, FORM_CONTENT_TYPE};
-use super::state::{Revoked, State};
-use super::token::BODY_LIMIT;
+use crate::body::{read_body, respond, set, BodyError};
+use crate::client_auth::authenticate;
+use crate::dialect::{ParamEncoding, Revocation};
+use crate::error::OAuthError;
+use crate::params::{check_content_type, Params, FORM_CONTENT_TYPE};
+use crate::state::{Revoked, State};
+use crate::token::BODY_LIMIT;
 
 /// Answers one revocation request.
-pub(super) async fn handle(
+pub(crate) async fn handle(
     state: &State,
     revocation: Revocation,
     request: Request<Incoming>,

@@ -19,18 +19,18 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::authorize;
-use super::body::not_found;
-use super::client_auth::ClientAuthMethod;
-use super::counters::{GrantKind, MockCounters};
-use super::dialect::{ClientAuthRule, Dialect, MockDialect, RefreshRule, Revocation, ScopeRule};
-use super::faults::{Fault, ResetConnection};
-use super::json_rpc;
-use super::resource;
-use super::revoke;
-use super::scope::Scope;
-use super::state::{random_string, AuthorizationCode, Config, Grant, State};
-use super::token;
+use crate::authorize;
+use crate::body::not_found;
+use crate::client_auth::ClientAuthMethod;
+use crate::counters::{GrantKind, MockCounters};
+use crate::dialect::{ClientAuthRule, Dialect, MockDialect, RefreshRule, Revocation, ScopeRule};
+use crate::faults::{Fault, ResetConnection};
+use crate::json_rpc;
+use crate::resource;
+use crate::revoke;
+use crate::scope::Scope;
+use crate::state::{random_string, AuthorizationCode, Config, Grant, State};
+use crate::token;
 
 /// Client registered when the builder was given none.
 const DEFAULT_CLIENT: (&str, &str) = ("client", "secret");
