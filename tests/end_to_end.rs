@@ -16,7 +16,7 @@ use tower_oauth2::{
     secret::ClientSecret, ClientAuth, Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider,
     RefreshPolicy,
 };
-use tower_oauth2_mock::{ClientAuthMethod, Fault, MockServer};
+use tower_oauth2_mock::{AcceptedClientAuth, Fault, MockServer};
 
 type Api = Client<HttpConnector, Full<Bytes>>;
 
@@ -206,7 +206,7 @@ async fn a_wrong_secret_is_an_oauth_error_naming_the_provider() {
 async fn client_secret_in_the_body_when_the_server_wants_it() {
     let server = MockServer::builder()
         .client("client", "secret")
-        .client_auth(&[ClientAuthMethod::Body])
+        .client_auth(&[AcceptedClientAuth::Body])
         .start()
         .await
         .unwrap();

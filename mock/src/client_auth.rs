@@ -8,9 +8,9 @@ use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
 use crate::dialect::ClientAuthRule;
-use crate::error::OAuthError;
-use crate::params::Params;
-use crate::state::Config;
+use crate::error::ErrorAnswer;
+use crate::params::TokenParams;
+use crate::state::ServerConfig;
 
 /// A way for a client to identify itself at the token endpoint.
 ///
@@ -18,7 +18,7 @@ use crate::state::Config;
 /// [`MockServerBuilder::client_auth`](crate::MockServerBuilder::client_auth).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuthMethod {
+pub enum AcceptedClientAuth {
     /// HTTP Basic authentication: `Authorization: Basic` with the
     /// form-urlencoded client id and secret (RFC 6749 §2.3.1).
     Basic,
@@ -46,11 +46,11 @@ enum Presented<'a> {
 }
 
 impl Presented<'_> {
-    fn method(&self) -> ClientAuthMethod {
+    fn method(&self) -> AcceptedClientAuth {
         match self {
-            Presented::Basic { .. } => ClientAuthMethod::Basic,
-            Presented::Body { .. } => ClientAuthMethod::Body,
-            Presented::None { .. } => ClientAuthMethod::None,
+            Presented::Basic { .. } => AcceptedClientAuth::Basic,
+            Presented::Body { .. } => AcceptedClientAuth::Body,
+            Presented::None { .. } => AcceptedClientAuth::None,
         }
     }
 
@@ -73,10 +73,10 @@ impl Presented<'_> {
 /// Identifies the client of a token (or RFC 7009 revocation) request the
 /// way the dialect does.
 pub(crate) fn authenticate(
-    config: &Config,
+    config: &ServerConfig,
     headers: &HeaderMap,
-    params: &Params,
-) -> Result<AuthenticatedClient, OAuthError> {
+    params: &TokenParams,
+) -> Result<AuthenticatedClient, ErrorAnswer> {
     match config.dialect.client_auth {
         ClientAuthRule::Methods(_) | ClientAuthRule::MethodsOrQuery(_) => {
             authenticate_with_methods(config, headers, params)
@@ -92,9 +92,9 @@ pub(crate) fn authenticate(
 /// `client_secret`) are refused: a client that sends them is configured for
 /// another provider, and it is handing a secret to a party that never
 /// issued it.
-fn no_clients(headers: &HeaderMap, params: &Params) -> Result<AuthenticatedClient, OAuthError> {
+fn no_clients(headers: &HeaderMap, params: &TokenParams) -> Result<AuthenticatedClient, ErrorAnswer> {
     if headers.contains_key(AUTHORIZATION) || params.get("client_secret").is_some() {
-        return Err(OAuthError::invalid_request(
+        return Err(ErrorAnswer::invalid_request(
             "this server has no client authentication; send no Authorization header and no client_secret",
         ));
     }
@@ -109,12 +109,12 @@ fn no_clients(headers: &HeaderMap, params: &Params) -> Result<AuthenticatedClien
 
 /// iOFFICE identifies the client by its id alone; secrets are not part of
 /// its token requests, so a registered client's secret is never checked.
-fn client_id_only(config: &Config, params: &Params) -> Result<AuthenticatedClient, OAuthError> {
+fn client_id_only(config: &ServerConfig, params: &TokenParams) -> Result<AuthenticatedClient, ErrorAnswer> {
     let id = params.get("client_id").ok_or_else(|| {
-        OAuthError::invalid_client(&format!("missing {}", params.describe("client_id")), false)
+        ErrorAnswer::invalid_client(&format!("missing {}", params.describe("client_id")), false)
     })?;
     let Some((id, secret)) = config.client(id) else {
-        return Err(OAuthError::invalid_client("unknown client", false));
+        return Err(ErrorAnswer::invalid_client("unknown client", false));
     };
     tracing::debug!(client_id = %id, "client identified");
     Ok(AuthenticatedClient {
@@ -126,14 +126,14 @@ fn client_id_only(config: &Config, params: &Params) -> Result<AuthenticatedClien
 /// Authenticates with HTTP Basic or body (or query) parameters, among the
 /// methods the server accepts.
 fn authenticate_with_methods(
-    config: &Config,
+    config: &ServerConfig,
     headers: &HeaderMap,
-    params: &Params,
-) -> Result<AuthenticatedClient, OAuthError> {
+    params: &TokenParams,
+) -> Result<AuthenticatedClient, ErrorAnswer> {
     let presented = presented_credentials(headers, params)?;
     let method = presented.method();
-    let basic = method == ClientAuthMethod::Basic;
-    let reject = |description: &str| Err(OAuthError::invalid_client(description, basic));
+    let basic = method == AcceptedClientAuth::Basic;
+    let reject = |description: &str| Err(ErrorAnswer::invalid_client(description, basic));
 
     if !config.auth_methods.contains(&method) {
         return reject("client authentication method not accepted by this server");
@@ -160,27 +160,30 @@ fn authenticate_with_methods(
 
 /// Works out which authentication method a request used, rejecting requests
 /// that use none or several.
-fn presented_credentials<'a>(headers: &HeaderMap, params: &'a Params) -> Result<Presented<'a>, OAuthError> {
+fn presented_credentials<'a>(
+    headers: &HeaderMap,
+    params: &'a TokenParams,
+) -> Result<Presented<'a>, ErrorAnswer> {
     let mut authorization = headers.get_all(AUTHORIZATION).iter();
     let header = authorization.next();
     if authorization.next().is_some() {
-        return Err(OAuthError::invalid_request("more than one Authorization header"));
+        return Err(ErrorAnswer::invalid_request("more than one Authorization header"));
     }
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
 
     if let Some(header) = header {
         let (id, secret) = parse_basic(header.as_bytes())
-            .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+            .ok_or_else(|| ErrorAnswer::invalid_client("malformed Basic credentials", true))?;
         if body_secret.is_some() {
-            return Err(OAuthError::invalid_request(
+            return Err(ErrorAnswer::invalid_request(
                 "more than one client authentication method used",
             ));
         }
         // RFC 6749 §3.2.1 lets a client repeat its id in the body; it has
         // to be the same client.
         if body_id.is_some_and(|body_id| body_id != id) {
-            return Err(OAuthError::invalid_request(
+            return Err(ErrorAnswer::invalid_request(
                 "client_id does not match the Basic credentials",
             ));
         }
@@ -189,10 +192,10 @@ fn presented_credentials<'a>(headers: &HeaderMap, params: &'a Params) -> Result<
     match (body_id, body_secret) {
         (Some(id), Some(secret)) => Ok(Presented::Body { id, secret }),
         (Some(id), None) => Ok(Presented::None { id }),
-        (None, Some(_)) => Err(OAuthError::invalid_request(
+        (None, Some(_)) => Err(ErrorAnswer::invalid_request(
             "client_secret sent without client_id",
         )),
-        (None, None) => Err(OAuthError::invalid_client(
+        (None, None) => Err(ErrorAnswer::invalid_client(
             "client authentication required",
             false,
         )),

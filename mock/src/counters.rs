@@ -122,11 +122,11 @@ struct Records {
 /// is dropped (client gone, server stopped), so hung requests are accounted
 /// for too.
 #[derive(Debug)]
-pub(crate) struct InFlight<'a> {
+pub(crate) struct InFlightGuard<'a> {
     counters: &'a Counters,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.counters
             .token_requests_in_flight
@@ -136,12 +136,12 @@ impl Drop for InFlight<'_> {
 
 impl Counters {
     /// Counts a request to the token endpoint and marks it as in flight.
-    pub(crate) fn begin_token_request(&self) -> InFlight<'_> {
+    pub(crate) fn begin_token_request(&self) -> InFlightGuard<'_> {
         self.token_requests.fetch_add(1, Ordering::Relaxed);
         let now = self.token_requests_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_concurrent_token_requests
             .fetch_max(now, Ordering::Relaxed);
-        InFlight { counters: self }
+        InFlightGuard { counters: self }
     }
 
     pub(crate) fn grant(&self, kind: GrantKind) {

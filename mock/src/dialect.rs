@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::client_auth::ClientAuthMethod;
+use crate::client_auth::AcceptedClientAuth;
 use crate::counters::GrantKind;
 
 /// Which provider a [`MockServer`](crate::MockServer) emulates.
@@ -47,12 +47,12 @@ pub enum MockDialect {
 
 /// Everything that differs between providers.
 #[derive(Debug)]
-pub(crate) struct Dialect {
+pub(crate) struct DialectRules {
     pub(crate) kind: MockDialect,
     /// Paths of the token endpoint; the first is the one `token_url` names.
     pub(crate) token_paths: &'static [&'static str],
     /// How token request parameters travel.
-    pub(crate) params: ParamEncoding,
+    pub(crate) params: ParameterStyle,
     pub(crate) client_auth: ClientAuthRule,
     /// The grant types the token endpoint implements; any other is
     /// `unsupported_grant_type`.
@@ -74,16 +74,16 @@ pub(crate) struct Dialect {
     pub(crate) refresh_repeats_redirect_uri: bool,
     /// How long authorization codes live unless the builder says otherwise.
     pub(crate) code_lifetime: Duration,
-    pub(crate) authorize: Option<Authorize>,
+    pub(crate) authorize: Option<AuthorizeEndpoint>,
     /// iOFFICE's direct code request endpoint.
     pub(crate) direct_code_path: Option<&'static str>,
-    pub(crate) revocation: Option<Revocation>,
-    pub(crate) api: Api,
+    pub(crate) revocation: Option<RevocationEndpoint>,
+    pub(crate) api: ProtectedResource,
 }
 
 /// Where token request parameters are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ParamEncoding {
+pub(crate) enum ParameterStyle {
     /// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2).
     Form,
     /// Request headers, with `Content-Type: application/json` and no
@@ -96,10 +96,10 @@ pub(crate) enum ParamEncoding {
 pub(crate) enum ClientAuthRule {
     /// HTTP Basic and/or body parameters. `None` lets the builder choose
     /// (the standard server); `Some` fixes the methods, as the document does.
-    Methods(Option<&'static [ClientAuthMethod]>),
+    Methods(Option<&'static [AcceptedClientAuth]>),
     /// Like `Methods`, and `client_id` / `client_secret` may also be sent as
     /// query parameters (Accelo's documented last resort).
-    MethodsOrQuery(&'static [ClientAuthMethod]),
+    MethodsOrQuery(&'static [AcceptedClientAuth]),
     /// There are no clients (Grindery): `client_id` is ignored, client
     /// credentials are refused.
     NoClients,
@@ -149,7 +149,7 @@ pub(crate) enum ScopeRule {
 /// An authorization endpoint: the page a browser is sent to, which here
 /// approves (or denies) at once and redirects back.
 #[derive(Debug)]
-pub(crate) struct Authorize {
+pub(crate) struct AuthorizeEndpoint {
     pub(crate) path: &'static str,
     /// Whether `client_id` is part of the request (Grindery has no clients).
     pub(crate) client_id: bool,
@@ -158,12 +158,12 @@ pub(crate) struct Authorize {
     pub(crate) scope_and_state_required: bool,
     /// Whether PKCE (RFC 7636, `S256` only) is accepted and then enforced.
     pub(crate) pkce: bool,
-    pub(crate) delivery: CodeDelivery,
+    pub(crate) delivery: RedirectStyle,
 }
 
 /// Where the redirect back to the client carries its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CodeDelivery {
+pub(crate) enum RedirectStyle {
     /// `redirect_uri?code=…&state=…` (RFC 6749 §4.1.2).
     Query,
     /// `redirect_uri#code=…&appCode=…&state=…` (iOFFICE).
@@ -172,7 +172,7 @@ pub(crate) enum CodeDelivery {
 
 /// A revocation endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Revocation {
+pub(crate) enum RevocationEndpoint {
     /// RFC 7009: a form `token` (and optional `token_type_hint`),
     /// authenticated like a token request.
     Rfc7009(&'static str),
@@ -180,30 +180,30 @@ pub(crate) enum Revocation {
     TokenHeader(&'static str),
 }
 
-impl Revocation {
+impl RevocationEndpoint {
     pub(crate) fn path(self) -> &'static str {
         match self {
-            Revocation::Rfc7009(path) | Revocation::TokenHeader(path) => path,
+            RevocationEndpoint::Rfc7009(path) | RevocationEndpoint::TokenHeader(path) => path,
         }
     }
 }
 
 /// The protected resource.
 #[derive(Debug)]
-pub(crate) struct Api {
+pub(crate) struct ProtectedResource {
     /// Path prefixes of the resource; the first is the one `api_url` uses.
     pub(crate) prefixes: &'static [&'static str],
     /// Paths under a prefix that are not the resource (DottedSign's own
     /// OAuth endpoints live under its API prefix).
     pub(crate) excluded: &'static [&'static str],
     /// Where a request may carry its access token.
-    pub(crate) placements: &'static [Placement],
+    pub(crate) placements: &'static [TokenSlot],
     /// Whether an `Authorization: Bearer` header gets a `401` even with a
     /// live token (iOFFICE documents other placements only).
     pub(crate) refuses_authorization_bearer: bool,
 }
 
-impl Api {
+impl ProtectedResource {
     /// Whether a request path belongs to the protected resource.
     pub(crate) fn serves(&self, path: &str) -> bool {
         let under = |prefix: &str| {
@@ -217,7 +217,7 @@ impl Api {
 
 /// A place the protected resource looks for an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placement {
+pub(crate) enum TokenSlot {
     /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
     AuthorizationBearer,
     /// A request header holding the bare token.
@@ -226,13 +226,13 @@ pub(crate) enum Placement {
     Query(&'static str),
 }
 
-impl Placement {
+impl TokenSlot {
     /// How the resource's answer names the placement.
     pub(crate) fn describe(self) -> String {
         match self {
-            Placement::AuthorizationBearer => "authorization_bearer".to_owned(),
-            Placement::Header(name) => format!("header:{name}"),
-            Placement::Query(name) => format!("query:{name}"),
+            TokenSlot::AuthorizationBearer => "authorization_bearer".to_owned(),
+            TokenSlot::Header(name) => format!("header:{name}"),
+            TokenSlot::Query(name) => format!("query:{name}"),
         }
     }
 }
@@ -244,10 +244,10 @@ const USER_GRANTS: &[GrantKind] = &[GrantKind::AuthorizationCode, GrantKind::Ref
 
 /// The standard server: everything RFC 6749, 6750, 7009 and 7636 describe
 /// that the mock implements.
-pub(crate) static STANDARD: Dialect = Dialect {
+pub(crate) static STANDARD: DialectRules = DialectRules {
     kind: MockDialect::Standard,
     token_paths: &["/oauth/token"],
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     client_auth: ClientAuthRule::Methods(None),
     grants: &[
         GrantKind::ClientCredentials,
@@ -267,33 +267,33 @@ pub(crate) static STANDARD: Dialect = Dialect {
     // `/oauth/authorize` would be the sibling of the token path, but the
     // server has always answered 404 there and its tests pin that; Auth0
     // uses this same layout (`/authorize`, `/oauth/token`, `/oauth/revoke`).
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/authorize",
         client_id: true,
         scope_and_state_required: false,
         pkce: true,
-        delivery: CodeDelivery::Query,
+        delivery: RedirectStyle::Query,
     }),
     direct_code_path: None,
-    revocation: Some(Revocation::Rfc7009("/oauth/revoke")),
-    api: Api {
+    revocation: Some(RevocationEndpoint::Rfc7009("/oauth/revoke")),
+    api: ProtectedResource {
         prefixes: &["/api"],
         excluded: &[],
-        placements: &[Placement::AuthorizationBearer],
+        placements: &[TokenSlot::AuthorizationBearer],
         refuses_authorization_bearer: false,
     },
 };
 
 /// Agrello: authorization code flow, Basic client authentication only.
-pub(crate) static AGRELLO: Dialect = Dialect {
+pub(crate) static AGRELLO: DialectRules = DialectRules {
     kind: MockDialect::Agrello,
     // The document prints the authorize URL only; the token endpoint is its
     // conventional sibling.
     token_paths: &["/identity/auth/oauth/token"],
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     // "This call requires a basic authorization header using your client_id
     // as a username and client_secret as a password."
-    client_auth: ClientAuthRule::Methods(Some(&[ClientAuthMethod::Basic])),
+    client_auth: ClientAuthRule::Methods(Some(&[AcceptedClientAuth::Basic])),
     grants: USER_GRANTS,
     // Silent: RFC 6749 seconds.
     expires_in: ExpiresUnit::Seconds,
@@ -309,37 +309,37 @@ pub(crate) static AGRELLO: Dialect = Dialect {
     code_exchange_requires_redirect_uri: true,
     refresh_repeats_redirect_uri: false,
     code_lifetime: TEN_MINUTES,
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/identity/auth/oauth/authorize",
         client_id: true,
         scope_and_state_required: false,
         pkce: false,
-        delivery: CodeDelivery::Query,
+        delivery: RedirectStyle::Query,
     }),
     direct_code_path: None,
     revocation: None,
     // "It sends the token to Agrello API in an HTTP authorization header."
     // The document names no API path; `/api` is the conventional prefix.
-    api: Api {
+    api: ProtectedResource {
         prefixes: &["/api"],
         excluded: &[],
-        placements: &[Placement::AuthorizationBearer],
+        placements: &[TokenSlot::AuthorizationBearer],
         refuses_authorization_bearer: false,
     },
 };
 
 /// Accelo service applications: client credentials only.
-pub(crate) static ACCELO: Dialect = Dialect {
+pub(crate) static ACCELO: DialectRules = DialectRules {
     kind: MockDialect::Accelo,
     token_paths: &["/oauth2/v0/token", "/oauth2/v0/token.json"],
     // The document's request is form-encoded. Its forum-contributed PHP
     // sample hands curl an array, which curl sends as multipart/form-data;
     // that is not what the document specifies, and is refused.
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     // HTTP Basic is recommended; `client_id` and `client_secret` parameters
     // are "a last option". The document says "query parameters"; its own
     // sample posts them in the body, so both are accepted.
-    client_auth: ClientAuthRule::MethodsOrQuery(&[ClientAuthMethod::Basic, ClientAuthMethod::Body]),
+    client_auth: ClientAuthRule::MethodsOrQuery(&[AcceptedClientAuth::Basic, AcceptedClientAuth::Body]),
     grants: &[GrantKind::ClientCredentials],
     expires_in: ExpiresUnit::Seconds,
     // The response table lists `bearer`, lower case.
@@ -354,19 +354,19 @@ pub(crate) static ACCELO: Dialect = Dialect {
     authorize: None,
     direct_code_path: None,
     revocation: None,
-    api: Api {
+    api: ProtectedResource {
         prefixes: &["/api/v0", "/public_api/v0"],
         excluded: &[],
-        placements: &[Placement::AuthorizationBearer, Placement::Query("_bearer_token")],
+        placements: &[TokenSlot::AuthorizationBearer, TokenSlot::Query("_bearer_token")],
         refuses_authorization_bearer: false,
     },
 };
 
 /// Grindery: authorization code flow with no client identity at all.
-pub(crate) static GRINDERY: Dialect = Dialect {
+pub(crate) static GRINDERY: DialectRules = DialectRules {
     kind: MockDialect::Grindery,
     token_paths: &["/oauth/token"],
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     client_auth: ClientAuthRule::NoClients,
     grants: USER_GRANTS,
     // "The time for which access token will be valid": no unit given, RFC
@@ -385,30 +385,30 @@ pub(crate) static GRINDERY: Dialect = Dialect {
     code_lifetime: TEN_MINUTES,
     // The document does not print the sign-in page's URL; `/oauth/authorize`
     // is the conventional sibling of `/oauth/token`.
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/oauth/authorize",
         client_id: false,
         scope_and_state_required: false,
         pkce: false,
-        delivery: CodeDelivery::Query,
+        delivery: RedirectStyle::Query,
     }),
     direct_code_path: None,
     revocation: None,
     // The document names no API path; `/api` is the conventional prefix.
-    api: Api {
+    api: ProtectedResource {
         prefixes: &["/api"],
         excluded: &[],
-        placements: &[Placement::AuthorizationBearer],
+        placements: &[TokenSlot::AuthorizationBearer],
         refuses_authorization_bearer: false,
     },
 };
 
 /// iOFFICE: parameters in headers, milliseconds, rotation, a fragment
 /// redirect and its own token placements.
-pub(crate) static IOFFICE: Dialect = Dialect {
+pub(crate) static IOFFICE: DialectRules = DialectRules {
     kind: MockDialect::Ioffice,
     token_paths: &["/external/api/oauth2/token"],
-    params: ParamEncoding::Headers,
+    params: ParameterStyle::Headers,
     client_auth: ClientAuthRule::ClientIdHeader,
     grants: USER_GRANTS,
     expires_in: ExpiresUnit::Milliseconds,
@@ -422,34 +422,34 @@ pub(crate) static IOFFICE: Dialect = Dialect {
     refresh_repeats_redirect_uri: true,
     // "Note: The authorization code expires after 5 minutes."
     code_lifetime: Duration::from_secs(300),
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/login.html",
         client_id: true,
         scope_and_state_required: true,
         pkce: false,
-        delivery: CodeDelivery::FragmentWithAppCode,
+        delivery: RedirectStyle::FragmentWithAppCode,
     }),
     direct_code_path: Some("/external/api/oauth2/auth"),
-    revocation: Some(Revocation::TokenHeader("/external/api/oauth2/revoke")),
-    api: Api {
+    revocation: Some(RevocationEndpoint::TokenHeader("/external/api/oauth2/revoke")),
+    api: ProtectedResource {
         prefixes: &["/external/api/rest"],
         excluded: &[],
         placements: &[
-            Placement::Header("x-access-token"),
-            Placement::Query("access_token"),
+            TokenSlot::Header("x-access-token"),
+            TokenSlot::Query("access_token"),
         ],
         refuses_authorization_bearer: true,
     },
 };
 
 /// DottedSign: authorization code flow, client credentials in the body.
-pub(crate) static DOTTEDSIGN: Dialect = Dialect {
+pub(crate) static DOTTEDSIGN: DialectRules = DialectRules {
     kind: MockDialect::DottedSign,
     token_paths: &["/v1/oauth/token"],
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     // Both tables list `client_id` and `client_secret` as required body
     // parameters.
-    client_auth: ClientAuthRule::Methods(Some(&[ClientAuthMethod::Body])),
+    client_auth: ClientAuthRule::Methods(Some(&[AcceptedClientAuth::Body])),
     grants: USER_GRANTS,
     // Silent: RFC 6749 seconds.
     expires_in: ExpiresUnit::Seconds,
@@ -464,27 +464,27 @@ pub(crate) static DOTTEDSIGN: Dialect = Dialect {
     code_exchange_requires_redirect_uri: true,
     refresh_repeats_redirect_uri: false,
     code_lifetime: TEN_MINUTES,
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/v1/oauth/authorize",
         client_id: true,
         scope_and_state_required: false,
         pkce: false,
-        delivery: CodeDelivery::Query,
+        delivery: RedirectStyle::Query,
     }),
     direct_code_path: None,
     revocation: None,
     // The document names only its OAuth paths, under `/v1`; the API is taken
     // to be the rest of `/v1`.
-    api: Api {
+    api: ProtectedResource {
         prefixes: &["/v1"],
         excluded: &["/v1/oauth"],
-        placements: &[Placement::AuthorizationBearer],
+        placements: &[TokenSlot::AuthorizationBearer],
         refuses_authorization_bearer: false,
     },
 };
 
 impl MockDialect {
-    pub(crate) fn table(self) -> &'static Dialect {
+    pub(crate) fn table(self) -> &'static DialectRules {
         match self {
             MockDialect::Standard => &STANDARD,
             MockDialect::Agrello => &AGRELLO,

@@ -14,7 +14,7 @@ use crate::body::{json_response, set};
 /// An OAuth error answer, `{"error": …, "error_description": …}`, or one of
 /// the plain HTTP errors (405, 413) that share its shape.
 #[derive(Debug)]
-pub(crate) struct OAuthError {
+pub(crate) struct ErrorAnswer {
     pub(crate) status: StatusCode,
     pub(crate) code: &'static str,
     pub(crate) description: Cow<'static, str>,
@@ -25,9 +25,9 @@ pub(crate) struct OAuthError {
     allow: Option<&'static str>,
 }
 
-impl OAuthError {
+impl ErrorAnswer {
     pub(crate) fn new(code: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
-        OAuthError {
+        ErrorAnswer {
             status: StatusCode::BAD_REQUEST,
             code,
             description: description.into(),
@@ -38,7 +38,7 @@ impl OAuthError {
 
     /// The same error with another status.
     pub(crate) fn with_status(self, status: StatusCode) -> Self {
-        OAuthError { status, ..self }
+        ErrorAnswer { status, ..self }
     }
 
     pub(crate) fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
@@ -48,7 +48,7 @@ impl OAuthError {
     /// `401 invalid_client`, with a Basic challenge if the client used the
     /// `Authorization` header (RFC 6749 §5.2).
     pub(crate) fn invalid_client(description: &str, basic_challenge: bool) -> Self {
-        OAuthError {
+        ErrorAnswer {
             basic_challenge,
             ..Self::new("invalid_client", description.to_owned()).with_status(StatusCode::UNAUTHORIZED)
         }
@@ -72,7 +72,7 @@ impl OAuthError {
 
     /// `405`, naming the one method the endpoint accepts.
     pub(crate) fn method_not_allowed(allow: &'static str) -> Self {
-        OAuthError {
+        ErrorAnswer {
             allow: Some(allow),
             ..Self::invalid_request(format!("this endpoint only accepts {allow}"))
                 .with_status(StatusCode::METHOD_NOT_ALLOWED)

@@ -144,7 +144,7 @@ mod server;
 mod state;
 mod token;
 
-pub use client_auth::ClientAuthMethod;
+pub use client_auth::AcceptedClientAuth;
 pub use counters::MockCounters;
 pub use dialect::MockDialect;
 pub use faults::Fault;

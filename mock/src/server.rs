@@ -21,15 +21,15 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::authorize;
 use crate::body::not_found;
-use crate::client_auth::ClientAuthMethod;
+use crate::client_auth::AcceptedClientAuth;
 use crate::counters::{GrantKind, MockCounters};
-use crate::dialect::{ClientAuthRule, Dialect, MockDialect, RefreshRule, Revocation, ScopeRule};
+use crate::dialect::{ClientAuthRule, DialectRules, MockDialect, RefreshRule, RevocationEndpoint, ScopeRule};
 use crate::faults::{Fault, ResetConnection};
 use crate::json_rpc;
 use crate::resource;
 use crate::revoke;
 use crate::scope::Scope;
-use crate::state::{random_string, AuthorizationCode, Config, Grant, State};
+use crate::state::{random_string, GrantRecord, IssuedCode, ServerConfig, ServerState};
 use crate::token;
 
 /// Client registered when the builder was given none.
@@ -50,7 +50,7 @@ const DEFAULT_USER: (&str, &str) = ("alice", "alice-password");
 /// behind an [`Arc`].
 pub struct MockServer {
     addr: SocketAddr,
-    state: Arc<State>,
+    state: Arc<ServerState>,
     accept_loop: JoinHandle<()>,
 }
 
@@ -76,7 +76,7 @@ pub struct MockServerBuilder {
     dialect: MockDialect,
     clients: Vec<(String, Option<String>)>,
     users: Vec<(String, String)>,
-    auth_methods: Option<Vec<ClientAuthMethod>>,
+    auth_methods: Option<Vec<AcceptedClientAuth>>,
     token_lifetime: Duration,
     code_lifetime: Option<Duration>,
     omit_expires_in: bool,
@@ -424,7 +424,7 @@ impl MockServer {
             dialect.kind
         );
         let grant = self.grant_for(client_id, scope, Some(redirect_uri));
-        let code = AuthorizationCode::new(grant, self.state.config.code_lifetime);
+        let code = IssuedCode::new(grant, self.state.config.code_lifetime);
         self.state.tokens().issue_code(code)
     }
 
@@ -435,7 +435,7 @@ impl MockServer {
     }
 
     /// A grant to the default user, for the test helpers.
-    fn grant_for(&self, client_id: &str, scope: &str, redirect_uri: Option<&str>) -> Grant {
+    fn grant_for(&self, client_id: &str, scope: &str, redirect_uri: Option<&str>) -> GrantRecord {
         let config = &self.state.config;
         let dialect = config.dialect;
         let client_id = if dialect.client_auth == ClientAuthRule::NoClients {
@@ -459,7 +459,7 @@ impl MockServer {
                 .parse(scope, &config.allowed_scopes)
                 .unwrap_or_else(|reason| panic!("invalid scope {scope:?}: {reason}"))
         };
-        Grant {
+        GrantRecord {
             client_id,
             subject: config.default_user().cloned(),
             scope,
@@ -519,7 +519,7 @@ impl MockServerBuilder {
     /// `client_credentials`.
     ///
     /// On the standard server, unless [`client_auth`](Self::client_auth) is
-    /// called, registering a public client adds [`ClientAuthMethod::None`]
+    /// called, registering a public client adds [`AcceptedClientAuth::None`]
     /// to the accepted methods. Agrello, Accelo and DottedSign require a
     /// secret on every token request, so a public client cannot get tokens
     /// there.
@@ -551,13 +551,13 @@ impl MockServerBuilder {
     /// Sets the client authentication methods the token endpoint accepts.
     /// A request using any other method is answered with `invalid_client`.
     ///
-    /// Defaults to [`Basic`](ClientAuthMethod::Basic) and
-    /// [`Body`](ClientAuthMethod::Body), plus
-    /// [`None`](ClientAuthMethod::None) when a public client is registered.
+    /// Defaults to [`Basic`](AcceptedClientAuth::Basic) and
+    /// [`Body`](AcceptedClientAuth::Body), plus
+    /// [`None`](AcceptedClientAuth::None) when a public client is registered.
     ///
     /// Standard server only: the provider emulators authenticate clients as
     /// their documents say, and ignore this setting.
-    pub fn client_auth(mut self, methods: &[ClientAuthMethod]) -> Self {
+    pub fn client_auth(mut self, methods: &[AcceptedClientAuth]) -> Self {
         self.auth_methods = Some(methods.to_vec());
         self
     }
@@ -662,7 +662,7 @@ impl MockServerBuilder {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         tracing::debug!(%addr, ?config, "mock OAuth 2.0 server listening");
-        let state = Arc::new(State::new(config));
+        let state = Arc::new(ServerState::new(config));
         let accept_loop = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
         Ok(MockServer {
             addr,
@@ -671,7 +671,7 @@ impl MockServerBuilder {
         })
     }
 
-    fn into_config(self) -> Config {
+    fn into_config(self) -> ServerConfig {
         let dialect = self.dialect.table();
         let mut clients: HashMap<Arc<str>, Option<String>> = self
             .clients
@@ -703,7 +703,7 @@ impl MockServerBuilder {
         if self.native_grindery_errors && !native_grindery_errors {
             ignored(dialect, "native_grindery_errors");
         }
-        Config {
+        ServerConfig {
             dialect,
             clients,
             auth_methods,
@@ -722,16 +722,16 @@ impl MockServerBuilder {
 
 /// The client authentication methods the token endpoint accepts.
 fn auth_methods(
-    dialect: &Dialect,
-    chosen: Option<Vec<ClientAuthMethod>>,
+    dialect: &DialectRules,
+    chosen: Option<Vec<AcceptedClientAuth>>,
     clients: &HashMap<Arc<str>, Option<String>>,
-) -> Vec<ClientAuthMethod> {
+) -> Vec<AcceptedClientAuth> {
     let fixed = match dialect.client_auth {
         ClientAuthRule::Methods(None) => {
             return chosen.unwrap_or_else(|| {
-                let mut methods = vec![ClientAuthMethod::Basic, ClientAuthMethod::Body];
+                let mut methods = vec![AcceptedClientAuth::Basic, AcceptedClientAuth::Body];
                 if clients.values().any(Option::is_none) {
-                    methods.push(ClientAuthMethod::None);
+                    methods.push(AcceptedClientAuth::None);
                 }
                 methods
             })
@@ -746,7 +746,7 @@ fn auth_methods(
 }
 
 /// Whether the `refresh_token` grant rotates.
-fn rotation(dialect: &Dialect, chosen: Option<bool>) -> bool {
+fn rotation(dialect: &DialectRules, chosen: Option<bool>) -> bool {
     let fixed = match dialect.refresh {
         RefreshRule::Configurable { rotate_by_default } => return chosen.unwrap_or(rotate_by_default),
         RefreshRule::AlwaysRotate => true,
@@ -759,7 +759,7 @@ fn rotation(dialect: &Dialect, chosen: Option<bool>) -> bool {
 }
 
 /// Says, when a server starts, that a builder setting has no effect there.
-fn ignored(dialect: &Dialect, setting: &str) {
+fn ignored(dialect: &DialectRules, setting: &str) {
     tracing::warn!(
         dialect = ?dialect.kind,
         setting,
@@ -808,7 +808,7 @@ impl fmt::Debug for MockServerBuilder {
 
 /// Accepts connections until the task is aborted. Connection tasks live in a
 /// [`JoinSet`] owned by this future, so aborting it aborts them all.
-async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -833,7 +833,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<State>) {
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>) {
     // Latency tests measure the server, not Nagle's algorithm.
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| route(Arc::clone(&state), request));
@@ -851,14 +851,14 @@ enum Endpoint {
     Token,
     Authorize,
     DirectCode,
-    Revoke(Revocation),
+    Revoke(RevocationEndpoint),
     Resource,
     JsonRpc,
     NotFound,
 }
 
 impl Endpoint {
-    fn of(state: &State, method: &http::Method, path: &str) -> Self {
+    fn of(state: &ServerState, method: &http::Method, path: &str) -> Self {
         let dialect = state.dialect();
         if state.config.native_grindery_errors && path == "/" && method == http::Method::POST {
             Endpoint::JsonRpc
@@ -879,7 +879,7 @@ impl Endpoint {
 }
 
 async fn route(
-    state: Arc<State>,
+    state: Arc<ServerState>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ResetConnection> {
     let dialect = state.dialect();

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::client_auth::ClientAuthMethod;
+use crate::client_auth::AcceptedClientAuth;
 use crate::counters::Counters;
-use crate::dialect::{Dialect, ExpiresUnit};
+use crate::dialect::{DialectRules, ExpiresUnit};
 use crate::faults::FaultQueue;
 use crate::scope::Scope;
 
@@ -34,11 +34,11 @@ pub(crate) fn random_string(len: usize) -> String {
 
 /// Everything the builder decided, resolved against the dialect; immutable
 /// once the server runs.
-pub(crate) struct Config {
-    pub(crate) dialect: &'static Dialect,
+pub(crate) struct ServerConfig {
+    pub(crate) dialect: &'static DialectRules,
     /// Registered clients: id → secret, `None` for public clients.
     pub(crate) clients: HashMap<Arc<str>, Option<String>>,
-    pub(crate) auth_methods: Vec<ClientAuthMethod>,
+    pub(crate) auth_methods: Vec<AcceptedClientAuth>,
     /// Resource owners as `(username, password)`; the first one is the user
     /// the authorization endpoint approves as by default.
     pub(crate) users: Vec<(Arc<str>, String)>,
@@ -55,7 +55,7 @@ pub(crate) struct Config {
     pub(crate) native_grindery_errors: bool,
 }
 
-impl Config {
+impl ServerConfig {
     /// `expires_in` as announced to clients, in the dialect's unit: whole
     /// seconds or milliseconds, at least one.
     pub(crate) fn expires_in(&self) -> u64 {
@@ -88,13 +88,13 @@ impl Config {
     }
 }
 
-impl fmt::Debug for Config {
+impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut clients: Vec<_> = self.clients.keys().collect();
         clients.sort();
         // Names only: passwords, like client secrets, stay out of the output.
         let users: Vec<_> = self.users.iter().map(|(user, _)| user).collect();
-        f.debug_struct("Config")
+        f.debug_struct("ServerConfig")
             .field("dialect", &self.dialect.kind)
             .field("clients", &clients)
             .field("auth_methods", &self.auth_methods)
@@ -114,35 +114,35 @@ impl fmt::Debug for Config {
 
 /// The state behind a running server.
 #[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) config: Config,
+pub(crate) struct ServerState {
+    pub(crate) config: ServerConfig,
     pub(crate) counters: Counters,
     pub(crate) faults: FaultQueue,
-    pub(crate) tokens: Mutex<TokenStore>,
+    pub(crate) tokens: Mutex<IssuedTokens>,
     pub(crate) token_latency: Latency,
     pub(crate) resource_latency: Latency,
     /// How many of the next authorization requests to deny.
     pub(crate) denials: AtomicUsize,
 }
 
-impl State {
-    pub(crate) fn new(config: Config) -> Self {
-        State {
+impl ServerState {
+    pub(crate) fn new(config: ServerConfig) -> Self {
+        ServerState {
             config,
             counters: Counters::default(),
             faults: FaultQueue::default(),
-            tokens: Mutex::new(TokenStore::default()),
+            tokens: Mutex::new(IssuedTokens::default()),
             token_latency: Latency::default(),
             resource_latency: Latency::default(),
             denials: AtomicUsize::new(0),
         }
     }
 
-    pub(crate) fn dialect(&self) -> &'static Dialect {
+    pub(crate) fn dialect(&self) -> &'static DialectRules {
         self.config.dialect
     }
 
-    pub(crate) fn tokens(&self) -> MutexGuard<'_, TokenStore> {
+    pub(crate) fn tokens(&self) -> MutexGuard<'_, IssuedTokens> {
         lock(&self.tokens)
     }
 
@@ -176,7 +176,7 @@ impl Latency {
 
 /// Who a token or code was issued to, and for what.
 #[derive(Debug, Clone)]
-pub(crate) struct Grant {
+pub(crate) struct GrantRecord {
     /// Empty in Grindery, which has no clients.
     pub(crate) client_id: Arc<str>,
     /// The resource owner, `None` for the `client_credentials` grant.
@@ -193,22 +193,22 @@ pub(crate) struct Grant {
 pub(crate) type Family = u64;
 
 #[derive(Debug)]
-struct AccessToken {
-    grant: Grant,
+struct IssuedAccessToken {
+    grant: GrantRecord,
     family: Family,
     expires_at: Instant,
 }
 
 #[derive(Debug)]
-struct RefreshToken {
-    grant: Grant,
+struct IssuedRefreshToken {
+    grant: GrantRecord,
     family: Family,
 }
 
 /// An authorization code waiting to be redeemed.
 #[derive(Debug)]
-pub(crate) struct AuthorizationCode {
-    pub(crate) grant: Grant,
+pub(crate) struct IssuedCode {
+    pub(crate) grant: GrantRecord,
     /// Whether the exchange decides the scope (iOFFICE's direct code request
     /// has none; the token request's `x-scope` becomes the grant's scope).
     pub(crate) scope_from_exchange: bool,
@@ -217,9 +217,9 @@ pub(crate) struct AuthorizationCode {
     expires_at: Instant,
 }
 
-impl AuthorizationCode {
-    pub(crate) fn new(grant: Grant, lifetime: Duration) -> Self {
-        AuthorizationCode {
+impl IssuedCode {
+    pub(crate) fn new(grant: GrantRecord, lifetime: Duration) -> Self {
+        IssuedCode {
             grant,
             scope_from_exchange: false,
             code_challenge: None,
@@ -234,7 +234,7 @@ impl AuthorizationCode {
 
 /// A token that a revocation request named.
 #[derive(Debug)]
-pub(crate) enum Revoked {
+pub(crate) enum RevokedToken {
     Access {
         client_id: Arc<str>,
     },
@@ -250,17 +250,17 @@ pub(crate) enum Revoked {
 /// "already used" and "revoked" all look the same here, as they do to a
 /// client of a real server.
 #[derive(Debug)]
-pub(crate) struct TokenStore {
-    access: HashMap<String, AccessToken>,
-    refresh: HashMap<String, RefreshToken>,
-    codes: HashMap<String, AuthorizationCode>,
+pub(crate) struct IssuedTokens {
+    access: HashMap<String, IssuedAccessToken>,
+    refresh: HashMap<String, IssuedRefreshToken>,
+    codes: HashMap<String, IssuedCode>,
     prune_at: usize,
     next_family: Family,
 }
 
-impl Default for TokenStore {
+impl Default for IssuedTokens {
     fn default() -> Self {
-        TokenStore {
+        IssuedTokens {
             access: HashMap::new(),
             refresh: HashMap::new(),
             codes: HashMap::new(),
@@ -270,7 +270,7 @@ impl Default for TokenStore {
     }
 }
 
-impl TokenStore {
+impl IssuedTokens {
     /// A fresh random value that is not in use as any kind of token.
     fn mint(&self) -> String {
         loop {
@@ -290,7 +290,7 @@ impl TokenStore {
         self.next_family
     }
 
-    pub(crate) fn issue_access(&mut self, grant: Grant, family: Family, lifetime: Duration) -> String {
+    pub(crate) fn issue_access(&mut self, grant: GrantRecord, family: Family, lifetime: Duration) -> String {
         let now = Instant::now();
         if self.access.len() >= self.prune_at {
             self.access.retain(|_, token| token.expires_at > now);
@@ -300,7 +300,7 @@ impl TokenStore {
         let expires_at = deadline(lifetime);
         self.access.insert(
             token.clone(),
-            AccessToken {
+            IssuedAccessToken {
                 grant,
                 family,
                 expires_at,
@@ -309,20 +309,21 @@ impl TokenStore {
         token
     }
 
-    pub(crate) fn issue_refresh(&mut self, grant: Grant, family: Family) -> String {
+    pub(crate) fn issue_refresh(&mut self, grant: GrantRecord, family: Family) -> String {
         let token = self.mint();
-        self.refresh.insert(token.clone(), RefreshToken { grant, family });
+        self.refresh
+            .insert(token.clone(), IssuedRefreshToken { grant, family });
         token
     }
 
-    pub(crate) fn issue_code(&mut self, code: AuthorizationCode) -> String {
+    pub(crate) fn issue_code(&mut self, code: IssuedCode) -> String {
         let value = self.mint();
         self.codes.insert(value.clone(), code);
         value
     }
 
     /// The grant behind an access token, if the token is live.
-    pub(crate) fn access_grant(&self, token: &str) -> Option<&Grant> {
+    pub(crate) fn access_grant(&self, token: &str) -> Option<&GrantRecord> {
         let token = self.access.get(token)?;
         (token.expires_at > Instant::now()).then_some(&token.grant)
     }
@@ -340,7 +341,7 @@ impl TokenStore {
     }
 
     /// The grant and family behind a refresh token, if it is live.
-    pub(crate) fn refresh_grant(&self, token: &str) -> Option<(&Grant, Family)> {
+    pub(crate) fn refresh_grant(&self, token: &str) -> Option<(&GrantRecord, Family)> {
         self.refresh.get(token).map(|token| (&token.grant, token.family))
     }
 
@@ -348,7 +349,7 @@ impl TokenStore {
         self.refresh.remove(token);
     }
 
-    pub(crate) fn code(&self, code: &str) -> Option<&AuthorizationCode> {
+    pub(crate) fn code(&self, code: &str) -> Option<&IssuedCode> {
         self.codes.get(code)
     }
 
@@ -367,16 +368,16 @@ impl TokenStore {
     /// Revokes an access or refresh token. A refresh token takes every
     /// access token of its grant along. Unknown tokens are not an error
     /// (RFC 7009 §2.2): the answer is `None`.
-    pub(crate) fn revoke(&mut self, token: &str) -> Option<Revoked> {
+    pub(crate) fn revoke(&mut self, token: &str) -> Option<RevokedToken> {
         if let Some(access) = self.access.remove(token) {
-            return Some(Revoked::Access {
+            return Some(RevokedToken::Access {
                 client_id: access.grant.client_id,
             });
         }
         let refresh = self.refresh.remove(token)?;
         let before = self.access.len();
         self.access.retain(|_, access| access.family != refresh.family);
-        Some(Revoked::Refresh {
+        Some(RevokedToken::Refresh {
             client_id: refresh.grant.client_id,
             access_tokens: before - self.access.len(),
         })
@@ -396,8 +397,8 @@ fn deadline(lifetime: Duration) -> Instant {
 mod tests {
     use super::*;
 
-    fn grant(client_id: &str) -> Grant {
-        Grant {
+    fn grant(client_id: &str) -> GrantRecord {
+        GrantRecord {
             client_id: Arc::from(client_id),
             subject: None,
             scope: Scope::default(),
@@ -407,7 +408,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_are_distinct_and_alphanumeric() {
-        let mut store = TokenStore::default();
+        let mut store = IssuedTokens::default();
         let family = store.new_family();
         let access = store.issue_access(grant("client"), family, Duration::from_secs(60));
         let refresh = store.issue_refresh(grant("client"), family);
@@ -422,7 +423,7 @@ mod tests {
 
     #[test]
     fn revoking_a_refresh_token_revokes_its_grant_only() {
-        let mut store = TokenStore::default();
+        let mut store = IssuedTokens::default();
         let family = store.new_family();
         let other = store.new_family();
         let refresh = store.issue_refresh(grant("a"), family);
@@ -432,21 +433,24 @@ mod tests {
 
         assert!(matches!(
             store.revoke(&refresh),
-            Some(Revoked::Refresh { access_tokens: 2, .. })
+            Some(RevokedToken::Refresh { access_tokens: 2, .. })
         ));
         assert!(store.access_grant(&first).is_none());
         assert!(store.access_grant(&second).is_none());
         assert!(store.access_grant(&unrelated).is_some());
         assert!(store.refresh_grant(&refresh).is_none());
         assert!(store.revoke(&refresh).is_none());
-        assert!(matches!(store.revoke(&unrelated), Some(Revoked::Access { .. })));
+        assert!(matches!(
+            store.revoke(&unrelated),
+            Some(RevokedToken::Access { .. })
+        ));
     }
 
     #[test]
     fn zero_lifetime_codes_are_expired_at_once() {
-        let code = AuthorizationCode::new(grant("a"), Duration::ZERO);
+        let code = IssuedCode::new(grant("a"), Duration::ZERO);
         assert!(code.is_expired(Instant::now()));
-        let code = AuthorizationCode::new(grant("a"), Duration::from_secs(60));
+        let code = IssuedCode::new(grant("a"), Duration::from_secs(60));
         assert!(!code.is_expired(Instant::now()));
     }
 }
