@@ -7,28 +7,10 @@ use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
-use crate::dialect::ClientAuthRule;
+use crate::dialect::{AcceptedClientAuth, ClientAuthRule};
 use crate::error::ErrorAnswer;
 use crate::params::TokenParams;
 use crate::state::ServerConfig;
-
-/// A way for a client to identify itself at the token endpoint.
-///
-/// Select the methods a server accepts with
-/// [`MockServerBuilder::client_auth`](crate::MockServerBuilder::client_auth).
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcceptedClientAuth {
-    /// HTTP Basic authentication: `Authorization: Basic` with the
-    /// form-urlencoded client id and secret (RFC 6749 §2.3.1).
-    Basic,
-    /// `client_id` and `client_secret` parameters in the request body
-    /// (RFC 6749 §2.3.1).
-    Body,
-    /// No authentication: a public client sends only its `client_id`
-    /// parameter (RFC 6749 §2.1, §3.2.1).
-    None,
-}
 
 /// A client whose identity the token endpoint has established.
 #[derive(Debug)]

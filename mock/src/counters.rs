@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use crate::state::lock;
+use crate::sync::lock;
 
 /// A snapshot of what a [`MockServer`](crate::MockServer) has seen since it
 /// started or since the last [`reset_counters`](crate::MockServer::reset_counters).

@@ -2,13 +2,12 @@
 //! the endpoints instead of each endpoint knowing about providers.
 //!
 //! Every value below comes from the provider's own public OAuth 2.0 documentation
-//! (the same documents the presets in `providers` cite) unless its comment says the
+//! (the same documents tower-oauth2's presets cite) unless its comment says the
 //! document is silent, in which case the comment names the conventional value picked
 //! instead.
 
 use std::time::Duration;
 
-use crate::client_auth::AcceptedClientAuth;
 use crate::counters::GrantKind;
 
 /// Which provider a [`MockServer`](crate::MockServer) emulates.
@@ -43,6 +42,24 @@ pub enum MockDialect {
     /// authorization `GET /v1/oauth/authorize`, token `POST /v1/oauth/token`,
     /// resource `/v1/*` (except `/v1/oauth/*`).
     DottedSign,
+}
+
+/// A way for a client to identify itself at the token endpoint.
+///
+/// Select the methods a server accepts with
+/// [`MockServerBuilder::client_auth`](crate::MockServerBuilder::client_auth).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptedClientAuth {
+    /// HTTP Basic authentication: `Authorization: Basic` with the
+    /// form-urlencoded client id and secret (RFC 6749 §2.3.1).
+    Basic,
+    /// `client_id` and `client_secret` parameters in the request body
+    /// (RFC 6749 §2.3.1).
+    Body,
+    /// No authentication: a public client sends only its `client_id`
+    /// parameter (RFC 6749 §2.1, §3.2.1).
+    None,
 }
 
 /// Everything that differs between providers.

@@ -10,7 +10,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::body::{respond, set};
-use crate::state::lock;
+use crate::sync::lock;
 
 /// A failure injected into a token request with
 /// [`MockServer::fail_next_token_requests`](crate::MockServer::fail_next_token_requests).

@@ -128,24 +128,30 @@
 
 mod authorize;
 mod body;
+mod builder;
 mod client_auth;
 mod counters;
 mod dialect;
+mod emulators;
 mod error;
 mod faults;
 mod json_rpc;
+mod listener;
 mod params;
 #[cfg(feature = "tower-oauth2")]
 mod preset;
 mod resource;
 mod revoke;
+mod routing;
 mod scope;
 mod server;
 mod state;
+mod steering;
+mod sync;
 mod token;
 
-pub use client_auth::AcceptedClientAuth;
+pub use builder::MockServerBuilder;
 pub use counters::MockCounters;
-pub use dialect::MockDialect;
+pub use dialect::{AcceptedClientAuth, MockDialect};
 pub use faults::Fault;
-pub use server::{MockServer, MockServerBuilder};
+pub use server::MockServer;

@@ -3,16 +3,16 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::client_auth::AcceptedClientAuth;
 use crate::counters::Counters;
-use crate::dialect::{DialectRules, ExpiresUnit};
+use crate::dialect::{AcceptedClientAuth, DialectRules, ExpiresUnit};
 use crate::faults::FaultQueue;
 use crate::scope::Scope;
+use crate::sync::lock;
 
 /// Length of every token, refresh token and authorization code.
 pub(crate) const TOKEN_LEN: usize = 40;
@@ -20,12 +20,6 @@ pub(crate) const TOKEN_LEN: usize = 40;
 /// Expired access tokens are swept once the table reaches this size, then
 /// whenever it doubles.
 const FIRST_PRUNE_AT: usize = 1024;
-
-/// Locks a mutex, ignoring poisoning: every critical section in this module
-/// leaves the data consistent even if a test thread panicked elsewhere.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A random alphanumeric string of `len` characters.
 pub(crate) fn random_string(len: usize) -> String {
