@@ -1,5 +1,5 @@
 //! The main demo: concurrent load through the layer, over real HTTP, against the
-//! built-in mock provider, with short-lived tokens and injected 401s.
+//! mock provider of tower-oauth2-mock, with short-lived tokens and injected 401s.
 //!
 //! ```text
 //! cargo run --release --example demo [-- --seconds 12 --concurrency 64]

@@ -97,6 +97,13 @@
 //! - `redis`: [`store::RedisStore`], tokens in Redis shared by an application's
 //!   replicas, which refresh each credential once between them through a lease.
 //!
+//! # Testing
+//!
+//! The `tower-oauth2-mock` crate (in this repository's `mock/`, a dev-dependency) runs
+//! strict emulators of RFC 6749 and of each preset's provider on 127.0.0.1, with a
+//! protected resource, fault injection and counters; its `tower-oauth2` feature adds
+//! `MockServer::provider`, the preset pointed at the emulator.
+//!
 //! # Runtime
 //!
 //! Token requests and expiry timers run as Tokio tasks: call the service within a Tokio

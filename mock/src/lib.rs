@@ -1,6 +1,7 @@
 //! Strict, in-process OAuth 2.0 authorization servers and protected
 //! resources: a standard RFC 6749 server, and emulators of the providers
-//! this crate has presets for.
+//! [tower-oauth2](https://docs.rs/tower-oauth2) has presets for. Take it as a
+//! dev-dependency to test an OAuth 2.0 client against real HTTP.
 //!
 //! [`MockServer`] listens on `127.0.0.1` on a port picked by the operating
 //! system and speaks real HTTP/1.1, so whatever sits between a client and the
@@ -60,6 +61,19 @@
 //! authorization requests, mint refresh tokens or authorization codes without
 //! a browser, and read [`MockCounters`] to check what the client actually
 //! sent. All of it works the same on every dialect.
+//!
+//! # An independent oracle
+//!
+//! The emulators are written from the providers' documents alone: no code of
+//! tower-oauth2 runs to answer a request, so a misreading of a document in
+//! the client shows up as a failing test instead of being agreed with.
+//!
+//! # Features
+//!
+//! - `tower-oauth2` (off by default): `MockServer::provider`, the
+//!   tower-oauth2 preset of the emulated provider pointed at the emulator, to
+//!   configure credentials in a test as production code does. It wires presets
+//!   to URLs and nothing more.
 //!
 //! # Runtime
 //!
