@@ -98,7 +98,7 @@ impl MockServer {
     ///
     /// The code can be exchanged once, within the code lifetime (ten
     /// minutes, five on iOFFICE; see
-    /// [`authorization_code_lifetime`](MockServerBuilder::authorization_code_lifetime)),
+    /// [`authorization_code_lifetime`](crate::MockServerBuilder::authorization_code_lifetime)),
     /// by the same client presenting the same `redirect_uri`; the exchange
     /// returns an access token and a refresh token. Reusing a code is
     /// answered with `invalid_grant`; tokens already issued from it stay
