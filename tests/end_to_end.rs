@@ -1,4 +1,5 @@
 //! The layer over real HTTP, against the strict mock server on 127.0.0.1.
+#![cfg(feature = "hyper-transport")]
 
 use std::time::Duration;
 
@@ -12,10 +13,10 @@ use hyper_util::{
 };
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    mock::{ClientAuthMethod, Fault, MockServer},
-    secret::ClientSecret,
-    ClientAuth, Credential, CredentialRegistry, Error, OAuth2, OAuth2Layer, Provider, RefreshPolicy,
+    secret::ClientSecret, ClientAuth, Credential, CredentialRegistry, Error, OAuth2, OAuth2Layer, Provider,
+    RefreshPolicy,
 };
+use tower_oauth2_mock::{AcceptedClientAuth, Fault, MockServer};
 
 type Api = Client<HttpConnector, Full<Bytes>>;
 
@@ -205,7 +206,7 @@ async fn a_wrong_secret_is_an_oauth_error_naming_the_provider() {
 async fn client_secret_in_the_body_when_the_server_wants_it() {
     let server = MockServer::builder()
         .client("client", "secret")
-        .client_auth(&[ClientAuthMethod::Body])
+        .client_auth(&[AcceptedClientAuth::Body])
         .start()
         .await
         .unwrap();
@@ -225,7 +226,7 @@ async fn client_secret_in_the_body_when_the_server_wants_it() {
 }
 
 /// Three refreshes in a row through a refresh-token credential; the server's counters.
-async fn three_refreshes(rotate: bool) -> tower_oauth2::mock::MockCounters {
+async fn three_refreshes(rotate: bool) -> tower_oauth2_mock::MockCounters {
     let server = MockServer::builder()
         .client("client", "secret")
         .rotate_refresh_tokens(rotate)

@@ -2,6 +2,7 @@
 //! its own clients, stores and login state, with nothing but the public API.
 //!
 //! Every test here talks to an emulator on 127.0.0.1 or to an in-process stand-in.
+#![cfg(all(feature = "hyper-transport", feature = "axum"))]
 
 use std::{
     cell::Cell,
@@ -20,9 +21,10 @@ use tower::{
     Layer, ServiceExt,
 };
 use tower_oauth2::{
-    mock::MockServer, providers, BoxError, Credential, CredentialKey, CredentialRegistry, MemoryStore,
-    OAuth2Layer, Provider, Subject, TokenStore, TokenTransport, UserCredentialTemplate,
+    providers, BoxError, Credential, CredentialKey, CredentialRegistry, MemoryStore, OAuth2Layer, Provider,
+    Subject, TokenStore, TokenTransport, UserCredentialTemplate,
 };
+use tower_oauth2_mock::MockServer;
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 

@@ -5,7 +5,7 @@
 //! refresh once and retry for that error, and hand every other answer back byte for
 //! byte.
 
-#![cfg(all(feature = "mock", feature = "hyper-transport", feature = "reqwest"))]
+#![cfg(all(feature = "hyper-transport", feature = "reqwest"))]
 
 use std::{
     convert::Infallible,
@@ -30,9 +30,10 @@ use reqwest_middleware::ClientWithMiddleware;
 use serde_json::{json, Value};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    error::RefusedGrant, mock::MockServer, reqwest::OAuth2Middleware, Credential, CredentialRegistry,
-    CredentialStats, Error, OAuth2, OAuth2Layer, Provider, Subject, UserCredentialTemplate,
+    error::RefusedGrant, reqwest::OAuth2Middleware, Credential, CredentialRegistry, CredentialStats, Error,
+    OAuth2, OAuth2Layer, Provider, Subject, UserCredentialTemplate,
 };
+use tower_oauth2_mock::MockServer;
 
 type Api = Client<HttpConnector, Full<Bytes>>;
 

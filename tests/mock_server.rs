@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tower_oauth2::mock::{ClientAuthMethod, Fault, MockCounters, MockServer};
+use tower_oauth2_mock::{AcceptedClientAuth, Fault, MockCounters, MockServer};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -148,7 +148,7 @@ fn server_types_are_thread_safe() {
     fn assert_send_sync<T: Send + Sync>() {}
     fn assert_send<T: Send>(_: &T) {}
     assert_send_sync::<MockServer>();
-    assert_send_sync::<tower_oauth2::mock::MockServerBuilder>();
+    assert_send_sync::<tower_oauth2_mock::MockServerBuilder>();
     assert_send(&MockServer::start());
     assert_send(&MockServer::builder().start());
 }
@@ -336,7 +336,7 @@ async fn client_id_may_repeat_the_basic_identity() {
 #[tokio::test]
 async fn methods_outside_the_accepted_list_are_invalid_client() {
     let server = MockServer::builder()
-        .client_auth(&[ClientAuthMethod::Basic])
+        .client_auth(&[AcceptedClientAuth::Basic])
         .start()
         .await
         .unwrap();
@@ -353,7 +353,7 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
     assert_eq!(answer.header(WWW_AUTHENTICATE), None);
 
     let server = MockServer::builder()
-        .client_auth(&[ClientAuthMethod::Body])
+        .client_auth(&[AcceptedClientAuth::Body])
         .start()
         .await
         .unwrap();

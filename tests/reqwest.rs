@@ -1,5 +1,6 @@
 //! The reqwest middleware over real HTTP, against the strict mock server on 127.0.0.1:
 //! the same counts as the tower layer's tests, through reqwest and reqwest-middleware.
+#![cfg(all(feature = "hyper-transport", feature = "reqwest"))]
 
 mod support;
 
@@ -14,9 +15,10 @@ use http_body_util::StreamBody;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::Value;
 use tower_oauth2::{
-    mock::MockServer, reqwest::OAuth2Middleware, Credential, CredentialRegistry, Error, NoRetry, Provider,
-    Subject, TokenPlacement, UserCredentialTemplate,
+    reqwest::OAuth2Middleware, Credential, CredentialRegistry, Error, NoRetry, Provider, Subject,
+    TokenPlacement, UserCredentialTemplate,
 };
+use tower_oauth2_mock::MockServer;
 
 const REDIRECT: &str = "https://app.example.com/callback";
 
