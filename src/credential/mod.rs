@@ -34,8 +34,8 @@
 //!
 //! # Where each part lives
 //!
-//! - [`cached_token`]: the token as held, its state byte, the expiry timer that moves it, and
-//!   the value attached to requests;
+//! - [`cached_token`]: the token as held, its state byte, the expiry timer that moves
+//!   it, and the value attached to requests;
 //! - [`decide`]: what `acquire` and `refresh_early` do with what they saw, as pure
 //!   functions of plain values, with table tests;
 //! - [`flight`]: single flight: `acquire`, `refresh_early`, the token request's task and
