@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod jar;
+pub mod logs;
 
 use std::{
     collections::HashSet,
