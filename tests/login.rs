@@ -9,7 +9,6 @@
 mod support;
 
 use std::{
-    io::Write,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
@@ -25,7 +24,7 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
-use support::{jar::Jar, no_jitter};
+use support::{jar::Jar, logs::Captured, no_jitter};
 use tower::ServiceExt;
 use tower_oauth2::{
     axum::LoginRoutes,
@@ -781,29 +780,9 @@ async fn hostile_cookie_headers_neither_panic_nor_pass() {
 
 // ===== log lines =====
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_newline_in_the_subject_forges_no_log_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install_at(tracing::Level::WARN);
 
     let endpoint = Endpoint::issuing_tokens();
     endpoint.answering(StatusCode::BAD_REQUEST, r#"{"error":"invalid_grant"}"#);
@@ -824,7 +803,7 @@ async fn a_newline_in_the_subject_forges_no_log_line() {
         StatusCode::FORBIDDEN
     );
 
-    let printed = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let printed = captured.text();
     let lines: Vec<&str> = printed.lines().collect();
     // Every line is an event of its own: none was started by the subject.
     assert!(lines.iter().all(|line| line.contains(" WARN ")), "{printed}");

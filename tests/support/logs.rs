@@ -11,10 +11,11 @@ use std::{
     sync::{Arc, Mutex, Once},
 };
 
+use tracing::Level;
 use tracing_subscriber::{filter::filter_fn, layer::SubscriberExt, Layer};
 
 thread_local! {
-    static CAPTURING: RefCell<Option<Captured>> = const { RefCell::new(None) };
+    static CAPTURING: RefCell<Option<(Captured, Level)>> = const { RefCell::new(None) };
 }
 
 /// What one thread logged while it was capturing.
@@ -36,7 +37,7 @@ struct ThisThread;
 impl Write for ThisThread {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         CAPTURING.with(|c| {
-            if let Some(captured) = &*c.borrow() {
+            if let Some((captured, _)) = &*c.borrow() {
                 captured.0.lock().unwrap().extend_from_slice(buf);
             }
         });
@@ -51,16 +52,27 @@ impl Captured {
     /// Everything logged at any level while the guard lives, in the test's thread (and so
     /// by every task of a current-thread runtime).
     pub fn install() -> (Self, Capturing) {
+        Self::install_at(Level::TRACE)
+    }
+
+    /// What is logged at `level` or above while the guard lives, in the test's thread.
+    pub fn install_at(level: Level) -> (Self, Capturing) {
         static SUBSCRIBER: Once = Once::new();
         SUBSCRIBER.call_once(|| {
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(|| ThisThread)
-                .with_filter(filter_fn(|_| CAPTURING.with(|c| c.borrow().is_some())));
+                .with_filter(filter_fn(|event| {
+                    CAPTURING.with(|c| {
+                        c.borrow()
+                            .as_ref()
+                            .is_some_and(|(_, level)| event.level() <= level)
+                    })
+                }));
             tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
         });
         let captured = Captured::default();
-        CAPTURING.with(|c| *c.borrow_mut() = Some(captured.clone()));
+        CAPTURING.with(|c| *c.borrow_mut() = Some((captured.clone(), level)));
         (captured, Capturing(()))
     }
 
