@@ -1,107 +1,28 @@
 //! Exercises the mock OAuth 2.0 server over real HTTP on 127.0.0.1.
 
+mod mock_support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tower_oauth2::mock::{ClientAuthMethod, Fault, MockCounters, MockServer};
 
-const FORM: &str = "application/x-www-form-urlencoded";
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|value| value.to_str().expect("ASCII header"))
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-
-    fn str_field(&self, name: &str) -> String {
-        match &self.json()[name] {
-            Value::String(value) => value.clone(),
-            other => panic!("field {name:?} is not a string: {other:?}"),
-        }
-    }
-
-    /// Checks an RFC 6749 §5.2 error answer.
-    #[track_caller]
-    fn assert_oauth_error(&self, status: StatusCode, code: &str) {
-        assert_eq!(self.status, status, "body: {:?}", self.body);
-        assert_eq!(self.header(CONTENT_TYPE), Some("application/json"));
-        assert_eq!(self.header(CACHE_CONTROL), Some("no-store"));
-        let body = self.json();
-        assert_eq!(body["error"], code, "body: {body}");
-        assert!(body["error_description"].is_string(), "body: {body}");
-    }
-
-    /// Checks an RFC 6749 §5.1 success answer and returns its body.
-    #[track_caller]
-    fn assert_token(&self) -> Value {
-        assert_eq!(self.status, StatusCode::OK, "body: {:?}", self.body);
-        assert_eq!(self.header(CONTENT_TYPE), Some("application/json"));
-        assert_eq!(self.header(CACHE_CONTROL), Some("no-store"));
-        assert_eq!(self.header(PRAGMA), Some("no-cache"));
-        let body = self.json();
-        assert_eq!(body["token_type"], "Bearer");
-        let token = body["access_token"].as_str().expect("access_token");
-        assert_eq!(token.len(), 40);
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric()));
-        body
-    }
-}
+use mock_support::*;
 
 async fn try_send(
     client: &HttpClient,
     request: Request<Full<Bytes>>,
-) -> Result<Answer, hyper_util::client::legacy::Error> {
-    let response = client.request(request).await?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("response body").to_bytes();
-    Ok(Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
-}
-
-async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Answer {
-    try_send(client, request).await.expect("HTTP exchange")
-}
-
-/// `Authorization: Basic` as RFC 6749 §2.3.1 wants it.
-fn basic(id: &str, secret: &str) -> String {
-    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
-    )
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+    client.request(request).await
 }
 
 fn form_request(server: &MockServer, auth: Option<&str>, form: &str) -> Request<Full<Bytes>> {
@@ -115,16 +36,14 @@ fn form_request(server: &MockServer, auth: Option<&str>, form: &str) -> Request<
 }
 
 async fn client_credentials(server: &MockServer, client: &HttpClient) -> String {
-    let answer = send(
+    let answer = token_request(
         client,
-        form_request(
-            server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
     answer.str_field("access_token")
 }
 
@@ -158,16 +77,14 @@ async fn client_credentials_with_basic_auth() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
-    let body = answer.assert_token();
+    let body = answer.assert_token("Bearer");
     assert_eq!(body["expires_in"], 3600);
     assert!(body.get("scope").is_none());
     assert!(body.get("refresh_token").is_none());
@@ -206,16 +123,14 @@ async fn client_credentials_with_body_credentials_and_scope() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            None,
-            "grant_type=client_credentials&client_id=client&client_secret=secret&scope=read+write+read",
-        ),
+        &server,
+        None,
+        "grant_type=client_credentials&client_id=client&client_secret=secret&scope=read+write+read",
     )
     .await;
-    let body = answer.assert_token();
+    let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read write");
     assert_eq!(server.counters().client_credentials_grants, 1);
 }
@@ -226,20 +141,18 @@ async fn basic_credentials_are_form_urlencoded() {
     let server = MockServer::builder().client(id, secret).start().await.unwrap();
     let client = http_client();
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(&server, Some(&basic(id, secret)), "grant_type=client_credentials"),
+        &server,
+        Some(&basic(id, secret)),
+        "grant_type=client_credentials",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
 
     // Sending the secret without encoding it is a client bug the mock catches.
     let raw = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
-    let answer = send(
-        &client,
-        form_request(&server, Some(&raw), "grant_type=client_credentials"),
-    )
-    .await;
+    let answer = token_request(&client, &server, Some(&raw), "grant_type=client_credentials").await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
@@ -248,26 +161,22 @@ async fn wrong_secret_is_invalid_client() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "wrong")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "wrong")),
+        "grant_type=client_credentials",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
 
     // Body credentials get no Basic challenge.
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            None,
-            "grant_type=client_credentials&client_id=client&client_secret=wrong",
-        ),
+        &server,
+        None,
+        "grant_type=client_credentials&client_id=client&client_secret=wrong",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -278,7 +187,7 @@ async fn wrong_secret_is_invalid_client() {
         "grant_type=client_credentials&client_id=nobody&client_secret=secret",
         "grant_type=client_credentials",
     ] {
-        let answer = send(&client, form_request(&server, None, form)).await;
+        let answer = token_request(&client, &server, None, form).await;
         answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
 
@@ -292,13 +201,11 @@ async fn wrong_secret_is_invalid_client() {
 #[tokio::test]
 async fn two_authentication_methods_are_invalid_request() {
     let server = MockServer::start().await.unwrap();
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials&client_id=client&client_secret=secret",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials&client_id=client&client_secret=secret",
     )
     .await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
@@ -310,24 +217,20 @@ async fn client_id_may_repeat_the_basic_identity() {
     let client = http_client();
     let auth = basic("client", "secret");
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            "grant_type=client_credentials&client_id=client",
-        ),
+        &server,
+        Some(&auth),
+        "grant_type=client_credentials&client_id=client",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            "grant_type=client_credentials&client_id=other",
-        ),
+        &server,
+        Some(&auth),
+        "grant_type=client_credentials&client_id=other",
     )
     .await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
@@ -340,13 +243,11 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
         .start()
         .await
         .unwrap();
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            None,
-            "grant_type=client_credentials&client_id=client&client_secret=secret",
-        ),
+        &server,
+        None,
+        "grant_type=client_credentials&client_id=client&client_secret=secret",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -357,13 +258,11 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
         .start()
         .await
         .unwrap();
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -378,26 +277,22 @@ async fn registering_a_client_replaces_the_default_one() {
         .await
         .unwrap();
     let client = http_client();
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("app", "s3cret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("app", "s3cret")),
+        "grant_type=client_credentials",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
 }
 
 #[tokio::test]
@@ -437,19 +332,17 @@ async fn content_type_must_be_form_urlencoded() {
         .header(CONTENT_TYPE, "Application/X-WWW-Form-Urlencoded; charset=UTF-8")
         .body(Full::new(Bytes::from_static(b"grant_type=client_credentials")))
         .unwrap();
-    send(&client, request).await.assert_token();
+    send(&client, request).await.assert_token("Bearer");
 }
 
 #[tokio::test]
 async fn repeated_parameters_are_invalid_request() {
     let server = MockServer::start().await.unwrap();
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials&scope=read&scope=write",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials&scope=read&scope=write",
     )
     .await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
@@ -461,10 +354,10 @@ async fn grant_type_is_required_and_must_be_known() {
     let client = http_client();
     let auth = basic("client", "secret");
 
-    send(&client, form_request(&server, Some(&auth), "scope=read"))
+    token_request(&client, &server, Some(&auth), "scope=read")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(&client, form_request(&server, Some(&auth), "grant_type=password"))
+    token_request(&client, &server, Some(&auth), "grant_type=password")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
 }
@@ -484,28 +377,26 @@ async fn scopes_outside_the_allowed_set_are_invalid_scope() {
         "grant_type=client_credentials&scope=read+admin",
         "grant_type=client_credentials&scope=read++read",
     ] {
-        send(&client, form_request(&server, Some(&auth), form))
+        token_request(&client, &server, Some(&auth), form)
             .await
             .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
     }
     // An empty value counts as an omitted parameter (RFC 6749 §3.1).
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(&server, Some(&auth), "grant_type=client_credentials&scope="),
+        &server,
+        Some(&auth),
+        "grant_type=client_credentials&scope=",
     )
     .await;
-    assert!(answer.assert_token().get("scope").is_none());
+    assert!(answer.assert_token("Bearer").get("scope").is_none());
 }
 
 #[tokio::test]
 async fn oversized_token_request_is_rejected() {
     let server = MockServer::start().await.unwrap();
     let form = format!("grant_type=client_credentials&pad={}", "x".repeat(17 * 1024));
-    let answer = send(
-        &http_client(),
-        form_request(&server, Some(&basic("client", "secret")), &form),
-    )
-    .await;
+    let answer = token_request(&http_client(), &server, Some(&basic("client", "secret")), &form).await;
     answer.assert_oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
 }
 
@@ -516,76 +407,63 @@ async fn refresh_tokens_rotate() {
     let auth = basic("client", "secret");
     let first = server.issue_refresh_token("client", "read write");
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={first}"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={first}"),
     )
     .await;
-    let body = answer.assert_token();
+    let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read write");
     let second = answer.str_field("refresh_token");
     assert_eq!(second.len(), 40);
     assert_ne!(second, first);
 
     // The rotated-away token is dead.
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={first}"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={first}"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // The new one works, and may narrow the scope but not widen it.
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={second}&scope=read"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={second}&scope=read"),
     )
     .await;
-    assert_eq!(answer.assert_token()["scope"], "read");
+    assert_eq!(answer.assert_token("Bearer")["scope"], "read");
     let third = answer.str_field("refresh_token");
 
     let narrow = server.issue_refresh_token("client", "read");
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={narrow}&scope=read+write"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={narrow}&scope=read+write"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
 
     // The third token kept the original scope.
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={third}&scope=write"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={third}&scope=write"),
     )
     .await;
-    assert_eq!(answer.assert_token()["scope"], "write");
+    assert_eq!(answer.assert_token("Bearer")["scope"], "write");
 
-    send(
-        &client,
-        form_request(&server, Some(&auth), "grant_type=refresh_token"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    token_request(&client, &server, Some(&auth), "grant_type=refresh_token")
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 
     let counters = server.counters();
     assert_eq!(counters.refresh_token_grants, 6);
@@ -602,8 +480,8 @@ async fn concurrent_refreshes_with_one_token_succeed_once() {
     let auth = basic("client", "secret");
 
     let (a, b) = tokio::join!(
-        send(&client, form_request(&server, Some(&auth), &form)),
-        send(&client, form_request(&server, Some(&auth), &form)),
+        token_request(&client, &server, Some(&auth), &form),
+        token_request(&client, &server, Some(&auth), &form),
     );
     let mut statuses = [a.status, b.status];
     statuses.sort();
@@ -620,28 +498,24 @@ async fn refresh_token_of_another_client_is_invalid_grant() {
         .unwrap();
     let refresh = server.issue_refresh_token("a", "read");
     let client = http_client();
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("b", "secret-b")),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
+        &server,
+        Some(&basic("b", "secret-b")),
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // The failed attempt did not burn the token.
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("a", "secret-a")),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
+        &server,
+        Some(&basic("a", "secret-a")),
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
     )
     .await
-    .assert_token();
+    .assert_token("Bearer");
 }
 
 #[tokio::test]
@@ -654,16 +528,14 @@ async fn without_rotation_the_refresh_token_stays_valid() {
     let client = http_client();
     let refresh = server.issue_refresh_token("client", "read");
     for _ in 0..2 {
-        let answer = send(
+        let answer = token_request(
             &client,
-            form_request(
-                &server,
-                Some(&basic("client", "secret")),
-                &format!("grant_type=refresh_token&refresh_token={refresh}"),
-            ),
+            &server,
+            Some(&basic("client", "secret")),
+            &format!("grant_type=refresh_token&refresh_token={refresh}"),
         )
         .await;
-        let body = answer.assert_token();
+        let body = answer.assert_token("Bearer");
         assert!(body.get("refresh_token").is_none(), "body: {body}");
         assert_eq!(body["scope"], "read");
     }
@@ -679,28 +551,24 @@ async fn client_credentials_can_return_refresh_tokens() {
         .await
         .unwrap();
     let client = http_client();
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
-    let body = answer.assert_token();
+    let body = answer.assert_token("Bearer");
     assert!(body.get("expires_in").is_none());
     let refresh = answer.str_field("refresh_token");
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
     )
     .await
-    .assert_token();
+    .assert_token("Bearer");
 }
 
 #[tokio::test]
@@ -713,34 +581,32 @@ async fn public_clients() {
         .unwrap();
     let client = http_client();
 
-    send(
+    token_request(
         &client,
-        form_request(&server, None, "grant_type=client_credentials&client_id=spa"),
+        &server,
+        None,
+        "grant_type=client_credentials&client_id=spa",
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client");
 
     let refresh = server.issue_refresh_token("spa", "read");
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            None,
-            &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa"),
-        ),
+        &server,
+        None,
+        &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa"),
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
 
     // A confidential client cannot skip its secret.
     let refresh = server.issue_refresh_token("client", "read");
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            None,
-            &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=client"),
-        ),
+        &server,
+        None,
+        &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=client"),
     )
     .await
     .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -755,34 +621,30 @@ async fn authorization_codes_are_single_use() {
     let code = server.issue_authorization_code("client", redirect, "read");
     let encoded: String = form_urlencoded::byte_serialize(redirect.as_bytes()).collect();
 
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=authorization_code&code={code}"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=authorization_code&code={code}"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Fevil"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Fevil"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     let form = format!("grant_type=authorization_code&code={code}&redirect_uri={encoded}");
-    let answer = send(&client, form_request(&server, Some(&auth), &form)).await;
-    let body = answer.assert_token();
+    let answer = token_request(&client, &server, Some(&auth), &form).await;
+    let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read");
     assert_eq!(answer.str_field("refresh_token").len(), 40);
 
-    send(&client, form_request(&server, Some(&auth), &form))
+    token_request(&client, &server, Some(&auth), &form)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(server.counters().authorization_code_grants, 4);
@@ -857,16 +719,14 @@ async fn access_tokens_expire() {
         .await
         .unwrap();
     let client = http_client();
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
-    assert_eq!(answer.assert_token()["expires_in"], 1);
+    assert_eq!(answer.assert_token("Bearer")["expires_in"], 1);
     let token = answer.str_field("access_token");
     assert_eq!(
         call_api(&server, &client, "/x", Some(&token)).await.status,
@@ -906,13 +766,11 @@ async fn server_error_fault() {
     let client = http_client();
     server.fail_next_token_requests(1, Fault::ServerError);
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -930,13 +788,11 @@ async fn server_error_fault() {
 async fn malformed_json_fault() {
     let server = MockServer::start().await.unwrap();
     server.fail_next_token_requests(1, Fault::MalformedJson);
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -950,13 +806,11 @@ async fn malformed_json_fault() {
 async fn html_page_fault() {
     let server = MockServer::start().await.unwrap();
     server.fail_next_token_requests(1, Fault::HtmlPage);
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
@@ -971,8 +825,8 @@ async fn reset_fault() {
     let client = http_client();
     let error = try_send(
         &client,
-        form_request(
-            &server,
+        form_post(
+            &server.token_url(),
             Some(&basic("client", "secret")),
             "grant_type=client_credentials",
         ),
@@ -1000,13 +854,11 @@ async fn hang_fault() {
     let client = http_client();
     let attempt = tokio::time::timeout(
         Duration::from_millis(200),
-        send(
+        token_request(
             &client,
-            form_request(
-                &server,
-                Some(&basic("client", "secret")),
-                "grant_type=client_credentials",
-            ),
+            &server,
+            Some(&basic("client", "secret")),
+            "grant_type=client_credentials",
         ),
     )
     .await;
@@ -1254,11 +1106,13 @@ async fn urls_and_debug_output() {
 }
 
 async fn client_credentials_for(server: &MockServer, id: &str, secret: &str) -> String {
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(server, Some(&basic(id, secret)), "grant_type=client_credentials"),
+        server,
+        Some(&basic(id, secret)),
+        "grant_type=client_credentials",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
     answer.str_field("access_token")
 }

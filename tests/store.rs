@@ -1,14 +1,15 @@
 //! Token stores: round trips, isolation between keys, restarts, file modes, crashes
 //! mid-write, concurrent saves, damaged files, redaction and the change hook.
 
+mod support;
+
+use support::tempdir::TempDir;
+
 use std::{
     collections::HashSet,
     fs,
-    path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
+    path::Path,
+    sync::{atomic::Ordering, Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -22,32 +23,6 @@ use tower_oauth2::{
 };
 
 // ===== helpers =====
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "tower-oauth2-store-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn provider() -> Provider {
     Provider::standard("https://auth.example.com/oauth/token").name("acme")
@@ -150,7 +125,7 @@ async fn memory_store_round_trips() {
 
 #[tokio::test]
 async fn file_store_round_trips() {
-    let dir = TempDir::new("round-trip");
+    let dir = TempDir::new("store-round-trip");
     round_trips(&FileStore::open(dir.path()).unwrap()).await;
     assert!(files_in(dir.path()).is_empty(), "delete removes the file");
 }
@@ -162,13 +137,13 @@ async fn memory_store_keeps_keys_apart() {
 
 #[tokio::test]
 async fn file_store_keeps_keys_apart() {
-    let dir = TempDir::new("apart");
+    let dir = TempDir::new("store-apart");
     keeps_keys_apart(&FileStore::open(dir.path()).unwrap()).await;
 }
 
 #[tokio::test]
 async fn stores_work_behind_arc_dyn() {
-    let dir = TempDir::new("dyn");
+    let dir = TempDir::new("store-dyn");
     let stores: [Arc<dyn TokenStore>; 2] = [
         Arc::new(MemoryStore::new()),
         Arc::new(FileStore::open(dir.path()).unwrap()),
@@ -184,7 +159,7 @@ async fn stores_work_behind_arc_dyn() {
 
 #[tokio::test]
 async fn a_new_file_store_over_the_same_directory_loads_what_the_first_saved() {
-    let dir = TempDir::new("restart");
+    let dir = TempDir::new("store-restart");
     let first = FileStore::open(dir.path()).unwrap();
     first.save(&alice(), &tokens("before-restart")).await.unwrap();
     first
@@ -207,7 +182,7 @@ async fn a_new_file_store_over_the_same_directory_loads_what_the_first_saved() {
 
 #[tokio::test]
 async fn one_file_per_key_named_by_hash_holding_a_versioned_record() {
-    let dir = TempDir::new("format");
+    let dir = TempDir::new("store-format");
     let store = FileStore::open(dir.path()).unwrap();
     store.save(&alice(), &tokens("f")).await.unwrap();
 
@@ -243,7 +218,7 @@ async fn files_are_0600_and_a_created_directory_is_0700() {
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
 
-    let root = TempDir::new("modes");
+    let root = TempDir::new("store-modes");
     let dir = root.path().join("nested").join("tokens");
     let store = FileStore::open(&dir).unwrap();
     assert_eq!(mode(&dir), 0o700);
@@ -260,7 +235,7 @@ async fn files_are_0600_and_a_created_directory_is_0700() {
 
 #[tokio::test]
 async fn a_crash_mid_write_leaves_the_previous_record_and_open_cleans_up() {
-    let dir = TempDir::new("crash");
+    let dir = TempDir::new("store-crash");
     let store = FileStore::open(dir.path()).unwrap();
     store.save(&alice(), &tokens("old")).await.unwrap();
     let before = fs::read(store.file(&alice())).unwrap();
@@ -293,7 +268,7 @@ async fn a_crash_mid_write_leaves_the_previous_record_and_open_cleans_up() {
 
 #[tokio::test]
 async fn open_leaves_files_that_are_not_its_temporaries_alone() {
-    let dir = TempDir::new("foreign");
+    let dir = TempDir::new("store-foreign");
     fs::create_dir_all(dir.path()).unwrap();
     for name in ["notes.tmp", "backup.json.1.tmp", "README"] {
         fs::write(dir.path().join(name), "keep me").unwrap();
@@ -304,7 +279,7 @@ async fn open_leaves_files_that_are_not_its_temporaries_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_saves_of_one_key_leave_one_complete_record() {
-    let dir = TempDir::new("concurrent");
+    let dir = TempDir::new("store-concurrent");
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
     store.save(&alice(), &tokens("initial")).await.unwrap();
     let writes: Vec<StoredTokens> = (0..100).map(|i| tokens(&i.to_string())).collect();
@@ -360,7 +335,7 @@ async fn concurrent_saves_of_one_key_leave_one_complete_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn saves_of_one_key_land_in_the_order_they_return() {
     // Each save starts after the previous returned: the file always holds the last.
-    let dir = TempDir::new("order");
+    let dir = TempDir::new("store-order");
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
     let tasks: Vec<_> = (0..8)
         .map(|subject| {
@@ -390,7 +365,7 @@ async fn saves_of_one_key_land_in_the_order_they_return() {
 
 #[tokio::test]
 async fn a_corrupt_file_is_a_typed_error_that_quotes_nothing() {
-    let dir = TempDir::new("corrupt");
+    let dir = TempDir::new("store-corrupt");
     let store = FileStore::open(dir.path()).unwrap();
     let path = store.file(&alice());
     let cases: [(&[u8], StoreErrorKind); 6] = [
@@ -428,7 +403,7 @@ async fn a_corrupt_file_is_a_typed_error_that_quotes_nothing() {
 
 #[tokio::test]
 async fn a_file_holding_another_keys_record_is_refused() {
-    let dir = TempDir::new("mismatch");
+    let dir = TempDir::new("store-mismatch");
     let store = FileStore::open(dir.path()).unwrap();
     let bob = key(&["read"], Some("bob"));
     store.save(&alice(), &tokens("alice")).await.unwrap();
@@ -453,7 +428,7 @@ async fn a_file_holding_another_keys_record_is_refused() {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_fifo_where_a_record_belongs_is_refused_without_blocking() {
-    let dir = TempDir::new("fifo");
+    let dir = TempDir::new("store-fifo");
     let store = FileStore::open(dir.path()).unwrap();
     let status = std::process::Command::new("mkfifo")
         .arg(store.file(&alice()))
@@ -480,7 +455,7 @@ async fn a_fifo_where_a_record_belongs_is_refused_without_blocking() {
 
 #[tokio::test]
 async fn opening_a_file_as_a_directory_is_a_typed_error() {
-    let dir = TempDir::new("not-a-dir");
+    let dir = TempDir::new("store-not-a-dir");
     fs::create_dir_all(dir.path()).unwrap();
     let file = dir.path().join("file");
     fs::write(&file, "x").unwrap();
@@ -495,7 +470,7 @@ async fn opening_a_file_as_a_directory_is_a_typed_error() {
 
 #[tokio::test]
 async fn debug_output_holds_no_token() {
-    let dir = TempDir::new("debug");
+    let dir = TempDir::new("store-debug");
     let store = FileStore::open(dir.path()).unwrap();
     store.save(&alice(), &tokens("dbg")).await.unwrap();
     let memory = MemoryStore::new();
@@ -602,7 +577,7 @@ async fn the_hook_fires_once_per_successful_change_and_never_on_failure() {
 
 #[tokio::test]
 async fn the_hook_stays_silent_when_a_file_save_crashes() {
-    let dir = TempDir::new("hook-crash");
+    let dir = TempDir::new("store-hook-crash");
     let (store, log) = recording(FileStore::open(dir.path()).unwrap().crash_before_rename());
     store.save(&alice(), &tokens("x")).await.unwrap_err();
     assert!(log.lock().unwrap().is_empty());

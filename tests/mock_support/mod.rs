@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tower_oauth2::mock::MockServer;
 
 pub const FORM: &str = "application/x-www-form-urlencoded";
 pub const JSON: &str = "application/json";
@@ -105,6 +106,16 @@ pub async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Answer 
         headers: parts.headers,
         body,
     }
+}
+
+/// A form-encoded `POST` to the server's token endpoint, and its answer.
+pub async fn token_request(
+    client: &HttpClient,
+    server: &MockServer,
+    auth: Option<&str>,
+    form: &str,
+) -> Answer {
+    send(client, form_post(&server.token_url(), auth, form)).await
 }
 
 /// `Authorization: Basic` as RFC 6749 §2.3.1 wants it.
