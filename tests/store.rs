@@ -3,21 +3,24 @@
 
 mod support;
 
-use support::tempdir::TempDir;
+use support::{store::Hooked, tempdir::TempDir};
 
 use std::{
     collections::HashSet,
     fs,
     path::Path,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use tower_oauth2::{
     secret::{AccessToken, RefreshToken},
     store::{
-        BoxFuture, FileStore, MemoryStore, Notifying, StoreError, StoreErrorKind, StoreOperation,
-        StoredTokens, TokenChange, TokenStore,
+        FileStore, MemoryStore, Notifying, StoreError, StoreErrorKind, StoreOperation, StoredTokens,
+        TokenChange, TokenStore,
     },
     Credential, CredentialKey, Error, Provider,
 };
@@ -285,7 +288,7 @@ async fn concurrent_saves_of_one_key_leave_one_complete_record() {
     let writes: Vec<StoredTokens> = (0..100).map(|i| tokens(&i.to_string())).collect();
 
     // Readers run alongside: every load sees one whole record, never a torn one.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..4)
         .map(|_| {
             let (store, stop) = (store.clone(), stop.clone());
@@ -498,39 +501,6 @@ async fn debug_output_holds_no_token() {
 
 // ===== the change hook =====
 
-/// A store whose saves and deletes fail while `failing` is set.
-#[derive(Default)]
-struct Flaky {
-    inner: MemoryStore,
-    failing: std::sync::atomic::AtomicBool,
-}
-
-impl TokenStore for Flaky {
-    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
-        self.inner.load(key)
-    }
-
-    fn save<'a>(
-        &'a self,
-        key: &'a CredentialKey,
-        tokens: &'a StoredTokens,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        if self.failing.load(Ordering::Relaxed) {
-            return Box::pin(async move { Err(StoreError::new(StoreOperation::Save, key, "backend down")) });
-        }
-        self.inner.save(key, tokens)
-    }
-
-    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        if self.failing.load(Ordering::Relaxed) {
-            return Box::pin(
-                async move { Err(StoreError::new(StoreOperation::Delete, key, "backend down")) },
-            );
-        }
-        self.inner.delete(key)
-    }
-}
-
 type Log = Arc<Mutex<Vec<(String, TokenChange)>>>;
 
 fn recording<S>(inner: S) -> (Notifying<S>, Log) {
@@ -544,7 +514,16 @@ fn recording<S>(inner: S) -> (Notifying<S>, Log) {
 
 #[tokio::test]
 async fn the_hook_fires_once_per_successful_change_and_never_on_failure() {
-    let (store, log) = recording(Flaky::default());
+    // Saves and deletes fail while `failing` is set.
+    let failing = Arc::new(AtomicBool::new(false));
+    let down = Arc::clone(&failing);
+    let flaky = Hooked::new(move |operation, key, _| match operation {
+        StoreOperation::Save | StoreOperation::Delete if down.load(Ordering::Relaxed) => {
+            Err(StoreError::new(operation, key, "backend down"))
+        }
+        _ => Ok(()),
+    });
+    let (store, log) = recording(flaky);
     let (a, b) = (alice(), key(&["read"], Some("bob")));
 
     store.save(&a, &tokens("1")).await.unwrap();
@@ -560,13 +539,13 @@ async fn the_hook_fires_once_per_successful_change_and_never_on_failure() {
         ]
     );
 
-    store.get_ref().failing.store(true, Ordering::Relaxed);
+    failing.store(true, Ordering::Relaxed);
     let err = store.save(&b, &tokens("3")).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Other);
     store.delete(&b).await.unwrap_err();
     assert_eq!(log.lock().unwrap().len(), 3, "failures are not reported");
 
-    store.get_ref().failing.store(false, Ordering::Relaxed);
+    failing.store(false, Ordering::Relaxed);
     store.delete(&b).await.unwrap();
     assert_eq!(
         log.lock().unwrap().last(),

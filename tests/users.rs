@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{jar::Jar, no_jitter};
+use support::{jar::Jar, no_jitter, store::Hooked};
 
 use std::{
     sync::{Arc, Mutex},
@@ -24,8 +24,8 @@ use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     axum::LoginRoutes,
     mock::{MockDialect, MockServer},
-    store::{BoxFuture, FileStore, MemoryStore, StoreError, StoredTokens, TokenStore},
-    CredentialKey, Credentials, Error, OAuth2, OAuth2Layer, RefreshPolicy, Subject, UserCredentials,
+    store::{FileStore, MemoryStore, StoreError, TokenStore},
+    Credentials, Error, OAuth2, OAuth2Layer, RefreshPolicy, Subject, UserCredentials,
 };
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -235,61 +235,41 @@ async fn a_restart_over_the_same_file_store_needs_no_new_login() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A store that records, at every save, how many API calls the emulator had seen, and
-/// can be told to fail its next saves.
+/// A store that records, at every save, the refresh token saved and how many API calls
+/// the emulator had seen, and can be told to fail its next saves.
 #[derive(Clone)]
 struct Watching {
-    inner: Arc<MemoryStore>,
-    server_calls: Arc<dyn Fn() -> u64 + Send + Sync>,
+    store: Arc<Hooked>,
     saves: Arc<Mutex<Vec<(String, u64)>>>,
     fail_next: Arc<Mutex<usize>>,
-}
-
-impl TokenStore for Watching {
-    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
-        self.inner.load(key)
-    }
-
-    fn save<'a>(
-        &'a self,
-        key: &'a CredentialKey,
-        tokens: &'a StoredTokens,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            {
-                let mut fail = self.fail_next.lock().unwrap();
-                if *fail > 0 {
-                    *fail -= 1;
-                    return Err(StoreError::new(
-                        tower_oauth2::store::StoreOperation::Save,
-                        key,
-                        "disk full (injected)",
-                    ));
-                }
-            }
-            let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
-            self.saves.lock().unwrap().push((refresh, (self.server_calls)()));
-            self.inner.save(key, tokens).await
-        })
-    }
-
-    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.delete(key)
-    }
 }
 
 async fn watched_ioffice() -> (Arc<MockServer>, Credentials, Watching) {
     let server = Arc::new(emulator(MockDialect::Ioffice).await);
     let counted = Arc::clone(&server);
+    let (saves, fail_next) = (Arc::<Mutex<Vec<_>>>::default(), Arc::<Mutex<usize>>::default());
+    let (seen, fail) = (Arc::clone(&saves), Arc::clone(&fail_next));
+    let hooked = Hooked::new(move |operation, key, tokens| {
+        let Some(tokens) = tokens else { return Ok(()) };
+        let mut fail = fail.lock().unwrap();
+        if *fail > 0 {
+            *fail -= 1;
+            return Err(StoreError::new(operation, key, "disk full (injected)"));
+        }
+        let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
+        seen.lock()
+            .unwrap()
+            .push((refresh, counted.counters().resource_calls));
+        Ok(())
+    });
     let store = Watching {
-        inner: Arc::new(MemoryStore::new()),
-        server_calls: Arc::new(move || counted.counters().resource_calls),
-        saves: Arc::default(),
-        fail_next: Arc::default(),
+        store: Arc::new(hooked),
+        saves,
+        fail_next,
     };
     let credentials = Credentials::builder()
         .users(users_of(&server))
-        .store(store.clone())
+        .store(Arc::clone(&store.store))
         .build()
         .unwrap();
     assert_eq!(
@@ -339,7 +319,7 @@ async fn a_failed_save_fails_loudly_and_the_grant_survives() {
     tokio::time::resume();
     assert_eq!(outbound(&client, &server, Some("alice")).await.unwrap().0, 200);
     let stored = store
-        .inner
+        .store
         .load(&credentials.user_key("ioffice", "alice").unwrap())
         .await
         .unwrap()
@@ -371,7 +351,7 @@ async fn a_process_that_died_before_saving_gets_a_clear_reauthorization_error() 
     // The process dies here; a new one finds the pre-rotation refresh token, now dead.
     let restarted = Credentials::builder()
         .users(users_of(&server))
-        .store(store.clone())
+        .store(Arc::clone(&store.store))
         .build()
         .unwrap();
     restarted.invalidate_all();

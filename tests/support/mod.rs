@@ -3,6 +3,7 @@
 
 pub mod jar;
 pub mod logs;
+pub mod store;
 pub mod tempdir;
 
 use std::{
