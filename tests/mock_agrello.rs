@@ -110,13 +110,14 @@ async fn code_exchange_and_refresh() {
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 1);
-    assert_eq!(counters.token_requests, 4);
-    assert_eq!(counters.authorization_code_grants, 2);
-    assert_eq!(counters.refresh_token_grants, 2);
-    assert_eq!(counters.token_errors, 2);
-    assert_eq!(counters.resource_calls_authorized, 2);
+    assert_counts(
+        &server,
+        "authorizations=1 token_requests=4 authorization_code_grants=2",
+    );
+    assert_counts(
+        &server,
+        "refresh_token_grants=2 token_errors=2 resource_calls_authorized=2",
+    );
 }
 
 #[tokio::test]
@@ -243,9 +244,7 @@ async fn tokens_go_in_the_authorization_header_only() {
             .status,
         StatusCode::OK
     );
-    let counters = server.counters();
-    assert_eq!(counters.resource_calls, 3);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(&server, "resource_calls=3 resource_calls_authorized=1");
 }
 
 #[tokio::test]

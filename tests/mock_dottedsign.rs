@@ -90,12 +90,11 @@ async fn code_exchange_refresh_and_api() {
         assert!(answer.assert_token("Bearer").get("refresh_token").is_none());
     }
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 1);
-    assert_eq!(counters.authorization_code_grants, 1);
-    assert_eq!(counters.refresh_token_grants, 2);
-    assert_eq!(counters.token_errors, 0);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(
+        &server,
+        "authorizations=1 authorization_code_grants=1 refresh_token_grants=2",
+    );
+    assert_counts(&server, "token_errors=0 resource_calls_authorized=1");
 }
 
 #[tokio::test]

@@ -107,13 +107,15 @@ async fn client_credentials_with_basic_auth() {
     );
 
     let counters = server.counters();
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.client_credentials_grants, 1);
-    assert_eq!(counters.refresh_token_grants, 0);
-    assert_eq!(counters.authorization_code_grants, 0);
-    assert_eq!(counters.token_errors, 0);
-    assert_eq!(counters.max_concurrent_token_requests, 1);
-    assert_eq!(counters.resource_calls, 1);
+    assert_counts(
+        &server,
+        "token_requests=1 client_credentials_grants=1 refresh_token_grants=0",
+    );
+    assert_counts(
+        &server,
+        "authorization_code_grants=0 token_errors=0 max_concurrent_token_requests=1",
+    );
+    assert_counts(&server, "resource_calls=1");
     assert_eq!(counters.resource_calls_by_status, BTreeMap::from([(200, 1)]));
     assert_eq!(server.active_access_tokens(), 1);
 }
@@ -191,10 +193,10 @@ async fn wrong_secret_is_invalid_client() {
         answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
 
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 4);
-    assert_eq!(counters.client_credentials_grants, 4);
-    assert_eq!(counters.token_errors, 4);
+    assert_counts(
+        &server,
+        "token_requests=4 client_credentials_grants=4 token_errors=4",
+    );
     assert_eq!(server.active_access_tokens(), 0);
 }
 
@@ -302,9 +304,7 @@ async fn only_post_is_allowed() {
     let answer = send(&http_client(), request).await;
     assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(answer.header(ALLOW), Some("POST"));
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.token_errors, 1);
+    assert_counts(&server, "token_requests=1 token_errors=1");
 }
 
 #[tokio::test]
@@ -465,9 +465,7 @@ async fn refresh_tokens_rotate() {
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 
-    let counters = server.counters();
-    assert_eq!(counters.refresh_token_grants, 6);
-    assert_eq!(counters.token_errors, 3);
+    assert_counts(&server, "refresh_token_grants=6 token_errors=3");
 }
 
 #[tokio::test]
@@ -778,10 +776,10 @@ async fn server_error_fault() {
     assert!(answer.header(CONTENT_TYPE).unwrap().starts_with("text/plain"));
 
     client_credentials(&server, &client).await;
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 2);
-    assert_eq!(counters.client_credentials_grants, 2);
-    assert_eq!(counters.token_errors, 1);
+    assert_counts(
+        &server,
+        "token_requests=2 client_credentials_grants=2 token_errors=1",
+    );
 }
 
 #[tokio::test]
@@ -865,9 +863,7 @@ async fn hang_fault() {
     assert!(attempt.is_err(), "the hung request was answered");
 
     client_credentials(&server, &client).await;
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 2);
-    assert_eq!(counters.token_errors, 1);
+    assert_counts(&server, "token_requests=2 token_errors=1");
 }
 
 /// Sends a token request over a raw connection whose next answer hangs, and
@@ -956,9 +952,7 @@ async fn faults_queue_up_and_precede_validation() {
     assert_eq!(send(&client, get()).await.status, StatusCode::METHOD_NOT_ALLOWED);
     client_credentials(&server, &client).await;
 
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 5);
-    assert_eq!(counters.token_errors, 4);
+    assert_counts(&server, "token_requests=5 token_errors=4");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -981,9 +975,7 @@ async fn concurrent_token_requests_are_tracked() {
         assert_eq!(status.unwrap(), StatusCode::OK);
     }
 
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 10);
-    assert_eq!(counters.max_concurrent_token_requests, 10);
+    assert_counts(&server, "token_requests=10 max_concurrent_token_requests=10");
     assert_eq!(server.active_access_tokens(), 10);
 
     server.reset_counters();

@@ -115,13 +115,11 @@ async fn authorization_redirects_with_code_and_state() {
         ]
     );
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 1);
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.authorization_code_grants, 1);
-    assert_eq!(counters.token_errors, 0);
-    assert_eq!(counters.resource_calls, 1);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(
+        &server,
+        "authorizations=1 token_requests=1 authorization_code_grants=1 token_errors=0",
+    );
+    assert_counts(&server, "resource_calls=1 resource_calls_authorized=1");
 }
 
 #[tokio::test]
@@ -257,10 +255,10 @@ async fn pkce_is_enforced_at_the_exchange() {
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     exchange(&server, &client, &code, "").await.assert_token("Bearer");
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 2);
-    assert_eq!(counters.authorization_code_grants, 5);
-    assert_eq!(counters.token_errors, 3);
+    assert_counts(
+        &server,
+        "authorizations=2 authorization_code_grants=5 token_errors=3",
+    );
 }
 
 async fn revoke(server: &MockServer, client: &HttpClient, auth: Option<&str>, form: &str) -> Answer {

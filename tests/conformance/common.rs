@@ -11,7 +11,7 @@ pub use tower_oauth2::{
 
 pub use crate::{
     adapter::{Adapter, Answer, Call, Kind},
-    support::{advance, eventually, steady_policy},
+    support::{advance, counts::assert_counts, eventually, steady_policy},
 };
 
 /// The standard (RFC 6749) mock, with one confidential client.

@@ -97,10 +97,10 @@ both!(two_users_never_get_each_others_tokens, multi_thread);
 async fn two_users_never_get_each_others_tokens(kind: Kind) {
     let (server, _, adapter) = two_users(kind).await;
     alternate(&adapter, &server).await;
-    let counters = server.counters();
-    assert_eq!(counters.authorization_code_grants, 2);
-    assert_eq!(counters.token_requests, 2);
-    assert_eq!(counters.resource_calls_authorized, 1000);
+    assert_counts(
+        &server,
+        "authorization_code_grants=2 token_requests=2 resource_calls_authorized=1000",
+    );
 }
 
 both!(

@@ -2,6 +2,9 @@
 //! hyper client over 127.0.0.1 and assertions on RFC 6749 answers.
 #![allow(dead_code)]
 
+#[path = "../support/counts.rs"]
+mod counts;
+
 use std::collections::HashMap;
 
 use base64::engine::general_purpose::STANDARD;
@@ -15,6 +18,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_oauth2::mock::MockServer;
+
+pub use counts::assert_counts;
 
 pub const FORM: &str = "application/x-www-form-urlencoded";
 pub const JSON: &str = "application/json";

@@ -1,6 +1,8 @@
 //! In-process stand-ins for a token endpoint and an API, for tests on paused time.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "mock")]
+pub mod counts;
 pub mod jar;
 pub mod logs;
 pub mod store;
