@@ -1,6 +1,6 @@
 //! Dead tokens that only the body declares, beyond what the conformance suite
-//! (`tests/conformance/dead_in_body.rs`) runs through both adapters: a refused code
-//! answered Grindery's way, and answers too large to judge whole, in process.
+//! (`tests/conformance/dead_in_body.rs`) runs through both adapters: answers too large
+//! to judge whole, in process.
 
 #![cfg(all(feature = "mock", feature = "hyper-transport"))]
 
@@ -19,41 +19,10 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt};
-use tower_oauth2::{
-    error::RefusedGrant, mock::MockServer, Credential, CredentialStats, Credentials, Error, OAuth2Layer,
-    Provider, UserCredentials,
-};
+use tower_oauth2::{Credential, CredentialStats, Credentials, OAuth2Layer, Provider};
 
 fn stats(credentials: &Credentials) -> CredentialStats {
     credentials.stats().into_iter().next().unwrap()
-}
-
-#[tokio::test]
-async fn a_refused_code_answered_with_invalid_request_means_reauthorization() {
-    let server = MockServer::grindery()
-        .native_grindery_errors(true)
-        .start()
-        .await
-        .unwrap();
-    let redirect = "https://app.example/grindery/callback";
-    let credentials = Credentials::builder()
-        .users(UserCredentials::new(server.provider(), "app", None).redirect_uri(redirect))
-        .build()
-        .unwrap();
-    let pending = credentials
-        .users("grindery")
-        .unwrap()
-        .authorization(redirect)
-        .start()
-        .unwrap();
-    let callback = format!("{redirect}?code=not-a-code&state={}", pending.state());
-    let code = pending.complete(&callback).unwrap();
-    let err = credentials.login("grindery", "alice", code).await.unwrap_err();
-    let Error::ReauthorizationRequired(reauthorize) = &err else {
-        panic!("expected ReauthorizationRequired, got {err:?}");
-    };
-    assert_eq!(reauthorize.refused(), Some(RefusedGrant::AuthorizationCode));
-    assert_eq!(server.counters().authorization_code_grants, 1);
 }
 
 // ===== huge bodies =====

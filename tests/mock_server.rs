@@ -107,14 +107,10 @@ async fn client_credentials_with_basic_auth() {
     );
 
     let counters = server.counters();
-    assert_counts(
-        &server,
-        "token_requests=1 client_credentials_grants=1 refresh_token_grants=0",
-    );
-    assert_counts(
-        &server,
-        "authorization_code_grants=0 token_errors=0 max_concurrent_token_requests=1",
-    );
+    assert_counts(&server, "token_requests=1 client_credentials_grants=1");
+    assert_counts(&server, "refresh_token_grants=0");
+    assert_counts(&server, "authorization_code_grants=0 token_errors=0");
+    assert_counts(&server, "max_concurrent_token_requests=1");
     assert_counts(&server, "resource_calls=1");
     assert_eq!(counters.resource_calls_by_status, BTreeMap::from([(200, 1)]));
     assert_eq!(server.active_access_tokens(), 1);
@@ -193,10 +189,9 @@ async fn wrong_secret_is_invalid_client() {
         answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
 
-    assert_counts(
-        &server,
-        "token_requests=4 client_credentials_grants=4 token_errors=4",
-    );
+    assert_counts(&server, "token_requests=4 client_credentials_grants=4");
+
+    assert_counts(&server, "token_errors=4");
     assert_eq!(server.active_access_tokens(), 0);
 }
 
@@ -776,10 +771,8 @@ async fn server_error_fault() {
     assert!(answer.header(CONTENT_TYPE).unwrap().starts_with("text/plain"));
 
     client_credentials(&server, &client).await;
-    assert_counts(
-        &server,
-        "token_requests=2 client_credentials_grants=2 token_errors=1",
-    );
+    assert_counts(&server, "token_requests=2 client_credentials_grants=2");
+    assert_counts(&server, "token_errors=1");
 }
 
 #[tokio::test]

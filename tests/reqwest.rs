@@ -10,23 +10,14 @@ const REDIRECT: &str = "https://app.example.com/callback";
 
 #[tokio::test]
 async fn the_token_goes_in_the_query_when_the_provider_says_so_and_stays_out_of_urls() {
-    let server = MockServer::ioffice()
-        .client("app", "unused")
-        .start()
-        .await
-        .unwrap();
+    // iOFFICE's emulator reads a token from the query too.
+    let server = MockServer::ioffice().client("app", "unused");
+    let server = server.start().await.unwrap();
+    let in_query = TokenPlacement::Query("access_token".into());
+    let provider = server.provider().token_placement(in_query);
     let code = server.issue_authorization_code("app", REDIRECT, "email");
-    let provider = server
-        .provider()
-        .token_placement(TokenPlacement::Query("access_token".into()));
-    let credentials = Credentials::new(Credential::authorization_code(
-        provider,
-        "app",
-        None,
-        code.as_str(),
-        REDIRECT,
-    ))
-    .unwrap();
+    let credential = Credential::authorization_code(provider, "app", None, code, REDIRECT);
+    let credentials = Credentials::new(credential).unwrap();
     // No proxy from the environment: every request goes straight to 127.0.0.1.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let client = ClientBuilder::new(http)

@@ -14,6 +14,16 @@ use tower_oauth2::error::RefusedGrant;
 
 use crate::common::*;
 
+both!(
+    a_token_the_api_calls_invalid_in_the_body_is_refreshed_once_and_the_call_retried,
+    ten_concurrent_callers_with_a_token_dead_in_the_body_cause_one_refresh,
+    other_json_rpc_errors_are_answers_returned_unchanged,
+    a_dead_refresh_token_answered_with_invalid_request_means_reauthorization,
+    a_users_token_dead_in_the_body_is_refreshed_and_the_call_retried_as_that_user,
+    a_huge_answer_that_looks_like_a_dead_token_is_delivered_whole,
+    the_rest_routes_still_answer_a_dead_token_with_401,
+);
+
 const REDIRECT: &str = "https://app.example/grindery/callback";
 
 async fn grindery() -> MockServer {
@@ -33,12 +43,26 @@ fn refresh_token(provider: Provider, token: &str) -> Credentials {
     Credentials::new(Credential::refresh_token(provider, "app", None, token)).unwrap()
 }
 
+/// The application's Grindery users.
+fn users(server: &MockServer) -> Credentials {
+    let users = UserCredentials::new(server.provider(), "app", None).redirect_uri(REDIRECT);
+    Credentials::builder().users(users).build().unwrap()
+}
+
+/// Alice comes back from Grindery's consent with `code`, which is exchanged.
+async fn alice_logs_in_with(credentials: &Credentials, code: &str) -> Result<(), Error> {
+    let users = credentials.users("grindery").unwrap();
+    let pending = users.authorization(REDIRECT).start().unwrap();
+    let callback = format!("{REDIRECT}?code={code}&state={}", pending.state());
+    let code = pending.complete(&callback).unwrap();
+    credentials.login("grindery", "alice", code).await
+}
+
 fn rpc(server: &MockServer, method: &str) -> Call {
     let body = json!({"jsonrpc": "2.0", "method": method, "params": {}, "id": 7});
     Call::post(format!("{}/", server.base_url()), body.to_string()).header("content-type", "application/json")
 }
 
-both!(a_token_the_api_calls_invalid_in_the_body_is_refreshed_once_and_the_call_retried);
 async fn a_token_the_api_calls_invalid_in_the_body_is_refreshed_once_and_the_call_retried(kind: Kind) {
     let server = grindery().await;
     let credentials = app_credentials(&server);
@@ -68,7 +92,6 @@ async fn a_token_the_api_calls_invalid_in_the_body_is_refreshed_once_and_the_cal
     assert_eq!(bodies[bodies.len() - 1], bodies[bodies.len() - 2]);
 }
 
-both!(ten_concurrent_callers_with_a_token_dead_in_the_body_cause_one_refresh);
 async fn ten_concurrent_callers_with_a_token_dead_in_the_body_cause_one_refresh(kind: Kind) {
     let server = grindery().await;
     let credentials = app_credentials(&server);
@@ -87,7 +110,6 @@ async fn ten_concurrent_callers_with_a_token_dead_in_the_body_cause_one_refresh(
     assert_eq!(refreshes_and_retries(&credentials), (1, 10));
 }
 
-both!(other_json_rpc_errors_are_answers_returned_unchanged);
 async fn other_json_rpc_errors_are_answers_returned_unchanged(kind: Kind) {
     let server = grindery().await;
     let credentials = app_credentials(&server);
@@ -120,7 +142,6 @@ async fn other_json_rpc_errors_are_answers_returned_unchanged(kind: Kind) {
     assert_eq!(refreshes_and_retries(&credentials), (0, 0));
 }
 
-both!(a_dead_refresh_token_answered_with_invalid_request_means_reauthorization);
 async fn a_dead_refresh_token_answered_with_invalid_request_means_reauthorization(kind: Kind) {
     let server = grindery().await;
     let credentials = refresh_token(server.provider(), "a-refresh-token-grindery-never-issued");
@@ -139,23 +160,11 @@ async fn a_dead_refresh_token_answered_with_invalid_request_means_reauthorizatio
     );
 }
 
-both!(a_users_token_dead_in_the_body_is_refreshed_and_the_call_retried_as_that_user);
 async fn a_users_token_dead_in_the_body_is_refreshed_and_the_call_retried_as_that_user(kind: Kind) {
     let server = grindery().await;
-    let credentials = Credentials::builder()
-        .users(UserCredentials::new(server.provider(), "app", None).redirect_uri(REDIRECT))
-        .build()
-        .unwrap();
-    let pending = credentials
-        .users("grindery")
-        .unwrap()
-        .authorization(REDIRECT)
-        .start()
-        .unwrap();
+    let credentials = users(&server);
     let code = server.issue_authorization_code("", REDIRECT, "");
-    let callback = format!("{REDIRECT}?code={code}&state={}", pending.state());
-    let code = pending.complete(&callback).unwrap();
-    credentials.login("grindery", "alice", code).await.unwrap();
+    alice_logs_in_with(&credentials, &code).await.unwrap();
 
     let adapter = Adapter::new(kind, &credentials);
     server.revoke_all_access_tokens();
@@ -172,6 +181,19 @@ async fn a_users_token_dead_in_the_body_is_refreshed_and_the_call_retried_as_tha
     let counters = server.counters();
     assert_eq!(counters.refresh_token_grants, 1);
     assert_eq!(counters.resource_calls_by_status.get(&400), Some(&1));
+}
+
+/// Not an adapter's: the code exchange, answered Grindery's way.
+#[tokio::test]
+async fn a_refused_code_answered_with_invalid_request_means_reauthorization() {
+    let server = grindery().await;
+    let credentials = users(&server);
+    let err = alice_logs_in_with(&credentials, "not-a-code").await.unwrap_err();
+    let Error::ReauthorizationRequired(reauthorize) = &err else {
+        panic!("expected ReauthorizationRequired, got {err:?}");
+    };
+    assert_eq!(reauthorize.refused(), Some(RefusedGrant::AuthorizationCode));
+    assert_eq!(server.counters().authorization_code_grants, 1);
 }
 
 /// Serves `body` with `400` to every request, on a loopback port of its own.
@@ -197,7 +219,6 @@ async fn answering_400(body: Bytes) -> std::net::SocketAddr {
     addr
 }
 
-both!(a_huge_answer_that_looks_like_a_dead_token_is_delivered_whole);
 async fn a_huge_answer_that_looks_like_a_dead_token_is_delivered_whole(kind: Kind) {
     let server = grindery().await;
     let huge: Bytes = {
@@ -223,7 +244,6 @@ async fn a_huge_answer_that_looks_like_a_dead_token_is_delivered_whole(kind: Kin
     assert_eq!(refreshes_and_retries(&credentials), (0, 0));
 }
 
-both!(the_rest_routes_still_answer_a_dead_token_with_401);
 async fn the_rest_routes_still_answer_a_dead_token_with_401(kind: Kind) {
     let server = grindery().await;
     let credentials = app_credentials(&server);

@@ -18,17 +18,18 @@ mod adapter;
 #[path = "../support/mod.rs"]
 mod support;
 
-/// Runs a test once per adapter: `both!(name)` next to `async fn name(kind: Kind)` makes
-/// the module `name` with the tests `tower` and `reqwest`, each calling `name` with its
-/// `Kind`; `both!(name, multi_thread)` runs them on two worker threads.
+/// Runs tests once per adapter: `both!(a, b)` next to `async fn a(kind: Kind)` and
+/// `async fn b(kind: Kind)` makes the modules `a` and `b`, each with the tests `tower`
+/// and `reqwest`, which call the function with their `Kind`; `both!(multi_thread: a)`
+/// runs them on two worker threads.
 macro_rules! both {
-    ($name:ident) => {
-        both!($name, #[tokio::test]);
+    (multi_thread: $($name:ident),+ $(,)?) => {
+        $(both!(@one $name, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);)+
     };
-    ($name:ident, multi_thread) => {
-        both!($name, #[tokio::test(flavor = "multi_thread", worker_threads = 2)]);
+    ($($name:ident),+ $(,)?) => {
+        $(both!(@one $name, #[tokio::test]);)+
     };
-    ($name:ident, #[$test:meta]) => {
+    (@one $name:ident, #[$test:meta]) => {
         mod $name {
             #[$test]
             async fn tower() {

@@ -5,7 +5,14 @@
 
 use crate::common::*;
 
-both!(a_dead_token_answer_is_retried_once_with_the_body_byte_identical);
+both!(
+    a_dead_token_answer_is_retried_once_with_the_body_byte_identical,
+    a_second_dead_answer_is_returned_as_it_is_after_exactly_two_sends,
+    a_streamed_body_is_sent_once_and_its_401_returned_yet_the_token_is_refreshed,
+    no_retry_on_a_request_or_retries_off_send_once_but_still_refresh,
+    foreign_origins_and_plain_http_to_other_hosts_get_no_token,
+);
+
 async fn a_dead_token_answer_is_retried_once_with_the_body_byte_identical(kind: Kind) {
     let (server, credentials, adapter) = standard_setup(kind).await;
     assert_eq!(status(&adapter, &server, "warm").await, 200);
@@ -25,7 +32,6 @@ async fn a_dead_token_answer_is_retried_once_with_the_body_byte_identical(kind: 
     assert_eq!(refreshes_and_retries(&credentials), (1, 1));
 }
 
-both!(a_second_dead_answer_is_returned_as_it_is_after_exactly_two_sends);
 async fn a_second_dead_answer_is_returned_as_it_is_after_exactly_two_sends(kind: Kind) {
     let server = standard_server().await;
     // The server never looks in this header: every request is refused, with any token.
@@ -60,7 +66,6 @@ async fn a_second_dead_answer_is_returned_as_it_is_after_exactly_two_sends(kind:
     assert_eq!(refreshes_and_retries(&credentials), (1, 1));
 }
 
-both!(a_streamed_body_is_sent_once_and_its_401_returned_yet_the_token_is_refreshed);
 async fn a_streamed_body_is_sent_once_and_its_401_returned_yet_the_token_is_refreshed(kind: Kind) {
     let (server, credentials, adapter) = standard_setup(kind).await;
     assert_eq!(status(&adapter, &server, "warm").await, 200);
@@ -83,7 +88,6 @@ async fn a_streamed_body_is_sent_once_and_its_401_returned_yet_the_token_is_refr
     assert_eq!(refreshes_and_retries(&credentials), (1, 0));
 }
 
-both!(no_retry_on_a_request_or_retries_off_send_once_but_still_refresh);
 async fn no_retry_on_a_request_or_retries_off_send_once_but_still_refresh(kind: Kind) {
     let (server, credentials, adapter) = standard_setup(kind).await;
     let never = Adapter::with_retries(kind, &credentials, false);
@@ -107,7 +111,6 @@ async fn no_retry_on_a_request_or_retries_off_send_once_but_still_refresh(kind: 
     assert_eq!(refreshes_and_retries(&credentials), (2, 0));
 }
 
-both!(foreign_origins_and_plain_http_to_other_hosts_get_no_token);
 async fn foreign_origins_and_plain_http_to_other_hosts_get_no_token(kind: Kind) {
     let server = standard_server().await;
     let port = server.addr().port();

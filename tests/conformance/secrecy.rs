@@ -11,6 +11,8 @@ use tower_oauth2::{
 
 use crate::{common::*, support::logs::Captured};
 
+both!(a_full_run_prints_no_secret,);
+
 const SECRET: &str = "client-secret-never-printed";
 
 /// Every token the store holds now.
@@ -22,7 +24,6 @@ async fn tokens_in(store: &MemoryStore, credentials: &Credentials) -> Vec<String
     access.into_iter().chain(refresh).collect()
 }
 
-both!(a_full_run_prints_no_secret);
 async fn a_full_run_prints_no_secret(kind: Kind) {
     let (captured, _guard) = Captured::install();
     let server = MockServer::builder()

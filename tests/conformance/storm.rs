@@ -4,9 +4,10 @@
 use crate::common::*;
 
 both!(
+    multi_thread:
     a_401_storm_of_1000_callers_causes_one_refresh_and_two_sends_each,
-    multi_thread
 );
+
 async fn a_401_storm_of_1000_callers_causes_one_refresh_and_two_sends_each(kind: Kind) {
     let (server, credentials, adapter) = standard_setup(kind).await;
     // Open 1,000 pooled connections, so that the storm does not wait for handshakes.
