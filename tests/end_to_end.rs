@@ -1,5 +1,9 @@
 //! The layer over real HTTP, against the strict mock server on 127.0.0.1.
 
+mod support;
+
+use support::mock::started;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,11 +49,7 @@ fn get(server: &MockServer, id: &str) -> Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn faults_of_the_token_endpoint_become_typed_errors() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("client", "secret")).await;
     let policy = RefreshPolicy::default()
         .timeout(Duration::from_millis(500))
         .backoff(Duration::ZERO, Duration::ZERO);
@@ -88,11 +88,7 @@ async fn faults_of_the_token_endpoint_become_typed_errors() {
 
 #[tokio::test]
 async fn a_wrong_secret_is_an_oauth_error_naming_the_provider() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("client", "secret")).await;
     let (client, _) = layered(Credential::client_credentials(
         provider(&server),
         "client",
@@ -110,12 +106,8 @@ async fn a_wrong_secret_is_an_oauth_error_naming_the_provider() {
 
 #[tokio::test]
 async fn client_secret_in_the_body_when_the_server_wants_it() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .client_auth(&[ClientAuthMethod::Body])
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("client", "secret");
+    let server = started(builder.client_auth(&[ClientAuthMethod::Body])).await;
     let basic = Credential::client_credentials(provider(&server), "client", "secret");
     let (client, _) = layered(basic);
     assert!(
@@ -133,12 +125,8 @@ async fn client_secret_in_the_body_when_the_server_wants_it() {
 
 /// Three refreshes in a row through a refresh-token credential; the server's counters.
 async fn three_refreshes(rotate: bool) -> tower_oauth2::mock::MockCounters {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .rotate_refresh_tokens(rotate)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("client", "secret");
+    let server = started(builder.rotate_refresh_tokens(rotate)).await;
     let seed = server.issue_refresh_token("client", "read");
     let credential = Credential::refresh_token(
         provider(&server),
@@ -169,11 +157,7 @@ async fn rotated_refresh_tokens_are_followed_and_a_dead_one_requires_reauthoriza
     );
 
     // Someone else used up the grant: the layer reports that a new login is needed.
-    let server2 = MockServer::builder()
-        .client("client", "secret")
-        .start()
-        .await
-        .unwrap();
+    let server2 = started(MockServer::builder().client("client", "secret")).await;
     let dead = server2.issue_refresh_token("client", "read");
     let credential = Credential::refresh_token(
         provider(&server2),

@@ -24,7 +24,7 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
-use support::{jar::Jar, logs::Captured, no_jitter};
+use support::{jar::Jar, logs::Captured, mock::started, no_jitter};
 use tower::ServiceExt;
 use tower_oauth2::{
     axum::LoginRoutes,
@@ -109,13 +109,8 @@ fn http() -> Client<HttpConnector, Full<Bytes>> {
 // ===== the emulator: a real consent =====
 
 async fn agrello() -> MockServer {
-    MockServer::agrello()
-        .client("agrello-app", "agrello-secret")
-        .user("alice", "alice-pw")
-        .user("mallory", "mallory-pw")
-        .start()
-        .await
-        .unwrap()
+    let builder = MockServer::agrello().client("agrello-app", "agrello-secret");
+    started(builder.user("alice", "alice-pw").user("mallory", "mallory-pw")).await
 }
 
 fn agrello_users(server: &MockServer) -> UserCredentials {
@@ -372,12 +367,8 @@ async fn the_right_browser_without_the_users_session_is_refused() {
 #[tokio::test]
 async fn two_tabs_and_two_providers_each_keep_their_own_login() {
     let agrello = agrello().await;
-    let dottedsign = MockServer::dottedsign()
-        .client("ds-app", "ds-secret")
-        .user("alice", "alice-pw")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::dottedsign().client("ds-app", "ds-secret");
+    let dottedsign = started(builder.user("alice", "alice-pw")).await;
     let credentials = Credentials::builder()
         .users(agrello_users(&agrello))
         .users(

@@ -246,13 +246,8 @@ async fn tokens_go_in_the_authorization_header_only() {
 
 #[tokio::test]
 async fn users_and_rotation_settings() {
-    let server = MockServer::agrello()
-        .user("bob", "pw-b")
-        .user("carol", "pw-c")
-        .rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::agrello().user("bob", "pw-b").user("carol", "pw-c");
+    let server = started(builder.rotate_refresh_tokens(false)).await;
     let client = http_client();
     let auth = basic("client", "secret");
 

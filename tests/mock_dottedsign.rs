@@ -174,11 +174,7 @@ async fn redirect_uri_must_match_the_authorize_one() {
 
 #[tokio::test]
 async fn expired_tokens_are_401() {
-    let server = MockServer::dottedsign()
-        .token_lifetime(Duration::ZERO)
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::dottedsign().token_lifetime(Duration::ZERO)).await;
     let client = http_client();
     let code = server.issue_authorization_code("client", REDIRECT, "");
     let answer = send(
@@ -215,11 +211,7 @@ async fn expired_tokens_are_401() {
 
 #[tokio::test]
 async fn rotation_can_be_turned_on() {
-    let server = MockServer::dottedsign()
-        .rotate_refresh_tokens(true)
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::dottedsign().rotate_refresh_tokens(true)).await;
     let client = http_client();
     let refresh = server.issue_refresh_token("client", "");
     let answer = send(

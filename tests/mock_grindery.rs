@@ -256,11 +256,7 @@ fn json_rpc(
 
 #[tokio::test]
 async fn native_answers_put_dead_tokens_in_json_rpc_errors_and_refuse_grants_with_invalid_request() {
-    let server = MockServer::grindery()
-        .native_grindery_errors(true)
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::grindery().native_grindery_errors(true)).await;
     let client = http_client();
     let refresh = server.issue_refresh_token("", "");
     let answer = send(

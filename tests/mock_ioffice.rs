@@ -160,11 +160,8 @@ async fn login_needs_all_five_parameters() {
 
 #[tokio::test]
 async fn expires_in_is_in_milliseconds() {
-    let server = MockServer::ioffice()
-        .token_lifetime(Duration::from_millis(1500))
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::ioffice();
+    let server = started(builder.token_lifetime(Duration::from_millis(1500))).await;
     let client = http_client();
     let code = server.issue_authorization_code("client", REDIRECT, SCOPE);
     let answer = send(&client, exchange_request(&server, &code)).await;
@@ -265,12 +262,8 @@ async fn refresh_tokens_rotate_three_times_in_a_row() {
 
 #[tokio::test]
 async fn refresh_repeats_scope_redirect_uri_and_client() {
-    let server = MockServer::ioffice()
-        .client("client", "ignored-secret")
-        .client("other", "x")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::ioffice().client("client", "ignored-secret");
+    let server = started(builder.client("other", "x")).await;
     let client = http_client();
     let (_, refresh) = tokens(&server, &client).await;
     let headers = |scope: &str, redirect: &str, client_id: &str| {
@@ -366,11 +359,8 @@ async fn codes_expire() {
         .assert_token("Bearer");
 
     // A code that outlived its lifetime (zero here) is invalid_grant.
-    let server = MockServer::ioffice()
-        .authorization_code_lifetime(Duration::ZERO)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::ioffice();
+    let server = started(builder.authorization_code_lifetime(Duration::ZERO)).await;
     let code = server.issue_authorization_code("client", REDIRECT, SCOPE);
     let answer = send(&client, exchange_request(&server, &code)).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
@@ -404,11 +394,7 @@ fn direct_request(
 
 #[tokio::test]
 async fn direct_code_request() {
-    let server = MockServer::ioffice()
-        .user("jdoe", "correct horse")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::ioffice().user("jdoe", "correct horse")).await;
     let client = http_client();
 
     let answer = send(&client, direct_request(&server, "jdoe", "wrong", "client")).await;

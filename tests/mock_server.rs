@@ -235,11 +235,7 @@ async fn client_id_may_repeat_the_basic_identity() {
 
 #[tokio::test]
 async fn methods_outside_the_accepted_list_are_invalid_client() {
-    let server = MockServer::builder()
-        .client_auth(&[ClientAuthMethod::Basic])
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client_auth(&[ClientAuthMethod::Basic])).await;
     let answer = token_request(
         &http_client(),
         &server,
@@ -250,11 +246,7 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), None);
 
-    let server = MockServer::builder()
-        .client_auth(&[ClientAuthMethod::Body])
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client_auth(&[ClientAuthMethod::Body])).await;
     let answer = token_request(
         &http_client(),
         &server,
@@ -268,11 +260,7 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
 
 #[tokio::test]
 async fn registering_a_client_replaces_the_default_one() {
-    let server = MockServer::builder()
-        .client("app", "s3cret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("app", "s3cret")).await;
     let client = http_client();
     let answer = token_request(
         &client,
@@ -359,11 +347,7 @@ async fn grant_type_is_required_and_must_be_known() {
 
 #[tokio::test]
 async fn scopes_outside_the_allowed_set_are_invalid_scope() {
-    let server = MockServer::builder()
-        .allowed_scopes(&["read"])
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().allowed_scopes(&["read"])).await;
     let client = http_client();
     let auth = basic("client", "secret");
 
@@ -483,12 +467,8 @@ async fn concurrent_refreshes_with_one_token_succeed_once() {
 
 #[tokio::test]
 async fn refresh_token_of_another_client_is_invalid_grant() {
-    let server = MockServer::builder()
-        .client("a", "secret-a")
-        .client("b", "secret-b")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("a", "secret-a");
+    let server = started(builder.client("b", "secret-b")).await;
     let refresh = server.issue_refresh_token("a", "read");
     let client = http_client();
     token_request(
@@ -513,11 +493,7 @@ async fn refresh_token_of_another_client_is_invalid_grant() {
 
 #[tokio::test]
 async fn without_rotation_the_refresh_token_stays_valid() {
-    let server = MockServer::builder()
-        .rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().rotate_refresh_tokens(false)).await;
     let client = http_client();
     let refresh = server.issue_refresh_token("client", "read");
     for _ in 0..2 {
@@ -537,12 +513,8 @@ async fn without_rotation_the_refresh_token_stays_valid() {
 
 #[tokio::test]
 async fn client_credentials_can_return_refresh_tokens() {
-    let server = MockServer::builder()
-        .refresh_tokens_for_client_credentials(true)
-        .omit_expires_in(true)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().omit_expires_in(true);
+    let server = started(builder.refresh_tokens_for_client_credentials(true)).await;
     let client = http_client();
     let answer = token_request(
         &client,
@@ -566,12 +538,8 @@ async fn client_credentials_can_return_refresh_tokens() {
 
 #[tokio::test]
 async fn public_clients() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .public_client("spa")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("client", "secret");
+    let server = started(builder.public_client("spa")).await;
     let client = http_client();
 
     token_request(
@@ -706,11 +674,7 @@ async fn resource_requires_a_live_bearer_token() {
 
 #[tokio::test]
 async fn access_tokens_expire() {
-    let server = MockServer::builder()
-        .token_lifetime(Duration::from_millis(100))
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().token_lifetime(Duration::from_millis(100))).await;
     let client = http_client();
     let answer = token_request(
         &client,
@@ -1066,11 +1030,7 @@ async fn counters_reset() {
 
 #[tokio::test]
 async fn urls_and_debug_output() {
-    let server = MockServer::builder()
-        .client("app", "hunter2-secret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("app", "hunter2-secret")).await;
     let base = format!("http://127.0.0.1:{}", server.addr().port());
     assert_eq!(server.base_url(), base);
     assert_eq!(server.token_url(), format!("{base}/oauth/token"));

@@ -165,11 +165,7 @@ async fn unusable_client_or_redirect_uri_is_not_redirected() {
 
 #[tokio::test]
 async fn request_errors_are_redirected_with_the_state() {
-    let server = MockServer::builder()
-        .allowed_scopes(&["read"])
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().allowed_scopes(&["read"])).await;
     let client = http_client();
     let cases: [(&[(&str, &str)], &str); 5] = [
         (&[("response_type", "token")], "unsupported_response_type"),
@@ -265,13 +261,9 @@ async fn revoke(server: &MockServer, client: &HttpClient, auth: Option<&str>, fo
 
 #[tokio::test]
 async fn rfc7009_revocation() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .client("other", "other-secret")
-        .rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("client", "secret");
+    let builder = builder.client("other", "other-secret");
+    let server = started(builder.rotate_refresh_tokens(false)).await;
     let client = http_client();
     let auth = basic("client", "secret");
     let code = code_for(&server, &client, &[]).await;

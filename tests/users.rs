@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{jar::Jar, no_jitter, store::Hooked};
+use support::{jar::Jar, mock::started, no_jitter, store::Hooked};
 
 use std::{
     sync::{Arc, Mutex},
@@ -471,12 +471,8 @@ fn tempdir(name: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn one_layer_serves_the_app_and_its_users_and_pkce_goes_with_the_code() {
-    let server = MockServer::builder()
-        .client("app", "app-secret")
-        .user("alice", "alice-pw")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("app", "app-secret");
+    let server = started(builder.user("alice", "alice-pw")).await;
     let provider = server.provider().pkce(true);
     let credentials = Credentials::builder()
         .credential(tower_oauth2::Credential::client_credentials(

@@ -11,7 +11,11 @@ pub use tower_oauth2::{
 
 pub use crate::{
     adapter::{Adapter, Answer, Call, Kind},
-    support::{advance, counts::assert_counts, eventually, steady_policy},
+    support::{
+        advance, eventually,
+        mock::{assert_counts, started},
+        steady_policy,
+    },
 };
 
 /// The standard (RFC 6749) mock, with one confidential client.
@@ -21,12 +25,8 @@ pub async fn standard_server() -> MockServer {
 
 /// The standard mock with a token lifetime of its own.
 pub async fn standard_with_lifetime(lifetime: Duration) -> MockServer {
-    MockServer::builder()
-        .client("client", "secret")
-        .token_lifetime(lifetime)
-        .start()
-        .await
-        .unwrap()
+    let builder = MockServer::builder().client("client", "secret");
+    started(builder.token_lifetime(lifetime)).await
 }
 
 /// The standard server's client credentials, for `provider`.

@@ -27,11 +27,7 @@ both!(
 const REDIRECT: &str = "https://app.example/grindery/callback";
 
 async fn grindery() -> MockServer {
-    MockServer::grindery()
-        .native_grindery_errors(true)
-        .start()
-        .await
-        .unwrap()
+    started(MockServer::grindery().native_grindery_errors(true)).await
 }
 
 /// The application's Grindery credential: a refresh token issued by the emulator.

@@ -26,12 +26,8 @@ async fn tokens_in(store: &MemoryStore, credentials: &Credentials) -> Vec<String
 
 async fn a_full_run_prints_no_secret(kind: Kind) {
     let (captured, _guard) = Captured::install();
-    let server = MockServer::builder()
-        .client("client", SECRET)
-        .token_lifetime(Duration::from_secs(120))
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("client", SECRET);
+    let server = started(builder.token_lifetime(Duration::from_secs(120))).await;
     let seed = server.issue_refresh_token("client", "");
     let store = Arc::new(MemoryStore::new());
     let policy = steady_policy().timeout(Duration::from_millis(300));

@@ -2,8 +2,8 @@
 //! hyper client over 127.0.0.1 and assertions on RFC 6749 answers.
 #![allow(dead_code)]
 
-#[path = "../support/counts.rs"]
-mod counts;
+#[path = "../support/mock.rs"]
+mod mock;
 
 use std::collections::HashMap;
 
@@ -19,7 +19,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_oauth2::mock::MockServer;
 
-pub use counts::assert_counts;
+#[allow(unused_imports)]
+pub use mock::{assert_counts, started};
 
 pub const FORM: &str = "application/x-www-form-urlencoded";
 pub const JSON: &str = "application/json";

@@ -1,10 +1,10 @@
 //! In-process stand-ins for a token endpoint and an API, for tests on paused time.
 #![allow(dead_code, unreachable_pub)]
 
-#[cfg(feature = "mock")]
-pub mod counts;
 pub mod jar;
 pub mod logs;
+#[cfg(feature = "mock")]
+pub mod mock;
 pub mod store;
 pub mod tempdir;
 

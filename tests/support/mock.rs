@@ -1,6 +1,12 @@
-//! The mock server's counters, asserted as one line of `name=value` pairs.
+//! The mock server, started in one line, and its counters asserted in one line of
+//! `name=value` pairs.
 
-use tower_oauth2::mock::{MockCounters, MockServer};
+use tower_oauth2::mock::{MockCounters, MockServer, MockServerBuilder};
+
+/// The server `builder` describes, started on a free loopback port.
+pub async fn started(builder: MockServerBuilder) -> MockServer {
+    builder.start().await.expect("the mock server starts")
+}
 
 fn counter(counters: &MockCounters, name: &str) -> u64 {
     match name {
