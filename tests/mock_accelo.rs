@@ -92,8 +92,7 @@ async fn client_credentials_with_basic() {
 
     assert_counts(&server, "token_requests=3 client_credentials_grants=3");
 
-    assert_counts(&server, "token_errors=0");
-    assert_counts(&server, "resource_calls_authorized=1");
+    assert_counts(&server, "token_errors=0 resource_calls_authorized=1");
 }
 
 #[tokio::test]
@@ -246,8 +245,9 @@ async fn only_the_client_credentials_grant_exists() {
             .await
             .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
-    assert_counts(&server, "refresh_token_grants=1 authorization_code_grants=1");
-    assert_counts(&server, "client_credentials_grants=0 token_errors=3");
+    let counts =
+        "refresh_token_grants=1 authorization_code_grants=1 client_credentials_grants=0 token_errors=3";
+    assert_counts(&server, counts);
 
     // Neither is there an authorization endpoint.
     let answer = send(

@@ -112,9 +112,9 @@ async fn code_exchange_and_refresh() {
 
     assert_counts(&server, "authorizations=1 token_requests=4");
 
-    assert_counts(&server, "authorization_code_grants=2");
-    assert_counts(&server, "refresh_token_grants=2 token_errors=2");
-    assert_counts(&server, "resource_calls_authorized=2");
+    let counts =
+        "authorization_code_grants=2 refresh_token_grants=2 token_errors=2 resource_calls_authorized=2";
+    assert_counts(&server, counts);
 }
 
 #[tokio::test]

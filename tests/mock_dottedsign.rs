@@ -92,8 +92,8 @@ async fn code_exchange_refresh_and_api() {
 
     assert_counts(&server, "authorizations=1 authorization_code_grants=1");
 
-    assert_counts(&server, "refresh_token_grants=2");
-    assert_counts(&server, "token_errors=0 resource_calls_authorized=1");
+    let counts = "refresh_token_grants=2 token_errors=0 resource_calls_authorized=1";
+    assert_counts(&server, counts);
 }
 
 #[tokio::test]

@@ -224,8 +224,8 @@ async fn form_bodies_and_body_parameters_are_rejected() {
 
     // Grants are counted from x-grant-type only: not the form's grant_type,
     // nor the JSON body's.
-    assert_counts(&server, "token_requests=6 authorization_code_grants=4");
-    assert_counts(&server, "token_errors=5");
+    let counts = "token_requests=6 authorization_code_grants=4 token_errors=5";
+    assert_counts(&server, counts);
 }
 
 #[tokio::test]

@@ -117,8 +117,8 @@ async fn authorization_redirects_with_code_and_state() {
 
     assert_counts(&server, "authorizations=1 token_requests=1");
 
-    assert_counts(&server, "authorization_code_grants=1 token_errors=0");
-    assert_counts(&server, "resource_calls=1 resource_calls_authorized=1");
+    let counts = "authorization_code_grants=1 token_errors=0 resource_calls=1 resource_calls_authorized=1";
+    assert_counts(&server, counts);
 }
 
 #[tokio::test]

@@ -262,8 +262,8 @@ async fn accelo_client_credentials_with_its_scope_syntax_rerun_at_expiry() {
     // No refresh token is ever issued: past expiry the grant simply runs again.
     advance(Duration::from_secs(121)).await;
     case.ok("after-expiry").await;
-    assert_counts(&case.server, "refresh_token_grants=0");
-    assert_counts(&case.server, "client_credentials_grants=4 token_errors=0");
+    let counts = "refresh_token_grants=0 client_credentials_grants=4 token_errors=0";
+    assert_counts(&case.server, counts);
 }
 
 #[tokio::test]

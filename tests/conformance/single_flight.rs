@@ -20,8 +20,8 @@ async fn cold_start_with_1000_concurrent_callers_makes_one_token_request(kind: K
 
     assert_eq!(statuses, vec![200; 1000]);
     let counters = server.counters();
-    assert_counts(&server, "token_requests=1 client_credentials_grants=1");
-    assert_counts(&server, "max_concurrent_token_requests=1");
+    let counts = "token_requests=1 client_credentials_grants=1 max_concurrent_token_requests=1";
+    assert_counts(&server, counts);
     assert_eq!(counters.resource_calls_by_status.get(&200), Some(&1000));
     assert_eq!(credentials.stats()[0].token_requests, 1);
 }
