@@ -11,10 +11,10 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, UNIX_EPOCH},
+    time::Duration,
 };
 
-use support::{get, tempdir::TempDir, Api, TokenEndpoint, CLIENT_SECRET};
+use support::{get, store::tokens_with_scope, tempdir::TempDir, Api, TokenEndpoint, CLIENT_SECRET};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     secret::{AccessToken, RefreshToken},
@@ -53,11 +53,7 @@ fn k2() -> EncryptionKey {
 }
 
 fn tokens(tag: &str) -> StoredTokens {
-    StoredTokens::new()
-        .with_refresh_token(RefreshToken::new(format!("refresh-secret-{tag}")))
-        .with_access_token(AccessToken::new(format!("access-secret-{tag}")))
-        .with_expires_at(UNIX_EPOCH + Duration::new(1_900_000_000, 987_654_321))
-        .with_scope("read profile:private")
+    tokens_with_scope(tag, "read profile:private")
 }
 
 /// What the inner store holds for `key`: the encrypted values.

@@ -123,18 +123,21 @@ async fn client_secret_in_the_body_when_the_server_wants_it() {
     assert_eq!(client.oneshot(get(&server, "body")).await.unwrap().status(), 200);
 }
 
+/// A refresh-token credential with a refresh token the server just issued, and the token.
+fn refresh_token(server: &MockServer) -> (Credential, String) {
+    let seed = server.issue_refresh_token("client", "read");
+    let secret = Some(ClientSecret::new("secret"));
+    (
+        Credential::refresh_token(provider(server), "client", secret, seed.as_str()),
+        seed,
+    )
+}
+
 /// Three refreshes in a row through a refresh-token credential; the server's counters.
 async fn three_refreshes(rotate: bool) -> tower_oauth2::mock::MockCounters {
     let builder = MockServer::builder().client("client", "secret");
     let server = started(builder.rotate_refresh_tokens(rotate)).await;
-    let seed = server.issue_refresh_token("client", "read");
-    let credential = Credential::refresh_token(
-        provider(&server),
-        "client",
-        Some(ClientSecret::new("secret")),
-        seed.as_str(),
-    );
-    let (client, credentials) = layered(credential);
+    let (client, credentials) = layered(refresh_token(&server).0);
     for round in 0..3 {
         let response = client
             .clone()
@@ -158,13 +161,7 @@ async fn rotated_refresh_tokens_are_followed_and_a_dead_one_requires_reauthoriza
 
     // Someone else used up the grant: the layer reports that a new login is needed.
     let server2 = started(MockServer::builder().client("client", "secret")).await;
-    let dead = server2.issue_refresh_token("client", "read");
-    let credential = Credential::refresh_token(
-        provider(&server2),
-        "client",
-        Some(ClientSecret::new("secret")),
-        dead.as_str(),
-    );
+    let (credential, dead) = refresh_token(&server2);
     let (client, _) = layered(credential);
     let mut spend = form_urlencoded::Serializer::new(String::new());
     spend

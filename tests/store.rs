@@ -3,7 +3,10 @@
 
 mod support;
 
-use support::{store::Hooked, tempdir::TempDir};
+use support::{
+    store::{tokens_with_scope, Hooked},
+    tempdir::TempDir,
+};
 
 use std::{
     collections::HashSet,
@@ -13,11 +16,11 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use tower_oauth2::{
-    secret::{AccessToken, RefreshToken},
+    secret::RefreshToken,
     store::{
         FileStore, MemoryStore, Notifying, StoreError, StoreErrorKind, StoreOperation, StoredTokens,
         TokenChange, TokenStore,
@@ -45,11 +48,7 @@ fn alice() -> CredentialKey {
 }
 
 fn tokens(tag: &str) -> StoredTokens {
-    StoredTokens::new()
-        .with_refresh_token(RefreshToken::new(format!("refresh-secret-{tag}")))
-        .with_access_token(AccessToken::new(format!("access-secret-{tag}")))
-        .with_expires_at(UNIX_EPOCH + Duration::new(1_900_000_000, 987_654_321))
-        .with_scope("read")
+    tokens_with_scope(tag, "read")
 }
 
 fn files_in(dir: &Path) -> Vec<String> {

@@ -4,9 +4,11 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::{Duration, UNIX_EPOCH},
 };
 
 use tower_oauth2::{
+    secret::{AccessToken, RefreshToken},
     store::{BoxFuture, StoreError, StoreOperation, StoredTokens, TokenStore},
     CredentialKey, MemoryStore,
 };
@@ -89,4 +91,13 @@ impl TokenStore for Hooked {
             Err(failed) => failed,
         }
     }
+}
+
+/// Tokens of every kind, their values tagged with `tag`, and `scope`.
+pub fn tokens_with_scope(tag: &str, scope: &str) -> StoredTokens {
+    StoredTokens::new()
+        .with_refresh_token(RefreshToken::new(format!("refresh-secret-{tag}")))
+        .with_access_token(AccessToken::new(format!("access-secret-{tag}")))
+        .with_expires_at(UNIX_EPOCH + Duration::new(1_900_000_000, 987_654_321))
+        .with_scope(scope)
 }
