@@ -110,15 +110,21 @@ fn huge_provider() -> Provider {
         })
 }
 
-#[tokio::test]
-async fn a_huge_answer_is_judged_on_its_prefix_and_delivered_whole() {
+/// A registry over `huge_provider`, the count of tokens issued, and a count of frames
+/// polled for `huge_api`.
+fn huge_setup() -> (Credentials, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let issued = Arc::new(AtomicUsize::new(0));
     let credentials = Credentials::builder()
         .credential(Credential::client_credentials(huge_provider(), "app", "secret"))
         .transport(token_endpoint(Arc::clone(&issued)))
         .build()
         .unwrap();
-    let polled = Arc::new(AtomicUsize::new(0));
+    (credentials, issued, Arc::new(AtomicUsize::new(0)))
+}
+
+#[tokio::test]
+async fn a_huge_answer_is_judged_on_its_prefix_and_delivered_whole() {
+    let (credentials, issued, polled) = huge_setup();
     let api =
         OAuth2Layer::new(credentials.clone()).layer(huge_api(Arc::clone(&polled), b"{\"error\":\"other\"}"));
 
@@ -145,13 +151,7 @@ async fn a_huge_answer_is_judged_on_its_prefix_and_delivered_whole() {
 
 #[tokio::test]
 async fn a_huge_dead_token_answer_is_judged_on_its_prefix_and_the_call_retried() {
-    let issued = Arc::new(AtomicUsize::new(0));
-    let credentials = Credentials::builder()
-        .credential(Credential::client_credentials(huge_provider(), "app", "secret"))
-        .transport(token_endpoint(Arc::clone(&issued)))
-        .build()
-        .unwrap();
-    let polled = Arc::new(AtomicUsize::new(0));
+    let (credentials, issued, polled) = huge_setup();
     let api = OAuth2Layer::new(credentials.clone())
         .layer(huge_api(Arc::clone(&polled), b"{\"error\":\"token_expired\"}"));
 
