@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::mock::started;
+use support::mock::{assert_counts, started};
 
 use std::{
     cell::Cell,
@@ -85,9 +85,7 @@ async fn a_transport_gets_a_token_and_authorizes(transport: TokenTransport, sent
         get(&credentials, &server.api_url("/things")).await,
         StatusCode::OK
     );
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.resource_calls_authorized, 2);
+    assert_counts(&server, "token_requests=1 resource_calls_authorized=2");
     assert_eq!(*sent.lock().unwrap(), 1);
 }
 
@@ -278,9 +276,7 @@ async fn one_token_one_call(server: &MockServer, credential: Credential) {
         get(&credentials, &server.api_url("/things")).await,
         StatusCode::OK
     );
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(&server, "token_requests=1 resource_calls_authorized=1");
 }
 
 #[tokio::test]

@@ -24,7 +24,12 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
-use support::{jar::Jar, logs::Captured, mock::started, no_jitter};
+use support::{
+    jar::Jar,
+    logs::Captured,
+    mock::{assert_counts, started},
+    no_jitter,
+};
 use tower::ServiceExt;
 use tower_oauth2::{
     axum::LoginRoutes,
@@ -277,9 +282,7 @@ async fn login_csrf_a_link_completed_in_another_browser_is_refused_and_nothing_i
         let replayed = browse(&app, &callback, Some("mallory"), &mut mallory).await;
         assert_eq!(replayed.status(), StatusCode::BAD_REQUEST, "{victim_session:?}");
     }
-    let counters = server.counters();
-    assert_eq!(counters.authorization_code_grants, 0);
-    assert_eq!(counters.token_requests, 0);
+    assert_counts(&server, "authorization_code_grants=0 token_requests=0");
     assert!(!stored(&store, &credentials, "mallory").await);
     assert!(!stored(&store, &credentials, "alice").await);
 }
