@@ -534,14 +534,11 @@ async fn complete(shared: &Inner, provider: &str, state: &str, query: &str, part
 
 /// The `error` code of the token endpoint's answer behind `err`, if it sent one.
 fn oauth_error_code(err: &Error) -> Option<&str> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = cause {
-        if let Some(oauth) = current.downcast_ref::<OAuthError>() {
-            return Some(oauth.error());
-        }
-        cause = current.source();
+    match err {
+        Error::OAuth(oauth) => Some(oauth.error()),
+        Error::ReauthorizationRequired(refused) => refused.cause().map(OAuthError::error),
+        _ => None,
     }
-    None
 }
 
 // ===== pending logins =====

@@ -46,31 +46,47 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 ///
 /// `Error` is `Clone` (its causes are shared behind `Arc`s) because one failed token
 /// refresh is reported to every caller that waited for it.
-#[derive(Debug, Clone)]
+///
+/// Each variant is transparent: `Display` prints the variant's own message, and
+/// `source()` returns the variant's cause (the wrapped service's error, the I/O error
+/// behind a store failure, the OAuth answer behind a re-authorization), never the
+/// variant itself. Printing the chain (`anyhow`'s `{:#}`, `tracing`'s error fields)
+/// therefore shows each message once.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The wrapped service (the HTTP client) failed. The cause is its own error.
+    #[error(transparent)]
     Inner(InnerError),
     /// The token endpoint answered with an OAuth error (`invalid_client`, `invalid_grant`, ...).
+    #[error(transparent)]
     OAuth(OAuthError),
     /// The token endpoint could not be reached: connection refused or reset, TLS failure,
     /// or no token request may be sent right now because recent ones failed (backoff).
+    #[error(transparent)]
     Unreachable(UnreachableError),
     /// The token endpoint did not answer in time.
+    #[error(transparent)]
     TimedOut(TimedOut),
     /// The token endpoint answered, but not with a usable token response.
+    #[error(transparent)]
     Malformed(MalformedResponse),
     /// The refresh token is no longer accepted; the user must authorize again.
+    #[error(transparent)]
     ReauthorizationRequired(ReauthorizationRequired),
     /// The configuration cannot work (a bad URL, a token URL over plain http, ...).
+    #[error(transparent)]
     Config(ConfigError),
     /// An authorization callback cannot be accepted: the user denied access, the
     /// `state` does not match, or the code is missing.
+    #[error(transparent)]
     Authorization(AuthorizationError),
     /// The token store failed to load, save or delete a credential's tokens.
+    #[error(transparent)]
     Store(StoreError),
     /// No grant is stored for this user: they have not logged in (or logged out). The
     /// request was not sent.
+    #[error(transparent)]
     NotAuthorized(NotAuthorized),
 }
 
@@ -103,40 +119,6 @@ impl Error {
         Error::Config(ConfigError {
             message: message.into(),
         })
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Inner(e) => fmt::Display::fmt(e, f),
-            Error::OAuth(e) => fmt::Display::fmt(e, f),
-            Error::Unreachable(e) => fmt::Display::fmt(e, f),
-            Error::TimedOut(e) => fmt::Display::fmt(e, f),
-            Error::Malformed(e) => fmt::Display::fmt(e, f),
-            Error::ReauthorizationRequired(e) => fmt::Display::fmt(e, f),
-            Error::Config(e) => fmt::Display::fmt(e, f),
-            Error::Authorization(e) => fmt::Display::fmt(e, f),
-            Error::Store(e) => fmt::Display::fmt(e, f),
-            Error::NotAuthorized(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            Error::Inner(e) => Some(e),
-            Error::OAuth(e) => Some(e),
-            Error::Unreachable(e) => Some(e),
-            Error::TimedOut(e) => Some(e),
-            Error::Malformed(e) => Some(e),
-            Error::ReauthorizationRequired(e) => Some(e),
-            Error::Config(e) => Some(e),
-            Error::Authorization(e) => Some(e),
-            Error::Store(e) => Some(e),
-            Error::NotAuthorized(e) => Some(e),
-        }
     }
 }
 
@@ -616,5 +598,65 @@ mod tests {
             "token endpoint of `acme` refused the request (400): invalid_grant: refresh token expired"
         );
         assert_eq!(err.provider(), Some("acme"));
+    }
+
+    /// Every message of `err`'s chain, outermost first.
+    fn chain(err: &Error) -> Vec<String> {
+        let mut messages = Vec::new();
+        let mut current: Option<&(dyn StdError + 'static)> = Some(err);
+        while let Some(e) = current {
+            messages.push(e.to_string());
+            current = e.source();
+        }
+        messages
+    }
+
+    #[test]
+    fn a_printed_chain_shows_each_message_once() {
+        let refused = OAuthError {
+            provider: "acme".into(),
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_grant".into(),
+            description: None,
+        };
+        let cases = [
+            (
+                Error::inner(std::io::Error::other("connection reset")),
+                vec!["inner service error", "connection reset"],
+            ),
+            (
+                Error::Unreachable(UnreachableError {
+                    provider: "acme".into(),
+                    backoff: None,
+                    source: Some(Arc::new(std::io::Error::other("connection refused"))),
+                }),
+                vec![
+                    "token endpoint of `acme` could not be reached",
+                    "connection refused",
+                ],
+            ),
+            (
+                Error::ReauthorizationRequired(ReauthorizationRequired {
+                    provider: "acme".into(),
+                    grant: Some(RefusedGrant::RefreshToken),
+                    cause: Some(refused.clone()),
+                }),
+                vec![
+                    "the refresh token for `acme` was refused; re-authorization required",
+                    "token endpoint of `acme` refused the request (400): invalid_grant",
+                ],
+            ),
+            (
+                Error::OAuth(refused),
+                vec!["token endpoint of `acme` refused the request (400): invalid_grant"],
+            ),
+            (
+                Error::config("bad token URL"),
+                vec!["invalid configuration: bad token URL"],
+            ),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(chain(&err), expected, "{err:?}");
+        }
     }
 }

@@ -338,10 +338,7 @@ mod tests {
 
     fn interrupted(err: &Error) -> bool {
         matches!(err, Error::Unreachable(unreachable) if unreachable.backoff.is_none())
-            && err
-                .source()
-                .and_then(|unreachable| unreachable.source())
-                .is_some_and(|source| source.is::<Interrupted>())
+            && err.source().is_some_and(|source| source.is::<Interrupted>())
     }
 
     #[tokio::test(start_paused = true)]
