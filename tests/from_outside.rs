@@ -276,7 +276,7 @@ async fn one_token_one_call(server: &MockServer, credential: Credential) {
         get(&credentials, &server.api_url("/things")).await,
         StatusCode::OK
     );
-    assert_counts(&server, "token_requests=1 resource_calls_authorized=1");
+    assert_counts(server, "token_requests=1 resource_calls_authorized=1");
 }
 
 #[tokio::test]
