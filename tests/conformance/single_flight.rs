@@ -42,6 +42,11 @@ async fn expiry_with_1000_concurrent_callers_makes_one_refresh(kind: Kind) {
     assert_eq!(counters.token_requests, 2, "one refresh for 1000 callers");
     assert_eq!(counters.max_concurrent_token_requests, 1);
     assert_eq!(counters.resource_calls_by_status.get(&200), Some(&1001));
+    assert_eq!(
+        counters.resource_calls_by_status.get(&401),
+        None,
+        "no call with the expired token"
+    );
     let stats = &credentials.stats()[0];
     assert_eq!((stats.token_requests, stats.early_refreshes), (2, 0));
 }
