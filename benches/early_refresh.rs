@@ -37,7 +37,7 @@
 //! 1 ms at p99, or if a variant did not refresh exactly once.
 //!
 //! ```text
-//! cargo bench --features mock --bench early_refresh
+//! cargo bench --bench early_refresh
 //! ```
 
 mod latency;
@@ -70,7 +70,8 @@ use hyper_util::{
 };
 use tokio::time::{sleep, sleep_until, Instant};
 use tower::{Layer, Service, ServiceExt};
-use tower_oauth2::{mock::MockServer, Credential, Credentials, OAuth2Layer, Provider, RefreshPolicy};
+use tower_oauth2::{Credential, Credentials, OAuth2Layer, Provider, RefreshPolicy};
+use tower_oauth2_mock::MockServer;
 
 use latency::{load_average, ms, write_json_lines, Summary};
 

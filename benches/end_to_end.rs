@@ -3,7 +3,7 @@
 //! concurrency levels.
 //!
 //! ```text
-//! cargo bench --bench end_to_end --features mock
+//! cargo bench --bench end_to_end
 //! ```
 //!
 //! One multi-thread runtime (2 workers) runs the server, the token endpoint (the crate's
@@ -50,7 +50,8 @@ use hyper_util::{
 use tokio::{net::TcpListener, runtime::Runtime, time::Instant};
 use tower::{Layer, Service, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
-use tower_oauth2::{mock::MockServer, Credential, Credentials, OAuth2Layer, Provider};
+use tower_oauth2::{Credential, Credentials, OAuth2Layer, Provider};
+use tower_oauth2_mock::MockServer;
 
 /// Concurrent client tasks per level.
 const LEVELS: [usize; 3] = [1, 16, 64];

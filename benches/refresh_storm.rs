@@ -19,7 +19,7 @@
 //! of token requests other than 1, or if a caller failed.
 //!
 //! ```text
-//! cargo bench --features mock --bench refresh_storm
+//! cargo bench --bench refresh_storm
 //! ```
 
 mod latency;
@@ -44,7 +44,8 @@ use tokio::{
     time::{sleep, Instant},
 };
 use tower::{Layer, Service, ServiceExt};
-use tower_oauth2::{mock::MockServer, Credential, Credentials, OAuth2, OAuth2Layer, Provider, RefreshPolicy};
+use tower_oauth2::{Credential, Credentials, OAuth2, OAuth2Layer, Provider, RefreshPolicy};
+use tower_oauth2_mock::MockServer;
 
 use latency::{load_average, ms, write_json_lines, Summary};
 

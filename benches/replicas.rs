@@ -98,7 +98,7 @@ fn percentile(values: &[Duration], p: usize) -> Duration {
 
 fn lease_wait() {
     use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-    use tower_oauth2::mock::MockServer;
+    use tower_oauth2_mock::MockServer;
 
     const ROUNDS: usize = 100;
     let token_latency = Duration::from_millis(50);

@@ -2,7 +2,7 @@
 //! that provider's API on their behalf, entirely on the built-in emulators.
 //!
 //! ```sh
-//! cargo run --example axum_app --features mock,axum
+//! cargo run --example axum_app --features axum
 //! ```
 //!
 //! The application knows its users by a `user` cookie (standing in for its own
@@ -34,9 +34,10 @@ use hyper_util::{
 };
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    axum::LoginRoutes, mock::MockServer, store::MemoryStore, BoxError, Credentials, OAuth2, OAuth2Layer,
-    Subject, UserCredentials,
+    axum::LoginRoutes, store::MemoryStore, BoxError, Credentials, OAuth2, OAuth2Layer, Subject,
+    UserCredentials,
 };
+use tower_oauth2_mock::MockServer;
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 

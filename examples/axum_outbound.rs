@@ -2,7 +2,7 @@
 //! kept in the app state, under concurrent incoming load.
 //!
 //! ```sh
-//! cargo run --example axum_outbound --features mock,axum
+//! cargo run --example axum_outbound --features axum
 //! ```
 //!
 //! The provider is the built-in RFC 6749 emulator, issuing 3-second tokens so that the
@@ -22,9 +22,8 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth2::{
-    mock::MockServer, BoxError, Credential, Credentials, OAuth2, RefreshPolicy, ServiceBuilderExt,
-};
+use tower_oauth2::{BoxError, Credential, Credentials, OAuth2, RefreshPolicy, ServiceBuilderExt};
+use tower_oauth2_mock::MockServer;
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 

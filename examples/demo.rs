@@ -1,8 +1,8 @@
 //! The main demo: concurrent load through the layer, over real HTTP, against the
-//! built-in mock provider, with short-lived tokens and injected 401s.
+//! mock provider of tower-oauth2-mock, with short-lived tokens and injected 401s.
 //!
 //! ```text
-//! cargo run --release --example demo --features mock [-- --seconds 12 --concurrency 64]
+//! cargo run --release --example demo [-- --seconds 12 --concurrency 64]
 //! ```
 
 use std::{
@@ -19,10 +19,8 @@ use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
-use tower_oauth2::{
-    mock::{Fault, MockServer},
-    Credential, Credentials, OAuth2Layer, Provider,
-};
+use tower_oauth2::{Credential, Credentials, OAuth2Layer, Provider};
+use tower_oauth2_mock::{Fault, MockServer};
 
 #[derive(Default)]
 struct Tally {

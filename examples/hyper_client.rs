@@ -1,7 +1,7 @@
 //! hyper-util's legacy client with rustls, wrapped by the layer.
 //!
 //! ```sh
-//! cargo run --example hyper_client --features mock
+//! cargo run --example hyper_client
 //! ```
 //!
 //! The client is the one a production service would build (rustls with the ring
@@ -15,7 +15,8 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth2::{mock::MockServer, BoxError, Credential, Credentials, ServiceBuilderExt};
+use tower_oauth2::{BoxError, Credential, Credentials, ServiceBuilderExt};
+use tower_oauth2_mock::MockServer;
 
 /// Your application's choice. ring builds lean, but rustls deprecates it for lacking
 /// post-quantum key exchange; `rustls::crypto::aws_lc_rs::default_provider()` has it.

@@ -1,7 +1,7 @@
 //! All five preset providers in one client, each against its emulator on 127.0.0.1.
 //!
 //! ```sh
-//! cargo run --example providers --features mock
+//! cargo run --example providers
 //! ```
 //!
 //! In production the same credentials are built from the presets themselves,
@@ -19,9 +19,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::{
-    mock::MockServer, providers::accelo::AcceloScope, BoxError, Credential, Credentials, OAuth2Layer,
-    TokenPlacement,
+    providers::accelo::AcceloScope, BoxError, Credential, Credentials, OAuth2Layer, TokenPlacement,
 };
+use tower_oauth2_mock::MockServer;
 
 const REDIRECT: &str = "https://app.example.com/callback";
 

@@ -7,9 +7,9 @@
 //! saw: one per refresh, not one per replica, and no refresh token refused.
 //!
 //! ```sh
-//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example replicas --features redis,mock
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example replicas --features redis
 //! # or, with redis-server on PATH, let the example start its own:
-//! cargo run --example replicas --features redis,mock
+//! cargo run --example replicas --features redis
 //! ```
 
 use std::{
@@ -28,11 +28,11 @@ use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    mock::MockServer,
     secret::RefreshToken,
     store::{LeaseSettings, RedisStore},
     Credential, Credentials, OAuth2Layer, Provider, RefreshPolicy, RefreshTokens,
 };
+use tower_oauth2_mock::MockServer;
 
 const REPLICAS: usize = 3;
 const CALLERS: usize = 50;

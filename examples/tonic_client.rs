@@ -3,7 +3,7 @@
 //! once more.
 //!
 //! ```sh
-//! cargo run --example tonic_client --features mock,tonic
+//! cargo run --example tonic_client --features tonic
 //! ```
 //!
 //! The token endpoint is the built-in RFC 6749 emulator; the gRPC server is tonic's
@@ -23,7 +23,8 @@ use tonic::{
 };
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 use tower::ServiceBuilder;
-use tower_oauth2::{mock::MockServer, BoxError, Credential, Credentials, ServiceBuilderExt};
+use tower_oauth2::{BoxError, Credential, Credentials, ServiceBuilderExt};
+use tower_oauth2_mock::MockServer;
 
 /// The tokens the gRPC server has seen, and those it now refuses.
 #[derive(Default)]

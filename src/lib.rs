@@ -96,8 +96,13 @@
 //!   published through the `metrics` facade (see [`metrics`]).
 //! - `redis`: [`store::RedisStore`], tokens in Redis shared by an application's
 //!   replicas, which refresh each credential once between them through a lease.
-//! - `mock`: [`mock::MockServer`], a strict OAuth 2.0 server and protected resource on
-//!   127.0.0.1, with counters and fault injection, for your tests.
+//!
+//! # Testing
+//!
+//! The `tower-oauth2-mock` crate (in this repository's `mock/`, a dev-dependency) runs
+//! strict emulators of RFC 6749 and of each preset's provider on 127.0.0.1, with a
+//! protected resource, fault injection and counters; its `tower-oauth2` feature adds
+//! `MockServer::provider`, the preset pointed at the emulator.
 //!
 //! # Runtime
 //!
@@ -142,10 +147,6 @@ mod stats;
 pub mod store;
 pub mod token;
 pub mod transport;
-
-#[cfg(feature = "mock")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
-pub mod mock;
 
 // What the parsers must hold to for any input, checked by the property tests and by the
 // fuzz targets.

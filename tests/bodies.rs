@@ -4,6 +4,7 @@
 //!
 //! The API is `support::Api` served by hyper: it accepts `Bearer tok-N` unless revoked,
 //! answers 401 otherwise, and records every request's body as it arrived.
+#![cfg(all(feature = "hyper-transport", feature = "axum"))]
 
 mod support;
 

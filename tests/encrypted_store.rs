@@ -1,6 +1,7 @@
 //! The encrypted store, through the public API: round trips over the memory and file
 //! stores with no plaintext on disk, key rotation, tampered, moved and foreign values,
 //! redaction, forwarded coordination, and a registry that restarts over it.
+#![cfg(feature = "encryption")]
 
 mod support;
 

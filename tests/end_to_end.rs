@@ -1,4 +1,5 @@
 //! The layer over real HTTP, against the strict mock server on 127.0.0.1.
+#![cfg(feature = "hyper-transport")]
 
 mod support;
 
@@ -15,10 +16,10 @@ use hyper_util::{
 };
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    mock::{ClientAuthMethod, Fault, MockServer},
-    secret::ClientSecret,
-    ClientAuth, Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider, RefreshPolicy,
+    secret::ClientSecret, ClientAuth, Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider,
+    RefreshPolicy,
 };
+use tower_oauth2_mock::{AcceptedClientAuth, Fault, MockServer};
 
 type Api = Client<HttpConnector, Full<Bytes>>;
 
@@ -107,7 +108,7 @@ async fn a_wrong_secret_is_an_oauth_error_naming_the_provider() {
 #[tokio::test]
 async fn client_secret_in_the_body_when_the_server_wants_it() {
     let builder = MockServer::builder().client("client", "secret");
-    let server = started(builder.client_auth(&[ClientAuthMethod::Body])).await;
+    let server = started(builder.client_auth(&[AcceptedClientAuth::Body])).await;
     let basic = Credential::client_credentials(provider(&server), "client", "secret");
     let (client, _) = layered(basic);
     assert!(
@@ -134,7 +135,7 @@ fn refresh_token(server: &MockServer) -> (Credential, String) {
 }
 
 /// Three refreshes in a row through a refresh-token credential; the server's counters.
-async fn three_refreshes(rotate: bool) -> tower_oauth2::mock::MockCounters {
+async fn three_refreshes(rotate: bool) -> tower_oauth2_mock::MockCounters {
     let builder = MockServer::builder().client("client", "secret");
     let server = started(builder.rotate_refresh_tokens(rotate)).await;
     let (client, credentials) = layered(refresh_token(&server).0);

@@ -2,6 +2,7 @@
 //! its own clients, stores and login state, with nothing but the public API.
 //!
 //! Every test here talks to an emulator on 127.0.0.1 or to an in-process stand-in.
+#![cfg(all(feature = "hyper-transport", feature = "axum"))]
 
 mod support;
 
@@ -24,9 +25,10 @@ use tower::{
     Layer, ServiceExt,
 };
 use tower_oauth2::{
-    mock::MockServer, providers, BoxError, Credential, CredentialKey, Credentials, MemoryStore, OAuth2Layer,
-    Provider, Subject, TokenStore, TokenTransport, UserCredentials,
+    providers, BoxError, Credential, CredentialKey, Credentials, MemoryStore, OAuth2Layer, Provider, Subject,
+    TokenStore, TokenTransport, UserCredentials,
 };
+use tower_oauth2_mock::MockServer;
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 

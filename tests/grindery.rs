@@ -2,7 +2,7 @@
 //! (`tests/conformance/dead_in_body.rs`) runs through both adapters: answers too large
 //! to judge whole, in process.
 
-#![cfg(all(feature = "mock", feature = "hyper-transport"))]
+#![cfg(feature = "hyper-transport")]
 
 use std::{
     convert::Infallible,

@@ -4,6 +4,7 @@
 //! interceptor that admits `Bearer tok-N` unless revoked and refuses anything else with
 //! `UNAUTHENTICATED`: the trailers-only answer (HTTP 200, `grpc-status: 16`) a gRPC
 //! server gives a call it refuses before running it.
+#![cfg(feature = "tonic")]
 
 mod support;
 

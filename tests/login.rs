@@ -5,6 +5,7 @@
 //! The browser side goes through the axum `Router` with `oneshot`, with a cookie jar;
 //! the provider is the crate's emulator on 127.0.0.1 where a real consent matters, and
 //! an in-process token endpoint where its answer is the point.
+#![cfg(all(feature = "hyper-transport", feature = "axum"))]
 
 mod support;
 
@@ -33,10 +34,10 @@ use support::{
 use tower::ServiceExt;
 use tower_oauth2::{
     axum::LoginRoutes,
-    mock::MockServer,
     store::{MemoryStore, TokenStore},
     CodeDelivery, Credentials, Provider, RefreshPolicy, TokenTransport, UserCredentials,
 };
+use tower_oauth2_mock::MockServer;
 
 const APP: &str = "http://app.test/oauth";
 

@@ -1,7 +1,7 @@
 //! What `Credentials::record_metrics` publishes, read back through metrics-util's
 //! debugging recorder: real requests through the layer against the mock server on
 //! 127.0.0.1, and the exporter task on paused time against in-process stand-ins.
-#![cfg(feature = "metrics")]
+#![cfg(all(feature = "hyper-transport", feature = "metrics"))]
 
 mod support;
 
@@ -20,11 +20,11 @@ use hyper_util::{
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshot, Snapshotter};
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
-    mock::{Fault, MockServer},
     secret::{ClientSecret, RefreshToken},
     store::{MemoryStore, StoredTokens, TokenStore},
     Credential, Credentials, Error, OAuth2, OAuth2Layer, Provider, Revoked, Subject, UserCredentials,
 };
+use tower_oauth2_mock::{Fault, MockServer};
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 

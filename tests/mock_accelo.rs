@@ -7,7 +7,7 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use mock_support::*;
-use tower_oauth2::mock::{MockDialect, MockServer};
+use tower_oauth2_mock::{MockDialect, MockServer};
 
 fn token(server: &MockServer, auth: Option<&str>, form: &str) -> Request<Full<bytes::Bytes>> {
     form_post(&server.token_url(), auth, form)

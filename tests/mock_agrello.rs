@@ -7,7 +7,7 @@ use http::header::WWW_AUTHENTICATE;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use mock_support::*;
-use tower_oauth2::mock::{MockDialect, MockServer};
+use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "http://myapp.io/auth/agrello";
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::header::WWW_AUTHENTICATE;
 use http::StatusCode;
 use mock_support::*;
-use tower_oauth2::mock::{MockDialect, MockServer};
+use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "https://app.example/dottedsign";
 const CREDENTIALS: &str = "client_id=client&client_secret=secret";

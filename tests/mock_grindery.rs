@@ -6,7 +6,7 @@ mod mock_support;
 use http::StatusCode;
 use mock_support::*;
 use serde_json::Value;
-use tower_oauth2::mock::{MockDialect, MockServer};
+use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "https://app.example/grindery/callback";
 

@@ -11,7 +11,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use mock_support::*;
-use tower_oauth2::mock::{MockDialect, MockServer};
+use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "https://app.example/ioffice/code";
 const SCOPE: &str = "email";

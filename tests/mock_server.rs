@@ -14,7 +14,7 @@ use http_body_util::Full;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tower_oauth2::mock::{ClientAuthMethod, Fault, MockCounters, MockServer};
+use tower_oauth2_mock::{AcceptedClientAuth, Fault, MockCounters, MockServer};
 
 use mock_support::*;
 
@@ -67,7 +67,7 @@ fn server_types_are_thread_safe() {
     fn assert_send_sync<T: Send + Sync>() {}
     fn assert_send<T: Send>(_: &T) {}
     assert_send_sync::<MockServer>();
-    assert_send_sync::<tower_oauth2::mock::MockServerBuilder>();
+    assert_send_sync::<tower_oauth2_mock::MockServerBuilder>();
     assert_send(&MockServer::start());
     assert_send(&MockServer::builder().start());
 }
@@ -235,7 +235,7 @@ async fn client_id_may_repeat_the_basic_identity() {
 
 #[tokio::test]
 async fn methods_outside_the_accepted_list_are_invalid_client() {
-    let server = started(MockServer::builder().client_auth(&[ClientAuthMethod::Basic])).await;
+    let server = started(MockServer::builder().client_auth(&[AcceptedClientAuth::Basic])).await;
     let answer = token_request(
         &http_client(),
         &server,
@@ -246,7 +246,7 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), None);
 
-    let server = started(MockServer::builder().client_auth(&[ClientAuthMethod::Body])).await;
+    let server = started(MockServer::builder().client_auth(&[AcceptedClientAuth::Body])).await;
     let answer = token_request(
         &http_client(),
         &server,

@@ -6,7 +6,7 @@ mod mock_support;
 use http::header::{ALLOW, LOCATION, WWW_AUTHENTICATE};
 use http::StatusCode;
 use mock_support::*;
-use tower_oauth2::mock::{MockDialect, MockServer};
+use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "https://app.example/cb";
 /// RFC 7636 Appendix B.

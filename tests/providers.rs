@@ -4,6 +4,7 @@
 //! Time: the emulators and the cache both run on Tokio's clock. To reach a refresh
 //! point without sleeping, a test pauses the clock, advances it, and resumes it before
 //! any socket is used again.
+#![cfg(feature = "hyper-transport")]
 
 mod support;
 
@@ -30,11 +31,10 @@ use hyper_util::{
 use serde_json::Value;
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    mock::{MockCounters, MockServer},
-    providers::accelo::AcceloScope,
-    BoxError, Credential, Credentials, Error, OAuth2, OAuth2Layer, RefreshPolicy, Revoked, TokenPlacement,
-    TokenTransport,
+    providers::accelo::AcceloScope, BoxError, Credential, Credentials, Error, OAuth2, OAuth2Layer,
+    RefreshPolicy, Revoked, TokenPlacement, TokenTransport,
 };
+use tower_oauth2_mock::{MockCounters, MockServer};
 
 const REDIRECT: &str = "https://app.example.com/callback";
 

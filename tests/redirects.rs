@@ -7,6 +7,7 @@
 //! Each hazard the crate's policies guard against is pinned by a test that shows the
 //! default policy leaking: those tests document the defaults, and fail the day a
 //! default stops leaking.
+#![cfg(all(feature = "hyper-transport", feature = "follow-redirect", feature = "reqwest"))]
 
 use std::{
     convert::Infallible,

@@ -10,7 +10,7 @@
 //! the parent can kill or pause it while it holds the lease.
 //!
 //! The parent counts token requests at the mock, reads Redis, and sends signals.
-#![cfg(all(feature = "redis", feature = "mock", feature = "hyper-transport", unix))]
+#![cfg(all(feature = "redis", feature = "hyper-transport", unix))]
 // Processes, sockets and Redis live on the real clock.
 #![allow(clippy::disallowed_methods)]
 
@@ -42,12 +42,12 @@ use tokio::{
 };
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    mock::MockServer,
     secret::{ClientSecret, RefreshToken},
     store::{LeaseSettings, RedisStore, StoredTokens, TokenStore},
     Credential, CredentialKey, Credentials, OAuth2Layer, Provider, RefreshPolicy, RefreshTokens,
     TokenRequest, TokenTransport,
 };
+use tower_oauth2_mock::MockServer;
 
 const ROLE: &str = "TOWER_OAUTH2_REPLICA";
 const PREFIX: &str = "replicas-test";

@@ -1,10 +1,12 @@
 //! What only the reqwest middleware has: reqwest's `Response` and errors name a URL, which
 //! must be the one the caller asked for, never the one carrying a token in its query.
 //! Everything both adapters do is in the conformance suite (`tests/conformance`).
+#![cfg(all(feature = "hyper-transport", feature = "reqwest"))]
 
 use reqwest_middleware::ClientBuilder;
 use serde_json::Value;
-use tower_oauth2::{mock::MockServer, reqwest::OAuth2Middleware, Credential, Credentials, TokenPlacement};
+use tower_oauth2::{reqwest::OAuth2Middleware, Credential, Credentials, TokenPlacement};
+use tower_oauth2_mock::MockServer;
 
 const REDIRECT: &str = "https://app.example.com/callback";
 

@@ -3,7 +3,7 @@
 //!
 //! The token endpoint is the mock server over HTTP; the API is in process (10,000
 //! concurrent connections would run out of file descriptors).
-#![cfg(all(feature = "mock", feature = "hyper-transport"))]
+#![cfg(feature = "hyper-transport")]
 
 use std::{
     collections::HashSet,
@@ -22,7 +22,8 @@ use futures_util::future::join_all;
 use http::{header::AUTHORIZATION, Request, Response, StatusCode};
 use tokio::sync::watch;
 use tower::{Layer, Service, ServiceExt};
-use tower_oauth2::{mock::MockServer, Credential, Credentials, OAuth2, OAuth2Layer, Provider};
+use tower_oauth2::{Credential, Credentials, OAuth2, OAuth2Layer, Provider};
+use tower_oauth2_mock::MockServer;
 
 const CALLERS: usize = 10_000;
 

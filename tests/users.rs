@@ -1,6 +1,7 @@
 //! Users' tokens end to end: login through the axum routes and each code-flow
 //! provider's emulator (no browser), per-user tokens on outbound calls, stores across
 //! restarts, rotation persisted before use, and the callback's failure modes.
+#![cfg(all(feature = "hyper-transport", feature = "axum"))]
 
 mod support;
 
@@ -23,10 +24,10 @@ use serde_json::Value;
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     axum::LoginRoutes,
-    mock::{MockDialect, MockServer},
     store::{FileStore, MemoryStore, StoreError, TokenStore},
     Credentials, Error, OAuth2, OAuth2Layer, RefreshPolicy, Subject, UserCredentials,
 };
+use tower_oauth2_mock::{MockDialect, MockServer};
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 

@@ -18,8 +18,8 @@
 //! Each preset has an `_at` twin taking a base URL instead of the vendor's host:
 //! [`agrello_at`], [`accelo_at`], [`grindery_at`], [`ioffice_at`] and
 //! [`dottedsign_at`] keep every path of the preset and put it under that origin, with
-//! the origin as the API origin, for a test server (such as the crate's `mock`
-//! emulators), a staging host or a proxy. [`Provider::at`] does the same to any
+//! the origin as the API origin, for a test server (such as the `tower-oauth2-mock`
+//! crate's emulators), a staging host or a proxy. [`Provider::at`] does the same to any
 //! provider, a configured one included.
 //!
 //! ```

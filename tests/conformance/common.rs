@@ -5,9 +5,8 @@ pub use std::time::Duration;
 
 pub use bytes::Bytes;
 pub use serde_json::{json, Value};
-pub use tower_oauth2::{
-    mock::MockServer, Credential, Credentials, Error, Provider, TokenPlacement, UserCredentials,
-};
+pub use tower_oauth2::{Credential, Credentials, Error, Provider, TokenPlacement, UserCredentials};
+pub use tower_oauth2_mock::MockServer;
 
 pub use crate::{
     adapter::{Adapter, Answer, Call, Kind},

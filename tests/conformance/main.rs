@@ -11,7 +11,7 @@
 //! - `subjects`: each user's requests carry that user's token, refreshed once per user.
 //! - `secrecy`: no token or secret in `Debug`, errors or logs.
 //! - `dead_in_body`: Grindery's dead tokens, declared in a `400` body.
-#![cfg(all(feature = "mock", feature = "hyper-transport", feature = "reqwest"))]
+#![cfg(all(feature = "hyper-transport", feature = "reqwest"))]
 
 #[path = "../support/adapter.rs"]
 mod adapter;

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use tower_oauth2::{
-    mock::Fault,
     secret::ClientSecret,
     store::{MemoryStore, TokenStore},
 };
+
+use tower_oauth2_mock::Fault;
 
 use crate::{common::*, support::logs::Captured};
 

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use tower_oauth2::mock::MockServer;
+use tower_oauth2_mock::MockServer;
 
 #[allow(unused_imports)]
 pub use mock::{assert_counts, started};

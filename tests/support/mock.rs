@@ -1,7 +1,7 @@
 //! The mock server, started in one line, and its counters asserted in one line of
 //! `name=value` pairs.
 
-use tower_oauth2::mock::{MockCounters, MockServer, MockServerBuilder};
+use tower_oauth2_mock::{MockCounters, MockServer, MockServerBuilder};
 
 /// The server `builder` describes, started on a free loopback port.
 pub async fn started(builder: MockServerBuilder) -> MockServer {

@@ -3,7 +3,6 @@
 
 pub mod jar;
 pub mod logs;
-#[cfg(feature = "mock")]
 pub mod mock;
 pub mod store;
 pub mod tempdir;

@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 
 /// Why a request body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum BodyError {
+pub(crate) enum BodyError {
     /// The body is larger than the endpoint accepts.
     TooLarge,
     /// The connection failed while the body was being received.
@@ -16,7 +16,7 @@ pub(super) enum BodyError {
 }
 
 /// Reads a whole request body, refusing to buffer more than `limit` bytes.
-pub(super) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(BodyError::TooLarge),
@@ -25,7 +25,7 @@ pub(super) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Bod
 }
 
 /// A response with a body and a fixed content type.
-pub(super) fn respond(
+pub(crate) fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -37,18 +37,18 @@ pub(super) fn respond(
 }
 
 /// A JSON response.
-pub(super) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
     respond(status, "application/json", value.to_string())
 }
 
 /// Sets a header to a static value.
-pub(super) fn set(response: &mut Response<Full<Bytes>>, name: HeaderName, value: &'static str) {
+pub(crate) fn set(response: &mut Response<Full<Bytes>>, name: HeaderName, value: &'static str) {
     response
         .headers_mut()
         .insert(name, HeaderValue::from_static(value));
 }
 
 /// `404 Not Found`, for everything outside the two endpoints.
-pub(super) fn not_found() -> Response<Full<Bytes>> {
+pub(crate) fn not_found() -> Response<Full<Bytes>> {
     respond(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found")
 }

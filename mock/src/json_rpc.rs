@@ -1,6 +1,6 @@
 //! Grindery's JSON-RPC 2.0 endpoint, `POST /`, as its orchestrator answers it: served
 //! when the builder asks for Grindery's native answers
-//! ([`MockServerBuilder::native_grindery_errors`](super::MockServerBuilder::native_grindery_errors)).
+//! ([`MockServerBuilder::native_grindery_errors`](crate::MockServerBuilder::native_grindery_errors)).
 //!
 //! What the orchestrator does, and so what this does: the access token comes in
 //! `Authorization: Bearer`; every JSON-RPC error is answered with HTTP `400` and the
@@ -17,8 +17,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use super::body::{json_response, read_body};
-use super::state::State;
+use crate::body::{json_response, read_body};
+use crate::state::ServerState;
 
 /// Largest JSON-RPC request body the endpoint reads.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -28,7 +28,7 @@ const BODY_LIMIT: usize = 1024 * 1024;
 const METHODS: &[&str] = &["listWorkflows", "listWorkspaces", "isAllowedUser"];
 
 /// Answers one JSON-RPC request.
-pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(state: &ServerState, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     state.counters.resource_call(None);
     let response = match read_body(body, BODY_LIMIT).await {
@@ -47,7 +47,7 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Respons
     response
 }
 
-fn answer(state: &State, authorization: Option<&[u8]>, body: &[u8]) -> Response<Full<Bytes>> {
+fn answer(state: &ServerState, authorization: Option<&[u8]>, body: &[u8]) -> Response<Full<Bytes>> {
     let Ok(request) = serde_json::from_slice::<Value>(body) else {
         return error(Value::Null, -32700, "Parse error");
     };

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::dialect::ScopeRule;
+use crate::dialect::ScopeRule;
 
 /// A granted scope.
 ///
@@ -11,13 +11,13 @@ use super::dialect::ScopeRule;
 /// iOFFICE's free text) are kept verbatim as a single token, so they display
 /// unchanged and compare as whole strings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Scope(Vec<String>);
+pub(crate) struct Scope(Vec<String>);
 
 impl Scope {
     /// Parses a space-delimited scope and checks every token against
     /// `allowed`. An empty string is the empty scope. On failure, returns a
     /// description fit for `error_description`.
-    pub(super) fn parse(raw: &str, allowed: &[String]) -> Result<Self, String> {
+    pub(crate) fn parse(raw: &str, allowed: &[String]) -> Result<Self, String> {
         let mut tokens: Vec<String> = Vec::new();
         if raw.is_empty() {
             return Ok(Scope(tokens));
@@ -45,11 +45,11 @@ impl Scope {
         }
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub(super) fn is_subset_of(&self, other: &Scope) -> bool {
+    pub(crate) fn is_subset_of(&self, other: &Scope) -> bool {
         self.0.iter().all(|token| other.0.contains(token))
     }
 }
@@ -69,7 +69,7 @@ impl fmt::Display for Scope {
 impl ScopeRule {
     /// Parses a non-empty `scope` value in this syntax. On failure, returns a
     /// description fit for `error_description`.
-    pub(super) fn parse(self, raw: &str, allowed: &[String]) -> Result<Scope, String> {
+    pub(crate) fn parse(self, raw: &str, allowed: &[String]) -> Result<Scope, String> {
         match self {
             ScopeRule::SpaceDelimited | ScopeRule::Unused => Scope::parse(raw, allowed),
             ScopeRule::Accelo => check_accelo(raw).map(|()| Scope::verbatim(raw)),

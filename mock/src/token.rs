@@ -11,25 +11,25 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
-use super::authorize::pkce_matches;
-use super::body::{json_response, read_body, set, BodyError};
-use super::client_auth::{authenticate, AuthenticatedClient};
-use super::counters::GrantKind;
-use super::dialect::{ClientAuthRule, Dialect, ParamEncoding, RefreshRule, ScopeRule};
-use super::error::OAuthError;
-use super::faults::ResetConnection;
-use super::params::{
-    check_content_type, check_empty_json_body, Params, FORM_CONTENT_TYPE, JSON_CONTENT_TYPE,
+use crate::authorize::pkce_matches;
+use crate::body::{json_response, read_body, set, BodyError};
+use crate::client_auth::{authenticate, AuthenticatedClient};
+use crate::counters::GrantKind;
+use crate::dialect::{ClientAuthRule, DialectRules, ParameterStyle, RefreshRule, ScopeRule};
+use crate::error::ErrorAnswer;
+use crate::faults::ResetConnection;
+use crate::params::{
+    check_content_type, check_empty_json_body, TokenParams, FORM_CONTENT_TYPE, JSON_CONTENT_TYPE,
 };
-use super::scope::Scope;
-use super::state::{Grant, State};
+use crate::scope::Scope;
+use crate::state::{GrantRecord, ServerState};
 
 /// Largest token request body the endpoint reads.
-pub(super) const BODY_LIMIT: usize = 16 * 1024;
+pub(crate) const BODY_LIMIT: usize = 16 * 1024;
 
 /// Answers one token request.
-pub(super) async fn handle(
-    state: &State,
+pub(crate) async fn handle(
+    state: &ServerState,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ResetConnection> {
     let _in_flight = state.counters.begin_token_request();
@@ -66,13 +66,13 @@ pub(super) async fn handle(
 
 /// The error as the dialect natively words it: Grindery's orchestrator (when asked
 /// for) refuses a code or a refresh token with `invalid_request`, not `invalid_grant`.
-fn native(state: &State, kind: Option<GrantKind>, error: OAuthError) -> OAuthError {
+fn native(state: &ServerState, kind: Option<GrantKind>, error: ErrorAnswer) -> ErrorAnswer {
     if !state.config.native_grindery_errors || error.code != "invalid_grant" {
         return error;
     }
     match kind {
-        Some(GrantKind::RefreshToken) => OAuthError::invalid_request("Invalid or expired refresh token"),
-        _ => OAuthError::invalid_request("Invalid code"),
+        Some(GrantKind::RefreshToken) => ErrorAnswer::invalid_request("Invalid or expired refresh token"),
+        _ => ErrorAnswer::invalid_request("Invalid code"),
     }
 }
 
@@ -80,12 +80,12 @@ fn native(state: &State, kind: Option<GrantKind>, error: OAuthError) -> OAuthErr
 /// `grant_type` of a form body, or iOFFICE's `x-grant-type` header), for
 /// the counters. This deliberately ignores everything the endpoint would
 /// reject the request for.
-fn sniff_grant_type(dialect: &Dialect, headers: &HeaderMap, body: Option<&[u8]>) -> Option<GrantKind> {
+fn sniff_grant_type(dialect: &DialectRules, headers: &HeaderMap, body: Option<&[u8]>) -> Option<GrantKind> {
     match dialect.params {
-        ParamEncoding::Form => form_urlencoded::parse(body?)
+        ParameterStyle::Form => form_urlencoded::parse(body?)
             .find(|(name, _)| name == "grant_type")
             .and_then(|(_, value)| GrantKind::from_param(&value)),
-        ParamEncoding::Headers => headers
+        ParameterStyle::Headers => headers
             .get("x-grant-type")
             .and_then(|value| value.to_str().ok())
             .and_then(GrantKind::from_param),
@@ -94,12 +94,12 @@ fn sniff_grant_type(dialect: &Dialect, headers: &HeaderMap, body: Option<&[u8]>)
 
 /// Validates a token request and carries out its grant.
 fn answer(
-    state: &State,
+    state: &ServerState,
     parts: &Parts,
     body: Result<Bytes, BodyError>,
-) -> Result<Response<Full<Bytes>>, OAuthError> {
+) -> Result<Response<Full<Bytes>>, ErrorAnswer> {
     if parts.method != Method::POST {
-        return Err(OAuthError::method_not_allowed("POST"));
+        return Err(ErrorAnswer::method_not_allowed("POST"));
     }
     let dialect = state.dialect();
     let params = read_params(dialect, parts, body)?;
@@ -108,7 +108,7 @@ fn answer(
     let kind = GrantKind::from_param(grant_type)
         .filter(|kind| dialect.grants.contains(kind))
         .ok_or_else(|| {
-            OAuthError::unsupported_grant_type(format!("grant type `{grant_type}` is not supported"))
+            ErrorAnswer::unsupported_grant_type(format!("grant type `{grant_type}` is not supported"))
         })?;
     let issued = match kind {
         GrantKind::ClientCredentials => client_credentials(state, &client, &params)?,
@@ -121,38 +121,38 @@ fn answer(
 
 /// Reads the parameters of a token request in the dialect's encoding,
 /// refusing any other.
-pub(super) fn read_params(
-    dialect: &Dialect,
+pub(crate) fn read_params(
+    dialect: &DialectRules,
     parts: &Parts,
     body: Result<Bytes, BodyError>,
-) -> Result<Params, OAuthError> {
+) -> Result<TokenParams, ErrorAnswer> {
     let expected = match dialect.params {
-        ParamEncoding::Form => FORM_CONTENT_TYPE,
-        ParamEncoding::Headers => JSON_CONTENT_TYPE,
+        ParameterStyle::Form => FORM_CONTENT_TYPE,
+        ParameterStyle::Headers => JSON_CONTENT_TYPE,
     };
     check_content_type(&parts.headers, expected)?;
     let body = body.map_err(|error| match error {
-        BodyError::TooLarge => OAuthError::payload_too_large(BODY_LIMIT),
-        BodyError::Failed => OAuthError::invalid_request("the request body could not be read"),
+        BodyError::TooLarge => ErrorAnswer::payload_too_large(BODY_LIMIT),
+        BodyError::Failed => ErrorAnswer::invalid_request("the request body could not be read"),
     })?;
     match dialect.params {
-        ParamEncoding::Form => {
-            let mut params = Params::from_form(&body)?;
+        ParameterStyle::Form => {
+            let mut params = TokenParams::from_form(&body)?;
             if let ClientAuthRule::MethodsOrQuery(_) = dialect.client_auth {
                 params.add_query_credentials(parts.uri.query())?;
             }
             Ok(params)
         }
-        ParamEncoding::Headers => {
+        ParameterStyle::Headers => {
             check_empty_json_body(&body)?;
-            Params::from_headers(&parts.headers)
+            TokenParams::from_headers(&parts.headers)
         }
     }
 }
 
 /// The `scope` parameter, if any, in the dialect's syntax. Dialects without
 /// scopes ignore it.
-fn requested_scope(state: &State, params: &Params) -> Result<Option<Scope>, OAuthError> {
+fn requested_scope(state: &ServerState, params: &TokenParams) -> Result<Option<Scope>, ErrorAnswer> {
     let rule = state.dialect().scope;
     if rule == ScopeRule::Unused {
         return Ok(None);
@@ -161,23 +161,23 @@ fn requested_scope(state: &State, params: &Params) -> Result<Option<Scope>, OAut
         .get("scope")
         .map(|raw| {
             rule.parse(raw, &state.config.allowed_scopes)
-                .map_err(OAuthError::invalid_scope)
+                .map_err(ErrorAnswer::invalid_scope)
         })
         .transpose()
 }
 
 /// RFC 6749 §4.4.
 fn client_credentials(
-    state: &State,
+    state: &ServerState,
     client: &AuthenticatedClient,
-    params: &Params,
-) -> Result<Issued, OAuthError> {
+    params: &TokenParams,
+) -> Result<Issued, ErrorAnswer> {
     if !client.confidential {
-        return Err(OAuthError::unauthorized_client(
+        return Err(ErrorAnswer::unauthorized_client(
             "public clients cannot use the client_credentials grant",
         ));
     }
-    let grant = Grant {
+    let grant = GrantRecord {
         client_id: Arc::clone(&client.id),
         subject: None,
         scope: requested_scope(state, params)?.unwrap_or_default(),
@@ -199,7 +199,11 @@ fn client_credentials(
 }
 
 /// RFC 6749 §6.
-fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -> Result<Issued, OAuthError> {
+fn refresh_token(
+    state: &ServerState,
+    client: &AuthenticatedClient,
+    params: &TokenParams,
+) -> Result<Issued, ErrorAnswer> {
     let dialect = state.dialect();
     let presented = params.require("refresh_token")?;
     let requested = requested_scope(state, params)?;
@@ -209,7 +213,7 @@ fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -
         None
     };
     if dialect.scope == ScopeRule::Opaque && requested.is_none() {
-        return Err(OAuthError::invalid_request(format!(
+        return Err(ErrorAnswer::invalid_request(format!(
             "missing {}",
             params.describe("scope")
         )));
@@ -222,18 +226,18 @@ fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -
         .refresh_grant(presented)
         .map(|(grant, family)| (grant.clone(), family))
     else {
-        return Err(OAuthError::invalid_grant(
+        return Err(ErrorAnswer::invalid_grant(
             "refresh token is unknown, revoked or already rotated",
         ));
     };
     if original.client_id != client.id {
-        return Err(OAuthError::invalid_grant(
+        return Err(ErrorAnswer::invalid_grant(
             "refresh token was issued to another client",
         ));
     }
     if let (Some(sent), Some(expected)) = (redirect_uri, original.redirect_uri.as_deref()) {
         if sent != expected {
-            return Err(OAuthError::invalid_grant(format!(
+            return Err(ErrorAnswer::invalid_grant(format!(
                 "{} does not match the authorization request",
                 params.describe("redirect_uri")
             )));
@@ -242,13 +246,13 @@ fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -
     let scope = match requested {
         // iOFFICE: "the same scope used to get the auth-code".
         Some(scope) if dialect.scope == ScopeRule::Opaque && scope != original.scope => {
-            return Err(OAuthError::invalid_scope(format!(
+            return Err(ErrorAnswer::invalid_scope(format!(
                 "{} must be the scope the authorization code was issued for",
                 params.describe("scope")
             )))
         }
         Some(scope) if !scope.is_subset_of(&original.scope) => {
-            return Err(OAuthError::invalid_scope(
+            return Err(ErrorAnswer::invalid_scope(
                 "requested scope exceeds the scope originally granted",
             ))
         }
@@ -256,7 +260,7 @@ fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -
         None => original.scope.clone(),
     };
     let access_token = tokens.issue_access(
-        Grant {
+        GrantRecord {
             scope: scope.clone(),
             ..original.clone()
         },
@@ -277,10 +281,10 @@ fn refresh_token(state: &State, client: &AuthenticatedClient, params: &Params) -
 
 /// RFC 6749 §4.1.3, plus RFC 7636 §4.5–4.6 where the dialect takes PKCE.
 fn authorization_code(
-    state: &State,
+    state: &ServerState,
     client: &AuthenticatedClient,
-    params: &Params,
-) -> Result<Issued, OAuthError> {
+    params: &TokenParams,
+) -> Result<Issued, ErrorAnswer> {
     let dialect = state.dialect();
     let code = params.require("code")?;
     let redirect_uri = if dialect.code_exchange_requires_redirect_uri {
@@ -291,7 +295,7 @@ fn authorization_code(
     let requested = requested_scope(state, params)?;
     let opaque_scope = dialect.scope == ScopeRule::Opaque;
     if opaque_scope && requested.is_none() {
-        return Err(OAuthError::invalid_request(format!(
+        return Err(ErrorAnswer::invalid_request(format!(
             "missing {}",
             params.describe("scope")
         )));
@@ -301,22 +305,22 @@ fn authorization_code(
 
     let mut tokens = state.tokens();
     let Some(record) = tokens.code(code) else {
-        return Err(OAuthError::invalid_grant(
+        return Err(ErrorAnswer::invalid_grant(
             "authorization code is unknown or already used",
         ));
     };
     if record.is_expired(tokio::time::Instant::now()) {
         tokens.redeem_code(code);
-        return Err(OAuthError::invalid_grant("authorization code expired"));
+        return Err(ErrorAnswer::invalid_grant("authorization code expired"));
     }
     if record.grant.client_id != client.id {
-        return Err(OAuthError::invalid_grant(
+        return Err(ErrorAnswer::invalid_grant(
             "authorization code was issued to another client",
         ));
     }
     if let (Some(sent), Some(expected)) = (redirect_uri, record.grant.redirect_uri.as_deref()) {
         if sent != expected {
-            return Err(OAuthError::invalid_grant(format!(
+            return Err(ErrorAnswer::invalid_grant(format!(
                 "{} does not match the authorization request",
                 params.describe("redirect_uri")
             )));
@@ -325,18 +329,18 @@ fn authorization_code(
     match (record.code_challenge.as_deref(), verifier) {
         (None, None) => {}
         (Some(_), None) => {
-            return Err(OAuthError::invalid_grant(
+            return Err(ErrorAnswer::invalid_grant(
                 "the authorization request had a code_challenge: code_verifier is required",
             ))
         }
         (None, Some(_)) => {
-            return Err(OAuthError::invalid_grant(
+            return Err(ErrorAnswer::invalid_grant(
                 "code_verifier sent, but the authorization request had no code_challenge",
             ))
         }
         (Some(challenge), Some(verifier)) => {
             if !pkce_matches(verifier, challenge) {
-                return Err(OAuthError::invalid_grant(
+                return Err(ErrorAnswer::invalid_grant(
                     "code_verifier does not match the code_challenge",
                 ));
             }
@@ -349,7 +353,7 @@ fn authorization_code(
         if record.scope_from_exchange {
             grant.scope = requested;
         } else if requested != grant.scope {
-            return Err(OAuthError::invalid_scope(format!(
+            return Err(ErrorAnswer::invalid_scope(format!(
                 "{} must be the scope the authorization code was issued for",
                 params.describe("scope")
             )));
@@ -381,7 +385,7 @@ struct Issued {
 }
 
 impl Issued {
-    fn into_response(self, state: &State) -> Response<Full<Bytes>> {
+    fn into_response(self, state: &ServerState) -> Response<Full<Bytes>> {
         let dialect = state.dialect();
         let mut body = Map::new();
         body.insert("access_token".into(), self.access_token.into());

@@ -9,15 +9,15 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use super::body::{json_response, set};
+use crate::body::{json_response, set};
 
 /// An OAuth error answer, `{"error": …, "error_description": …}`, or one of
 /// the plain HTTP errors (405, 413) that share its shape.
 #[derive(Debug)]
-pub(super) struct OAuthError {
-    pub(super) status: StatusCode,
-    pub(super) code: &'static str,
-    pub(super) description: Cow<'static, str>,
+pub(crate) struct ErrorAnswer {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) description: Cow<'static, str>,
     /// Whether to challenge with `WWW-Authenticate: Basic` (the client tried
     /// to authenticate through the `Authorization` header).
     basic_challenge: bool,
@@ -25,9 +25,9 @@ pub(super) struct OAuthError {
     allow: Option<&'static str>,
 }
 
-impl OAuthError {
-    pub(super) fn new(code: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
-        OAuthError {
+impl ErrorAnswer {
+    pub(crate) fn new(code: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+        ErrorAnswer {
             status: StatusCode::BAD_REQUEST,
             code,
             description: description.into(),
@@ -37,54 +37,54 @@ impl OAuthError {
     }
 
     /// The same error with another status.
-    pub(super) fn with_status(self, status: StatusCode) -> Self {
-        OAuthError { status, ..self }
+    pub(crate) fn with_status(self, status: StatusCode) -> Self {
+        ErrorAnswer { status, ..self }
     }
 
-    pub(super) fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new("invalid_request", description)
     }
 
     /// `401 invalid_client`, with a Basic challenge if the client used the
     /// `Authorization` header (RFC 6749 §5.2).
-    pub(super) fn invalid_client(description: &str, basic_challenge: bool) -> Self {
-        OAuthError {
+    pub(crate) fn invalid_client(description: &str, basic_challenge: bool) -> Self {
+        ErrorAnswer {
             basic_challenge,
             ..Self::new("invalid_client", description.to_owned()).with_status(StatusCode::UNAUTHORIZED)
         }
     }
 
-    pub(super) fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new("invalid_grant", description)
     }
 
-    pub(super) fn unauthorized_client(description: &'static str) -> Self {
+    pub(crate) fn unauthorized_client(description: &'static str) -> Self {
         Self::new("unauthorized_client", description)
     }
 
-    pub(super) fn unsupported_grant_type(description: String) -> Self {
+    pub(crate) fn unsupported_grant_type(description: String) -> Self {
         Self::new("unsupported_grant_type", description)
     }
 
-    pub(super) fn invalid_scope(description: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn invalid_scope(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new("invalid_scope", description)
     }
 
     /// `405`, naming the one method the endpoint accepts.
-    pub(super) fn method_not_allowed(allow: &'static str) -> Self {
-        OAuthError {
+    pub(crate) fn method_not_allowed(allow: &'static str) -> Self {
+        ErrorAnswer {
             allow: Some(allow),
             ..Self::invalid_request(format!("this endpoint only accepts {allow}"))
                 .with_status(StatusCode::METHOD_NOT_ALLOWED)
         }
     }
 
-    pub(super) fn payload_too_large(limit: usize) -> Self {
+    pub(crate) fn payload_too_large(limit: usize) -> Self {
         Self::invalid_request(format!("the request body is larger than {limit} bytes"))
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     }
 
-    pub(super) fn into_response(self) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
         let body = json!({
             "error": self.code,
             "error_description": self.description,

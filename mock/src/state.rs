@@ -3,62 +3,56 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::client_auth::ClientAuthMethod;
-use super::counters::Counters;
-use super::dialect::{Dialect, ExpiresUnit};
-use super::faults::FaultQueue;
-use super::scope::Scope;
+use crate::counters::Counters;
+use crate::dialect::{AcceptedClientAuth, DialectRules, ExpiresUnit};
+use crate::faults::FaultQueue;
+use crate::scope::Scope;
+use crate::sync::lock;
 
 /// Length of every token, refresh token and authorization code.
-pub(super) const TOKEN_LEN: usize = 40;
+pub(crate) const TOKEN_LEN: usize = 40;
 
 /// Expired access tokens are swept once the table reaches this size, then
 /// whenever it doubles.
 const FIRST_PRUNE_AT: usize = 1024;
 
-/// Locks a mutex, ignoring poisoning: every critical section in this module
-/// leaves the data consistent even if a test thread panicked elsewhere.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// A random alphanumeric string of `len` characters.
-pub(super) fn random_string(len: usize) -> String {
+pub(crate) fn random_string(len: usize) -> String {
     std::iter::repeat_with(fastrand::alphanumeric).take(len).collect()
 }
 
 /// Everything the builder decided, resolved against the dialect; immutable
 /// once the server runs.
-pub(super) struct Config {
-    pub(super) dialect: &'static Dialect,
+pub(crate) struct ServerConfig {
+    pub(crate) dialect: &'static DialectRules,
     /// Registered clients: id → secret, `None` for public clients.
-    pub(super) clients: HashMap<Arc<str>, Option<String>>,
-    pub(super) auth_methods: Vec<ClientAuthMethod>,
+    pub(crate) clients: HashMap<Arc<str>, Option<String>>,
+    pub(crate) auth_methods: Vec<AcceptedClientAuth>,
     /// Resource owners as `(username, password)`; the first one is the user
     /// the authorization endpoint approves as by default.
-    pub(super) users: Vec<(Arc<str>, String)>,
-    pub(super) token_lifetime: Duration,
-    pub(super) code_lifetime: Duration,
-    pub(super) omit_expires_in: bool,
-    pub(super) rotate_refresh_tokens: bool,
-    pub(super) refresh_tokens_for_client_credentials: bool,
-    pub(super) allowed_scopes: Vec<String>,
+    pub(crate) users: Vec<(Arc<str>, String)>,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) code_lifetime: Duration,
+    pub(crate) omit_expires_in: bool,
+    pub(crate) rotate_refresh_tokens: bool,
+    pub(crate) refresh_tokens_for_client_credentials: bool,
+    pub(crate) allowed_scopes: Vec<String>,
     /// iOFFICE's `appCode`, sent along with every code in the redirect.
-    pub(super) app_code: String,
+    pub(crate) app_code: String,
     /// Grindery only: answer as its orchestrator does (the JSON-RPC endpoint, and
     /// `invalid_request` for refused codes and refresh tokens).
-    pub(super) native_grindery_errors: bool,
+    pub(crate) native_grindery_errors: bool,
 }
 
-impl Config {
+impl ServerConfig {
     /// `expires_in` as announced to clients, in the dialect's unit: whole
     /// seconds or milliseconds, at least one.
-    pub(super) fn expires_in(&self) -> u64 {
+    pub(crate) fn expires_in(&self) -> u64 {
         match self.dialect.expires_in {
             ExpiresUnit::Seconds => self.token_lifetime.as_secs().max(1),
             ExpiresUnit::Milliseconds => u64::try_from(self.token_lifetime.as_millis())
@@ -68,14 +62,14 @@ impl Config {
     }
 
     /// The registered client with this id, as its shared id and secret.
-    pub(super) fn client(&self, id: &str) -> Option<(&Arc<str>, Option<&str>)> {
+    pub(crate) fn client(&self, id: &str) -> Option<(&Arc<str>, Option<&str>)> {
         self.clients
             .get_key_value(id)
             .map(|(id, secret)| (id, secret.as_deref()))
     }
 
     /// The registered user with this name, as its shared name and password.
-    pub(super) fn user(&self, name: &str) -> Option<(&Arc<str>, &str)> {
+    pub(crate) fn user(&self, name: &str) -> Option<(&Arc<str>, &str)> {
         self.users
             .iter()
             .find(|(user, _)| &**user == name)
@@ -83,18 +77,18 @@ impl Config {
     }
 
     /// The user the authorization endpoint approves as unless told otherwise.
-    pub(super) fn default_user(&self) -> Option<&Arc<str>> {
+    pub(crate) fn default_user(&self) -> Option<&Arc<str>> {
         self.users.first().map(|(user, _)| user)
     }
 }
 
-impl fmt::Debug for Config {
+impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut clients: Vec<_> = self.clients.keys().collect();
         clients.sort();
         // Names only: passwords, like client secrets, stay out of the output.
         let users: Vec<_> = self.users.iter().map(|(user, _)| user).collect();
-        f.debug_struct("Config")
+        f.debug_struct("ServerConfig")
             .field("dialect", &self.dialect.kind)
             .field("clients", &clients)
             .field("auth_methods", &self.auth_methods)
@@ -114,41 +108,41 @@ impl fmt::Debug for Config {
 
 /// The state behind a running server.
 #[derive(Debug)]
-pub(super) struct State {
-    pub(super) config: Config,
-    pub(super) counters: Counters,
-    pub(super) faults: FaultQueue,
-    pub(super) tokens: Mutex<TokenStore>,
-    pub(super) token_latency: Latency,
-    pub(super) resource_latency: Latency,
+pub(crate) struct ServerState {
+    pub(crate) config: ServerConfig,
+    pub(crate) counters: Counters,
+    pub(crate) faults: FaultQueue,
+    pub(crate) tokens: Mutex<IssuedTokens>,
+    pub(crate) token_latency: Latency,
+    pub(crate) resource_latency: Latency,
     /// How many of the next authorization requests to deny.
-    pub(super) denials: AtomicUsize,
+    pub(crate) denials: AtomicUsize,
 }
 
-impl State {
-    pub(super) fn new(config: Config) -> Self {
-        State {
+impl ServerState {
+    pub(crate) fn new(config: ServerConfig) -> Self {
+        ServerState {
             config,
             counters: Counters::default(),
             faults: FaultQueue::default(),
-            tokens: Mutex::new(TokenStore::default()),
+            tokens: Mutex::new(IssuedTokens::default()),
             token_latency: Latency::default(),
             resource_latency: Latency::default(),
             denials: AtomicUsize::new(0),
         }
     }
 
-    pub(super) fn dialect(&self) -> &'static Dialect {
+    pub(crate) fn dialect(&self) -> &'static DialectRules {
         self.config.dialect
     }
 
-    pub(super) fn tokens(&self) -> MutexGuard<'_, TokenStore> {
+    pub(crate) fn tokens(&self) -> MutexGuard<'_, IssuedTokens> {
         lock(&self.tokens)
     }
 
     /// Whether the current authorization request is one to deny, using up
     /// one of the queued denials if so.
-    pub(super) fn take_denial(&self) -> bool {
+    pub(crate) fn take_denial(&self) -> bool {
         self.denials
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
@@ -157,16 +151,16 @@ impl State {
 
 /// An adjustable delay, stored as nanoseconds.
 #[derive(Debug, Default)]
-pub(super) struct Latency(AtomicU64);
+pub(crate) struct Latency(AtomicU64);
 
 impl Latency {
-    pub(super) fn set(&self, delay: Duration) {
+    pub(crate) fn set(&self, delay: Duration) {
         let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
         self.0.store(nanos, Ordering::Relaxed);
     }
 
     /// Waits for the configured delay, if any.
-    pub(super) async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         let nanos = self.0.load(Ordering::Relaxed);
         if nanos > 0 {
             tokio::time::sleep(Duration::from_nanos(nanos)).await;
@@ -176,50 +170,50 @@ impl Latency {
 
 /// Who a token or code was issued to, and for what.
 #[derive(Debug, Clone)]
-pub(super) struct Grant {
+pub(crate) struct GrantRecord {
     /// Empty in Grindery, which has no clients.
-    pub(super) client_id: Arc<str>,
+    pub(crate) client_id: Arc<str>,
     /// The resource owner, `None` for the `client_credentials` grant.
-    pub(super) subject: Option<Arc<str>>,
-    pub(super) scope: Scope,
+    pub(crate) subject: Option<Arc<str>>,
+    pub(crate) scope: Scope,
     /// The `redirect_uri` of the authorization request the grant came from,
     /// if any (iOFFICE's refresh requests repeat it).
-    pub(super) redirect_uri: Option<String>,
+    pub(crate) redirect_uri: Option<String>,
 }
 
 /// Identifies one authorization grant across the refresh tokens and access
 /// tokens issued from it, so that revoking a refresh token can take its
 /// access tokens along (RFC 7009 §2.1).
-pub(super) type Family = u64;
+pub(crate) type Family = u64;
 
 #[derive(Debug)]
-struct AccessToken {
-    grant: Grant,
+struct IssuedAccessToken {
+    grant: GrantRecord,
     family: Family,
     expires_at: Instant,
 }
 
 #[derive(Debug)]
-struct RefreshToken {
-    grant: Grant,
+struct IssuedRefreshToken {
+    grant: GrantRecord,
     family: Family,
 }
 
 /// An authorization code waiting to be redeemed.
 #[derive(Debug)]
-pub(super) struct AuthorizationCode {
-    pub(super) grant: Grant,
+pub(crate) struct IssuedCode {
+    pub(crate) grant: GrantRecord,
     /// Whether the exchange decides the scope (iOFFICE's direct code request
     /// has none; the token request's `x-scope` becomes the grant's scope).
-    pub(super) scope_from_exchange: bool,
+    pub(crate) scope_from_exchange: bool,
     /// The PKCE `S256` challenge the code is bound to, if any.
-    pub(super) code_challenge: Option<String>,
+    pub(crate) code_challenge: Option<String>,
     expires_at: Instant,
 }
 
-impl AuthorizationCode {
-    pub(super) fn new(grant: Grant, lifetime: Duration) -> Self {
-        AuthorizationCode {
+impl IssuedCode {
+    pub(crate) fn new(grant: GrantRecord, lifetime: Duration) -> Self {
+        IssuedCode {
             grant,
             scope_from_exchange: false,
             code_challenge: None,
@@ -227,14 +221,14 @@ impl AuthorizationCode {
         }
     }
 
-    pub(super) fn is_expired(&self, now: Instant) -> bool {
+    pub(crate) fn is_expired(&self, now: Instant) -> bool {
         now >= self.expires_at
     }
 }
 
 /// A token that a revocation request named.
 #[derive(Debug)]
-pub(super) enum Revoked {
+pub(crate) enum RevokedToken {
     Access {
         client_id: Arc<str>,
     },
@@ -250,17 +244,17 @@ pub(super) enum Revoked {
 /// "already used" and "revoked" all look the same here, as they do to a
 /// client of a real server.
 #[derive(Debug)]
-pub(super) struct TokenStore {
-    access: HashMap<String, AccessToken>,
-    refresh: HashMap<String, RefreshToken>,
-    codes: HashMap<String, AuthorizationCode>,
+pub(crate) struct IssuedTokens {
+    access: HashMap<String, IssuedAccessToken>,
+    refresh: HashMap<String, IssuedRefreshToken>,
+    codes: HashMap<String, IssuedCode>,
     prune_at: usize,
     next_family: Family,
 }
 
-impl Default for TokenStore {
+impl Default for IssuedTokens {
     fn default() -> Self {
-        TokenStore {
+        IssuedTokens {
             access: HashMap::new(),
             refresh: HashMap::new(),
             codes: HashMap::new(),
@@ -270,7 +264,7 @@ impl Default for TokenStore {
     }
 }
 
-impl TokenStore {
+impl IssuedTokens {
     /// A fresh random value that is not in use as any kind of token.
     fn mint(&self) -> String {
         loop {
@@ -285,12 +279,12 @@ impl TokenStore {
     }
 
     /// A new authorization grant: an id shared by everything issued from it.
-    pub(super) fn new_family(&mut self) -> Family {
+    pub(crate) fn new_family(&mut self) -> Family {
         self.next_family += 1;
         self.next_family
     }
 
-    pub(super) fn issue_access(&mut self, grant: Grant, family: Family, lifetime: Duration) -> String {
+    pub(crate) fn issue_access(&mut self, grant: GrantRecord, family: Family, lifetime: Duration) -> String {
         let now = Instant::now();
         if self.access.len() >= self.prune_at {
             self.access.retain(|_, token| token.expires_at > now);
@@ -300,7 +294,7 @@ impl TokenStore {
         let expires_at = deadline(lifetime);
         self.access.insert(
             token.clone(),
-            AccessToken {
+            IssuedAccessToken {
                 grant,
                 family,
                 expires_at,
@@ -309,25 +303,26 @@ impl TokenStore {
         token
     }
 
-    pub(super) fn issue_refresh(&mut self, grant: Grant, family: Family) -> String {
+    pub(crate) fn issue_refresh(&mut self, grant: GrantRecord, family: Family) -> String {
         let token = self.mint();
-        self.refresh.insert(token.clone(), RefreshToken { grant, family });
+        self.refresh
+            .insert(token.clone(), IssuedRefreshToken { grant, family });
         token
     }
 
-    pub(super) fn issue_code(&mut self, code: AuthorizationCode) -> String {
+    pub(crate) fn issue_code(&mut self, code: IssuedCode) -> String {
         let value = self.mint();
         self.codes.insert(value.clone(), code);
         value
     }
 
     /// The grant behind an access token, if the token is live.
-    pub(super) fn access_grant(&self, token: &str) -> Option<&Grant> {
+    pub(crate) fn access_grant(&self, token: &str) -> Option<&GrantRecord> {
         let token = self.access.get(token)?;
         (token.expires_at > Instant::now()).then_some(&token.grant)
     }
 
-    pub(super) fn active_access_tokens(&self) -> usize {
+    pub(crate) fn active_access_tokens(&self) -> usize {
         let now = Instant::now();
         self.access
             .values()
@@ -335,29 +330,29 @@ impl TokenStore {
             .count()
     }
 
-    pub(super) fn revoke_all_access_tokens(&mut self) {
+    pub(crate) fn revoke_all_access_tokens(&mut self) {
         self.access.clear();
     }
 
     /// The grant and family behind a refresh token, if it is live.
-    pub(super) fn refresh_grant(&self, token: &str) -> Option<(&Grant, Family)> {
+    pub(crate) fn refresh_grant(&self, token: &str) -> Option<(&GrantRecord, Family)> {
         self.refresh.get(token).map(|token| (&token.grant, token.family))
     }
 
-    pub(super) fn retire_refresh(&mut self, token: &str) {
+    pub(crate) fn retire_refresh(&mut self, token: &str) {
         self.refresh.remove(token);
     }
 
-    pub(super) fn code(&self, code: &str) -> Option<&AuthorizationCode> {
+    pub(crate) fn code(&self, code: &str) -> Option<&IssuedCode> {
         self.codes.get(code)
     }
 
-    pub(super) fn redeem_code(&mut self, code: &str) {
+    pub(crate) fn redeem_code(&mut self, code: &str) {
         self.codes.remove(code);
     }
 
     /// The client a live access or refresh token was issued to.
-    pub(super) fn token_client(&self, token: &str) -> Option<&Arc<str>> {
+    pub(crate) fn token_client(&self, token: &str) -> Option<&Arc<str>> {
         if let Some(grant) = self.access_grant(token) {
             return Some(&grant.client_id);
         }
@@ -367,16 +362,16 @@ impl TokenStore {
     /// Revokes an access or refresh token. A refresh token takes every
     /// access token of its grant along. Unknown tokens are not an error
     /// (RFC 7009 §2.2): the answer is `None`.
-    pub(super) fn revoke(&mut self, token: &str) -> Option<Revoked> {
+    pub(crate) fn revoke(&mut self, token: &str) -> Option<RevokedToken> {
         if let Some(access) = self.access.remove(token) {
-            return Some(Revoked::Access {
+            return Some(RevokedToken::Access {
                 client_id: access.grant.client_id,
             });
         }
         let refresh = self.refresh.remove(token)?;
         let before = self.access.len();
         self.access.retain(|_, access| access.family != refresh.family);
-        Some(Revoked::Refresh {
+        Some(RevokedToken::Refresh {
             client_id: refresh.grant.client_id,
             access_tokens: before - self.access.len(),
         })
@@ -396,8 +391,8 @@ fn deadline(lifetime: Duration) -> Instant {
 mod tests {
     use super::*;
 
-    fn grant(client_id: &str) -> Grant {
-        Grant {
+    fn grant(client_id: &str) -> GrantRecord {
+        GrantRecord {
             client_id: Arc::from(client_id),
             subject: None,
             scope: Scope::default(),
@@ -407,7 +402,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_are_distinct_and_alphanumeric() {
-        let mut store = TokenStore::default();
+        let mut store = IssuedTokens::default();
         let family = store.new_family();
         let access = store.issue_access(grant("client"), family, Duration::from_secs(60));
         let refresh = store.issue_refresh(grant("client"), family);
@@ -422,7 +417,7 @@ mod tests {
 
     #[test]
     fn revoking_a_refresh_token_revokes_its_grant_only() {
-        let mut store = TokenStore::default();
+        let mut store = IssuedTokens::default();
         let family = store.new_family();
         let other = store.new_family();
         let refresh = store.issue_refresh(grant("a"), family);
@@ -432,21 +427,24 @@ mod tests {
 
         assert!(matches!(
             store.revoke(&refresh),
-            Some(Revoked::Refresh { access_tokens: 2, .. })
+            Some(RevokedToken::Refresh { access_tokens: 2, .. })
         ));
         assert!(store.access_grant(&first).is_none());
         assert!(store.access_grant(&second).is_none());
         assert!(store.access_grant(&unrelated).is_some());
         assert!(store.refresh_grant(&refresh).is_none());
         assert!(store.revoke(&refresh).is_none());
-        assert!(matches!(store.revoke(&unrelated), Some(Revoked::Access { .. })));
+        assert!(matches!(
+            store.revoke(&unrelated),
+            Some(RevokedToken::Access { .. })
+        ));
     }
 
     #[test]
     fn zero_lifetime_codes_are_expired_at_once() {
-        let code = AuthorizationCode::new(grant("a"), Duration::ZERO);
+        let code = IssuedCode::new(grant("a"), Duration::ZERO);
         assert!(code.is_expired(Instant::now()));
-        let code = AuthorizationCode::new(grant("a"), Duration::from_secs(60));
+        let code = IssuedCode::new(grant("a"), Duration::from_secs(60));
         assert!(!code.is_expired(Instant::now()));
     }
 }

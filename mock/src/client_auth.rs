@@ -7,35 +7,17 @@ use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
-use super::dialect::ClientAuthRule;
-use super::error::OAuthError;
-use super::params::Params;
-use super::state::Config;
-
-/// A way for a client to identify itself at the token endpoint.
-///
-/// Select the methods a server accepts with
-/// [`MockServerBuilder::client_auth`](super::MockServerBuilder::client_auth).
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuthMethod {
-    /// HTTP Basic authentication: `Authorization: Basic` with the
-    /// form-urlencoded client id and secret (RFC 6749 §2.3.1).
-    Basic,
-    /// `client_id` and `client_secret` parameters in the request body
-    /// (RFC 6749 §2.3.1).
-    Body,
-    /// No authentication: a public client sends only its `client_id`
-    /// parameter (RFC 6749 §2.1, §3.2.1).
-    None,
-}
+use crate::dialect::{AcceptedClientAuth, ClientAuthRule};
+use crate::error::ErrorAnswer;
+use crate::params::TokenParams;
+use crate::state::ServerConfig;
 
 /// A client whose identity the token endpoint has established.
 #[derive(Debug)]
-pub(super) struct AuthenticatedClient {
-    pub(super) id: Arc<str>,
+pub(crate) struct AuthenticatedClient {
+    pub(crate) id: Arc<str>,
     /// Whether the client proved it holds a secret (public clients cannot).
-    pub(super) confidential: bool,
+    pub(crate) confidential: bool,
 }
 
 /// The credentials a request presented, before they are checked.
@@ -46,11 +28,11 @@ enum Presented<'a> {
 }
 
 impl Presented<'_> {
-    fn method(&self) -> ClientAuthMethod {
+    fn method(&self) -> AcceptedClientAuth {
         match self {
-            Presented::Basic { .. } => ClientAuthMethod::Basic,
-            Presented::Body { .. } => ClientAuthMethod::Body,
-            Presented::None { .. } => ClientAuthMethod::None,
+            Presented::Basic { .. } => AcceptedClientAuth::Basic,
+            Presented::Body { .. } => AcceptedClientAuth::Body,
+            Presented::None { .. } => AcceptedClientAuth::None,
         }
     }
 
@@ -72,11 +54,11 @@ impl Presented<'_> {
 
 /// Identifies the client of a token (or RFC 7009 revocation) request the
 /// way the dialect does.
-pub(super) fn authenticate(
-    config: &Config,
+pub(crate) fn authenticate(
+    config: &ServerConfig,
     headers: &HeaderMap,
-    params: &Params,
-) -> Result<AuthenticatedClient, OAuthError> {
+    params: &TokenParams,
+) -> Result<AuthenticatedClient, ErrorAnswer> {
     match config.dialect.client_auth {
         ClientAuthRule::Methods(_) | ClientAuthRule::MethodsOrQuery(_) => {
             authenticate_with_methods(config, headers, params)
@@ -92,9 +74,9 @@ pub(super) fn authenticate(
 /// `client_secret`) are refused: a client that sends them is configured for
 /// another provider, and it is handing a secret to a party that never
 /// issued it.
-fn no_clients(headers: &HeaderMap, params: &Params) -> Result<AuthenticatedClient, OAuthError> {
+fn no_clients(headers: &HeaderMap, params: &TokenParams) -> Result<AuthenticatedClient, ErrorAnswer> {
     if headers.contains_key(AUTHORIZATION) || params.get("client_secret").is_some() {
-        return Err(OAuthError::invalid_request(
+        return Err(ErrorAnswer::invalid_request(
             "this server has no client authentication; send no Authorization header and no client_secret",
         ));
     }
@@ -109,12 +91,12 @@ fn no_clients(headers: &HeaderMap, params: &Params) -> Result<AuthenticatedClien
 
 /// iOFFICE identifies the client by its id alone; secrets are not part of
 /// its token requests, so a registered client's secret is never checked.
-fn client_id_only(config: &Config, params: &Params) -> Result<AuthenticatedClient, OAuthError> {
+fn client_id_only(config: &ServerConfig, params: &TokenParams) -> Result<AuthenticatedClient, ErrorAnswer> {
     let id = params.get("client_id").ok_or_else(|| {
-        OAuthError::invalid_client(&format!("missing {}", params.describe("client_id")), false)
+        ErrorAnswer::invalid_client(&format!("missing {}", params.describe("client_id")), false)
     })?;
     let Some((id, secret)) = config.client(id) else {
-        return Err(OAuthError::invalid_client("unknown client", false));
+        return Err(ErrorAnswer::invalid_client("unknown client", false));
     };
     tracing::debug!(client_id = %id, "client identified");
     Ok(AuthenticatedClient {
@@ -126,14 +108,14 @@ fn client_id_only(config: &Config, params: &Params) -> Result<AuthenticatedClien
 /// Authenticates with HTTP Basic or body (or query) parameters, among the
 /// methods the server accepts.
 fn authenticate_with_methods(
-    config: &Config,
+    config: &ServerConfig,
     headers: &HeaderMap,
-    params: &Params,
-) -> Result<AuthenticatedClient, OAuthError> {
+    params: &TokenParams,
+) -> Result<AuthenticatedClient, ErrorAnswer> {
     let presented = presented_credentials(headers, params)?;
     let method = presented.method();
-    let basic = method == ClientAuthMethod::Basic;
-    let reject = |description: &str| Err(OAuthError::invalid_client(description, basic));
+    let basic = method == AcceptedClientAuth::Basic;
+    let reject = |description: &str| Err(ErrorAnswer::invalid_client(description, basic));
 
     if !config.auth_methods.contains(&method) {
         return reject("client authentication method not accepted by this server");
@@ -160,27 +142,30 @@ fn authenticate_with_methods(
 
 /// Works out which authentication method a request used, rejecting requests
 /// that use none or several.
-fn presented_credentials<'a>(headers: &HeaderMap, params: &'a Params) -> Result<Presented<'a>, OAuthError> {
+fn presented_credentials<'a>(
+    headers: &HeaderMap,
+    params: &'a TokenParams,
+) -> Result<Presented<'a>, ErrorAnswer> {
     let mut authorization = headers.get_all(AUTHORIZATION).iter();
     let header = authorization.next();
     if authorization.next().is_some() {
-        return Err(OAuthError::invalid_request("more than one Authorization header"));
+        return Err(ErrorAnswer::invalid_request("more than one Authorization header"));
     }
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
 
     if let Some(header) = header {
         let (id, secret) = parse_basic(header.as_bytes())
-            .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+            .ok_or_else(|| ErrorAnswer::invalid_client("malformed Basic credentials", true))?;
         if body_secret.is_some() {
-            return Err(OAuthError::invalid_request(
+            return Err(ErrorAnswer::invalid_request(
                 "more than one client authentication method used",
             ));
         }
         // RFC 6749 §3.2.1 lets a client repeat its id in the body; it has
         // to be the same client.
         if body_id.is_some_and(|body_id| body_id != id) {
-            return Err(OAuthError::invalid_request(
+            return Err(ErrorAnswer::invalid_request(
                 "client_id does not match the Basic credentials",
             ));
         }
@@ -189,10 +174,10 @@ fn presented_credentials<'a>(headers: &HeaderMap, params: &'a Params) -> Result<
     match (body_id, body_secret) {
         (Some(id), Some(secret)) => Ok(Presented::Body { id, secret }),
         (Some(id), None) => Ok(Presented::None { id }),
-        (None, Some(_)) => Err(OAuthError::invalid_request(
+        (None, Some(_)) => Err(ErrorAnswer::invalid_request(
             "client_secret sent without client_id",
         )),
-        (None, None) => Err(OAuthError::invalid_client(
+        (None, None) => Err(ErrorAnswer::invalid_client(
             "client authentication required",
             false,
         )),
@@ -247,7 +232,7 @@ fn hex_value(digit: u8) -> Option<u8> {
 }
 
 /// Compares two secrets in time that depends only on their lengths.
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -15,30 +15,30 @@ use hyper::body::Incoming;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use super::body::{json_response, read_body, respond, set, BodyError};
-use super::client_auth::constant_time_eq;
-use super::dialect::{Authorize, CodeDelivery, ScopeRule};
-use super::error::OAuthError;
-use super::params::{check_content_type, check_empty_json_body, JSON_CONTENT_TYPE};
-use super::scope::Scope;
-use super::state::{AuthorizationCode, Grant, State};
+use crate::body::{json_response, read_body, respond, set, BodyError};
+use crate::client_auth::constant_time_eq;
+use crate::dialect::{AuthorizeEndpoint, RedirectStyle, ScopeRule};
+use crate::error::ErrorAnswer;
+use crate::params::{check_content_type, check_empty_json_body, JSON_CONTENT_TYPE};
+use crate::scope::Scope;
+use crate::state::{GrantRecord, IssuedCode, ServerState};
 
 /// Largest body the direct code request reads (it should have none).
 const DIRECT_BODY_LIMIT: usize = 16 * 1024;
 
 /// Answers one request to the authorization endpoint.
-pub(super) fn handle(
-    state: &State,
-    authorize: &Authorize,
+pub(crate) fn handle(
+    state: &ServerState,
+    authorize: &AuthorizeEndpoint,
     request: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
-        return OAuthError::method_not_allowed("GET").into_response();
+        return ErrorAnswer::method_not_allowed("GET").into_response();
     }
     match authorization(state, authorize, request.uri().query()) {
         Ok(redirect) => redirect,
-        Err(Failure::Redirect(redirect)) => *redirect,
-        Err(Failure::NoRedirect(error)) => {
+        Err(AuthorizeFailure::Redirect(redirect)) => *redirect,
+        Err(AuthorizeFailure::NoRedirect(error)) => {
             tracing::debug!(error = error.code, description = %error.description, "authorization request refused");
             error.into_response()
         }
@@ -46,23 +46,24 @@ pub(super) fn handle(
 }
 
 /// Why an authorization request did not produce a code.
-enum Failure {
+enum AuthorizeFailure {
     /// Client or redirect URI unusable: the error is shown to the user and
     /// never sent to the redirect URI (RFC 6749 §4.1.2.1).
-    NoRedirect(OAuthError),
+    NoRedirect(ErrorAnswer),
     /// Everything else goes back to the client through the redirect URI.
     Redirect(Box<Response<Full<Bytes>>>),
 }
 
 fn authorization(
-    state: &State,
-    authorize: &Authorize,
+    state: &ServerState,
+    authorize: &AuthorizeEndpoint,
     query: Option<&str>,
-) -> Result<Response<Full<Bytes>>, Failure> {
+) -> Result<Response<Full<Bytes>>, AuthorizeFailure> {
     let config = &state.config;
-    let query = parse_query(query).map_err(Failure::NoRedirect)?;
+    let query = parse_query(query).map_err(AuthorizeFailure::NoRedirect)?;
     let get = |name: &str| query.get(name).map(String::as_str);
-    let missing = |name: &str| Failure::NoRedirect(OAuthError::invalid_request(format!("missing {name}")));
+    let missing =
+        |name: &str| AuthorizeFailure::NoRedirect(ErrorAnswer::invalid_request(format!("missing {name}")));
 
     if authorize.scope_and_state_required {
         // iOFFICE: "The login.html site will not work correctly if you do not
@@ -75,19 +76,19 @@ fn authorization(
         let id = get("client_id").ok_or_else(|| missing("client_id"))?;
         let (id, _) = config
             .client(id)
-            .ok_or_else(|| Failure::NoRedirect(OAuthError::invalid_request("unknown client_id")))?;
+            .ok_or_else(|| AuthorizeFailure::NoRedirect(ErrorAnswer::invalid_request("unknown client_id")))?;
         Arc::clone(id)
     } else {
         Arc::from("")
     };
     let redirect_uri = get("redirect_uri").ok_or_else(|| missing("redirect_uri"))?;
-    check_redirect_uri(redirect_uri).map_err(Failure::NoRedirect)?;
+    check_redirect_uri(redirect_uri).map_err(AuthorizeFailure::NoRedirect)?;
 
     // From here on, errors are redirected to the client.
     let client_state = get("state");
     let refuse = |code: &'static str, description: &str| {
         tracing::debug!(error = code, description, "authorization request refused");
-        Failure::Redirect(Box::new(redirect(
+        AuthorizeFailure::Redirect(Box::new(redirect(
             config,
             authorize.delivery,
             redirect_uri,
@@ -131,8 +132,8 @@ fn authorization(
         return Err(refuse("access_denied", "the resource owner denied the request"));
     }
 
-    let mut code = AuthorizationCode::new(
-        Grant {
+    let mut code = IssuedCode::new(
+        GrantRecord {
             client_id,
             subject: Some(subject),
             scope,
@@ -155,7 +156,7 @@ fn authorization(
 
 /// Parses a query string, refusing repeated parameters (RFC 6749 §3.1).
 /// Parameters without a value count as omitted.
-fn parse_query(query: Option<&str>) -> Result<HashMap<String, String>, OAuthError> {
+fn parse_query(query: Option<&str>) -> Result<HashMap<String, String>, ErrorAnswer> {
     let mut params = HashMap::new();
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if value.is_empty() {
@@ -165,7 +166,7 @@ fn parse_query(query: Option<&str>) -> Result<HashMap<String, String>, OAuthErro
             .insert(name.clone().into_owned(), value.into_owned())
             .is_some()
         {
-            return Err(OAuthError::invalid_request(format!(
+            return Err(ErrorAnswer::invalid_request(format!(
                 "parameter `{name}` is repeated"
             )));
         }
@@ -175,7 +176,7 @@ fn parse_query(query: Option<&str>) -> Result<HashMap<String, String>, OAuthErro
 
 /// A redirect URI must be an absolute `http` or `https` URI without a
 /// fragment (RFC 6749 §3.1.2).
-fn check_redirect_uri(raw: &str) -> Result<(), OAuthError> {
+fn check_redirect_uri(raw: &str) -> Result<(), ErrorAnswer> {
     let valid = raw
         .parse::<Uri>()
         .is_ok_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some())
@@ -183,7 +184,7 @@ fn check_redirect_uri(raw: &str) -> Result<(), OAuthError> {
     if valid {
         Ok(())
     } else {
-        Err(OAuthError::invalid_request(
+        Err(ErrorAnswer::invalid_request(
             "redirect_uri must be an absolute http or https URI without a fragment",
         ))
     }
@@ -192,8 +193,8 @@ fn check_redirect_uri(raw: &str) -> Result<(), OAuthError> {
 /// `302 Found` to the redirect URI with `params` (and iOFFICE's `appCode`
 /// after a code, and the client's `state` last) in the query or fragment.
 fn redirect(
-    config: &super::state::Config,
-    delivery: CodeDelivery,
+    config: &crate::state::ServerConfig,
+    delivery: RedirectStyle,
     redirect_uri: &str,
     params: &[(&str, &str)],
     client_state: Option<&str>,
@@ -201,7 +202,7 @@ fn redirect(
     let mut encoded = form_urlencoded::Serializer::new(String::new());
     encoded.extend_pairs(params);
     let issued_code = params.iter().any(|(name, _)| *name == "code");
-    if delivery == CodeDelivery::FragmentWithAppCode && issued_code {
+    if delivery == RedirectStyle::FragmentWithAppCode && issued_code {
         encoded.append_pair("appCode", &config.app_code);
     }
     if let Some(client_state) = client_state {
@@ -209,7 +210,7 @@ fn redirect(
     }
     let encoded = encoded.finish();
     let location = match delivery {
-        CodeDelivery::Query => {
+        RedirectStyle::Query => {
             let separator = match redirect_uri.find('?') {
                 None => "?",
                 Some(_) if redirect_uri.ends_with(['?', '&']) => "",
@@ -217,11 +218,11 @@ fn redirect(
             };
             format!("{redirect_uri}{separator}{encoded}")
         }
-        CodeDelivery::FragmentWithAppCode => format!("{redirect_uri}#{encoded}"),
+        RedirectStyle::FragmentWithAppCode => format!("{redirect_uri}#{encoded}"),
     };
     let Ok(location) = HeaderValue::try_from(location) else {
         // Unreachable after `check_redirect_uri`, but never worth a panic.
-        return OAuthError::invalid_request("redirect_uri cannot be used in a Location header")
+        return ErrorAnswer::invalid_request("redirect_uri cannot be used in a Location header")
             .into_response();
     };
     let mut response = respond(StatusCode::FOUND, "text/plain; charset=utf-8", "");
@@ -259,7 +260,7 @@ fn pkce_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<Optio
 
 /// Whether a `code_verifier` (RFC 7636 §4.1: 43 to 128 unreserved
 /// characters) hashes to the `S256` challenge.
-pub(super) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+pub(crate) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     let well_formed = (43..=128).contains(&verifier.len())
         && verifier
             .bytes()
@@ -277,7 +278,7 @@ pub(super) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 ///
 /// The code has no scope and no redirect URI: the token request's `x-scope`
 /// and `x-redirect-uri` become the grant's.
-pub(super) async fn direct_code(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn direct_code(state: &ServerState, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = read_body(body, DIRECT_BODY_LIMIT).await;
     match direct_code_answer(state, &parts.method, &parts.headers, body) {
@@ -290,18 +291,18 @@ pub(super) async fn direct_code(state: &State, request: Request<Incoming>) -> Re
 }
 
 fn direct_code_answer(
-    state: &State,
+    state: &ServerState,
     method: &Method,
     headers: &HeaderMap,
     body: Result<Bytes, BodyError>,
-) -> Result<Response<Full<Bytes>>, OAuthError> {
+) -> Result<Response<Full<Bytes>>, ErrorAnswer> {
     if method != Method::POST {
-        return Err(OAuthError::method_not_allowed("POST"));
+        return Err(ErrorAnswer::method_not_allowed("POST"));
     }
     check_content_type(headers, JSON_CONTENT_TYPE)?;
     let body = body.map_err(|error| match error {
-        BodyError::TooLarge => OAuthError::payload_too_large(DIRECT_BODY_LIMIT),
-        BodyError::Failed => OAuthError::invalid_request("the request body could not be read"),
+        BodyError::TooLarge => ErrorAnswer::payload_too_large(DIRECT_BODY_LIMIT),
+        BodyError::Failed => ErrorAnswer::invalid_request("the request body could not be read"),
     })?;
     check_empty_json_body(&body)?;
     let header = |name: &'static str| {
@@ -310,9 +311,11 @@ fn direct_code_answer(
             (Some(value), None) => std::str::from_utf8(value.as_bytes())
                 .ok()
                 .filter(|value| !value.is_empty())
-                .ok_or_else(|| OAuthError::invalid_request(format!("header `{name}` is empty or not UTF-8"))),
-            (None, _) => Err(OAuthError::invalid_request(format!("missing header `{name}`"))),
-            (Some(_), Some(_)) => Err(OAuthError::invalid_request(format!(
+                .ok_or_else(|| {
+                    ErrorAnswer::invalid_request(format!("header `{name}` is empty or not UTF-8"))
+                }),
+            (None, _) => Err(ErrorAnswer::invalid_request(format!("missing header `{name}`"))),
+            (Some(_), Some(_)) => Err(ErrorAnswer::invalid_request(format!(
                 "header `{name}` is repeated"
             ))),
         }
@@ -324,16 +327,16 @@ fn direct_code_answer(
     let config = &state.config;
     let (client_id, _) = config
         .client(client_id)
-        .ok_or_else(|| OAuthError::invalid_client("unknown client", false))?;
+        .ok_or_else(|| ErrorAnswer::invalid_client("unknown client", false))?;
     let user = match config.user(username) {
         Some((user, expected)) if constant_time_eq(expected.as_bytes(), password.as_bytes()) => user,
         _ => {
-            return Err(OAuthError::new("access_denied", "wrong username or password")
+            return Err(ErrorAnswer::new("access_denied", "wrong username or password")
                 .with_status(StatusCode::UNAUTHORIZED))
         }
     };
-    let mut code = AuthorizationCode::new(
-        Grant {
+    let mut code = IssuedCode::new(
+        GrantRecord {
             client_id: Arc::clone(client_id),
             subject: Some(Arc::clone(user)),
             scope: Scope::default(),

@@ -6,10 +6,10 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use super::state::lock;
+use crate::sync::lock;
 
-/// A snapshot of what a [`MockServer`](super::MockServer) has seen since it
-/// started or since the last [`reset_counters`](super::MockServer::reset_counters).
+/// A snapshot of what a [`MockServer`](crate::MockServer) has seen since it
+/// started or since the last [`reset_counters`](crate::MockServer::reset_counters).
 ///
 /// Each field is read on its own, so a snapshot taken while requests are in
 /// flight is not guaranteed to be consistent across fields. Take it after the
@@ -18,7 +18,7 @@ use super::state::lock;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MockCounters {
     /// Requests that reached the token endpoint (`/oauth/token` on the
-    /// standard server; see [`MockServer::token_url`](super::MockServer::token_url)),
+    /// standard server; see [`MockServer::token_url`](crate::MockServer::token_url)),
     /// whatever their method, body or outcome.
     pub token_requests: u64,
     /// Token requests whose grant type was `client_credentials`, successful
@@ -34,7 +34,7 @@ pub struct MockCounters {
     /// or not (faulted ones included).
     pub authorization_code_grants: u64,
     /// Token requests that were not answered with a token: OAuth errors,
-    /// other HTTP errors (405, 413) and injected [faults](super::Fault).
+    /// other HTTP errors (405, 413) and injected [faults](crate::Fault).
     pub token_errors: u64,
     /// The largest number of token requests that were in flight at the same
     /// time. A request is in flight from the moment it reaches the server
@@ -42,7 +42,7 @@ pub struct MockCounters {
     /// away).
     pub max_concurrent_token_requests: u64,
     /// Requests that reached the protected resource (`/api/*` on the
-    /// standard server; see [`MockServer::api_url`](super::MockServer::api_url)).
+    /// standard server; see [`MockServer::api_url`](crate::MockServer::api_url)).
     pub resource_calls: u64,
     /// Resource requests that carried a live access token in a placement the
     /// dialect accepts, and were answered `200`.
@@ -57,7 +57,7 @@ pub struct MockCounters {
     /// the bodies arrived (empty bodies included).
     ///
     /// This list grows with every resource call; long-running benchmarks
-    /// should call [`reset_counters`](super::MockServer::reset_counters)
+    /// should call [`reset_counters`](crate::MockServer::reset_counters)
     /// from time to time.
     pub bodies: Vec<Bytes>,
     /// Revocation requests answered `200` (unknown tokens included, as
@@ -70,7 +70,7 @@ pub struct MockCounters {
 
 /// Grant types the counters know about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum GrantKind {
+pub(crate) enum GrantKind {
     ClientCredentials,
     RefreshToken,
     AuthorizationCode,
@@ -79,7 +79,7 @@ pub(super) enum GrantKind {
 impl GrantKind {
     /// The grant type named by a `grant_type` parameter, if it is one the
     /// server implements.
-    pub(super) fn from_param(value: &str) -> Option<Self> {
+    pub(crate) fn from_param(value: &str) -> Option<Self> {
         match value {
             "client_credentials" => Some(Self::ClientCredentials),
             "refresh_token" => Some(Self::RefreshToken),
@@ -94,7 +94,7 @@ impl GrantKind {
 /// Numbers are relaxed atomics; the maps and the body list share one mutex
 /// that is only held for an insertion, never across an `.await`.
 #[derive(Debug, Default)]
-pub(super) struct Counters {
+pub(crate) struct Counters {
     token_requests: AtomicU64,
     client_credentials_grants: AtomicU64,
     refresh_token_grants: AtomicU64,
@@ -122,11 +122,11 @@ struct Records {
 /// is dropped (client gone, server stopped), so hung requests are accounted
 /// for too.
 #[derive(Debug)]
-pub(super) struct InFlight<'a> {
+pub(crate) struct InFlightGuard<'a> {
     counters: &'a Counters,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.counters
             .token_requests_in_flight
@@ -136,15 +136,15 @@ impl Drop for InFlight<'_> {
 
 impl Counters {
     /// Counts a request to the token endpoint and marks it as in flight.
-    pub(super) fn begin_token_request(&self) -> InFlight<'_> {
+    pub(crate) fn begin_token_request(&self) -> InFlightGuard<'_> {
         self.token_requests.fetch_add(1, Ordering::Relaxed);
         let now = self.token_requests_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_concurrent_token_requests
             .fetch_max(now, Ordering::Relaxed);
-        InFlight { counters: self }
+        InFlightGuard { counters: self }
     }
 
-    pub(super) fn grant(&self, kind: GrantKind) {
+    pub(crate) fn grant(&self, kind: GrantKind) {
         let counter = match kind {
             GrantKind::ClientCredentials => &self.client_credentials_grants,
             GrantKind::RefreshToken => &self.refresh_token_grants,
@@ -153,12 +153,12 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn token_error(&self) {
+    pub(crate) fn token_error(&self) {
         self.token_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a request to the protected resource.
-    pub(super) fn resource_call(&self, request_id: Option<String>) {
+    pub(crate) fn resource_call(&self, request_id: Option<String>) {
         self.resource_calls.fetch_add(1, Ordering::Relaxed);
         if let Some(id) = request_id {
             *lock(&self.records).sends_by_request_id.entry(id).or_default() += 1;
@@ -166,32 +166,32 @@ impl Counters {
     }
 
     /// Counts a resource request that carried a live token.
-    pub(super) fn resource_call_authorized(&self) {
+    pub(crate) fn resource_call_authorized(&self) {
         self.resource_calls_authorized.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a successful revocation request.
-    pub(super) fn revocation(&self) {
+    pub(crate) fn revocation(&self) {
         self.revocations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an authorization request answered with a code.
-    pub(super) fn authorization(&self) {
+    pub(crate) fn authorization(&self) {
         self.authorizations.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn resource_body(&self, body: Bytes) {
+    pub(crate) fn resource_body(&self, body: Bytes) {
         lock(&self.records).bodies.push(body);
     }
 
-    pub(super) fn resource_status(&self, status: u16) {
+    pub(crate) fn resource_status(&self, status: u16) {
         *lock(&self.records)
             .resource_calls_by_status
             .entry(status)
             .or_default() += 1;
     }
 
-    pub(super) fn snapshot(&self) -> MockCounters {
+    pub(crate) fn snapshot(&self) -> MockCounters {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let records = lock(&self.records);
         MockCounters {
@@ -214,7 +214,7 @@ impl Counters {
     /// Zeroes every counter. Requests still in flight stay counted as in
     /// flight, so the high-water mark restarts from zero but counts them
     /// again as soon as another token request arrives.
-    pub(super) fn reset(&self) {
+    pub(crate) fn reset(&self) {
         for counter in [
             &self.token_requests,
             &self.client_credentials_grants,

@@ -11,15 +11,15 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
-use super::body::{json_response, read_body, respond, set, BodyError};
-use super::dialect::Placement;
-use super::state::{Grant, State};
+use crate::body::{json_response, read_body, respond, set, BodyError};
+use crate::dialect::TokenSlot;
+use crate::state::{GrantRecord, ServerState};
 
 /// Largest resource request body the server reads.
 const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Answers one request to the protected resource.
-pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(state: &ServerState, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let request_id = parts
         .headers
@@ -49,7 +49,7 @@ pub(super) async fn handle(state: &State, request: Request<Incoming>) -> Respons
 }
 
 /// The `200` answer: who the token belongs to and what the request was.
-fn describe(grant: &Grant, placement: Placement, parts: &Parts, body_len: usize) -> Value {
+fn describe(grant: &GrantRecord, placement: TokenSlot, parts: &Parts, body_len: usize) -> Value {
     let mut answer = Map::new();
     answer.insert("ok".into(), true.into());
     // Grindery has no clients: its grants have an empty client id.
@@ -108,7 +108,7 @@ impl Rejection {
 /// Only the dialect's placements are looked at: a token anywhere else counts
 /// as no token, except that a dialect which refuses `Authorization: Bearer`
 /// answers one with `401` even when its token is live.
-fn authorize(state: &State, parts: &Parts) -> Result<(Grant, Placement), Rejection> {
+fn authorize(state: &ServerState, parts: &Parts) -> Result<(GrantRecord, TokenSlot), Rejection> {
     let api = &state.dialect().api;
     if api.refuses_authorization_bearer {
         let bearer = parts.headers.get_all(AUTHORIZATION).iter().any(|value| {
@@ -146,9 +146,9 @@ fn authorize(state: &State, parts: &Parts) -> Result<(Grant, Placement), Rejecti
 }
 
 /// The token a request carries in one placement, if it carries one there.
-fn find_token(placement: Placement, parts: &Parts) -> Result<Option<String>, Rejection> {
+fn find_token(placement: TokenSlot, parts: &Parts) -> Result<Option<String>, Rejection> {
     match placement {
-        Placement::AuthorizationBearer => {
+        TokenSlot::AuthorizationBearer => {
             let mut values = parts.headers.get_all(AUTHORIZATION).iter();
             let value = match (values.next(), values.next()) {
                 (None, _) => return Ok(None),
@@ -159,7 +159,7 @@ fn find_token(placement: Placement, parts: &Parts) -> Result<Option<String>, Rej
                 .map(|token| Some(token.to_owned()))
                 .ok_or_else(|| invalid("expected `Authorization: Bearer <token>`"))
         }
-        Placement::Header(name) => {
+        TokenSlot::Header(name) => {
             let mut values = parts.headers.get_all(name).iter();
             match (values.next(), values.next()) {
                 (None, _) => Ok(None),
@@ -172,7 +172,7 @@ fn find_token(placement: Placement, parts: &Parts) -> Result<Option<String>, Rej
                 (Some(_), Some(_)) => Err(invalid("the token header is repeated")),
             }
         }
-        Placement::Query(name) => {
+        TokenSlot::Query(name) => {
             let query = parts.uri.query().unwrap_or_default();
             let mut values = form_urlencoded::parse(query.as_bytes())
                 .filter(|(param, _)| param == name)
@@ -246,8 +246,8 @@ mod tests {
 
     #[test]
     fn tokens_are_found_in_headers_and_queries() {
-        let header = Placement::Header("x-access-token");
-        let query = Placement::Query("access_token");
+        let header = TokenSlot::Header("x-access-token");
+        let query = TokenSlot::Query("access_token");
         let p = parts("/x?access_token=abc&other=1", &[("x-access-token", "def")]);
         assert_eq!(find_token(query, &p).ok().flatten().as_deref(), Some("abc"));
         assert_eq!(find_token(header, &p).ok().flatten().as_deref(), Some("def"));

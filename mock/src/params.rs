@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use http::header::CONTENT_TYPE;
 use http::HeaderMap;
 
-use super::dialect::ParamEncoding;
-use super::error::OAuthError;
+use crate::dialect::ParameterStyle;
+use crate::error::ErrorAnswer;
 
-pub(super) const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
-pub(super) const JSON_CONTENT_TYPE: &str = "application/json";
+pub(crate) const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+pub(crate) const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// iOFFICE's request headers and the RFC 6749 parameters they stand for.
 const HEADER_NAMES: &[(&str, &str)] = &[
@@ -24,18 +24,18 @@ const HEADER_NAMES: &[(&str, &str)] = &[
 
 /// The parameters of a token request.
 #[derive(Debug)]
-pub(super) struct Params {
+pub(crate) struct TokenParams {
     values: HashMap<String, String>,
-    encoding: ParamEncoding,
+    encoding: ParameterStyle,
 }
 
-impl Params {
+impl TokenParams {
     /// Parses a form body, rejecting repeated parameters (RFC 6749 §3.2).
     /// Parameters without a value are treated as omitted (RFC 6749 §3.1).
-    pub(super) fn from_form(body: &[u8]) -> Result<Self, OAuthError> {
-        let mut params = Params {
+    pub(crate) fn from_form(body: &[u8]) -> Result<Self, ErrorAnswer> {
+        let mut params = TokenParams {
             values: HashMap::new(),
-            encoding: ParamEncoding::Form,
+            encoding: ParameterStyle::Form,
         };
         for (name, value) in form_urlencoded::parse(body) {
             params.insert(name.into_owned(), value.into_owned())?;
@@ -45,10 +45,10 @@ impl Params {
 
     /// Reads iOFFICE's parameter headers. Any header may appear at most
     /// once; empty values count as omitted.
-    pub(super) fn from_headers(headers: &HeaderMap) -> Result<Self, OAuthError> {
-        let mut params = Params {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Self, ErrorAnswer> {
+        let mut params = TokenParams {
             values: HashMap::new(),
-            encoding: ParamEncoding::Headers,
+            encoding: ParameterStyle::Headers,
         };
         for &(name, header) in HEADER_NAMES {
             let mut values = headers.get_all(header).iter();
@@ -56,12 +56,12 @@ impl Params {
                 continue;
             };
             if values.next().is_some() {
-                return Err(OAuthError::invalid_request(format!(
+                return Err(ErrorAnswer::invalid_request(format!(
                     "header `{header}` is repeated"
                 )));
             }
             let value = std::str::from_utf8(value.as_bytes())
-                .map_err(|_| OAuthError::invalid_request(format!("header `{header}` is not UTF-8")))?;
+                .map_err(|_| ErrorAnswer::invalid_request(format!("header `{header}` is not UTF-8")))?;
             params.insert(name.to_owned(), value.to_owned())?;
         }
         Ok(params)
@@ -71,7 +71,7 @@ impl Params {
     /// fallback). Other query parameters are not token parameters and are
     /// ignored; sending a credential in both the query and the body is a
     /// repeated parameter.
-    pub(super) fn add_query_credentials(&mut self, query: Option<&str>) -> Result<(), OAuthError> {
+    pub(crate) fn add_query_credentials(&mut self, query: Option<&str>) -> Result<(), ErrorAnswer> {
         let Some(query) = query else {
             return Ok(());
         };
@@ -83,12 +83,12 @@ impl Params {
         Ok(())
     }
 
-    fn insert(&mut self, name: String, value: String) -> Result<(), OAuthError> {
+    fn insert(&mut self, name: String, value: String) -> Result<(), ErrorAnswer> {
         if value.is_empty() {
             return Ok(());
         }
         if self.values.contains_key(&name) {
-            return Err(OAuthError::invalid_request(format!(
+            return Err(ErrorAnswer::invalid_request(format!(
                 "{} is repeated",
                 self.describe(&name)
             )));
@@ -98,21 +98,21 @@ impl Params {
     }
 
     /// The value of a parameter, if it was sent with a value.
-    pub(super) fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
 
     /// The value of a required parameter.
-    pub(super) fn require(&self, name: &str) -> Result<&str, OAuthError> {
+    pub(crate) fn require(&self, name: &str) -> Result<&str, ErrorAnswer> {
         self.get(name)
-            .ok_or_else(|| OAuthError::invalid_request(format!("missing {}", self.describe(name))))
+            .ok_or_else(|| ErrorAnswer::invalid_request(format!("missing {}", self.describe(name))))
     }
 
     /// How error descriptions name a parameter: as the client sent it.
-    pub(super) fn describe(&self, name: &str) -> String {
+    pub(crate) fn describe(&self, name: &str) -> String {
         match self.encoding {
-            ParamEncoding::Form => format!("parameter `{name}`"),
-            ParamEncoding::Headers => {
+            ParameterStyle::Form => format!("parameter `{name}`"),
+            ParameterStyle::Headers => {
                 let header = HEADER_NAMES
                     .iter()
                     .find(|(param, _)| *param == name)
@@ -125,8 +125,8 @@ impl Params {
 
 /// Checks that the request has exactly one `Content-Type` and that its media
 /// type (parameters aside, case-insensitively) is `expected`.
-pub(super) fn check_content_type(headers: &HeaderMap, expected: &str) -> Result<(), OAuthError> {
-    let wrong = || OAuthError::invalid_request(format!("Content-Type must be {expected}"));
+pub(crate) fn check_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ErrorAnswer> {
+    let wrong = || ErrorAnswer::invalid_request(format!("Content-Type must be {expected}"));
     let mut values = headers.get_all(CONTENT_TYPE).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(wrong());
@@ -146,7 +146,7 @@ pub(super) fn check_content_type(headers: &HeaderMap, expected: &str) -> Result<
 
 /// Checks that a request whose parameters travel in headers carries nothing
 /// in its body: no body, or an empty JSON object.
-pub(super) fn check_empty_json_body(body: &[u8]) -> Result<(), OAuthError> {
+pub(crate) fn check_empty_json_body(body: &[u8]) -> Result<(), ErrorAnswer> {
     let trimmed = body.trim_ascii();
     let empty_object = trimmed
         .strip_prefix(b"{")
@@ -154,7 +154,7 @@ pub(super) fn check_empty_json_body(body: &[u8]) -> Result<(), OAuthError> {
     if trimmed.is_empty() || empty_object.is_some_and(|inside| inside.trim_ascii().is_empty()) {
         Ok(())
     } else {
-        Err(OAuthError::invalid_request(
+        Err(ErrorAnswer::invalid_request(
             "parameters go in request headers (x-grant-type, x-client-id, …); the body must be empty",
         ))
     }
@@ -171,7 +171,7 @@ mod tests {
         headers.insert("x-refresh-token", "abc".parse().unwrap());
         headers.insert("x-scope", "".parse().unwrap());
         headers.insert("grant_type", "client_credentials".parse().unwrap());
-        let params = Params::from_headers(&headers).unwrap();
+        let params = TokenParams::from_headers(&headers).unwrap();
         assert_eq!(params.get("grant_type"), Some("refresh_token"));
         assert_eq!(params.get("refresh_token"), Some("abc"));
         assert_eq!(params.get("scope"), None);
@@ -183,12 +183,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append("x-client-id", "a".parse().unwrap());
         headers.append("x-client-id", "b".parse().unwrap());
-        assert!(Params::from_headers(&headers).is_err());
+        assert!(TokenParams::from_headers(&headers).is_err());
     }
 
     #[test]
     fn query_credentials_join_the_form() {
-        let mut params = Params::from_form(b"grant_type=client_credentials").unwrap();
+        let mut params = TokenParams::from_form(b"grant_type=client_credentials").unwrap();
         params
             .add_query_credentials(Some("client_id=a&client_secret=b&grant_type=x"))
             .unwrap();
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(params.get("client_secret"), Some("b"));
         assert_eq!(params.get("grant_type"), Some("client_credentials"));
 
-        let mut params = Params::from_form(b"client_id=a").unwrap();
+        let mut params = TokenParams::from_form(b"client_id=a").unwrap();
         assert!(params.add_query_credentials(Some("client_id=a")).is_err());
     }
 

@@ -9,11 +9,11 @@ use http::header::CACHE_CONTROL;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use super::body::{respond, set};
-use super::state::lock;
+use crate::body::{respond, set};
+use crate::sync::lock;
 
 /// A failure injected into a token request with
-/// [`MockServer::fail_next_token_requests`](super::MockServer::fail_next_token_requests).
+/// [`MockServer::fail_next_token_requests`](crate::MockServer::fail_next_token_requests).
 ///
 /// Faults are applied before the request is validated in any way, so they hit
 /// well-formed and malformed requests alike.
@@ -38,7 +38,7 @@ pub enum Fault {
 /// Returned by the service to make hyper drop the connection without
 /// writing a response.
 #[derive(Debug)]
-pub(super) struct ResetConnection;
+pub(crate) struct ResetConnection;
 
 impl fmt::Display for ResetConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -50,7 +50,7 @@ impl std::error::Error for ResetConnection {}
 
 impl Fault {
     /// Produces the fault. For [`Fault::Hang`] this never completes.
-    pub(super) async fn respond(self) -> Result<Response<Full<Bytes>>, ResetConnection> {
+    pub(crate) async fn respond(self) -> Result<Response<Full<Bytes>>, ResetConnection> {
         let (status, content_type, body) = match self {
             Fault::ServerError => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,21 +80,21 @@ impl Fault {
 
 /// Faults waiting to be applied, in order, as `(fault, remaining uses)` runs.
 #[derive(Debug, Default)]
-pub(super) struct FaultQueue {
+pub(crate) struct FaultQueue {
     pending: Mutex<VecDeque<(Fault, usize)>>,
 }
 
 impl FaultQueue {
     /// Queues `fault` for the next `n` token requests, after the faults that
     /// are already queued.
-    pub(super) fn push(&self, n: usize, fault: Fault) {
+    pub(crate) fn push(&self, n: usize, fault: Fault) {
         if n > 0 {
             lock(&self.pending).push_back((fault, n));
         }
     }
 
     /// Takes the fault for the current request, if any.
-    pub(super) fn take(&self) -> Option<Fault> {
+    pub(crate) fn take(&self) -> Option<Fault> {
         let mut pending = lock(&self.pending);
         let (fault, remaining) = pending.front_mut()?;
         let fault = *fault;

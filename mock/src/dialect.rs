@@ -2,88 +2,105 @@
 //! the endpoints instead of each endpoint knowing about providers.
 //!
 //! Every value below comes from the provider's own public OAuth 2.0 documentation
-//! (the same documents the presets in `providers` cite) unless its comment says the
+//! (the same documents tower-oauth2's presets cite) unless its comment says the
 //! document is silent, in which case the comment names the conventional value picked
 //! instead.
 
 use std::time::Duration;
 
-use super::client_auth::ClientAuthMethod;
-use super::counters::GrantKind;
+use crate::counters::GrantKind;
 
-/// Which provider a [`MockServer`](super::MockServer) emulates.
+/// Which provider a [`MockServer`](crate::MockServer) emulates.
 ///
-/// Returned by [`MockServer::dialect`](super::MockServer::dialect). Each
+/// Returned by [`MockServer::dialect`](crate::MockServer::dialect). Each
 /// variant's documentation lists the endpoints that emulator serves; the
 /// [module documentation](super) has the rules they enforce.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MockDialect {
-    /// A standard RFC 6749 server ([`MockServer::builder`](super::MockServer::builder)):
+    /// A standard RFC 6749 server ([`MockServer::builder`](crate::MockServer::builder)):
     /// token `POST /oauth/token`, authorization `GET /authorize` (with PKCE),
     /// RFC 7009 revocation `POST /oauth/revoke`, resource `/api/*`.
     Standard,
-    /// Agrello ([`MockServer::agrello`](super::MockServer::agrello)): authorization
+    /// Agrello ([`MockServer::agrello`](crate::MockServer::agrello)): authorization
     /// `GET /identity/auth/oauth/authorize`, token
     /// `POST /identity/auth/oauth/token`, resource `/api/*`.
     Agrello,
-    /// Accelo's service applications ([`MockServer::accelo`](super::MockServer::accelo)):
+    /// Accelo's service applications ([`MockServer::accelo`](crate::MockServer::accelo)):
     /// token `POST /oauth2/v0/token` (also `/oauth2/v0/token.json`), resource
     /// `/api/v0/*` and `/public_api/v0/*`.
     Accelo,
-    /// Grindery ([`MockServer::grindery`](super::MockServer::grindery)): sign-in
+    /// Grindery ([`MockServer::grindery`](crate::MockServer::grindery)): sign-in
     /// `GET /oauth/authorize`, token `POST /oauth/token`, resource `/api/*`.
     Grindery,
-    /// iOFFICE ([`MockServer::ioffice`](super::MockServer::ioffice)): login
+    /// iOFFICE ([`MockServer::ioffice`](crate::MockServer::ioffice)): login
     /// `GET /login.html`, direct code request `POST /external/api/oauth2/auth`,
     /// token `POST /external/api/oauth2/token`, revocation
     /// `POST /external/api/oauth2/revoke`, resource `/external/api/rest/*`.
     Ioffice,
-    /// DottedSign ([`MockServer::dottedsign`](super::MockServer::dottedsign)):
+    /// DottedSign ([`MockServer::dottedsign`](crate::MockServer::dottedsign)):
     /// authorization `GET /v1/oauth/authorize`, token `POST /v1/oauth/token`,
     /// resource `/v1/*` (except `/v1/oauth/*`).
     DottedSign,
 }
 
+/// A way for a client to identify itself at the token endpoint.
+///
+/// Select the methods a server accepts with
+/// [`MockServerBuilder::client_auth`](crate::MockServerBuilder::client_auth).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptedClientAuth {
+    /// HTTP Basic authentication: `Authorization: Basic` with the
+    /// form-urlencoded client id and secret (RFC 6749 §2.3.1).
+    Basic,
+    /// `client_id` and `client_secret` parameters in the request body
+    /// (RFC 6749 §2.3.1).
+    Body,
+    /// No authentication: a public client sends only its `client_id`
+    /// parameter (RFC 6749 §2.1, §3.2.1).
+    None,
+}
+
 /// Everything that differs between providers.
 #[derive(Debug)]
-pub(super) struct Dialect {
-    pub(super) kind: MockDialect,
+pub(crate) struct DialectRules {
+    pub(crate) kind: MockDialect,
     /// Paths of the token endpoint; the first is the one `token_url` names.
-    pub(super) token_paths: &'static [&'static str],
+    pub(crate) token_paths: &'static [&'static str],
     /// How token request parameters travel.
-    pub(super) params: ParamEncoding,
-    pub(super) client_auth: ClientAuthRule,
+    pub(crate) params: ParameterStyle,
+    pub(crate) client_auth: ClientAuthRule,
     /// The grant types the token endpoint implements; any other is
     /// `unsupported_grant_type`.
-    pub(super) grants: &'static [GrantKind],
-    pub(super) expires_in: ExpiresUnit,
+    pub(crate) grants: &'static [GrantKind],
+    pub(crate) expires_in: ExpiresUnit,
     /// The `token_type` of token answers.
-    pub(super) token_type: &'static str,
+    pub(crate) token_type: &'static str,
     /// Whether token answers carry a `scope` field (when the scope is not
     /// empty).
-    pub(super) scope_in_answer: bool,
-    pub(super) refresh: RefreshRule,
-    pub(super) scope: ScopeRule,
+    pub(crate) scope_in_answer: bool,
+    pub(crate) refresh: RefreshRule,
+    pub(crate) scope: ScopeRule,
     /// Whether the `authorization_code` grant requires `redirect_uri`; when
     /// it does not, a `redirect_uri` that is sent must still match.
-    pub(super) code_exchange_requires_redirect_uri: bool,
+    pub(crate) code_exchange_requires_redirect_uri: bool,
     /// Whether the `refresh_token` grant requires the `redirect_uri` of the
     /// original authorization request again (iOFFICE lists `x-redirect-uri`
     /// among its refresh headers).
-    pub(super) refresh_repeats_redirect_uri: bool,
+    pub(crate) refresh_repeats_redirect_uri: bool,
     /// How long authorization codes live unless the builder says otherwise.
-    pub(super) code_lifetime: Duration,
-    pub(super) authorize: Option<Authorize>,
+    pub(crate) code_lifetime: Duration,
+    pub(crate) authorize: Option<AuthorizeEndpoint>,
     /// iOFFICE's direct code request endpoint.
-    pub(super) direct_code_path: Option<&'static str>,
-    pub(super) revocation: Option<Revocation>,
-    pub(super) api: Api,
+    pub(crate) direct_code_path: Option<&'static str>,
+    pub(crate) revocation: Option<RevocationEndpoint>,
+    pub(crate) api: ProtectedResource,
 }
 
 /// Where token request parameters are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ParamEncoding {
+pub(crate) enum ParameterStyle {
     /// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2).
     Form,
     /// Request headers, with `Content-Type: application/json` and no
@@ -93,13 +110,13 @@ pub(super) enum ParamEncoding {
 
 /// How the token endpoint identifies clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ClientAuthRule {
+pub(crate) enum ClientAuthRule {
     /// HTTP Basic and/or body parameters. `None` lets the builder choose
     /// (the standard server); `Some` fixes the methods, as the document does.
-    Methods(Option<&'static [ClientAuthMethod]>),
+    Methods(Option<&'static [AcceptedClientAuth]>),
     /// Like `Methods`, and `client_id` / `client_secret` may also be sent as
     /// query parameters (Accelo's documented last resort).
-    MethodsOrQuery(&'static [ClientAuthMethod]),
+    MethodsOrQuery(&'static [AcceptedClientAuth]),
     /// There are no clients (Grindery): `client_id` is ignored, client
     /// credentials are refused.
     NoClients,
@@ -110,14 +127,14 @@ pub(super) enum ClientAuthRule {
 
 /// The unit of `expires_in`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ExpiresUnit {
+pub(crate) enum ExpiresUnit {
     Seconds,
     Milliseconds,
 }
 
 /// What the `refresh_token` grant does with the refresh token it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum RefreshRule {
+pub(crate) enum RefreshRule {
     /// The builder's `rotate_refresh_tokens` decides, with this default.
     Configurable { rotate_by_default: bool },
     /// Always a new refresh token, the used one dead (fixed by the document).
@@ -131,7 +148,7 @@ pub(super) enum RefreshRule {
 
 /// How `scope` values are written and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ScopeRule {
+pub(crate) enum ScopeRule {
     /// Space-delimited tokens from the builder's `allowed_scopes`
     /// (RFC 6749 §3.3).
     SpaceDelimited,
@@ -149,21 +166,21 @@ pub(super) enum ScopeRule {
 /// An authorization endpoint: the page a browser is sent to, which here
 /// approves (or denies) at once and redirects back.
 #[derive(Debug)]
-pub(super) struct Authorize {
-    pub(super) path: &'static str,
+pub(crate) struct AuthorizeEndpoint {
+    pub(crate) path: &'static str,
     /// Whether `client_id` is part of the request (Grindery has no clients).
-    pub(super) client_id: bool,
+    pub(crate) client_id: bool,
     /// Whether `scope` and `state` are required, not optional (iOFFICE needs
     /// all five parameters).
-    pub(super) scope_and_state_required: bool,
+    pub(crate) scope_and_state_required: bool,
     /// Whether PKCE (RFC 7636, `S256` only) is accepted and then enforced.
-    pub(super) pkce: bool,
-    pub(super) delivery: CodeDelivery,
+    pub(crate) pkce: bool,
+    pub(crate) delivery: RedirectStyle,
 }
 
 /// Where the redirect back to the client carries its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CodeDelivery {
+pub(crate) enum RedirectStyle {
     /// `redirect_uri?code=…&state=…` (RFC 6749 §4.1.2).
     Query,
     /// `redirect_uri#code=…&appCode=…&state=…` (iOFFICE).
@@ -172,7 +189,7 @@ pub(super) enum CodeDelivery {
 
 /// A revocation endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Revocation {
+pub(crate) enum RevocationEndpoint {
     /// RFC 7009: a form `token` (and optional `token_type_hint`),
     /// authenticated like a token request.
     Rfc7009(&'static str),
@@ -180,32 +197,32 @@ pub(super) enum Revocation {
     TokenHeader(&'static str),
 }
 
-impl Revocation {
-    pub(super) fn path(self) -> &'static str {
+impl RevocationEndpoint {
+    pub(crate) fn path(self) -> &'static str {
         match self {
-            Revocation::Rfc7009(path) | Revocation::TokenHeader(path) => path,
+            RevocationEndpoint::Rfc7009(path) | RevocationEndpoint::TokenHeader(path) => path,
         }
     }
 }
 
 /// The protected resource.
 #[derive(Debug)]
-pub(super) struct Api {
+pub(crate) struct ProtectedResource {
     /// Path prefixes of the resource; the first is the one `api_url` uses.
-    pub(super) prefixes: &'static [&'static str],
+    pub(crate) prefixes: &'static [&'static str],
     /// Paths under a prefix that are not the resource (DottedSign's own
     /// OAuth endpoints live under its API prefix).
-    pub(super) excluded: &'static [&'static str],
+    pub(crate) excluded: &'static [&'static str],
     /// Where a request may carry its access token.
-    pub(super) placements: &'static [Placement],
+    pub(crate) placements: &'static [TokenSlot],
     /// Whether an `Authorization: Bearer` header gets a `401` even with a
     /// live token (iOFFICE documents other placements only).
-    pub(super) refuses_authorization_bearer: bool,
+    pub(crate) refuses_authorization_bearer: bool,
 }
 
-impl Api {
+impl ProtectedResource {
     /// Whether a request path belongs to the protected resource.
-    pub(super) fn serves(&self, path: &str) -> bool {
+    pub(crate) fn serves(&self, path: &str) -> bool {
         let under = |prefix: &str| {
             path.strip_prefix(prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -217,7 +234,7 @@ impl Api {
 
 /// A place the protected resource looks for an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Placement {
+pub(crate) enum TokenSlot {
     /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
     AuthorizationBearer,
     /// A request header holding the bare token.
@@ -226,13 +243,13 @@ pub(super) enum Placement {
     Query(&'static str),
 }
 
-impl Placement {
+impl TokenSlot {
     /// How the resource's answer names the placement.
-    pub(super) fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
-            Placement::AuthorizationBearer => "authorization_bearer".to_owned(),
-            Placement::Header(name) => format!("header:{name}"),
-            Placement::Query(name) => format!("query:{name}"),
+            TokenSlot::AuthorizationBearer => "authorization_bearer".to_owned(),
+            TokenSlot::Header(name) => format!("header:{name}"),
+            TokenSlot::Query(name) => format!("query:{name}"),
         }
     }
 }
@@ -244,10 +261,10 @@ const USER_GRANTS: &[GrantKind] = &[GrantKind::AuthorizationCode, GrantKind::Ref
 
 /// The standard server: everything RFC 6749, 6750, 7009 and 7636 describe
 /// that the mock implements.
-pub(super) static STANDARD: Dialect = Dialect {
+pub(crate) static STANDARD: DialectRules = DialectRules {
     kind: MockDialect::Standard,
     token_paths: &["/oauth/token"],
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     client_auth: ClientAuthRule::Methods(None),
     grants: &[
         GrantKind::ClientCredentials,
@@ -267,33 +284,33 @@ pub(super) static STANDARD: Dialect = Dialect {
     // `/oauth/authorize` would be the sibling of the token path, but the
     // server has always answered 404 there and its tests pin that; Auth0
     // uses this same layout (`/authorize`, `/oauth/token`, `/oauth/revoke`).
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/authorize",
         client_id: true,
         scope_and_state_required: false,
         pkce: true,
-        delivery: CodeDelivery::Query,
+        delivery: RedirectStyle::Query,
     }),
     direct_code_path: None,
-    revocation: Some(Revocation::Rfc7009("/oauth/revoke")),
-    api: Api {
+    revocation: Some(RevocationEndpoint::Rfc7009("/oauth/revoke")),
+    api: ProtectedResource {
         prefixes: &["/api"],
         excluded: &[],
-        placements: &[Placement::AuthorizationBearer],
+        placements: &[TokenSlot::AuthorizationBearer],
         refuses_authorization_bearer: false,
     },
 };
 
 /// Agrello: authorization code flow, Basic client authentication only.
-pub(super) static AGRELLO: Dialect = Dialect {
+pub(crate) static AGRELLO: DialectRules = DialectRules {
     kind: MockDialect::Agrello,
     // The document prints the authorize URL only; the token endpoint is its
     // conventional sibling.
     token_paths: &["/identity/auth/oauth/token"],
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     // "This call requires a basic authorization header using your client_id
     // as a username and client_secret as a password."
-    client_auth: ClientAuthRule::Methods(Some(&[ClientAuthMethod::Basic])),
+    client_auth: ClientAuthRule::Methods(Some(&[AcceptedClientAuth::Basic])),
     grants: USER_GRANTS,
     // Silent: RFC 6749 seconds.
     expires_in: ExpiresUnit::Seconds,
@@ -309,37 +326,37 @@ pub(super) static AGRELLO: Dialect = Dialect {
     code_exchange_requires_redirect_uri: true,
     refresh_repeats_redirect_uri: false,
     code_lifetime: TEN_MINUTES,
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/identity/auth/oauth/authorize",
         client_id: true,
         scope_and_state_required: false,
         pkce: false,
-        delivery: CodeDelivery::Query,
+        delivery: RedirectStyle::Query,
     }),
     direct_code_path: None,
     revocation: None,
     // "It sends the token to Agrello API in an HTTP authorization header."
     // The document names no API path; `/api` is the conventional prefix.
-    api: Api {
+    api: ProtectedResource {
         prefixes: &["/api"],
         excluded: &[],
-        placements: &[Placement::AuthorizationBearer],
+        placements: &[TokenSlot::AuthorizationBearer],
         refuses_authorization_bearer: false,
     },
 };
 
 /// Accelo service applications: client credentials only.
-pub(super) static ACCELO: Dialect = Dialect {
+pub(crate) static ACCELO: DialectRules = DialectRules {
     kind: MockDialect::Accelo,
     token_paths: &["/oauth2/v0/token", "/oauth2/v0/token.json"],
     // The document's request is form-encoded. Its forum-contributed PHP
     // sample hands curl an array, which curl sends as multipart/form-data;
     // that is not what the document specifies, and is refused.
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     // HTTP Basic is recommended; `client_id` and `client_secret` parameters
     // are "a last option". The document says "query parameters"; its own
     // sample posts them in the body, so both are accepted.
-    client_auth: ClientAuthRule::MethodsOrQuery(&[ClientAuthMethod::Basic, ClientAuthMethod::Body]),
+    client_auth: ClientAuthRule::MethodsOrQuery(&[AcceptedClientAuth::Basic, AcceptedClientAuth::Body]),
     grants: &[GrantKind::ClientCredentials],
     expires_in: ExpiresUnit::Seconds,
     // The response table lists `bearer`, lower case.
@@ -354,19 +371,19 @@ pub(super) static ACCELO: Dialect = Dialect {
     authorize: None,
     direct_code_path: None,
     revocation: None,
-    api: Api {
+    api: ProtectedResource {
         prefixes: &["/api/v0", "/public_api/v0"],
         excluded: &[],
-        placements: &[Placement::AuthorizationBearer, Placement::Query("_bearer_token")],
+        placements: &[TokenSlot::AuthorizationBearer, TokenSlot::Query("_bearer_token")],
         refuses_authorization_bearer: false,
     },
 };
 
 /// Grindery: authorization code flow with no client identity at all.
-pub(super) static GRINDERY: Dialect = Dialect {
+pub(crate) static GRINDERY: DialectRules = DialectRules {
     kind: MockDialect::Grindery,
     token_paths: &["/oauth/token"],
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     client_auth: ClientAuthRule::NoClients,
     grants: USER_GRANTS,
     // "The time for which access token will be valid": no unit given, RFC
@@ -385,30 +402,30 @@ pub(super) static GRINDERY: Dialect = Dialect {
     code_lifetime: TEN_MINUTES,
     // The document does not print the sign-in page's URL; `/oauth/authorize`
     // is the conventional sibling of `/oauth/token`.
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/oauth/authorize",
         client_id: false,
         scope_and_state_required: false,
         pkce: false,
-        delivery: CodeDelivery::Query,
+        delivery: RedirectStyle::Query,
     }),
     direct_code_path: None,
     revocation: None,
     // The document names no API path; `/api` is the conventional prefix.
-    api: Api {
+    api: ProtectedResource {
         prefixes: &["/api"],
         excluded: &[],
-        placements: &[Placement::AuthorizationBearer],
+        placements: &[TokenSlot::AuthorizationBearer],
         refuses_authorization_bearer: false,
     },
 };
 
 /// iOFFICE: parameters in headers, milliseconds, rotation, a fragment
 /// redirect and its own token placements.
-pub(super) static IOFFICE: Dialect = Dialect {
+pub(crate) static IOFFICE: DialectRules = DialectRules {
     kind: MockDialect::Ioffice,
     token_paths: &["/external/api/oauth2/token"],
-    params: ParamEncoding::Headers,
+    params: ParameterStyle::Headers,
     client_auth: ClientAuthRule::ClientIdHeader,
     grants: USER_GRANTS,
     expires_in: ExpiresUnit::Milliseconds,
@@ -422,34 +439,34 @@ pub(super) static IOFFICE: Dialect = Dialect {
     refresh_repeats_redirect_uri: true,
     // "Note: The authorization code expires after 5 minutes."
     code_lifetime: Duration::from_secs(300),
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/login.html",
         client_id: true,
         scope_and_state_required: true,
         pkce: false,
-        delivery: CodeDelivery::FragmentWithAppCode,
+        delivery: RedirectStyle::FragmentWithAppCode,
     }),
     direct_code_path: Some("/external/api/oauth2/auth"),
-    revocation: Some(Revocation::TokenHeader("/external/api/oauth2/revoke")),
-    api: Api {
+    revocation: Some(RevocationEndpoint::TokenHeader("/external/api/oauth2/revoke")),
+    api: ProtectedResource {
         prefixes: &["/external/api/rest"],
         excluded: &[],
         placements: &[
-            Placement::Header("x-access-token"),
-            Placement::Query("access_token"),
+            TokenSlot::Header("x-access-token"),
+            TokenSlot::Query("access_token"),
         ],
         refuses_authorization_bearer: true,
     },
 };
 
 /// DottedSign: authorization code flow, client credentials in the body.
-pub(super) static DOTTEDSIGN: Dialect = Dialect {
+pub(crate) static DOTTEDSIGN: DialectRules = DialectRules {
     kind: MockDialect::DottedSign,
     token_paths: &["/v1/oauth/token"],
-    params: ParamEncoding::Form,
+    params: ParameterStyle::Form,
     // Both tables list `client_id` and `client_secret` as required body
     // parameters.
-    client_auth: ClientAuthRule::Methods(Some(&[ClientAuthMethod::Body])),
+    client_auth: ClientAuthRule::Methods(Some(&[AcceptedClientAuth::Body])),
     grants: USER_GRANTS,
     // Silent: RFC 6749 seconds.
     expires_in: ExpiresUnit::Seconds,
@@ -464,27 +481,27 @@ pub(super) static DOTTEDSIGN: Dialect = Dialect {
     code_exchange_requires_redirect_uri: true,
     refresh_repeats_redirect_uri: false,
     code_lifetime: TEN_MINUTES,
-    authorize: Some(Authorize {
+    authorize: Some(AuthorizeEndpoint {
         path: "/v1/oauth/authorize",
         client_id: true,
         scope_and_state_required: false,
         pkce: false,
-        delivery: CodeDelivery::Query,
+        delivery: RedirectStyle::Query,
     }),
     direct_code_path: None,
     revocation: None,
     // The document names only its OAuth paths, under `/v1`; the API is taken
     // to be the rest of `/v1`.
-    api: Api {
+    api: ProtectedResource {
         prefixes: &["/v1"],
         excluded: &["/v1/oauth"],
-        placements: &[Placement::AuthorizationBearer],
+        placements: &[TokenSlot::AuthorizationBearer],
         refuses_authorization_bearer: false,
     },
 };
 
 impl MockDialect {
-    pub(super) fn table(self) -> &'static Dialect {
+    pub(crate) fn table(self) -> &'static DialectRules {
         match self {
             MockDialect::Standard => &STANDARD,
             MockDialect::Agrello => &AGRELLO,

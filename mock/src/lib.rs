@@ -1,6 +1,7 @@
 //! Strict, in-process OAuth 2.0 authorization servers and protected
 //! resources: a standard RFC 6749 server, and emulators of the providers
-//! this crate has presets for.
+//! [tower-oauth2](https://docs.rs/tower-oauth2) has presets for. Take it as a
+//! dev-dependency to test an OAuth 2.0 client against real HTTP.
 //!
 //! [`MockServer`] listens on `127.0.0.1` on a port picked by the operating
 //! system and speaks real HTTP/1.1, so whatever sits between a client and the
@@ -61,6 +62,19 @@
 //! a browser, and read [`MockCounters`] to check what the client actually
 //! sent. All of it works the same on every dialect.
 //!
+//! # An independent oracle
+//!
+//! The emulators are written from the providers' documents alone: no code of
+//! tower-oauth2 runs to answer a request, so a misreading of a document in
+//! the client shows up as a failing test instead of being agreed with.
+//!
+//! # Features
+//!
+//! - `tower-oauth2` (off by default): `MockServer::provider`, the
+//!   tower-oauth2 preset of the emulated provider pointed at the emulator, to
+//!   configure credentials in a test as production code does. It wires presets
+//!   to URLs and nothing more.
+//!
 //! # Runtime
 //!
 //! The server runs on the Tokio runtime that calls [`MockServerBuilder::start`]
@@ -76,7 +90,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use tower_oauth2::mock::{Fault, MockServer};
+//! use tower_oauth2_mock::{Fault, MockServer};
 //!
 //! let server = MockServer::builder()
 //!     .client("my-app", "s3cret")
@@ -101,7 +115,7 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use tower_oauth2::mock::{MockDialect, MockServer};
+//! use tower_oauth2_mock::{MockDialect, MockServer};
 //!
 //! let server = MockServer::ioffice()
 //!     .client("my-app", "unused-secret")
@@ -120,25 +134,38 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(unreachable_pub)]
+#![warn(clippy::await_holding_lock, clippy::dbg_macro, clippy::todo)]
+
 mod authorize;
 mod body;
+mod builder;
 mod client_auth;
 mod counters;
 mod dialect;
+mod emulators;
 mod error;
 mod faults;
 mod json_rpc;
+mod listener;
 mod params;
+#[cfg(feature = "tower-oauth2")]
 mod preset;
 mod resource;
 mod revoke;
+mod routing;
 mod scope;
 mod server;
 mod state;
+mod steering;
+mod sync;
 mod token;
 
-pub use client_auth::ClientAuthMethod;
+pub use builder::MockServerBuilder;
 pub use counters::MockCounters;
-pub use dialect::MockDialect;
+pub use dialect::{AcceptedClientAuth, MockDialect};
 pub use faults::Fault;
-pub use server::{MockServer, MockServerBuilder};
+pub use server::MockServer;
