@@ -123,6 +123,22 @@ impl Service<Request<Full<Bytes>>> for Counted {
     }
 }
 
+/// A clone of `client` that sent 40 requests itself, and so keeps copies of its own.
+async fn warmed<S>(client: &S) -> S
+where
+    S: Service<Request<Full<Bytes>>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut warm = client.clone();
+    for i in 0..40 {
+        let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut warm)
+            .await
+            .unwrap();
+        ready.call(get(&format!("w{i}"))).await.unwrap();
+    }
+    warm
+}
+
 // ===== tests =====
 
 #[tokio::test(start_paused = true)]
@@ -132,15 +148,7 @@ async fn cloning_allocates_nothing() {
     let client = OAuth2Layer::new(credentials(&endpoint)).layer(api.clone());
     client.clone().oneshot(get("cold")).await.unwrap();
     // A warm client too: its clones start cold again, without copying its copies.
-    let mut warm = client.clone();
-    for i in 0..40 {
-        ServiceExt::<Request<Full<Bytes>>>::ready(&mut warm)
-            .await
-            .unwrap()
-            .call(get(&format!("w{i}")))
-            .await
-            .unwrap();
-    }
+    let warm = warmed(&client).await;
     for service in [&client, &warm] {
         let (allocations, clones) = allocations_of(|| (0..1000).map(|_| service.clone()).collect::<Vec<_>>());
         // The `Vec` holding them is the one allocation.
@@ -172,15 +180,7 @@ async fn a_clone_per_request_clones_the_inner_service_once_per_clone_and_never_w
     // (the header map, as for any header) is measured by the allocations bench; here,
     // that a fresh clone's first request is as cheap as a warm clone's.
     let warm_allocations = {
-        let mut warm = client.clone();
-        for i in 0..40 {
-            ServiceExt::<Request<Full<Bytes>>>::ready(&mut warm)
-                .await
-                .unwrap()
-                .call(get(&format!("w{i}")))
-                .await
-                .unwrap();
-        }
+        let mut warm = warmed(&client).await;
         let req = get("measured-warm");
         let (n, fut) = allocations_of(|| warm.call(req));
         fut.await.unwrap();

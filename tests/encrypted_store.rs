@@ -7,15 +7,15 @@ mod support;
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, UNIX_EPOCH},
+    time::Duration,
 };
 
-use support::{get, Api, TokenEndpoint, CLIENT_SECRET};
+use support::{get, store::tokens_with_scope, tempdir::TempDir, Api, TokenEndpoint, CLIENT_SECRET};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     secret::{AccessToken, RefreshToken},
@@ -28,32 +28,6 @@ use tower_oauth2::{
 };
 
 // ===== helpers =====
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "tower-oauth2-encrypted-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn key_for(subject: &str) -> CredentialKey {
     let provider = Provider::standard("https://auth.example.com/oauth/token").name("acme");
@@ -80,11 +54,7 @@ fn k2() -> EncryptionKey {
 }
 
 fn tokens(tag: &str) -> StoredTokens {
-    StoredTokens::new()
-        .with_refresh_token(RefreshToken::new(format!("refresh-secret-{tag}")))
-        .with_access_token(AccessToken::new(format!("access-secret-{tag}")))
-        .with_expires_at(UNIX_EPOCH + Duration::new(1_900_000_000, 987_654_321))
-        .with_scope("read profile:private")
+    tokens_with_scope(tag, "read profile:private")
 }
 
 /// What the inner store holds for `key`: the encrypted values.
@@ -142,7 +112,7 @@ async fn tokens_round_trip_over_a_memory_store_which_holds_only_ciphertext() {
 
 #[tokio::test]
 async fn a_file_store_under_encryption_holds_no_plaintext_on_disk_and_survives_a_restart() {
-    let dir = TempDir::new("disk");
+    let dir = TempDir::new("encrypted-disk");
     let secrets = ["refresh-secret-disk", "access-secret-disk", "profile:private"];
     {
         let store = EncryptedStore::new(FileStore::open(dir.path()).unwrap(), Keyring::new(k1()));
@@ -564,7 +534,7 @@ fn credentials_over(endpoint: &TokenEndpoint, store: impl TokenStore) -> Credent
 
 #[tokio::test]
 async fn a_registry_restarts_over_an_encrypted_file_store_and_a_missing_key_is_a_store_error() {
-    let dir = TempDir::new("registry");
+    let dir = TempDir::new("encrypted-registry");
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let encrypted = |keyring: Keyring| EncryptedStore::new(FileStore::open(dir.path()).unwrap(), keyring);
     {

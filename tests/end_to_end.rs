@@ -1,10 +1,13 @@
 //! The layer over real HTTP, against the strict mock server on 127.0.0.1.
 #![cfg(feature = "hyper-transport")]
 
+mod support;
+
+use support::mock::started;
+
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
 use http::Request;
 use http_body_util::Full;
 use hyper_util::{
@@ -38,11 +41,6 @@ fn layered(credential: Credential) -> (OAuth2<Api>, CredentialRegistry) {
     )
 }
 
-fn client_credentials(server: &MockServer) -> (OAuth2<Api>, CredentialRegistry) {
-    let policy = RefreshPolicy::default().timeout(Duration::from_secs(2));
-    layered(Credential::client_credentials(provider(server), "client", "secret").refresh_policy(policy))
-}
-
 fn get(server: &MockServer, id: &str) -> Request<Full<Bytes>> {
     Request::get(server.api_url("/things"))
         .header("x-request-id", id)
@@ -50,100 +48,9 @@ fn get(server: &MockServer, id: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-async fn concurrently(client: &OAuth2<Api>, server: &MockServer, n: usize, prefix: &str) -> Vec<u16> {
-    let calls = (0..n).map(|i| {
-        let client = client.clone();
-        let request = get(server, &format!("{prefix}-{i}"));
-        tokio::spawn(async move { client.oneshot(request).await.map(|r| r.status().as_u16()) })
-    });
-    join_all(calls)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().unwrap())
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cold_start_1000_concurrent_requests_make_exactly_one_token_request() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .start()
-        .await
-        .unwrap();
-    server.set_token_latency(Duration::from_millis(20));
-    let (client, _) = client_credentials(&server);
-
-    let statuses = concurrently(&client, &server, 1000, "cold").await;
-
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1000);
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.client_credentials_grants, 1);
-    assert_eq!(counters.max_concurrent_token_requests, 1);
-    assert_eq!(counters.resource_calls_by_status.get(&200), Some(&1000));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_401_storm_over_http_causes_one_refresh_and_two_sends_each() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .start()
-        .await
-        .unwrap();
-    let (client, credentials) = client_credentials(&server);
-    // Open 1,000 pooled connections, so that the storm does not wait for handshakes.
-    let warm = concurrently(&client, &server, 1000, "warm").await;
-    assert!(warm.iter().all(|s| *s == 200));
-
-    server.revoke_all_access_tokens();
-    // Every request reaches the resource with the revoked token before any answer returns.
-    server.set_resource_latency(Duration::from_millis(1000));
-    server.reset_counters();
-    let statuses = concurrently(&client, &server, 1000, "storm").await;
-
-    assert!(statuses.iter().all(|s| *s == 200));
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 1, "one refresh");
-    assert_eq!(counters.resource_calls_by_status.get(&401), Some(&1000));
-    assert_eq!(counters.resource_calls_by_status.get(&200), Some(&1000));
-    for i in 0..1000 {
-        assert_eq!(
-            counters.sends_by_request_id.get(&format!("storm-{i}")),
-            Some(&2),
-            "storm-{i}"
-        );
-    }
-    let stats = &credentials.stats()[0];
-    assert_eq!((stats.dead_token_refreshes, stats.retries), (1, 1000));
-}
-
-#[tokio::test]
-async fn a_post_body_is_replayed_byte_identical_over_http() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .start()
-        .await
-        .unwrap();
-    let (client, _) = client_credentials(&server);
-    client.clone().oneshot(get(&server, "warm")).await.unwrap();
-    server.revoke_all_access_tokens();
-    server.reset_counters();
-
-    let payload = Bytes::from((0..50_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>());
-    let request = Request::post(server.api_url("/upload"))
-        .body(Full::new(payload.clone()))
-        .unwrap();
-    assert_eq!(client.clone().oneshot(request).await.unwrap().status(), 200);
-    assert_eq!(server.counters().bodies, vec![payload.clone(), payload]);
-}
-
 #[tokio::test]
 async fn faults_of_the_token_endpoint_become_typed_errors() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("client", "secret")).await;
     let policy = RefreshPolicy::default()
         .timeout(Duration::from_millis(500))
         .backoff(Duration::ZERO, Duration::ZERO);
@@ -182,11 +89,7 @@ async fn faults_of_the_token_endpoint_become_typed_errors() {
 
 #[tokio::test]
 async fn a_wrong_secret_is_an_oauth_error_naming_the_provider() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("client", "secret")).await;
     let (client, _) = layered(Credential::client_credentials(
         provider(&server),
         "client",
@@ -204,12 +107,8 @@ async fn a_wrong_secret_is_an_oauth_error_naming_the_provider() {
 
 #[tokio::test]
 async fn client_secret_in_the_body_when_the_server_wants_it() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .client_auth(&[AcceptedClientAuth::Body])
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("client", "secret");
+    let server = started(builder.client_auth(&[AcceptedClientAuth::Body])).await;
     let basic = Credential::client_credentials(provider(&server), "client", "secret");
     let (client, _) = layered(basic);
     assert!(
@@ -225,22 +124,21 @@ async fn client_secret_in_the_body_when_the_server_wants_it() {
     assert_eq!(client.oneshot(get(&server, "body")).await.unwrap().status(), 200);
 }
 
+/// A refresh-token credential with a refresh token the server just issued, and the token.
+fn refresh_token(server: &MockServer) -> (Credential, String) {
+    let seed = server.issue_refresh_token("client", "read");
+    let secret = Some(ClientSecret::new("secret"));
+    (
+        Credential::refresh_token(provider(server), "client", secret, seed.as_str()),
+        seed,
+    )
+}
+
 /// Three refreshes in a row through a refresh-token credential; the server's counters.
 async fn three_refreshes(rotate: bool) -> tower_oauth2_mock::MockCounters {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .rotate_refresh_tokens(rotate)
-        .start()
-        .await
-        .unwrap();
-    let seed = server.issue_refresh_token("client", "read");
-    let credential = Credential::refresh_token(
-        provider(&server),
-        "client",
-        Some(ClientSecret::new("secret")),
-        seed.as_str(),
-    );
-    let (client, credentials) = layered(credential);
+    let builder = MockServer::builder().client("client", "secret");
+    let server = started(builder.rotate_refresh_tokens(rotate)).await;
+    let (client, credentials) = layered(refresh_token(&server).0);
     for round in 0..3 {
         let response = client
             .clone()
@@ -263,18 +161,8 @@ async fn rotated_refresh_tokens_are_followed_and_a_dead_one_requires_reauthoriza
     );
 
     // Someone else used up the grant: the layer reports that a new login is needed.
-    let server2 = MockServer::builder()
-        .client("client", "secret")
-        .start()
-        .await
-        .unwrap();
-    let dead = server2.issue_refresh_token("client", "read");
-    let credential = Credential::refresh_token(
-        provider(&server2),
-        "client",
-        Some(ClientSecret::new("secret")),
-        dead.as_str(),
-    );
+    let server2 = started(MockServer::builder().client("client", "secret")).await;
+    let (credential, dead) = refresh_token(&server2);
     let (client, _) = layered(credential);
     let mut spend = form_urlencoded::Serializer::new(String::new());
     spend

@@ -16,8 +16,8 @@ use std::{
 use tokio::runtime::{Builder, Runtime};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
-    store::{BoxFuture, MemoryStore, Notifying, StoreError, StoredTokens, TokenStore},
-    Credential, CredentialKey, CredentialRegistry, Error, OAuth2Layer,
+    store::{MemoryStore, Notifying, StoredTokens, TokenStore},
+    Credential, CredentialRegistry, Error, OAuth2Layer,
 };
 
 use support::*;
@@ -64,37 +64,6 @@ async fn a_panicking_transport_costs_one_failure_not_the_credential() {
         .unwrap();
 }
 
-/// A store whose first `panics` saves panic, then keeps tokens in memory.
-struct PanickyStore {
-    inner: MemoryStore,
-    panics: Arc<AtomicUsize>,
-}
-
-impl TokenStore for PanickyStore {
-    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
-        self.inner.load(key)
-    }
-
-    fn save<'a>(
-        &'a self,
-        key: &'a CredentialKey,
-        tokens: &'a StoredTokens,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        if self
-            .panics
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            panic!("the store panicked (a test fault)");
-        }
-        self.inner.save(key, tokens)
-    }
-
-    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.delete(key)
-    }
-}
-
 async fn one_failure_then_recovery(store: impl TokenStore, endpoint: &TokenEndpoint) {
     let credentials = CredentialRegistry::builder()
         .credential(
@@ -121,10 +90,19 @@ async fn one_failure_then_recovery(store: impl TokenStore, endpoint: &TokenEndpo
 #[tokio::test(start_paused = true)]
 async fn a_panicking_store_costs_one_failure_not_the_credential() {
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
-    let store = PanickyStore {
-        inner: MemoryStore::new(),
-        panics: Arc::new(AtomicUsize::new(1)),
-    };
+    // The first save panics; the store keeps tokens in memory after that.
+    let panics = AtomicUsize::new(1);
+    let store = store::Hooked::new(move |operation, _, _| {
+        let save = operation == tower_oauth2::store::StoreOperation::Save;
+        if save
+            && panics
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            panic!("the store panicked (a test fault)");
+        }
+        Ok(())
+    });
     one_failure_then_recovery(store, &endpoint).await;
 }
 

@@ -4,6 +4,10 @@
 //! Every test here talks to an emulator on 127.0.0.1 or to an in-process stand-in.
 #![cfg(all(feature = "hyper-transport", feature = "axum"))]
 
+mod support;
+
+use support::mock::{assert_counts, started};
+
 use std::{
     cell::Cell,
     sync::{Arc, Mutex},
@@ -69,11 +73,7 @@ impl tower::Service<Request<Full<Bytes>>> for CountingClient {
 }
 
 async fn a_transport_gets_a_token_and_authorizes(transport: TokenTransport, sent: &Arc<Mutex<u32>>) {
-    let server = MockServer::builder()
-        .client("app", "s3cret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("app", "s3cret")).await;
     let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(server.provider(), "app", "s3cret"))
         .transport(transport)
@@ -87,9 +87,7 @@ async fn a_transport_gets_a_token_and_authorizes(transport: TokenTransport, sent
         get(&credentials, &server.api_url("/things")).await,
         StatusCode::OK
     );
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.resource_calls_authorized, 2);
+    assert_counts(&server, "token_requests=1 resource_calls_authorized=2");
     assert_eq!(*sent.lock().unwrap(), 1);
 }
 
@@ -130,16 +128,8 @@ async fn holds(store: &MemoryStore, key: &CredentialKey) -> bool {
 
 #[tokio::test]
 async fn each_credential_keeps_its_tokens_in_its_own_store_across_a_restart() {
-    let a = MockServer::builder()
-        .client("app-a", "secret-a")
-        .start()
-        .await
-        .unwrap();
-    let b = MockServer::builder()
-        .client("app-b", "secret-b")
-        .start()
-        .await
-        .unwrap();
+    let a = started(MockServer::builder().client("app-a", "secret-a")).await;
+    let b = started(MockServer::builder().client("app-b", "secret-b")).await;
     let (store_a, store_b) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
     let registry_store = Arc::new(MemoryStore::new());
     let credential_a = Credential::client_credentials(a.provider().name("a"), "app-a", "secret-a");
@@ -180,11 +170,7 @@ async fn each_credential_keeps_its_tokens_in_its_own_store_across_a_restart() {
 #[tokio::test]
 async fn a_users_group_keeps_its_tokens_in_its_own_store_across_a_restart() {
     const REDIRECT: &str = "https://app.example.com/callback/agrello";
-    let server = MockServer::agrello()
-        .client("app", "s3cret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::agrello().client("app", "s3cret")).await;
     let users_store = Arc::new(MemoryStore::new());
     let registry_store = Arc::new(MemoryStore::new());
     let registry = || {
@@ -292,9 +278,7 @@ async fn one_token_one_call(server: &MockServer, credential: Credential) {
         get(&credentials, &server.api_url("/things")).await,
         StatusCode::OK
     );
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(server, "token_requests=1 resource_calls_authorized=1");
 }
 
 #[tokio::test]
@@ -315,21 +299,13 @@ async fn every_preset_takes_a_base_url_and_no_dummy_argument() {
     let credential = Credential::authorization_code(provider, "label", None, code, REDIRECT);
     one_token_one_call(&server, credential).await;
 
-    let server = MockServer::ioffice()
-        .client("app", "unused")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::ioffice().client("app", "unused")).await;
     let code = server.issue_authorization_code("app", REDIRECT, "email");
     let provider = providers::ioffice_at(&server.base_url());
     let credential = Credential::authorization_code(provider, "app", None, code, REDIRECT);
     one_token_one_call(&server, credential).await;
 
-    let server = MockServer::dottedsign()
-        .client("app", "s5")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::dottedsign().client("app", "s5")).await;
     let code = server.issue_authorization_code("app", REDIRECT, "");
     let provider = providers::dottedsign_at(&server.base_url());
     let credential = Credential::authorization_code(provider, "app", Some("s5".into()), code, REDIRECT);
@@ -338,11 +314,7 @@ async fn every_preset_takes_a_base_url_and_no_dummy_argument() {
 
 #[tokio::test]
 async fn a_production_configuration_moves_to_a_test_server_with_at() {
-    let server = MockServer::builder()
-        .client("app", "s3cret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("app", "s3cret")).await;
     let production =
         Provider::standard("https://auth.example.com/oauth/token").api("https://api.example.com");
     let credential = Credential::client_credentials(production.at(&server.base_url()), "app", "s3cret");

@@ -10,7 +10,6 @@
 mod support;
 
 use std::{
-    io::Write,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
@@ -26,7 +25,12 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
-use support::{jar::Jar, no_jitter};
+use support::{
+    jar::Jar,
+    logs::Captured,
+    mock::{assert_counts, started},
+    no_jitter,
+};
 use tower::ServiceExt;
 use tower_oauth2::{
     axum::LoginRoutes,
@@ -111,13 +115,8 @@ fn http() -> Client<HttpConnector, Full<Bytes>> {
 // ===== the emulator: a real consent =====
 
 async fn agrello() -> MockServer {
-    MockServer::agrello()
-        .client("agrello-app", "agrello-secret")
-        .user("alice", "alice-pw")
-        .user("mallory", "mallory-pw")
-        .start()
-        .await
-        .unwrap()
+    let builder = MockServer::agrello().client("agrello-app", "agrello-secret");
+    started(builder.user("alice", "alice-pw").user("mallory", "mallory-pw")).await
 }
 
 fn agrello_users(server: &MockServer) -> UserCredentialTemplate {
@@ -288,9 +287,7 @@ async fn login_csrf_a_link_completed_in_another_browser_is_refused_and_nothing_i
         let replayed = browse(&app, &callback, Some("mallory"), &mut mallory).await;
         assert_eq!(replayed.status(), StatusCode::BAD_REQUEST, "{victim_session:?}");
     }
-    let counters = server.counters();
-    assert_eq!(counters.authorization_code_grants, 0);
-    assert_eq!(counters.token_requests, 0);
+    assert_counts(&server, "authorization_code_grants=0 token_requests=0");
     assert!(!stored(&store, &credentials, "mallory").await);
     assert!(!stored(&store, &credentials, "alice").await);
 }
@@ -378,12 +375,8 @@ async fn the_right_browser_without_the_users_session_is_refused() {
 #[tokio::test]
 async fn two_tabs_and_two_providers_each_keep_their_own_login() {
     let agrello = agrello().await;
-    let dottedsign = MockServer::dottedsign()
-        .client("ds-app", "ds-secret")
-        .user("alice", "alice-pw")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::dottedsign().client("ds-app", "ds-secret");
+    let dottedsign = started(builder.user("alice", "alice-pw")).await;
     let credentials = CredentialRegistry::builder()
         .users(agrello_users(&agrello))
         .users(
@@ -786,29 +779,9 @@ async fn hostile_cookie_headers_neither_panic_nor_pass() {
 
 // ===== log lines =====
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_newline_in_the_subject_forges_no_log_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install_at(tracing::Level::WARN);
 
     let endpoint = Endpoint::issuing_tokens();
     endpoint.answering(StatusCode::BAD_REQUEST, r#"{"error":"invalid_grant"}"#);
@@ -829,7 +802,7 @@ async fn a_newline_in_the_subject_forges_no_log_line() {
         StatusCode::FORBIDDEN
     );
 
-    let printed = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let printed = captured.text();
     let lines: Vec<&str> = printed.lines().collect();
     // Every line is an event of its own: none was started by the subject.
     assert!(lines.iter().all(|line| line.contains(" WARN ")), "{printed}");

@@ -90,11 +90,9 @@ async fn client_credentials_with_basic() {
     assert_eq!(description["client_id"], "client");
     assert_eq!(description["placement"], "authorization_bearer");
 
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 3);
-    assert_eq!(counters.client_credentials_grants, 3);
-    assert_eq!(counters.token_errors, 0);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(&server, "token_requests=3 client_credentials_grants=3");
+
+    assert_counts(&server, "token_errors=0 resource_calls_authorized=1");
 }
 
 #[tokio::test]
@@ -144,9 +142,7 @@ async fn parameter_credentials_in_the_body_or_query() {
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 5);
-    assert_eq!(counters.token_errors, 2);
+    assert_counts(&server, "token_requests=5 token_errors=2");
     assert_eq!(server.active_access_tokens(), 3);
 }
 
@@ -249,11 +245,9 @@ async fn only_the_client_credentials_grant_exists() {
             .await
             .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
-    let counters = server.counters();
-    assert_eq!(counters.refresh_token_grants, 1);
-    assert_eq!(counters.authorization_code_grants, 1);
-    assert_eq!(counters.client_credentials_grants, 0);
-    assert_eq!(counters.token_errors, 3);
+    let counts =
+        "refresh_token_grants=1 authorization_code_grants=1 client_credentials_grants=0 token_errors=3";
+    assert_counts(&server, counts);
 
     // Neither is there an authorization endpoint.
     let answer = send(
@@ -321,7 +315,5 @@ async fn tokens_go_in_the_header_or_bearer_token_query() {
     let answer = send(&client, bearer_get(&format!("{base}/api/v1/companies"), &token)).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
 
-    let counters = server.counters();
-    assert_eq!(counters.resource_calls, 5);
-    assert_eq!(counters.resource_calls_authorized, 2);
+    assert_counts(&server, "resource_calls=5 resource_calls_authorized=2");
 }

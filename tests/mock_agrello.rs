@@ -110,13 +110,11 @@ async fn code_exchange_and_refresh() {
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 1);
-    assert_eq!(counters.token_requests, 4);
-    assert_eq!(counters.authorization_code_grants, 2);
-    assert_eq!(counters.refresh_token_grants, 2);
-    assert_eq!(counters.token_errors, 2);
-    assert_eq!(counters.resource_calls_authorized, 2);
+    assert_counts(&server, "authorizations=1 token_requests=4");
+
+    let counts =
+        "authorization_code_grants=2 refresh_token_grants=2 token_errors=2 resource_calls_authorized=2";
+    assert_counts(&server, counts);
 }
 
 #[tokio::test]
@@ -243,20 +241,13 @@ async fn tokens_go_in_the_authorization_header_only() {
             .status,
         StatusCode::OK
     );
-    let counters = server.counters();
-    assert_eq!(counters.resource_calls, 3);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(&server, "resource_calls=3 resource_calls_authorized=1");
 }
 
 #[tokio::test]
 async fn users_and_rotation_settings() {
-    let server = MockServer::agrello()
-        .user("bob", "pw-b")
-        .user("carol", "pw-c")
-        .rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::agrello().user("bob", "pw-b").user("carol", "pw-c");
+    let server = started(builder.rotate_refresh_tokens(false)).await;
     let client = http_client();
     let auth = basic("client", "secret");
 

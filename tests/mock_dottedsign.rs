@@ -90,12 +90,10 @@ async fn code_exchange_refresh_and_api() {
         assert!(answer.assert_token("Bearer").get("refresh_token").is_none());
     }
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 1);
-    assert_eq!(counters.authorization_code_grants, 1);
-    assert_eq!(counters.refresh_token_grants, 2);
-    assert_eq!(counters.token_errors, 0);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(&server, "authorizations=1 authorization_code_grants=1");
+
+    let counts = "refresh_token_grants=2 token_errors=0 resource_calls_authorized=1";
+    assert_counts(&server, counts);
 }
 
 #[tokio::test]
@@ -176,11 +174,7 @@ async fn redirect_uri_must_match_the_authorize_one() {
 
 #[tokio::test]
 async fn expired_tokens_are_401() {
-    let server = MockServer::dottedsign()
-        .token_lifetime(Duration::ZERO)
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::dottedsign().token_lifetime(Duration::ZERO)).await;
     let client = http_client();
     let code = server.issue_authorization_code("client", REDIRECT, "");
     let answer = send(
@@ -217,11 +211,7 @@ async fn expired_tokens_are_401() {
 
 #[tokio::test]
 async fn rotation_can_be_turned_on() {
-    let server = MockServer::dottedsign()
-        .rotate_refresh_tokens(true)
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::dottedsign().rotate_refresh_tokens(true)).await;
     let client = http_client();
     let refresh = server.issue_refresh_token("client", "");
     let answer = send(

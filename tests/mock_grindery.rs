@@ -65,11 +65,9 @@ async fn code_exchange_without_client() {
     assert_eq!(description["subject"], "alice");
     assert_eq!(description["placement"], "authorization_bearer");
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 1);
-    assert_eq!(counters.authorization_code_grants, 1);
-    assert_eq!(counters.token_errors, 0);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(&server, "authorizations=1 authorization_code_grants=1");
+
+    assert_counts(&server, "token_errors=0 resource_calls_authorized=1");
 }
 
 #[tokio::test]
@@ -112,9 +110,7 @@ async fn refresh_omits_the_refresh_token_and_keeps_the_old_one() {
         assert_eq!(api.status, StatusCode::OK);
     }
 
-    let counters = server.counters();
-    assert_eq!(counters.refresh_token_grants, 3);
-    assert_eq!(counters.token_errors, 0);
+    assert_counts(&server, "refresh_token_grants=3 token_errors=0");
     assert_eq!(server.active_access_tokens(), 4);
 }
 
@@ -150,9 +146,7 @@ async fn client_credentials_are_refused_and_client_id_ignored() {
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 5);
-    assert_eq!(counters.token_errors, 4);
+    assert_counts(&server, "token_requests=5 token_errors=4");
 }
 
 #[tokio::test]
@@ -261,11 +255,7 @@ fn json_rpc(
 
 #[tokio::test]
 async fn native_answers_put_dead_tokens_in_json_rpc_errors_and_refuse_grants_with_invalid_request() {
-    let server = MockServer::grindery()
-        .native_grindery_errors(true)
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::grindery().native_grindery_errors(true)).await;
     let client = http_client();
     let refresh = server.issue_refresh_token("", "");
     let answer = send(

@@ -127,10 +127,9 @@ async fn login_redirects_with_the_code_in_the_fragment() {
     // One hour, in milliseconds.
     assert_eq!(answer.json()["expires_in"], 3_600_000);
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 1);
-    assert_eq!(counters.authorization_code_grants, 1);
-    assert_eq!(counters.token_errors, 0);
+    assert_counts(&server, "authorizations=1 authorization_code_grants=1");
+
+    assert_counts(&server, "token_errors=0");
 }
 
 #[tokio::test]
@@ -161,11 +160,8 @@ async fn login_needs_all_five_parameters() {
 
 #[tokio::test]
 async fn expires_in_is_in_milliseconds() {
-    let server = MockServer::ioffice()
-        .token_lifetime(Duration::from_millis(1500))
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::ioffice();
+    let server = started(builder.token_lifetime(Duration::from_millis(1500))).await;
     let client = http_client();
     let code = server.issue_authorization_code("client", REDIRECT, SCOPE);
     let answer = send(&client, exchange_request(&server, &code)).await;
@@ -228,10 +224,8 @@ async fn form_bodies_and_body_parameters_are_rejected() {
 
     // Grants are counted from x-grant-type only: not the form's grant_type,
     // nor the JSON body's.
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 6);
-    assert_eq!(counters.authorization_code_grants, 4);
-    assert_eq!(counters.token_errors, 5);
+    let counts = "token_requests=6 authorization_code_grants=4 token_errors=5";
+    assert_counts(&server, counts);
 }
 
 #[tokio::test]
@@ -260,21 +254,16 @@ async fn refresh_tokens_rotate_three_times_in_a_row() {
         refresh = next;
     }
 
-    let counters = server.counters();
-    assert_eq!(counters.authorization_code_grants, 1);
-    assert_eq!(counters.refresh_token_grants, 6);
-    assert_eq!(counters.token_errors, 3);
+    assert_counts(&server, "authorization_code_grants=1 refresh_token_grants=6");
+
+    assert_counts(&server, "token_errors=3");
     assert_eq!(server.active_access_tokens(), 4);
 }
 
 #[tokio::test]
 async fn refresh_repeats_scope_redirect_uri_and_client() {
-    let server = MockServer::ioffice()
-        .client("client", "ignored-secret")
-        .client("other", "x")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::ioffice().client("client", "ignored-secret");
+    let server = started(builder.client("other", "x")).await;
     let client = http_client();
     let (_, refresh) = tokens(&server, &client).await;
     let headers = |scope: &str, redirect: &str, client_id: &str| {
@@ -370,11 +359,8 @@ async fn codes_expire() {
         .assert_token("Bearer");
 
     // A code that outlived its lifetime (zero here) is invalid_grant.
-    let server = MockServer::ioffice()
-        .authorization_code_lifetime(Duration::ZERO)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::ioffice();
+    let server = started(builder.authorization_code_lifetime(Duration::ZERO)).await;
     let code = server.issue_authorization_code("client", REDIRECT, SCOPE);
     let answer = send(&client, exchange_request(&server, &code)).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
@@ -408,11 +394,7 @@ fn direct_request(
 
 #[tokio::test]
 async fn direct_code_request() {
-    let server = MockServer::ioffice()
-        .user("jdoe", "correct horse")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::ioffice().user("jdoe", "correct horse")).await;
     let client = http_client();
 
     let answer = send(&client, direct_request(&server, "jdoe", "wrong", "client")).await;
@@ -509,8 +491,7 @@ async fn tokens_go_in_x_access_token_or_the_access_token_query() {
     assert_eq!(send(&client, request).await.status, StatusCode::BAD_REQUEST);
 
     let counters = server.counters();
-    assert_eq!(counters.resource_calls, 5);
-    assert_eq!(counters.resource_calls_authorized, 2);
+    assert_counts(&server, "resource_calls=5 resource_calls_authorized=2");
     assert_eq!(counters.resource_calls_by_status.get(&401), Some(&2));
 }
 

@@ -1,107 +1,28 @@
 //! Exercises the mock OAuth 2.0 server over real HTTP on 127.0.0.1.
 
+mod mock_support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tower_oauth2_mock::{AcceptedClientAuth, Fault, MockCounters, MockServer};
 
-const FORM: &str = "application/x-www-form-urlencoded";
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|value| value.to_str().expect("ASCII header"))
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-
-    fn str_field(&self, name: &str) -> String {
-        match &self.json()[name] {
-            Value::String(value) => value.clone(),
-            other => panic!("field {name:?} is not a string: {other:?}"),
-        }
-    }
-
-    /// Checks an RFC 6749 §5.2 error answer.
-    #[track_caller]
-    fn assert_oauth_error(&self, status: StatusCode, code: &str) {
-        assert_eq!(self.status, status, "body: {:?}", self.body);
-        assert_eq!(self.header(CONTENT_TYPE), Some("application/json"));
-        assert_eq!(self.header(CACHE_CONTROL), Some("no-store"));
-        let body = self.json();
-        assert_eq!(body["error"], code, "body: {body}");
-        assert!(body["error_description"].is_string(), "body: {body}");
-    }
-
-    /// Checks an RFC 6749 §5.1 success answer and returns its body.
-    #[track_caller]
-    fn assert_token(&self) -> Value {
-        assert_eq!(self.status, StatusCode::OK, "body: {:?}", self.body);
-        assert_eq!(self.header(CONTENT_TYPE), Some("application/json"));
-        assert_eq!(self.header(CACHE_CONTROL), Some("no-store"));
-        assert_eq!(self.header(PRAGMA), Some("no-cache"));
-        let body = self.json();
-        assert_eq!(body["token_type"], "Bearer");
-        let token = body["access_token"].as_str().expect("access_token");
-        assert_eq!(token.len(), 40);
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric()));
-        body
-    }
-}
+use mock_support::*;
 
 async fn try_send(
     client: &HttpClient,
     request: Request<Full<Bytes>>,
-) -> Result<Answer, hyper_util::client::legacy::Error> {
-    let response = client.request(request).await?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("response body").to_bytes();
-    Ok(Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
-}
-
-async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Answer {
-    try_send(client, request).await.expect("HTTP exchange")
-}
-
-/// `Authorization: Basic` as RFC 6749 §2.3.1 wants it.
-fn basic(id: &str, secret: &str) -> String {
-    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
-    )
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+    client.request(request).await
 }
 
 fn form_request(server: &MockServer, auth: Option<&str>, form: &str) -> Request<Full<Bytes>> {
@@ -115,16 +36,14 @@ fn form_request(server: &MockServer, auth: Option<&str>, form: &str) -> Request<
 }
 
 async fn client_credentials(server: &MockServer, client: &HttpClient) -> String {
-    let answer = send(
+    let answer = token_request(
         client,
-        form_request(
-            server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
     answer.str_field("access_token")
 }
 
@@ -158,16 +77,14 @@ async fn client_credentials_with_basic_auth() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
-    let body = answer.assert_token();
+    let body = answer.assert_token("Bearer");
     assert_eq!(body["expires_in"], 3600);
     assert!(body.get("scope").is_none());
     assert!(body.get("refresh_token").is_none());
@@ -190,13 +107,11 @@ async fn client_credentials_with_basic_auth() {
     );
 
     let counters = server.counters();
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.client_credentials_grants, 1);
-    assert_eq!(counters.refresh_token_grants, 0);
-    assert_eq!(counters.authorization_code_grants, 0);
-    assert_eq!(counters.token_errors, 0);
-    assert_eq!(counters.max_concurrent_token_requests, 1);
-    assert_eq!(counters.resource_calls, 1);
+    let counts = concat!(
+        "token_requests=1 client_credentials_grants=1 refresh_token_grants=0 authorization_code_grants=0 ",
+        "token_errors=0 max_concurrent_token_requests=1 resource_calls=1",
+    );
+    assert_counts(&server, counts);
     assert_eq!(counters.resource_calls_by_status, BTreeMap::from([(200, 1)]));
     assert_eq!(server.active_access_tokens(), 1);
 }
@@ -206,16 +121,14 @@ async fn client_credentials_with_body_credentials_and_scope() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            None,
-            "grant_type=client_credentials&client_id=client&client_secret=secret&scope=read+write+read",
-        ),
+        &server,
+        None,
+        "grant_type=client_credentials&client_id=client&client_secret=secret&scope=read+write+read",
     )
     .await;
-    let body = answer.assert_token();
+    let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read write");
     assert_eq!(server.counters().client_credentials_grants, 1);
 }
@@ -226,20 +139,18 @@ async fn basic_credentials_are_form_urlencoded() {
     let server = MockServer::builder().client(id, secret).start().await.unwrap();
     let client = http_client();
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(&server, Some(&basic(id, secret)), "grant_type=client_credentials"),
+        &server,
+        Some(&basic(id, secret)),
+        "grant_type=client_credentials",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
 
     // Sending the secret without encoding it is a client bug the mock catches.
     let raw = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
-    let answer = send(
-        &client,
-        form_request(&server, Some(&raw), "grant_type=client_credentials"),
-    )
-    .await;
+    let answer = token_request(&client, &server, Some(&raw), "grant_type=client_credentials").await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
@@ -248,26 +159,22 @@ async fn wrong_secret_is_invalid_client() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "wrong")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "wrong")),
+        "grant_type=client_credentials",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
 
     // Body credentials get no Basic challenge.
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            None,
-            "grant_type=client_credentials&client_id=client&client_secret=wrong",
-        ),
+        &server,
+        None,
+        "grant_type=client_credentials&client_id=client&client_secret=wrong",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -278,27 +185,24 @@ async fn wrong_secret_is_invalid_client() {
         "grant_type=client_credentials&client_id=nobody&client_secret=secret",
         "grant_type=client_credentials",
     ] {
-        let answer = send(&client, form_request(&server, None, form)).await;
+        let answer = token_request(&client, &server, None, form).await;
         answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
 
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 4);
-    assert_eq!(counters.client_credentials_grants, 4);
-    assert_eq!(counters.token_errors, 4);
+    assert_counts(&server, "token_requests=4 client_credentials_grants=4");
+
+    assert_counts(&server, "token_errors=4");
     assert_eq!(server.active_access_tokens(), 0);
 }
 
 #[tokio::test]
 async fn two_authentication_methods_are_invalid_request() {
     let server = MockServer::start().await.unwrap();
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials&client_id=client&client_secret=secret",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials&client_id=client&client_secret=secret",
     )
     .await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
@@ -310,24 +214,20 @@ async fn client_id_may_repeat_the_basic_identity() {
     let client = http_client();
     let auth = basic("client", "secret");
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            "grant_type=client_credentials&client_id=client",
-        ),
+        &server,
+        Some(&auth),
+        "grant_type=client_credentials&client_id=client",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            "grant_type=client_credentials&client_id=other",
-        ),
+        &server,
+        Some(&auth),
+        "grant_type=client_credentials&client_id=other",
     )
     .await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
@@ -335,35 +235,23 @@ async fn client_id_may_repeat_the_basic_identity() {
 
 #[tokio::test]
 async fn methods_outside_the_accepted_list_are_invalid_client() {
-    let server = MockServer::builder()
-        .client_auth(&[AcceptedClientAuth::Basic])
-        .start()
-        .await
-        .unwrap();
-    let answer = send(
+    let server = started(MockServer::builder().client_auth(&[AcceptedClientAuth::Basic])).await;
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            None,
-            "grant_type=client_credentials&client_id=client&client_secret=secret",
-        ),
+        &server,
+        None,
+        "grant_type=client_credentials&client_id=client&client_secret=secret",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), None);
 
-    let server = MockServer::builder()
-        .client_auth(&[AcceptedClientAuth::Body])
-        .start()
-        .await
-        .unwrap();
-    let answer = send(
+    let server = started(MockServer::builder().client_auth(&[AcceptedClientAuth::Body])).await;
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -372,32 +260,24 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
 
 #[tokio::test]
 async fn registering_a_client_replaces_the_default_one() {
-    let server = MockServer::builder()
-        .client("app", "s3cret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("app", "s3cret")).await;
     let client = http_client();
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("app", "s3cret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("app", "s3cret")),
+        "grant_type=client_credentials",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
 }
 
 #[tokio::test]
@@ -407,9 +287,7 @@ async fn only_post_is_allowed() {
     let answer = send(&http_client(), request).await;
     assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(answer.header(ALLOW), Some("POST"));
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.token_errors, 1);
+    assert_counts(&server, "token_requests=1 token_errors=1");
 }
 
 #[tokio::test]
@@ -437,19 +315,17 @@ async fn content_type_must_be_form_urlencoded() {
         .header(CONTENT_TYPE, "Application/X-WWW-Form-Urlencoded; charset=UTF-8")
         .body(Full::new(Bytes::from_static(b"grant_type=client_credentials")))
         .unwrap();
-    send(&client, request).await.assert_token();
+    send(&client, request).await.assert_token("Bearer");
 }
 
 #[tokio::test]
 async fn repeated_parameters_are_invalid_request() {
     let server = MockServer::start().await.unwrap();
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials&scope=read&scope=write",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials&scope=read&scope=write",
     )
     .await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
@@ -461,21 +337,17 @@ async fn grant_type_is_required_and_must_be_known() {
     let client = http_client();
     let auth = basic("client", "secret");
 
-    send(&client, form_request(&server, Some(&auth), "scope=read"))
+    token_request(&client, &server, Some(&auth), "scope=read")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(&client, form_request(&server, Some(&auth), "grant_type=password"))
+    token_request(&client, &server, Some(&auth), "grant_type=password")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
 }
 
 #[tokio::test]
 async fn scopes_outside_the_allowed_set_are_invalid_scope() {
-    let server = MockServer::builder()
-        .allowed_scopes(&["read"])
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().allowed_scopes(&["read"])).await;
     let client = http_client();
     let auth = basic("client", "secret");
 
@@ -484,28 +356,26 @@ async fn scopes_outside_the_allowed_set_are_invalid_scope() {
         "grant_type=client_credentials&scope=read+admin",
         "grant_type=client_credentials&scope=read++read",
     ] {
-        send(&client, form_request(&server, Some(&auth), form))
+        token_request(&client, &server, Some(&auth), form)
             .await
             .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
     }
     // An empty value counts as an omitted parameter (RFC 6749 §3.1).
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(&server, Some(&auth), "grant_type=client_credentials&scope="),
+        &server,
+        Some(&auth),
+        "grant_type=client_credentials&scope=",
     )
     .await;
-    assert!(answer.assert_token().get("scope").is_none());
+    assert!(answer.assert_token("Bearer").get("scope").is_none());
 }
 
 #[tokio::test]
 async fn oversized_token_request_is_rejected() {
     let server = MockServer::start().await.unwrap();
     let form = format!("grant_type=client_credentials&pad={}", "x".repeat(17 * 1024));
-    let answer = send(
-        &http_client(),
-        form_request(&server, Some(&basic("client", "secret")), &form),
-    )
-    .await;
+    let answer = token_request(&http_client(), &server, Some(&basic("client", "secret")), &form).await;
     answer.assert_oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
 }
 
@@ -516,80 +386,65 @@ async fn refresh_tokens_rotate() {
     let auth = basic("client", "secret");
     let first = server.issue_refresh_token("client", "read write");
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={first}"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={first}"),
     )
     .await;
-    let body = answer.assert_token();
+    let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read write");
     let second = answer.str_field("refresh_token");
     assert_eq!(second.len(), 40);
     assert_ne!(second, first);
 
     // The rotated-away token is dead.
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={first}"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={first}"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // The new one works, and may narrow the scope but not widen it.
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={second}&scope=read"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={second}&scope=read"),
     )
     .await;
-    assert_eq!(answer.assert_token()["scope"], "read");
+    assert_eq!(answer.assert_token("Bearer")["scope"], "read");
     let third = answer.str_field("refresh_token");
 
     let narrow = server.issue_refresh_token("client", "read");
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={narrow}&scope=read+write"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={narrow}&scope=read+write"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
 
     // The third token kept the original scope.
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={third}&scope=write"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={third}&scope=write"),
     )
     .await;
-    assert_eq!(answer.assert_token()["scope"], "write");
+    assert_eq!(answer.assert_token("Bearer")["scope"], "write");
 
-    send(
-        &client,
-        form_request(&server, Some(&auth), "grant_type=refresh_token"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    token_request(&client, &server, Some(&auth), "grant_type=refresh_token")
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 
-    let counters = server.counters();
-    assert_eq!(counters.refresh_token_grants, 6);
-    assert_eq!(counters.token_errors, 3);
+    assert_counts(&server, "refresh_token_grants=6 token_errors=3");
 }
 
 #[tokio::test]
@@ -602,8 +457,8 @@ async fn concurrent_refreshes_with_one_token_succeed_once() {
     let auth = basic("client", "secret");
 
     let (a, b) = tokio::join!(
-        send(&client, form_request(&server, Some(&auth), &form)),
-        send(&client, form_request(&server, Some(&auth), &form)),
+        token_request(&client, &server, Some(&auth), &form),
+        token_request(&client, &server, Some(&auth), &form),
     );
     let mut statuses = [a.status, b.status];
     statuses.sort();
@@ -612,58 +467,44 @@ async fn concurrent_refreshes_with_one_token_succeed_once() {
 
 #[tokio::test]
 async fn refresh_token_of_another_client_is_invalid_grant() {
-    let server = MockServer::builder()
-        .client("a", "secret-a")
-        .client("b", "secret-b")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("a", "secret-a");
+    let server = started(builder.client("b", "secret-b")).await;
     let refresh = server.issue_refresh_token("a", "read");
     let client = http_client();
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("b", "secret-b")),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
+        &server,
+        Some(&basic("b", "secret-b")),
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // The failed attempt did not burn the token.
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("a", "secret-a")),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
+        &server,
+        Some(&basic("a", "secret-a")),
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
     )
     .await
-    .assert_token();
+    .assert_token("Bearer");
 }
 
 #[tokio::test]
 async fn without_rotation_the_refresh_token_stays_valid() {
-    let server = MockServer::builder()
-        .rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().rotate_refresh_tokens(false)).await;
     let client = http_client();
     let refresh = server.issue_refresh_token("client", "read");
     for _ in 0..2 {
-        let answer = send(
+        let answer = token_request(
             &client,
-            form_request(
-                &server,
-                Some(&basic("client", "secret")),
-                &format!("grant_type=refresh_token&refresh_token={refresh}"),
-            ),
+            &server,
+            Some(&basic("client", "secret")),
+            &format!("grant_type=refresh_token&refresh_token={refresh}"),
         )
         .await;
-        let body = answer.assert_token();
+        let body = answer.assert_token("Bearer");
         assert!(body.get("refresh_token").is_none(), "body: {body}");
         assert_eq!(body["scope"], "read");
     }
@@ -672,75 +513,61 @@ async fn without_rotation_the_refresh_token_stays_valid() {
 
 #[tokio::test]
 async fn client_credentials_can_return_refresh_tokens() {
-    let server = MockServer::builder()
-        .refresh_tokens_for_client_credentials(true)
-        .omit_expires_in(true)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().omit_expires_in(true);
+    let server = started(builder.refresh_tokens_for_client_credentials(true)).await;
     let client = http_client();
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
-    let body = answer.assert_token();
+    let body = answer.assert_token("Bearer");
     assert!(body.get("expires_in").is_none());
     let refresh = answer.str_field("refresh_token");
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
     )
     .await
-    .assert_token();
+    .assert_token("Bearer");
 }
 
 #[tokio::test]
 async fn public_clients() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .public_client("spa")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("client", "secret");
+    let server = started(builder.public_client("spa")).await;
     let client = http_client();
 
-    send(
+    token_request(
         &client,
-        form_request(&server, None, "grant_type=client_credentials&client_id=spa"),
+        &server,
+        None,
+        "grant_type=client_credentials&client_id=spa",
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client");
 
     let refresh = server.issue_refresh_token("spa", "read");
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            None,
-            &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa"),
-        ),
+        &server,
+        None,
+        &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa"),
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
 
     // A confidential client cannot skip its secret.
     let refresh = server.issue_refresh_token("client", "read");
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            None,
-            &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=client"),
-        ),
+        &server,
+        None,
+        &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=client"),
     )
     .await
     .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -755,34 +582,30 @@ async fn authorization_codes_are_single_use() {
     let code = server.issue_authorization_code("client", redirect, "read");
     let encoded: String = form_urlencoded::byte_serialize(redirect.as_bytes()).collect();
 
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=authorization_code&code={code}"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=authorization_code&code={code}"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(
+    token_request(
         &client,
-        form_request(
-            &server,
-            Some(&auth),
-            &format!("grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Fevil"),
-        ),
+        &server,
+        Some(&auth),
+        &format!("grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Fevil"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     let form = format!("grant_type=authorization_code&code={code}&redirect_uri={encoded}");
-    let answer = send(&client, form_request(&server, Some(&auth), &form)).await;
-    let body = answer.assert_token();
+    let answer = token_request(&client, &server, Some(&auth), &form).await;
+    let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read");
     assert_eq!(answer.str_field("refresh_token").len(), 40);
 
-    send(&client, form_request(&server, Some(&auth), &form))
+    token_request(&client, &server, Some(&auth), &form)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(server.counters().authorization_code_grants, 4);
@@ -851,22 +674,16 @@ async fn resource_requires_a_live_bearer_token() {
 
 #[tokio::test]
 async fn access_tokens_expire() {
-    let server = MockServer::builder()
-        .token_lifetime(Duration::from_millis(100))
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().token_lifetime(Duration::from_millis(100))).await;
     let client = http_client();
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
-    assert_eq!(answer.assert_token()["expires_in"], 1);
+    assert_eq!(answer.assert_token("Bearer")["expires_in"], 1);
     let token = answer.str_field("access_token");
     assert_eq!(
         call_api(&server, &client, "/x", Some(&token)).await.status,
@@ -906,13 +723,11 @@ async fn server_error_fault() {
     let client = http_client();
     server.fail_next_token_requests(1, Fault::ServerError);
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -920,23 +735,19 @@ async fn server_error_fault() {
     assert!(answer.header(CONTENT_TYPE).unwrap().starts_with("text/plain"));
 
     client_credentials(&server, &client).await;
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 2);
-    assert_eq!(counters.client_credentials_grants, 2);
-    assert_eq!(counters.token_errors, 1);
+    let counts = "token_requests=2 client_credentials_grants=2 token_errors=1";
+    assert_counts(&server, counts);
 }
 
 #[tokio::test]
 async fn malformed_json_fault() {
     let server = MockServer::start().await.unwrap();
     server.fail_next_token_requests(1, Fault::MalformedJson);
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -950,13 +761,11 @@ async fn malformed_json_fault() {
 async fn html_page_fault() {
     let server = MockServer::start().await.unwrap();
     server.fail_next_token_requests(1, Fault::HtmlPage);
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        &server,
+        Some(&basic("client", "secret")),
+        "grant_type=client_credentials",
     )
     .await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
@@ -971,8 +780,8 @@ async fn reset_fault() {
     let client = http_client();
     let error = try_send(
         &client,
-        form_request(
-            &server,
+        form_post(
+            &server.token_url(),
             Some(&basic("client", "secret")),
             "grant_type=client_credentials",
         ),
@@ -1000,22 +809,18 @@ async fn hang_fault() {
     let client = http_client();
     let attempt = tokio::time::timeout(
         Duration::from_millis(200),
-        send(
+        token_request(
             &client,
-            form_request(
-                &server,
-                Some(&basic("client", "secret")),
-                "grant_type=client_credentials",
-            ),
+            &server,
+            Some(&basic("client", "secret")),
+            "grant_type=client_credentials",
         ),
     )
     .await;
     assert!(attempt.is_err(), "the hung request was answered");
 
     client_credentials(&server, &client).await;
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 2);
-    assert_eq!(counters.token_errors, 1);
+    assert_counts(&server, "token_requests=2 token_errors=1");
 }
 
 /// Sends a token request over a raw connection whose next answer hangs, and
@@ -1104,9 +909,7 @@ async fn faults_queue_up_and_precede_validation() {
     assert_eq!(send(&client, get()).await.status, StatusCode::METHOD_NOT_ALLOWED);
     client_credentials(&server, &client).await;
 
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 5);
-    assert_eq!(counters.token_errors, 4);
+    assert_counts(&server, "token_requests=5 token_errors=4");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1129,9 +932,7 @@ async fn concurrent_token_requests_are_tracked() {
         assert_eq!(status.unwrap(), StatusCode::OK);
     }
 
-    let counters = server.counters();
-    assert_eq!(counters.token_requests, 10);
-    assert_eq!(counters.max_concurrent_token_requests, 10);
+    assert_counts(&server, "token_requests=10 max_concurrent_token_requests=10");
     assert_eq!(server.active_access_tokens(), 10);
 
     server.reset_counters();
@@ -1229,11 +1030,7 @@ async fn counters_reset() {
 
 #[tokio::test]
 async fn urls_and_debug_output() {
-    let server = MockServer::builder()
-        .client("app", "hunter2-secret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().client("app", "hunter2-secret")).await;
     let base = format!("http://127.0.0.1:{}", server.addr().port());
     assert_eq!(server.base_url(), base);
     assert_eq!(server.token_url(), format!("{base}/oauth/token"));
@@ -1254,11 +1051,13 @@ async fn urls_and_debug_output() {
 }
 
 async fn client_credentials_for(server: &MockServer, id: &str, secret: &str) -> String {
-    let answer = send(
+    let answer = token_request(
         &http_client(),
-        form_request(server, Some(&basic(id, secret)), "grant_type=client_credentials"),
+        server,
+        Some(&basic(id, secret)),
+        "grant_type=client_credentials",
     )
     .await;
-    answer.assert_token();
+    answer.assert_token("Bearer");
     answer.str_field("access_token")
 }

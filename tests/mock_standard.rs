@@ -115,13 +115,10 @@ async fn authorization_redirects_with_code_and_state() {
         ]
     );
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 1);
-    assert_eq!(counters.token_requests, 1);
-    assert_eq!(counters.authorization_code_grants, 1);
-    assert_eq!(counters.token_errors, 0);
-    assert_eq!(counters.resource_calls, 1);
-    assert_eq!(counters.resource_calls_authorized, 1);
+    assert_counts(&server, "authorizations=1 token_requests=1");
+
+    let counts = "authorization_code_grants=1 token_errors=0 resource_calls=1 resource_calls_authorized=1";
+    assert_counts(&server, counts);
 }
 
 #[tokio::test]
@@ -168,11 +165,7 @@ async fn unusable_client_or_redirect_uri_is_not_redirected() {
 
 #[tokio::test]
 async fn request_errors_are_redirected_with_the_state() {
-    let server = MockServer::builder()
-        .allowed_scopes(&["read"])
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::builder().allowed_scopes(&["read"])).await;
     let client = http_client();
     let cases: [(&[(&str, &str)], &str); 5] = [
         (&[("response_type", "token")], "unsupported_response_type"),
@@ -257,10 +250,9 @@ async fn pkce_is_enforced_at_the_exchange() {
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     exchange(&server, &client, &code, "").await.assert_token("Bearer");
 
-    let counters = server.counters();
-    assert_eq!(counters.authorizations, 2);
-    assert_eq!(counters.authorization_code_grants, 5);
-    assert_eq!(counters.token_errors, 3);
+    assert_counts(&server, "authorizations=2 authorization_code_grants=5");
+
+    assert_counts(&server, "token_errors=3");
 }
 
 async fn revoke(server: &MockServer, client: &HttpClient, auth: Option<&str>, form: &str) -> Answer {
@@ -269,13 +261,9 @@ async fn revoke(server: &MockServer, client: &HttpClient, auth: Option<&str>, fo
 
 #[tokio::test]
 async fn rfc7009_revocation() {
-    let server = MockServer::builder()
-        .client("client", "secret")
-        .client("other", "other-secret")
-        .rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("client", "secret");
+    let builder = builder.client("other", "other-secret");
+    let server = started(builder.rotate_refresh_tokens(false)).await;
     let client = http_client();
     let auth = basic("client", "secret");
     let code = code_for(&server, &client, &[]).await;

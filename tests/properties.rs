@@ -4,11 +4,11 @@
 //!
 //! Cases: `PROPTEST_CASES` when set, otherwise the default written beside each property.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
-};
+mod support;
+
+use support::tempdir::TempDir;
+
+use std::fs;
 
 use proptest::{
     collection::vec,
@@ -46,32 +46,6 @@ where
 {
     if let Err(failure) = TestRunner::new(config(cases)).run(&strategy, test) {
         panic!("{failure}");
-    }
-}
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "tower-oauth2-properties-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -163,7 +137,7 @@ fn content() -> BoxedStrategy<Content> {
 /// hold no control character and none of the file's secrets.
 #[test]
 fn a_file_of_any_content_loads_as_tokens_or_a_typed_error() {
-    let dir = TempDir::new("any-content");
+    let dir = TempDir::new("properties-any-content");
     let store = FileStore::open(dir.path()).unwrap();
     let other_key =
         Credential::refresh_token(Provider::standard("https://a.example/t"), "x", None, "s").key();

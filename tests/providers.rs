@@ -8,7 +8,11 @@
 
 mod support;
 
-use support::{advance, eventually, steady_policy};
+use support::{
+    advance, eventually,
+    mock::{assert_counts, started},
+    steady_policy,
+};
 
 use std::{
     collections::BTreeMap,
@@ -210,12 +214,8 @@ fn assert_grant_type(case: &Case, index: usize, grant: &str) {
 // --- Agrello -----------------------------------------------------------------------
 
 async fn agrello() -> Case {
-    let server = MockServer::agrello()
-        .client("agrello-app", "agrello-secret")
-        .token_lifetime(Duration::from_secs(120))
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::agrello().client("agrello-app", "agrello-secret");
+    let server = started(builder.token_lifetime(Duration::from_secs(120))).await;
     let code = server.issue_authorization_code("agrello-app", REDIRECT, "");
     let credential = Credential::authorization_code(
         server.provider(),
@@ -240,12 +240,8 @@ async fn agrello_code_exchange_with_basic_auth_then_refresh_and_retry() {
 // --- Accelo ------------------------------------------------------------------------
 
 async fn accelo(placement: Option<TokenPlacement>) -> Case {
-    let server = MockServer::accelo()
-        .client("accelo-app", "accelo-secret")
-        .token_lifetime(Duration::from_secs(120))
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::accelo().client("accelo-app", "accelo-secret");
+    let server = started(builder.token_lifetime(Duration::from_secs(120))).await;
     let mut provider = server.provider();
     if let Some(placement) = placement {
         provider = provider.token_placement(placement);
@@ -266,10 +262,8 @@ async fn accelo_client_credentials_with_its_scope_syntax_rerun_at_expiry() {
     // No refresh token is ever issued: past expiry the grant simply runs again.
     advance(Duration::from_secs(121)).await;
     case.ok("after-expiry").await;
-    let counters = case.counters();
-    assert_eq!(counters.refresh_token_grants, 0);
-    assert_eq!(counters.client_credentials_grants, 4);
-    assert_eq!(counters.token_errors, 0);
+    let counts = "refresh_token_grants=0 client_credentials_grants=4 token_errors=0";
+    assert_counts(&case.server, counts);
 }
 
 #[tokio::test]
@@ -278,11 +272,7 @@ async fn accelo_bearer_token_query_parameter_and_body_credentials_fallback() {
     let body = case.ok("query").await;
     assert_eq!(body["placement"], "query:_bearer_token");
 
-    let server = MockServer::accelo()
-        .client("app", "secret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::accelo().client("app", "secret")).await;
     let provider = server
         .provider()
         .client_auth(tower_oauth2::ClientAuth::RequestBody);
@@ -294,11 +284,7 @@ async fn accelo_bearer_token_query_parameter_and_body_credentials_fallback() {
 
 #[tokio::test]
 async fn accelo_refuses_scopes_in_the_wrong_syntax() {
-    let server = MockServer::accelo()
-        .client("app", "secret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::accelo().client("app", "secret")).await;
     let credential =
         Credential::client_credentials(server.provider(), "app", "secret").scopes(["read", "write"]);
     let case = Case::new(server, credential);
@@ -313,11 +299,7 @@ async fn accelo_refuses_scopes_in_the_wrong_syntax() {
 
 #[tokio::test]
 async fn grindery_without_client_auth_keeps_its_refresh_token() {
-    let server = MockServer::grindery()
-        .token_lifetime(Duration::from_secs(120))
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::grindery().token_lifetime(Duration::from_secs(120))).await;
     let code = server.issue_authorization_code("", REDIRECT, "");
     let credential =
         Credential::authorization_code(server.provider(), "my-app", None, code.as_str(), REDIRECT);
@@ -340,12 +322,8 @@ async fn grindery_without_client_auth_keeps_its_refresh_token() {
 // --- iOFFICE -----------------------------------------------------------------------
 
 async fn ioffice(lifetime: Duration) -> Case {
-    let server = MockServer::ioffice()
-        .client("ioffice-app", "unused")
-        .token_lifetime(lifetime)
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::ioffice().client("ioffice-app", "unused");
+    let server = started(builder.token_lifetime(lifetime)).await;
     let code = server.issue_authorization_code("ioffice-app", REDIRECT, "email");
     let credential =
         Credential::authorization_code(server.provider(), "ioffice-app", None, code.as_str(), REDIRECT);
@@ -402,11 +380,7 @@ async fn ioffice_three_rotations_each_kill_the_old_refresh_token() {
 
 #[tokio::test]
 async fn ioffice_access_token_query_parameter() {
-    let server = MockServer::ioffice()
-        .client("app", "unused")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::ioffice().client("app", "unused")).await;
     let code = server.issue_authorization_code("app", REDIRECT, "email");
     let provider = server
         .provider()
@@ -440,12 +414,8 @@ async fn ioffice_revocation_with_the_x_token_header() {
 
 #[tokio::test]
 async fn dottedsign_body_credentials_and_redirect_uri_on_the_exchange() {
-    let server = MockServer::dottedsign()
-        .client("ds-app", "ds-secret")
-        .token_lifetime(Duration::from_secs(120))
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::dottedsign().client("ds-app", "ds-secret");
+    let server = started(builder.token_lifetime(Duration::from_secs(120))).await;
     let code = server.issue_authorization_code("ds-app", REDIRECT, "");
     let credential = Credential::authorization_code(
         server.provider(),
@@ -463,11 +433,7 @@ async fn dottedsign_body_credentials_and_redirect_uri_on_the_exchange() {
 
 #[tokio::test]
 async fn dottedsign_with_basic_auth_is_refused_as_the_provider_would() {
-    let server = MockServer::dottedsign()
-        .client("ds-app", "ds-secret")
-        .start()
-        .await
-        .unwrap();
+    let server = started(MockServer::dottedsign().client("ds-app", "ds-secret")).await;
     let code = server.issue_authorization_code("ds-app", REDIRECT, "");
     let provider = server.provider().client_auth(tower_oauth2::ClientAuth::Basic);
     let case = Case::new(
@@ -502,27 +468,11 @@ type Carried = (Option<String>, Option<String>, Vec<String>);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_five_providers_1000_requests_each_with_only_its_own_credential() {
-    let agrello = MockServer::agrello()
-        .client("agrello-app", "s1")
-        .start()
-        .await
-        .unwrap();
-    let accelo = MockServer::accelo()
-        .client("accelo-app", "s2")
-        .start()
-        .await
-        .unwrap();
+    let agrello = started(MockServer::agrello().client("agrello-app", "s1")).await;
+    let accelo = started(MockServer::accelo().client("accelo-app", "s2")).await;
     let grindery = MockServer::grindery().start().await.unwrap();
-    let ioffice = MockServer::ioffice()
-        .client("ioffice-app", "unused")
-        .start()
-        .await
-        .unwrap();
-    let dottedsign = MockServer::dottedsign()
-        .client("ds-app", "s5")
-        .start()
-        .await
-        .unwrap();
+    let ioffice = started(MockServer::ioffice().client("ioffice-app", "unused")).await;
+    let dottedsign = started(MockServer::dottedsign().client("ds-app", "s5")).await;
 
     let code = |server: &MockServer, client: &str, scope: &str| {
         server.issue_authorization_code(client, REDIRECT, scope)
@@ -638,16 +588,8 @@ async fn one_client_five_providers_1000_requests_each_with_only_its_own_credenti
 
 #[tokio::test]
 async fn two_deployments_of_one_provider_never_share_tokens() {
-    let east = MockServer::accelo()
-        .client("east-app", "s-east")
-        .start()
-        .await
-        .unwrap();
-    let west = MockServer::accelo()
-        .client("west-app", "s-west")
-        .start()
-        .await
-        .unwrap();
+    let east = started(MockServer::accelo().client("east-app", "s-east")).await;
+    let west = started(MockServer::accelo().client("west-app", "s-west")).await;
     let credentials = CredentialRegistry::builder()
         .credential(
             Credential::client_credentials(east.provider(), "east-app", "s-east")
@@ -686,12 +628,8 @@ async fn two_deployments_of_one_provider_never_share_tokens() {
 
 #[tokio::test]
 async fn ioffice_direct_code_request_for_server_side_use() {
-    let server = MockServer::ioffice()
-        .client("svc-app", "unused")
-        .user("svc-user", "svc-password")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::ioffice().client("svc-app", "unused");
+    let server = started(builder.user("svc-user", "svc-password")).await;
     let transport = TokenTransport::new(http());
     let site = server.base_url();
     let wrong = tower_oauth2::providers::ioffice::request_code(

@@ -1,53 +1,34 @@
 //! Token stores: round trips, isolation between keys, restarts, file modes, crashes
 //! mid-write, concurrent saves, damaged files, redaction and the change hook.
 
+mod support;
+
+use support::{
+    store::{tokens_with_scope, Hooked},
+    tempdir::TempDir,
+};
+
 use std::{
     collections::HashSet,
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use tower_oauth2::{
-    secret::{AccessToken, RefreshToken},
+    secret::RefreshToken,
     store::{
-        BoxFuture, FileStore, MemoryStore, Notifying, StoreError, StoreErrorKind, StoreOperation,
-        StoredTokens, TokenChange, TokenStore,
+        FileStore, MemoryStore, Notifying, StoreError, StoreErrorKind, StoreOperation, StoredTokens,
+        TokenChange, TokenStore,
     },
     Credential, CredentialKey, Error, Provider,
 };
 
 // ===== helpers =====
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "tower-oauth2-store-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn provider() -> Provider {
     Provider::standard("https://auth.example.com/oauth/token").name("acme")
@@ -67,11 +48,7 @@ fn alice() -> CredentialKey {
 }
 
 fn tokens(tag: &str) -> StoredTokens {
-    StoredTokens::new()
-        .with_refresh_token(RefreshToken::new(format!("refresh-secret-{tag}")))
-        .with_access_token(AccessToken::new(format!("access-secret-{tag}")))
-        .with_expires_at(UNIX_EPOCH + Duration::new(1_900_000_000, 987_654_321))
-        .with_scope("read")
+    tokens_with_scope(tag, "read")
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -150,7 +127,7 @@ async fn memory_store_round_trips() {
 
 #[tokio::test]
 async fn file_store_round_trips() {
-    let dir = TempDir::new("round-trip");
+    let dir = TempDir::new("store-round-trip");
     round_trips(&FileStore::open(dir.path()).unwrap()).await;
     assert!(files_in(dir.path()).is_empty(), "delete removes the file");
 }
@@ -162,13 +139,13 @@ async fn memory_store_keeps_keys_apart() {
 
 #[tokio::test]
 async fn file_store_keeps_keys_apart() {
-    let dir = TempDir::new("apart");
+    let dir = TempDir::new("store-apart");
     keeps_keys_apart(&FileStore::open(dir.path()).unwrap()).await;
 }
 
 #[tokio::test]
 async fn stores_work_behind_arc_dyn() {
-    let dir = TempDir::new("dyn");
+    let dir = TempDir::new("store-dyn");
     let stores: [Arc<dyn TokenStore>; 2] = [
         Arc::new(MemoryStore::new()),
         Arc::new(FileStore::open(dir.path()).unwrap()),
@@ -184,7 +161,7 @@ async fn stores_work_behind_arc_dyn() {
 
 #[tokio::test]
 async fn a_new_file_store_over_the_same_directory_loads_what_the_first_saved() {
-    let dir = TempDir::new("restart");
+    let dir = TempDir::new("store-restart");
     let first = FileStore::open(dir.path()).unwrap();
     first.save(&alice(), &tokens("before-restart")).await.unwrap();
     first
@@ -207,7 +184,7 @@ async fn a_new_file_store_over_the_same_directory_loads_what_the_first_saved() {
 
 #[tokio::test]
 async fn one_file_per_key_named_by_hash_holding_a_versioned_record() {
-    let dir = TempDir::new("format");
+    let dir = TempDir::new("store-format");
     let store = FileStore::open(dir.path()).unwrap();
     store.save(&alice(), &tokens("f")).await.unwrap();
 
@@ -243,7 +220,7 @@ async fn files_are_0600_and_a_created_directory_is_0700() {
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
 
-    let root = TempDir::new("modes");
+    let root = TempDir::new("store-modes");
     let dir = root.path().join("nested").join("tokens");
     let store = FileStore::open(&dir).unwrap();
     assert_eq!(mode(&dir), 0o700);
@@ -260,7 +237,7 @@ async fn files_are_0600_and_a_created_directory_is_0700() {
 
 #[tokio::test]
 async fn a_crash_mid_write_leaves_the_previous_record_and_open_cleans_up() {
-    let dir = TempDir::new("crash");
+    let dir = TempDir::new("store-crash");
     let store = FileStore::open(dir.path()).unwrap();
     store.save(&alice(), &tokens("old")).await.unwrap();
     let before = fs::read(store.file(&alice())).unwrap();
@@ -293,7 +270,7 @@ async fn a_crash_mid_write_leaves_the_previous_record_and_open_cleans_up() {
 
 #[tokio::test]
 async fn open_leaves_files_that_are_not_its_temporaries_alone() {
-    let dir = TempDir::new("foreign");
+    let dir = TempDir::new("store-foreign");
     fs::create_dir_all(dir.path()).unwrap();
     for name in ["notes.tmp", "backup.json.1.tmp", "README"] {
         fs::write(dir.path().join(name), "keep me").unwrap();
@@ -304,13 +281,13 @@ async fn open_leaves_files_that_are_not_its_temporaries_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_saves_of_one_key_leave_one_complete_record() {
-    let dir = TempDir::new("concurrent");
+    let dir = TempDir::new("store-concurrent");
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
     store.save(&alice(), &tokens("initial")).await.unwrap();
     let writes: Vec<StoredTokens> = (0..100).map(|i| tokens(&i.to_string())).collect();
 
     // Readers run alongside: every load sees one whole record, never a torn one.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..4)
         .map(|_| {
             let (store, stop) = (store.clone(), stop.clone());
@@ -360,7 +337,7 @@ async fn concurrent_saves_of_one_key_leave_one_complete_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn saves_of_one_key_land_in_the_order_they_return() {
     // Each save starts after the previous returned: the file always holds the last.
-    let dir = TempDir::new("order");
+    let dir = TempDir::new("store-order");
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
     let tasks: Vec<_> = (0..8)
         .map(|subject| {
@@ -390,7 +367,7 @@ async fn saves_of_one_key_land_in_the_order_they_return() {
 
 #[tokio::test]
 async fn a_corrupt_file_is_a_typed_error_that_quotes_nothing() {
-    let dir = TempDir::new("corrupt");
+    let dir = TempDir::new("store-corrupt");
     let store = FileStore::open(dir.path()).unwrap();
     let path = store.file(&alice());
     let cases: [(&[u8], StoreErrorKind); 6] = [
@@ -428,7 +405,7 @@ async fn a_corrupt_file_is_a_typed_error_that_quotes_nothing() {
 
 #[tokio::test]
 async fn a_file_holding_another_keys_record_is_refused() {
-    let dir = TempDir::new("mismatch");
+    let dir = TempDir::new("store-mismatch");
     let store = FileStore::open(dir.path()).unwrap();
     let bob = key(&["read"], Some("bob"));
     store.save(&alice(), &tokens("alice")).await.unwrap();
@@ -453,7 +430,7 @@ async fn a_file_holding_another_keys_record_is_refused() {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_fifo_where_a_record_belongs_is_refused_without_blocking() {
-    let dir = TempDir::new("fifo");
+    let dir = TempDir::new("store-fifo");
     let store = FileStore::open(dir.path()).unwrap();
     let status = std::process::Command::new("mkfifo")
         .arg(store.file(&alice()))
@@ -480,7 +457,7 @@ async fn a_fifo_where_a_record_belongs_is_refused_without_blocking() {
 
 #[tokio::test]
 async fn opening_a_file_as_a_directory_is_a_typed_error() {
-    let dir = TempDir::new("not-a-dir");
+    let dir = TempDir::new("store-not-a-dir");
     fs::create_dir_all(dir.path()).unwrap();
     let file = dir.path().join("file");
     fs::write(&file, "x").unwrap();
@@ -495,7 +472,7 @@ async fn opening_a_file_as_a_directory_is_a_typed_error() {
 
 #[tokio::test]
 async fn debug_output_holds_no_token() {
-    let dir = TempDir::new("debug");
+    let dir = TempDir::new("store-debug");
     let store = FileStore::open(dir.path()).unwrap();
     store.save(&alice(), &tokens("dbg")).await.unwrap();
     let memory = MemoryStore::new();
@@ -523,39 +500,6 @@ async fn debug_output_holds_no_token() {
 
 // ===== the change hook =====
 
-/// A store whose saves and deletes fail while `failing` is set.
-#[derive(Default)]
-struct Flaky {
-    inner: MemoryStore,
-    failing: std::sync::atomic::AtomicBool,
-}
-
-impl TokenStore for Flaky {
-    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
-        self.inner.load(key)
-    }
-
-    fn save<'a>(
-        &'a self,
-        key: &'a CredentialKey,
-        tokens: &'a StoredTokens,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        if self.failing.load(Ordering::Relaxed) {
-            return Box::pin(async move { Err(StoreError::new(StoreOperation::Save, key, "backend down")) });
-        }
-        self.inner.save(key, tokens)
-    }
-
-    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        if self.failing.load(Ordering::Relaxed) {
-            return Box::pin(
-                async move { Err(StoreError::new(StoreOperation::Delete, key, "backend down")) },
-            );
-        }
-        self.inner.delete(key)
-    }
-}
-
 type Log = Arc<Mutex<Vec<(String, TokenChange)>>>;
 
 fn recording<S>(inner: S) -> (Notifying<S>, Log) {
@@ -569,7 +513,16 @@ fn recording<S>(inner: S) -> (Notifying<S>, Log) {
 
 #[tokio::test]
 async fn the_hook_fires_once_per_successful_change_and_never_on_failure() {
-    let (store, log) = recording(Flaky::default());
+    // Saves and deletes fail while `failing` is set.
+    let failing = Arc::new(AtomicBool::new(false));
+    let down = Arc::clone(&failing);
+    let flaky = Hooked::new(move |operation, key, _| match operation {
+        StoreOperation::Save | StoreOperation::Delete if down.load(Ordering::Relaxed) => {
+            Err(StoreError::new(operation, key, "backend down"))
+        }
+        _ => Ok(()),
+    });
+    let (store, log) = recording(flaky);
     let (a, b) = (alice(), key(&["read"], Some("bob")));
 
     store.save(&a, &tokens("1")).await.unwrap();
@@ -585,13 +538,13 @@ async fn the_hook_fires_once_per_successful_change_and_never_on_failure() {
         ]
     );
 
-    store.get_ref().failing.store(true, Ordering::Relaxed);
+    failing.store(true, Ordering::Relaxed);
     let err = store.save(&b, &tokens("3")).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Other);
     store.delete(&b).await.unwrap_err();
     assert_eq!(log.lock().unwrap().len(), 3, "failures are not reported");
 
-    store.get_ref().failing.store(false, Ordering::Relaxed);
+    failing.store(false, Ordering::Relaxed);
     store.delete(&b).await.unwrap();
     assert_eq!(
         log.lock().unwrap().last(),
@@ -602,7 +555,7 @@ async fn the_hook_fires_once_per_successful_change_and_never_on_failure() {
 
 #[tokio::test]
 async fn the_hook_stays_silent_when_a_file_save_crashes() {
-    let dir = TempDir::new("hook-crash");
+    let dir = TempDir::new("store-hook-crash");
     let (store, log) = recording(FileStore::open(dir.path()).unwrap().crash_before_rename());
     store.save(&alice(), &tokens("x")).await.unwrap_err();
     assert!(log.lock().unwrap().is_empty());

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{jar::Jar, no_jitter};
+use support::{jar::Jar, mock::started, no_jitter, store::Hooked};
 
 use std::{
     sync::{Arc, Mutex},
@@ -14,7 +14,6 @@ use std::{
 
 use axum::{body::Body, Router};
 use bytes::Bytes;
-use futures_util::future::join_all;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
@@ -25,9 +24,8 @@ use serde_json::Value;
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     axum::LoginRoutes,
-    store::{BoxFuture, FileStore, MemoryStore, StoreError, StoredTokens, TokenStore},
-    CredentialKey, CredentialRegistry, Error, OAuth2, OAuth2Layer, RefreshPolicy, Subject,
-    UserCredentialTemplate,
+    store::{FileStore, MemoryStore, StoreError, TokenStore},
+    CredentialRegistry, Error, OAuth2, OAuth2Layer, RefreshPolicy, Subject, UserCredentialTemplate,
 };
 use tower_oauth2_mock::{MockDialect, MockServer};
 
@@ -205,38 +203,6 @@ async fn every_code_flow_provider_logs_in_without_a_browser_and_calls_as_the_use
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_users_never_get_each_others_tokens() {
-    let server = emulator(MockDialect::DottedSign).await;
-    let credentials = CredentialRegistry::builder()
-        .users(users_of(&server))
-        .build()
-        .unwrap();
-    let app = app(&credentials);
-    for user in ["alice", "bob"] {
-        assert_eq!(
-            browser_login(&app, &server, user, user).await.status(),
-            StatusCode::SEE_OTHER
-        );
-    }
-    let client = OAuth2Layer::new(credentials.clone()).layer(http());
-    let calls = (0..1000).map(|i| {
-        let client = client.clone();
-        let server = &server;
-        async move {
-            let user = if i % 2 == 0 { "alice" } else { "bob" };
-            let (status, body) = outbound(&client, server, Some(user)).await.unwrap();
-            assert_eq!(status, 200);
-            assert_eq!(body["subject"], user, "request {i} got another user's token");
-        }
-    });
-    join_all(calls).await;
-    let counters = server.counters();
-    assert_eq!(counters.authorization_code_grants, 2);
-    assert_eq!(counters.token_requests, 2);
-    assert_eq!(counters.resource_calls_authorized, 1000);
-}
-
 #[tokio::test]
 async fn a_restart_over_the_same_file_store_needs_no_new_login() {
     let dir = tempdir("restart");
@@ -273,61 +239,41 @@ async fn a_restart_over_the_same_file_store_needs_no_new_login() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A store that records, at every save, how many API calls the emulator had seen, and
-/// can be told to fail its next saves.
+/// A store that records, at every save, the refresh token saved and how many API calls
+/// the emulator had seen, and can be told to fail its next saves.
 #[derive(Clone)]
 struct Watching {
-    inner: Arc<MemoryStore>,
-    server_calls: Arc<dyn Fn() -> u64 + Send + Sync>,
+    store: Arc<Hooked>,
     saves: Arc<Mutex<Vec<(String, u64)>>>,
     fail_next: Arc<Mutex<usize>>,
-}
-
-impl TokenStore for Watching {
-    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
-        self.inner.load(key)
-    }
-
-    fn save<'a>(
-        &'a self,
-        key: &'a CredentialKey,
-        tokens: &'a StoredTokens,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            {
-                let mut fail = self.fail_next.lock().unwrap();
-                if *fail > 0 {
-                    *fail -= 1;
-                    return Err(StoreError::new(
-                        tower_oauth2::store::StoreOperation::Save,
-                        key,
-                        "disk full (injected)",
-                    ));
-                }
-            }
-            let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
-            self.saves.lock().unwrap().push((refresh, (self.server_calls)()));
-            self.inner.save(key, tokens).await
-        })
-    }
-
-    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.delete(key)
-    }
 }
 
 async fn watched_ioffice() -> (Arc<MockServer>, CredentialRegistry, Watching) {
     let server = Arc::new(emulator(MockDialect::Ioffice).await);
     let counted = Arc::clone(&server);
+    let (saves, fail_next) = (Arc::<Mutex<Vec<_>>>::default(), Arc::<Mutex<usize>>::default());
+    let (seen, fail) = (Arc::clone(&saves), Arc::clone(&fail_next));
+    let hooked = Hooked::new(move |operation, key, tokens| {
+        let Some(tokens) = tokens else { return Ok(()) };
+        let mut fail = fail.lock().unwrap();
+        if *fail > 0 {
+            *fail -= 1;
+            return Err(StoreError::new(operation, key, "disk full (injected)"));
+        }
+        let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
+        seen.lock()
+            .unwrap()
+            .push((refresh, counted.counters().resource_calls));
+        Ok(())
+    });
     let store = Watching {
-        inner: Arc::new(MemoryStore::new()),
-        server_calls: Arc::new(move || counted.counters().resource_calls),
-        saves: Arc::default(),
-        fail_next: Arc::default(),
+        store: Arc::new(hooked),
+        saves,
+        fail_next,
     };
     let credentials = CredentialRegistry::builder()
         .users(users_of(&server))
-        .store(store.clone())
+        .store(Arc::clone(&store.store))
         .build()
         .unwrap();
     assert_eq!(
@@ -377,7 +323,7 @@ async fn a_failed_save_fails_loudly_and_the_grant_survives() {
     tokio::time::resume();
     assert_eq!(outbound(&client, &server, Some("alice")).await.unwrap().0, 200);
     let stored = store
-        .inner
+        .store
         .load(&credentials.user_key("ioffice", "alice").unwrap())
         .await
         .unwrap()
@@ -409,7 +355,7 @@ async fn a_process_that_died_before_saving_gets_a_clear_reauthorization_error() 
     // The process dies here; a new one finds the pre-rotation refresh token, now dead.
     let restarted = CredentialRegistry::builder()
         .users(users_of(&server))
-        .store(store.clone())
+        .store(Arc::clone(&store.store))
         .build()
         .unwrap();
     restarted.invalidate_all();
@@ -532,12 +478,8 @@ fn tempdir(name: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn one_layer_serves_the_app_and_its_users_and_pkce_goes_with_the_code() {
-    let server = MockServer::builder()
-        .client("app", "app-secret")
-        .user("alice", "alice-pw")
-        .start()
-        .await
-        .unwrap();
+    let builder = MockServer::builder().client("app", "app-secret");
+    let server = started(builder.user("alice", "alice-pw")).await;
     let provider = server.provider().pkce(true);
     let credentials = CredentialRegistry::builder()
         .credential(tower_oauth2::Credential::client_credentials(
@@ -583,42 +525,6 @@ async fn one_layer_serves_the_app_and_its_users_and_pkce_goes_with_the_code() {
             counters.authorization_code_grants
         ),
         (1, 1)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_user_refreshes_once_and_users_refresh_in_parallel() {
-    let server = emulator(MockDialect::DottedSign).await;
-    let credentials = CredentialRegistry::builder()
-        .users(users_of(&server))
-        .build()
-        .unwrap();
-    let app = app(&credentials);
-    for user in ["alice", "bob"] {
-        assert_eq!(
-            browser_login(&app, &server, user, user).await.status(),
-            StatusCode::SEE_OTHER
-        );
-    }
-    let client = OAuth2Layer::new(credentials.clone()).layer(http());
-    server.set_token_latency(Duration::from_millis(50));
-    credentials.invalidate_all();
-    server.reset_counters();
-    let calls = (0..1000).map(|i| {
-        let client = client.clone();
-        let server = &server;
-        async move {
-            let user = if i % 2 == 0 { "alice" } else { "bob" };
-            let (status, body) = outbound(&client, server, Some(user)).await.unwrap();
-            assert_eq!((status, body["subject"].as_str()), (200, Some(user)));
-        }
-    });
-    join_all(calls).await;
-    let counters = server.counters();
-    assert_eq!(counters.refresh_token_grants, 2, "one refresh per user");
-    assert_eq!(
-        counters.max_concurrent_token_requests, 2,
-        "the two users refreshed in parallel"
     );
 }
 

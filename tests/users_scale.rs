@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{no_jitter, Api, TokenEndpoint, API};
+use support::{no_jitter, store::Hooked, Api, TokenEndpoint, API};
 
 use std::{
     convert::Infallible,
@@ -24,9 +24,9 @@ use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
     provider::Revocation,
     secret::{AccessToken, RefreshToken},
-    store::{BoxFuture, StoreError, StoredTokens, TokenStore},
-    CredentialKey, CredentialRegistry, CredentialStats, Error, MemoryStore, OAuth2, OAuth2Layer, Provider,
-    RefreshPolicy, Revoked, Subject, TokenTransport, UserCredentialTemplate,
+    store::{StoredTokens, TokenStore},
+    CredentialRegistry, CredentialStats, Error, OAuth2, OAuth2Layer, Provider, RefreshPolicy, Revoked,
+    Subject, TokenTransport, UserCredentialTemplate,
 };
 
 const PROVIDER: &str = "example";
@@ -49,41 +49,9 @@ fn users() -> UserCredentialTemplate {
     )
 }
 
-/// A store whose reads are counted.
-#[derive(Default)]
-struct CountingStore {
-    inner: MemoryStore,
-    loads: AtomicUsize,
-}
-
-impl CountingStore {
-    fn loads(&self) -> usize {
-        self.loads.load(Ordering::SeqCst)
-    }
-}
-
-impl TokenStore for CountingStore {
-    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(key)
-    }
-
-    fn save<'a>(
-        &'a self,
-        key: &'a CredentialKey,
-        tokens: &'a StoredTokens,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.save(key, tokens)
-    }
-
-    fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.delete(key)
-    }
-}
-
 fn registry(
     users: UserCredentialTemplate,
-    store: &Arc<CountingStore>,
+    store: &Arc<Hooked>,
     transport: TokenTransport,
 ) -> CredentialRegistry {
     CredentialRegistry::builder()
@@ -108,12 +76,7 @@ fn refresh_only(refresh: &str) -> StoredTokens {
     StoredTokens::new().with_refresh_token(RefreshToken::new(refresh))
 }
 
-async fn store_for(
-    credentials: &CredentialRegistry,
-    store: &CountingStore,
-    subject: &str,
-    tokens: StoredTokens,
-) {
+async fn store_for(credentials: &CredentialRegistry, store: &Hooked, subject: &str, tokens: StoredTokens) {
     let key = credentials.user_key(PROVIDER, subject).unwrap();
     store.save(&key, &tokens).await.unwrap();
 }
@@ -197,7 +160,7 @@ fn echo_endpoint(requests: Arc<AtomicUsize>) -> TokenTransport {
 async fn a_thousand_users_from_many_tasks_each_get_their_own_token_once() {
     const USERS: usize = 1_000;
     const TASKS: usize = 64;
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(Hooked::default());
     let token_requests = Arc::new(AtomicUsize::new(0));
     let credentials = registry(users(), &store, echo_endpoint(Arc::clone(&token_requests)));
     for user in 0..USERS {
@@ -272,7 +235,7 @@ async fn a_thousand_users_from_many_tasks_each_get_their_own_token_once() {
 #[tokio::test(start_paused = true)]
 async fn ten_thousand_users_with_a_bound_of_a_thousand_keep_at_most_a_thousand_in_memory() {
     const USERS: usize = 10_000;
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(Hooked::default());
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let credentials = registry(users().max_users(1_000), &store, endpoint.transport());
     // The support API accepts any `tok-N`.
@@ -322,7 +285,7 @@ async fn ten_thousand_users_with_a_bound_of_a_thousand_keep_at_most_a_thousand_i
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_user_is_evicted_after_the_time_to_idle_and_not_before() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(Hooked::default());
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let credentials = registry(
         users().idle_after(Duration::from_secs(60)),
@@ -368,7 +331,7 @@ async fn an_idle_user_is_evicted_after_the_time_to_idle_and_not_before() {
 
 #[tokio::test(start_paused = true)]
 async fn an_evicted_user_comes_back_from_the_store_with_no_token_request() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(Hooked::default());
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let credentials = registry(
         users().idle_after(Duration::from_secs(60)),
@@ -397,7 +360,7 @@ async fn an_evicted_user_comes_back_from_the_store_with_no_token_request() {
 
 #[tokio::test(start_paused = true)]
 async fn stats_add_up_across_an_eviction_and_count_it_once() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(Hooked::default());
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let credentials = registry(
         users().idle_after(Duration::from_secs(60)),
@@ -463,7 +426,7 @@ enum Evict {
 /// presenting the same refresh token, which a rotating provider (RFC 9700 §4.14.2)
 /// answers by revoking the whole grant.
 async fn evicting_during_a_refresh(evict: Evict) {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(Hooked::default());
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     endpoint.set_delay(Duration::from_secs(100));
     let users = users().idle_after(Duration::from_secs(10)).max_users(1);
@@ -538,7 +501,7 @@ async fn a_user_whose_refresh_is_in_flight_is_not_evicted_by_the_count_bound() {
 
 #[tokio::test(start_paused = true)]
 async fn logging_out_an_evicted_user_revokes_their_stored_tokens() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(Hooked::default());
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let credentials = registry(
         users().idle_after(Duration::from_secs(60)),
@@ -571,7 +534,7 @@ async fn logging_out_an_evicted_user_revokes_their_stored_tokens() {
 
 #[tokio::test(start_paused = true)]
 async fn invalidate_all_reaches_the_users_in_memory() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(Hooked::default());
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let credentials = registry(
         users().idle_after(Duration::from_secs(60)),
@@ -628,7 +591,7 @@ fn no_room_for_any_user_or_no_time_in_memory_is_a_configuration_error() {
 
 #[tokio::test(start_paused = true)]
 async fn no_bound_at_all_is_served_without_a_panic() {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(Hooked::default());
     let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let users = users().max_users(usize::MAX).idle_after(Duration::MAX);
     let credentials = registry(users, &store, endpoint.transport());

@@ -2,6 +2,9 @@
 //! hyper client over 127.0.0.1 and assertions on RFC 6749 answers.
 #![allow(dead_code)]
 
+#[path = "../support/mock.rs"]
+mod mock;
+
 use std::collections::HashMap;
 
 use base64::engine::general_purpose::STANDARD;
@@ -14,6 +17,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tower_oauth2_mock::MockServer;
+
+#[allow(unused_imports)]
+pub use mock::{assert_counts, started};
 
 pub const FORM: &str = "application/x-www-form-urlencoded";
 pub const JSON: &str = "application/json";
@@ -105,6 +112,16 @@ pub async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Answer 
         headers: parts.headers,
         body,
     }
+}
+
+/// A form-encoded `POST` to the server's token endpoint, and its answer.
+pub async fn token_request(
+    client: &HttpClient,
+    server: &MockServer,
+    auth: Option<&str>,
+    form: &str,
+) -> Answer {
+    send(client, form_post(&server.token_url(), auth, form)).await
 }
 
 /// `Authorization: Basic` as RFC 6749 §2.3.1 wants it.

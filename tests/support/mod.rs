@@ -2,6 +2,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod jar;
+pub mod logs;
+pub mod mock;
+pub mod store;
+pub mod tempdir;
 
 use std::{
     collections::HashSet,
@@ -91,22 +95,15 @@ impl TokenEndpoint {
         TokenTransport::new(tower::service_fn(move |req: Request<Full<Bytes>>| {
             let state = Arc::clone(&state);
             async move {
-                if req.uri().path().ends_with("/revoke") {
-                    let body = req.into_body().collect().await.unwrap().to_bytes();
-                    state
-                        .revocations
-                        .lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&body).into_owned());
+                let revoke = req.uri().path().ends_with("/revoke");
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let body = String::from_utf8_lossy(&body).into_owned();
+                if revoke {
+                    state.revocations.lock().unwrap().push(body);
                     return Ok(Response::new(Full::new(Bytes::new())));
                 }
                 state.requests.fetch_add(1, Ordering::SeqCst);
-                let body = req.into_body().collect().await.unwrap().to_bytes();
-                state
-                    .bodies
-                    .lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&body).into_owned());
+                state.bodies.lock().unwrap().push(body);
                 let delay = *state.delay.lock().unwrap();
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
