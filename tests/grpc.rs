@@ -26,7 +26,7 @@ use tonic::{
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
-use tower::{Layer, ServiceBuilder};
+use tower::ServiceBuilder;
 use tower_oauth2::{Credential, CredentialRegistry, OAuth2, OAuth2Layer, Provider};
 
 use support::TokenEndpoint;
@@ -86,11 +86,17 @@ type Client = HealthClient<OAuth2<Channel>>;
 
 /// A health client over a channel to `addr` behind the layer, for a gRPC provider.
 async fn client(addr: SocketAddr, endpoint: &TokenEndpoint) -> (Client, CredentialRegistry) {
+    client_of(addr, endpoint, true).await
+}
+
+/// A health client over a channel to `addr` behind the layer, for a provider that says
+/// whether it speaks gRPC.
+async fn client_of(addr: SocketAddr, endpoint: &TokenEndpoint, grpc: bool) -> (Client, CredentialRegistry) {
     let origin = format!("http://{addr}");
     let provider = Provider::standard("https://auth.example.com/oauth/token")
         .name("grpc-api")
         .api(&origin)
-        .grpc(true);
+        .grpc(grpc);
     let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider,
@@ -209,24 +215,7 @@ async fn without_grpc_a_trailers_only_unauthenticated_is_an_answer() {
         TokenEndpoint::new(Duration::from_secs(3600)),
     );
     let addr = serve(Arc::clone(&gate)).await;
-    let origin = format!("http://{addr}");
-    let provider = Provider::standard("https://auth.example.com/oauth/token").api(&origin);
-    let credentials = CredentialRegistry::builder()
-        .credential(Credential::client_credentials(
-            provider,
-            "client-id",
-            "client-secret",
-        ))
-        .transport(endpoint.transport())
-        .build()
-        .unwrap();
-    let channel = Channel::from_shared(origin.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let service = OAuth2Layer::new(credentials.clone()).layer(channel);
-    let mut client = HealthClient::with_origin(service, origin.parse().unwrap());
+    let (mut client, credentials) = client_of(addr, &endpoint, false).await;
     gate.revoked_up_to.store(1, Ordering::SeqCst);
 
     let status = check(&mut client).await.unwrap_err();

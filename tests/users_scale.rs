@@ -49,6 +49,15 @@ fn users() -> UserCredentialTemplate {
     )
 }
 
+/// A store, a token endpoint whose tokens live an hour, and a registry of `users` over
+/// both: the scene most tests here start from.
+fn scene(users: UserCredentialTemplate) -> (Arc<Hooked>, TokenEndpoint, CredentialRegistry) {
+    let store = Arc::new(Hooked::default());
+    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
+    let credentials = registry(users, &store, endpoint.transport());
+    (store, endpoint, credentials)
+}
+
 fn registry(
     users: UserCredentialTemplate,
     store: &Arc<Hooked>,
@@ -235,9 +244,7 @@ async fn a_thousand_users_from_many_tasks_each_get_their_own_token_once() {
 #[tokio::test(start_paused = true)]
 async fn ten_thousand_users_with_a_bound_of_a_thousand_keep_at_most_a_thousand_in_memory() {
     const USERS: usize = 10_000;
-    let store = Arc::new(Hooked::default());
-    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
-    let credentials = registry(users().max_users(1_000), &store, endpoint.transport());
+    let (store, endpoint, credentials) = scene(users().max_users(1_000));
     // The support API accepts any `tok-N`.
     for user in 0..USERS {
         let tokens = stored(&format!("tok-{}", 1_000_000 + user), &format!("rt-{user}"));
@@ -285,13 +292,7 @@ async fn ten_thousand_users_with_a_bound_of_a_thousand_keep_at_most_a_thousand_i
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_user_is_evicted_after_the_time_to_idle_and_not_before() {
-    let store = Arc::new(Hooked::default());
-    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
-    let credentials = registry(
-        users().idle_after(Duration::from_secs(60)),
-        &store,
-        endpoint.transport(),
-    );
+    let (store, endpoint, credentials) = scene(users().idle_after(Duration::from_secs(60)));
     for user in ["alice", "bob"] {
         store_for(&credentials, &store, user, stored("tok-1", &format!("rt-{user}"))).await;
     }
@@ -331,13 +332,7 @@ async fn an_idle_user_is_evicted_after_the_time_to_idle_and_not_before() {
 
 #[tokio::test(start_paused = true)]
 async fn an_evicted_user_comes_back_from_the_store_with_no_token_request() {
-    let store = Arc::new(Hooked::default());
-    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
-    let credentials = registry(
-        users().idle_after(Duration::from_secs(60)),
-        &store,
-        endpoint.transport(),
-    );
+    let (store, endpoint, credentials) = scene(users().idle_after(Duration::from_secs(60)));
     // Only a refresh token to begin with: the first request refreshes, and the new
     // tokens are stored before they are used.
     store_for(&credentials, &store, "alice", refresh_only("rt-alice")).await;
@@ -360,13 +355,7 @@ async fn an_evicted_user_comes_back_from_the_store_with_no_token_request() {
 
 #[tokio::test(start_paused = true)]
 async fn stats_add_up_across_an_eviction_and_count_it_once() {
-    let store = Arc::new(Hooked::default());
-    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
-    let credentials = registry(
-        users().idle_after(Duration::from_secs(60)),
-        &store,
-        endpoint.transport(),
-    );
+    let (store, endpoint, credentials) = scene(users().idle_after(Duration::from_secs(60)));
     store_for(&credentials, &store, "alice", refresh_only("rt-alice")).await;
     let mut client = OAuth2Layer::new(credentials.clone()).layer(Api::new());
 
@@ -501,13 +490,7 @@ async fn a_user_whose_refresh_is_in_flight_is_not_evicted_by_the_count_bound() {
 
 #[tokio::test(start_paused = true)]
 async fn logging_out_an_evicted_user_revokes_their_stored_tokens() {
-    let store = Arc::new(Hooked::default());
-    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
-    let credentials = registry(
-        users().idle_after(Duration::from_secs(60)),
-        &store,
-        endpoint.transport(),
-    );
+    let (store, endpoint, credentials) = scene(users().idle_after(Duration::from_secs(60)));
     store_for(&credentials, &store, "alice", stored("tok-999", "rt-alice")).await;
     let mut client = OAuth2Layer::new(credentials.clone()).layer(Api::new());
     assert_eq!(call(&mut client, "alice").await, 200);
@@ -534,13 +517,7 @@ async fn logging_out_an_evicted_user_revokes_their_stored_tokens() {
 
 #[tokio::test(start_paused = true)]
 async fn invalidate_all_reaches_the_users_in_memory() {
-    let store = Arc::new(Hooked::default());
-    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
-    let credentials = registry(
-        users().idle_after(Duration::from_secs(60)),
-        &store,
-        endpoint.transport(),
-    );
+    let (store, endpoint, credentials) = scene(users().idle_after(Duration::from_secs(60)));
     for user in ["alice", "bob", "carol"] {
         store_for(&credentials, &store, user, refresh_only(&format!("rt-{user}"))).await;
     }
@@ -591,14 +568,14 @@ fn no_room_for_any_user_or_no_time_in_memory_is_a_configuration_error() {
 
 #[tokio::test(start_paused = true)]
 async fn no_bound_at_all_is_served_without_a_panic() {
-    let store = Arc::new(Hooked::default());
-    let endpoint = TokenEndpoint::new(Duration::from_secs(3600));
     let users = users().max_users(usize::MAX).idle_after(Duration::MAX);
-    let credentials = registry(users, &store, endpoint.transport());
+    let (store, endpoint, credentials) = scene(users);
     store_for(&credentials, &store, "alice", refresh_only("rt-alice")).await;
     let mut client = OAuth2Layer::new(credentials.clone()).layer(Api::new());
     assert_eq!(call(&mut client, "alice").await, 200);
     sleep(365 * 24 * 3600).await;
     assert_eq!(call(&mut client, "alice").await, 200);
     assert!(is_in_memory(&credentials, "alice"));
+    // One refresh for the stored refresh token, one after the hour-long token expired.
+    assert_eq!(endpoint.requests(), 2);
 }

@@ -68,6 +68,56 @@ pub struct MockCounters {
     pub authorizations: u64,
 }
 
+impl MockCounters {
+    /// The counter whose field is called `name` (`"token_requests"`,
+    /// `"token_errors"`, ...), for the counters that are plain numbers; `None`
+    /// for any other name.
+    pub fn count(&self, name: &str) -> Option<u64> {
+        Some(match name {
+            "token_requests" => self.token_requests,
+            "client_credentials_grants" => self.client_credentials_grants,
+            "refresh_token_grants" => self.refresh_token_grants,
+            "authorization_code_grants" => self.authorization_code_grants,
+            "token_errors" => self.token_errors,
+            "max_concurrent_token_requests" => self.max_concurrent_token_requests,
+            "resource_calls" => self.resource_calls,
+            "resource_calls_authorized" => self.resource_calls_authorized,
+            "revocations" => self.revocations,
+            "authorizations" => self.authorizations,
+            _ => return None,
+        })
+    }
+
+    /// Asserts the counters named in `expected`, written `name=value` and
+    /// separated by white space, so that a test states what the server saw in
+    /// one line:
+    ///
+    /// ```
+    /// # let counters = tower_oauth2_mock::MockCounters::default();
+    /// counters.assert("token_requests=0 token_errors=0");
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When a counter differs, or `expected` names no counter of [`count`](Self::count)
+    /// or is not a list of `name=value` pairs: it is meant for tests.
+    #[track_caller]
+    pub fn assert(&self, expected: &str) {
+        for pair in expected.split_whitespace() {
+            let Some((name, value)) = pair.split_once('=') else {
+                panic!("`{pair}` is not written name=value");
+            };
+            let Ok(value) = value.parse::<u64>() else {
+                panic!("`{pair}`: not a count");
+            };
+            let Some(actual) = self.count(name) else {
+                panic!("the mock counts no `{name}`");
+            };
+            assert_eq!(actual, value, "{name}, of {self:?}");
+        }
+    }
+}
+
 /// Grant types the counters know about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GrantKind {

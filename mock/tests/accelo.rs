@@ -1,12 +1,12 @@
 //! The Accelo emulator over real HTTP: client credentials only, HTTP Basic
 //! or parameter credentials, Accelo's scope syntax, `_bearer_token`.
 
-mod mock_support;
+mod support;
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use mock_support::*;
+use support::*;
 use tower_oauth2_mock::{MockDialect, MockServer};
 
 fn token(server: &MockServer, auth: Option<&str>, form: &str) -> Request<Full<bytes::Bytes>> {

@@ -1,13 +1,13 @@
 //! The DottedSign emulator over real HTTP: client credentials in the body
 //! only, the authorize `redirect_uri` repeated at the exchange, `/v1/*`.
 
-mod mock_support;
+mod support;
 
 use std::time::Duration;
 
 use http::header::WWW_AUTHENTICATE;
 use http::StatusCode;
-use mock_support::*;
+use support::*;
 use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "https://app.example/dottedsign";

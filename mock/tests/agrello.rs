@@ -1,12 +1,12 @@
 //! The Agrello emulator over real HTTP: authorization code flow, HTTP Basic
 //! client authentication only, Bearer tokens on `/api/*`.
 
-mod mock_support;
+mod support;
 
 use http::header::WWW_AUTHENTICATE;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use mock_support::*;
+use support::*;
 use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "http://myapp.io/auth/agrello";

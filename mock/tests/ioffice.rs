@@ -2,7 +2,7 @@
 //! in milliseconds, rotating refresh tokens, the code in the URL fragment,
 //! the direct code request, its own token placements and revocation.
 
-mod mock_support;
+mod support;
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use mock_support::*;
+use support::*;
 use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "https://app.example/ioffice/code";

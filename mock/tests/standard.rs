@@ -1,11 +1,11 @@
 //! The standard mock's user flow over real HTTP: the authorization endpoint,
 //! PKCE, RFC 7009 revocation, denials and the counters that go with them.
 
-mod mock_support;
+mod support;
 
 use http::header::{ALLOW, LOCATION, WWW_AUTHENTICATE};
 use http::StatusCode;
-use mock_support::*;
+use support::*;
 use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "https://app.example/cb";

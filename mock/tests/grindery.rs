@@ -1,11 +1,11 @@
 //! The Grindery emulator over real HTTP: no clients, a refresh answer
 //! without a refresh token, and a refresh token that never rotates.
 
-mod mock_support;
+mod support;
 
 use http::StatusCode;
-use mock_support::*;
 use serde_json::Value;
+use support::*;
 use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "https://app.example/grindery/callback";

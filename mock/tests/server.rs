@@ -1,6 +1,6 @@
 //! Exercises the mock OAuth 2.0 server over real HTTP on 127.0.0.1.
 
-mod mock_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tower_oauth2_mock::{AcceptedClientAuth, Fault, MockCounters, MockServer};
 
-use mock_support::*;
+use support::*;
 
 async fn try_send(
     client: &HttpClient,

@@ -1,9 +1,6 @@
-//! Helpers shared by the emulator tests (`tests/mock_<provider>.rs`): a plain
-//! hyper client over 127.0.0.1 and assertions on RFC 6749 answers.
+//! Helpers shared by the emulator tests (`tests/<provider>.rs`): a plain hyper
+//! client over 127.0.0.1 and assertions on RFC 6749 answers.
 #![allow(dead_code)]
-
-#[path = "../support/mock.rs"]
-mod mock;
 
 use std::collections::HashMap;
 
@@ -17,10 +14,18 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use tower_oauth2_mock::MockServer;
+use tower_oauth2_mock::{MockServer, MockServerBuilder};
 
-#[allow(unused_imports)]
-pub use mock::{assert_counts, started};
+/// The server `builder` describes, started on a free loopback port.
+pub async fn started(builder: MockServerBuilder) -> MockServer {
+    builder.start().await.expect("the mock server starts")
+}
+
+/// Asserts the counters named in `expected` (`"token_requests=1 token_errors=0"`).
+#[track_caller]
+pub fn assert_counts(server: &MockServer, expected: &str) {
+    server.counters().assert(expected);
+}
 
 pub const FORM: &str = "application/x-www-form-urlencoded";
 pub const JSON: &str = "application/json";
