@@ -88,13 +88,17 @@ pub enum Error {
     /// request was not sent.
     #[error(transparent)]
     NotAuthorized(NotAuthorized),
+    /// An authorization server's metadata could not be used: see
+    /// [`discovery`](crate::discovery).
+    #[error(transparent)]
+    Discovery(DiscoveryError),
 }
 
 impl Error {
     /// The provider involved, if the error concerns one.
     pub fn provider(&self) -> Option<&str> {
         match self {
-            Error::Inner(_) | Error::Config(_) => None,
+            Error::Inner(_) | Error::Config(_) | Error::Discovery(_) => None,
             Error::Authorization(e) => Some(&e.provider),
             Error::OAuth(e) => Some(&e.provider),
             Error::Unreachable(e) => Some(&e.provider),
@@ -106,9 +110,10 @@ impl Error {
         }
     }
 
-    /// Whether the error came from obtaining a token rather than from the wrapped service.
+    /// Whether the error came from obtaining a token rather than from the wrapped service
+    /// (or from configuration and discovery, which obtain none).
     pub fn is_token_error(&self) -> bool {
-        !matches!(self, Error::Inner(_) | Error::Config(_))
+        !matches!(self, Error::Inner(_) | Error::Config(_) | Error::Discovery(_))
     }
 
     pub(crate) fn inner(err: impl Into<BoxError>) -> Self {
@@ -548,6 +553,110 @@ impl fmt::Display for ConfigError {
 }
 
 impl StdError for ConfigError {}
+
+/// What went wrong in a discovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiscoveryErrorKind {
+    /// The metadata could not be fetched: connection refused or reset, TLS failure.
+    Unreachable,
+    /// The server did not answer (in full) in time.
+    TimedOut,
+    /// The server answered with a redirect, which discovery never follows.
+    Redirected,
+    /// The server answered with a status other than `200` (`404` at every location
+    /// looked at, a `500`, ...).
+    Status,
+    /// The document is larger than the bound.
+    TooLarge,
+    /// The answer is not a metadata document: not JSON, not an object, a field of the
+    /// wrong type, `issuer` or `token_endpoint` missing, an endpoint that is not an
+    /// absolute URL.
+    Malformed,
+    /// The document describes another issuer than the one asked for (RFC 8414 §3.3):
+    /// nothing in it is used.
+    IssuerMismatch,
+    /// An endpoint in the document is plain `http` to a host other than loopback, or of
+    /// another scheme.
+    InsecureEndpoint,
+}
+
+/// A discovery failed; see [`discovery`](crate::discovery).
+#[derive(Debug, Clone)]
+pub struct DiscoveryError {
+    pub(crate) issuer: Arc<str>,
+    pub(crate) url: Arc<str>,
+    pub(crate) kind: DiscoveryErrorKind,
+    pub(crate) status: Option<StatusCode>,
+    pub(crate) detail: Option<String>,
+    pub(crate) after: Option<Duration>,
+    pub(crate) source: Option<Arc<dyn StdError + Send + Sync>>,
+}
+
+impl DiscoveryError {
+    /// The issuer discovery was asked for.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    /// The metadata URL the failure happened at.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// What went wrong.
+    pub fn kind(&self) -> DiscoveryErrorKind {
+        self.kind
+    }
+    /// The HTTP status of the answer, when one came.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+    /// More about it, when there is more: the `issuer` the document named (for
+    /// [`IssuerMismatch`](DiscoveryErrorKind::IssuerMismatch)), the field and URL
+    /// refused, what was malformed. Text from the server is escaped and capped to 256
+    /// characters.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+    /// The timeout that elapsed, for [`TimedOut`](DiscoveryErrorKind::TimedOut).
+    pub fn after(&self) -> Option<Duration> {
+        self.after
+    }
+}
+
+impl fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            DiscoveryErrorKind::Unreachable => "could not be reached",
+            DiscoveryErrorKind::TimedOut => "timed out",
+            DiscoveryErrorKind::Redirected => "redirected, which discovery does not follow",
+            DiscoveryErrorKind::Status => "did not answer with the document",
+            DiscoveryErrorKind::TooLarge => "answered with a document too large",
+            DiscoveryErrorKind::Malformed => "answered with an unusable document",
+            DiscoveryErrorKind::IssuerMismatch => "answered with the metadata of another issuer",
+            DiscoveryErrorKind::InsecureEndpoint => "names an endpoint that is not https",
+        };
+        write_escaped(
+            f,
+            format_args!("discovery of `{}`: `{}` {what}", self.issuer, self.url),
+        )?;
+        if let Some(status) = self.status {
+            write!(f, " ({})", status.as_u16())?;
+        }
+        if let Some(after) = self.after {
+            write!(f, " after {} ms", after.as_millis())?;
+        }
+        if let Some(detail) = &self.detail {
+            write_escaped(f, format_args!(": {detail}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for DiscoveryError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
 
 #[cfg(test)]
 mod tests {

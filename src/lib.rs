@@ -126,6 +126,7 @@ mod credential;
 #[cfg(any(feature = "follow-redirect", feature = "reqwest"))]
 mod crossing;
 pub mod dead_token;
+pub mod discovery;
 pub mod error;
 mod grant;
 pub mod layer;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::counters::GrantKind;
 use crate::dialect::{AcceptedClientAuth, ClientAuthRule, DialectRules, MockDialect, RefreshRule};
 use crate::server::MockServer;
-use crate::state::{random_string, ServerConfig};
+use crate::state::{random_string, MetadataConfig, ServerConfig};
 
 /// Client registered when the builder was given none.
 const DEFAULT_CLIENT: (&str, &str) = ("client", "secret");
@@ -48,6 +48,7 @@ pub struct MockServerBuilder {
     refresh_tokens_for_client_credentials: bool,
     allowed_scopes: Vec<String>,
     native_grindery_errors: bool,
+    metadata: MetadataConfig,
 }
 
 impl MockServerBuilder {
@@ -64,6 +65,7 @@ impl MockServerBuilder {
             refresh_tokens_for_client_credentials: false,
             allowed_scopes: vec!["read".to_owned(), "write".to_owned()],
             native_grindery_errors: false,
+            metadata: MetadataConfig::default(),
         }
     }
 
@@ -227,6 +229,22 @@ impl MockServerBuilder {
         MockServer::serve(self.into_config()).await
     }
 
+    /// Makes the metadata document (RFC 8414) name `issuer` instead of the server's
+    /// origin, as a misconfigured or mixed-up server would: a client must refuse it
+    /// (RFC 8414 §3.3). Standard server only.
+    pub fn metadata_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.metadata.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Whether the standard server serves its metadata document at
+    /// `/.well-known/oauth-authorization-server` (default: yes). Without it, the path
+    /// answers `404` like any other unknown path. The emulators serve none.
+    pub fn serve_metadata(mut self, yes: bool) -> Self {
+        self.metadata.hidden = !yes;
+        self
+    }
+
     fn into_config(self) -> ServerConfig {
         let dialect = self.dialect.table();
         let mut clients: HashMap<Arc<str>, Option<String>> = self
@@ -272,6 +290,8 @@ impl MockServerBuilder {
             allowed_scopes: self.allowed_scopes,
             app_code: random_string(16),
             native_grindery_errors,
+            base_url: String::new(),
+            metadata: self.metadata,
         }
     }
 }
@@ -358,6 +378,7 @@ impl fmt::Debug for MockServerBuilder {
                 &self.refresh_tokens_for_client_credentials,
             )
             .field("allowed_scopes", &self.allowed_scopes)
+            .field("metadata", &self.metadata)
             .finish()
     }
 }

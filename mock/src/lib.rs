@@ -26,6 +26,12 @@
 //!   optional `token_type_hint`), authenticated like a token request,
 //!   answered `200` even for unknown tokens. Revoking a refresh token also
 //!   revokes the access tokens issued from the same grant.
+//! * **`GET /.well-known/oauth-authorization-server`**, the server's metadata
+//!   (RFC 8414): its issuer (the server's origin), endpoints, accepted client
+//!   authentication methods, grants, scopes and PKCE `S256`. Builder options serve
+//!   another issuer ([`metadata_issuer`](MockServerBuilder::metadata_issuer)), for
+//!   mix-up tests, or none ([`serve_metadata`](MockServerBuilder::serve_metadata)).
+//!   The emulators serve no metadata.
 //! * **`/api/*`**, a protected resource that accepts any method and checks
 //!   the `Authorization: Bearer` header (RFC 6750) against the tokens the
 //!   server issued.
@@ -151,6 +157,7 @@ mod error;
 mod faults;
 mod json_rpc;
 mod listener;
+mod metadata;
 mod params;
 #[cfg(feature = "tower-oauth2")]
 mod preset;

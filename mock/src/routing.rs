@@ -12,6 +12,7 @@ use crate::body::not_found;
 use crate::dialect::RevocationEndpoint;
 use crate::faults::ResetConnection;
 use crate::json_rpc;
+use crate::metadata;
 use crate::resource;
 use crate::revoke;
 use crate::state::ServerState;
@@ -25,6 +26,7 @@ enum Endpoint {
     Revoke(RevocationEndpoint),
     Resource,
     JsonRpc,
+    Metadata,
     NotFound,
 }
 
@@ -33,6 +35,8 @@ impl Endpoint {
         let dialect = state.dialect();
         if state.config.native_grindery_errors && path == "/" && method == http::Method::POST {
             Endpoint::JsonRpc
+        } else if path == metadata::PATH && state.serves_metadata() {
+            Endpoint::Metadata
         } else if dialect.token_paths.contains(&path) {
             Endpoint::Token
         } else if dialect.authorize.as_ref().is_some_and(|a| a.path == path) {
@@ -64,6 +68,7 @@ pub(crate) async fn route(
         Endpoint::Revoke(revocation) => Ok(revoke::handle(&state, revocation, request).await),
         Endpoint::Resource => Ok(resource::handle(&state, request).await),
         Endpoint::JsonRpc => Ok(json_rpc::handle(&state, request).await),
+        Endpoint::Metadata => Ok(metadata::handle(&state, request.method())),
         Endpoint::NotFound => Ok(not_found()),
     }
 }

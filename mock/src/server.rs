@@ -32,9 +32,10 @@ pub struct MockServer {
 
 impl MockServer {
     /// Binds a port on `127.0.0.1` and serves `config` on the current Tokio runtime.
-    pub(crate) async fn serve(config: ServerConfig) -> io::Result<MockServer> {
+    pub(crate) async fn serve(mut config: ServerConfig) -> io::Result<MockServer> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
+        config.base_url = format!("http://{addr}");
         tracing::debug!(%addr, ?config, "mock OAuth 2.0 server listening");
         let state = Arc::new(ServerState::new(config));
         let accept_loop = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
@@ -87,6 +88,16 @@ impl MockServer {
     pub fn revocation_url(&self) -> Option<String> {
         let revocation = self.state.dialect().revocation?;
         Some(self.url(revocation.path()))
+    }
+
+    /// The URL of the standard server's metadata document (RFC 8414),
+    /// `/.well-known/oauth-authorization-server`; `None` on the emulators and when
+    /// [`serve_metadata(false)`](crate::MockServerBuilder::serve_metadata). Its issuer
+    /// is [`base_url`](Self::base_url) unless
+    /// [`metadata_issuer`](crate::MockServerBuilder::metadata_issuer) says otherwise.
+    #[must_use]
+    pub fn metadata_url(&self) -> Option<String> {
+        self.state.serves_metadata().then(|| self.url(crate::metadata::PATH))
     }
 
     /// The URL of iOFFICE's direct code request,

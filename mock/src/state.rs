@@ -47,6 +47,19 @@ pub(crate) struct ServerConfig {
     /// Grindery only: answer as its orchestrator does (the JSON-RPC endpoint, and
     /// `invalid_request` for refused codes and refresh tokens).
     pub(crate) native_grindery_errors: bool,
+    /// The server's origin, `http://127.0.0.1:PORT`: known once the port is bound.
+    pub(crate) base_url: String,
+    /// What the standard server's metadata document says, if it serves one.
+    pub(crate) metadata: MetadataConfig,
+}
+
+/// The standard server's metadata document (RFC 8414).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MetadataConfig {
+    /// Whether `/.well-known/oauth-authorization-server` is served.
+    pub(crate) hidden: bool,
+    /// The `issuer` it names instead of the server's own origin.
+    pub(crate) issuer: Option<String>,
 }
 
 impl ServerConfig {
@@ -102,6 +115,7 @@ impl fmt::Debug for ServerConfig {
                 &self.refresh_tokens_for_client_credentials,
             )
             .field("allowed_scopes", &self.allowed_scopes)
+            .field("metadata", &self.metadata)
             .finish()
     }
 }
@@ -120,6 +134,11 @@ pub(crate) struct ServerState {
 }
 
 impl ServerState {
+    /// Whether `/.well-known/oauth-authorization-server` is served.
+    pub(crate) fn serves_metadata(&self) -> bool {
+        self.config.dialect.kind == crate::MockDialect::Standard && !self.config.metadata.hidden
+    }
+
     pub(crate) fn new(config: ServerConfig) -> Self {
         ServerState {
             config,

@@ -84,6 +84,8 @@ pub struct Provider {
     /// A preset given unusable input (a deployment name that is not a DNS label, ...)
     /// records why here; building the registry reports it.
     pub(crate) invalid: Option<Arc<str>>,
+    /// The metadata a discovery read, when the provider came from one.
+    pub(crate) metadata: Option<Arc<crate::discovery::ProviderMetadata>>,
 }
 
 impl Provider {
@@ -127,6 +129,7 @@ impl Provider {
             pkce: false,
             repeat_authorization_params: false,
             invalid: None,
+            metadata: None,
         }
     }
 
@@ -464,6 +467,7 @@ impl fmt::Debug for Provider {
             .field("code_delivery", &self.code_delivery)
             .field("pkce", &self.pkce)
             .field("repeat_authorization_params", &self.repeat_authorization_params)
+            .field("metadata", &self.metadata.as_ref().map(|m| m.url()))
             .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,646 @@
+//! Discovery: a provider configured from its authorization server's metadata (RFC 8414,
+//! OpenID Connect Discovery 1.0).
+//!
+//! [`Provider::discover`] fetches the metadata document of an issuer, checks that the
+//! document names that very issuer, and returns a [`Provider`] with the token,
+//! authorization and revocation endpoints, the client authentication and PKCE the
+//! document announces. [`Discovery`] is the same with its bounds adjustable.
+//!
+//! # Where the document is looked for
+//!
+//! First at RFC 8414's location, `/.well-known/oauth-authorization-server` inserted
+//! between the issuer's host and its path (§3.1: `https://as.example/tenant` is described
+//! at `https://as.example/.well-known/oauth-authorization-server/tenant`); then, only if
+//! that answers `404` or `410`, at OpenID Connect Discovery's location,
+//! `/.well-known/openid-configuration` appended to the issuer (§4). RFC 8414 first
+//! because this crate is an OAuth 2.0 client and that is the OAuth document; the
+//! fallback covers the many servers that publish only the OpenID one. Any other failure
+//! of the first request (a timeout, a mismatched issuer, a redirect) is reported as it
+//! is, never hidden behind a second attempt.
+//!
+//! # What is checked
+//!
+//! - The issuer must be an absolute `https` URL without query or fragment (plain `http`
+//!   only to loopback hosts, as for every URL the crate sends to).
+//! - The document's `issuer` must equal the issuer asked for, byte for byte (RFC 8414
+//!   §3.3, OpenID Connect Discovery §4.3): a server that describes another issuer is
+//!   either misconfigured or mixing up clients, and nothing it says is used.
+//! - Every endpoint the provider is given must be an absolute `https` URL (plain `http`
+//!   only to loopback hosts); `token_endpoint` must be present.
+//! - No redirect is followed: a `3xx` answer is an error. The default transport never
+//!   follows redirects; a custom transport must not either.
+//! - Each request is bounded in time (default 10 s) and the answer in size (default
+//!   64 KiB).
+//!
+//! Each failure is an [`Error::Discovery`](crate::Error::Discovery) whose
+//! [`kind`](crate::error::DiscoveryError::kind) says what went wrong. Text taken from the
+//! document (a mismatched issuer, a refused URL) is escaped and capped before an error
+//! keeps it.
+//!
+//! # What the provider gets
+//!
+//! - [`token_url`](Provider::token_url) from `token_endpoint`;
+//! - [`authorize_url`](Provider::authorize_url) from `authorization_endpoint`;
+//! - [`Revocation::Rfc7009`] from `revocation_endpoint` (client authentication as for
+//!   token requests);
+//! - [`client_auth`](Provider::client_auth) from `token_endpoint_auth_methods_supported`:
+//!   [`ClientAuth::Basic`] when it lists `client_secret_basic` or is absent (RFC 8414's
+//!   default), else [`ClientAuth::RequestBody`] when it lists `client_secret_post`, else
+//!   [`ClientAuth::PublicClient`] when it lists `none`; otherwise (only methods this
+//!   crate does not speak yet, such as `private_key_jwt`) Basic, for the application to
+//!   override;
+//! - [`pkce`](Provider::pkce) when `code_challenge_methods_supported` lists `S256`;
+//! - the name of the issuer's host;
+//! - the whole of what was read, as [`ProviderMetadata`], through
+//!   [`Provider::metadata_ref`]: signing algorithms for DPoP and for JWT client
+//!   authentication included.
+//!
+//! The API origins are not part of the metadata: add them with [`Provider::api`].
+//!
+//! # Keeping it fresh
+//!
+//! A [`CredentialRegistry`](crate::CredentialRegistry) holds its providers fixed for its
+//! lifetime, so a changed endpoint reaches it by building a new one. [`Discovery::refresh`]
+//! fetches the document again and returns the previous provider with the endpoints
+//! replaced (its name, API origins and the settings the application chose kept); a task
+//! that does so on a schedule (daily is plenty: endpoints rarely move) and swaps the
+//! registry it hands out is all it takes. Give the new registry the same
+//! [`TokenStore`](crate::TokenStore) as the old one and the tokens carry over.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tower_oauth2::{discovery::Discovery, Provider, TokenTransport};
+//!
+//! # async fn demo(transport: TokenTransport) -> Result<(), tower_oauth2::Error> {
+//! let provider = Provider::discover("https://auth.example.com", &transport)
+//!     .await?
+//!     .api("https://api.example.com");
+//! assert_eq!(provider.metadata_ref().unwrap().issuer(), "https://auth.example.com");
+//!
+//! // Later, on a schedule: the same provider, with the endpoints read again.
+//! let discovery = Discovery::new("https://auth.example.com", transport)
+//!     .timeout(Duration::from_secs(5));
+//! let provider = discovery.refresh(&provider).await?;
+//! # let _ = provider;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde_json::{Map, Value};
+
+use crate::{
+    error::{DiscoveryError, DiscoveryErrorKind, Error},
+    origin::is_loopback_host,
+    redact::{without_userinfo, Redactor},
+    ClientAuth, Provider, Revocation, TokenTransport,
+};
+
+/// The default bound on each metadata request, answer included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default bound on a metadata document's size.
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
+
+/// The most characters of a server's text an error keeps.
+const MAX_QUOTED_CHARS: usize = 256;
+
+/// Fetches an issuer's metadata and builds a [`Provider`] from it; see the
+/// [module documentation](self).
+#[derive(Clone)]
+pub struct Discovery {
+    issuer: String,
+    transport: TokenTransport,
+    timeout: Duration,
+    max_bytes: usize,
+}
+
+impl Discovery {
+    /// Discovery of `issuer` (e.g. `https://auth.example.com`) through `transport`, with
+    /// the default bounds: [`DEFAULT_TIMEOUT`] per request, [`DEFAULT_MAX_BYTES`] per
+    /// document.
+    pub fn new(issuer: impl Into<String>, transport: TokenTransport) -> Self {
+        Self {
+            issuer: issuer.into(),
+            transport,
+            timeout: DEFAULT_TIMEOUT,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+
+    /// The most time one metadata request may take, its answer read in full
+    /// (default 10 s). When the first location answers `404`, the second gets as long
+    /// again.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest metadata document read (default 64 KiB); a larger one is an error.
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// The issuer, as given.
+    pub fn issuer_ref(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The locations the metadata document is looked for at, in order: RFC 8414's, then
+    /// OpenID Connect Discovery's.
+    pub fn metadata_urls(&self) -> Result<[String; 2], Error> {
+        let issuer = check_issuer(&self.issuer)?;
+        let path = issuer.path().trim_end_matches('/');
+        let scheme = issuer.scheme_str().unwrap_or("https");
+        let authority = issuer.authority().map_or("", |a| a.as_str());
+        Ok([
+            format!("{scheme}://{authority}/.well-known/oauth-authorization-server{path}"),
+            format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/')),
+        ])
+    }
+
+    /// Fetches and checks the metadata, and builds the provider it describes.
+    pub async fn fetch(&self) -> Result<Provider, Error> {
+        let metadata = self.fetch_metadata().await?;
+        let host = self
+            .issuer
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(str::to_owned))
+            .unwrap_or_else(|| "oauth2".to_owned());
+        let mut provider = Provider::standard(metadata.token_endpoint.clone())
+            .name(host)
+            .client_auth(metadata.client_auth())
+            .pkce(metadata.supports_pkce_s256());
+        provider.authorize_url = metadata.authorization_endpoint.clone();
+        provider.revocation = metadata
+            .revocation_endpoint
+            .clone()
+            .map(|url| Revocation::Rfc7009 { url });
+        provider.metadata = Some(Arc::new(metadata));
+        Ok(provider)
+    }
+
+    /// Fetches the metadata again and returns `previous` with the endpoints replaced:
+    /// the token URL, the authorization URL, and an RFC 7009 revocation endpoint (a
+    /// revocation of another kind set by the application is kept), with
+    /// [`Provider::metadata_ref`] the new document. Everything else, client
+    /// authentication and PKCE included, stays as `previous` has it.
+    ///
+    /// On failure nothing changes: keep using `previous`.
+    pub async fn refresh(&self, previous: &Provider) -> Result<Provider, Error> {
+        let metadata = self.fetch_metadata().await?;
+        let mut provider = previous.clone();
+        provider.token_url = metadata.token_endpoint.clone();
+        provider.authorize_url = metadata.authorization_endpoint.clone();
+        if matches!(provider.revocation, None | Some(Revocation::Rfc7009 { .. })) {
+            provider.revocation = metadata
+                .revocation_endpoint
+                .clone()
+                .map(|url| Revocation::Rfc7009 { url });
+        }
+        provider.metadata = Some(Arc::new(metadata));
+        Ok(provider)
+    }
+
+    /// Fetches and checks the metadata document, without building a provider.
+    pub async fn fetch_metadata(&self) -> Result<ProviderMetadata, Error> {
+        let urls = self.metadata_urls()?;
+        let last = urls.len() - 1;
+        for (at, url) in urls.into_iter().enumerate() {
+            match self.get(&url).await {
+                Ok(body) => return self.parse(url, &body),
+                Err(Failure::NotFound(_)) if at < last => continue,
+                Err(Failure::NotFound(status)) => {
+                    return Err(self.error(&url, DiscoveryErrorKind::Status, Some(status), None))
+                }
+                Err(Failure::Error(err)) => return Err(err),
+            }
+        }
+        unreachable!("the last location returns")
+    }
+
+    async fn get(&self, url: &str) -> Result<Bytes, Failure> {
+        let request = Request::get(url)
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| {
+                Failure::Error(self.error(url, DiscoveryErrorKind::Malformed, None, Some("not a valid URL".into())))
+            })?;
+        let exchange = async {
+            let response = self.transport.send(request).await.map_err(|source| {
+                let mut err = self.error(url, DiscoveryErrorKind::Unreachable, None, None);
+                if let Error::Discovery(e) = &mut err {
+                    e.source = Some(Arc::from(source));
+                }
+                Failure::Error(err)
+            })?;
+            let status = response.status();
+            if status.is_redirection() {
+                return Err(Failure::Error(self.error(
+                    url,
+                    DiscoveryErrorKind::Redirected,
+                    Some(status),
+                    None,
+                )));
+            }
+            if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+                return Err(Failure::NotFound(status));
+            }
+            if status != StatusCode::OK {
+                return Err(Failure::Error(self.error(url, DiscoveryErrorKind::Status, Some(status), None)));
+            }
+            match Limited::new(response.into_body(), self.max_bytes).collect().await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(e) if e.is::<LengthLimitError>() => Err(Failure::Error(self.error(
+                    url,
+                    DiscoveryErrorKind::TooLarge,
+                    Some(status),
+                    Some(format!("larger than {} bytes", self.max_bytes)),
+                ))),
+                Err(source) => {
+                    let mut err = self.error(url, DiscoveryErrorKind::Unreachable, Some(status), None);
+                    if let Error::Discovery(e) = &mut err {
+                        e.source = Some(Arc::from(source));
+                    }
+                    Err(Failure::Error(err))
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                let mut err = self.error(url, DiscoveryErrorKind::TimedOut, None, None);
+                if let Error::Discovery(e) = &mut err {
+                    e.after = Some(self.timeout);
+                }
+                Err(Failure::Error(err))
+            }
+        }
+    }
+
+    fn parse(&self, url: String, body: &[u8]) -> Result<ProviderMetadata, Error> {
+        let malformed = |reason: String| self.error(&url, DiscoveryErrorKind::Malformed, None, Some(reason));
+        let document: Map<String, Value> = match serde_json::from_slice(body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(malformed("the document is not a JSON object".into())),
+            Err(_) => return Err(malformed("the body is not JSON".into())),
+        };
+        let string = |field: &str| -> Result<Option<&str>, Error> {
+            match document.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(_) => Err(malformed(format!("`{field}` is not a string"))),
+            }
+        };
+        let list = |field: &str| -> Result<Option<Vec<String>>, Error> {
+            match document.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => Ok(s),
+                        _ => Err(malformed(format!("`{field}` is not an array of strings"))),
+                    })
+                    .filter_map(|item| item.map(|s| is_token(s).then(|| s.clone())).transpose())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                Some(_) => Err(malformed(format!("`{field}` is not an array of strings"))),
+            }
+        };
+
+        let Some(issuer) = string("issuer")? else {
+            return Err(malformed("`issuer` is missing".into()));
+        };
+        if issuer != self.issuer {
+            return Err(self.error(
+                &url,
+                DiscoveryErrorKind::IssuerMismatch,
+                None,
+                Some(Redactor::none().text(issuer, MAX_QUOTED_CHARS)),
+            ));
+        }
+        let endpoint = |field: &str| -> Result<Option<String>, Error> {
+            let Some(value) = string(field)? else {
+                return Ok(None);
+            };
+            let quoted = || Redactor::none().text(&without_userinfo(value), MAX_QUOTED_CHARS);
+            let Ok(uri) = value.parse::<Uri>() else {
+                return Err(malformed(format!("`{field}` is not a URL: {}", quoted())));
+            };
+            let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+                return Err(malformed(format!("`{field}` is not an absolute URL: {}", quoted())));
+            };
+            let secure = scheme.eq_ignore_ascii_case("https")
+                || (scheme.eq_ignore_ascii_case("http") && is_loopback_host(host));
+            if !secure {
+                return Err(self.error(
+                    &url,
+                    DiscoveryErrorKind::InsecureEndpoint,
+                    None,
+                    Some(format!("`{field}` is {}", quoted())),
+                ));
+            }
+            Ok(Some(value.to_owned()))
+        };
+        let Some(token_endpoint) = endpoint("token_endpoint")? else {
+            return Err(malformed("`token_endpoint` is missing".into()));
+        };
+        let authorization_endpoint = endpoint("authorization_endpoint")?;
+        let revocation_endpoint = endpoint("revocation_endpoint")?;
+        let token_endpoint_auth_methods_supported = list("token_endpoint_auth_methods_supported")?;
+        let token_endpoint_auth_signing_alg_values_supported =
+            list("token_endpoint_auth_signing_alg_values_supported")?.unwrap_or_default();
+        let revocation_endpoint_auth_methods_supported = list("revocation_endpoint_auth_methods_supported")?;
+        let code_challenge_methods_supported = list("code_challenge_methods_supported")?.unwrap_or_default();
+        let dpop_signing_alg_values_supported = list("dpop_signing_alg_values_supported")?.unwrap_or_default();
+        let grant_types_supported = list("grant_types_supported")?;
+        let scopes_supported = list("scopes_supported")?.unwrap_or_default();
+        Ok(ProviderMetadata {
+            url: url.clone(),
+            issuer: issuer.to_owned(),
+            token_endpoint,
+            authorization_endpoint,
+            revocation_endpoint,
+            token_endpoint_auth_methods_supported,
+            token_endpoint_auth_signing_alg_values_supported,
+            revocation_endpoint_auth_methods_supported,
+            code_challenge_methods_supported,
+            dpop_signing_alg_values_supported,
+            grant_types_supported,
+            scopes_supported,
+        })
+    }
+
+    fn error(
+        &self,
+        url: &str,
+        kind: DiscoveryErrorKind,
+        status: Option<StatusCode>,
+        detail: Option<String>,
+    ) -> Error {
+        Error::Discovery(DiscoveryError {
+            issuer: without_userinfo(&self.issuer).into(),
+            url: without_userinfo(url).into(),
+            kind,
+            status,
+            detail,
+            after: None,
+            source: None,
+        })
+    }
+}
+
+impl fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Discovery")
+            .field("issuer", &without_userinfo(&self.issuer))
+            .field("timeout", &self.timeout)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Failure {
+    /// `404` or `410`: the next location may have it.
+    NotFound(StatusCode),
+    Error(Error),
+}
+
+/// The issuer as a URL, if it is one discovery may use.
+fn check_issuer(issuer: &str) -> Result<Uri, Error> {
+    let shown = without_userinfo(issuer);
+    let uri: Uri = issuer
+        .parse()
+        .map_err(|_| Error::config(format!("issuer `{shown}` is not a valid URL")))?;
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return Err(Error::config(format!("issuer `{shown}` must be an absolute https URL")));
+    };
+    if uri.query().is_some() || issuer.contains('#') {
+        return Err(Error::config(format!(
+            "issuer `{shown}` must have no query or fragment (RFC 8414 §2)"
+        )));
+    }
+    let secure = scheme == "https" || (scheme == "http" && is_loopback_host(host));
+    if !secure {
+        return Err(Error::config(format!(
+            "issuer `{shown}` must be an https URL (plain http only to loopback hosts)"
+        )));
+    }
+    Ok(uri)
+}
+
+/// Whether a list entry is a plain token (an algorithm, a method name, a scope): short
+/// printable ASCII without spaces. Anything else is dropped rather than kept.
+fn is_token(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// An authorization server's metadata, as discovery read and checked it (RFC 8414 §2).
+///
+/// Only the fields this crate uses, or will use, are kept. List entries that are not
+/// short printable ASCII tokens are dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderMetadata {
+    url: String,
+    issuer: String,
+    token_endpoint: String,
+    authorization_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
+    token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    revocation_endpoint_auth_methods_supported: Option<Vec<String>>,
+    code_challenge_methods_supported: Vec<String>,
+    dpop_signing_alg_values_supported: Vec<String>,
+    grant_types_supported: Option<Vec<String>>,
+    scopes_supported: Vec<String>,
+}
+
+impl ProviderMetadata {
+    /// Where the document was read.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// `issuer`: equal to the issuer discovery was asked for.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    /// `token_endpoint`.
+    pub fn token_endpoint(&self) -> &str {
+        &self.token_endpoint
+    }
+    /// `authorization_endpoint`, if the server has one.
+    pub fn authorization_endpoint(&self) -> Option<&str> {
+        self.authorization_endpoint.as_deref()
+    }
+    /// `revocation_endpoint` (RFC 7009), if the server has one.
+    pub fn revocation_endpoint(&self) -> Option<&str> {
+        self.revocation_endpoint.as_deref()
+    }
+    /// `token_endpoint_auth_methods_supported`, `None` when absent (RFC 8414 then means
+    /// `client_secret_basic`).
+    pub fn token_endpoint_auth_methods_supported(&self) -> Option<&[String]> {
+        self.token_endpoint_auth_methods_supported.as_deref()
+    }
+    /// `token_endpoint_auth_signing_alg_values_supported`: the algorithms of
+    /// `private_key_jwt` and `client_secret_jwt` assertions (empty when absent).
+    pub fn token_endpoint_auth_signing_alg_values_supported(&self) -> &[String] {
+        &self.token_endpoint_auth_signing_alg_values_supported
+    }
+    /// `revocation_endpoint_auth_methods_supported`, `None` when absent.
+    pub fn revocation_endpoint_auth_methods_supported(&self) -> Option<&[String]> {
+        self.revocation_endpoint_auth_methods_supported.as_deref()
+    }
+    /// `code_challenge_methods_supported` (RFC 7636), empty when absent.
+    pub fn code_challenge_methods_supported(&self) -> &[String] {
+        &self.code_challenge_methods_supported
+    }
+    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1), empty when absent.
+    pub fn dpop_signing_alg_values_supported(&self) -> &[String] {
+        &self.dpop_signing_alg_values_supported
+    }
+    /// `grant_types_supported`, `None` when absent.
+    pub fn grant_types_supported(&self) -> Option<&[String]> {
+        self.grant_types_supported.as_deref()
+    }
+    /// `scopes_supported`, empty when absent.
+    pub fn scopes_supported(&self) -> &[String] {
+        &self.scopes_supported
+    }
+
+    /// The client authentication discovery picks; see the [module documentation](self).
+    pub fn client_auth(&self) -> ClientAuth {
+        let Some(methods) = &self.token_endpoint_auth_methods_supported else {
+            return ClientAuth::Basic;
+        };
+        let has = |method: &str| methods.iter().any(|m| m == method);
+        if has("client_secret_basic") {
+            ClientAuth::Basic
+        } else if has("client_secret_post") {
+            ClientAuth::RequestBody
+        } else if has("none") {
+            ClientAuth::PublicClient
+        } else {
+            ClientAuth::Basic
+        }
+    }
+
+    /// Whether PKCE with `S256` is announced.
+    pub fn supports_pkce_s256(&self) -> bool {
+        self.code_challenge_methods_supported.iter().any(|m| m == "S256")
+    }
+}
+
+impl Provider {
+    /// The provider `issuer`'s metadata describes, fetched through `transport` with the
+    /// default bounds: see [`discovery`](crate::discovery) for where it is looked for,
+    /// what is checked and what is filled in, and [`Discovery`] for other bounds.
+    ///
+    /// ```no_run
+    /// use tower_oauth2::{Provider, TokenTransport};
+    ///
+    /// # async fn demo() -> Result<(), tower_oauth2::Error> {
+    /// # let transport: TokenTransport = unimplemented!();
+    /// let provider = Provider::discover("https://auth.example.com", &transport)
+    ///     .await?
+    ///     .api("https://api.example.com");
+    /// # let _ = provider;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn discover(issuer: &str, transport: &TokenTransport) -> Result<Provider, Error> {
+        Discovery::new(issuer, transport.clone()).fetch().await
+    }
+
+    /// The metadata this provider was discovered from, if it was.
+    pub fn metadata_ref(&self) -> Option<&ProviderMetadata> {
+        self.metadata.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport() -> TokenTransport {
+        TokenTransport::new(tower::service_fn(|_req: crate::TokenRequest| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+        }))
+    }
+
+    #[test]
+    fn metadata_urls_insert_the_well_known_path_before_the_issuer_path() {
+        let urls = |issuer: &str| Discovery::new(issuer, transport()).metadata_urls().unwrap();
+        assert_eq!(
+            urls("https://as.example"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server",
+                "https://as.example/.well-known/openid-configuration"
+            ]
+        );
+        assert_eq!(
+            urls("https://as.example/tenant/1/"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server/tenant/1",
+                "https://as.example/tenant/1/.well-known/openid-configuration"
+            ]
+        );
+        assert_eq!(
+            urls("http://127.0.0.1:8080/"),
+            [
+                "http://127.0.0.1:8080/.well-known/oauth-authorization-server",
+                "http://127.0.0.1:8080/.well-known/openid-configuration"
+            ]
+        );
+    }
+
+    #[test]
+    fn unusable_issuers_are_configuration_errors() {
+        for issuer in [
+            "http://as.example",
+            "https://as.example/?x=1",
+            "https://as.example/#f",
+            "ftp://as.example",
+            "as.example",
+            "not a url",
+        ] {
+            let err = Discovery::new(issuer, transport()).metadata_urls().unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{issuer}: {err:?}");
+        }
+    }
+
+    fn metadata(methods: Option<&[&str]>) -> ProviderMetadata {
+        ProviderMetadata {
+            url: String::new(),
+            issuer: String::new(),
+            token_endpoint: String::new(),
+            authorization_endpoint: None,
+            revocation_endpoint: None,
+            token_endpoint_auth_methods_supported: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
+            token_endpoint_auth_signing_alg_values_supported: Vec::new(),
+            revocation_endpoint_auth_methods_supported: None,
+            code_challenge_methods_supported: Vec::new(),
+            dpop_signing_alg_values_supported: Vec::new(),
+            grant_types_supported: None,
+            scopes_supported: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn client_auth_follows_the_announced_methods() {
+        for (methods, expected) in [
+            (None, ClientAuth::Basic),
+            (Some(&["client_secret_post", "client_secret_basic"][..]), ClientAuth::Basic),
+            (Some(&["private_key_jwt", "client_secret_post"][..]), ClientAuth::RequestBody),
+            (Some(&["none"][..]), ClientAuth::PublicClient),
+            (Some(&["private_key_jwt"][..]), ClientAuth::Basic),
+        ] {
+            assert_eq!(metadata(methods).client_auth(), expected, "{methods:?}");
+        }
+    }
+}
