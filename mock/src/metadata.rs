@@ -7,11 +7,12 @@
 //! emulate publish none in the documents they are written from.
 
 use bytes::Bytes;
+use http::header::ALLOW;
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use crate::body::{json_response, respond};
+use crate::body::{json_response, respond, set};
 use crate::dialect::AcceptedClientAuth;
 use crate::state::ServerState;
 
@@ -21,11 +22,13 @@ pub(crate) const PATH: &str = "/.well-known/oauth-authorization-server";
 /// The document, for a `GET`; `405` for any other method.
 pub(crate) fn handle(state: &ServerState, method: &Method) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
-        return respond(
+        let mut response = respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
             "method not allowed",
         );
+        set(&mut response, ALLOW, "GET, HEAD");
+        return response;
     }
     let config = &state.config;
     let base = &config.base_url;

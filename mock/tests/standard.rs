@@ -3,8 +3,9 @@
 
 mod support;
 
-use http::header::{ALLOW, LOCATION, WWW_AUTHENTICATE};
-use http::StatusCode;
+use http::header::{ALLOW, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::{Request, StatusCode};
+use http_body_util::Full;
 use support::*;
 use tower_oauth2_mock::{MockDialect, MockServer};
 
@@ -395,4 +396,58 @@ async fn the_revocation_endpoint_only_takes_post() {
     assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(answer.header(ALLOW), Some("POST"));
     assert_eq!(server.counters().revocations, 0);
+}
+
+#[tokio::test]
+async fn the_metadata_document_names_the_servers_own_endpoints() {
+    let server = started(MockServer::builder().client("app", "s3cret").public_client("spa")).await;
+    let base = server.base_url();
+    let url = server.metadata_url().expect("the standard server serves metadata");
+    assert_eq!(url, format!("{base}/.well-known/oauth-authorization-server"));
+    let client = http_client();
+    let answer = send(&client, Request::get(&url).body(Full::default()).unwrap()).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header(CONTENT_TYPE), Some(JSON));
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({
+            "issuer": base,
+            "token_endpoint": server.token_url(),
+            "authorization_endpoint": server.authorize_url().unwrap(),
+            "revocation_endpoint": server.revocation_url().unwrap(),
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": ["read", "write"],
+        })
+    );
+    let post = send(&client, Request::post(&url).body(Full::default()).unwrap()).await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.header(ALLOW), Some("GET, HEAD"));
+    assert_counts(&server, "token_requests=0");
+}
+
+#[tokio::test]
+async fn the_metadata_document_can_name_another_issuer_or_be_absent() {
+    let wrong = started(MockServer::builder().metadata_issuer("https://evil.example")).await;
+    let client = http_client();
+    let url = wrong.metadata_url().unwrap();
+    let answer = send(&client, Request::get(&url).body(Full::default()).unwrap()).await;
+    assert_eq!(answer.str_field("issuer"), "https://evil.example");
+    assert_eq!(answer.str_field("token_endpoint"), wrong.token_url());
+
+    let hidden = started(MockServer::builder().serve_metadata(false)).await;
+    assert_eq!(hidden.metadata_url(), None);
+    let path = format!("{}/.well-known/oauth-authorization-server", hidden.base_url());
+    let answer = send(&client, Request::get(&path).body(Full::default()).unwrap()).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+
+    // The emulators' providers publish no metadata.
+    let agrello = started(MockServer::agrello()).await;
+    assert_eq!(agrello.metadata_url(), None);
+    let path = format!("{}/.well-known/oauth-authorization-server", agrello.base_url());
+    let answer = send(&client, Request::get(&path).body(Full::default()).unwrap()).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
 }

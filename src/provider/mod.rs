@@ -377,6 +377,17 @@ impl Provider {
         self.authorize_url.as_deref()
     }
 
+    /// How the client authenticates at the token endpoint, set with
+    /// [`client_auth`](Self::client_auth).
+    pub fn client_auth_ref(&self) -> ClientAuth {
+        self.client_auth
+    }
+
+    /// Whether the authorization-code flow sends PKCE, set with [`pkce`](Self::pkce).
+    pub fn pkce_ref(&self) -> bool {
+        self.pkce
+    }
+
     /// The API origins tokens are attached for, added with [`api`](Self::api).
     pub fn api_origins_ref(&self) -> &[String] {
         &self.api_origins
