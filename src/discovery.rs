@@ -160,7 +160,10 @@ impl Discovery {
         let authority = issuer.authority().map_or("", |a| a.as_str());
         Ok([
             format!("{scheme}://{authority}/.well-known/oauth-authorization-server{path}"),
-            format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/')),
+            format!(
+                "{}/.well-known/openid-configuration",
+                self.issuer.trim_end_matches('/')
+            ),
         ])
     }
 
@@ -230,7 +233,12 @@ impl Discovery {
             .header(header::ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
             .map_err(|_| {
-                Failure::Error(self.error(url, DiscoveryErrorKind::Malformed, None, Some("not a valid URL".into())))
+                Failure::Error(self.error(
+                    url,
+                    DiscoveryErrorKind::Malformed,
+                    None,
+                    Some("not a valid URL".into()),
+                ))
             })?;
         let exchange = async {
             let response = self.transport.send(request).await.map_err(|source| {
@@ -253,7 +261,12 @@ impl Discovery {
                 return Err(Failure::NotFound(status));
             }
             if status != StatusCode::OK {
-                return Err(Failure::Error(self.error(url, DiscoveryErrorKind::Status, Some(status), None)));
+                return Err(Failure::Error(self.error(
+                    url,
+                    DiscoveryErrorKind::Status,
+                    Some(status),
+                    None,
+                )));
             }
             match Limited::new(response.into_body(), self.max_bytes).collect().await {
                 Ok(collected) => Ok(collected.to_bytes()),
@@ -334,7 +347,10 @@ impl Discovery {
                 return Err(malformed(format!("`{field}` is not a URL: {}", quoted())));
             };
             let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-                return Err(malformed(format!("`{field}` is not an absolute URL: {}", quoted())));
+                return Err(malformed(format!(
+                    "`{field}` is not an absolute URL: {}",
+                    quoted()
+                )));
             };
             let secure = scheme.eq_ignore_ascii_case("https")
                 || (scheme.eq_ignore_ascii_case("http") && is_loopback_host(host));
@@ -358,7 +374,8 @@ impl Discovery {
             list("token_endpoint_auth_signing_alg_values_supported")?.unwrap_or_default();
         let revocation_endpoint_auth_methods_supported = list("revocation_endpoint_auth_methods_supported")?;
         let code_challenge_methods_supported = list("code_challenge_methods_supported")?.unwrap_or_default();
-        let dpop_signing_alg_values_supported = list("dpop_signing_alg_values_supported")?.unwrap_or_default();
+        let dpop_signing_alg_values_supported =
+            list("dpop_signing_alg_values_supported")?.unwrap_or_default();
         let grant_types_supported = list("grant_types_supported")?;
         let scopes_supported = list("scopes_supported")?.unwrap_or_default();
         Ok(ProviderMetadata {
@@ -419,7 +436,9 @@ fn check_issuer(issuer: &str) -> Result<Uri, Error> {
         .parse()
         .map_err(|_| Error::config(format!("issuer `{shown}` is not a valid URL")))?;
     let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-        return Err(Error::config(format!("issuer `{shown}` must be an absolute https URL")));
+        return Err(Error::config(format!(
+            "issuer `{shown}` must be an absolute https URL"
+        )));
     };
     if uri.query().is_some() || issuer.contains('#') {
         return Err(Error::config(format!(
@@ -635,8 +654,14 @@ mod tests {
     fn client_auth_follows_the_announced_methods() {
         for (methods, expected) in [
             (None, ClientAuth::Basic),
-            (Some(&["client_secret_post", "client_secret_basic"][..]), ClientAuth::Basic),
-            (Some(&["private_key_jwt", "client_secret_post"][..]), ClientAuth::RequestBody),
+            (
+                Some(&["client_secret_post", "client_secret_basic"][..]),
+                ClientAuth::Basic,
+            ),
+            (
+                Some(&["private_key_jwt", "client_secret_post"][..]),
+                ClientAuth::RequestBody,
+            ),
             (Some(&["none"][..]), ClientAuth::PublicClient),
             (Some(&["private_key_jwt"][..]), ClientAuth::Basic),
         ] {

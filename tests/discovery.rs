@@ -84,7 +84,9 @@ async fn discovery_fills_every_endpoint_and_a_token_request_then_works() {
         .build()
         .unwrap();
     let client = OAuth2Layer::new(credentials).layer(http());
-    let request = Request::get(server.api_url("/things")).body(Full::default()).unwrap();
+    let request = Request::get(server.api_url("/things"))
+        .body(Full::default())
+        .unwrap();
     let response = client.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_counts(&server, "token_requests=1 token_errors=0");
@@ -98,7 +100,9 @@ async fn a_server_taking_body_credentials_only_gets_them_in_the_body() {
             .client_auth(&[AcceptedClientAuth::Body]),
     )
     .await;
-    let provider = Provider::discover(&server.base_url(), &transport()).await.unwrap();
+    let provider = Provider::discover(&server.base_url(), &transport())
+        .await
+        .unwrap();
     assert_eq!(provider.client_auth_ref(), ClientAuth::RequestBody);
 
     let credentials = CredentialRegistry::builder()
@@ -111,7 +115,9 @@ async fn a_server_taking_body_credentials_only_gets_them_in_the_body() {
         .build()
         .unwrap();
     let client = OAuth2Layer::new(credentials).layer(http());
-    let request = Request::get(server.api_url("/things")).body(Full::default()).unwrap();
+    let request = Request::get(server.api_url("/things"))
+        .body(Full::default())
+        .unwrap();
     assert_eq!(client.oneshot(request).await.unwrap().status(), StatusCode::OK);
     assert_counts(&server, "token_requests=1 token_errors=0");
 }
@@ -171,7 +177,7 @@ async fn a_silent_server_is_bounded_by_the_timeout() {
             open.push(socket);
         }
     });
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let err = discovery_error(
         Discovery::new(&issuer, transport())
             .timeout(Duration::from_millis(300))
@@ -225,7 +231,12 @@ impl Canned {
             let canned = canned.clone();
             async move {
                 canned.asked.lock().unwrap().push(request.uri().to_string());
-                let answer = canned.answers.lock().unwrap().pop_front().expect("an answer left");
+                let answer = canned
+                    .answers
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .expect("an answer left");
                 Ok::<_, Infallible>(answer)
             }
         }))
@@ -320,8 +331,14 @@ async fn a_body_that_is_not_json_is_malformed() {
 
     for (body, detail) in [
         ("[]", "the document is not a JSON object"),
-        (r#"{"token_endpoint":"https://as.example/t"}"#, "`issuer` is missing"),
-        (r#"{"issuer":"https://as.example"}"#, "`token_endpoint` is missing"),
+        (
+            r#"{"token_endpoint":"https://as.example/t"}"#,
+            "`issuer` is missing",
+        ),
+        (
+            r#"{"issuer":"https://as.example"}"#,
+            "`token_endpoint` is missing",
+        ),
         (r#"{"issuer":7}"#, "`issuer` is not a string"),
         (
             r#"{"issuer":"https://as.example","token_endpoint":"/token"}"#,
@@ -360,7 +377,8 @@ async fn an_oversized_document_is_refused() {
 
 #[tokio::test]
 async fn a_redirect_is_not_followed() {
-    let canned = Canned::default().redirect("https://elsewhere.example/.well-known/oauth-authorization-server");
+    let canned =
+        Canned::default().redirect("https://elsewhere.example/.well-known/oauth-authorization-server");
     let err = canned_error(&canned, ISSUER).await;
     assert_eq!(err.kind(), DiscoveryErrorKind::Redirected);
     assert_eq!(err.status(), Some(StatusCode::FOUND));
@@ -434,7 +452,10 @@ async fn a_request_that_never_ends_times_out_exactly() {
 #[tokio::test]
 async fn refresh_replaces_the_endpoints_and_keeps_the_applications_settings() {
     let canned = Canned::default()
-        .answer(200, document(ISSUER, r#","revocation_endpoint":"https://as.example/revoke""#))
+        .answer(
+            200,
+            document(ISSUER, r#","revocation_endpoint":"https://as.example/revoke""#),
+        )
         .answer(
             200,
             r#"{"issuer":"https://as.example","token_endpoint":"https://as.example/v2/token",
@@ -450,7 +471,10 @@ async fn refresh_replaces_the_endpoints_and_keeps_the_applications_settings() {
         .client_auth(ClientAuth::RequestBody);
     let refreshed = discovery.refresh(&provider).await.unwrap();
     assert_eq!(refreshed.token_url_ref(), "https://as.example/v2/token");
-    assert_eq!(refreshed.authorize_url_ref(), Some("https://as.example/v2/authorize"));
+    assert_eq!(
+        refreshed.authorize_url_ref(),
+        Some("https://as.example/v2/authorize")
+    );
     assert_eq!(refreshed.revocation_ref(), None);
     assert_eq!(refreshed.name_ref(), "as");
     assert_eq!(refreshed.api_origins_ref(), ["https://api.example"]);

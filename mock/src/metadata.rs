@@ -58,7 +58,8 @@ pub(crate) fn handle(state: &ServerState, method: &Method) -> Response<Full<Byte
     }
     if let Some(revocation) = dialect.revocation {
         document["revocation_endpoint"] = json!(format!("{base}{}", revocation.path()));
-        document["revocation_endpoint_auth_methods_supported"] = document["token_endpoint_auth_methods_supported"].clone();
+        document["revocation_endpoint_auth_methods_supported"] =
+            document["token_endpoint_auth_methods_supported"].clone();
     }
     json_response(StatusCode::OK, &document)
 }

@@ -97,7 +97,9 @@ impl MockServer {
     /// [`metadata_issuer`](crate::MockServerBuilder::metadata_issuer) says otherwise.
     #[must_use]
     pub fn metadata_url(&self) -> Option<String> {
-        self.state.serves_metadata().then(|| self.url(crate::metadata::PATH))
+        self.state
+            .serves_metadata()
+            .then(|| self.url(crate::metadata::PATH))
     }
 
     /// The URL of iOFFICE's direct code request,

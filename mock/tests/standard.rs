@@ -402,7 +402,9 @@ async fn the_revocation_endpoint_only_takes_post() {
 async fn the_metadata_document_names_the_servers_own_endpoints() {
     let server = started(MockServer::builder().client("app", "s3cret").public_client("spa")).await;
     let base = server.base_url();
-    let url = server.metadata_url().expect("the standard server serves metadata");
+    let url = server
+        .metadata_url()
+        .expect("the standard server serves metadata");
     assert_eq!(url, format!("{base}/.well-known/oauth-authorization-server"));
     let client = http_client();
     let answer = send(&client, Request::get(&url).body(Full::default()).unwrap()).await;
