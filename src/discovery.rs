@@ -32,7 +32,7 @@
 //! - Each request is bounded in time (default 10 s) and the answer in size (default
 //!   64 KiB).
 //!
-//! Each failure is an [`Error::Discovery`](crate::Error::Discovery) whose
+//! Each failure is an [`Error::Discovery`] whose
 //! [`kind`](crate::error::DiscoveryError::kind) says what went wrong. Text taken from the
 //! document (a mismatched issuer, a refused URL) is escaped and capped before an error
 //! keeps it.
