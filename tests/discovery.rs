@@ -125,7 +125,11 @@ async fn a_server_taking_body_credentials_only_gets_them_in_the_body() {
 #[tokio::test]
 async fn metadata_naming_another_issuer_is_refused() {
     let server = started(MockServer::builder().metadata_issuer("https://evil.example\n")).await;
-    let err = discovery_error(Provider::discover(&server.base_url(), &transport()).await);
+    let result = Provider::discover(&server.base_url(), &transport()).await;
+    let whole = result.as_ref().unwrap_err();
+    assert!(!whole.is_token_error(), "no token was involved");
+    assert_eq!(whole.provider(), None);
+    let err = discovery_error(result);
     assert_eq!(err.kind(), DiscoveryErrorKind::IssuerMismatch);
     assert_eq!(err.issuer(), server.base_url());
     assert_eq!(Some(err.url()), server.metadata_url().as_deref());
