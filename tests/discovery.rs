@@ -74,22 +74,7 @@ async fn discovery_fills_every_endpoint_and_a_token_request_then_works() {
     assert_eq!(metadata.dpop_signing_alg_values_supported(), [] as [String; 0]);
     assert_counts(&server, "token_requests=0");
 
-    let credentials = CredentialRegistry::builder()
-        .credential(Credential::client_credentials(
-            provider.api(server.base_url()),
-            "app",
-            "s3cret",
-        ))
-        .transport(transport())
-        .build()
-        .unwrap();
-    let client = OAuth2Layer::new(credentials).layer(http());
-    let request = Request::get(server.api_url("/things"))
-        .body(Full::default())
-        .unwrap();
-    let response = client.oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_counts(&server, "token_requests=1 token_errors=0");
+    assert_one_call_works(provider, &server).await;
 }
 
 #[tokio::test]
@@ -105,6 +90,12 @@ async fn a_server_taking_body_credentials_only_gets_them_in_the_body() {
         .unwrap();
     assert_eq!(provider.client_auth_ref(), ClientAuth::RequestBody);
 
+    assert_one_call_works(provider, &server).await;
+}
+
+/// A client-credentials call through the layer, with the discovered `provider` pointed
+/// at the server's API: answered 200 after exactly one token request.
+async fn assert_one_call_works(provider: Provider, server: &MockServer) {
     let credentials = CredentialRegistry::builder()
         .credential(Credential::client_credentials(
             provider.api(server.base_url()),
@@ -119,7 +110,7 @@ async fn a_server_taking_body_credentials_only_gets_them_in_the_body() {
         .body(Full::default())
         .unwrap();
     assert_eq!(client.oneshot(request).await.unwrap().status(), StatusCode::OK);
-    assert_counts(&server, "token_requests=1 token_errors=0");
+    assert_counts(server, "token_requests=1 token_errors=0");
 }
 
 #[tokio::test]
@@ -379,24 +370,27 @@ async fn an_oversized_document_is_refused() {
     assert_eq!(err.kind(), DiscoveryErrorKind::TooLarge);
 }
 
+/// A redirect is not followed, and neither it nor a server error is passed over for the
+/// second location: each is reported as the first location answered it.
 #[tokio::test]
-async fn a_redirect_is_not_followed() {
-    let canned =
-        Canned::default().redirect("https://elsewhere.example/.well-known/oauth-authorization-server");
-    let err = canned_error(&canned, ISSUER).await;
-    assert_eq!(err.kind(), DiscoveryErrorKind::Redirected);
-    assert_eq!(err.status(), Some(StatusCode::FOUND));
-    // Neither followed nor passed over for the second location.
-    assert_eq!(canned.asked(), [RFC8414]);
-}
-
-#[tokio::test]
-async fn a_server_error_is_reported_without_trying_elsewhere() {
-    let canned = Canned::default().answer(500, "");
-    let err = canned_error(&canned, ISSUER).await;
-    assert_eq!(err.kind(), DiscoveryErrorKind::Status);
-    assert_eq!(err.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
-    assert_eq!(canned.asked(), [RFC8414]);
+async fn a_redirect_or_a_server_error_is_reported_without_trying_elsewhere() {
+    let cases = [
+        (
+            Canned::default().redirect("https://elsewhere.example/.well-known/oauth-authorization-server"),
+            DiscoveryErrorKind::Redirected,
+            StatusCode::FOUND,
+        ),
+        (
+            Canned::default().answer(500, ""),
+            DiscoveryErrorKind::Status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+    ];
+    for (canned, kind, status) in cases {
+        let err = canned_error(&canned, ISSUER).await;
+        assert_eq!((err.kind(), err.status()), (kind, Some(status)));
+        assert_eq!(canned.asked(), [RFC8414]);
+    }
 }
 
 #[tokio::test]
