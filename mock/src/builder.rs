@@ -7,6 +7,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client_assertion::{AssertionAudience, ClientKey};
 use crate::counters::GrantKind;
 use crate::dialect::{AcceptedClientAuth, ClientAuthRule, DialectRules, MockDialect, RefreshRule};
 use crate::server::MockServer;
@@ -39,8 +40,10 @@ const DEFAULT_USER: (&str, &str) = ("alice", "alice-password");
 pub struct MockServerBuilder {
     dialect: MockDialect,
     clients: Vec<(String, Option<String>)>,
+    client_keys: Vec<(String, ClientKey)>,
     users: Vec<(String, String)>,
     auth_methods: Option<Vec<AcceptedClientAuth>>,
+    assertion_audience: AssertionAudience,
     token_lifetime: Duration,
     code_lifetime: Option<Duration>,
     omit_expires_in: bool,
@@ -56,8 +59,10 @@ impl MockServerBuilder {
         MockServerBuilder {
             dialect,
             clients: Vec::new(),
+            client_keys: Vec::new(),
             users: Vec::new(),
             auth_methods: None,
+            assertion_audience: AssertionAudience::default(),
             token_lifetime: Duration::from_secs(3600),
             code_lifetime: None,
             omit_expires_in: false,
@@ -93,6 +98,43 @@ impl MockServerBuilder {
     /// there.
     pub fn public_client(mut self, id: impl Into<String>) -> Self {
         self.clients.push((id.into(), None));
+        self
+    }
+
+    /// Registers a public key of client `id` for `private_key_jwt` (RFC 7523 §2.2,
+    /// OpenID Connect Core §9): the client then authenticates with a JWT it signs with
+    /// the private half, in the `client_assertion` parameter. May be called several
+    /// times, for several keys of one client.
+    ///
+    /// `key` is a public JWK (a JSON object: P-256 `EC`, Ed25519 `OKP` or `RSA`) or a
+    /// PEM public key (`BEGIN PUBLIC KEY`, or `BEGIN RSA PUBLIC KEY`). A JWK's `kid`
+    /// is the key's id: an assertion whose header names a `kid` is checked with the
+    /// key of that id only (PEM keys have none, so they check only assertions without
+    /// a `kid`). A JWK's `alg`, if any, is the one algorithm the key takes; otherwise
+    /// an EC key takes ES256, an Ed25519 key EdDSA, and an RSA key RS256 and PS256.
+    ///
+    /// A client that is not otherwise registered becomes a confidential client
+    /// without a secret, which can authenticate with its key only. On the standard
+    /// server, unless [`client_auth`](Self::client_auth) is called, registering a
+    /// key adds [`AcceptedClientAuth::PrivateKeyJwt`] to the accepted methods. The
+    /// provider emulators accept no client assertions.
+    ///
+    /// # Panics
+    ///
+    /// When `key` is neither, or is a private JWK (one with `d`, say): it is meant
+    /// for tests, and a test that hands the server its private key should hear so.
+    #[track_caller]
+    pub fn client_public_key(mut self, id: impl Into<String>, key: impl AsRef<str>) -> Self {
+        let key =
+            ClientKey::parse(key.as_ref()).unwrap_or_else(|reason| panic!("client_public_key: {reason}"));
+        self.client_keys.push((id.into(), key));
+        self
+    }
+
+    /// Which `aud` a client assertion must name (RFC 7523 §3): the token endpoint's
+    /// URL or the issuer by default. JWT client authentication only.
+    pub fn assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = audience;
         self
     }
 
@@ -252,6 +294,18 @@ impl MockServerBuilder {
             .into_iter()
             .map(|(id, secret)| (Arc::from(id), secret))
             .collect();
+        let mut client_keys: HashMap<Arc<str>, Vec<ClientKey>> = HashMap::new();
+        for (id, key) in self.client_keys {
+            let id = match clients.get_key_value(id.as_str()) {
+                Some((id, _)) => Arc::clone(id),
+                None => {
+                    let id: Arc<str> = Arc::from(id);
+                    clients.insert(Arc::clone(&id), None);
+                    id
+                }
+            };
+            client_keys.entry(id).or_default().push(key);
+        }
         if clients.is_empty() {
             let (id, secret) = DEFAULT_CLIENT;
             clients.insert(Arc::from(id), Some(secret.to_owned()));
@@ -265,7 +319,7 @@ impl MockServerBuilder {
             let (name, password) = DEFAULT_USER;
             users.push((Arc::from(name), password.to_owned()));
         }
-        let auth_methods = auth_methods(dialect, self.auth_methods, &clients);
+        let auth_methods = auth_methods(dialect, self.auth_methods, &clients, &client_keys);
         let rotate_refresh_tokens = rotation(dialect, self.rotate_refresh_tokens);
         let refresh_tokens_for_client_credentials = self.refresh_tokens_for_client_credentials
             && dialect.refresh != RefreshRule::NoRefreshTokens
@@ -280,7 +334,9 @@ impl MockServerBuilder {
         ServerConfig {
             dialect,
             clients,
+            client_keys,
             auth_methods,
+            assertion_audience: self.assertion_audience,
             users,
             token_lifetime: self.token_lifetime,
             code_lifetime: self.code_lifetime.unwrap_or(dialect.code_lifetime),
@@ -301,22 +357,33 @@ fn auth_methods(
     dialect: &DialectRules,
     chosen: Option<Vec<AcceptedClientAuth>>,
     clients: &HashMap<Arc<str>, Option<String>>,
+    client_keys: &HashMap<Arc<str>, Vec<ClientKey>>,
 ) -> Vec<AcceptedClientAuth> {
     let fixed = match dialect.client_auth {
         ClientAuthRule::Methods(None) => {
             return chosen.unwrap_or_else(|| {
                 let mut methods = vec![AcceptedClientAuth::Basic, AcceptedClientAuth::Body];
-                if clients.values().any(Option::is_none) {
+                // Public clients: no secret and no key.
+                if clients
+                    .iter()
+                    .any(|(id, secret)| secret.is_none() && !client_keys.contains_key(id))
+                {
                     methods.push(AcceptedClientAuth::None);
                 }
+                if !client_keys.is_empty() {
+                    methods.push(AcceptedClientAuth::PrivateKeyJwt);
+                }
                 methods
-            })
+            });
         }
         ClientAuthRule::Methods(Some(methods)) | ClientAuthRule::MethodsOrQuery(methods) => methods,
         ClientAuthRule::NoClients | ClientAuthRule::ClientIdHeader => &[],
     };
     if chosen.is_some() {
         ignored(dialect, "client_auth");
+    }
+    if !client_keys.is_empty() {
+        ignored(dialect, "client_public_key");
     }
     fixed.to_vec()
 }
@@ -367,8 +434,10 @@ impl fmt::Debug for MockServerBuilder {
         f.debug_struct("MockServerBuilder")
             .field("dialect", &self.dialect)
             .field("clients", &Clients(&self.clients))
+            .field("client_keys", &self.client_keys)
             .field("users", &users)
             .field("auth_methods", &self.auth_methods)
+            .field("assertion_audience", &self.assertion_audience)
             .field("token_lifetime", &self.token_lifetime)
             .field("authorization_code_lifetime", &self.code_lifetime)
             .field("omit_expires_in", &self.omit_expires_in)

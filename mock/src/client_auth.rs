@@ -1,4 +1,5 @@
-//! Client authentication at the token endpoint (RFC 6749 §2.3).
+//! Client authentication at the token endpoint (RFC 6749 §2.3), and the dispatch to
+//! JWT client assertions (RFC 7523 §2.2, in `client_assertion`).
 
 use std::sync::Arc;
 
@@ -7,16 +8,18 @@ use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
+use crate::client_assertion::{self, PresentedAssertion};
 use crate::dialect::{AcceptedClientAuth, ClientAuthRule};
 use crate::error::ErrorAnswer;
 use crate::params::TokenParams;
-use crate::state::ServerConfig;
+use crate::state::{ServerConfig, ServerState};
 
 /// A client whose identity the token endpoint has established.
 #[derive(Debug)]
 pub(crate) struct AuthenticatedClient {
     pub(crate) id: Arc<str>,
-    /// Whether the client proved it holds a secret (public clients cannot).
+    /// Whether the client proved it holds a secret or a key (public clients
+    /// cannot).
     pub(crate) confidential: bool,
 }
 
@@ -55,12 +58,20 @@ impl Presented<'_> {
 /// Identifies the client of a token (or RFC 7009 revocation) request the
 /// way the dialect does.
 pub(crate) fn authenticate(
-    config: &ServerConfig,
+    state: &ServerState,
     headers: &HeaderMap,
     params: &TokenParams,
 ) -> Result<AuthenticatedClient, ErrorAnswer> {
+    let config = &state.config;
     match config.dialect.client_auth {
         ClientAuthRule::Methods(_) | ClientAuthRule::MethodsOrQuery(_) => {
+            if let Some(assertion) = PresentedAssertion::of(params) {
+                // RFC 6749 §2.3: one method per request.
+                if headers.contains_key(AUTHORIZATION) || params.get("client_secret").is_some() {
+                    return Err(client_assertion::refuse_mixed(state));
+                }
+                return client_assertion::authenticate(state, &assertion);
+            }
             authenticate_with_methods(config, headers, params)
         }
         ClientAuthRule::NoClients => no_clients(headers, params),
@@ -101,7 +112,7 @@ fn client_id_only(config: &ServerConfig, params: &TokenParams) -> Result<Authent
     tracing::debug!(client_id = %id, "client identified");
     Ok(AuthenticatedClient {
         id: Arc::clone(id),
-        confidential: secret.is_some(),
+        confidential: secret.is_some() || !config.client_keys(id).is_empty(),
     })
 }
 
@@ -131,6 +142,9 @@ fn authenticate_with_methods(
         }
         (Some(_), None) => return reject("this client must authenticate with its secret"),
         (None, Some(_)) => return reject("public clients have no secret to present"),
+        (None, None) if !config.client_keys(id).is_empty() => {
+            return reject("this client must authenticate with a client assertion signed by its key")
+        }
         (None, None) => {}
     }
     tracing::debug!(client_id = %id, ?method, "client authenticated");

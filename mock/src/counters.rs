@@ -66,6 +66,16 @@ pub struct MockCounters {
     /// Authorization requests answered with a code: redirects carrying one,
     /// and iOFFICE's direct code requests.
     pub authorizations: u64,
+    /// JWT client assertions (`private_key_jwt`, `client_secret_jwt`) accepted, at
+    /// the token and revocation endpoints.
+    pub client_assertions_accepted: u64,
+    /// Requests carrying a JWT client assertion that were refused for it (replays
+    /// included), each answered `401 invalid_client` (or `400 invalid_request`
+    /// when it came along with another authentication method).
+    pub client_assertions_refused: u64,
+    /// Client assertions refused because their `jti` had been used already (also
+    /// counted in [`client_assertions_refused`](Self::client_assertions_refused)).
+    pub client_assertion_replays: u64,
 }
 
 impl MockCounters {
@@ -84,6 +94,9 @@ impl MockCounters {
             "resource_calls_authorized" => self.resource_calls_authorized,
             "revocations" => self.revocations,
             "authorizations" => self.authorizations,
+            "client_assertions_accepted" => self.client_assertions_accepted,
+            "client_assertions_refused" => self.client_assertions_refused,
+            "client_assertion_replays" => self.client_assertion_replays,
             _ => return None,
         })
     }
@@ -156,6 +169,9 @@ pub(crate) struct Counters {
     resource_calls_authorized: AtomicU64,
     revocations: AtomicU64,
     authorizations: AtomicU64,
+    client_assertions_accepted: AtomicU64,
+    client_assertions_refused: AtomicU64,
+    client_assertion_replays: AtomicU64,
     records: Mutex<Records>,
 }
 
@@ -230,6 +246,18 @@ impl Counters {
         self.authorizations.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn client_assertion_accepted(&self) {
+        self.client_assertions_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn client_assertion_refused(&self) {
+        self.client_assertions_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn client_assertion_replay(&self) {
+        self.client_assertion_replays.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn resource_body(&self, body: Bytes) {
         lock(&self.records).bodies.push(body);
     }
@@ -258,6 +286,9 @@ impl Counters {
             bodies: records.bodies.clone(),
             revocations: load(&self.revocations),
             authorizations: load(&self.authorizations),
+            client_assertions_accepted: load(&self.client_assertions_accepted),
+            client_assertions_refused: load(&self.client_assertions_refused),
+            client_assertion_replays: load(&self.client_assertion_replays),
         }
     }
 
@@ -276,6 +307,9 @@ impl Counters {
             &self.resource_calls_authorized,
             &self.revocations,
             &self.authorizations,
+            &self.client_assertions_accepted,
+            &self.client_assertions_refused,
+            &self.client_assertion_replays,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

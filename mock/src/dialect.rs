@@ -60,6 +60,15 @@ pub enum AcceptedClientAuth {
     /// No authentication: a public client sends only its `client_id`
     /// parameter (RFC 6749 §2.1, §3.2.1).
     None,
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT signed with a
+    /// key whose public half the client registered with
+    /// [`MockServerBuilder::client_public_key`](crate::MockServerBuilder::client_public_key),
+    /// in the `client_assertion` parameter. ES256, EdDSA, PS256 and RS256.
+    PrivateKeyJwt,
+    /// `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT MACed with
+    /// the client's secret, in the `client_assertion` parameter. HS256, HS384 and
+    /// HS512.
+    ClientSecretJwt,
 }
 
 /// Everything that differs between providers.

@@ -14,8 +14,11 @@
 //!
 //! * **`POST /oauth/token`**, a token endpoint that follows RFC 6749 to the
 //!   letter: form-encoded bodies only, no repeated parameters, client
-//!   authentication with HTTP Basic, body credentials or (for public clients)
-//!   just a `client_id`, and the `client_credentials`, `refresh_token` and
+//!   authentication with HTTP Basic, body credentials, (for public clients)
+//!   just a `client_id`, or a JWT client assertion (`private_key_jwt` with a key
+//!   registered by [`client_public_key`](MockServerBuilder::client_public_key), or
+//!   `client_secret_jwt`; RFC 7523 §2.2, every claim checked and `jti` replays
+//!   refused), and the `client_credentials`, `refresh_token` and
 //!   `authorization_code` grants. Mistakes a client could make are answered
 //!   with the error code a real server would use, so tests catch them.
 //! * **`GET /authorize`**, an authorization endpoint (RFC 6749 §4.1.1) that
@@ -149,6 +152,7 @@
 mod authorize;
 mod body;
 mod builder;
+mod client_assertion;
 mod client_auth;
 mod counters;
 mod dialect;
@@ -172,6 +176,7 @@ mod sync;
 mod token;
 
 pub use builder::MockServerBuilder;
+pub use client_assertion::AssertionAudience;
 pub use counters::MockCounters;
 pub use dialect::{AcceptedClientAuth, MockDialect};
 pub use faults::Fault;

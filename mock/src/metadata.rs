@@ -13,6 +13,7 @@ use http_body_util::Full;
 use serde_json::json;
 
 use crate::body::{json_response, respond, set};
+use crate::client_assertion::{KEY_ALGORITHMS, SECRET_ALGORITHMS};
 use crate::dialect::AcceptedClientAuth;
 use crate::state::ServerState;
 
@@ -40,16 +41,29 @@ pub(crate) fn handle(state: &ServerState, method: &Method) -> Response<Full<Byte
             AcceptedClientAuth::Basic => "client_secret_basic",
             AcceptedClientAuth::Body => "client_secret_post",
             AcceptedClientAuth::None => "none",
+            AcceptedClientAuth::PrivateKeyJwt => "private_key_jwt",
+            AcceptedClientAuth::ClientSecretJwt => "client_secret_jwt",
         })
         .collect();
+    // RFC 8414 §2: the algorithms the JWT methods take, when any is accepted.
+    let mut signing_algs: Vec<&str> = Vec::new();
+    if config.auth_methods.contains(&AcceptedClientAuth::PrivateKeyJwt) {
+        signing_algs.extend(KEY_ALGORITHMS);
+    }
+    if config.auth_methods.contains(&AcceptedClientAuth::ClientSecretJwt) {
+        signing_algs.extend(SECRET_ALGORITHMS);
+    }
     let mut document = json!({
-        "issuer": config.metadata.issuer.clone().unwrap_or_else(|| base.clone()),
+        "issuer": config.issuer(),
         "token_endpoint": format!("{base}{}", dialect.token_paths[0]),
         "token_endpoint_auth_methods_supported": methods,
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "response_types_supported": ["code"],
         "scopes_supported": config.allowed_scopes,
     });
+    if !signing_algs.is_empty() {
+        document["token_endpoint_auth_signing_alg_values_supported"] = json!(signing_algs);
+    }
     if let Some(authorize) = &dialect.authorize {
         document["authorization_endpoint"] = json!(format!("{base}{}", authorize.path));
         if authorize.pkce {
@@ -60,6 +74,9 @@ pub(crate) fn handle(state: &ServerState, method: &Method) -> Response<Full<Byte
         document["revocation_endpoint"] = json!(format!("{base}{}", revocation.path()));
         document["revocation_endpoint_auth_methods_supported"] =
             document["token_endpoint_auth_methods_supported"].clone();
+        if !signing_algs.is_empty() {
+            document["revocation_endpoint_auth_signing_alg_values_supported"] = json!(signing_algs);
+        }
     }
     json_response(StatusCode::OK, &document)
 }

@@ -72,7 +72,7 @@ fn rfc7009(
         BodyError::Failed => ErrorAnswer::invalid_request("the request body could not be read"),
     })?;
     let params = TokenParams::from_form(&body)?;
-    let client = authenticate(&state.config, &parts.headers, &params)?;
+    let client = authenticate(state, &parts.headers, &params)?;
     let token = params.require("token")?;
     match params.get("token_type_hint") {
         None | Some("access_token" | "refresh_token") => {}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::client_assertion::{AssertionAudience, ClientKey, UsedJtis};
 use crate::counters::Counters;
 use crate::dialect::{AcceptedClientAuth, DialectRules, ExpiresUnit};
 use crate::faults::FaultQueue;
@@ -32,7 +33,12 @@ pub(crate) struct ServerConfig {
     pub(crate) dialect: &'static DialectRules,
     /// Registered clients: id → secret, `None` for public clients.
     pub(crate) clients: HashMap<Arc<str>, Option<String>>,
+    /// The public keys clients registered for `private_key_jwt`, by client id. A client
+    /// with keys is confidential even without a secret.
+    pub(crate) client_keys: HashMap<Arc<str>, Vec<ClientKey>>,
     pub(crate) auth_methods: Vec<AcceptedClientAuth>,
+    /// Which `aud` a client assertion may name.
+    pub(crate) assertion_audience: AssertionAudience,
     /// Resource owners as `(username, password)`; the first one is the user
     /// the authorization endpoint approves as by default.
     pub(crate) users: Vec<(Arc<str>, String)>,
@@ -81,6 +87,20 @@ impl ServerConfig {
             .map(|(id, secret)| (id, secret.as_deref()))
     }
 
+    /// The public keys a client registered (none for most clients).
+    pub(crate) fn client_keys(&self, id: &str) -> &[ClientKey] {
+        self.client_keys.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The issuer: what the metadata document names, the server's origin unless the
+    /// builder said otherwise.
+    pub(crate) fn issuer(&self) -> String {
+        self.metadata
+            .issuer
+            .clone()
+            .unwrap_or_else(|| self.base_url.clone())
+    }
+
     /// The registered user with this name, as its shared name and password.
     pub(crate) fn user(&self, name: &str) -> Option<(&Arc<str>, &str)> {
         self.users
@@ -99,12 +119,20 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut clients: Vec<_> = self.clients.keys().collect();
         clients.sort();
+        let mut client_keys: Vec<_> = self
+            .client_keys
+            .iter()
+            .map(|(id, keys)| (id, keys.len()))
+            .collect();
+        client_keys.sort();
         // Names only: passwords, like client secrets, stay out of the output.
         let users: Vec<_> = self.users.iter().map(|(user, _)| user).collect();
         f.debug_struct("ServerConfig")
             .field("dialect", &self.dialect.kind)
             .field("clients", &clients)
+            .field("client_keys", &client_keys)
             .field("auth_methods", &self.auth_methods)
+            .field("assertion_audience", &self.assertion_audience)
             .field("users", &users)
             .field("token_lifetime", &self.token_lifetime)
             .field("code_lifetime", &self.code_lifetime)
@@ -131,6 +159,8 @@ pub(crate) struct ServerState {
     pub(crate) resource_latency: Latency,
     /// How many of the next authorization requests to deny.
     pub(crate) denials: AtomicUsize,
+    /// The `jti`s of accepted client assertions, until their `exp`.
+    used_jtis: Mutex<UsedJtis>,
 }
 
 impl ServerState {
@@ -148,7 +178,12 @@ impl ServerState {
             token_latency: Latency::default(),
             resource_latency: Latency::default(),
             denials: AtomicUsize::new(0),
+            used_jtis: Mutex::new(UsedJtis::default()),
         }
+    }
+
+    pub(crate) fn used_jtis(&self) -> MutexGuard<'_, UsedJtis> {
+        lock(&self.used_jtis)
     }
 
     pub(crate) fn dialect(&self) -> &'static DialectRules {

@@ -103,7 +103,7 @@ fn answer(
     }
     let dialect = state.dialect();
     let params = read_params(dialect, parts, body)?;
-    let client = authenticate(&state.config, &parts.headers, &params)?;
+    let client = authenticate(state, &parts.headers, &params)?;
     let grant_type = params.require("grant_type")?;
     let kind = GrantKind::from_param(grant_type)
         .filter(|kind| dialect.grants.contains(kind))
