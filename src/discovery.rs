@@ -46,9 +46,12 @@
 //! - [`client_auth`](Provider::client_auth) from `token_endpoint_auth_methods_supported`:
 //!   [`ClientAuth::Basic`] when it lists `client_secret_basic` or is absent (RFC 8414's
 //!   default), else [`ClientAuth::RequestBody`] when it lists `client_secret_post`, else
-//!   [`ClientAuth::PublicClient`] when it lists `none`; otherwise (only methods this
-//!   crate does not speak yet, such as `private_key_jwt`) Basic, for the application to
-//!   override;
+//!   [`ClientAuth::PublicClient`] when it lists `none`; otherwise, with the `jose`
+//!   feature, `ClientAuth::PrivateKeyJwt` when it lists `private_key_jwt` (building the
+//!   registry then asks for the client's key) and `ClientAuth::ClientSecretJwt` (HS256,
+//!   or the HMAC `token_endpoint_auth_signing_alg_values_supported` lists) when it lists
+//!   `client_secret_jwt`; otherwise (only methods this crate does not speak, such as
+//!   `tls_client_auth`) Basic, for the application to override;
 //! - [`pkce`](Provider::pkce) when `code_challenge_methods_supported` lists `S256`;
 //! - the name of the issuer's host;
 //! - the whole of what was read, as [`ProviderMetadata`], through
@@ -545,7 +548,31 @@ impl ProviderMetadata {
         } else if has("none") {
             ClientAuth::PublicClient
         } else {
+            #[cfg(feature = "jose")]
+            if has("private_key_jwt") {
+                return ClientAuth::PrivateKeyJwt;
+            } else if has("client_secret_jwt") {
+                return ClientAuth::ClientSecretJwt(self.client_secret_jwt_algorithm());
+            }
             ClientAuth::Basic
+        }
+    }
+
+    /// The HMAC of `client_secret_jwt`: HS256 unless the server lists algorithms
+    /// without it, then the first of HS384 and HS512 it lists.
+    #[cfg(feature = "jose")]
+    fn client_secret_jwt_algorithm(&self) -> crate::jose::HmacAlgorithm {
+        use crate::jose::HmacAlgorithm;
+        let listed = &self.token_endpoint_auth_signing_alg_values_supported;
+        let has = |alg: HmacAlgorithm| listed.iter().any(|listed| listed == alg.as_str());
+        if listed.is_empty() || has(HmacAlgorithm::Hs256) {
+            HmacAlgorithm::Hs256
+        } else if has(HmacAlgorithm::Hs384) {
+            HmacAlgorithm::Hs384
+        } else if has(HmacAlgorithm::Hs512) {
+            HmacAlgorithm::Hs512
+        } else {
+            HmacAlgorithm::Hs256
         }
     }
 
@@ -663,9 +690,39 @@ mod tests {
                 ClientAuth::RequestBody,
             ),
             (Some(&["none"][..]), ClientAuth::PublicClient),
-            (Some(&["private_key_jwt"][..]), ClientAuth::Basic),
+            (Some(&["none", "private_key_jwt"][..]), ClientAuth::PublicClient),
+            (Some(&["tls_client_auth"][..]), ClientAuth::Basic),
         ] {
             assert_eq!(metadata(methods).client_auth(), expected, "{methods:?}");
+        }
+    }
+
+    #[test]
+    fn client_auth_falls_back_to_the_jwt_methods_only_with_jose() {
+        #[cfg(feature = "jose")]
+        use crate::jose::HmacAlgorithm;
+        let only = |method: &str, algs: &[&str]| {
+            let mut metadata = metadata(Some(&[method]));
+            metadata.token_endpoint_auth_signing_alg_values_supported =
+                algs.iter().map(|alg| alg.to_string()).collect();
+            metadata.client_auth()
+        };
+        #[cfg(feature = "jose")]
+        {
+            assert_eq!(only("private_key_jwt", &[]), ClientAuth::PrivateKeyJwt);
+            assert_eq!(
+                only("client_secret_jwt", &[]),
+                ClientAuth::ClientSecretJwt(HmacAlgorithm::Hs256)
+            );
+            assert_eq!(
+                only("client_secret_jwt", &["ES256", "HS512", "HS384"]),
+                ClientAuth::ClientSecretJwt(HmacAlgorithm::Hs384)
+            );
+        }
+        #[cfg(not(feature = "jose"))]
+        {
+            assert_eq!(only("private_key_jwt", &[]), ClientAuth::Basic);
+            assert_eq!(only("client_secret_jwt", &[]), ClientAuth::Basic);
         }
     }
 }

@@ -122,6 +122,8 @@ pub mod authorize;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 pub mod body;
+#[cfg(feature = "jose")]
+mod client_assertion;
 mod credential;
 #[cfg(any(feature = "follow-redirect", feature = "reqwest"))]
 mod crossing;
@@ -190,6 +192,9 @@ pub mod __fuzz {
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "jose")]
+#[doc(inline)]
+pub use self::provider::AssertionAudience;
 #[doc(inline)]
 pub use self::{
     credential::{Credential, CredentialKey, Revoked, UserCredentialTemplate},

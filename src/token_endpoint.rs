@@ -53,6 +53,9 @@ pub(crate) struct CheckedCredential {
     pub(crate) token_url: Uri,
     pub(crate) scope: Option<String>,
     pub(crate) rules: ResponseRules,
+    /// What signs the JWT client assertions, when the client authenticates with one.
+    #[cfg(feature = "jose")]
+    assertion_signer: Option<crate::client_assertion::Signer>,
 }
 
 impl CheckedCredential {
@@ -88,7 +91,12 @@ impl CheckedCredential {
                 provider.name
             )));
         }
-        let needs_secret = matches!(provider.client_auth, ClientAuth::Basic | ClientAuth::RequestBody);
+        let needs_secret = match provider.client_auth {
+            ClientAuth::Basic | ClientAuth::RequestBody => true,
+            #[cfg(feature = "jose")]
+            ClientAuth::ClientSecretJwt(_) => true,
+            _ => false,
+        };
         if needs_secret && credential.client.client_secret.is_none() {
             return Err(Error::config(format!(
                 "`{}` authenticates clients with a secret, but none was given",
@@ -123,12 +131,26 @@ impl CheckedCredential {
             lifetimes: provider.lifetimes,
         };
         let scope = (!scopes.is_empty()).then(|| provider.scope_syntax.join(&scopes));
+        #[cfg(feature = "jose")]
+        let assertion_signer = crate::client_assertion::Signer::new(&credential)?;
         Ok(Self {
             credential,
             token_url,
             scope,
             rules,
+            #[cfg(feature = "jose")]
+            assertion_signer,
         })
+    }
+
+    /// A new JWT client assertion, when the client authenticates with one: built for
+    /// each request, never reused, so a retried request carries a fresh `jti`.
+    fn client_assertion(&self) -> Result<Option<String>, Error> {
+        #[cfg(feature = "jose")]
+        if let Some(signer) = &self.assertion_signer {
+            return signer.sign(&self.credential.client.client_id).map(Some);
+        }
+        Ok(None)
     }
 
     pub(crate) fn provider_name(&self) -> &Arc<str> {
@@ -155,8 +177,17 @@ impl CheckedCredential {
         }
     }
 
-    /// Builds the token request for `input`, in the provider's dialect.
+    /// Builds the token request for `input`, in the provider's dialect, with a new
+    /// client assertion if the client authenticates with one.
+    #[cfg(test)]
     pub(crate) fn request(&self, input: &GrantInput) -> Result<TokenRequest, Error> {
+        let assertion = self.client_assertion()?;
+        self.build_request(input, assertion.as_deref())
+    }
+
+    /// Builds the token request for `input`, in the provider's dialect, carrying
+    /// `assertion` if the client authenticates with one.
+    fn build_request(&self, input: &GrantInput, assertion: Option<&str>) -> Result<TokenRequest, Error> {
         let cred = &self.credential;
         let provider = &cred.client.provider;
         let repeat = provider.repeat_authorization_params;
@@ -186,7 +217,7 @@ impl CheckedCredential {
                 params.push(("scope", scope));
             }
         }
-        let (basic, client_params) = client_authentication(cred)?;
+        let (basic, client_params) = client_authentication(cred, assertion)?;
         params.extend(client_params);
 
         let mut builder = Request::builder()
@@ -227,14 +258,15 @@ impl CheckedCredential {
         transport: &TokenTransport,
         input: &GrantInput,
     ) -> Result<TokenSet, Error> {
-        let request = self.request(input)?;
+        let assertion = self.client_assertion()?;
+        let request = self.build_request(input, assertion.as_deref())?;
         let (status, headers, body) = self.exchange(transport, request).await?;
         let refused = match input {
             GrantInput::ClientCredentials => None,
             GrantInput::Refresh(_) => Some(RefusedGrant::RefreshToken),
             GrantInput::Code(_) => Some(RefusedGrant::AuthorizationCode),
         };
-        let redactor = self.redactor(Some(input));
+        let redactor = self.redactor(Some(input), assertion.as_deref());
         let now = Instant::now();
         let mut tokens = parse_token_response(&self.rules, status, &headers, &body, now, &redactor).map_err(
             |err| match (err, refused) {
@@ -294,12 +326,17 @@ impl CheckedCredential {
         token: &str,
         hint: &'static str,
     ) -> Result<(), Error> {
-        let request = self.revocation_request(revocation, token, hint)?;
+        // Only RFC 7009 revocation authenticates the client.
+        let assertion = match revocation {
+            Revocation::Rfc7009 { .. } => self.client_assertion()?,
+            Revocation::Header { .. } => None,
+        };
+        let request = self.revocation_request(revocation, token, hint, assertion.as_deref())?;
         let (status, headers, body) = self.exchange(transport, request).await?;
         if status.is_success() {
             return Ok(());
         }
-        let redactor = self.redactor(None).secret(token);
+        let redactor = self.redactor(None, assertion.as_deref()).secret(token);
         match parse_token_response(&self.rules, status, &headers, &body, Instant::now(), &redactor) {
             Err(err) => Err(err),
             Ok(_) => Err(Error::Malformed(MalformedResponse {
@@ -316,6 +353,7 @@ impl CheckedCredential {
         revocation: &Revocation,
         token: &str,
         hint: &str,
+        assertion: Option<&str>,
     ) -> Result<TokenRequest, Error> {
         let cred = &self.credential;
         let (url, mut builder, body) = match revocation {
@@ -329,7 +367,7 @@ impl CheckedCredential {
                     .append_pair("token_type_hint", hint);
                 let mut builder =
                     Request::builder().header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-                let (basic, client_params) = client_authentication(cred)?;
+                let (basic, client_params) = client_authentication(cred, assertion)?;
                 if let Some(basic) = basic {
                     builder = builder.header(header::AUTHORIZATION, basic);
                 }
@@ -351,12 +389,16 @@ impl CheckedCredential {
             .map_err(|_| Error::config("revocation request could not be built"))
     }
 
-    /// A redactor for the answer to a request that presented `input`: it knows every
-    /// secret such a request carries (the client's secret, also as the `Basic` value it
-    /// travels in, and the grant's refresh token, code or PKCE verifier).
-    fn redactor(&self, input: Option<&GrantInput>) -> Redactor {
+    /// A redactor for the answer to a request that presented `input` and `assertion`:
+    /// it knows every secret such a request carries (the client's secret, also as the
+    /// `Basic` value it travels in, the client assertion, and the grant's refresh token,
+    /// code or PKCE verifier).
+    fn redactor(&self, input: Option<&GrantInput>, assertion: Option<&str>) -> Redactor {
         let cred = &self.credential;
         let mut redactor = Redactor::none();
+        if let Some(assertion) = assertion {
+            redactor = redactor.secret(assertion);
+        }
         if let Some(secret) = &cred.client.client_secret {
             redactor = redactor.secret(secret.secret());
         }
@@ -424,8 +466,13 @@ impl CheckedCredential {
 /// Request parameters: name and value.
 type Params<'a> = Vec<(&'static str, &'a str)>;
 
-/// How `cred` authenticates: an `Authorization: Basic` value, and parameters.
-fn client_authentication(cred: &Credential) -> Result<(Option<HeaderValue>, Params<'_>), Error> {
+/// How `cred` authenticates: an `Authorization: Basic` value, and parameters, among
+/// them `assertion` for the JWT methods.
+#[cfg_attr(not(feature = "jose"), allow(unused_variables))]
+fn client_authentication<'a>(
+    cred: &'a Credential,
+    assertion: Option<&'a str>,
+) -> Result<(Option<HeaderValue>, Params<'a>), Error> {
     let secret = cred.client.client_secret.as_ref().map(|s| s.secret());
     Ok(match cred.client.provider.client_auth {
         ClientAuth::Basic => {
@@ -439,6 +486,18 @@ fn client_authentication(cred: &Credential) -> Result<(Option<HeaderValue>, Para
         }
         ClientAuth::PublicClient => (None, vec![("client_id", cred.client.client_id.as_str())]),
         ClientAuth::None => (None, Vec::new()),
+        #[cfg(feature = "jose")]
+        ClientAuth::PrivateKeyJwt | ClientAuth::ClientSecretJwt(_) => {
+            let assertion = assertion.ok_or_else(|| Error::config("the client assertion is missing"))?;
+            // RFC 7521 §4.2: `client_id` may come along; servers that look the client
+            // up by it before reading the assertion get it.
+            let params = vec![
+                ("client_id", cred.client.client_id.as_str()),
+                ("client_assertion_type", crate::client_assertion::JWT_BEARER),
+                ("client_assertion", assertion),
+            ];
+            (None, params)
+        }
     })
 }
 
@@ -660,7 +719,9 @@ mod tests {
         let rfc = Revocation::Rfc7009 {
             url: "https://auth.example/revoke".into(),
         };
-        let req = config.revocation_request(&rfc, "tok", "refresh_token").unwrap();
+        let req = config
+            .revocation_request(&rfc, "tok", "refresh_token", None)
+            .unwrap();
         assert_eq!(req.uri(), "https://auth.example/revoke");
         assert_eq!(
             body_of(&req),
@@ -671,7 +732,7 @@ mod tests {
             header: HeaderName::from_static("x-token"),
         };
         let req = config
-            .revocation_request(&header_style, "tok", "access_token")
+            .revocation_request(&header_style, "tok", "access_token", None)
             .unwrap();
         assert_eq!(header(&req, "x-token"), Some("tok"));
         assert!(req.headers()["x-token"].is_sensitive());

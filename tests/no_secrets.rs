@@ -300,6 +300,69 @@ async fn quoted_requests_never_bring_a_secret_back_out() {
     assert_eq!(tried, 12);
 }
 
+/// A client assertion quoted back, alone at the head of `error_description` so that
+/// the cap on quoted text cannot hide it, never comes back out: not whole, and not its
+/// claims or its signature alone.
+#[cfg(feature = "jose")]
+#[tokio::test(start_paused = true)]
+async fn a_quoted_client_assertion_never_comes_back_out() {
+    use tower_oauth2::jose::{HmacAlgorithm, SigningAlgorithm, SigningKey};
+
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&sent);
+    let transport = TokenTransport::new(tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let assertion = form_urlencoded::parse(&body)
+                .find(|(name, _)| name == "client_assertion")
+                .map(|(_, value)| value.into_owned())
+                .expect("an assertion");
+            seen.lock().unwrap().push(assertion.clone());
+            let answer = serde_json::json!({
+                "error": "invalid_client",
+                "error_description": format!("{assertion} is refused"),
+            });
+            let response = Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(answer.to_string())))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    }));
+    let key = SigningKey::generate(SigningAlgorithm::EdDsa).unwrap();
+    for client_auth in [
+        ClientAuth::PrivateKeyJwt,
+        ClientAuth::ClientSecretJwt(HmacAlgorithm::Hs256),
+    ] {
+        let (captured, _guard) = Captured::install();
+        let credential = Credential::client_credentials(standard(client_auth), "client-id", SECRET)
+            .client_assertion_key(key.clone())
+            .refresh_policy(RefreshPolicy::default().random(no_jitter));
+        let credentials = CredentialRegistry::builder()
+            .credential(credential)
+            .transport(transport.clone())
+            .build()
+            .unwrap();
+        let client = OAuth2Layer::new(credentials).layer(Api::new());
+        let err = client.oneshot(get("quoted")).await.unwrap_err();
+        let printed = every_rendering(&err);
+        assert!(printed.contains("[redacted] is refused"), "{printed}");
+        // Neither its claims nor its signature: only its header, which holds no more
+        // than the algorithm and the type, could be left.
+        let assertion = sent.lock().unwrap().pop().expect("an assertion was sent");
+        let logs = captured.text();
+        for output in [&printed, &logs] {
+            for part in assertion.split('.').skip(1) {
+                assert!(!output.contains(part), "{client_auth:?}: `{part}` in\n{output}");
+            }
+        }
+        assert_clean(&format!("{client_auth:?}"), &printed, &[SECRET]);
+        assert_clean(&format!("{client_auth:?}"), &logs, &[SECRET]);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_code_exchange_quoted_back_keeps_the_code_and_the_pkce_verifier_secret() {
     let provider = standard(ClientAuth::Basic)

@@ -23,6 +23,9 @@ pub(crate) struct ClientSettings {
     pub(crate) provider: Provider,
     pub(crate) client_id: String,
     pub(crate) client_secret: Option<ClientSecret>,
+    /// The key of [`ClientAuth::PrivateKeyJwt`](crate::ClientAuth::PrivateKeyJwt).
+    #[cfg(feature = "jose")]
+    pub(crate) assertion_key: Option<crate::jose::SigningKey>,
     pub(crate) scopes: Option<Vec<String>>,
     pub(crate) redirect_uri: Option<String>,
     pub(crate) policy: RefreshPolicy,
@@ -35,6 +38,8 @@ impl ClientSettings {
             provider,
             client_id,
             client_secret,
+            #[cfg(feature = "jose")]
+            assertion_key: None,
             scopes: None,
             redirect_uri: None,
             policy: RefreshPolicy::default(),
@@ -60,11 +65,14 @@ impl ClientSettings {
 // and the provider is named rather than printed whole.
 impl fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientSettings")
-            .field("provider", &self.provider.name)
+        let mut f = f.debug_struct("ClientSettings");
+        f.field("provider", &self.provider.name)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret)
-            .field("scopes", &self.scopes)
+            .field("client_secret", &self.client_secret);
+        // The key's own `Debug` shows its algorithm, id and thumbprint: nothing private.
+        #[cfg(feature = "jose")]
+        f.field("assertion_key", &self.assertion_key);
+        f.field("scopes", &self.scopes)
             .field("redirect_uri", &self.redirect_uri)
             .field("policy", &self.policy)
             .field("store", &self.store)
@@ -124,6 +132,20 @@ macro_rules! client_settings {
         /// [`ClientAuth::RequestBody`](crate::ClientAuth::RequestBody) without a secret.
         pub fn client_auth(mut self, client_auth: $crate::ClientAuth) -> Self {
             self.client.set_client_auth(client_auth);
+            self
+        }
+
+        /// The private key that signs this client's JWT assertions, for a provider (or
+        /// a [`client_auth`](Self::client_auth)) of
+        /// [`ClientAuth::PrivateKeyJwt`](crate::ClientAuth::PrivateKeyJwt): its public
+        /// half is what the client registered at the authorization server. Assertions
+        /// carry the key's [`key_id`](crate::jose::SigningKey::key_id) as `kid` when it
+        /// has one. Building the registry refuses `PrivateKeyJwt` without a key.
+        /// Feature `jose`.
+        #[cfg(feature = "jose")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+        pub fn client_assertion_key(mut self, key: $crate::jose::SigningKey) -> Self {
+            self.client.assertion_key = Some(key);
             self
         }
 

@@ -23,6 +23,63 @@ pub enum ClientAuth {
     /// Nothing identifies the client: token requests carry only the grant. The
     /// credential's client id is then a local label, used in keys and logs only.
     None,
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): each request carries
+    /// `client_id`, `client_assertion_type` and a `client_assertion`, a JWT signed with
+    /// the key set by
+    /// [`Credential::client_assertion_key`](crate::Credential::client_assertion_key),
+    /// in that key's algorithm. Its `aud` is the provider's
+    /// [`client_assertion_audience`](crate::Provider::client_assertion_audience).
+    /// Feature `jose`.
+    #[cfg(feature = "jose")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+    PrivateKeyJwt,
+    /// `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): as
+    /// [`PrivateKeyJwt`](Self::PrivateKeyJwt), but the JWT is MACed with the client
+    /// secret under this HMAC algorithm, so the secret itself never travels. Feature
+    /// `jose`.
+    #[cfg(feature = "jose")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+    ClientSecretJwt(crate::jose::HmacAlgorithm),
+}
+
+impl ClientAuth {
+    /// The method's name in RFC 8414 metadata (`token_endpoint_auth_methods_supported`)
+    /// and RFC 7591 registration: `client_secret_basic`, `client_secret_post`,
+    /// `private_key_jwt`, `client_secret_jwt`; `none` for both
+    /// [`PublicClient`](Self::PublicClient) and [`None`](Self::None).
+    pub fn method_name(self) -> &'static str {
+        match self {
+            ClientAuth::Basic => "client_secret_basic",
+            ClientAuth::RequestBody => "client_secret_post",
+            ClientAuth::PublicClient | ClientAuth::None => "none",
+            #[cfg(feature = "jose")]
+            ClientAuth::PrivateKeyJwt => "private_key_jwt",
+            #[cfg(feature = "jose")]
+            ClientAuth::ClientSecretJwt(_) => "client_secret_jwt",
+        }
+    }
+}
+
+/// The `aud` of a JWT client assertion ([`ClientAuth::PrivateKeyJwt`],
+/// [`ClientAuth::ClientSecretJwt`]): RFC 7523 §3 wants a value that identifies the
+/// authorization server, and servers differ on which one they accept. Feature `jose`.
+#[cfg(feature = "jose")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AssertionAudience {
+    /// The token endpoint URL, as OpenID Connect Core §9 asks. The default. (Revocation
+    /// requests name the token endpoint too: it is the server's identity, not the
+    /// request's target.)
+    #[default]
+    TokenEndpoint,
+    /// The issuer of the metadata the provider was discovered from
+    /// ([`Provider::discover`](crate::Provider::discover)); a provider built otherwise
+    /// is refused as a configuration error: name the issuer with
+    /// [`Value`](Self::Value) then.
+    Issuer,
+    /// This value exactly (an issuer URL, or whatever the server documents).
+    Value(String),
 }
 
 /// How the parameters of a token request are carried.

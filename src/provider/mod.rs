@@ -41,6 +41,8 @@ use std::{fmt, sync::Arc};
 
 use http::{HeaderMap, StatusCode};
 
+#[cfg(feature = "jose")]
+pub use self::dialect::AssertionAudience;
 pub use self::dialect::{
     ClientAuth, CodeDelivery, HeaderParameters, ParameterEncoding, RefreshTokens, Revocation, ScopeSyntax,
     TokenPlacement,
@@ -60,6 +62,9 @@ pub struct Provider {
     pub(crate) token_url: String,
     pub(crate) api_origins: Vec<String>,
     pub(crate) client_auth: ClientAuth,
+    /// The `aud` of JWT client assertions.
+    #[cfg(feature = "jose")]
+    pub(crate) assertion_audience: AssertionAudience,
     pub(crate) placement: TokenPlacement,
     pub(crate) dead_token_statuses: Vec<StatusCode>,
     pub(crate) dead_token_when: Option<Arc<DeadTokenFn>>,
@@ -109,6 +114,8 @@ impl Provider {
             token_url,
             api_origins: Vec::new(),
             client_auth: ClientAuth::Basic,
+            #[cfg(feature = "jose")]
+            assertion_audience: AssertionAudience::TokenEndpoint,
             placement: TokenPlacement::AuthorizationBearer,
             dead_token_statuses: vec![StatusCode::UNAUTHORIZED],
             dead_token_when: None,
@@ -174,6 +181,25 @@ impl Provider {
     /// How the client authenticates at the token endpoint.
     pub fn client_auth(mut self, client_auth: ClientAuth) -> Self {
         self.client_auth = client_auth;
+        self
+    }
+
+    /// The `aud` of the JWT client assertions of [`ClientAuth::PrivateKeyJwt`] and
+    /// [`ClientAuth::ClientSecretJwt`]: the token endpoint URL unless the server wants
+    /// its issuer or another value. Feature `jose`.
+    ///
+    /// ```
+    /// use tower_oauth2::{AssertionAudience, ClientAuth, Provider};
+    ///
+    /// let provider = Provider::standard("https://auth.example.com/oauth2/token")
+    ///     .client_auth(ClientAuth::PrivateKeyJwt)
+    ///     .client_assertion_audience(AssertionAudience::Value("https://auth.example.com".into()));
+    /// # let _ = provider;
+    /// ```
+    #[cfg(feature = "jose")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+    pub fn client_assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = audience;
         self
     }
 
@@ -451,12 +477,14 @@ fn is_grpc_unauthenticated(headers: &HeaderMap) -> bool {
 impl fmt::Debug for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let api_origins: Vec<_> = self.api_origins.iter().map(|url| without_userinfo(url)).collect();
-        f.debug_struct("Provider")
-            .field("name", &self.name)
+        let mut f = f.debug_struct("Provider");
+        f.field("name", &self.name)
             .field("token_url", &without_userinfo(&self.token_url))
             .field("api_origins", &api_origins)
-            .field("client_auth", &self.client_auth)
-            .field("placement", &self.placement)
+            .field("client_auth", &self.client_auth);
+        #[cfg(feature = "jose")]
+        f.field("assertion_audience", &self.assertion_audience);
+        f.field("placement", &self.placement)
             .field("dead_token_statuses", &self.dead_token_statuses)
             .field("dead_token_when", &self.dead_token_when.as_ref().map(|_| ".."))
             .field("dead_token_body", &self.dead_token_body)
