@@ -129,6 +129,9 @@ mod credential;
 mod crossing;
 pub mod dead_token;
 pub mod discovery;
+#[cfg(feature = "jose")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+pub mod dpop;
 pub mod error;
 mod grant;
 #[cfg(feature = "jose")]

@@ -125,10 +125,21 @@ impl CheckedCredential {
                 provider.name
             )));
         }
+        #[cfg(feature = "jose")]
+        let dpop = credential.client.dpop.is_some();
+        #[cfg(not(feature = "jose"))]
+        let dpop = false;
+        if dpop && provider.placement != crate::provider::TokenPlacement::AuthorizationBearer {
+            return Err(Error::config(format!(
+                "`{}` places tokens outside the Authorization header, where a DPoP-bound token cannot go",
+                provider.name
+            )));
+        }
         let rules = ResponseRules {
             provider: provider.name.clone(),
             expires_in: provider.expires_in,
             lifetimes: provider.lifetimes,
+            dpop,
         };
         let scope = (!scopes.is_empty()).then(|| provider.scope_syntax.join(&scopes));
         #[cfg(feature = "jose")]
@@ -182,6 +193,16 @@ impl CheckedCredential {
     #[cfg(test)]
     pub(crate) fn request(&self, input: &GrantInput) -> Result<TokenRequest, Error> {
         let assertion = self.client_assertion()?;
+        self.build_request(input, assertion.as_deref())
+    }
+
+    /// Builds the token request for `input`, with a new client assertion if the client
+    /// authenticates with one; the assertion joins `redactor`.
+    fn request_redacted(&self, input: &GrantInput, redactor: &mut Redactor) -> Result<TokenRequest, Error> {
+        let assertion = self.client_assertion()?;
+        if let Some(assertion) = &assertion {
+            *redactor = std::mem::replace(redactor, Redactor::none()).secret(assertion);
+        }
         self.build_request(input, assertion.as_deref())
     }
 
@@ -247,9 +268,63 @@ impl CheckedCredential {
                 Bytes::new()
             }
         };
+        #[cfg(feature = "jose")]
+        if let Some(proof) = self.dpop_proof() {
+            builder = builder.header(crate::dpop::DPOP, proof);
+        }
         builder
             .body(Full::new(body))
             .map_err(|_| Error::config("token request could not be built"))
+    }
+
+    /// A DPoP proof for a token request, if the credential is DPoP-bound.
+    #[cfg(feature = "jose")]
+    fn dpop_proof(&self) -> Option<HeaderValue> {
+        let key = self.credential.client.dpop.as_ref()?;
+        let target = crate::dpop::ProofTarget::of_uri(&self.token_url)?;
+        key.binding().proof("POST", &target, None)
+    }
+
+    /// Sends the token request for `input`; for a DPoP-bound credential, remembers the
+    /// nonce the answer carries, and sends the request once more, with a new proof, if
+    /// the answer asks for a nonce (RFC 9449 §8). The proofs sent join `redactor`.
+    async fn send_token_request(
+        &self,
+        transport: &TokenTransport,
+        input: &GrantInput,
+        redactor: &mut Redactor,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Vec<u8>), Error> {
+        let request = self.request_redacted(input, redactor)?;
+        #[cfg(feature = "jose")]
+        if let Some(key) = &self.credential.client.dpop {
+            let proof = |request: &TokenRequest| {
+                request
+                    .headers()
+                    .get(crate::dpop::DPOP)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let Some(target) = crate::dpop::ProofTarget::of_uri(&self.token_url) else {
+                return self.exchange(transport, request).await;
+            };
+            if let Some(proof) = proof(&request) {
+                *redactor = std::mem::replace(redactor, Redactor::none()).exact(&proof);
+            }
+            let (status, headers, body) = self.exchange(transport, request).await?;
+            let has_nonce = key.binding().observe(target.origin(), &headers);
+            if !(has_nonce && crate::dpop::token_endpoint_wants_nonce(status, &body)) {
+                return Ok((status, headers, body));
+            }
+            tracing::debug!(provider = %self.provider_name(), "the token endpoint asked for a DPoP nonce; sending once more");
+            let request = self.request_redacted(input, redactor)?;
+            if let Some(proof) = proof(&request) {
+                *redactor = std::mem::replace(redactor, Redactor::none()).exact(&proof);
+            }
+            let answer = self.exchange(transport, request).await?;
+            key.binding().observe(target.origin(), &answer.1);
+            return Ok(answer);
+        }
+        self.exchange(transport, request).await
     }
 
     /// Sends one token request and reads the answer.
@@ -258,15 +333,13 @@ impl CheckedCredential {
         transport: &TokenTransport,
         input: &GrantInput,
     ) -> Result<TokenSet, Error> {
-        let assertion = self.client_assertion()?;
-        let request = self.build_request(input, assertion.as_deref())?;
-        let (status, headers, body) = self.exchange(transport, request).await?;
+        let mut redactor = self.redactor(Some(input));
+        let (status, headers, body) = self.send_token_request(transport, input, &mut redactor).await?;
         let refused = match input {
             GrantInput::ClientCredentials => None,
             GrantInput::Refresh(_) => Some(RefusedGrant::RefreshToken),
             GrantInput::Code(_) => Some(RefusedGrant::AuthorizationCode),
         };
-        let redactor = self.redactor(Some(input), assertion.as_deref());
         let now = Instant::now();
         let mut tokens = parse_token_response(&self.rules, status, &headers, &body, now, &redactor).map_err(
             |err| match (err, refused) {
@@ -336,7 +409,10 @@ impl CheckedCredential {
         if status.is_success() {
             return Ok(());
         }
-        let redactor = self.redactor(None, assertion.as_deref()).secret(token);
+        let mut redactor = self.redactor(None).secret(token);
+        if let Some(assertion) = &assertion {
+            redactor = redactor.secret(assertion);
+        }
         match parse_token_response(&self.rules, status, &headers, &body, Instant::now(), &redactor) {
             Err(err) => Err(err),
             Ok(_) => Err(Error::Malformed(MalformedResponse {
@@ -389,16 +465,13 @@ impl CheckedCredential {
             .map_err(|_| Error::config("revocation request could not be built"))
     }
 
-    /// A redactor for the answer to a request that presented `input` and `assertion`:
-    /// it knows every secret such a request carries (the client's secret, also as the
-    /// `Basic` value it travels in, the client assertion, and the grant's refresh token,
-    /// code or PKCE verifier).
-    fn redactor(&self, input: Option<&GrantInput>, assertion: Option<&str>) -> Redactor {
+    /// A redactor for the answer to a request that presented `input`: it knows every
+    /// secret such a request carries (the client's secret, also as the `Basic` value it
+    /// travels in, and the grant's refresh token, code or PKCE verifier). The client
+    /// assertion and the DPoP proof of each request join it as the request is built.
+    fn redactor(&self, input: Option<&GrantInput>) -> Redactor {
         let cred = &self.credential;
         let mut redactor = Redactor::none();
-        if let Some(assertion) = assertion {
-            redactor = redactor.secret(assertion);
-        }
         if let Some(secret) = &cred.client.client_secret {
             redactor = redactor.secret(secret.secret());
         }

@@ -30,6 +30,9 @@ pub(crate) struct ClientSettings {
     pub(crate) redirect_uri: Option<String>,
     pub(crate) policy: RefreshPolicy,
     pub(crate) store: Option<StoreHandle>,
+    /// The key tokens are bound to (DPoP, RFC 9449), if they are.
+    #[cfg(feature = "jose")]
+    pub(crate) dpop: Option<crate::dpop::DpopKey>,
 }
 
 impl ClientSettings {
@@ -44,6 +47,8 @@ impl ClientSettings {
             redirect_uri: None,
             policy: RefreshPolicy::default(),
             store: None,
+            #[cfg(feature = "jose")]
+            dpop: None,
         }
     }
 
@@ -75,8 +80,10 @@ impl fmt::Debug for ClientSettings {
         f.field("scopes", &self.scopes)
             .field("redirect_uri", &self.redirect_uri)
             .field("policy", &self.policy)
-            .field("store", &self.store)
-            .finish()
+            .field("store", &self.store);
+        #[cfg(feature = "jose")]
+        f.field("dpop", &self.dpop);
+        f.finish()
     }
 }
 
@@ -154,6 +161,17 @@ macro_rules! client_settings {
         /// database table per tenant. Pass an `Arc` of a store to share it.
         pub fn store(mut self, store: impl $crate::store::TokenStore) -> Self {
             self.client.store = Some($crate::store::StoreHandle::new(store));
+            self
+        }
+
+        /// Binds this client's tokens to `key` (DPoP, RFC 9449): token requests and API
+        /// requests carry proofs of it, and the token is sent as `Authorization: DPoP`.
+        /// See [`dpop`](crate::dpop). The provider must place tokens in the
+        /// `Authorization` header (the default).
+        #[cfg(feature = "jose")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+        pub fn dpop(mut self, key: $crate::dpop::DpopKey) -> Self {
+            self.client.dpop = Some(key);
             self
         }
 
