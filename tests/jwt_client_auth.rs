@@ -94,8 +94,7 @@ fn provider(server: &MockServer, client_auth: ClientAuth) -> Provider {
 
 /// Client credentials for `CLIENT`, authenticating with `key`.
 fn signed_by(server: &MockServer, key: &SigningKey) -> Credential {
-    Credential::client_credentials(provider(server, ClientAuth::PrivateKeyJwt), CLIENT, SECRET)
-        .client_assertion_key(key.clone())
+    Credential::client_credentials_with_key(provider(server, ClientAuth::Basic), CLIENT, key.clone())
 }
 
 struct Layered {

@@ -84,6 +84,34 @@ impl Credential {
             .client_auth(ClientAuth::PublicClient)
     }
 
+    /// A confidential client that proves itself with a JWT signed by `key`
+    /// (`private_key_jwt`, RFC 7523 §2.2) and uses the `client_credentials` grant:
+    /// [`ClientAuth::PrivateKeyJwt`] for this credential, whatever the provider names,
+    /// and [`client_assertion_key`](Self::client_assertion_key) `key`. No secret is
+    /// involved. Feature `jose`.
+    ///
+    /// ```
+    /// use tower_oauth2::{jose::{SigningAlgorithm, SigningKey}, Credential, Provider};
+    ///
+    /// let key = SigningKey::generate(SigningAlgorithm::Es256)?.with_key_id("2026-12");
+    /// // Register `key.public_jwk()` with the authorization server for "my-app".
+    /// let provider = Provider::standard("https://auth.example.com/token").api("https://api.example.com");
+    /// let credential = Credential::client_credentials_with_key(provider, "my-app", key);
+    /// # let _ = credential;
+    /// # Ok::<(), tower_oauth2::jose::KeyError>(())
+    /// ```
+    #[cfg(feature = "jose")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+    pub fn client_credentials_with_key(
+        provider: Provider,
+        client_id: impl Into<String>,
+        key: crate::jose::SigningKey,
+    ) -> Self {
+        Self::with_grant(provider, client_id.into(), None, Grant::ClientCredentials)
+            .client_auth(ClientAuth::PrivateKeyJwt)
+            .client_assertion_key(key)
+    }
+
     /// A client holding a refresh token. `client_secret` is `None` for public clients
     /// (use [`ClientAuth::PublicClient`] or [`ClientAuth::None`] on the provider then).
     pub fn refresh_token(

@@ -29,7 +29,26 @@ pub enum ClientAuth {
     /// [`Credential::client_assertion_key`](crate::Credential::client_assertion_key),
     /// in that key's algorithm. Its `aud` is the provider's
     /// [`client_assertion_audience`](crate::Provider::client_assertion_audience).
-    /// Feature `jose`.
+    /// Each request (a retry too) gets a new assertion: `iss` and `sub` the client id,
+    /// `iat` now, `exp` a minute later, a random `jti`, and the key's `kid` in its
+    /// header. Feature `jose`.
+    ///
+    /// ```
+    /// use tower_oauth2::{jose::SigningKey, ClientAuth, Credential, CredentialRegistry, Provider};
+    ///
+    /// # fn demo(pem: &str) -> Result<(), tower_oauth2::Error> {
+    /// let key = SigningKey::from_pem(pem).expect("a key").with_key_id("2026-12");
+    /// let provider = Provider::standard("https://auth.example.com/token")
+    ///     .client_auth(ClientAuth::PrivateKeyJwt)
+    ///     .api("https://api.example.com");
+    /// // A user's refresh token, redeemed with the client's key rather than a secret.
+    /// let credential = Credential::refresh_token(provider, "my-app", None, "refresh-token")
+    ///     .client_assertion_key(key);
+    /// let credentials = CredentialRegistry::new(credential)?;
+    /// # let _ = credentials;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "jose")]
     #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
     PrivateKeyJwt,
