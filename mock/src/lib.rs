@@ -152,6 +152,7 @@ mod builder;
 mod client_auth;
 mod counters;
 mod dialect;
+mod dpop;
 mod emulators;
 mod error;
 mod faults;

@@ -61,5 +61,8 @@ pub(crate) fn handle(state: &ServerState, method: &Method) -> Response<Full<Byte
         document["revocation_endpoint_auth_methods_supported"] =
             document["token_endpoint_auth_methods_supported"].clone();
     }
+    if state.dpop.is_some() {
+        document["dpop_signing_alg_values_supported"] = json!(crate::dpop::SIGNING_ALGS);
+    }
     json_response(StatusCode::OK, &document)
 }

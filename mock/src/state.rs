@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::counters::Counters;
 use crate::dialect::{AcceptedClientAuth, DialectRules, ExpiresUnit};
+use crate::dpop::DpopState;
 use crate::faults::FaultQueue;
 use crate::scope::Scope;
 use crate::sync::lock;
@@ -51,6 +52,15 @@ pub(crate) struct ServerConfig {
     pub(crate) base_url: String,
     /// What the standard server's metadata document says, if it serves one.
     pub(crate) metadata: MetadataConfig,
+    /// DPoP (RFC 9449), standard server only: `None` when off.
+    pub(crate) dpop: Option<DpopConfig>,
+}
+
+/// How the standard server does DPoP, when it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DpopConfig {
+    /// Whether proofs must carry the server's nonces.
+    pub(crate) nonces: bool,
 }
 
 /// The standard server's metadata document (RFC 8414).
@@ -89,6 +99,12 @@ impl ServerConfig {
             .map(|(user, password)| (user, password.as_str()))
     }
 
+    /// The server's authority, `127.0.0.1:PORT`: what `Host` says when a request
+    /// names none.
+    pub(crate) fn base_authority(&self) -> &str {
+        self.base_url.strip_prefix("http://").unwrap_or(&self.base_url)
+    }
+
     /// The user the authorization endpoint approves as unless told otherwise.
     pub(crate) fn default_user(&self) -> Option<&Arc<str>> {
         self.users.first().map(|(user, _)| user)
@@ -116,6 +132,7 @@ impl fmt::Debug for ServerConfig {
             )
             .field("allowed_scopes", &self.allowed_scopes)
             .field("metadata", &self.metadata)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -131,6 +148,8 @@ pub(crate) struct ServerState {
     pub(crate) resource_latency: Latency,
     /// How many of the next authorization requests to deny.
     pub(crate) denials: AtomicUsize,
+    /// Nonces and seen proofs, when DPoP is on.
+    pub(crate) dpop: Option<DpopState>,
 }
 
 impl ServerState {
@@ -140,7 +159,9 @@ impl ServerState {
     }
 
     pub(crate) fn new(config: ServerConfig) -> Self {
+        let dpop = config.dpop.map(|dpop| DpopState::new(dpop.nonces));
         ServerState {
+            dpop,
             config,
             counters: Counters::default(),
             faults: FaultQueue::default(),
@@ -210,6 +231,8 @@ struct IssuedAccessToken {
     grant: GrantRecord,
     family: Family,
     expires_at: Instant,
+    /// The RFC 7638 thumbprint of the key a DPoP-bound token is bound to.
+    jkt: Option<String>,
 }
 
 #[derive(Debug)]
@@ -303,7 +326,15 @@ impl IssuedTokens {
         self.next_family
     }
 
-    pub(crate) fn issue_access(&mut self, grant: GrantRecord, family: Family, lifetime: Duration) -> String {
+    /// Issues an access token, bound to the key whose thumbprint is `jkt` if given
+    /// (a DPoP-bound token, RFC 9449 §6).
+    pub(crate) fn issue_access(
+        &mut self,
+        grant: GrantRecord,
+        family: Family,
+        lifetime: Duration,
+        jkt: Option<String>,
+    ) -> String {
         let now = Instant::now();
         if self.access.len() >= self.prune_at {
             self.access.retain(|_, token| token.expires_at > now);
@@ -317,6 +348,7 @@ impl IssuedTokens {
                 grant,
                 family,
                 expires_at,
+                jkt,
             },
         );
         token
@@ -339,6 +371,13 @@ impl IssuedTokens {
     pub(crate) fn access_grant(&self, token: &str) -> Option<&GrantRecord> {
         let token = self.access.get(token)?;
         (token.expires_at > Instant::now()).then_some(&token.grant)
+    }
+
+    /// The grant behind a live access token and the thumbprint of the key it is
+    /// bound to, if it is DPoP-bound.
+    pub(crate) fn access_binding(&self, token: &str) -> Option<(&GrantRecord, Option<&str>)> {
+        let token = self.access.get(token)?;
+        (token.expires_at > Instant::now()).then_some((&token.grant, token.jkt.as_deref()))
     }
 
     pub(crate) fn active_access_tokens(&self) -> usize {
@@ -423,7 +462,7 @@ mod tests {
     fn minted_tokens_are_distinct_and_alphanumeric() {
         let mut store = IssuedTokens::default();
         let family = store.new_family();
-        let access = store.issue_access(grant("client"), family, Duration::from_secs(60));
+        let access = store.issue_access(grant("client"), family, Duration::from_secs(60), None);
         let refresh = store.issue_refresh(grant("client"), family);
         assert_ne!(access, refresh);
         for token in [&access, &refresh] {
@@ -440,9 +479,9 @@ mod tests {
         let family = store.new_family();
         let other = store.new_family();
         let refresh = store.issue_refresh(grant("a"), family);
-        let first = store.issue_access(grant("a"), family, Duration::from_secs(60));
-        let second = store.issue_access(grant("a"), family, Duration::from_secs(60));
-        let unrelated = store.issue_access(grant("a"), other, Duration::from_secs(60));
+        let first = store.issue_access(grant("a"), family, Duration::from_secs(60), None);
+        let second = store.issue_access(grant("a"), family, Duration::from_secs(60), None);
+        let unrelated = store.issue_access(grant("a"), other, Duration::from_secs(60), None);
 
         assert!(matches!(
             store.revoke(&refresh),
