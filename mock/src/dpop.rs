@@ -434,6 +434,9 @@ pub(crate) fn access_token_hash(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The wall clock in Unix seconds. A proof's `iat` is a NumericDate (RFC 9449 §4.2),
+/// so it is checked against the wall clock; a paused Tokio clock cannot stand for it.
+#[allow(clippy::disallowed_methods)]
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
