@@ -129,6 +129,9 @@ pub mod dead_token;
 pub mod discovery;
 pub mod error;
 mod grant;
+#[cfg(feature = "jose")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+pub mod jose;
 pub mod layer;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
