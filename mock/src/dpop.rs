@@ -500,6 +500,34 @@ mod tests {
     }
 
     #[test]
+    fn thumbprints_agree_with_an_independent_computation() {
+        // Public halves of test keys and their RFC 7638 thumbprints as Python's
+        // `cryptography` and `hashlib` computed them, for each key type.
+        let cases = [
+            (
+                Algorithm::ES256,
+                r#"{"kty":"EC","crv":"P-256","x":"UjZuHqn9RTpEX3yOlB4QFb1Bs1SOytwPxphCdXT46pQ","y":"khoGWO344GLiepff7mGgcw3V-uIMiQXMJkF1zqkaoWA"}"#,
+                "Mz2rGSvKsWzXPlXOa9cgTtJTboAlMgJ5BzqpH7aL36E",
+            ),
+            (
+                Algorithm::EdDSA,
+                r#"{"kty":"OKP","crv":"Ed25519","x":"6Jp3kuCHNvf4latbEIehz9x-rj9MLXALTXlLG10cZpA"}"#,
+                "4987rDjgEpeywqSVlTGOflBlNUftuOWEKU8jEDEXB48",
+            ),
+            (
+                Algorithm::RS256,
+                r#"{"kty":"RSA","n":"4e_P0u9krRc3y0jPu-0fdOnh35TOuABOQZLOGAKBX1R04uFkFV2zFfYVjs0Rzbf4au3I7Q_taNRNqKfAPMXQooMo7JG7todZSu-nTRlo1gibYSZWKns-24A_mzHRpWR0cnCxKfzFsO_c9cdq65SFoiaDUqAQVCq6qDDHhp9W49oBJWTp_99n0S-u0IeF92eMG7pbYfmIxC6ZV3bOdj0myHj1jRK5IHuLEikgjgbAuHtc3fAtcyYkbh48JgeJovNgdCSXxZLe7qDVJP54kZfy6n6zmvxFII-PNZChnwnnP6i98XPiwW9mFYjd52q25VyGnIbE7Pm4cAdLBMiqZ-x-6Q","e":"AQAB"}"#,
+                "XmE8SxJWiGiozE_xb3CJ_-YuAahmJWI7KwldkMopmDY",
+            ),
+        ];
+        for (algorithm, jwk, expected) in cases {
+            let jwk: Map<String, Value> = serde_json::from_str(jwk).unwrap();
+            let (_, input) = public_key(&jwk, algorithm).unwrap();
+            assert_eq!(URL_SAFE_NO_PAD.encode(Sha256::digest(input.as_bytes())), expected);
+        }
+    }
+
+    #[test]
     fn seen_jtis_are_forgotten_after_the_window() {
         let state = DpopState::new(false);
         let counters = Counters::default();
