@@ -188,7 +188,8 @@ pub mod __fuzz {
     feature = "hyper-transport",
     feature = "follow-redirect",
     feature = "tonic",
-    feature = "redis"
+    feature = "redis",
+    feature = "jose"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
