@@ -93,7 +93,11 @@ fn warm_dpop(rt: &tokio::runtime::Runtime, algorithm: SigningAlgorithm) -> tower
                 Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
             }
         });
-        layer.layer(check).oneshot(request(API_URI)).await.expect("first call");
+        layer
+            .layer(check)
+            .oneshot(request(API_URI))
+            .await
+            .expect("first call");
         let mut svc = layer.layer(Answer);
         ServiceExt::<Request<()>>::ready(&mut svc).await.expect("ready");
         svc.call(request(API_URI)).await.expect("warm-up call");
@@ -110,7 +114,8 @@ fn proof_cost(c: &mut Criterion) {
     let input = vec![b'a'; SIGNING_INPUT_LEN];
 
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
-    let es256 = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).expect("key");
+    let es256 =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).expect("key");
     group.bench_function("es256_signature", |b| {
         b.iter(|| black_box(es256.sign(&rng, black_box(&input)).expect("signature")))
     });
@@ -204,7 +209,11 @@ fn end_to_end() -> Vec<String> {
             async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
         }));
         let credentials = CredentialRegistry::builder()
-            .credential(Credential::client_credentials(provider, "bench-client", "bench-secret"))
+            .credential(Credential::client_credentials(
+                provider,
+                "bench-client",
+                "bench-secret",
+            ))
             .transport(transport)
             .build()
             .expect("valid credentials");
@@ -222,7 +231,9 @@ fn end_to_end() -> Vec<String> {
                 let n = REQUESTS_PER_ROUND / tasks as u64;
                 handles.push(tokio::spawn(async move {
                     for _ in 0..n {
-                        let req = Request::get(uri.clone()).body(Full::new(Bytes::new())).expect("request");
+                        let req = Request::get(uri.clone())
+                            .body(Full::new(Bytes::new()))
+                            .expect("request");
                         let response = svc.clone().oneshot(req).await.expect("response");
                         assert_eq!(response.status(), 200);
                         response.into_body().collect().await.expect("body");
@@ -269,15 +280,23 @@ fn end_to_end() -> Vec<String> {
         ));
     }
     let [b, d, o] = [&tally.bearer, &tally.dpop, &tally.other].map(|n| n.load(Ordering::Relaxed));
-    lines.push(format!("server saw: {b} bearer, {d} DPoP with one proof, {o} other"));
-    assert_eq!(o, 0, "a request reached the server with neither a bearer token nor a DPoP token and proof");
+    lines.push(format!(
+        "server saw: {b} bearer, {d} DPoP with one proof, {o} other"
+    ));
+    assert_eq!(
+        o, 0,
+        "a request reached the server with neither a bearer token nor a DPoP token and proof"
+    );
     lines
 }
 
 fn main() {
     benches();
     let estimate = |name: &str| -> Option<f64> {
-        let path = common::criterion_dir().join("dpop").join(name).join("new/estimates.json");
+        let path = common::criterion_dir()
+            .join("dpop")
+            .join(name)
+            .join("new/estimates.json");
         let text = std::fs::read_to_string(path).ok()?;
         let json: serde_json::Value = serde_json::from_str(&text).ok()?;
         json["median"]["point_estimate"].as_f64()

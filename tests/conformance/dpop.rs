@@ -87,7 +87,10 @@ async fn the_nonce_dance_costs_one_extra_request_at_each_place(kind: Kind) {
     server.rotate_dpop_nonces();
     assert_eq!(status(&adapter, &server, "rotated").await, 200);
     assert_eq!(sends(&server, "rotated"), 2);
-    assert_counts(&server, "dpop_nonce_demanded_resource=2 dpop_nonce_demanded_token=1");
+    assert_counts(
+        &server,
+        "dpop_nonce_demanded_resource=2 dpop_nonce_demanded_token=1",
+    );
 
     // ...and one extra token request at the next refresh, whose retry then goes through
     // with the nonce the API gave last.
@@ -99,7 +102,11 @@ async fn the_nonce_dance_costs_one_extra_request_at_each_place(kind: Kind) {
         "token_requests=4 dpop_nonce_demanded_token=2 dpop_nonce_demanded_resource=2 \
          dpop_proofs_refused=0 dpop_replays=0 bearer_for_dpop_token=0",
     );
-    assert_eq!(credentials.stats()[0].token_requests, 2, "two tokens, each after one nonce round");
+    assert_eq!(
+        credentials.stats()[0].token_requests,
+        2,
+        "two tokens, each after one nonce round"
+    );
 }
 
 async fn a_retry_after_a_dead_token_carries_a_new_proof(kind: Kind) {
@@ -165,5 +172,8 @@ async fn nothing_of_the_proof_or_the_key_is_printed(kind: Kind) {
         // Every JWS starts with a base64url JSON object: `eyJ`.
         assert!(!text.contains("eyJ"), "a proof was printed: {text}");
     }
-    assert!(printed.contains(&key.thumbprint()), "the public thumbprint names the key");
+    assert!(
+        printed.contains(&key.thumbprint()),
+        "the public thumbprint names the key"
+    );
 }
