@@ -68,7 +68,7 @@ pub(crate) fn check_token_response(
                 tokens.access_token().fingerprint()
             );
             for placement in placements() {
-                let value = attachment(&placement, tokens)
+                let value = attachment(&placement, false, tokens)
                     .unwrap_or_else(|| panic!("no attachment for an accepted token as {placement:?}"));
                 assert!(
                     value.is_sensitive(),
@@ -155,6 +155,7 @@ pub(crate) fn check_token_response_bytes(data: &[u8]) {
             crate::token::ExpiresIn::Seconds
         },
         lifetimes,
+        dpop: false,
     };
     let mut headers = HeaderMap::new();
     let body = match rest.split_first() {

@@ -557,7 +557,7 @@ pub(crate) fn unique_id() -> String {
     if SystemRandom::new().fill(&mut bytes).is_err() {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
+        let nanos = crate::store::wall_clock_now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         bytes[..8].copy_from_slice(&nanos.to_be_bytes());
@@ -569,7 +569,7 @@ pub(crate) fn unique_id() -> String {
 /// Seconds since the Unix epoch, for `iat` and `exp` (wall-clock time: the server
 /// compares them with its own clock).
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
+    crate::store::wall_clock_now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }

@@ -127,6 +127,9 @@ mod credential;
 mod crossing;
 pub mod dead_token;
 pub mod discovery;
+#[cfg(feature = "jose")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+pub mod dpop;
 pub mod error;
 mod grant;
 #[cfg(feature = "jose")]
@@ -185,7 +188,8 @@ pub mod __fuzz {
     feature = "hyper-transport",
     feature = "follow-redirect",
     feature = "tonic",
-    feature = "redis"
+    feature = "redis",
+    feature = "jose"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

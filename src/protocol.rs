@@ -116,6 +116,9 @@ pub(crate) enum AttachPoint {
     Header(HeaderName),
     /// A query parameter: the value is the encoded pair.
     Query,
+    /// `Authorization: DPoP …` and a `DPoP` proof made for the request.
+    #[cfg(feature = "jose")]
+    Dpop(Arc<crate::dpop::DpopBinding>),
 }
 
 impl AttachPoint {
@@ -125,6 +128,23 @@ impl AttachPoint {
             TokenPlacement::Header(name) => AttachPoint::Header(name.clone()),
             TokenPlacement::Query(_) => AttachPoint::Query,
         }
+    }
+
+    /// Where `config`'s tokens go: its provider's placement, or DPoP for a DPoP-bound
+    /// credential.
+    pub(crate) fn for_credential(config: &crate::token_endpoint::CheckedCredential) -> Self {
+        #[cfg(feature = "jose")]
+        if let Some(key) = &config.credential.client.dpop {
+            return AttachPoint::Dpop(Arc::clone(key.binding()));
+        }
+        Self::of(&config.credential.client.provider.placement)
+    }
+
+    /// Whether requests get a DPoP proof each.
+    #[cfg(feature = "jose")]
+    #[inline(always)]
+    pub(crate) fn is_dpop(&self) -> bool {
+        matches!(self, AttachPoint::Dpop(_))
     }
 
     /// A copy that shares no reference count with this one (a custom header name is
@@ -144,6 +164,12 @@ impl AttachPoint {
 /// `reqwest::Request` for the middleware.
 pub(crate) trait Target {
     fn headers_mut(&mut self) -> &mut HeaderMap;
+    /// The method, as a DPoP proof's `htm` names it.
+    #[cfg(feature = "jose")]
+    fn method_str(&self) -> &str;
+    /// The URL a DPoP proof's `htu` names.
+    #[cfg(feature = "jose")]
+    fn proof_target(&self) -> Option<crate::dpop::ProofTarget>;
     /// Appends `pair` (`name=value`, form-encoded, so ASCII) to the URL's query.
     fn append_query(&mut self, pair: &str);
 }
@@ -164,13 +190,44 @@ pub(crate) fn attach<T: Target>(target: &mut T, placement: &AttachPoint, value: 
                 target.append_query(pair);
             }
         }
+        #[cfg(feature = "jose")]
+        AttachPoint::Dpop(binding) => attach_dpop(target, binding, value),
     }
+}
+
+/// `Authorization: DPoP …` and a proof made for this request alone (a retry's copy
+/// replaces the first proof with its own).
+#[cfg(feature = "jose")]
+#[cold]
+#[inline(never)]
+fn attach_dpop<T: Target>(target: &mut T, binding: &crate::dpop::DpopBinding, value: HeaderValue) {
+    // `attachment` built `DPoP <token>`: the proof's `ath` is the token's hash.
+    let token = value.as_bytes().get("DPoP ".len()..);
+    let proof = target
+        .proof_target()
+        .and_then(|at| binding.proof(target.method_str(), &at, token));
+    let headers = target.headers_mut();
+    headers.insert(AUTHORIZATION, value);
+    match proof {
+        Some(proof) => headers.insert(crate::dpop::DPOP, proof),
+        None => headers.remove(crate::dpop::DPOP),
+    };
 }
 
 impl<B> Target for http::Request<B> {
     #[inline]
     fn headers_mut(&mut self) -> &mut HeaderMap {
         self.headers_mut()
+    }
+
+    #[cfg(feature = "jose")]
+    fn method_str(&self) -> &str {
+        self.method().as_str()
+    }
+
+    #[cfg(feature = "jose")]
+    fn proof_target(&self) -> Option<crate::dpop::ProofTarget> {
+        crate::dpop::ProofTarget::of_uri(self.uri())
     }
 
     fn append_query(&mut self, pair: &str) {
@@ -212,6 +269,14 @@ enum DeadCheck {
 }
 
 impl Plan {
+    /// The plan of `config`'s credential: its provider's, with DPoP for a DPoP-bound one.
+    pub(crate) fn for_credential(config: &crate::token_endpoint::CheckedCredential) -> Self {
+        Self {
+            placement: AttachPoint::for_credential(config),
+            ..Self::of(&config.credential.client.provider)
+        }
+    }
+
     pub(crate) fn of(provider: &Provider) -> Self {
         let simple =
             provider.dead_token_when.is_none() && provider.dead_token_body.is_none() && !provider.grpc;
@@ -231,7 +296,7 @@ impl Plan {
         registry
             .states
             .iter()
-            .map(|state| Plan::of(&state.config.credential.client.provider))
+            .map(|state| Plan::for_credential(&state.config))
             .collect()
     }
 
@@ -258,6 +323,41 @@ impl Plan {
 /// credential without a precomputed [`Plan`] (a user's) or a retry's answer.
 pub(crate) fn verdict_of(state: &CredentialState, status: StatusCode, headers: &HeaderMap) -> Verdict {
     state.config.credential.client.provider.verdict(status, headers)
+}
+
+// ===== DPoP answers =====
+
+/// What the answer to a DPoP-bound request says before any dead-token judgement.
+#[cfg(feature = "jose")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DpopVerdict {
+    /// Nothing about the proof: judge the answer as any other.
+    Judge,
+    /// The server wants a nonce and sent one: send the request once more, with the same
+    /// token and a new proof (this is the request's one retry).
+    Nonce,
+    /// The server wants a nonce but sent none usable: give the answer back.
+    Answer,
+}
+
+/// Remembers the nonce an answer from `origin` carries (any answer, successes too), and
+/// tells whether it asks for one. Requests that carry no proof are judged as usual.
+#[cfg(feature = "jose")]
+pub(crate) fn dpop_verdict(
+    placement: &AttachPoint,
+    origin: Option<&str>,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> DpopVerdict {
+    let AttachPoint::Dpop(binding) = placement else {
+        return DpopVerdict::Judge;
+    };
+    let has_nonce = origin.is_some_and(|origin| binding.observe(origin, headers));
+    match (crate::dpop::is_nonce_challenge(status, headers), has_nonce) {
+        (false, _) => DpopVerdict::Judge,
+        (true, true) => DpopVerdict::Nonce,
+        (true, false) => DpopVerdict::Answer,
+    }
 }
 
 // ===== after a dead answer =====

@@ -246,7 +246,7 @@ impl Middleware for OAuth2Middleware {
             Route::Refuse(err) => return Err(reqwest_middleware::Error::middleware(err)),
             Route::App(index, _) => (Arc::clone(&registry.states[index]), &self.plans[index]),
             Route::User(state, _) => {
-                user_plan = Plan::of(&state.config.credential.client.provider);
+                user_plan = Plan::for_credential(&state.config);
                 (state, &user_plan)
             }
         };
@@ -386,8 +386,30 @@ async fn send(
         };
     // Copied before the token is attached, so that the retry carries only the new one.
     let replay = if retry { req.try_clone() } else { None };
+    #[cfg(feature = "jose")]
+    let origin = plan
+        .placement
+        .is_dpop()
+        .then(|| req.url().origin().ascii_serialization());
     protocol::attach(&mut req, &plan.placement, value.clone());
     let response = send_once(next.clone(), req, extensions, &value, &plan.placement).await?;
+    #[cfg(feature = "jose")]
+    match protocol::dpop_verdict(
+        &plan.placement,
+        origin.as_deref(),
+        response.status(),
+        response.headers(),
+    ) {
+        protocol::DpopVerdict::Judge => {}
+        protocol::DpopVerdict::Answer => return Ok(response),
+        protocol::DpopVerdict::Nonce => {
+            let Some(replay) = replay else {
+                return Ok(response);
+            };
+            drop(response);
+            return send_with_nonce(state, plan, replay, origin.as_deref(), extensions, next).await;
+        }
+    }
     let response = match plan.verdict(response.status(), response.headers(), || provider) {
         Verdict::Answer => return Ok(response),
         Verdict::Dead => response,
@@ -409,12 +431,60 @@ async fn send(
     protocol::attach(&mut replay, &plan.placement, token.value.clone());
     protocol::retrying(state);
     let response = send_once(next, replay, extensions, &token.value, &plan.placement).await?;
+    #[cfg(feature = "jose")]
+    protocol::dpop_verdict(
+        &plan.placement,
+        origin.as_deref(),
+        response.status(),
+        response.headers(),
+    );
     let (response, dead) = match protocol::verdict_of(state, response.status(), response.headers()) {
         Verdict::Answer => (response, false),
         Verdict::Dead => (response, true),
         Verdict::ReadBody => read_body(provider, response).await,
     };
     protocol::after_retry(state, token.generation, dead);
+    Ok(response)
+}
+
+/// The one retry of a DPoP-bound request whose answer asked for a nonce: the same token
+/// (or, if it expired meanwhile, the next), a new proof with the nonce. A dead answer to
+/// it is about that token, which is then refreshed for the next request.
+#[cfg(feature = "jose")]
+#[cold]
+async fn send_with_nonce(
+    state: &Arc<CredentialState>,
+    plan: &Plan,
+    mut replay: Request,
+    origin: Option<&str>,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> reqwest_middleware::Result<Response> {
+    tracing::debug!(
+        provider = %state.config.provider_name(),
+        "the API asked for a DPoP nonce; sending once more"
+    );
+    let (generation, value) =
+        match protocol::with_token(state, |token| (token.generation, token.value.clone())) {
+            Ok(attached) => attached,
+            Err(acquire) => {
+                let token = acquire.await.map_err(reqwest_middleware::Error::middleware)?;
+                (token.generation, token.value.clone())
+            }
+        };
+    protocol::attach(&mut replay, &plan.placement, value.clone());
+    protocol::retrying(state);
+    let response = send_once(next, replay, extensions, &value, &plan.placement).await?;
+    protocol::dpop_verdict(&plan.placement, origin, response.status(), response.headers());
+    let provider = &state.config.credential.client.provider;
+    let (response, dead) = match protocol::verdict_of(state, response.status(), response.headers()) {
+        Verdict::Answer => (response, false),
+        Verdict::Dead => (response, true),
+        Verdict::ReadBody => read_body(provider, response).await,
+    };
+    if dead {
+        protocol::after_dead(state, generation, false, response.status());
+    }
     Ok(response)
 }
 
@@ -454,7 +524,7 @@ async fn send_once(
     let result = next.run(req, extensions).await;
     let pair = match placement {
         AttachPoint::Query => value.to_str().ok(),
-        AttachPoint::Authorization | AttachPoint::Header(_) => None,
+        _ => None,
     };
     let Some(pair) = pair else {
         return result;
@@ -473,6 +543,20 @@ async fn send_once(
 impl Target for Request {
     fn headers_mut(&mut self) -> &mut HeaderMap {
         Request::headers_mut(self)
+    }
+
+    #[cfg(feature = "jose")]
+    fn method_str(&self) -> &str {
+        self.method().as_str()
+    }
+
+    #[cfg(feature = "jose")]
+    fn proof_target(&self) -> Option<crate::dpop::ProofTarget> {
+        let url = self.url();
+        Some(crate::dpop::ProofTarget::of_parts(
+            &url.origin().ascii_serialization(),
+            url.path(),
+        ))
     }
 
     fn append_query(&mut self, pair: &str) {

@@ -139,6 +139,9 @@ pub(crate) struct ResponseRules {
     pub(crate) provider: Arc<str>,
     pub(crate) expires_in: ExpiresIn,
     pub(crate) lifetimes: Lifetimes,
+    /// The credential is DPoP-bound: the answer must say `token_type: DPoP` (RFC 9449
+    /// §5), and a bearer token is refused.
+    pub(crate) dpop: bool,
 }
 
 /// Reads a token endpoint's answer. `body` has already been read under the size cap.
@@ -200,11 +203,17 @@ pub(crate) fn parse_token_response(
         return Err(malformed("`access_token` has characters a header cannot carry"));
     }
 
-    match object.get("token_type") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(Value::String(_)) => return Err(malformed("`token_type` is not Bearer")),
-        Some(_) => return Err(malformed("`token_type` is not a string")),
+    match (object.get("token_type"), rules.dpop) {
+        (None | Some(Value::Null), false) => {}
+        (Some(Value::String(t)), false) if t.eq_ignore_ascii_case("bearer") => {}
+        (Some(Value::String(t)), true) if t.eq_ignore_ascii_case("dpop") => {}
+        (Some(Value::String(_)), false) => return Err(malformed("`token_type` is not Bearer")),
+        (None | Some(Value::Null) | Some(Value::String(_)), true) => {
+            return Err(malformed(
+                "`token_type` is not DPoP: the server did not bind the token to the key",
+            ))
+        }
+        (Some(_), _) => return Err(malformed("`token_type` is not a string")),
     }
 
     let refresh = match object.get("refresh_token") {
@@ -294,6 +303,7 @@ mod tests {
             provider: "acme".into(),
             expires_in: ExpiresIn::Seconds,
             lifetimes: Lifetimes::default(),
+            dpop: false,
         }
     }
 

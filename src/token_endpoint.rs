@@ -117,10 +117,21 @@ impl CheckedCredential {
                 provider.name
             )));
         }
+        #[cfg(feature = "jose")]
+        let dpop = credential.client.dpop.is_some();
+        #[cfg(not(feature = "jose"))]
+        let dpop = false;
+        if dpop && provider.placement != crate::provider::TokenPlacement::AuthorizationBearer {
+            return Err(Error::config(format!(
+                "`{}` places tokens outside the Authorization header, where a DPoP-bound token cannot go",
+                provider.name
+            )));
+        }
         let rules = ResponseRules {
             provider: provider.name.clone(),
             expires_in: provider.expires_in,
             lifetimes: provider.lifetimes,
+            dpop,
         };
         let scope = (!scopes.is_empty()).then(|| provider.scope_syntax.join(&scopes));
         Ok(Self {
@@ -216,9 +227,65 @@ impl CheckedCredential {
                 Bytes::new()
             }
         };
+        #[cfg(feature = "jose")]
+        if let Some(proof) = self.dpop_proof() {
+            builder = builder.header(crate::dpop::DPOP, proof);
+        }
         builder
             .body(Full::new(body))
             .map_err(|_| Error::config("token request could not be built"))
+    }
+
+    /// A DPoP proof for a token request, if the credential is DPoP-bound.
+    #[cfg(feature = "jose")]
+    fn dpop_proof(&self) -> Option<HeaderValue> {
+        let key = self.credential.client.dpop.as_ref()?;
+        let target = crate::dpop::ProofTarget::of_uri(&self.token_url)?;
+        key.binding().proof("POST", &target, None)
+    }
+
+    /// Sends the token request for `input`; for a DPoP-bound credential, remembers the
+    /// nonce the answer carries, and sends the request once more, with a new proof, if
+    /// the answer asks for a nonce (RFC 9449 §8). The proofs sent join `redactor`.
+    async fn send_token_request(
+        &self,
+        transport: &TokenTransport,
+        input: &GrantInput,
+        redactor: &mut Redactor,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Vec<u8>), Error> {
+        let request = self.request(input)?;
+        #[cfg(not(feature = "jose"))]
+        let _ = redactor;
+        #[cfg(feature = "jose")]
+        if let Some(key) = &self.credential.client.dpop {
+            let proof = |request: &TokenRequest| {
+                request
+                    .headers()
+                    .get(crate::dpop::DPOP)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let Some(target) = crate::dpop::ProofTarget::of_uri(&self.token_url) else {
+                return self.exchange(transport, request).await;
+            };
+            if let Some(proof) = proof(&request) {
+                *redactor = std::mem::replace(redactor, Redactor::none()).exact(&proof);
+            }
+            let (status, headers, body) = self.exchange(transport, request).await?;
+            let has_nonce = key.binding().observe(target.origin(), &headers);
+            if !(has_nonce && crate::dpop::token_endpoint_wants_nonce(status, &body)) {
+                return Ok((status, headers, body));
+            }
+            tracing::debug!(provider = %self.provider_name(), "the token endpoint asked for a DPoP nonce; sending once more");
+            let request = self.request(input)?;
+            if let Some(proof) = proof(&request) {
+                *redactor = std::mem::replace(redactor, Redactor::none()).exact(&proof);
+            }
+            let answer = self.exchange(transport, request).await?;
+            key.binding().observe(target.origin(), &answer.1);
+            return Ok(answer);
+        }
+        self.exchange(transport, request).await
     }
 
     /// Sends one token request and reads the answer.
@@ -227,14 +294,13 @@ impl CheckedCredential {
         transport: &TokenTransport,
         input: &GrantInput,
     ) -> Result<TokenSet, Error> {
-        let request = self.request(input)?;
-        let (status, headers, body) = self.exchange(transport, request).await?;
+        let mut redactor = self.redactor(Some(input));
+        let (status, headers, body) = self.send_token_request(transport, input, &mut redactor).await?;
         let refused = match input {
             GrantInput::ClientCredentials => None,
             GrantInput::Refresh(_) => Some(RefusedGrant::RefreshToken),
             GrantInput::Code(_) => Some(RefusedGrant::AuthorizationCode),
         };
-        let redactor = self.redactor(Some(input));
         let now = Instant::now();
         let mut tokens = parse_token_response(&self.rules, status, &headers, &body, now, &redactor).map_err(
             |err| match (err, refused) {

@@ -163,10 +163,12 @@ impl Drop for ExpiryWatch {
     }
 }
 
-/// Builds what goes on an API request for `tokens`, marked sensitive.
-pub(crate) fn attachment(placement: &TokenPlacement, tokens: &TokenSet) -> Option<HeaderValue> {
+/// Builds what goes on an API request for `tokens`, marked sensitive: for a DPoP-bound
+/// token (`dpop`), `DPoP …` (the proof is made per request).
+pub(crate) fn attachment(placement: &TokenPlacement, dpop: bool, tokens: &TokenSet) -> Option<HeaderValue> {
     let token = tokens.access_token().secret();
     let mut value = match placement {
+        TokenPlacement::AuthorizationBearer if dpop => HeaderValue::try_from(format!("DPoP {token}")).ok()?,
         TokenPlacement::AuthorizationBearer => HeaderValue::try_from(format!("Bearer {token}")).ok()?,
         TokenPlacement::Header(_) => HeaderValue::try_from(token).ok()?,
         TokenPlacement::Query(name) => {
@@ -331,7 +333,7 @@ mod tests {
             (&query, "a b&c=d/é", "access+token=a+b%26c%3Dd%2F%C3%A9"),
         ];
         for (placement, token, expected) in table {
-            let value = attachment(placement, &tokens(token)).unwrap();
+            let value = attachment(placement, false, &tokens(token)).unwrap();
             assert_eq!(value.to_str().unwrap(), *expected, "{placement:?}");
             assert!(value.is_sensitive(), "{placement:?}");
         }
@@ -340,10 +342,10 @@ mod tests {
     #[test]
     fn a_token_a_header_cannot_carry_has_no_attachment_but_in_a_query() {
         let tokens = tokens("tok\r\nx-injected: 1");
-        assert!(attachment(&TokenPlacement::AuthorizationBearer, &tokens).is_none());
+        assert!(attachment(&TokenPlacement::AuthorizationBearer, false, &tokens).is_none());
         let header = TokenPlacement::Header(HeaderName::from_static("x-access-token"));
-        assert!(attachment(&header, &tokens).is_none());
-        let query = attachment(&TokenPlacement::Query("t".into()), &tokens).unwrap();
+        assert!(attachment(&header, false, &tokens).is_none());
+        let query = attachment(&TokenPlacement::Query("t".into()), false, &tokens).unwrap();
         assert_eq!(query.to_str().unwrap(), "t=tok%0D%0Ax-injected%3A+1");
     }
 }

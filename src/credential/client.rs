@@ -27,6 +27,9 @@ pub(crate) struct ClientSettings {
     pub(crate) redirect_uri: Option<String>,
     pub(crate) policy: RefreshPolicy,
     pub(crate) store: Option<StoreHandle>,
+    /// The key tokens are bound to (DPoP, RFC 9449), if they are.
+    #[cfg(feature = "jose")]
+    pub(crate) dpop: Option<crate::dpop::DpopKey>,
 }
 
 impl ClientSettings {
@@ -39,6 +42,8 @@ impl ClientSettings {
             redirect_uri: None,
             policy: RefreshPolicy::default(),
             store: None,
+            #[cfg(feature = "jose")]
+            dpop: None,
         }
     }
 
@@ -60,15 +65,17 @@ impl ClientSettings {
 // and the provider is named rather than printed whole.
 impl fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientSettings")
-            .field("provider", &self.provider.name)
+        let mut f = f.debug_struct("ClientSettings");
+        f.field("provider", &self.provider.name)
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scopes", &self.scopes)
             .field("redirect_uri", &self.redirect_uri)
             .field("policy", &self.policy)
-            .field("store", &self.store)
-            .finish()
+            .field("store", &self.store);
+        #[cfg(feature = "jose")]
+        f.field("dpop", &self.dpop);
+        f.finish()
     }
 }
 
@@ -132,6 +139,17 @@ macro_rules! client_settings {
         /// database table per tenant. Pass an `Arc` of a store to share it.
         pub fn store(mut self, store: impl $crate::store::TokenStore) -> Self {
             self.client.store = Some($crate::store::StoreHandle::new(store));
+            self
+        }
+
+        /// Binds this client's tokens to `key` (DPoP, RFC 9449): token requests and API
+        /// requests carry proofs of it, and the token is sent as `Authorization: DPoP`.
+        /// See [`dpop`](crate::dpop). The provider must place tokens in the
+        /// `Authorization` header (the default).
+        #[cfg(feature = "jose")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+        pub fn dpop(mut self, key: $crate::dpop::DpopKey) -> Self {
+            self.client.dpop = Some(key);
             self
         }
 

@@ -381,15 +381,19 @@ impl CredentialState {
     /// Makes `tokens` the current token, under a new generation and with a new expiry
     /// timer (the old token's timer is aborted).
     fn install(&self, slot: &mut Slot, tokens: TokenSet) -> Outcome {
-        let value =
-            attachment(&self.config.credential.client.provider.placement, &tokens).ok_or_else(|| {
-                Error::Malformed(crate::error::MalformedResponse {
-                    provider: self.config.provider_name().clone(),
-                    status: http::StatusCode::OK,
-                    content_type: None,
-                    reason: "the access token cannot be carried in a header".into(),
-                })
-            })?;
+        let value = attachment(
+            &self.config.credential.client.provider.placement,
+            self.config.rules.dpop,
+            &tokens,
+        )
+        .ok_or_else(|| {
+            Error::Malformed(crate::error::MalformedResponse {
+                provider: self.config.provider_name().clone(),
+                status: http::StatusCode::OK,
+                content_type: None,
+                reason: "the access token cannot be carried in a header".into(),
+            })
+        })?;
         let now = Instant::now();
         let expires_at = tokens.expires_at();
         let refresh_at = self

@@ -111,6 +111,12 @@ where
     family: Arc<CloneFamily<S>>,
     index: usize,
     user: Option<Arc<CredentialState>>,
+    /// A DPoP-bound request's origin, whose nonces its answers bring.
+    #[cfg(feature = "jose")]
+    origin: Option<Box<str>>,
+    /// The retry under way is the one a DPoP nonce asked for, with the same token.
+    #[cfg(feature = "jose")]
+    nonce_retry: bool,
     #[pin]
     step: Step<S, B, T>,
 }
@@ -144,6 +150,15 @@ where
         #[pin]
         fut: S::Future,
         generation: u64,
+    },
+    /// A DPoP-bound request, sent with token `generation` and its own proof: its answer
+    /// may ask for a nonce before it is judged as any other.
+    #[cfg(feature = "jose")]
+    DpopSent {
+        #[pin]
+        fut: S::Future,
+        generation: u64,
+        replay: Option<ReplayCopy<B>>,
     },
     /// An answer whose status asks the provider's body test: reading the start of its
     /// body. `replay` is the copy to send again if this is the first answer and it
@@ -216,6 +231,36 @@ where
         }
     }
 
+    /// A DPoP-bound request sent with token `generation` to `origin`.
+    #[cfg(feature = "jose")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dpop_sent(
+        family: Arc<CloneFamily<S>>,
+        index: usize,
+        user: Option<Arc<CredentialState>>,
+        origin: Option<Box<str>>,
+        fut: S::Future,
+        generation: u64,
+        replay: Option<ReplayCopy<B>>,
+    ) -> Self {
+        Self {
+            state: State::Slow {
+                slow: Box::pin(Slow {
+                    family,
+                    index,
+                    user,
+                    origin,
+                    nonce_retry: false,
+                    step: Step::DpopSent {
+                        fut,
+                        generation,
+                        replay,
+                    },
+                }),
+            },
+        }
+    }
+
     pub(crate) fn acquiring(
         family: Arc<CloneFamily<S>>,
         index: usize,
@@ -231,6 +276,10 @@ where
                     family,
                     index,
                     user,
+                    #[cfg(feature = "jose")]
+                    origin: None,
+                    #[cfg(feature = "jose")]
+                    nonce_retry: false,
                     step: Step::Acquiring {
                         acquire,
                         pending: Some((svc, req)),
@@ -335,6 +384,10 @@ where
         family,
         index,
         user,
+        #[cfg(feature = "jose")]
+        origin: None,
+        #[cfg(feature = "jose")]
+        nonce_retry: false,
         step,
     }))
 }
@@ -357,7 +410,20 @@ where
     T: Body,
 {
     let state = credential(family, index, user);
-    let req = replay
+    let req = replay_request(family, user, replay);
+    match protocol::after_dead(state, generation, req.is_some(), status) {
+        AfterDead::Return => None,
+        AfterDead::Retry(acquire) => Some(Step::Refreshing { acquire, req }),
+    }
+}
+
+/// The request to send again from `replay`, if its body can be sent again.
+fn replay_request<S, B: ReplayableBody>(
+    family: &CloneFamily<S>,
+    user: &Option<Arc<CredentialState>>,
+    replay: Option<ReplayCopy<B>>,
+) -> Option<Request<B>> {
+    replay
         .filter(|replay| replay.body.is_replayable())
         .and_then(|replay| replay.into_request(&family.layer.credentials.routing))
         .map(|mut req| {
@@ -366,11 +432,7 @@ where
                 req.extensions_mut().insert(Subject::new(subject));
             }
             req
-        });
-    match protocol::after_dead(state, generation, req.is_some(), status) {
-        AfterDead::Return => None,
-        AfterDead::Retry(acquire) => Some(Step::Refreshing { acquire, req }),
-    }
+        })
 }
 
 /// Where credential `state`'s token goes: the layer's plan for an application
@@ -382,7 +444,7 @@ fn placement_of<S>(
 ) -> AttachPoint {
     match user {
         None => family.layer.plans[index].placement.clone(),
-        Some(user) => AttachPoint::of(&user.config.credential.client.provider.placement),
+        Some(user) => AttachPoint::for_credential(&user.config),
     }
 }
 
@@ -415,6 +477,20 @@ where
                         None => None,
                     };
                     let placement = placement_of(this.family, *this.index, this.user);
+                    #[cfg(feature = "jose")]
+                    if placement.is_dpop() {
+                        *this.origin =
+                            crate::dpop::ProofTarget::of_uri(req.uri()).map(|at| at.origin().into());
+                        protocol::attach(&mut req, &placement, token.value.clone());
+                        let fut = svc.call(req);
+                        let generation = token.generation;
+                        this.step.set(Step::DpopSent {
+                            fut,
+                            generation,
+                            replay,
+                        });
+                        continue;
+                    }
                     protocol::attach(&mut req, &placement, token.value.clone());
                     // NOTE: `svc` was polled ready before `call` took it from the service.
                     let fut = svc.call(req);
@@ -468,7 +544,20 @@ where
                         &response,
                     );
                     let state = credential(this.family, *this.index, this.user);
+                    #[cfg(feature = "jose")]
+                    if this.origin.is_some() {
+                        let placement = placement_of(this.family, *this.index, this.user);
+                        let origin = this.origin.as_deref();
+                        protocol::dpop_verdict(&placement, origin, response.status(), response.headers());
+                    }
                     let verdict = protocol::verdict_of(state, response.status(), response.headers());
+                    #[cfg(feature = "jose")]
+                    if *this.nonce_retry && verdict == Verdict::Dead {
+                        // The retry the nonce asked for kept its token: a dead answer is
+                        // about that token, which is then refreshed for the next request.
+                        protocol::after_dead(state, *generation, false, response.status());
+                        return Poll::Ready(SlowOutput::Done(Ok(response.map(ResponseBody::new))));
+                    }
                     if verdict == Verdict::ReadBody {
                         let limit = state.config.credential.client.provider.dead_token_body_limit;
                         let generation = *generation;
@@ -484,6 +573,95 @@ where
                     }
                     protocol::after_retry(state, *generation, verdict == Verdict::Dead);
                     return Poll::Ready(SlowOutput::Done(Ok(response.map(ResponseBody::new))));
+                }
+
+                #[cfg(feature = "jose")]
+                StepProj::DpopSent {
+                    fut,
+                    generation,
+                    replay,
+                } => {
+                    let response = match ready!(fut.poll(cx)) {
+                        Ok(response) => response,
+                        Err(err) => return Poll::Ready(SlowOutput::Done(Err(Error::inner(err)))),
+                    };
+                    #[cfg(feature = "follow-redirect")]
+                    crate::redirect::check_followed(
+                        &this.family.layer.credentials.routing,
+                        *this.index,
+                        this.user.as_deref(),
+                        &response,
+                    );
+                    let generation = *generation;
+                    let state = credential(this.family, *this.index, this.user);
+                    let placement = placement_of(this.family, *this.index, this.user);
+                    let (status, headers) = (response.status(), response.headers());
+                    match protocol::dpop_verdict(&placement, this.origin.as_deref(), status, headers) {
+                        protocol::DpopVerdict::Judge => {}
+                        protocol::DpopVerdict::Answer => {
+                            return Poll::Ready(SlowOutput::Done(Ok(response.map(ResponseBody::new))))
+                        }
+                        protocol::DpopVerdict::Nonce => {
+                            let Some(mut req) = replay_request(this.family, this.user, replay.take()) else {
+                                return Poll::Ready(SlowOutput::Done(Ok(response.map(ResponseBody::new))));
+                            };
+                            tracing::debug!(
+                                provider = %state.config.provider_name(),
+                                "the API asked for a DPoP nonce; sending once more"
+                            );
+                            match protocol::with_token(state, |token| (token.generation, token.value.clone()))
+                            {
+                                Ok((generation, value)) => {
+                                    protocol::attach(&mut req, &placement, value);
+                                    protocol::retrying(state);
+                                    *this.nonce_retry = true;
+                                    let svc = this.family.spare_service();
+                                    this.step.set(Step::RetryReady {
+                                        pending: Some((svc, req)),
+                                        generation,
+                                    });
+                                }
+                                Err(acquire) => this.step.set(Step::Refreshing {
+                                    acquire,
+                                    req: Some(req),
+                                }),
+                            }
+                            continue;
+                        }
+                    }
+                    match protocol::verdict_of(state, status, headers) {
+                        Verdict::Answer => {
+                            return Poll::Ready(SlowOutput::Done(Ok(response.map(ResponseBody::new))))
+                        }
+                        Verdict::ReadBody => {
+                            let limit = state.config.credential.client.provider.dead_token_body_limit;
+                            let (parts, body) = response.into_parts();
+                            let replay = replay.take();
+                            this.step.set(Step::Reading {
+                                read: ReadPrefix::new(body, limit),
+                                parts: Some(parts),
+                                generation,
+                                replay,
+                                retried: false,
+                            });
+                        }
+                        Verdict::Dead => {
+                            let status = response.status();
+                            match dead_token(
+                                this.family,
+                                *this.index,
+                                this.user,
+                                generation,
+                                replay.take(),
+                                status,
+                            ) {
+                                Some(step) => this.step.set(step),
+                                None => {
+                                    return Poll::Ready(SlowOutput::Done(Ok(response.map(ResponseBody::new))))
+                                }
+                            }
+                        }
+                    }
                 }
 
                 StepProj::Reading {

@@ -243,6 +243,10 @@ impl<S: Clone> OAuth2<S> {
         S: Service<Request<B>>,
         B: ReplayableBody,
     {
+        #[cfg(feature = "jose")]
+        if state.config.rules.dpop {
+            return self.call_dpop(0, Some(state), route, req);
+        }
         let retry = self.family.layer.retry && !has_no_retry(&req);
         let (generation, value) =
             match protocol::with_token(&state, |token| (token.generation, token.value.clone())) {
@@ -253,7 +257,7 @@ impl<S: Clone> OAuth2<S> {
             true => prepare_replay(&mut req, route, self.family.layer.replay_limit),
             false => None,
         };
-        let placement = AttachPoint::of(&state.config.credential.client.provider.placement);
+        let placement = AttachPoint::for_credential(&state.config);
         protocol::attach(&mut req, &placement, value);
         let watch = Watch {
             family: Arc::clone(&self.family),
@@ -263,6 +267,53 @@ impl<S: Clone> OAuth2<S> {
             replay,
         };
         ResponseFuture::sent_watched(self.inner.call(req), watch)
+    }
+
+    /// A request for a DPoP-bound credential (`index` of the application's, or `user`'s):
+    /// its proof is made for it alone, and its answer may ask for a nonce, so it takes
+    /// the response future's slow state, whatever the token's state. Signing the proof
+    /// costs far more than that state's allocation.
+    #[cfg(feature = "jose")]
+    #[cold]
+    #[inline(never)]
+    fn call_dpop<B, T: Body>(
+        &mut self,
+        index: usize,
+        user: Option<Arc<CredentialState>>,
+        route: RouteRef,
+        mut req: Request<B>,
+    ) -> ResponseFuture<S, B, T>
+    where
+        S: Service<Request<B>>,
+        B: ReplayableBody,
+    {
+        let layer = &self.family.layer;
+        let retry = layer.retry && !has_no_retry(&req);
+        let state = match &user {
+            Some(user) => Arc::clone(user),
+            None => Arc::clone(&layer.credentials.routing.states[index]),
+        };
+        let (generation, value) =
+            match protocol::with_token(&state, |token| (token.generation, token.value.clone())) {
+                Ok(attached) => attached,
+                Err(acquire) => {
+                    let index = user.is_none().then_some(index);
+                    return self.wait(index, user, Some(route), acquire, req, retry);
+                }
+            };
+        let replay = match retry {
+            true => prepare_replay(&mut req, route, layer.replay_limit),
+            false => None,
+        };
+        let placement = match &user {
+            Some(user) => AttachPoint::for_credential(&user.config),
+            None => layer.plans[index].placement.clone(),
+        };
+        let origin = crate::dpop::ProofTarget::of_uri(req.uri()).map(|at| at.origin().into());
+        protocol::attach(&mut req, &placement, value);
+        let family = Arc::clone(&self.family);
+        let fut = self.inner.call(req);
+        ResponseFuture::dpop_sent(family, index, user, origin, fut, generation, replay)
     }
 
     /// The request, answered when `acquire` brings a token: the inner service is ready
@@ -445,6 +496,10 @@ where
             Route::User(state, route) => return self.call_user(state, route, req),
             Route::Refuse(err) => return self.refuse(err, req),
         };
+        #[cfg(feature = "jose")]
+        if self.family.layer.plans[index].placement.is_dpop() {
+            return self.call_dpop(index, None, route, req);
+        }
         let Some((copy, placement)) = fresh_copy(&mut self.local.slots, index) else {
             return match self.local.is_warm() {
                 true => self.call_slow(index, route, req),

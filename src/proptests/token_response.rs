@@ -258,6 +258,7 @@ fn rules() -> BoxedStrategy<ResponseRules> {
                 ExpiresIn::Seconds
             },
             lifetimes,
+            dpop: false,
         })
         .boxed()
 }
@@ -330,6 +331,7 @@ proptest! {
             provider: "acme".into(),
             expires_in: if millis { ExpiresIn::Milliseconds } else { ExpiresIn::Seconds },
             lifetimes: Lifetimes::default(),
+            dpop: false,
         };
         let now = tokio::time::Instant::now();
         let tokens = crate::token::parse_token_response(
@@ -403,6 +405,7 @@ fn parse_with(lifetimes: Lifetimes, body: &str) -> Result<crate::TokenSet, Error
         provider: "acme".into(),
         expires_in: ExpiresIn::Seconds,
         lifetimes,
+        dpop: false,
     };
     check_token_response(&rules, StatusCode::OK, &HeaderMap::new(), body.as_bytes())
 }

@@ -90,8 +90,10 @@ impl fmt::Debug for StoredTokens {
     }
 }
 
-/// The wall clock, read only where tokens cross a restart (saving and restoring an
-/// expiry); everything else measures time with `tokio::time::Instant`.
+/// The wall clock, read only where time crosses a process boundary (saving and restoring
+/// an expiry; the `iat` and `exp` of signed proofs and assertions, which a server
+/// compares with its own clock); everything else measures time with
+/// `tokio::time::Instant`.
 #[allow(clippy::disallowed_methods)]
 pub(crate) fn wall_clock_now() -> SystemTime {
     SystemTime::now()
