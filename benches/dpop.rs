@@ -28,7 +28,6 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::Instant,
 };
 
 use bytes::Bytes;
@@ -44,7 +43,7 @@ use ring::{
     rand::SystemRandom,
     signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, time::Instant};
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
     dpop::DpopKey,
