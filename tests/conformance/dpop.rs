@@ -17,6 +17,7 @@ both!(
     a_rotated_key_is_bound_to_the_next_token,
     a_bearer_token_is_refused_and_never_presented,
     nothing_of_the_proof_or_the_key_is_printed,
+    a_users_tokens_are_bound_from_the_code_exchange_on,
 );
 both!(multi_thread: a_dpop_storm_of_1000_callers_makes_one_token_request_and_1000_proofs);
 
@@ -175,5 +176,33 @@ async fn nothing_of_the_proof_or_the_key_is_printed(kind: Kind) {
     assert!(
         printed.contains(&key.thumbprint()),
         "the public thumbprint names the key"
+    );
+}
+
+async fn a_users_tokens_are_bound_from_the_code_exchange_on(kind: Kind) {
+    use crate::subjects::{log_in, REDIRECT};
+    let builder = MockServer::builder().client("client", "secret").dpop(true);
+    let server = started(builder.user("alice", "alice-pw")).await;
+    let users = UserCredentialTemplate::new(server.provider(), "client", Some("secret".into()))
+        .redirect_uri(REDIRECT)
+        .refresh_policy(steady_policy())
+        .dpop(DpopKey::generate().unwrap());
+    let credentials = CredentialRegistry::builder().users(users).build().unwrap();
+    log_in(&credentials, "alice").await;
+    let adapter = Adapter::new(kind, &credentials);
+    let call = |id: &str| Call::get(server.api_url("/things")).id(id).subject("alice");
+
+    let answer = adapter.send(call("first")).await.unwrap();
+    assert_eq!(
+        (answer.status, answer.json()["placement"].clone()),
+        (200, json!("authorization_dpop"))
+    );
+    server.revoke_all_access_tokens();
+    assert_eq!(adapter.send(call("refreshed")).await.unwrap().status, 200);
+    assert_eq!(sends(&server, "refreshed"), 2);
+    // The code exchange and one refresh, each with a proof; three API requests.
+    assert_counts(
+        &server,
+        "token_requests=2 dpop_proofs_accepted=5 dpop_proofs_refused=0 dpop_replays=0 bearer_for_dpop_token=0",
     );
 }
