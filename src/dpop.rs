@@ -138,12 +138,17 @@ impl fmt::Debug for DpopBinding {
     }
 }
 
-/// Where a proof is for: its `htu` and the origin whose nonce it carries.
+/// Where a proof is for: its `htu`, and whose nonce it carries.
+///
+/// An API's nonces are remembered per origin; a token endpoint's per endpoint URL,
+/// apart from its origin's: an authorization server and the API it protects often
+/// share an origin, and each hands out nonces of its own.
 pub(crate) struct ProofTarget {
     /// `scheme://authority/path`: the URL without query or fragment.
     pub(crate) htu: String,
-    /// The length of `scheme://authority` in `htu`.
-    origin_len: usize,
+    /// The length of the nonce's key at the start of `htu`: `scheme://authority` for an
+    /// API, the whole of it for a token endpoint.
+    key_len: usize,
 }
 
 impl ProofTarget {
@@ -155,9 +160,16 @@ impl ProofTarget {
         htu.push_str(scheme);
         htu.push_str("://");
         htu.push_str(authority);
-        let origin_len = htu.len();
+        let key_len = htu.len();
         htu.push_str(uri.path());
-        Some(Self { htu, origin_len })
+        Some(Self { htu, key_len })
+    }
+
+    /// The target of a token request to `uri`.
+    pub(crate) fn token_endpoint(uri: &Uri) -> Option<Self> {
+        let mut target = Self::of_uri(uri)?;
+        target.key_len = target.htu.len();
+        Some(target)
     }
 
     /// The target of a request to `origin` (`scheme://authority`) and `path`.
@@ -165,13 +177,14 @@ impl ProofTarget {
     pub(crate) fn of_parts(origin: &str, path: &str) -> Self {
         Self {
             htu: format!("{origin}{path}"),
-            origin_len: origin.len(),
+            key_len: origin.len(),
         }
     }
 
-    /// `scheme://authority`.
-    pub(crate) fn origin(&self) -> &str {
-        &self.htu[..self.origin_len]
+    /// What the server's nonces are remembered under: the origin of an API, the URL of
+    /// a token endpoint.
+    pub(crate) fn nonce_key(&self) -> &str {
+        &self.htu[..self.key_len]
     }
 }
 
@@ -200,7 +213,7 @@ impl DpopBinding {
             claims.push('"');
         }
         let nonces = self.nonces.load();
-        if let Some((_, nonce)) = nonces.iter().find(|(origin, _)| &**origin == target.origin()) {
+        if let Some((_, nonce)) = nonces.iter().find(|(key, _)| &**key == target.nonce_key()) {
             // Checked when remembered: NQCHAR only (RFC 9449 §8.1), so no escaping.
             claims.push_str(r#","nonce":""#);
             claims.push_str(nonce);
@@ -315,7 +328,7 @@ mod tests {
         let key = DpopKey::generate().unwrap();
         let target =
             ProofTarget::of_uri(&"https://api.example:8443/v1/items?page=2#x".parse().unwrap()).unwrap();
-        assert_eq!(target.origin(), "https://api.example:8443");
+        assert_eq!(target.nonce_key(), "https://api.example:8443");
         let proof = key.binding().proof("GET", &target, Some(b"tok")).unwrap();
         assert!(proof.is_sensitive());
         let claims = claims_of(&proof);
@@ -347,7 +360,7 @@ mod tests {
             headers.insert(DPOP_NONCE, HeaderValue::from_str(nonce).unwrap());
             headers
         };
-        assert!(binding.observe(a.origin(), &with_nonce("n-1")));
+        assert!(binding.observe(a.nonce_key(), &with_nonce("n-1")));
         assert_eq!(
             claims_of(&binding.proof("GET", &a, None).unwrap())["nonce"],
             "n-1"
@@ -355,14 +368,25 @@ mod tests {
         assert!(claims_of(&binding.proof("GET", &b, None).unwrap())
             .get("nonce")
             .is_none());
-        assert!(binding.observe(a.origin(), &with_nonce("n-2")));
+        assert!(binding.observe(a.nonce_key(), &with_nonce("n-2")));
         assert_eq!(
             claims_of(&binding.proof("GET", &a, None).unwrap())["nonce"],
             "n-2"
         );
         // Not NQCHAR, or too long: ignored, the last good one stays.
-        assert!(!binding.observe(a.origin(), &with_nonce("has \"quote\"")));
-        assert!(!binding.observe(a.origin(), &with_nonce(&"x".repeat(MAX_NONCE_LEN + 1))));
+        assert!(!binding.observe(a.nonce_key(), &with_nonce("has \"quote\"")));
+        assert!(!binding.observe(a.nonce_key(), &with_nonce(&"x".repeat(MAX_NONCE_LEN + 1))));
+        assert_eq!(
+            claims_of(&binding.proof("GET", &a, None).unwrap())["nonce"],
+            "n-2"
+        );
+        // A token endpoint on the same origin keeps nonces of its own.
+        let token = ProofTarget::token_endpoint(&"https://a.example/token".parse().unwrap()).unwrap();
+        assert!(binding.observe(token.nonce_key(), &with_nonce("t-1")));
+        assert_eq!(
+            claims_of(&binding.proof("POST", &token, None).unwrap())["nonce"],
+            "t-1"
+        );
         assert_eq!(
             claims_of(&binding.proof("GET", &a, None).unwrap())["nonce"],
             "n-2"

@@ -281,7 +281,7 @@ impl CheckedCredential {
     #[cfg(feature = "jose")]
     fn dpop_proof(&self) -> Option<HeaderValue> {
         let key = self.credential.client.dpop.as_ref()?;
-        let target = crate::dpop::ProofTarget::of_uri(&self.token_url)?;
+        let target = crate::dpop::ProofTarget::token_endpoint(&self.token_url)?;
         key.binding().proof("POST", &target, None)
     }
 
@@ -304,14 +304,14 @@ impl CheckedCredential {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned)
             };
-            let Some(target) = crate::dpop::ProofTarget::of_uri(&self.token_url) else {
+            let Some(target) = crate::dpop::ProofTarget::token_endpoint(&self.token_url) else {
                 return self.exchange(transport, request).await;
             };
             if let Some(proof) = proof(&request) {
                 *redactor = std::mem::replace(redactor, Redactor::none()).exact(&proof);
             }
             let (status, headers, body) = self.exchange(transport, request).await?;
-            let has_nonce = key.binding().observe(target.origin(), &headers);
+            let has_nonce = key.binding().observe(target.nonce_key(), &headers);
             if !(has_nonce && crate::dpop::token_endpoint_wants_nonce(status, &body)) {
                 return Ok((status, headers, body));
             }
@@ -321,7 +321,7 @@ impl CheckedCredential {
                 *redactor = std::mem::replace(redactor, Redactor::none()).exact(&proof);
             }
             let answer = self.exchange(transport, request).await?;
-            key.binding().observe(target.origin(), &answer.1);
+            key.binding().observe(target.nonce_key(), &answer.1);
             return Ok(answer);
         }
         self.exchange(transport, request).await

@@ -48,6 +48,13 @@ pub(crate) fn set(response: &mut Response<Full<Bytes>>, name: HeaderName, value:
         .insert(name, HeaderValue::from_static(value));
 }
 
+/// Adds `DPoP-Nonce: nonce` (RFC 9449 §8) to an answer.
+pub(crate) fn set_dpop_nonce(response: &mut Response<Full<Bytes>>, nonce: String) {
+    if let Ok(value) = HeaderValue::try_from(nonce) {
+        response.headers_mut().insert("dpop-nonce", value);
+    }
+}
+
 /// `404 Not Found`, for everything outside the two endpoints.
 pub(crate) fn not_found() -> Response<Full<Bytes>> {
     respond(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found")

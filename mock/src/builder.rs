@@ -11,7 +11,7 @@ use crate::client_assertion::{AssertionAudience, ClientKey};
 use crate::counters::GrantKind;
 use crate::dialect::{AcceptedClientAuth, ClientAuthRule, DialectRules, MockDialect, RefreshRule};
 use crate::server::MockServer;
-use crate::state::{random_string, MetadataConfig, ServerConfig};
+use crate::state::{random_string, DpopConfig, MetadataConfig, ServerConfig};
 
 /// Client registered when the builder was given none.
 const DEFAULT_CLIENT: (&str, &str) = ("client", "secret");
@@ -52,6 +52,8 @@ pub struct MockServerBuilder {
     allowed_scopes: Vec<String>,
     native_grindery_errors: bool,
     metadata: MetadataConfig,
+    dpop: bool,
+    dpop_nonces: bool,
 }
 
 impl MockServerBuilder {
@@ -71,6 +73,8 @@ impl MockServerBuilder {
             allowed_scopes: vec!["read".to_owned(), "write".to_owned()],
             native_grindery_errors: false,
             metadata: MetadataConfig::default(),
+            dpop: false,
+            dpop_nonces: false,
         }
     }
 
@@ -287,6 +291,57 @@ impl MockServerBuilder {
         self
     }
 
+    /// Requires DPoP (RFC 9449) at the token endpoint and the resource (default off).
+    /// Standard server only: the emulated providers document no DPoP.
+    ///
+    /// With it on:
+    ///
+    /// * Every token request must carry exactly one `DPoP` header holding a valid
+    ///   proof: a JWS with `typ` `dpop+jwt`, an `alg` among `ES256`, `EdDSA`, `RS256`
+    ///   and `PS256`, a public `jwk` (a JWK with private members is refused) under
+    ///   which the signature verifies, `htm` `POST`, `htu` the token endpoint's URL
+    ///   (scheme, authority and path; query and fragment ignored) whose authority is
+    ///   the request's `Host` (`localhost` is not `127.0.0.1`), an `iat` within 60
+    ///   seconds of the server's wall clock, a `jti` never seen before, and no `ath`.
+    ///   A bad or replayed proof is `400 invalid_dpop_proof`; a request without one is
+    ///   `400 invalid_grant`. Both are refused before the grant is carried out, so the
+    ///   code or refresh token stays usable.
+    /// * Access tokens are issued with `token_type` `DPoP`, bound to the RFC 7638
+    ///   thumbprint of the proof's key. Refresh tokens are not bound: each refresh
+    ///   needs a proof, and the new access token is bound to that proof's key.
+    /// * The resource accepts a token only as `Authorization: DPoP <token>` with one
+    ///   `DPoP` proof whose `htm` and `htu` are the request's method and URL, with
+    ///   `ath` the base64url SHA-256 of the token and a key whose thumbprint is the
+    ///   token's. Refusals are `401` with `WWW-Authenticate: DPoP error="invalid_token"`
+    ///   (unknown or expired token, a DPoP-bound token sent as `Bearer`, another key)
+    ///   or `DPoP error="invalid_dpop_proof"` (missing, bad or replayed proof); a
+    ///   request without credentials gets `DPoP algs="ES256 EdDSA RS256 PS256"`.
+    /// * The metadata document names the algorithms in
+    ///   `dpop_signing_alg_values_supported`.
+    ///
+    /// Without it, `DPoP` headers are ignored, as by a server that does not know
+    /// DPoP: tokens are bearer tokens. See also [`dpop_nonces`](Self::dpop_nonces)
+    /// and the `dpop_*` [counters](crate::MockCounters).
+    pub fn dpop(mut self, yes: bool) -> Self {
+        self.dpop = yes;
+        self
+    }
+
+    /// Makes the server hand out DPoP nonces (RFC 9449 §8, §9) and require them in
+    /// proofs; implies [`dpop(true)`](Self::dpop). Default off.
+    ///
+    /// The token endpoint and the resource each have their own current nonce, which
+    /// [`MockServer::rotate_dpop_nonces`] replaces (the previous one is then
+    /// refused). A proof that is valid but lacks the current nonce in its `nonce`
+    /// claim is answered `400 {"error":"use_dpop_nonce"}` at the token endpoint, with
+    /// no `WWW-Authenticate`, and `401` with `WWW-Authenticate: DPoP
+    /// error="use_dpop_nonce"` at the resource; nothing is used up. Every answer of
+    /// both, successes included, carries the current nonce in `DPoP-Nonce`.
+    pub fn dpop_nonces(mut self, yes: bool) -> Self {
+        self.dpop_nonces = yes;
+        self
+    }
+
     fn into_config(self) -> ServerConfig {
         let dialect = self.dialect.table();
         let mut clients: HashMap<Arc<str>, Option<String>> = self
@@ -331,7 +386,15 @@ impl MockServerBuilder {
         if self.native_grindery_errors && !native_grindery_errors {
             ignored(dialect, "native_grindery_errors");
         }
+        let wants_dpop = self.dpop || self.dpop_nonces;
+        let dpop = (wants_dpop && dialect.kind == MockDialect::Standard).then_some(DpopConfig {
+            nonces: self.dpop_nonces,
+        });
+        if wants_dpop && dpop.is_none() {
+            ignored(dialect, "dpop");
+        }
         ServerConfig {
+            dpop,
             dialect,
             clients,
             client_keys,
@@ -448,6 +511,8 @@ impl fmt::Debug for MockServerBuilder {
             )
             .field("allowed_scopes", &self.allowed_scopes)
             .field("metadata", &self.metadata)
+            .field("dpop", &self.dpop)
+            .field("dpop_nonces", &self.dpop_nonces)
             .finish()
     }
 }

@@ -76,6 +76,29 @@ pub struct MockCounters {
     /// Client assertions refused because their `jti` had been used already (also
     /// counted in [`client_assertions_refused`](Self::client_assertions_refused)).
     pub client_assertion_replays: u64,
+    /// DPoP proofs (RFC 9449) that passed every check, nonce included, at the token
+    /// endpoint and at the resource. Only counted with
+    /// [`dpop`](crate::MockServerBuilder::dpop) on.
+    pub dpop_proofs_accepted: u64,
+    /// DPoP proofs refused as `invalid_dpop_proof`: malformed, badly signed, not
+    /// matching the request, or replayed ([`dpop_replays`](Self::dpop_replays) are
+    /// counted here too). Nonce demands are not.
+    pub dpop_proofs_refused: u64,
+    /// DPoP proofs refused because their `jti` had been used before.
+    pub dpop_replays: u64,
+    /// Token requests answered `use_dpop_nonce`: a valid proof without the token
+    /// endpoint's current nonce.
+    pub dpop_nonce_demanded_token: u64,
+    /// Resource requests answered `401` with `DPoP error="use_dpop_nonce"`: a valid
+    /// proof without the resource's current nonce.
+    pub dpop_nonce_demanded_resource: u64,
+    /// Distinct `jti` values among the proofs that passed every check but the nonce
+    /// (so accepted and nonce-refused proofs), since the start or the last reset.
+    /// Equal to the number of such proofs when the client never reuses a proof.
+    pub dpop_distinct_jtis: u64,
+    /// Resource requests that presented a DPoP-bound access token with the
+    /// `Bearer` scheme (refused with `DPoP error="invalid_token"`).
+    pub bearer_for_dpop_token: u64,
 }
 
 impl MockCounters {
@@ -97,6 +120,13 @@ impl MockCounters {
             "client_assertions_accepted" => self.client_assertions_accepted,
             "client_assertions_refused" => self.client_assertions_refused,
             "client_assertion_replays" => self.client_assertion_replays,
+            "dpop_proofs_accepted" => self.dpop_proofs_accepted,
+            "dpop_proofs_refused" => self.dpop_proofs_refused,
+            "dpop_replays" => self.dpop_replays,
+            "dpop_nonce_demanded_token" => self.dpop_nonce_demanded_token,
+            "dpop_nonce_demanded_resource" => self.dpop_nonce_demanded_resource,
+            "dpop_distinct_jtis" => self.dpop_distinct_jtis,
+            "bearer_for_dpop_token" => self.bearer_for_dpop_token,
             _ => return None,
         })
     }
@@ -152,6 +182,18 @@ impl GrantKind {
     }
 }
 
+/// DPoP outcomes the counters know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DpopEvent {
+    Accepted,
+    Refused,
+    Replay,
+    NonceDemandedToken,
+    NonceDemandedResource,
+    NewJti,
+    BearerForDpopToken,
+}
+
 /// Live counters shared by every connection.
 ///
 /// Numbers are relaxed atomics; the maps and the body list share one mutex
@@ -172,6 +214,13 @@ pub(crate) struct Counters {
     client_assertions_accepted: AtomicU64,
     client_assertions_refused: AtomicU64,
     client_assertion_replays: AtomicU64,
+    dpop_proofs_accepted: AtomicU64,
+    dpop_proofs_refused: AtomicU64,
+    dpop_replays: AtomicU64,
+    dpop_nonce_demanded_token: AtomicU64,
+    dpop_nonce_demanded_resource: AtomicU64,
+    dpop_distinct_jtis: AtomicU64,
+    bearer_for_dpop_token: AtomicU64,
     records: Mutex<Records>,
 }
 
@@ -258,6 +307,20 @@ impl Counters {
         self.client_assertion_replays.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a DPoP outcome.
+    pub(crate) fn dpop(&self, event: DpopEvent) {
+        let counter = match event {
+            DpopEvent::Accepted => &self.dpop_proofs_accepted,
+            DpopEvent::Refused => &self.dpop_proofs_refused,
+            DpopEvent::Replay => &self.dpop_replays,
+            DpopEvent::NonceDemandedToken => &self.dpop_nonce_demanded_token,
+            DpopEvent::NonceDemandedResource => &self.dpop_nonce_demanded_resource,
+            DpopEvent::NewJti => &self.dpop_distinct_jtis,
+            DpopEvent::BearerForDpopToken => &self.bearer_for_dpop_token,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn resource_body(&self, body: Bytes) {
         lock(&self.records).bodies.push(body);
     }
@@ -289,6 +352,13 @@ impl Counters {
             client_assertions_accepted: load(&self.client_assertions_accepted),
             client_assertions_refused: load(&self.client_assertions_refused),
             client_assertion_replays: load(&self.client_assertion_replays),
+            dpop_proofs_accepted: load(&self.dpop_proofs_accepted),
+            dpop_proofs_refused: load(&self.dpop_proofs_refused),
+            dpop_replays: load(&self.dpop_replays),
+            dpop_nonce_demanded_token: load(&self.dpop_nonce_demanded_token),
+            dpop_nonce_demanded_resource: load(&self.dpop_nonce_demanded_resource),
+            dpop_distinct_jtis: load(&self.dpop_distinct_jtis),
+            bearer_for_dpop_token: load(&self.bearer_for_dpop_token),
         }
     }
 
@@ -310,6 +380,13 @@ impl Counters {
             &self.client_assertions_accepted,
             &self.client_assertions_refused,
             &self.client_assertion_replays,
+            &self.dpop_proofs_accepted,
+            &self.dpop_proofs_refused,
+            &self.dpop_replays,
+            &self.dpop_nonce_demanded_token,
+            &self.dpop_nonce_demanded_resource,
+            &self.dpop_distinct_jtis,
+            &self.bearer_for_dpop_token,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

@@ -37,7 +37,27 @@
 //!   The emulators serve no metadata.
 //! * **`/api/*`**, a protected resource that accepts any method and checks
 //!   the `Authorization: Bearer` header (RFC 6750) against the tokens the
-//!   server issued.
+//!   server issued (or, with [DPoP](#dpop) on, `Authorization: DPoP` and a proof).
+//!
+//! # DPoP
+//!
+//! With [`dpop(true)`](MockServerBuilder::dpop) the standard server requires DPoP
+//! (RFC 9449) and checks it strictly: every token request needs one valid `DPoP`
+//! proof (`400 invalid_dpop_proof` for a bad or replayed one, `400 invalid_grant`
+//! without one, in both cases before the code or refresh token is used up), access
+//! tokens come with `token_type` `DPoP` and are bound to the RFC 7638 thumbprint of
+//! the proof's key, and the resource takes them only as `Authorization: DPoP <token>`
+//! with a proof for that request (`htm`, `htu`, `ath`) signed by that key, answering
+//! `401` with a `DPoP` challenge otherwise. Refresh tokens are not bound: the access
+//! token of a refresh is bound to the key of that refresh's proof.
+//! [`dpop_nonces(true)`](MockServerBuilder::dpop_nonces) adds server nonces at both
+//! places (`use_dpop_nonce`, `DPoP-Nonce`), and
+//! [`MockServer::rotate_dpop_nonces`] forces a new round of the nonce dance. The
+//! `dpop_*` fields of [`MockCounters`] count accepted, refused and replayed proofs,
+//! nonce demands and distinct `jti`s. Proof signatures are checked with the
+//! `jsonwebtoken` crate over RustCrypto; nothing of tower-oauth2 takes part.
+//!
+//! Without it, `DPoP` headers are ignored, as by a server that does not know DPoP.
 //!
 //! # Provider emulators
 //!
@@ -156,6 +176,7 @@ mod client_assertion;
 mod client_auth;
 mod counters;
 mod dialect;
+mod dpop;
 mod emulators;
 mod error;
 mod faults;

@@ -78,5 +78,8 @@ pub(crate) fn handle(state: &ServerState, method: &Method) -> Response<Full<Byte
             document["revocation_endpoint_auth_signing_alg_values_supported"] = json!(signing_algs);
         }
     }
+    if state.dpop.is_some() {
+        document["dpop_signing_alg_values_supported"] = json!(crate::dpop::SIGNING_ALGS);
+    }
     json_response(StatusCode::OK, &document)
 }

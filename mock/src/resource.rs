@@ -11,8 +11,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
-use crate::body::{json_response, read_body, respond, set, BodyError};
+use crate::body::{json_response, read_body, respond, set, set_dpop_nonce, BodyError};
+use crate::counters::DpopEvent;
 use crate::dialect::TokenSlot;
+use crate::dpop::{access_token_hash, DpopState, Expected, NoncePlace};
 use crate::state::{GrantRecord, ServerState};
 
 /// Largest resource request body the server reads.
@@ -27,7 +29,7 @@ pub(crate) async fn handle(state: &ServerState, request: Request<Incoming>) -> R
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     state.counters.resource_call(request_id);
 
-    let response = match read_body(body, BODY_LIMIT).await {
+    let mut response = match read_body(body, BODY_LIMIT).await {
         Ok(body) => {
             let body_len = body.len();
             state.counters.resource_body(body);
@@ -42,6 +44,14 @@ pub(crate) async fn handle(state: &ServerState, request: Request<Incoming>) -> R
         Err(BodyError::TooLarge) => plain(StatusCode::PAYLOAD_TOO_LARGE, "request body larger than 1 MiB"),
         Err(BodyError::Failed) => plain(StatusCode::BAD_REQUEST, "could not read the request body"),
     };
+    // RFC 9449 §9: the nonce to use next, on every answer while nonces are on.
+    if let Some(nonce) = state
+        .dpop
+        .as_ref()
+        .and_then(|dpop| dpop.nonce(NoncePlace::Resource))
+    {
+        set_dpop_nonce(&mut response, nonce);
+    }
 
     state.resource_latency.wait().await;
     state.counters.resource_status(response.status().as_u16());
@@ -49,7 +59,7 @@ pub(crate) async fn handle(state: &ServerState, request: Request<Incoming>) -> R
 }
 
 /// The `200` answer: who the token belongs to and what the request was.
-fn describe(grant: &GrantRecord, placement: TokenSlot, parts: &Parts, body_len: usize) -> Value {
+fn describe(grant: &GrantRecord, placement: String, parts: &Parts, body_len: usize) -> Value {
     let mut answer = Map::new();
     answer.insert("ok".into(), true.into());
     // Grindery has no clients: its grants have an empty client id.
@@ -58,7 +68,7 @@ fn describe(grant: &GrantRecord, placement: TokenSlot, parts: &Parts, body_len: 
     let subject = grant.subject.as_deref().map(str::to_owned);
     answer.insert("subject".into(), subject.into());
     answer.insert("scope".into(), grant.scope.to_string().into());
-    answer.insert("placement".into(), placement.describe().into());
+    answer.insert("placement".into(), placement.into());
     answer.insert("path".into(), parts.uri.path().into());
     answer.insert("body_len".into(), body_len.into());
     Value::Object(answer)
@@ -74,6 +84,12 @@ enum Rejection {
     /// The token was sent in more than one place (RFC 6750 §2: "Clients
     /// MUST NOT use more than one method").
     SeveralPlacements,
+    /// Refused while DPoP is on (RFC 9449 §7.1): `error` is the `DPoP` challenge's
+    /// error code, `None` when the request carried no credentials at all.
+    Dpop {
+        error: Option<&'static str>,
+        description: Cow<'static, str>,
+    },
 }
 
 impl Rejection {
@@ -94,6 +110,7 @@ impl Rejection {
                 r#"Bearer realm="mock", error="invalid_request""#,
                 Cow::Borrowed("the access token was sent in more than one place"),
             ),
+            Rejection::Dpop { error, description } => return dpop_response(error, description),
         };
         tracing::debug!(%description, "resource request rejected");
         let mut response = respond(status, "text/plain; charset=utf-8", description.into_owned());
@@ -108,7 +125,10 @@ impl Rejection {
 /// Only the dialect's placements are looked at: a token anywhere else counts
 /// as no token, except that a dialect which refuses `Authorization: Bearer`
 /// answers one with `401` even when its token is live.
-fn authorize(state: &ServerState, parts: &Parts) -> Result<(GrantRecord, TokenSlot), Rejection> {
+fn authorize(state: &ServerState, parts: &Parts) -> Result<(GrantRecord, String), Rejection> {
+    if let Some(dpop) = &state.dpop {
+        return authorize_dpop(state, dpop, parts);
+    }
     let api = &state.dialect().api;
     if api.refuses_authorization_bearer {
         let bearer = parts.headers.get_all(AUTHORIZATION).iter().any(|value| {
@@ -142,7 +162,120 @@ fn authorize(state: &ServerState, parts: &Parts) -> Result<(GrantRecord, TokenSl
         .ok_or(Rejection::Invalid(Cow::Borrowed(
             "access token is unknown, expired or revoked",
         )))?;
-    Ok((grant, placement))
+    Ok((grant, placement.describe()))
+}
+
+/// `401` with a `DPoP` challenge (RFC 9449 §7.1).
+fn dpop_response(error: Option<&'static str>, description: Cow<'static, str>) -> Response<Full<Bytes>> {
+    let challenge = match error {
+        Some(error) => format!(r#"DPoP error="{error}""#),
+        None => format!(r#"DPoP algs="{}""#, crate::dpop::SIGNING_ALGS.join(" ")),
+    };
+    tracing::debug!(%description, "resource request rejected");
+    let mut response = respond(
+        StatusCode::UNAUTHORIZED,
+        "text/plain; charset=utf-8",
+        description.into_owned(),
+    );
+    if let Ok(challenge) = http::HeaderValue::try_from(challenge) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+    }
+    response
+}
+
+/// A `DPoP` refusal with an error code.
+fn dpop_refusal(error: &'static str, description: impl Into<Cow<'static, str>>) -> Rejection {
+    Rejection::Dpop {
+        error: Some(error),
+        description: description.into(),
+    }
+}
+
+/// The grant behind a DPoP-bound token presented as RFC 9449 §7.1 wants: `Authorization:
+/// DPoP <token>` and one proof, for this request, of the key the token is bound to.
+fn authorize_dpop(
+    state: &ServerState,
+    dpop: &DpopState,
+    parts: &Parts,
+) -> Result<(GrantRecord, String), Rejection> {
+    let mut values = parts.headers.get_all(AUTHORIZATION).iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => {
+            return Err(Rejection::Dpop {
+                error: None,
+                description: Cow::Borrowed("a DPoP-bound access token is required"),
+            })
+        }
+        (Some(value), None) => value,
+        (Some(_), Some(_)) => {
+            return Err(dpop_refusal(
+                "invalid_token",
+                "more than one Authorization header",
+            ))
+        }
+    };
+    let (scheme, token) = std::str::from_utf8(value.as_bytes())
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        .map(|(scheme, token)| (scheme, token.trim_start_matches(' ')))
+        .filter(|(_, token)| is_b64token(token))
+        .ok_or_else(|| dpop_refusal("invalid_token", "expected `Authorization: DPoP <token>`"))?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let bound = state
+            .tokens()
+            .access_binding(token)
+            .is_some_and(|(_, jkt)| jkt.is_some());
+        if bound {
+            state.counters.dpop(DpopEvent::BearerForDpopToken);
+            return Err(dpop_refusal(
+                "invalid_token",
+                "a DPoP-bound access token must be sent with the DPoP scheme, not Bearer",
+            ));
+        }
+        return Err(dpop_refusal(
+            "invalid_token",
+            "this resource takes DPoP-bound access tokens only",
+        ));
+    }
+    if !scheme.eq_ignore_ascii_case("dpop") {
+        return Err(dpop_refusal(
+            "invalid_token",
+            "expected `Authorization: DPoP <token>`",
+        ));
+    }
+    let ath = access_token_hash(token);
+    let expected = Expected {
+        place: NoncePlace::Resource,
+        ath: Some(&ath),
+    };
+    let proof = match dpop.check(&state.counters, parts, state.config.base_authority(), &expected) {
+        Ok(Some(proof)) => proof,
+        Ok(None) => {
+            return Err(dpop_refusal(
+                "invalid_dpop_proof",
+                "a DPoP token needs a DPoP proof",
+            ))
+        }
+        Err(error) => return Err(dpop_refusal(error.code(), error.description())),
+    };
+    let tokens = state.tokens();
+    let Some((grant, jkt)) = tokens.access_binding(token) else {
+        return Err(dpop_refusal(
+            "invalid_token",
+            "access token is unknown, expired or revoked",
+        ));
+    };
+    match jkt {
+        Some(jkt) if jkt == proof.jkt => Ok((grant.clone(), "authorization_dpop".to_owned())),
+        Some(_) => Err(dpop_refusal(
+            "invalid_token",
+            "the access token is bound to another key than the DPoP proof's",
+        )),
+        None => Err(dpop_refusal(
+            "invalid_token",
+            "the access token is not DPoP-bound",
+        )),
+    }
 }
 
 /// The token a request carries in one placement, if it carries one there.

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::client_assertion::{AssertionAudience, ClientKey, UsedJtis};
 use crate::counters::Counters;
 use crate::dialect::{AcceptedClientAuth, DialectRules, ExpiresUnit};
+use crate::dpop::DpopState;
 use crate::faults::FaultQueue;
 use crate::scope::Scope;
 use crate::sync::lock;
@@ -57,6 +58,15 @@ pub(crate) struct ServerConfig {
     pub(crate) base_url: String,
     /// What the standard server's metadata document says, if it serves one.
     pub(crate) metadata: MetadataConfig,
+    /// DPoP (RFC 9449), standard server only: `None` when off.
+    pub(crate) dpop: Option<DpopConfig>,
+}
+
+/// How the standard server does DPoP, when it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DpopConfig {
+    /// Whether proofs must carry the server's nonces.
+    pub(crate) nonces: bool,
 }
 
 /// The standard server's metadata document (RFC 8414).
@@ -109,6 +119,12 @@ impl ServerConfig {
             .map(|(user, password)| (user, password.as_str()))
     }
 
+    /// The server's authority, `127.0.0.1:PORT`: what `Host` says when a request
+    /// names none.
+    pub(crate) fn base_authority(&self) -> &str {
+        self.base_url.strip_prefix("http://").unwrap_or(&self.base_url)
+    }
+
     /// The user the authorization endpoint approves as unless told otherwise.
     pub(crate) fn default_user(&self) -> Option<&Arc<str>> {
         self.users.first().map(|(user, _)| user)
@@ -144,6 +160,7 @@ impl fmt::Debug for ServerConfig {
             )
             .field("allowed_scopes", &self.allowed_scopes)
             .field("metadata", &self.metadata)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -161,6 +178,8 @@ pub(crate) struct ServerState {
     pub(crate) denials: AtomicUsize,
     /// The `jti`s of accepted client assertions, until their `exp`.
     used_jtis: Mutex<UsedJtis>,
+    /// Nonces and seen proofs, when DPoP is on.
+    pub(crate) dpop: Option<DpopState>,
 }
 
 impl ServerState {
@@ -170,7 +189,9 @@ impl ServerState {
     }
 
     pub(crate) fn new(config: ServerConfig) -> Self {
+        let dpop = config.dpop.map(|dpop| DpopState::new(dpop.nonces));
         ServerState {
+            dpop,
             config,
             counters: Counters::default(),
             faults: FaultQueue::default(),
@@ -245,6 +266,8 @@ struct IssuedAccessToken {
     grant: GrantRecord,
     family: Family,
     expires_at: Instant,
+    /// The RFC 7638 thumbprint of the key a DPoP-bound token is bound to.
+    jkt: Option<String>,
 }
 
 #[derive(Debug)]
@@ -338,7 +361,15 @@ impl IssuedTokens {
         self.next_family
     }
 
-    pub(crate) fn issue_access(&mut self, grant: GrantRecord, family: Family, lifetime: Duration) -> String {
+    /// Issues an access token, bound to the key whose thumbprint is `jkt` if given
+    /// (a DPoP-bound token, RFC 9449 §6).
+    pub(crate) fn issue_access(
+        &mut self,
+        grant: GrantRecord,
+        family: Family,
+        lifetime: Duration,
+        jkt: Option<String>,
+    ) -> String {
         let now = Instant::now();
         if self.access.len() >= self.prune_at {
             self.access.retain(|_, token| token.expires_at > now);
@@ -352,6 +383,7 @@ impl IssuedTokens {
                 grant,
                 family,
                 expires_at,
+                jkt,
             },
         );
         token
@@ -374,6 +406,13 @@ impl IssuedTokens {
     pub(crate) fn access_grant(&self, token: &str) -> Option<&GrantRecord> {
         let token = self.access.get(token)?;
         (token.expires_at > Instant::now()).then_some(&token.grant)
+    }
+
+    /// The grant behind a live access token and the thumbprint of the key it is
+    /// bound to, if it is DPoP-bound.
+    pub(crate) fn access_binding(&self, token: &str) -> Option<(&GrantRecord, Option<&str>)> {
+        let token = self.access.get(token)?;
+        (token.expires_at > Instant::now()).then_some((&token.grant, token.jkt.as_deref()))
     }
 
     pub(crate) fn active_access_tokens(&self) -> usize {
@@ -458,7 +497,7 @@ mod tests {
     fn minted_tokens_are_distinct_and_alphanumeric() {
         let mut store = IssuedTokens::default();
         let family = store.new_family();
-        let access = store.issue_access(grant("client"), family, Duration::from_secs(60));
+        let access = store.issue_access(grant("client"), family, Duration::from_secs(60), None);
         let refresh = store.issue_refresh(grant("client"), family);
         assert_ne!(access, refresh);
         for token in [&access, &refresh] {
@@ -475,9 +514,9 @@ mod tests {
         let family = store.new_family();
         let other = store.new_family();
         let refresh = store.issue_refresh(grant("a"), family);
-        let first = store.issue_access(grant("a"), family, Duration::from_secs(60));
-        let second = store.issue_access(grant("a"), family, Duration::from_secs(60));
-        let unrelated = store.issue_access(grant("a"), other, Duration::from_secs(60));
+        let first = store.issue_access(grant("a"), family, Duration::from_secs(60), None);
+        let second = store.issue_access(grant("a"), family, Duration::from_secs(60), None);
+        let unrelated = store.issue_access(grant("a"), other, Duration::from_secs(60), None);
 
         assert!(matches!(
             store.revoke(&refresh),

@@ -123,6 +123,28 @@ impl MockServer {
         self.state().tokens().issue_code(code)
     }
 
+    /// Replaces the current DPoP nonces of the token endpoint and of the resource
+    /// with new ones: the previous ones are refused from now on, so the client's next
+    /// proof at each place is answered `use_dpop_nonce` once (counted in
+    /// [`MockCounters::dpop_nonce_demanded_token`] and
+    /// [`dpop_nonce_demanded_resource`](MockCounters::dpop_nonce_demanded_resource)).
+    ///
+    /// # Panics
+    ///
+    /// Panics unless the server was built with
+    /// [`dpop_nonces(true)`](crate::MockServerBuilder::dpop_nonces).
+    pub fn rotate_dpop_nonces(&self) {
+        let rotated = self
+            .state()
+            .dpop
+            .as_ref()
+            .is_some_and(|dpop| dpop.rotate_nonces());
+        assert!(
+            rotated,
+            "this mock server hands out no DPoP nonces: build it with dpop_nonces(true)"
+        );
+    }
+
     /// How many issued access tokens are neither expired nor revoked.
     #[must_use]
     pub fn active_access_tokens(&self) -> usize {

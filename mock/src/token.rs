@@ -12,10 +12,11 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use crate::authorize::pkce_matches;
-use crate::body::{json_response, read_body, set, BodyError};
+use crate::body::{json_response, read_body, set, set_dpop_nonce, BodyError};
 use crate::client_auth::{authenticate, AuthenticatedClient};
 use crate::counters::GrantKind;
 use crate::dialect::{ClientAuthRule, DialectRules, ParameterStyle, RefreshRule, ScopeRule};
+use crate::dpop::{Expected, NoncePlace};
 use crate::error::ErrorAnswer;
 use crate::faults::ResetConnection;
 use crate::params::{
@@ -49,8 +50,8 @@ pub(crate) async fn handle(
         tracing::debug!(?fault, "injecting a fault into a token request");
         return fault.respond().await;
     }
-    match answer(state, &parts, body).map_err(|error| native(state, kind, error)) {
-        Ok(response) => Ok(response),
+    let mut response = match answer(state, &parts, body).map_err(|error| native(state, kind, error)) {
+        Ok(response) => response,
         Err(error) => {
             state.counters.token_error();
             tracing::debug!(
@@ -59,9 +60,18 @@ pub(crate) async fn handle(
                 description = %error.description,
                 "token request rejected",
             );
-            Ok(error.into_response())
+            error.into_response()
         }
+    };
+    // RFC 9449 §8: the nonce to use next, on every answer while nonces are on.
+    if let Some(nonce) = state
+        .dpop
+        .as_ref()
+        .and_then(|dpop| dpop.nonce(NoncePlace::TokenEndpoint))
+    {
+        set_dpop_nonce(&mut response, nonce);
     }
+    Ok(response)
 }
 
 /// The error as the dialect natively words it: Grindery's orchestrator (when asked
@@ -110,13 +120,36 @@ fn answer(
         .ok_or_else(|| {
             ErrorAnswer::unsupported_grant_type(format!("grant type `{grant_type}` is not supported"))
         })?;
+    let jkt = dpop_binding(state, parts)?;
     let issued = match kind {
-        GrantKind::ClientCredentials => client_credentials(state, &client, &params)?,
-        GrantKind::RefreshToken => refresh_token(state, &client, &params)?,
-        GrantKind::AuthorizationCode => authorization_code(state, &client, &params)?,
+        GrantKind::ClientCredentials => client_credentials(state, &client, &params, jkt)?,
+        GrantKind::RefreshToken => refresh_token(state, &client, &params, jkt)?,
+        GrantKind::AuthorizationCode => authorization_code(state, &client, &params, jkt)?,
     };
     tracing::debug!(client_id = %client.id, grant_type, "token issued");
     Ok(issued.into_response(state))
+}
+
+/// With DPoP on, the thumbprint of the key the request's proof shows possession of
+/// (RFC 9449 §5), to bind the access token to. Checked before the grant is carried
+/// out, so a refused proof uses up no code and no refresh token.
+fn dpop_binding(state: &ServerState, parts: &Parts) -> Result<Option<String>, ErrorAnswer> {
+    let Some(dpop) = &state.dpop else {
+        // A server without DPoP ignores the header (RFC 9449 §5): the token is a
+        // bearer token, and says so in `token_type`.
+        return Ok(None);
+    };
+    let expected = Expected {
+        place: NoncePlace::TokenEndpoint,
+        ath: None,
+    };
+    match dpop.check(&state.counters, parts, state.config.base_authority(), &expected) {
+        Ok(Some(proof)) => Ok(Some(proof.jkt)),
+        Ok(None) => Err(ErrorAnswer::invalid_grant(
+            "this server issues DPoP-bound tokens only: send a DPoP proof",
+        )),
+        Err(error) => Err(ErrorAnswer::new(error.code(), error.description())),
+    }
 }
 
 /// Reads the parameters of a token request in the dialect's encoding,
@@ -171,6 +204,7 @@ fn client_credentials(
     state: &ServerState,
     client: &AuthenticatedClient,
     params: &TokenParams,
+    jkt: Option<String>,
 ) -> Result<Issued, ErrorAnswer> {
     if !client.confidential {
         return Err(ErrorAnswer::unauthorized_client(
@@ -190,11 +224,13 @@ fn client_credentials(
         .refresh_tokens_for_client_credentials
         .then(|| tokens.issue_refresh(grant.clone(), family));
     let scope = grant.scope.clone();
-    let access_token = tokens.issue_access(grant, family, state.config.token_lifetime);
+    let dpop_bound = jkt.is_some();
+    let access_token = tokens.issue_access(grant, family, state.config.token_lifetime, jkt);
     Ok(Issued {
         access_token,
         scope,
         refresh_token,
+        dpop_bound,
     })
 }
 
@@ -203,6 +239,7 @@ fn refresh_token(
     state: &ServerState,
     client: &AuthenticatedClient,
     params: &TokenParams,
+    jkt: Option<String>,
 ) -> Result<Issued, ErrorAnswer> {
     let dialect = state.dialect();
     let presented = params.require("refresh_token")?;
@@ -259,6 +296,9 @@ fn refresh_token(
         Some(scope) => scope,
         None => original.scope.clone(),
     };
+    // Refresh tokens are not bound to a key: the new access token is bound to the
+    // key of this request's proof, so a client can move to a new key on a refresh.
+    let dpop_bound = jkt.is_some();
     let access_token = tokens.issue_access(
         GrantRecord {
             scope: scope.clone(),
@@ -266,6 +306,7 @@ fn refresh_token(
         },
         family,
         state.config.token_lifetime,
+        jkt,
     );
     // The new refresh token keeps the original scope (RFC 6749 §6).
     let refresh_token = state.config.rotate_refresh_tokens.then(|| {
@@ -276,6 +317,7 @@ fn refresh_token(
         access_token,
         scope,
         refresh_token,
+        dpop_bound,
     })
 }
 
@@ -284,6 +326,7 @@ fn authorization_code(
     state: &ServerState,
     client: &AuthenticatedClient,
     params: &TokenParams,
+    jkt: Option<String>,
 ) -> Result<Issued, ErrorAnswer> {
     let dialect = state.dialect();
     let code = params.require("code")?;
@@ -369,11 +412,13 @@ fn authorization_code(
     let scope = grant.scope.clone();
     let refresh_token = (dialect.refresh != RefreshRule::NoRefreshTokens)
         .then(|| tokens.issue_refresh(grant.clone(), family));
-    let access_token = tokens.issue_access(grant, family, state.config.token_lifetime);
+    let dpop_bound = jkt.is_some();
+    let access_token = tokens.issue_access(grant, family, state.config.token_lifetime, jkt);
     Ok(Issued {
         access_token,
         scope,
         refresh_token,
+        dpop_bound,
     })
 }
 
@@ -382,6 +427,8 @@ struct Issued {
     access_token: String,
     scope: Scope,
     refresh_token: Option<String>,
+    /// Whether the access token is bound to a DPoP key (`token_type` `DPoP`).
+    dpop_bound: bool,
 }
 
 impl Issued {
@@ -389,7 +436,12 @@ impl Issued {
         let dialect = state.dialect();
         let mut body = Map::new();
         body.insert("access_token".into(), self.access_token.into());
-        body.insert("token_type".into(), dialect.token_type.into());
+        let token_type = if self.dpop_bound {
+            "DPoP"
+        } else {
+            dialect.token_type
+        };
+        body.insert("token_type".into(), token_type.into());
         if !state.config.omit_expires_in {
             body.insert("expires_in".into(), state.config.expires_in().into());
         }

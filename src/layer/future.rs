@@ -480,7 +480,7 @@ where
                     #[cfg(feature = "jose")]
                     if placement.is_dpop() {
                         *this.origin =
-                            crate::dpop::ProofTarget::of_uri(req.uri()).map(|at| at.origin().into());
+                            crate::dpop::ProofTarget::of_uri(req.uri()).map(|at| at.nonce_key().into());
                         protocol::attach(&mut req, &placement, token.value.clone());
                         let fut = svc.call(req);
                         let generation = token.generation;

@@ -309,7 +309,7 @@ impl<S: Clone> OAuth2<S> {
             Some(user) => AttachPoint::for_credential(&user.config),
             None => layer.plans[index].placement.clone(),
         };
-        let origin = crate::dpop::ProofTarget::of_uri(req.uri()).map(|at| at.origin().into());
+        let origin = crate::dpop::ProofTarget::of_uri(req.uri()).map(|at| at.nonce_key().into());
         protocol::attach(&mut req, &placement, value);
         let family = Arc::clone(&self.family);
         let fut = self.inner.call(req);

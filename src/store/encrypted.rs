@@ -122,13 +122,12 @@ use chacha20poly1305::{
     aead::{Aead, AeadInOut, KeyInit, Payload},
     XChaCha20Poly1305, XNonce,
 };
-use futures_util::FutureExt;
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{
-    BoxFuture, Lease, LeaseSettings, RefreshCoordination, StoreError, StoreErrorKind, StoreOperation,
-    StoredTokens, TokenStore,
+    BoxFuture, InnerLease, Lease, LeaseSettings, RefreshCoordination, StoreError, StoreErrorKind,
+    StoreOperation, StoredTokens, TokenStore,
 };
 use crate::{
     secret::{AccessToken, RefreshToken},
@@ -618,17 +617,11 @@ impl<S: TokenStore> TokenStore for EncryptedStore<S> {
 
 impl<S: TokenStore> RefreshCoordination for EncryptedStore<S> {
     fn settings(&self) -> LeaseSettings {
-        self.inner
-            .coordination()
-            .map(|c| c.settings())
-            .unwrap_or_default()
+        InnerLease(self.inner.coordination()).settings()
     }
 
     fn try_lease<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
-        match self.inner.coordination() {
-            Some(inner) => inner.try_lease(key),
-            None => Box::pin(async { Ok(None) }),
-        }
+        InnerLease(self.inner.coordination()).try_lease(key)
     }
 
     fn save_fenced<'a>(
@@ -651,10 +644,7 @@ impl<S: TokenStore> RefreshCoordination for EncryptedStore<S> {
         key: &'a CredentialKey,
         lease: &'a Lease,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        match self.inner.coordination() {
-            Some(inner) => inner.release(key, lease),
-            None => Box::pin(async { Ok(()) }),
-        }
+        InnerLease(self.inner.coordination()).release(key, lease)
     }
 
     fn changed<'a>(
@@ -662,10 +652,7 @@ impl<S: TokenStore> RefreshCoordination for EncryptedStore<S> {
         key: &'a CredentialKey,
         at_most: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        match self.inner.coordination() {
-            Some(inner) => inner.changed(key, at_most),
-            None => Box::pin(tokio::time::sleep(at_most).then(|()| async { Ok(()) })),
-        }
+        InnerLease(self.inner.coordination()).changed(key, at_most)
     }
 }
 

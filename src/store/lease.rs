@@ -116,3 +116,51 @@ pub trait RefreshCoordination: Send + Sync {
         at_most: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
+
+/// A wrapping store's view of its inner store's coordination: every lease operation
+/// forwarded as it is, or, when the inner store has none, answered as by a store without
+/// coordination. The wrappers (encryption, change notifications) differ only in
+/// `save_fenced`, and write just that.
+#[derive(Clone, Copy)]
+pub(crate) struct InnerLease<'a>(pub(crate) Option<&'a dyn RefreshCoordination>);
+
+impl<'a> InnerLease<'a> {
+    pub(crate) fn settings(self) -> LeaseSettings {
+        self.0.map(|inner| inner.settings()).unwrap_or_default()
+    }
+
+    pub(crate) fn try_lease(
+        self,
+        key: &'a CredentialKey,
+    ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        match self.0 {
+            Some(inner) => inner.try_lease(key),
+            None => Box::pin(async { Ok(None) }),
+        }
+    }
+
+    pub(crate) fn release(
+        self,
+        key: &'a CredentialKey,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        match self.0 {
+            Some(inner) => inner.release(key, lease),
+            None => Box::pin(async { Ok(()) }),
+        }
+    }
+
+    pub(crate) fn changed(
+        self,
+        key: &'a CredentialKey,
+        at_most: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        match self.0 {
+            Some(inner) => inner.changed(key, at_most),
+            None => Box::pin(async move {
+                tokio::time::sleep(at_most).await;
+                Ok(())
+            }),
+        }
+    }
+}

@@ -139,7 +139,6 @@ pub use self::encrypted::{EncryptedStore, EncryptionKey, EncryptionKeyError, Key
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
 pub use self::redis::{RedisKeys, RedisStore, RedisStoreBuilder};
-pub(crate) use self::tokens::wall_clock_now;
 #[doc(inline)]
 pub use self::{
     error::{StoreError, StoreErrorKind, StoreOperation},
@@ -149,6 +148,7 @@ pub use self::{
     notifying::{Notifying, TokenChange},
     tokens::StoredTokens,
 };
+pub(crate) use self::{lease::InnerLease, tokens::wall_clock_now};
 use crate::CredentialKey;
 
 /// A boxed future that can be sent between threads, as the methods of [`TokenStore`]

@@ -2,9 +2,9 @@
 
 use std::{any, fmt, sync::Arc, time::Duration};
 
-use futures_util::FutureExt;
-
-use super::{BoxFuture, Lease, LeaseSettings, RefreshCoordination, StoreError, StoredTokens, TokenStore};
+use super::{
+    BoxFuture, InnerLease, Lease, LeaseSettings, RefreshCoordination, StoreError, StoredTokens, TokenStore,
+};
 use crate::CredentialKey;
 
 /// What happened to a credential's stored tokens.
@@ -142,17 +142,11 @@ impl<S: TokenStore> TokenStore for Notifying<S> {
 
 impl<S: TokenStore> RefreshCoordination for Notifying<S> {
     fn settings(&self) -> LeaseSettings {
-        self.inner
-            .coordination()
-            .map(|c| c.settings())
-            .unwrap_or_default()
+        InnerLease(self.inner.coordination()).settings()
     }
 
     fn try_lease<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
-        match self.inner.coordination() {
-            Some(inner) => inner.try_lease(key),
-            None => Box::pin(async { Ok(None) }),
-        }
+        InnerLease(self.inner.coordination()).try_lease(key)
     }
 
     fn save_fenced<'a>(
@@ -178,10 +172,7 @@ impl<S: TokenStore> RefreshCoordination for Notifying<S> {
         key: &'a CredentialKey,
         lease: &'a Lease,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        match self.inner.coordination() {
-            Some(inner) => inner.release(key, lease),
-            None => Box::pin(async { Ok(()) }),
-        }
+        InnerLease(self.inner.coordination()).release(key, lease)
     }
 
     fn changed<'a>(
@@ -189,9 +180,6 @@ impl<S: TokenStore> RefreshCoordination for Notifying<S> {
         key: &'a CredentialKey,
         at_most: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        match self.inner.coordination() {
-            Some(inner) => inner.changed(key, at_most),
-            None => Box::pin(tokio::time::sleep(at_most).then(|()| async { Ok(()) })),
-        }
+        InnerLease(self.inner.coordination()).changed(key, at_most)
     }
 }

@@ -11,6 +11,7 @@
 //! - `subjects`: each user's requests carry that user's token, refreshed once per user.
 //! - `secrecy`: no token or secret in `Debug`, errors or logs.
 //! - `dead_in_body`: Grindery's dead tokens, declared in a `400` body.
+//! - `dpop` (feature `jose`): DPoP-bound tokens, a proof per request, both nonce flows.
 #![cfg(all(feature = "hyper-transport", feature = "reqwest"))]
 
 #[path = "../support/adapter.rs"]
@@ -46,6 +47,8 @@ macro_rules! both {
 
 mod common;
 mod dead_in_body;
+#[cfg(feature = "jose")]
+mod dpop;
 mod retries;
 mod secrecy;
 mod single_flight;

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-const REDIRECT: &str = "https://app.example.com/callback";
+pub(crate) const REDIRECT: &str = "https://app.example.com/callback";
 
 /// The standard mock with a client and two users.
 async fn server_with_users() -> MockServer {
@@ -37,7 +37,7 @@ fn users(server: &MockServer) -> UserCredentialTemplate {
 
 /// `user` logs in: the authorization request, the provider's consent (signed in as
 /// `user`), the callback's code, and the exchange.
-async fn log_in(credentials: &CredentialRegistry, user: &str) {
+pub(crate) async fn log_in(credentials: &CredentialRegistry, user: &str) {
     let pending = credentials
         .users("mock")
         .unwrap()

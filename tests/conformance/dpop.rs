@@ -1,0 +1,208 @@
+//! DPoP-bound credentials (RFC 9449) through both adapters, against the mock's strict
+//! DPoP: every proof is checked (signature, `htm`, `htu`, `iat`, `ath`, the key the token
+//! is bound to) and a reused `jti` is refused, so each count below is of proofs a real
+//! server would have accepted.
+
+use tower_oauth2::{
+    dpop::DpopKey,
+    jose::{SigningAlgorithm, SigningKey},
+};
+
+use crate::{common::*, support::logs::Captured};
+
+both!(
+    every_request_carries_a_dpop_token_and_a_proof_of_its_own,
+    the_nonce_dance_costs_one_extra_request_at_each_place,
+    a_retry_after_a_dead_token_carries_a_new_proof,
+    a_rotated_key_is_bound_to_the_next_token,
+    a_bearer_token_is_refused_and_never_presented,
+    nothing_of_the_proof_or_the_key_is_printed,
+    a_users_tokens_are_bound_from_the_code_exchange_on,
+);
+both!(multi_thread: a_dpop_storm_of_1000_callers_makes_one_token_request_and_1000_proofs);
+
+/// A standard server demanding DPoP (and nonces, if `nonces`), a client-credentials
+/// registry whose credential is bound to a new ES256 key, and the adapter of `kind`.
+async fn dpop_setup(kind: Kind, nonces: bool) -> (MockServer, CredentialRegistry, Adapter, DpopKey) {
+    let builder = MockServer::builder().client("client", "secret").dpop(true);
+    let server = started(builder.dpop_nonces(nonces)).await;
+    let key = DpopKey::generate().unwrap();
+    let credentials = dpop_credentials(&server, &key);
+    let adapter = Adapter::new(kind, &credentials);
+    (server, credentials, adapter, key)
+}
+
+fn dpop_credentials(server: &MockServer, key: &DpopKey) -> CredentialRegistry {
+    let credential = Credential::client_credentials(server.provider(), "client", "secret")
+        .refresh_policy(steady_policy())
+        .dpop(key.clone());
+    CredentialRegistry::new(credential).unwrap()
+}
+
+async fn every_request_carries_a_dpop_token_and_a_proof_of_its_own(kind: Kind) {
+    let (server, _credentials, adapter, _key) = dpop_setup(kind, false).await;
+    for id in ["a", "b", "c"] {
+        assert_eq!(status(&adapter, &server, id).await, 200);
+        assert_eq!(sends(&server, id), 1);
+    }
+    // One proof at the token endpoint, one per API request, none seen twice.
+    assert_counts(
+        &server,
+        "token_requests=1 dpop_proofs_accepted=4 dpop_distinct_jtis=4 dpop_proofs_refused=0 \
+         dpop_replays=0 bearer_for_dpop_token=0",
+    );
+}
+
+async fn a_dpop_storm_of_1000_callers_makes_one_token_request_and_1000_proofs(kind: Kind) {
+    let (server, credentials, adapter, _key) = dpop_setup(kind, false).await;
+    let statuses = statuses(adapter.concurrently(things(&server, "storm", 1000)).await);
+    assert_eq!(statuses, vec![200; 1000]);
+    assert_counts(
+        &server,
+        "token_requests=1 dpop_proofs_accepted=1001 dpop_distinct_jtis=1001 dpop_proofs_refused=0 \
+         dpop_replays=0 bearer_for_dpop_token=0",
+    );
+    assert_eq!(credentials.stats()[0].token_requests, 1);
+}
+
+async fn the_nonce_dance_costs_one_extra_request_at_each_place(kind: Kind) {
+    let (server, credentials, adapter, _key) = dpop_setup(kind, true).await;
+
+    // Cold: the token endpoint asks for a nonce once, then the API does.
+    assert_eq!(status(&adapter, &server, "first").await, 200);
+    assert_eq!(sends(&server, "first"), 2);
+    assert_counts(
+        &server,
+        "token_requests=2 dpop_nonce_demanded_token=1 dpop_nonce_demanded_resource=1 \
+         dpop_proofs_refused=0 dpop_replays=0",
+    );
+
+    // The nonce every answer carries is remembered: a steady stream needs no extra trip.
+    for id in ["steady-1", "steady-2", "steady-3"] {
+        assert_eq!(status(&adapter, &server, id).await, 200);
+        assert_eq!(sends(&server, id), 1, "{id}");
+    }
+    assert_counts(&server, "dpop_nonce_demanded_resource=1");
+
+    // New nonces at both places: one extra API request...
+    server.rotate_dpop_nonces();
+    assert_eq!(status(&adapter, &server, "rotated").await, 200);
+    assert_eq!(sends(&server, "rotated"), 2);
+    assert_counts(
+        &server,
+        "dpop_nonce_demanded_resource=2 dpop_nonce_demanded_token=1",
+    );
+
+    // ...and one extra token request at the next refresh, whose retry then goes through
+    // with the nonce the API gave last.
+    server.revoke_all_access_tokens();
+    assert_eq!(status(&adapter, &server, "refreshed").await, 200);
+    assert_eq!(sends(&server, "refreshed"), 2);
+    assert_counts(
+        &server,
+        "token_requests=4 dpop_nonce_demanded_token=2 dpop_nonce_demanded_resource=2 \
+         dpop_proofs_refused=0 dpop_replays=0 bearer_for_dpop_token=0",
+    );
+    assert_eq!(
+        credentials.stats()[0].token_requests,
+        2,
+        "two tokens, each after one nonce round"
+    );
+}
+
+async fn a_retry_after_a_dead_token_carries_a_new_proof(kind: Kind) {
+    let (server, credentials, adapter, _key) = dpop_setup(kind, false).await;
+    assert_eq!(status(&adapter, &server, "warm").await, 200);
+    server.revoke_all_access_tokens();
+    let answers = statuses(adapter.concurrently(things(&server, "dead", 20)).await);
+    assert_eq!(answers, vec![200; 20]);
+    for i in 0..20 {
+        assert_eq!(sends(&server, &format!("dead-{i}")), 2);
+    }
+    // Had a retry carried its first proof again, the server would have refused it as a
+    // replay.
+    assert_counts(
+        &server,
+        "token_requests=2 dpop_replays=0 dpop_proofs_refused=0 dpop_proofs_accepted=43 dpop_distinct_jtis=43",
+    );
+    assert_eq!(refreshes_and_retries(&credentials), (1, 20));
+}
+
+async fn a_rotated_key_is_bound_to_the_next_token(kind: Kind) {
+    let (server, credentials, adapter, key) = dpop_setup(kind, false).await;
+    assert_eq!(status(&adapter, &server, "before").await, 200);
+    let old = key.thumbprint();
+    key.rotate(SigningKey::generate(SigningAlgorithm::EdDsa).unwrap());
+    assert_ne!(key.thumbprint(), old);
+    // The token in use is bound to the old key: refused once, refreshed with a proof of
+    // the new key, and the retry goes through.
+    assert_eq!(status(&adapter, &server, "after").await, 200);
+    assert_eq!(sends(&server, "after"), 2);
+    assert_eq!(status(&adapter, &server, "steady").await, 200);
+    assert_eq!(sends(&server, "steady"), 1);
+    assert_counts(&server, "token_requests=2 dpop_proofs_refused=0 dpop_replays=0");
+    assert_eq!(refreshes_and_retries(&credentials), (1, 1));
+}
+
+async fn a_bearer_token_is_refused_and_never_presented(kind: Kind) {
+    // A server that knows nothing of DPoP issues bearer tokens.
+    let server = started(MockServer::builder().client("client", "secret")).await;
+    let key = DpopKey::generate().unwrap();
+    let credentials = dpop_credentials(&server, &key);
+    let adapter = Adapter::new(kind, &credentials);
+    let err = adapter
+        .send(Call::get(server.api_url("/things")).id("bearer"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Malformed(_)), "{err:?}");
+    assert!(err.to_string().contains("DPoP"), "{err}");
+    assert_eq!(sends(&server, "bearer"), 0, "the API never saw the token");
+    assert_counts(&server, "token_requests=1");
+}
+
+async fn nothing_of_the_proof_or_the_key_is_printed(kind: Kind) {
+    let (captured, _guard) = Captured::install_at(tracing::Level::TRACE);
+    let (server, credentials, adapter, key) = dpop_setup(kind, true).await;
+    assert_eq!(status(&adapter, &server, "one").await, 200);
+    server.revoke_all_access_tokens();
+    assert_eq!(status(&adapter, &server, "two").await, 200);
+
+    let printed = format!("{key:?} {credentials:?} {:?}", key.current());
+    let logs = captured.text();
+    for text in [&printed, &logs] {
+        // Every JWS starts with a base64url JSON object: `eyJ`.
+        assert!(!text.contains("eyJ"), "a proof was printed: {text}");
+    }
+    assert!(
+        printed.contains(&key.thumbprint()),
+        "the public thumbprint names the key"
+    );
+}
+
+async fn a_users_tokens_are_bound_from_the_code_exchange_on(kind: Kind) {
+    use crate::subjects::{log_in, REDIRECT};
+    let builder = MockServer::builder().client("client", "secret").dpop(true);
+    let server = started(builder.user("alice", "alice-pw")).await;
+    let users = UserCredentialTemplate::new(server.provider(), "client", Some("secret".into()))
+        .redirect_uri(REDIRECT)
+        .refresh_policy(steady_policy())
+        .dpop(DpopKey::generate().unwrap());
+    let credentials = CredentialRegistry::builder().users(users).build().unwrap();
+    log_in(&credentials, "alice").await;
+    let adapter = Adapter::new(kind, &credentials);
+    let call = |id: &str| Call::get(server.api_url("/things")).id(id).subject("alice");
+
+    let answer = adapter.send(call("first")).await.unwrap();
+    assert_eq!(
+        (answer.status, answer.json()["placement"].clone()),
+        (200, json!("authorization_dpop"))
+    );
+    server.revoke_all_access_tokens();
+    assert_eq!(adapter.send(call("refreshed")).await.unwrap().status, 200);
+    assert_eq!(sends(&server, "refreshed"), 2);
+    // The code exchange and one refresh, each with a proof; three API requests.
+    assert_counts(
+        &server,
+        "token_requests=2 dpop_proofs_accepted=5 dpop_proofs_refused=0 dpop_replays=0 bearer_for_dpop_token=0",
+    );
+}
