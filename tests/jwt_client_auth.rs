@@ -399,3 +399,21 @@ async fn a_jwt_method_without_its_key_or_secret_is_a_configuration_error() {
     assert!(printed.contains(from_jwk.thumbprint()), "{printed}");
     assert!(!printed.contains(jwk["d"].as_str().unwrap()), "{printed}");
 }
+
+#[tokio::test]
+async fn a_dpop_nonce_retry_carries_a_new_assertion() {
+    let key = SigningKey::generate(SigningAlgorithm::Es256).unwrap();
+    let server = started(server_with(&key).dpop(true).dpop_nonces(true)).await;
+    let dpop = tower_oauth2::dpop::DpopKey::generate().unwrap();
+    let layered = layered(signed_by(&server, &key).dpop(dpop));
+    assert_eq!(layered.call(&server).await.unwrap(), StatusCode::OK);
+    // The server checked the first assertion (using up its jti) before it asked for a
+    // nonce; the second request would have been refused with the same one.
+    assert_counts(
+        &server,
+        "token_requests=2 dpop_nonce_demanded_token=1 client_assertions_accepted=2 \
+         client_assertion_replays=0 token_errors=1",
+    );
+    let sent = layered.sent();
+    assert_ne!(assertion_of(&sent[0]).1["jti"], assertion_of(&sent[1]).1["jti"]);
+}
