@@ -24,10 +24,6 @@
 //! # Ok::<(), tower_oauth2::jose::KeyError>(())
 //! ```
 
-// The crate-internal signing helpers are used by DPoP and client assertions, which
-// arrive in the next commits.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::{fmt, sync::Arc, time::SystemTime};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
