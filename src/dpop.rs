@@ -161,7 +161,11 @@ impl ProofTarget {
         htu.push_str("://");
         htu.push_str(authority);
         let key_len = htu.len();
-        htu.push_str(uri.path());
+        // An absolute URL with an empty path names the root (RFC 3986 §6.2.3).
+        htu.push_str(match uri.path() {
+            "" => "/",
+            path => path,
+        });
         Some(Self { htu, key_len })
     }
 
@@ -329,6 +333,8 @@ mod tests {
         let target =
             ProofTarget::of_uri(&"https://api.example:8443/v1/items?page=2#x".parse().unwrap()).unwrap();
         assert_eq!(target.nonce_key(), "https://api.example:8443");
+        let root = ProofTarget::of_uri(&"https://api.example".parse().unwrap()).unwrap();
+        assert_eq!(root.htu, "https://api.example/");
         let proof = key.binding().proof("GET", &target, Some(b"tok")).unwrap();
         assert!(proof.is_sensitive());
         let claims = claims_of(&proof);
