@@ -103,6 +103,13 @@ pub(crate) fn with_token<R>(
     }
 }
 
+/// [`with_token`] for a request that attaches the shared value: the token's generation
+/// and its header value.
+#[inline]
+pub(crate) fn token_value(state: &Arc<CredentialState>) -> Result<(u64, HeaderValue), Acquire> {
+    with_token(state, |token| (token.generation, token.value.clone()))
+}
+
 // ===== placement =====
 
 /// Where a credential's token goes on a request: its provider's [`TokenPlacement`], in

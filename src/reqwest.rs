@@ -376,14 +376,7 @@ async fn send(
     retry: bool,
 ) -> reqwest_middleware::Result<Response> {
     let provider = &state.config.credential.client.provider;
-    let (generation, value) =
-        match protocol::with_token(state, |token| (token.generation, token.value.clone())) {
-            Ok(attached) => attached,
-            Err(acquire) => {
-                let token = acquire.await.map_err(reqwest_middleware::Error::middleware)?;
-                (token.generation, token.value.clone())
-            }
-        };
+    let (generation, value) = token_value(state).await?;
     // Copied before the token is attached, so that the retry carries only the new one.
     let replay = if retry { req.try_clone() } else { None };
     #[cfg(feature = "jose")]
@@ -464,14 +457,7 @@ async fn send_with_nonce(
         provider = %state.config.provider_name(),
         "the API asked for a DPoP nonce; sending once more"
     );
-    let (generation, value) =
-        match protocol::with_token(state, |token| (token.generation, token.value.clone())) {
-            Ok(attached) => attached,
-            Err(acquire) => {
-                let token = acquire.await.map_err(reqwest_middleware::Error::middleware)?;
-                (token.generation, token.value.clone())
-            }
-        };
+    let (generation, value) = token_value(state).await?;
     protocol::attach(&mut replay, &plan.placement, value.clone());
     protocol::retrying(state);
     let response = send_once(next, replay, extensions, &value, &plan.placement).await?;
@@ -486,6 +472,17 @@ async fn send_with_nonce(
         protocol::after_dead(state, generation, false, response.status());
     }
     Ok(response)
+}
+
+/// The token to attach: the cached one, or the one the wait brings.
+async fn token_value(state: &Arc<CredentialState>) -> reqwest_middleware::Result<(u64, http::HeaderValue)> {
+    match protocol::token_value(state) {
+        Ok(attached) => Ok(attached),
+        Err(acquire) => {
+            let token = acquire.await.map_err(reqwest_middleware::Error::middleware)?;
+            Ok((token.generation, token.value.clone()))
+        }
+    }
 }
 
 /// Reads the start of `response`'s body and asks `provider`'s body test whether it

@@ -243,21 +243,15 @@ where
         generation: u64,
         replay: Option<ReplayCopy<B>>,
     ) -> Self {
+        let step = Step::DpopSent {
+            fut,
+            generation,
+            replay,
+        };
+        let mut slow = Slow::new(family, index, user, step);
+        slow.origin = origin;
         Self {
-            state: State::Slow {
-                slow: Box::pin(Slow {
-                    family,
-                    index,
-                    user,
-                    origin,
-                    nonce_retry: false,
-                    step: Step::DpopSent {
-                        fut,
-                        generation,
-                        replay,
-                    },
-                }),
-            },
+            state: State::Slow { slow: Box::pin(slow) },
         }
     }
 
@@ -270,22 +264,14 @@ where
         req: Request<B>,
         retry: Option<RouteRef>,
     ) -> Self {
+        let step = Step::Acquiring {
+            acquire,
+            pending: Some((svc, req)),
+            retry,
+        };
         Self {
             state: State::Slow {
-                slow: Box::pin(Slow {
-                    family,
-                    index,
-                    user,
-                    #[cfg(feature = "jose")]
-                    origin: None,
-                    #[cfg(feature = "jose")]
-                    nonce_retry: false,
-                    step: Step::Acquiring {
-                        acquire,
-                        pending: Some((svc, req)),
-                        retry,
-                    },
-                }),
+                slow: Box::pin(Slow::new(family, index, user, step)),
             },
         }
     }
@@ -380,16 +366,7 @@ where
             None => return Ok(response.map(ResponseBody::new)),
         }
     };
-    Err(Box::pin(Slow {
-        family,
-        index,
-        user,
-        #[cfg(feature = "jose")]
-        origin: None,
-        #[cfg(feature = "jose")]
-        nonce_retry: false,
-        step,
-    }))
+    Err(Box::pin(Slow::new(family, index, user, step)))
 }
 
 /// A dead-token answer (of `status`) to a request sent with token `generation`:
@@ -415,6 +392,27 @@ where
         AfterDead::Return => None,
         AfterDead::Retry(acquire) => Some(Step::Refreshing { acquire, req }),
     }
+}
+
+/// The inner service's answer to a request the slow states sent, checked for a redirect
+/// that took the token elsewhere; its error as the crate's.
+fn received<S, T, E: Into<BoxError>>(
+    result: Result<Response<T>, E>,
+    family: &CloneFamily<S>,
+    index: usize,
+    user: &Option<Arc<CredentialState>>,
+) -> Result<Response<T>, Error> {
+    let response = result.map_err(Error::inner)?;
+    #[cfg(feature = "follow-redirect")]
+    crate::redirect::check_followed(
+        &family.layer.credentials.routing,
+        index,
+        user.as_deref(),
+        &response,
+    );
+    #[cfg(not(feature = "follow-redirect"))]
+    let _ = (family, index, user);
+    Ok(response)
 }
 
 /// The request to send again from `replay`, if its body can be sent again.
@@ -453,6 +451,24 @@ where
     S: Service<Request<B>>,
     T: Body,
 {
+    fn new(
+        family: Arc<CloneFamily<S>>,
+        index: usize,
+        user: Option<Arc<CredentialState>>,
+        step: Step<S, B, T>,
+    ) -> Self {
+        Self {
+            family,
+            index,
+            user,
+            #[cfg(feature = "jose")]
+            origin: None,
+            #[cfg(feature = "jose")]
+            nonce_retry: false,
+            step,
+        }
+    }
+
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SlowOutput<S, B, T>>
     where
         S: Service<Request<B>, Response = Response<T>> + Clone,
@@ -532,17 +548,10 @@ where
                 }
 
                 StepProj::Retrying { fut, generation } => {
-                    let response = match ready!(fut.poll(cx)) {
+                    let response = match received(ready!(fut.poll(cx)), this.family, *this.index, this.user) {
                         Ok(response) => response,
-                        Err(err) => return Poll::Ready(SlowOutput::Done(Err(Error::inner(err)))),
+                        Err(err) => return Poll::Ready(SlowOutput::Done(Err(err))),
                     };
-                    #[cfg(feature = "follow-redirect")]
-                    crate::redirect::check_followed(
-                        &this.family.layer.credentials.routing,
-                        *this.index,
-                        this.user.as_deref(),
-                        &response,
-                    );
                     let state = credential(this.family, *this.index, this.user);
                     #[cfg(feature = "jose")]
                     if this.origin.is_some() {
@@ -581,17 +590,10 @@ where
                     generation,
                     replay,
                 } => {
-                    let response = match ready!(fut.poll(cx)) {
+                    let response = match received(ready!(fut.poll(cx)), this.family, *this.index, this.user) {
                         Ok(response) => response,
-                        Err(err) => return Poll::Ready(SlowOutput::Done(Err(Error::inner(err)))),
+                        Err(err) => return Poll::Ready(SlowOutput::Done(Err(err))),
                     };
-                    #[cfg(feature = "follow-redirect")]
-                    crate::redirect::check_followed(
-                        &this.family.layer.credentials.routing,
-                        *this.index,
-                        this.user.as_deref(),
-                        &response,
-                    );
                     let generation = *generation;
                     let state = credential(this.family, *this.index, this.user);
                     let placement = placement_of(this.family, *this.index, this.user);
@@ -609,8 +611,7 @@ where
                                 provider = %state.config.provider_name(),
                                 "the API asked for a DPoP nonce; sending once more"
                             );
-                            match protocol::with_token(state, |token| (token.generation, token.value.clone()))
-                            {
+                            match protocol::token_value(state) {
                                 Ok((generation, value)) => {
                                     protocol::attach(&mut req, &placement, value);
                                     protocol::retrying(state);

@@ -248,11 +248,10 @@ impl<S: Clone> OAuth2<S> {
             return self.call_dpop(0, Some(state), route, req);
         }
         let retry = self.family.layer.retry && !has_no_retry(&req);
-        let (generation, value) =
-            match protocol::with_token(&state, |token| (token.generation, token.value.clone())) {
-                Ok(attached) => attached,
-                Err(acquire) => return self.wait(None, Some(state), Some(route), acquire, req, retry),
-            };
+        let (generation, value) = match protocol::token_value(&state) {
+            Ok(attached) => attached,
+            Err(acquire) => return self.wait(None, Some(state), Some(route), acquire, req, retry),
+        };
         let replay = match retry {
             true => prepare_replay(&mut req, route, self.family.layer.replay_limit),
             false => None,
@@ -293,14 +292,13 @@ impl<S: Clone> OAuth2<S> {
             Some(user) => Arc::clone(user),
             None => Arc::clone(&layer.credentials.routing.states[index]),
         };
-        let (generation, value) =
-            match protocol::with_token(&state, |token| (token.generation, token.value.clone())) {
-                Ok(attached) => attached,
-                Err(acquire) => {
-                    let index = user.is_none().then_some(index);
-                    return self.wait(index, user, Some(route), acquire, req, retry);
-                }
-            };
+        let (generation, value) = match protocol::token_value(&state) {
+            Ok(attached) => attached,
+            Err(acquire) => {
+                let index = user.is_none().then_some(index);
+                return self.wait(index, user, Some(route), acquire, req, retry);
+            }
+        };
         let replay = match retry {
             true => prepare_replay(&mut req, route, layer.replay_limit),
             false => None,
