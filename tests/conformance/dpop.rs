@@ -169,6 +169,11 @@ async fn nothing_of_the_proof_or_the_key_is_printed(kind: Kind) {
 
     let printed = format!("{key:?} {credentials:?} {:?}", key.current());
     let logs = captured.text();
+    assert!(logs.contains("token installed"), "the run was traced:\n{logs}");
+    assert!(
+        logs.contains("DPoP nonce"),
+        "the nonce rounds were traced:\n{logs}"
+    );
     for text in [&printed, &logs] {
         // Every JWS starts with a base64url JSON object: `eyJ`.
         assert!(!text.contains("eyJ"), "a proof was printed: {text}");

@@ -12,7 +12,7 @@ use std::{
 };
 
 use tracing::Level;
-use tracing_subscriber::{filter::filter_fn, layer::SubscriberExt, Layer};
+use tracing_subscriber::{filter::dynamic_filter_fn, layer::SubscriberExt, Layer};
 
 thread_local! {
     static CAPTURING: RefCell<Option<(Captured, Level)>> = const { RefCell::new(None) };
@@ -62,7 +62,10 @@ impl Captured {
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(|| ThisThread)
-                .with_filter(filter_fn(|event| {
+                // Dynamic: asked for every event. A `filter_fn` answer is cached per
+                // callsite, from the thread that reached it first, and a callsite first
+                // reached by a test that was not capturing would then never be captured.
+                .with_filter(dynamic_filter_fn(|event, _| {
                     CAPTURING.with(|c| {
                         c.borrow()
                             .as_ref()
