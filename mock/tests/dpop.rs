@@ -221,15 +221,27 @@ fn refresh_form(refresh_token: &str) -> String {
     format!("grant_type=refresh_token&refresh_token={refresh_token}")
 }
 
+/// A token request of `form` with one fresh proof of `key`, carrying `nonce` if given.
+async fn dpop_post(
+    client: &HttpClient,
+    server: &MockServer,
+    key: &Key,
+    form: &str,
+    nonce: Option<&str>,
+) -> Answer {
+    let mut proof = Proof::new(key, "POST", &server.token_url());
+    if let Some(nonce) = nonce {
+        proof = proof.with_nonce(nonce);
+    }
+    token_call(client, server, form, &[proof.sign(key).as_bytes()]).await
+}
+
 /// A DPoP-bound access token for `key`, through the nonce dance if the server asks.
 async fn dpop_token(client: &HttpClient, server: &MockServer, key: &Key) -> String {
-    let url = server.token_url();
-    let proof = Proof::new(key, "POST", &url).sign(key);
-    let mut answer = token_call(client, server, CLIENT_CREDENTIALS, &[proof.as_bytes()]).await;
+    let mut answer = dpop_post(client, server, key, CLIENT_CREDENTIALS, None).await;
     if answer.status == StatusCode::BAD_REQUEST && answer.json()["error"] == "use_dpop_nonce" {
         let nonce = answer.header("dpop-nonce").expect("a DPoP-Nonce").to_owned();
-        let proof = Proof::new(key, "POST", &url).with_nonce(&nonce).sign(key);
-        answer = token_call(client, server, CLIENT_CREDENTIALS, &[proof.as_bytes()]).await;
+        answer = dpop_post(client, server, key, CLIENT_CREDENTIALS, Some(&nonce)).await;
     }
     answer.assert_token("DPoP");
     answer.str_field("access_token")
@@ -587,52 +599,43 @@ async fn the_token_endpoint_demands_its_nonce_once_per_rotation() {
     let server = started(dpop_server().dpop_nonces(true)).await;
     let client = http_client();
     let key = Key::es256();
-    let url = server.token_url();
     let refresh_token = server.issue_refresh_token("client", "read");
     let form = refresh_form(&refresh_token);
 
-    let answer = token_call(
-        &client,
-        &server,
-        &form,
-        &[Proof::new(&key, "POST", &url).sign(&key).as_bytes()],
-    )
-    .await;
+    let answer = dpop_post(&client, &server, &key, &form, None).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "use_dpop_nonce");
     assert!(answer.header(WWW_AUTHENTICATE).is_none());
     let nonce = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
 
     // The refresh token was not used up by the nonce demand.
-    let proof = Proof::new(&key, "POST", &url).with_nonce(&nonce).sign(&key);
-    let answer = token_call(&client, &server, &form, &[proof.as_bytes()]).await;
+    let answer = dpop_post(&client, &server, &key, &form, Some(&nonce)).await;
     let body = answer.assert_token("DPoP");
     assert_eq!(answer.header("dpop-nonce"), Some(nonce.as_str()));
     let refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
 
     // The same nonce keeps working until it is rotated.
-    let proof = Proof::new(&key, "POST", &url).with_nonce(&nonce).sign(&key);
-    token_call(&client, &server, CLIENT_CREDENTIALS, &[proof.as_bytes()])
+    dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&nonce))
         .await
         .assert_token("DPoP");
 
     server.rotate_dpop_nonces();
-    let proof = Proof::new(&key, "POST", &url).with_nonce(&nonce).sign(&key);
-    let answer = token_call(
+    let answer = dpop_post(
         &client,
         &server,
+        &key,
         &refresh_form(&refresh_token),
-        &[proof.as_bytes()],
+        Some(&nonce),
     )
     .await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "use_dpop_nonce");
     let rotated = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
     assert_ne!(rotated, nonce);
-    let proof = Proof::new(&key, "POST", &url).with_nonce(&rotated).sign(&key);
-    let answer = token_call(
+    let answer = dpop_post(
         &client,
         &server,
+        &key,
         &refresh_form(&refresh_token),
-        &[proof.as_bytes()],
+        Some(&rotated),
     )
     .await;
     answer.assert_token("DPoP");
@@ -683,17 +686,9 @@ async fn the_token_endpoint_nonce_is_not_the_resource_nonce() {
     let server = started(dpop_server().dpop_nonces(true)).await;
     let client = http_client();
     let key = Key::es256();
-    let url = server.token_url();
-    let answer = token_call(
-        &client,
-        &server,
-        CLIENT_CREDENTIALS,
-        &[Proof::new(&key, "POST", &url).sign(&key).as_bytes()],
-    )
-    .await;
+    let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, None).await;
     let token_nonce = answer.header("dpop-nonce").unwrap().to_owned();
-    let proof = Proof::new(&key, "POST", &url).with_nonce(&token_nonce).sign(&key);
-    let token = token_call(&client, &server, CLIENT_CREDENTIALS, &[proof.as_bytes()])
+    let token = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&token_nonce))
         .await
         .str_field("access_token");
 
