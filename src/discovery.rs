@@ -80,26 +80,39 @@
 //!     .api("https://api.example.com");
 //! assert_eq!(provider.metadata_ref().unwrap().issuer(), "https://auth.example.com");
 //!
-//! // Later, on a schedule: the same provider, with the endpoints read again.
+//! // Later: the same provider, with the endpoints read again.
 //! let discovery = Discovery::new("https://auth.example.com", transport)
 //!     .timeout(Duration::from_secs(5));
 //! let provider = discovery.refresh(&provider).await?;
-//! # let _ = provider;
+//!
+//! // Or on a schedule: read daily, published when the document changed.
+//! let mut watch = discovery.watch(provider, Duration::from_secs(24 * 3600));
+//! if let Some(moved) = watch.changed().await {
+//!     // Build the new registry from `moved`.
+//!     # let _ = moved;
+//! }
 //! # Ok(())
 //! # }
 //! ```
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{header, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value};
 
 use crate::{
     error::{DiscoveryError, DiscoveryErrorKind, Error},
     origin::is_loopback_host,
-    redact::{without_userinfo, Redactor},
+    redact::{without_userinfo, Escaped, Redactor},
     ClientAuth, Provider, Revocation, TokenTransport,
 };
 
@@ -201,17 +214,42 @@ impl Discovery {
     /// On failure nothing changes: keep using `previous`.
     pub async fn refresh(&self, previous: &Provider) -> Result<Provider, Error> {
         let metadata = self.fetch_metadata().await?;
-        let mut provider = previous.clone();
-        provider.token_url = metadata.token_endpoint.clone();
-        provider.authorize_url = metadata.authorization_endpoint.clone();
-        if matches!(provider.revocation, None | Some(Revocation::Rfc7009 { .. })) {
-            provider.revocation = metadata
-                .revocation_endpoint
-                .clone()
-                .map(|url| Revocation::Rfc7009 { url });
+        Ok(refreshed(previous, metadata))
+    }
+
+    /// Keeps `first` (usually this discovery's [`fetch`](Self::fetch)) up to date: every
+    /// `every`, the metadata is fetched again as [`refresh`](Self::refresh) does, and a
+    /// provider built from a document that differs from the last one is published to the
+    /// returned [`DiscoveryWatch`]. A failed refresh keeps the last provider, is logged
+    /// and counted, and the next period tries again. Dropping the watch stops it.
+    ///
+    /// A registry holds the providers it was built with: an application that follows its
+    /// servers' moves builds a new registry (or layer) when
+    /// [`DiscoveryWatch::changed`] says one moved. Must be called within a Tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo(transport: tower_oauth2::TokenTransport) -> Result<(), tower_oauth2::BoxError> {
+    /// use std::time::Duration;
+    /// use tower_oauth2::discovery::Discovery;
+    ///
+    /// let discovery = Discovery::new("https://auth.example.com", transport);
+    /// let provider = discovery.fetch().await?;
+    /// let mut watch = discovery.watch(provider, Duration::from_secs(24 * 3600));
+    /// while let Some(moved) = watch.changed().await {
+    ///     println!("token endpoint now at {}", moved.token_url_ref());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn watch(self, first: Provider, every: Duration) -> DiscoveryWatch {
+        let (sender, receiver) = tokio::sync::watch::channel(first);
+        let failures = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(keep_fresh(self, sender, every, Arc::clone(&failures))).abort_handle();
+        DiscoveryWatch {
+            receiver,
+            task,
+            failures,
         }
-        provider.metadata = Some(Arc::new(metadata));
-        Ok(provider)
     }
 
     /// Fetches and checks the metadata document, without building a provider.
@@ -243,52 +281,11 @@ impl Discovery {
                     Some("not a valid URL".into()),
                 ))
             })?;
-        let exchange = async {
-            let response = self.transport.send(request).await.map_err(|source| {
-                let mut err = self.error(url, DiscoveryErrorKind::Unreachable, None, None);
-                if let Error::Discovery(e) = &mut err {
-                    e.source = Some(Arc::from(source));
-                }
-                Failure::Error(err)
-            })?;
-            let status = response.status();
-            if status.is_redirection() {
-                return Err(Failure::Error(self.error(
-                    url,
-                    DiscoveryErrorKind::Redirected,
-                    Some(status),
-                    None,
-                )));
-            }
-            if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-                return Err(Failure::NotFound(status));
-            }
-            if status != StatusCode::OK {
-                return Err(Failure::Error(self.error(
-                    url,
-                    DiscoveryErrorKind::Status,
-                    Some(status),
-                    None,
-                )));
-            }
-            match Limited::new(response.into_body(), self.max_bytes).collect().await {
-                Ok(collected) => Ok(collected.to_bytes()),
-                Err(e) if e.is::<LengthLimitError>() => Err(Failure::Error(self.error(
-                    url,
-                    DiscoveryErrorKind::TooLarge,
-                    Some(status),
-                    Some(format!("larger than {} bytes", self.max_bytes)),
-                ))),
-                Err(source) => {
-                    let mut err = self.error(url, DiscoveryErrorKind::Unreachable, Some(status), None);
-                    if let Error::Discovery(e) = &mut err {
-                        e.source = Some(Arc::from(source));
-                    }
-                    Err(Failure::Error(err))
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        // Discovery's futures must be `Send` for every lifetime, to be spawned
+        // (`Discovery::watch` does): rustc proved it neither of an `async` block
+        // borrowing `url` here nor of `Limited`'s boxed error conversion, hence
+        // `exchange` as an `async fn` of its own, reading frame by frame.
+        match tokio::time::timeout(self.timeout, self.exchange(request, url)).await {
             Ok(result) => result,
             Err(_) => {
                 let mut err = self.error(url, DiscoveryErrorKind::TimedOut, None, None);
@@ -298,6 +295,67 @@ impl Discovery {
                 Err(Failure::Error(err))
             }
         }
+    }
+
+    /// Sends the metadata request to `url` and reads the document, unbounded in time.
+    async fn exchange(&self, request: Request<Full<Bytes>>, url: &str) -> Result<Bytes, Failure> {
+        let response = match self.transport.send(request).await {
+            Ok(response) => response,
+            Err(source) => {
+                let mut err = self.error(url, DiscoveryErrorKind::Unreachable, None, None);
+                if let Error::Discovery(e) = &mut err {
+                    e.source = Some(shared(source));
+                }
+                return Err(Failure::Error(err));
+            }
+        };
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(Failure::Error(self.error(
+                url,
+                DiscoveryErrorKind::Redirected,
+                Some(status),
+                None,
+            )));
+        }
+        if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+            return Err(Failure::NotFound(status));
+        }
+        if status != StatusCode::OK {
+            return Err(Failure::Error(self.error(
+                url,
+                DiscoveryErrorKind::Status,
+                Some(status),
+                None,
+            )));
+        }
+        // Frame by frame, under the size bound (see `get` for why not `Limited`).
+        let mut body = response.into_body();
+        let mut document = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(source) => {
+                    let mut err = self.error(url, DiscoveryErrorKind::Unreachable, Some(status), None);
+                    if let Error::Discovery(e) = &mut err {
+                        e.source = Some(shared(source));
+                    }
+                    return Err(Failure::Error(err));
+                }
+            };
+            if let Ok(data) = frame.into_data() {
+                if document.len() + data.len() > self.max_bytes {
+                    return Err(Failure::Error(self.error(
+                        url,
+                        DiscoveryErrorKind::TooLarge,
+                        Some(status),
+                        Some(format!("larger than {} bytes", self.max_bytes)),
+                    )));
+                }
+                document.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(document))
     }
 
     fn parse(&self, url: String, body: &[u8]) -> Result<ProviderMetadata, Error> {
@@ -413,6 +471,110 @@ impl Discovery {
             after: None,
             source: None,
         })
+    }
+}
+
+/// An error shared by the clones of the error that carries it.
+fn shared(source: crate::error::BoxError) -> Arc<dyn std::error::Error + Send + Sync + 'static> {
+    Arc::from(source)
+}
+
+/// `previous` with the endpoints and the document of `metadata` (see
+/// [`Discovery::refresh`]).
+fn refreshed(previous: &Provider, metadata: ProviderMetadata) -> Provider {
+    let mut provider = previous.clone();
+    provider.token_url = metadata.token_endpoint.clone();
+    provider.authorize_url = metadata.authorization_endpoint.clone();
+    if matches!(provider.revocation, None | Some(Revocation::Rfc7009 { .. })) {
+        provider.revocation = metadata
+            .revocation_endpoint
+            .clone()
+            .map(|url| Revocation::Rfc7009 { url });
+    }
+    provider.metadata = Some(Arc::new(metadata));
+    provider
+}
+
+/// Refreshes `sender`'s provider every `every`, publishing it when its document changed.
+async fn keep_fresh(
+    discovery: Discovery,
+    sender: tokio::sync::watch::Sender<Provider>,
+    every: Duration,
+    failures: Arc<AtomicU64>,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match discovery.fetch_metadata().await {
+            Ok(metadata) => {
+                let provider = refreshed(&sender.borrow(), metadata);
+                sender.send_if_modified(|current| {
+                    let moved = current.metadata_ref() != provider.metadata_ref();
+                    if moved {
+                        tracing::info!(issuer = %Escaped(&without_userinfo(&discovery.issuer)), "the authorization server's metadata changed");
+                        *current = provider;
+                    }
+                    moved
+                });
+            }
+            Err(err) => {
+                failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    issuer = %Escaped(&without_userinfo(&discovery.issuer)),
+                    error = %err,
+                    "refreshing the authorization server's metadata failed; keeping the last"
+                );
+            }
+        }
+    }
+}
+
+/// A provider kept up to date by [`Discovery::watch`]. Dropping it stops the refreshes.
+pub struct DiscoveryWatch {
+    receiver: tokio::sync::watch::Receiver<Provider>,
+    task: tokio::task::AbortHandle,
+    failures: Arc<AtomicU64>,
+}
+
+impl DiscoveryWatch {
+    /// The provider as last discovered.
+    pub fn current(&self) -> Provider {
+        self.receiver.borrow().clone()
+    }
+
+    /// Waits until a refresh finds a changed document, and gives the provider built from
+    /// it; `None` if the refreshing task is gone (its runtime shut down).
+    pub async fn changed(&mut self) -> Option<Provider> {
+        self.receiver.changed().await.ok()?;
+        Some(self.receiver.borrow_and_update().clone())
+    }
+
+    /// How many refreshes failed (each kept the last provider).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for DiscoveryWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for DiscoveryWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscoveryWatch")
+            .field(
+                "issuer",
+                &self
+                    .receiver
+                    .borrow()
+                    .metadata_ref()
+                    .map(ProviderMetadata::issuer),
+            )
+            .field("failures", &self.failures())
+            .finish_non_exhaustive()
     }
 }
 

@@ -479,3 +479,48 @@ async fn refresh_replaces_the_endpoints_and_keeps_the_applications_settings() {
     assert_eq!(refreshed.client_auth_ref(), ClientAuth::RequestBody);
     assert_eq!(canned.asked(), [RFC8414, RFC8414]);
 }
+
+/// A watch refreshes once per period: an unchanged document publishes nothing, a failed
+/// refresh keeps the last provider and is counted, a changed one is published with the
+/// application's settings kept, and dropping the watch stops the refreshes.
+#[tokio::test(start_paused = true)]
+async fn a_watch_publishes_moves_keeps_the_last_provider_on_failure_and_stops_when_dropped() {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let moved = r#"{"issuer":"https://as.example","token_endpoint":"https://as.example/v2/token"}"#;
+    let canned = Canned::default()
+        .answer(200, document(ISSUER, ""))
+        .answer(200, document(ISSUER, ""))
+        .answer(500, "down")
+        .answer(200, moved);
+    let discovery = Discovery::new(ISSUER, canned.transport());
+    // The first fetch, spawned: discovery's futures are `Send`.
+    let first = tokio::spawn({
+        let discovery = discovery.clone();
+        async move { discovery.fetch().await }
+    });
+    let provider = first.await.unwrap().unwrap().api("https://api.example");
+    let mut watch = discovery.watch(provider, DAY);
+
+    // Day 1: the same document, nothing published. Day 2: the server fails.
+    for day in 1..=2 {
+        tokio::time::sleep(DAY).await;
+        support::eventually("the refresh", || canned.asked().len() == 1 + day).await;
+    }
+    assert_eq!(watch.failures(), 1);
+    assert_eq!(watch.current().token_url_ref(), "https://as.example/token");
+
+    // Day 3: the token endpoint moved.
+    let published = tokio::time::timeout(DAY + Duration::from_secs(1), watch.changed())
+        .await
+        .expect("published within the day")
+        .expect("the watch lives");
+    assert_eq!(published.token_url_ref(), "https://as.example/v2/token");
+    assert_eq!(published.api_origins_ref(), ["https://api.example"]);
+    assert_eq!(watch.current().token_url_ref(), "https://as.example/v2/token");
+    assert_eq!(canned.asked().len(), 4);
+
+    // Dropped: no more requests (the canned transport has no answer left to give one).
+    drop(watch);
+    tokio::time::sleep(DAY * 3).await;
+    assert_eq!(canned.asked().len(), 4);
+}
