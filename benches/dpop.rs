@@ -44,14 +44,14 @@ use ring::{
     signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING},
 };
 use tokio::{net::TcpListener, time::Instant};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     dpop::DpopKey,
     jose::{SigningAlgorithm, SigningKey},
     Credential, CredentialRegistry, OAuth2Layer, Provider, TokenTransport,
 };
 
-use common::{drive, request, runtime, warm_oauth2, Answer, API_URI, TOKEN};
+use common::{drive, request, runtime, warm_checked, warm_oauth2, Answer, API_URI, TOKEN};
 
 /// A signing input the size of a proof's: its header (with the public key) and claims,
 /// base64url-encoded, about 430 bytes.
@@ -79,29 +79,12 @@ fn dpop_layer(api: &str, algorithm: SigningAlgorithm) -> OAuth2Layer {
 /// `OAuth2<Answer>` for a DPoP credential, its token fetched; checks that a call carries
 /// `Authorization: DPoP` and a proof.
 fn warm_dpop(rt: &tokio::runtime::Runtime, algorithm: SigningAlgorithm) -> tower_oauth2::OAuth2<Answer> {
-    rt.block_on(async {
-        let layer = dpop_layer("https://api.example.com", algorithm);
-        let check = tower::service_fn(|req: Request<()>| {
-            let ok = req
-                .headers()
-                .get(AUTHORIZATION)
-                .is_some_and(|v| v.as_bytes().starts_with(b"DPoP "))
-                && req.headers().contains_key("dpop");
-            async move {
-                assert!(ok, "no DPoP token and proof attached");
-                Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
-            }
-        });
-        layer
-            .layer(check)
-            .oneshot(request(API_URI))
-            .await
-            .expect("first call");
-        let mut svc = layer.layer(Answer);
-        ServiceExt::<Request<()>>::ready(&mut svc).await.expect("ready");
-        svc.call(request(API_URI)).await.expect("warm-up call");
-        assert_eq!(layer.credentials().stats()[0].token_requests, 1);
-        svc
+    let layer = dpop_layer("https://api.example.com", algorithm);
+    warm_checked(rt, layer, |req| {
+        req.headers()
+            .get(AUTHORIZATION)
+            .is_some_and(|v| v.as_bytes().starts_with(b"DPoP "))
+            && req.headers().contains_key("dpop")
     })
 }
 

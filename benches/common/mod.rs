@@ -163,13 +163,24 @@ pub fn warm_oauth2(rt: &tokio::runtime::Runtime) -> OAuth2<Answer> {
 
 /// [`warm_oauth2`] for a given layer (e.g. with retries turned off).
 pub fn warm_oauth2_layer(rt: &tokio::runtime::Runtime, layer: OAuth2Layer) -> OAuth2<Answer> {
+    let expected = bearer_value();
+    warm_checked(rt, layer, move |req| {
+        req.headers().get(AUTHORIZATION) == Some(&expected)
+    })
+}
+
+/// `OAuth2<Answer>` over `layer`, its token fetched through a first call whose request
+/// must pass `attached`, then called once so that its own copies exist.
+pub fn warm_checked(
+    rt: &tokio::runtime::Runtime,
+    layer: OAuth2Layer,
+    attached: impl Fn(&Request<()>) -> bool + Clone + Send + 'static,
+) -> OAuth2<Answer> {
     rt.block_on(async {
-        // First, through a checking inner service: fetches the token for the credential.
-        let expected = bearer_value();
         let check = tower::service_fn(move |req: Request<()>| {
-            let attached = req.headers().get(AUTHORIZATION) == Some(&expected);
+            let ok = attached(&req);
             async move {
-                assert!(attached, "the token was not attached");
+                assert!(ok, "the token was not attached as expected");
                 Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
             }
         });
@@ -178,8 +189,6 @@ pub fn warm_oauth2_layer(rt: &tokio::runtime::Runtime, layer: OAuth2Layer) -> OA
             .oneshot(request(API_URI))
             .await
             .expect("first call");
-
-        // Then the measured stack, called once so that its own copy of the header exists.
         let mut svc = layer.layer(Answer);
         ServiceExt::<Request<()>>::ready(&mut svc).await.expect("ready");
         svc.call(request(API_URI)).await.expect("warm-up call");
