@@ -42,6 +42,8 @@ struct Shared {
     leases: Mutex<HashMap<String, LeaseState>>,
     changes: Notify,
     down: AtomicBool,
+    /// How long each operation takes before it answers, in ms (a slow store).
+    delay_ms: AtomicU64,
     granted: AtomicUsize,
     refused_saves: AtomicUsize,
 }
@@ -58,6 +60,15 @@ impl SharedStore {
             shared: Arc::default(),
             settings,
         }
+    }
+
+    /// Takes the store's delay, then fails if the store is down.
+    async fn enter(&self, operation: StoreOperation, key: &CredentialKey) -> Result<(), StoreError> {
+        let delay = self.shared.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.check(operation, key)
     }
 
     fn check(&self, operation: StoreOperation, key: &CredentialKey) -> Result<(), StoreError> {
@@ -77,7 +88,7 @@ impl SharedStore {
 impl TokenStore for SharedStore {
     fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
         Box::pin(async move {
-            self.check(StoreOperation::Load, key)?;
+            self.enter(StoreOperation::Load, key).await?;
             Ok(self.shared.records.lock().unwrap().get(&key.to_string()).cloned())
         })
     }
@@ -88,7 +99,7 @@ impl TokenStore for SharedStore {
         tokens: &'a StoredTokens,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.check(StoreOperation::Save, key)?;
+            self.enter(StoreOperation::Save, key).await?;
             self.shared
                 .records
                 .lock()
@@ -101,7 +112,7 @@ impl TokenStore for SharedStore {
 
     fn delete<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.check(StoreOperation::Delete, key)?;
+            self.enter(StoreOperation::Delete, key).await?;
             self.shared.records.lock().unwrap().remove(&key.to_string());
             Ok(())
         })
@@ -119,7 +130,7 @@ impl RefreshCoordination for SharedStore {
 
     fn try_lease<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
         Box::pin(async move {
-            self.check(StoreOperation::Lease, key)?;
+            self.enter(StoreOperation::Lease, key).await?;
             let mut leases = self.shared.leases.lock().unwrap();
             let (fence, held) = leases.entry(key.to_string()).or_default();
             let now = Instant::now();
@@ -140,7 +151,7 @@ impl RefreshCoordination for SharedStore {
         lease: &'a Lease,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            self.check(StoreOperation::Save, key)?;
+            self.enter(StoreOperation::Save, key).await?;
             let current = self
                 .shared
                 .leases
@@ -185,7 +196,7 @@ impl RefreshCoordination for SharedStore {
         at_most: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.check(StoreOperation::Lease, key)?;
+            self.enter(StoreOperation::Lease, key).await?;
             // A notification, or a poll every 100 ms (an expired lease sends none).
             let _ = tokio::time::timeout(
                 at_most.min(Duration::from_millis(100)),
@@ -522,4 +533,107 @@ async fn with_the_store_down_a_valid_token_serves_and_only_harmless_refreshes_go
     let results = call(&replica_rt, 3).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(endpoint.refused.load(Ordering::SeqCst), 0);
+}
+
+// ===== one deadline, however slow the store =====
+
+/// Calls through `credentials` with each store operation taking `delay`; every result,
+/// and how long the calls took on the paused clock.
+async fn call_slowly(
+    credentials: &CredentialRegistry,
+    store: &SharedStore,
+    delay: Duration,
+) -> (Vec<Result<String, Error>>, Duration) {
+    store
+        .shared
+        .delay_ms
+        .store(delay.as_millis() as u64, Ordering::SeqCst);
+    let started = Instant::now();
+    let results = call(credentials, 3).await;
+    (results, started.elapsed())
+}
+
+fn assert_at_max_wait(elapsed: Duration, max_wait: Duration) {
+    // The timer wheel counts whole milliseconds.
+    assert!(
+        elapsed >= max_wait && elapsed <= max_wait + Duration::from_millis(1),
+        "{elapsed:?} for a max_wait of {max_wait:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_store_cannot_stretch_the_wait_for_a_holder_past_max_wait() {
+    let max_wait = Duration::from_secs(1);
+    let store = SharedStore::new(LeaseSettings::new(Duration::from_secs(600), max_wait));
+    let endpoint = endpoint(100);
+    let credentials = replica(rotating(), &store, &endpoint);
+    let key = credentials.keys().remove(0);
+    store.try_lease(&key).await.unwrap().unwrap();
+
+    // 400 ms per operation: a read, a refused lease, then a wait that the deadline ends
+    // (before, the read and the lease ran again after it: 2.1 s in all).
+    let (results, elapsed) = call_slowly(&credentials, &store, Duration::from_millis(400)).await;
+    for result in results {
+        let Err(Error::Store(err)) = result else {
+            panic!("expected a store error, got {result:?}");
+        };
+        assert_eq!(err.kind(), StoreErrorKind::LeaseWaitExceeded);
+        assert_eq!(err.operation(), StoreOperation::Lease);
+    }
+    assert_at_max_wait(elapsed, max_wait);
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_store_ends_a_refresh_at_max_wait_even_under_the_lease() {
+    let max_wait = Duration::from_secs(1);
+    let store = SharedStore::new(LeaseSettings::new(Duration::from_secs(10), max_wait));
+    let endpoint = endpoint(100);
+    let credentials = replica(rotating(), &store, &endpoint);
+
+    // A read (0.4 s), the lease (0.8 s), and the read under the lease, which the
+    // deadline cuts at 1 s: a store error, and no token request.
+    let (results, elapsed) = call_slowly(&credentials, &store, Duration::from_millis(400)).await;
+    for result in results {
+        let Err(Error::Store(err)) = result else {
+            panic!("expected a store error, got {result:?}");
+        };
+        assert_eq!(err.kind(), StoreErrorKind::Io);
+        assert_eq!(err.operation(), StoreOperation::Load);
+    }
+    assert_at_max_wait(elapsed, max_wait);
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 0);
+    assert_eq!(store.shared.granted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_never_answers_is_given_up_at_max_wait() {
+    let max_wait = Duration::from_millis(1500);
+    let settings = LeaseSettings::new(Duration::from_secs(10), max_wait);
+    let endpoint = endpoint(100);
+    let forever = Duration::from_secs(3600);
+
+    // A rotating refresh token: a typed error at max_wait, no token request.
+    let store = SharedStore::new(settings);
+    let credentials = replica(rotating(), &store, &endpoint);
+    let (results, elapsed) = call_slowly(&credentials, &store, forever).await;
+    for result in results {
+        let Err(Error::Store(err)) = result else {
+            panic!("expected a store error, got {result:?}");
+        };
+        assert_eq!(
+            (err.kind(), err.operation()),
+            (StoreErrorKind::Io, StoreOperation::Load)
+        );
+    }
+    assert_at_max_wait(elapsed, max_wait);
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 0);
+
+    // Client credentials with the fallback on: at max_wait, one token request alone.
+    let store = SharedStore::new(settings);
+    let credentials = replica(client_credentials(), &store, &endpoint);
+    let (results, elapsed) = call_slowly(&credentials, &store, forever).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_at_max_wait(elapsed, max_wait);
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 1);
 }

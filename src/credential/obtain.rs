@@ -168,8 +168,16 @@ impl CredentialState {
     /// [`obtain`](Self::obtain) through the refresh lease of a store shared by several
     /// processes (see [`RefreshCoordination`]): tokens another process wrote are used
     /// as they are; otherwise one process at a time refreshes, with the newest refresh
-    /// token, and writes only while no newer lease exists. Waits for other holders at
-    /// most [`LeaseSettings::max_wait`](crate::store::LeaseSettings::max_wait) in all.
+    /// token, and writes only while no newer lease exists.
+    ///
+    /// One deadline, [`LeaseSettings::max_wait`](crate::store::LeaseSettings::max_wait)
+    /// from the start, bounds everything before this process's own token request: each
+    /// read of the store, each attempt at the lease, each wait for another holder. A
+    /// store operation still running at the deadline is given up (a slow store is a
+    /// store that failed), so the whole wait never exceeds `max_wait`, however slow the
+    /// store. Once the token request is sent, it and the fenced save of its answer are
+    /// not cut short: a rotated refresh token must reach the store. The lease is
+    /// released in the background, and expires by itself if that fails.
     async fn obtain_coordinated(
         &self,
         coordination: &dyn RefreshCoordination,
@@ -180,11 +188,20 @@ impl CredentialState {
         };
         let key = &self.credential_key;
         let settings = coordination.settings();
-        let deadline = Instant::now() + settings.max_wait;
+        let deadline = Deadline {
+            at: Instant::now() + settings.max_wait,
+            max_wait: settings.max_wait,
+        };
         // The token this process holds: the store's is newer only if it is another.
         let held = self.held_token();
+        // Whether another process held the lease: the deadline then ends a wait for
+        // it, not a store that failed.
+        let mut waited_for_holder = false;
         loop {
-            match store.load(key).await {
+            if waited_for_holder && deadline.passed() {
+                return Attempt::failed(Error::Store(deadline.holder_too_long(key)));
+            }
+            match deadline.bound(StoreOperation::Load, key, store.load(key)).await {
                 Err(err) => return self.uncoordinated(err, input, &settings).await,
                 Ok(stored) => match self.read_stored(stored, held) {
                     FromStore::Tokens(tokens) => {
@@ -195,35 +212,61 @@ impl CredentialState {
                     FromStore::Nothing => {}
                 },
             }
-            match coordination.try_lease(key).await {
+            if waited_for_holder && deadline.passed() {
+                return Attempt::failed(Error::Store(deadline.holder_too_long(key)));
+            }
+            match deadline
+                .bound(StoreOperation::Lease, key, coordination.try_lease(key))
+                .await
+            {
                 Err(err) => return self.uncoordinated(err, input, &settings).await,
                 Ok(Some(lease)) => {
                     let attempt = self
-                        .refresh_leased(store, coordination, &lease, input, held)
+                        .refresh_leased(store, coordination, &lease, input, held, &deadline)
                         .await;
-                    if let Err(err) = coordination.release(key, &lease).await {
-                        // It expires by itself; the next holder waits that long at most.
-                        tracing::debug!(error = %err, "could not release the refresh lease");
-                    }
+                    self.release_in_background(lease);
                     return attempt;
                 }
                 Ok(None) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    waited_for_holder = true;
+                    let left = deadline.at.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        let err =
-                            StoreError::keyed(StoreOperation::Lease, StoreErrorKind::LeaseWaitExceeded, key)
-                                .with_detail(format!(
-                                    "no new tokens within {:?} while another process held the refresh lease",
-                                    settings.max_wait
-                                ));
-                        return Attempt::failed(Error::Store(err));
+                        return Attempt::failed(Error::Store(deadline.holder_too_long(key)));
                     }
-                    if let Err(err) = coordination.changed(key, left).await {
-                        return self.uncoordinated(err, input, &settings).await;
+                    // `changed` resolves at `left` at the latest; the bound only guards
+                    // against a store that does not keep to it.
+                    match deadline
+                        .bound(StoreOperation::Lease, key, coordination.changed(key, left))
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(err) if err.kind() == StoreErrorKind::Io && deadline.passed() => {
+                            return Attempt::failed(Error::Store(deadline.holder_too_long(key)))
+                        }
+                        Err(err) => return self.uncoordinated(err, input, &settings).await,
                     }
                 }
             }
         }
+    }
+
+    /// Releases `lease` without making the caller wait: a store that is down or slow
+    /// would otherwise hold the answer back, and a lease that is not released expires
+    /// after its ttl anyway.
+    fn release_in_background(&self, lease: Lease) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let key = self.credential_key.clone();
+        tokio::spawn(async move {
+            let Some(coordination) = store.coordination() else {
+                return;
+            };
+            if let Err(err) = coordination.release(&key, &lease).await {
+                // It expires by itself; the next holder waits that long at most.
+                tracing::debug!(error = %err, "could not release the refresh lease");
+            }
+        });
     }
 
     /// Holding `lease`: reads the store once more (the previous holder may have just
@@ -236,9 +279,10 @@ impl CredentialState {
         lease: &Lease,
         mut input: Option<GrantInput>,
         held: Option<Fingerprint>,
+        deadline: &Deadline,
     ) -> Attempt {
         let key = &self.credential_key;
-        match store.load(key).await {
+        match deadline.bound(StoreOperation::Load, key, store.load(key)).await {
             Err(err) => return Attempt::failed(Error::Store(err)),
             Ok(stored) => match self.read_stored(stored, held) {
                 FromStore::Tokens(tokens) => return Attempt::ok(tokens),
@@ -448,5 +492,44 @@ impl Attempt {
             keep_refresh: None,
             dead_refresh: None,
         }
+    }
+}
+
+/// The one deadline of a refresh through the lease (see `obtain_coordinated`).
+struct Deadline {
+    at: Instant,
+    max_wait: std::time::Duration,
+}
+
+impl Deadline {
+    fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// `operation` on the store, given up at the deadline: a store that has not answered
+    /// by then fails as one that is down does, with a [`StoreErrorKind::Io`] error.
+    async fn bound<T>(
+        &self,
+        operation: StoreOperation,
+        key: &crate::CredentialKey,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout_at(self.at, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::keyed(operation, StoreErrorKind::Io, key)
+                .with_detail(format!(
+                    "the shared store did not answer within the {:?} a refresh may wait",
+                    self.max_wait
+                ))
+                .with_source(Arc::new(std::io::Error::from(std::io::ErrorKind::TimedOut)))),
+        }
+    }
+
+    /// The error of a wait for another process's refresh that lasted `max_wait`.
+    fn holder_too_long(&self, key: &crate::CredentialKey) -> StoreError {
+        StoreError::keyed(StoreOperation::Lease, StoreErrorKind::LeaseWaitExceeded, key).with_detail(format!(
+            "no new tokens within {:?} while another process held the refresh lease",
+            self.max_wait
+        ))
     }
 }

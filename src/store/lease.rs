@@ -21,8 +21,18 @@ pub struct LeaseSettings {
     /// How long a lease lasts unless released: longer than a token request takes
     /// (a holder that dies blocks refreshes this long).
     pub ttl: Duration,
-    /// The longest a request that needs a new token waits for the lease and for another
-    /// replica's refresh, in all, before failing with a typed error.
+    /// The longest a request that needs a new token waits, in all, before failing with
+    /// a typed error: one deadline over every read of the store, every attempt at the
+    /// lease and every wait for another replica's refresh. A store operation still
+    /// running at the deadline is given up, as a [`StoreErrorKind::Io`] error (the
+    /// store is too slow), and a wait for another holder ends with
+    /// [`StoreErrorKind::LeaseWaitExceeded`]. Only this replica's own token request,
+    /// once sent, and the fenced save of its answer run past it (a rotated refresh
+    /// token must reach the store), each within its own bound: the token request
+    /// timeout and the store's.
+    ///
+    /// [`StoreErrorKind::Io`]: super::StoreErrorKind::Io
+    /// [`StoreErrorKind::LeaseWaitExceeded`]: super::StoreErrorKind::LeaseWaitExceeded
     pub max_wait: Duration,
     /// Whether, when the coordination itself fails (the shared store is down), a
     /// credential whose refresh cannot harm other replicas (client credentials, or a
