@@ -105,7 +105,9 @@ async fn main() -> Result<(), tower_oauth2::BoxError> {
         .refresh_policy(
             RefreshPolicy::default()
                 .margin(Duration::from_secs(1))
-                .max_jitter(Duration::ZERO),
+                .max_jitter(Duration::ZERO)
+                // Shorter than the 5 s lease, as the registry requires.
+                .timeout(Duration::from_secs(3)),
         )
         .store(store);
         let credentials = CredentialRegistry::new(credential)?;

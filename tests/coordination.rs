@@ -44,6 +44,8 @@ struct Shared {
     down: AtomicBool,
     /// How long each operation takes before it answers, in ms (a slow store).
     delay_ms: AtomicU64,
+    /// Extra delays of the next loads, in order.
+    load_delays: Mutex<Vec<Duration>>,
     granted: AtomicUsize,
     refused_saves: AtomicUsize,
 }
@@ -88,6 +90,13 @@ impl SharedStore {
 impl TokenStore for SharedStore {
     fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredTokens>, StoreError>> {
         Box::pin(async move {
+            let delay = {
+                let mut delays = self.shared.load_delays.lock().unwrap();
+                (!delays.is_empty()).then(|| delays.remove(0))
+            };
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             self.enter(StoreOperation::Load, key).await?;
             Ok(self.shared.records.lock().unwrap().get(&key.to_string()).cloned())
         })
@@ -277,10 +286,12 @@ fn transport(endpoint: &Arc<Endpoint>) -> TokenTransport {
 
 // ===== replicas =====
 
+/// A token request timeout shorter than every lease here (the registry refuses a
+/// lease that does not outlast it).
 fn policy() -> RefreshPolicy {
     RefreshPolicy::default()
         .random(no_jitter)
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(4))
 }
 
 fn rotating() -> Credential {
@@ -463,8 +474,15 @@ async fn a_holder_that_outlives_its_lease_cannot_overwrite_newer_tokens() {
     let settings = LeaseSettings::new(Duration::from_secs(5), Duration::from_secs(15));
     let store = SharedStore::new(settings);
     let endpoint = endpoint(100);
-    // The first holder's token request takes 20 s; the second's is immediate.
-    endpoint.delays.lock().unwrap().push(Duration::from_secs(20));
+    // The first holder's read under the lease takes 2 s and its token request 3.5 s
+    // (within the 4 s timeout): it outlives its 5 s lease. The second's are immediate.
+    store
+        .shared
+        .load_delays
+        .lock()
+        .unwrap()
+        .extend([Duration::ZERO, Duration::from_secs(2)]);
+    endpoint.delays.lock().unwrap().push(Duration::from_millis(3500));
     let slow = replica(client_credentials(), &store, &endpoint);
     let fast = replica(client_credentials(), &store, &endpoint);
 
@@ -473,13 +491,13 @@ async fn a_holder_that_outlives_its_lease_cannot_overwrite_newer_tokens() {
         async move { call(&slow, 1).await }
     });
     settle().await;
-    tokio::time::advance(Duration::from_secs(6)).await;
+    tokio::time::advance(Duration::from_millis(5200)).await;
     // The lease expired: the second replica takes the next one and refreshes (its
     // answer comes first, so it is `at-1`).
     assert_eq!(call(&fast, 1).await[0].as_deref().unwrap(), "at-1");
     assert_eq!(store.access_token().as_deref(), Some("at-1"));
 
-    tokio::time::advance(Duration::from_secs(15)).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
     // The first holder's answer comes: valid, used by its own replica, but not written.
     let slow_token = slow_call.await.unwrap().remove(0).unwrap();
     assert_eq!(slow_token, "at-2");

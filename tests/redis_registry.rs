@@ -409,3 +409,64 @@ mod encrypted {
         }
     }
 }
+
+// =====================================================================================
+// The lease's ttl against the token request timeout
+// =====================================================================================
+
+fn build_with(ttl: Duration, policy: RefreshPolicy, users: bool) -> Result<CredentialRegistry, Error> {
+    let store = RedisStore::builder("redis://127.0.0.1:1")
+        .lease_settings(LeaseSettings::new(ttl, Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let builder = CredentialRegistry::builder()
+        .store(store)
+        .transport(TokenEndpoint::new(LIFETIME).transport());
+    match users {
+        false => builder.credential(client_credentials().refresh_policy(policy)),
+        true => builder.users(
+            tower_oauth2::UserCredentialTemplate::new(
+                support::provider(),
+                "client-id",
+                Some(CLIENT_SECRET.into()),
+            )
+            .redirect_uri("https://app.example.com/callback")
+            .refresh_policy(policy),
+        ),
+    }
+    .build()
+}
+
+#[test]
+fn a_lease_that_does_not_outlast_the_token_request_timeout_is_refused_at_build() {
+    let timeout = Duration::from_secs(10);
+    let policy = RefreshPolicy::default().timeout(timeout);
+    for users in [false, true] {
+        for ttl in [Duration::from_secs(5), timeout] {
+            match build_with(ttl, policy.clone(), users) {
+                Err(Error::Config(err)) => {
+                    let text = err.to_string();
+                    assert!(
+                        text.contains("the refresh lease's ttl") && text.contains("RefreshPolicy::timeout"),
+                        "{text}"
+                    );
+                }
+                other => panic!("ttl {ttl:?}, users {users}: {other:?}"),
+            }
+        }
+        build_with(timeout + Duration::from_millis(1), policy.clone(), users).unwrap();
+    }
+
+    // The defaults agree with each other: a 15 s lease, a 10 s token request timeout.
+    assert_eq!(LeaseSettings::default().ttl, Duration::from_secs(15));
+    CredentialRegistry::builder()
+        .store(RedisStore::new("redis://127.0.0.1:1").unwrap())
+        .credential(Credential::client_credentials(
+            support::provider(),
+            "client-id",
+            CLIENT_SECRET,
+        ))
+        .transport(TokenEndpoint::new(LIFETIME).transport())
+        .build()
+        .unwrap();
+}

@@ -14,7 +14,7 @@ use crate::{
     store::{MemoryStore, TokenStore},
     token_endpoint::CheckedCredential,
     transport::TokenTransport,
-    Credential, UserCredentialTemplate,
+    Credential, RefreshPolicy, UserCredentialTemplate,
 };
 
 /// Builds [`CredentialRegistry`]; every setting is checked in [`build`](Self::build).
@@ -126,6 +126,7 @@ impl CredentialRegistryBuilder {
                 Some(own) => Some(Arc::clone(&own.0)),
                 None => configured_store.clone(),
             };
+            check_lease(&key, store.as_deref(), &credential.client.policy)?;
             states.push(Arc::new(CredentialState::with_store(
                 CheckedCredential::new(credential)?,
                 transport.clone(),
@@ -177,6 +178,15 @@ impl CredentialRegistryBuilder {
                     provider.name
                 )));
             }
+            let template_store = match &template.client.store {
+                Some(own) => Some(Arc::clone(&own.0)),
+                None => Some(Arc::clone(&store)),
+            };
+            check_lease(
+                &template.key_for("-").without_subject(),
+                template_store.as_deref(),
+                &template.client.policy,
+            )?;
             let retired_label = format!("{} (evicted users)", template.key_for("-").without_subject());
             users.push(UserGroup {
                 live: Arc::new(LiveUsers::new(template.max_users, template.idle_after)),
@@ -200,6 +210,29 @@ impl CredentialRegistryBuilder {
             }),
         })
     }
+}
+
+/// Refuses a refresh lease that could expire while its holder's token request still
+/// runs: another replica would then take the lease and present the same refresh
+/// token, which a provider that rotates refresh tokens refuses (and some revoke the
+/// grant for).
+fn check_lease(
+    credential: &dyn fmt::Display,
+    store: Option<&dyn TokenStore>,
+    policy: &RefreshPolicy,
+) -> Result<(), Error> {
+    let Some(settings) = store.and_then(TokenStore::coordination).map(|c| c.settings()) else {
+        return Ok(());
+    };
+    if settings.ttl <= policy.timeout {
+        return Err(Error::config(format!(
+            "credential `{credential}`: the refresh lease's ttl ({:?}) must be longer than the token \
+             request timeout ({:?}, `RefreshPolicy::timeout`), or a lease could expire while its \
+             holder still waits for the provider's answer",
+            settings.ttl, policy.timeout
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(feature = "hyper-transport")]

@@ -18,8 +18,11 @@ pub struct Lease {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeaseSettings {
-    /// How long a lease lasts unless released: longer than a token request takes
-    /// (a holder that dies blocks refreshes this long).
+    /// How long a lease lasts unless released (a holder that dies blocks refreshes
+    /// this long). It must be longer than the token request timeout
+    /// ([`RefreshPolicy::timeout`](crate::RefreshPolicy::timeout)) of every credential
+    /// that uses it: [`CredentialRegistryBuilder::build`](crate::CredentialRegistryBuilder::build)
+    /// refuses a shorter one with [`Error::Config`](crate::Error::Config).
     pub ttl: Duration,
     /// The longest a request that needs a new token waits, in all, before failing with
     /// a typed error: one deadline over every read of the store, every attempt at the
@@ -60,9 +63,16 @@ impl LeaseSettings {
 }
 
 impl Default for LeaseSettings {
-    /// A 10 s lease, waited for at most 15 s, with the local fallback on.
+    /// A 15 s lease, waited for at most 20 s, with the local fallback on.
+    ///
+    /// The lease outlasts the default token request timeout
+    /// ([`RefreshPolicy::timeout`](crate::RefreshPolicy::timeout), 10 s) by 5 s, so that
+    /// it cannot expire while its holder still waits for the provider; the registry
+    /// refuses a lease that does not outlast the timeout. The wait outlasts the lease,
+    /// so that a replica waiting behind a holder that died takes over when the dead
+    /// holder's lease expires instead of failing at that moment.
     fn default() -> Self {
-        Self::new(Duration::from_secs(10), Duration::from_secs(15))
+        Self::new(Duration::from_secs(15), Duration::from_secs(20))
     }
 }
 

@@ -141,7 +141,7 @@ impl Scripts {
 ///
 /// let store = RedisStore::builder("redis://127.0.0.1:6379")
 ///     .prefix("my-app")
-///     .lease_settings(LeaseSettings::new(Duration::from_secs(10), Duration::from_secs(15)))
+///     .lease_settings(LeaseSettings::new(Duration::from_secs(15), Duration::from_secs(20)))
 ///     .command_timeout(Duration::from_millis(500))
 ///     .build()?;
 /// # Ok::<(), tower_oauth2::store::StoreError>(())
