@@ -224,7 +224,9 @@ async fn entries_expire_with_their_grant() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(store.load(&alice).await.unwrap(), None);
 
-    // A fenced save follows the same rule, and the fence counter never expires.
+    // A fenced save follows the same rule, and the fence counter expires with the
+    // record (never before a lease, 15 s by default).
+    let fence_key = store.keys(&alice).fence;
     let short = StoredTokens::new()
         .with_access_token(AccessToken::new("at"))
         .with_expires_at(wall_now() + Duration::from_secs(30));
@@ -232,12 +234,111 @@ async fn entries_expire_with_their_grant() {
     assert!(store.save_fenced(&alice, &short, &lease).await.unwrap());
     let left = pttl(&server, &tokens_key).await;
     assert!((28_000..=30_000).contains(&left), "{left}");
-    assert_eq!(pttl(&server, &store.keys(&alice).fence).await, -1);
+    let fence_left = pttl(&server, &fence_key).await;
+    assert!((28_000..=30_000).contains(&fence_left), "{fence_left}");
     let lease_left = pttl(&server, &store.keys(&alice).lease).await;
     assert!(
-        (9_000..=10_000).contains(&lease_left),
-        "the default 10 s ttl: {lease_left}"
+        (14_000..=15_000).contains(&lease_left),
+        "the default 15 s ttl: {lease_left}"
     );
+
+    // A record that is kept keeps its counter; one shorter than a lease keeps the
+    // counter for the lease.
+    store.save(&alice, &full_tokens("rt")).await.unwrap();
+    assert_eq!(pttl(&server, &fence_key).await, -1);
+    let brief = StoredTokens::new()
+        .with_access_token(AccessToken::new("at"))
+        .with_expires_at(wall_now() + Duration::from_secs(2));
+    store.save(&alice, &brief).await.unwrap();
+    let fence_left = pttl(&server, &fence_key).await;
+    assert!((14_000..=15_000).contains(&fence_left), "{fence_left}");
+
+    // A delete takes the counter with the record.
+    store.delete(&alice).await.unwrap();
+    assert_eq!(pttl(&server, &fence_key).await, -2);
+}
+
+#[tokio::test]
+async fn a_refresh_token_lifetime_expires_the_record_and_its_fence_counter() {
+    let server = RedisServer::start();
+    let day = Duration::from_secs(24 * 3600);
+    let store = RedisStore::builder(server.url())
+        .refresh_token_lifetime(Some(30 * day))
+        .build()
+        .unwrap();
+    let alice = key("alice");
+    let keys = store.keys(&alice);
+    let thirty_days = i64::try_from((30 * day).as_millis()).unwrap();
+    let about_thirty_days = (thirty_days - 5_000)..=thirty_days;
+
+    // A refresh token and an access token of an hour: 30 days after the save.
+    store.save(&alice, &full_tokens("rt")).await.unwrap();
+    let left = pttl(&server, &keys.tokens).await;
+    assert!(about_thirty_days.contains(&left), "{left}");
+
+    // Through the lease: the record and its counter alike.
+    let lease = store.try_lease(&alice).await.unwrap().unwrap();
+    let fence_left = pttl(&server, &keys.fence).await;
+    assert!(about_thirty_days.contains(&fence_left), "{fence_left}");
+    assert!(store
+        .save_fenced(&alice, &full_tokens("rt-2"), &lease)
+        .await
+        .unwrap());
+    let left = pttl(&server, &keys.tokens).await;
+    let fence_left = pttl(&server, &keys.fence).await;
+    assert!(about_thirty_days.contains(&left), "{left}");
+    assert!(about_thirty_days.contains(&fence_left), "{fence_left}");
+
+    // Never before the access token: one of 40 days keeps the record 40 days.
+    let long = StoredTokens::new()
+        .with_refresh_token(RefreshToken::new("rt-3"))
+        .with_access_token(AccessToken::new("at"))
+        .with_expires_at(wall_now() + 40 * day);
+    store.save(&alice, &long).await.unwrap();
+    let forty_days = i64::try_from((40 * day).as_millis()).unwrap();
+    let left = pttl(&server, &keys.tokens).await;
+    assert!(((forty_days - 5_000)..=forty_days).contains(&left), "{left}");
+
+    // The default keeps it: no lifetime is guessed.
+    store.delete(&alice).await.unwrap();
+    let default = RedisStore::new(server.url()).unwrap();
+    default.save(&alice, &full_tokens("rt")).await.unwrap();
+    assert_eq!(pttl(&server, &keys.tokens).await, -1);
+
+    let err = RedisStore::builder(server.url())
+        .refresh_token_lifetime(Some(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.operation(), StoreOperation::Open);
+}
+
+#[tokio::test]
+async fn a_fence_counter_that_is_gone_starts_above_every_number_it_granted() {
+    let server = RedisServer::start();
+    let (paused, current) = (short_lease(&server, 100), short_lease(&server, 100));
+    let alice = key("alice");
+    let fence_key = current.keys(&alice).fence;
+    let old = paused.try_lease(&alice).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    // The counter expired (or Redis lost it): the next number is still greater.
+    let _: () = redis::cmd("DEL")
+        .arg(&fence_key)
+        .query_async(&mut raw(&server).await)
+        .await
+        .unwrap();
+    let new = current.try_lease(&alice).await.unwrap().unwrap();
+    assert!(new.fence > old.fence, "{new:?} after {old:?}");
+    assert!(current
+        .save_fenced(&alice, &full_tokens("rt-1"), &new)
+        .await
+        .unwrap());
+    assert!(!paused
+        .save_fenced(&alice, &full_tokens("rt-stale"), &old)
+        .await
+        .unwrap());
+    let kept = current.load(&alice).await.unwrap().unwrap();
+    assert_eq!(kept.refresh_token.unwrap().secret(), "rt-1");
 }
 
 #[tokio::test]
@@ -325,7 +426,7 @@ async fn exactly_one_of_fifty_concurrent_leases_is_granted() {
     for task in tasks {
         granted.extend(task.await.unwrap());
     }
-    assert_eq!(granted, [Lease { fence: 1 }]);
+    assert_eq!(granted.len(), 1, "{granted:?}");
     // The refused 49 moved no fencing number: the holder's fenced save goes through.
     assert!(stores[3]
         .save_fenced(&alice, &full_tokens("rt"), &granted[0])
@@ -350,12 +451,16 @@ async fn fencing_numbers_strictly_increase() {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }
-    assert_eq!(fences, [1, 2, 3, 4, 5, 6]);
+    // One apart: the counter counts grants. It starts from Redis's clock in
+    // microseconds, past 2026-01-01 here.
+    let first = fences[0];
+    assert_eq!(fences, (first..first + 6).collect::<Vec<_>>());
+    assert!(first > 1_767_225_600_000_000, "{first}");
     // Another credential counts on its own.
-    assert_eq!(
-        store.try_lease(&key("bob")).await.unwrap(),
-        Some(Lease { fence: 1 })
-    );
+    let bob = store.try_lease(&key("bob")).await.unwrap().unwrap();
+    let alice_next = store.try_lease(&alice).await.unwrap().unwrap();
+    assert_eq!(alice_next.fence, first + 6, "bob's lease moved alice's counter");
+    assert!(bob.fence > 1_767_225_600_000_000, "{bob:?}");
 }
 
 #[tokio::test]

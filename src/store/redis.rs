@@ -32,20 +32,42 @@ const MAX_RECORD: usize = 1024 * 1024;
 // Scripts
 // =====================================================================================
 
-// KEYS[1] fence counter, KEYS[2] lease; ARGV[1] ttl in ms. The fencing number, or nil
-// while the lease is held.
+// Every script that writes the record or takes a lease ends by giving the fence counter
+// (KEYS[fence]) the record's (KEYS[tokens]) lifetime, and never less than a lease
+// (`ttl`): kept while the record is kept or absent, else expiring with it.
+const ALIGN_FENCE: &str = r"
+local function align_fence(fence, tokens, ttl)
+  local left = redis.call('PTTL', tokens)
+  if left < 0 then
+    redis.call('PERSIST', fence)
+  else
+    redis.call('PEXPIRE', fence, math.max(left, tonumber(ttl)))
+  end
+end
+";
+
+// KEYS[1] fence counter, KEYS[2] lease, KEYS[3] tokens; ARGV[1] ttl in ms. The fencing
+// number, or nil while the lease is held. A counter that does not exist (never made,
+// expired with its record, or lost with a Redis that kept no data) starts again from
+// Redis's clock in microseconds, above every number it granted before.
 const TRY_LEASE: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return false
 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[1], now[1] .. string.rep('0', 6 - #now[2]) .. now[2])
+end
 local fence = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], fence, 'PX', ARGV[1])
+align_fence(KEYS[1], KEYS[3], ARGV[1])
 return fence
 ";
 
 // KEYS[1] fence counter, KEYS[2] tokens; ARGV[1] fence, ARGV[2] record, ARGV[3] expiry in
-// ms (0: none), ARGV[4] channel. 1 if written, 0 if a newer lease was granted. Numbers
-// are compared as the decimal strings INCR writes: Lua's doubles lose digits past 2^53.
+// ms (0: none), ARGV[4] channel, ARGV[5] lease ttl in ms. 1 if written, 0 if a newer
+// lease was granted. Numbers are compared as the decimal strings INCR writes: Lua's
+// doubles lose digits past 2^53.
 const SAVE_FENCED: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
@@ -55,6 +77,7 @@ if ARGV[3] == '0' then
 else
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 end
+align_fence(KEYS[1], KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[4], 'saved')
 return 1
 ";
@@ -69,20 +92,24 @@ end
 return 0
 ";
 
-// KEYS[1] tokens; ARGV[1] record, ARGV[2] expiry in ms (0: none), ARGV[3] channel.
+// KEYS[1] tokens, KEYS[2] fence counter; ARGV[1] record, ARGV[2] expiry in ms (0: none),
+// ARGV[3] channel, ARGV[4] lease ttl in ms.
 const SAVE: &str = r"
 if ARGV[2] == '0' then
   redis.call('SET', KEYS[1], ARGV[1])
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
+align_fence(KEYS[2], KEYS[1], ARGV[4])
 redis.call('PUBLISH', ARGV[3], 'saved')
 return 1
 ";
 
-// KEYS[1] tokens; ARGV[1] channel.
+// KEYS[1] tokens, KEYS[2] fence counter; ARGV[1] channel. The counter goes with the
+// record: a holder that refreshes through a delete finds no counter of its number, and
+// does not write the deleted tokens back.
 const DELETE: &str = r"
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('PUBLISH', ARGV[1], 'deleted')
 return 1
 ";
@@ -98,10 +125,10 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            try_lease: Script::new(TRY_LEASE),
-            save_fenced: Script::new(SAVE_FENCED),
+            try_lease: Script::new(&format!("{ALIGN_FENCE}{TRY_LEASE}")),
+            save_fenced: Script::new(&format!("{ALIGN_FENCE}{SAVE_FENCED}")),
             release: Script::new(RELEASE),
-            save: Script::new(SAVE),
+            save: Script::new(&format!("{ALIGN_FENCE}{SAVE}")),
             delete: Script::new(DELETE),
         }
     }
@@ -159,7 +186,7 @@ impl Scripts {
 /// | --- | --- |
 /// | `{prefix:digest}:tokens` | the record, the same JSON a `FileStore` file holds |
 /// | `{prefix:digest}:lease` | the current lease's fencing number, expiring after the lease's ttl |
-/// | `{prefix:digest}:fence` | the last fencing number granted (never expires) |
+/// | `{prefix:digest}:fence` | the last fencing number granted, expiring with the record (see [Expiry](#expiry)) |
 ///
 /// and saves and releases are published on the channel `{prefix:digest}:changed`.
 ///
@@ -168,7 +195,8 @@ impl Scripts {
 /// Each lease operation reads and writes in one step, which a Lua script makes atomic:
 ///
 /// - **Taking the lease** increments the fence counter only when the lease is free, and
-///   sets the lease in the same step. Incrementing first and then failing `SET NX`
+///   sets the lease in the same step (the lease key is set only when it does not exist,
+///   as `SET NX` would, but with the check and the increment in one script). Incrementing first and then failing `SET NX`
 ///   would move the counter past the current holder's number, and the holder's fenced
 ///   save, which checks that its number is still the last one granted, would be refused
 ///   for a lease that nobody else got. With the script, fencing numbers count grants.
@@ -180,10 +208,19 @@ impl Scripts {
 ///
 /// # Expiry
 ///
-/// A record with a refresh token does not expire: the refresh token is the grant, and
-/// [`StoredTokens`] says nothing of when it dies. A record with only an access token
-/// expires with the access token. The fence counter never expires, so fencing numbers
-/// keep growing for as long as Redis keeps its data.
+/// A record with only an access token expires with the access token. A record with a
+/// refresh token is kept until it is deleted, unless
+/// [`RedisStoreBuilder::refresh_token_lifetime`] says how long it lives after each save:
+/// the refresh token is the grant, [`StoredTokens`] says nothing of when it dies, and
+/// dropping one that still works loses the grant.
+///
+/// The fence counter lives as long as the record, and at least as long as a lease: each
+/// save and each lease gives it the record's remaining lifetime (none while the record
+/// is kept, or absent), and a delete removes it with the record. A counter that is
+/// gone, because it expired or because Redis lost its data, starts again from Redis's
+/// clock in microseconds (a number near 1.8 × 10¹⁵ in 2027) rather than from 1, so the
+/// next fencing number is still greater than every number granted before, and a holder
+/// paused across the counter's expiry cannot write.
 ///
 /// # Redis down or restarted
 ///
@@ -207,6 +244,7 @@ struct Inner {
     connect_timeout: Duration,
     command_timeout: Duration,
     poll_interval: Duration,
+    refresh_token_lifetime: Option<Duration>,
 }
 
 /// Configures a [`RedisStore`]; from [`RedisStore::builder`].
@@ -219,6 +257,7 @@ pub struct RedisStoreBuilder {
     connect_timeout: Duration,
     command_timeout: Duration,
     poll_interval: Duration,
+    refresh_token_lifetime: Option<Duration>,
 }
 
 // Written by hand: the URL may hold a password.
@@ -230,6 +269,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("poll_interval", &self.poll_interval)
+            .field("refresh_token_lifetime", &self.refresh_token_lifetime)
             .finish_non_exhaustive()
     }
 }
@@ -267,6 +307,22 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How long a record that holds a refresh token is kept after its last save. `None`
+    /// by default: such a record is kept until it is deleted.
+    ///
+    /// A stored record does not say when its refresh token dies (token responses
+    /// rarely do), and deleting a refresh token that still works loses the grant: every
+    /// replica then needs a new authorization, and a rotating grant cannot be got back
+    /// from anywhere. So by default nothing is guessed, and a credential costs its keys
+    /// until it is deleted (a logout or revocation does that). An application whose
+    /// provider's refresh tokens are known to die after some time (say 90 days of
+    /// disuse) sets that time here, and the record, with its fence counter, expires
+    /// that long after each save (never before its access token does).
+    pub fn refresh_token_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.refresh_token_lifetime = lifetime;
+        self
+    }
+
     /// The store. It does not connect yet.
     ///
     /// # Errors
@@ -284,6 +340,9 @@ impl RedisStoreBuilder {
         if [self.connect_timeout, self.command_timeout, self.poll_interval].contains(&Duration::ZERO) {
             return Err(refuse("timeouts and the poll interval must be longer than zero"));
         }
+        if self.refresh_token_lifetime == Some(Duration::ZERO) {
+            return Err(refuse("the refresh token lifetime must be longer than zero"));
+        }
         // Only the error's category is kept (see `cause`): a parse error's detail could
         // quote the URL, password included.
         let client = Client::open(self.url.as_str())
@@ -300,6 +359,7 @@ impl RedisStoreBuilder {
                 connect_timeout: self.connect_timeout,
                 command_timeout: self.command_timeout,
                 poll_interval: self.poll_interval,
+                refresh_token_lifetime: self.refresh_token_lifetime,
             }),
         })
     }
@@ -358,6 +418,7 @@ impl RedisStore {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
             poll_interval: Duration::from_millis(200),
+            refresh_token_lifetime: None,
         }
     }
 
@@ -378,6 +439,18 @@ impl RedisStore {
     /// The Redis keys and channel of `key`'s credential.
     pub fn keys(&self, key: &CredentialKey) -> RedisKeys {
         RedisKeys::new(&self.inner.prefix, key)
+    }
+
+    /// The lease's ttl in whole milliseconds, at least 1.
+    fn lease_ttl_ms(&self) -> u64 {
+        u64::try_from(self.inner.lease.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// How long a record of `tokens` saved now lives; see [`expiry_ms`].
+    fn expiry_ms(&self, tokens: &StoredTokens) -> Option<u64> {
+        expiry_ms(tokens, super::wall_clock_now(), self.inner.refresh_token_lifetime)
     }
 
     /// The longest any operation takes before it fails.
@@ -442,14 +515,17 @@ impl RedisStore {
     async fn save_record(&self, key: &CredentialKey, tokens: &StoredTokens) -> Result<(), Failure> {
         let keys = self.keys(key);
         let record = format::encode(key, tokens);
-        let expiry = expiry_ms(tokens, super::wall_clock_now()).unwrap_or(0);
+        let expiry = self.expiry_ms(tokens).unwrap_or(0);
+        let ttl = self.lease_ttl_ms();
         let script = &self.inner.scripts.save;
         self.run("writing the record", |mut c| async move {
             script
                 .key(&keys.tokens)
+                .key(&keys.fence)
                 .arg(record)
                 .arg(expiry)
                 .arg(&keys.channel)
+                .arg(ttl)
                 .invoke_async::<i64>(&mut c)
                 .await
         })
@@ -463,6 +539,7 @@ impl RedisStore {
         self.run("deleting the record", |mut c| async move {
             script
                 .key(&keys.tokens)
+                .key(&keys.fence)
                 .arg(&keys.channel)
                 .invoke_async::<i64>(&mut c)
                 .await
@@ -473,15 +550,14 @@ impl RedisStore {
 
     async fn lease(&self, key: &CredentialKey) -> Result<Option<Lease>, Failure> {
         let keys = self.keys(key);
-        let ttl = u64::try_from(self.inner.lease.ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let ttl = self.lease_ttl_ms();
         let script = &self.inner.scripts.try_lease;
         let fence: Option<u64> = self
             .run("taking the lease", |mut c| async move {
                 script
                     .key(&keys.fence)
                     .key(&keys.lease)
+                    .key(&keys.tokens)
                     .arg(ttl)
                     .invoke_async(&mut c)
                     .await
@@ -498,7 +574,8 @@ impl RedisStore {
     ) -> Result<bool, Failure> {
         let keys = self.keys(key);
         let record = format::encode(key, tokens);
-        let expiry = expiry_ms(tokens, super::wall_clock_now()).unwrap_or(0);
+        let expiry = self.expiry_ms(tokens).unwrap_or(0);
+        let ttl = self.lease_ttl_ms();
         let script = &self.inner.scripts.save_fenced;
         let written: i64 = self
             .run("writing the record under the lease", |mut c| async move {
@@ -509,6 +586,7 @@ impl RedisStore {
                     .arg(record)
                     .arg(expiry)
                     .arg(&keys.channel)
+                    .arg(ttl)
                     .invoke_async(&mut c)
                     .await
             })
@@ -774,16 +852,22 @@ impl Failure {
     }
 }
 
-/// How long the record lives, in milliseconds: `None` while it holds a refresh token
-/// (or has no expiry), else until the access token expires (at least 1 ms: a record
-/// saved already expired goes at once).
-fn expiry_ms(tokens: &StoredTokens, wall_now: SystemTime) -> Option<u64> {
+/// How long the record lives, in milliseconds, `None` for ever: while it holds a refresh
+/// token, `refresh_token_lifetime` (but not less than the access token's life); else
+/// until the access token expires (at least 1 ms: a record saved already expired goes at
+/// once), and for ever if nothing says when.
+fn expiry_ms(
+    tokens: &StoredTokens,
+    wall_now: SystemTime,
+    refresh_token_lifetime: Option<Duration>,
+) -> Option<u64> {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+    let access_left = tokens
+        .expires_at
+        .map(|at| at.duration_since(wall_now).unwrap_or(Duration::ZERO));
     if tokens.refresh_token.is_some() {
-        return None;
+        let lifetime = refresh_token_lifetime?;
+        return Some(ms(access_left.map_or(lifetime, |left| left.max(lifetime))));
     }
-    let left = tokens
-        .expires_at?
-        .duration_since(wall_now)
-        .unwrap_or(Duration::ZERO);
-    Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1))
+    access_left.map(ms)
 }
