@@ -142,9 +142,9 @@ impl Scripts {
 /// that the replicas refresh each credential once between them.
 ///
 /// - **Keys** share one hash tag per credential and start with a prefix
-///   ([`RedisStore::DEFAULT_PREFIX`] unless set), so the store works on Redis Cluster
-///   and several applications can share one Redis; see [`RedisStore::keys`] and
-///   [Keys](#keys) below.
+///   ([`RedisStore::DEFAULT_PREFIX`] unless set), so several applications can share one
+///   Redis, and the layout is ready for Redis Cluster (see [Keys](#keys) below: the
+///   client itself talks to one node); see [`RedisStore::keys`].
 /// - **Records** are the JSON a [`FileStore`](super::FileStore) writes, checked the same
 ///   way on load: a foreign, damaged or misplaced value is a [`StoreError`], never
 ///   another credential's tokens.
@@ -179,8 +179,14 @@ impl Scripts {
 /// Every key of one credential carries the same hash tag, `{<prefix>:<digest>}`, where
 /// the digest is the lowercase hex SHA-256 of the key's canonical encoding (the one that
 /// names a [`FileStore`](super::FileStore)'s files). Redis Cluster puts keys with one
-/// hash tag in one slot, so the Lua scripts, which touch several keys of one
-/// credential, run there too.
+/// hash tag in one slot, so the keys of one credential, which each Lua script touches
+/// together, would all live on one node of a cluster.
+///
+/// The store's client, though, connects to one Redis server: a standalone Redis, a
+/// primary, or a proxy that speaks for a cluster. It does not follow a cluster's
+/// redirections (`MOVED`, `ASK`); pointed at one node of a Redis Cluster, it fails
+/// (with [`StoreErrorKind::Other`]) for every credential whose slot lives on another
+/// node. The hash tags only make the layout ready for a cluster client.
 ///
 /// | key | holds |
 /// | --- | --- |
