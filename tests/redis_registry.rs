@@ -443,7 +443,7 @@ fn a_lease_that_does_not_outlast_the_token_request_timeout_is_refused_at_build()
     let policy = RefreshPolicy::default().timeout(timeout);
     for users in [false, true] {
         for ttl in [Duration::from_secs(5), timeout] {
-            match build_with(ttl, policy.clone(), users) {
+            match build_with(ttl, policy, users) {
                 Err(Error::Config(err)) => {
                     let text = err.to_string();
                     assert!(
@@ -454,7 +454,7 @@ fn a_lease_that_does_not_outlast_the_token_request_timeout_is_refused_at_build()
                 other => panic!("ttl {ttl:?}, users {users}: {other:?}"),
             }
         }
-        build_with(timeout + Duration::from_millis(1), policy.clone(), users).unwrap();
+        build_with(timeout + Duration::from_millis(1), policy, users).unwrap();
     }
 
     // The defaults agree with each other: a 15 s lease, a 10 s token request timeout.
