@@ -14,7 +14,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use ::redis::{aio::ConnectionManager, aio::ConnectionManagerConfig, Client, RedisError, Script};
+use ::redis::{
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::{ClusterClient, ClusterClientBuilder},
+    cluster_async::ClusterConnection,
+    Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value,
+};
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
@@ -143,8 +148,9 @@ impl Scripts {
 ///
 /// - **Keys** share one hash tag per credential and start with a prefix
 ///   ([`RedisStore::DEFAULT_PREFIX`] unless set), so several applications can share one
-///   Redis, and the layout is ready for Redis Cluster (see [Keys](#keys) below: the
-///   client itself talks to one node); see [`RedisStore::keys`].
+///   Redis, and each credential's keys live in one hash slot of a Redis Cluster, which
+///   [`RedisStore::cluster_builder`] connects to; see [`RedisStore::keys`] and
+///   [Keys](#keys) below.
 /// - **Records** are the JSON a [`FileStore`](super::FileStore) writes, checked the same
 ///   way on load: a foreign, damaged or misplaced value is a [`StoreError`], never
 ///   another credential's tokens.
@@ -180,13 +186,14 @@ impl Scripts {
 /// the digest is the lowercase hex SHA-256 of the key's canonical encoding (the one that
 /// names a [`FileStore`](super::FileStore)'s files). Redis Cluster puts keys with one
 /// hash tag in one slot, so the keys of one credential, which each Lua script touches
-/// together, would all live on one node of a cluster.
+/// together, all live on one node of a cluster.
 ///
-/// The store's client, though, connects to one Redis server: a standalone Redis, a
-/// primary, or a proxy that speaks for a cluster. It does not follow a cluster's
-/// redirections (`MOVED`, `ASK`); pointed at one node of a Redis Cluster, it fails
-/// (with [`StoreErrorKind::Other`]) for every credential whose slot lives on another
-/// node. The hash tags only make the layout ready for a cluster client.
+/// A store made by [`RedisStore::builder`] connects to one Redis server (a standalone
+/// Redis, a primary, or a proxy in front of a cluster) and does not follow a cluster's
+/// redirections: pointed at one node of a Redis Cluster, it fails (with
+/// [`StoreErrorKind::Other`]) for every credential whose slot lives on another node.
+/// For a cluster, use [`RedisStore::cluster_builder`]: its client sends each script to
+/// the node of the credential's slot and follows redirections when slots move.
 ///
 /// | key | holds |
 /// | --- | --- |
@@ -242,7 +249,10 @@ pub struct RedisStore {
 
 struct Inner {
     client: Client,
-    manager: OnceCell<ConnectionManager>,
+    /// The cluster's client, when the store talks to a Redis Cluster; `client` is then
+    /// that of its first node, used for pub/sub only.
+    cluster: Option<ClusterClient>,
+    manager: OnceCell<Connection>,
     scripts: Scripts,
     prefix: Arc<str>,
     address: String,
@@ -258,6 +268,8 @@ struct Inner {
 #[must_use]
 pub struct RedisStoreBuilder {
     url: String,
+    /// The nodes of a Redis Cluster; empty for one server at `url`.
+    cluster_nodes: Vec<String>,
     prefix: String,
     lease: LeaseSettings,
     connect_timeout: Duration,
@@ -270,6 +282,7 @@ pub struct RedisStoreBuilder {
 impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreBuilder")
+            .field("cluster_nodes", &self.cluster_nodes.len())
             .field("prefix", &self.prefix)
             .field("lease", &self.lease)
             .field("connect_timeout", &self.connect_timeout)
@@ -346,6 +359,9 @@ impl RedisStoreBuilder {
         if [self.connect_timeout, self.command_timeout, self.poll_interval].contains(&Duration::ZERO) {
             return Err(refuse("timeouts and the poll interval must be longer than zero"));
         }
+        if !self.cluster_nodes.is_empty() && self.cluster_nodes.iter().any(String::is_empty) {
+            return Err(refuse("a Redis Cluster node's URL is empty"));
+        }
         if self.refresh_token_lifetime == Some(Duration::ZERO) {
             return Err(refuse("the refresh token lifetime must be longer than zero"));
         }
@@ -353,10 +369,26 @@ impl RedisStoreBuilder {
         // quote the URL, password included.
         let client = Client::open(self.url.as_str())
             .map_err(|e| refuse("not a usable Redis URL").with_source(cause(&e)))?;
+        let cluster = match self.cluster_nodes.is_empty() {
+            true => None,
+            false => Some(
+                ClusterClientBuilder::new(self.cluster_nodes.iter().map(String::as_str))
+                    .connection_timeout(self.connect_timeout)
+                    .response_timeout(self.command_timeout)
+                    // One quick retry after a redirection or a lost node: the caller's
+                    // bound is what counts.
+                    .retries(1)
+                    .min_retry_wait(20)
+                    .max_retry_wait(200)
+                    .build()
+                    .map_err(|e| refuse("not a usable list of Redis Cluster nodes").with_source(cause(&e)))?,
+            ),
+        };
         let address = client.get_connection_info().addr().to_string();
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 client,
+                cluster,
                 manager: OnceCell::new(),
                 scripts: Scripts::new(),
                 prefix: self.prefix.into(),
@@ -404,6 +436,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("address", &self.inner.address)
+            .field("cluster", &self.inner.cluster.is_some())
             .field("prefix", &self.inner.prefix)
             .field("lease", &self.inner.lease)
             .finish_non_exhaustive()
@@ -419,6 +452,7 @@ impl RedisStore {
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
             url: url.into(),
+            cluster_nodes: Vec::new(),
             prefix: Self::DEFAULT_PREFIX.to_owned(),
             lease: LeaseSettings::default(),
             connect_timeout: Duration::from_secs(1),
@@ -426,6 +460,26 @@ impl RedisStore {
             poll_interval: Duration::from_millis(200),
             refresh_token_lifetime: None,
         }
+    }
+
+    /// A builder for a store on a Redis Cluster, found through `nodes` (URLs as for
+    /// [`builder`](Self::builder); one reachable node is enough, the others are
+    /// discovered). Commands go to the node that holds each credential's hash slot, and
+    /// follow the cluster's redirections when slots move; saves are announced by
+    /// pub/sub through the first node, and waiting replicas also poll, so they see
+    /// changes with that node down too.
+    ///
+    /// An empty `nodes`, or one that is not a Redis URL, fails
+    /// [`build`](RedisStoreBuilder::build).
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut builder = Self::builder(nodes.first().cloned().unwrap_or_default());
+        builder.cluster_nodes = nodes;
+        builder
     }
 
     /// A store at `url` with every default; see [`builder`](Self::builder).
@@ -464,8 +518,24 @@ impl RedisStore {
         self.inner.connect_timeout + self.inner.command_timeout
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, Failure> {
+    async fn connection(&self) -> Result<Connection, Failure> {
         let inner = &self.inner;
+        if let Some(cluster) = &inner.cluster {
+            // Made on first use, so that building needs no runtime and no Redis; a
+            // failed attempt leaves nothing behind, and the next operation tries again.
+            // The cluster connection then reconnects to its nodes by itself.
+            let connection = inner
+                .manager
+                .get_or_try_init(|| async {
+                    cluster
+                        .get_async_connection()
+                        .await
+                        .map(Connection::Cluster)
+                        .map_err(|e| Failure::redis("connecting to the cluster", &e))
+                })
+                .await?;
+            return Ok(connection.clone());
+        }
         // Lazily, so that building needs no runtime and no Redis. Creating the manager
         // does not connect: its first command does, and it reconnects after a failure.
         let manager = inner
@@ -479,17 +549,20 @@ impl RedisStore {
                     .set_number_of_retries(1)
                     .set_min_delay(Duration::from_millis(20))
                     .set_max_delay(Duration::from_millis(200));
-                inner.client.get_connection_manager_lazy(config)
+                inner
+                    .client
+                    .get_connection_manager_lazy(config)
+                    .map(Connection::Server)
+                    .map_err(|e| Failure::redis("setting up the connection", &e))
             })
-            .await
-            .map_err(|e| Failure::redis("setting up the connection", &e))?;
+            .await?;
         Ok(manager.clone())
     }
 
     /// Runs `work` on the connection within the store's bound.
     async fn run<T, F, Fut>(&self, step: &'static str, work: F) -> Result<T, Failure>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
         let attempt = async {
@@ -633,8 +706,15 @@ impl RedisStore {
             Ok::<_, Failure>(pubsub)
         })
         .await
-        .map_err(|_| Failure::timeout("subscribing to changes", self.bound()))??;
-        let mut messages = subscribed.into_on_message();
+        .map_err(|_| Failure::timeout("subscribing to changes", self.bound()))
+        .and_then(|subscribed| subscribed);
+        let mut messages = match (subscribed, &inner.cluster) {
+            (Ok(pubsub), _) => Some(pubsub.into_on_message()),
+            // On a cluster, the node that relays the messages may be down while the
+            // credential's own node is not: polling alone still sees every change.
+            (Err(_), Some(_)) => None,
+            (Err(err), None) => return Err(err),
+        };
         loop {
             // Subscribed first, then checked: a release between the caller's last read
             // and the subscription is seen here, and one after it is a message.
@@ -647,6 +727,10 @@ impl RedisStore {
             if !held {
                 return Ok(());
             }
+            let Some(messages) = messages.as_mut() else {
+                tokio::time::sleep(inner.poll_interval).await;
+                continue;
+            };
             match tokio::time::timeout(inner.poll_interval, messages.next()).await {
                 // A save, a delete or a release.
                 Ok(Some(_)) => return Ok(()),
@@ -654,6 +738,41 @@ impl RedisStore {
                 Ok(None) => return Ok(()),
                 Err(_) => {}
             }
+        }
+    }
+}
+
+/// The store's connection: to one server, or to a cluster.
+#[derive(Clone)]
+enum Connection {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Server(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Server(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
         }
     }
 }

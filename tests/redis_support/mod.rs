@@ -25,21 +25,29 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
     persistent: bool,
+    /// Started as a node of a Redis Cluster (`--cluster-enabled yes`).
+    cluster_node: bool,
 }
 
 impl RedisServer {
     /// A server without persistence (`--save "" --appendonly no`).
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
     /// A server with an append-only file synced on every write, so a restart keeps the
     /// data, as production Redis for rotating grants must.
     pub fn start_persistent() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
-    fn start_with(persistent: bool) -> Self {
+    /// A server without persistence that is a node of a cluster still to be formed
+    /// (see [`RedisCluster`]), on a port whose cluster bus port (+10000) is free too.
+    pub fn start_cluster_node() -> Self {
+        Self::start_with(false, true)
+    }
+
+    fn start_with(persistent: bool, cluster_node: bool) -> Self {
         static SERIAL: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "tower-oauth2-redis-{}-{}",
@@ -51,12 +59,16 @@ impl RedisServer {
         // A free port can be taken by someone else before redis-server binds it: try a
         // few.
         for _ in 0..5 {
-            let port = free_port();
+            let port = match cluster_node {
+                true => free_port_with_bus(),
+                false => free_port(),
+            };
             let mut server = RedisServer {
                 port,
                 child: None,
                 dir: dir.clone(),
                 persistent,
+                cluster_node,
             };
             if server.spawn() {
                 return server;
@@ -86,6 +98,11 @@ impl RedisServer {
             command.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             command.args(["--appendonly", "no"]);
+        }
+        if self.cluster_node {
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .args(["--cluster-config-file", &format!("nodes-{}.conf", self.port)]);
         }
         let child = match command.spawn() {
             Ok(child) => child,
@@ -194,6 +211,97 @@ impl Drop for RedisServer {
         self.kill();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A free port below 55536 whose cluster bus port, 10000 above, is free too.
+fn free_port_with_bus() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if port < 55_536 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair for a Redis Cluster node");
+}
+
+/// A Redis Cluster of three primaries on loopback ports, formed with
+/// `redis-cli --cluster create`, its 16384 slots split between them.
+#[derive(Debug)]
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_cluster_node()).collect();
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-cli ({e}): it comes with redis-server (`apt-get install -y redis-server`)")
+            });
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // Every node must see the whole cluster before a client asks for its slots.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("redis-cli");
+                let info = String::from_utf8_lossy(&info.stdout);
+                if info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster did not form: {info}");
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// `redis://127.0.0.1:<port>` of each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The port of the node that serves `key`'s hash slot.
+    pub fn port_of(&self, key: &str) -> u16 {
+        let slot = redis_cli(self.nodes[0].port, &["cluster", "keyslot", key]);
+        let slot: u16 = slot.trim().parse().expect("a slot number");
+        let nodes = redis_cli(self.nodes[0].port, &["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port: u16 = fields[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+            for range in &fields[8..] {
+                let (start, end) = range.split_once('-').unwrap_or((range, range));
+                if (start.parse::<u16>().unwrap()..=end.parse::<u16>().unwrap()).contains(&slot) {
+                    return port;
+                }
+            }
+        }
+        panic!("no node serves slot {slot}: {nodes}");
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn free_port() -> u16 {
