@@ -588,9 +588,9 @@ impl fmt::Display for AuthorizationError {
                 "an authorization at `{}` was given an unusable state: it takes {}-{} URL-safe characters \
                  (A-Z a-z 0-9 - . _ ~), and state data of at most {} printable ASCII characters",
                 Escaped(&self.provider),
-                crate::authorize::MIN_STATE_CHARS,
-                crate::authorize::MAX_STATE_CHARS,
-                crate::authorize::MAX_STATE_DATA,
+                crate::authorize::state::MIN_STATE_CHARS,
+                crate::authorize::state::MAX_STATE_CHARS,
+                crate::authorize::state::MAX_STATE_DATA,
             ),
         }
     }
