@@ -655,3 +655,37 @@ async fn a_store_that_never_answers_is_given_up_at_max_wait() {
     assert_at_max_wait(elapsed, max_wait);
     assert_eq!(endpoint.requests.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_granted_after_the_deadline_is_released_at_once() {
+    let max_wait = Duration::from_secs(1);
+    let store = SharedStore::new(LeaseSettings::new(Duration::from_secs(10), max_wait));
+    let endpoint = endpoint(100);
+    let credentials = replica(rotating(), &store, &endpoint);
+    let key = credentials.keys().remove(0);
+
+    // 600 ms per operation: the read ends at 0.6 s, and the lease, asked for then, is
+    // given up at 1 s but granted at 1.2 s.
+    let (results, elapsed) = call_slowly(&credentials, &store, Duration::from_millis(600)).await;
+    for result in results {
+        let Err(Error::Store(err)) = result else {
+            panic!("expected a store error, got {result:?}");
+        };
+        assert_eq!(
+            (err.kind(), err.operation()),
+            (StoreErrorKind::Io, StoreOperation::Lease)
+        );
+    }
+    assert_at_max_wait(elapsed, max_wait);
+
+    // The late lease was released as soon as it came, not left to block everyone for
+    // its 10 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.shared.granted.load(Ordering::SeqCst), 1);
+    store.shared.delay_ms.store(0, Ordering::SeqCst);
+    assert!(
+        store.try_lease(&key).await.unwrap().is_some(),
+        "the late lease is still held"
+    );
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 0);
+}

@@ -215,10 +215,7 @@ impl CredentialState {
             if waited_for_holder && deadline.passed() {
                 return Attempt::failed(Error::Store(deadline.holder_too_long(key)));
             }
-            match deadline
-                .bound(StoreOperation::Lease, key, coordination.try_lease(key))
-                .await
-            {
+            match self.try_lease_by(&deadline).await {
                 Err(err) => return self.uncoordinated(err, input, &settings).await,
                 Ok(Some(lease)) => {
                     let attempt = self
@@ -250,23 +247,51 @@ impl CredentialState {
         }
     }
 
+    /// Asks for the lease, giving up at the deadline. The request runs in a task of its
+    /// own, so that a lease the store grants after the deadline (a slow store that did
+    /// answer in the end) is released at once, rather than blocking every other process
+    /// for its ttl with no holder.
+    async fn try_lease_by(&self, deadline: &Deadline) -> Result<Option<Lease>, StoreError> {
+        let key = self.credential_key.clone();
+        let Some(store) = self.store.clone() else {
+            return Ok(None);
+        };
+        let mut request = tokio::spawn(async move {
+            match store.coordination() {
+                Some(coordination) => coordination.try_lease(&key).await,
+                None => Ok(None),
+            }
+        });
+        match tokio::time::timeout_at(deadline.at, &mut request).await {
+            Ok(Ok(answer)) => answer,
+            // A store that panicked panics here, as it would have without the task.
+            Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => {
+                let late = self.clone_for_release();
+                tokio::spawn(async move {
+                    if let Ok(Ok(Some(lease))) = request.await {
+                        late.release(lease).await;
+                    }
+                });
+                Err(deadline.timed_out(StoreOperation::Lease, &self.credential_key))
+            }
+        }
+    }
+
+    /// What releasing a lease later, in another task, needs.
+    fn clone_for_release(&self) -> LateRelease {
+        LateRelease {
+            store: self.store.clone(),
+            key: self.credential_key.clone(),
+        }
+    }
+
     /// Releases `lease` without making the caller wait: a store that is down or slow
     /// would otherwise hold the answer back, and a lease that is not released expires
     /// after its ttl anyway.
     fn release_in_background(&self, lease: Lease) {
-        let Some(store) = self.store.clone() else {
-            return;
-        };
-        let key = self.credential_key.clone();
-        tokio::spawn(async move {
-            let Some(coordination) = store.coordination() else {
-                return;
-            };
-            if let Err(err) = coordination.release(&key, &lease).await {
-                // It expires by itself; the next holder waits that long at most.
-                tracing::debug!(error = %err, "could not release the refresh lease");
-            }
-        });
+        let late = self.clone_for_release();
+        tokio::spawn(async move { late.release(lease).await });
     }
 
     /// Holding `lease`: reads the store once more (the previous holder may have just
@@ -516,13 +541,18 @@ impl Deadline {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout_at(self.at, work).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::keyed(operation, StoreErrorKind::Io, key)
-                .with_detail(format!(
-                    "the shared store did not answer within the {:?} a refresh may wait",
-                    self.max_wait
-                ))
-                .with_source(Arc::new(std::io::Error::from(std::io::ErrorKind::TimedOut)))),
+            Err(_) => Err(self.timed_out(operation, key)),
         }
+    }
+
+    /// The error of a store operation given up at the deadline.
+    fn timed_out(&self, operation: StoreOperation, key: &crate::CredentialKey) -> StoreError {
+        StoreError::keyed(operation, StoreErrorKind::Io, key)
+            .with_detail(format!(
+                "the shared store did not answer within the {:?} a refresh may wait",
+                self.max_wait
+            ))
+            .with_source(Arc::new(std::io::Error::from(std::io::ErrorKind::TimedOut)))
     }
 
     /// The error of a wait for another process's refresh that lasted `max_wait`.
@@ -531,5 +561,23 @@ impl Deadline {
             "no new tokens within {:?} while another process held the refresh lease",
             self.max_wait
         ))
+    }
+}
+
+/// A lease to release after the refresh that took it has returned.
+struct LateRelease {
+    store: Option<Arc<dyn TokenStore>>,
+    key: crate::CredentialKey,
+}
+
+impl LateRelease {
+    async fn release(self, lease: Lease) {
+        let Some(coordination) = self.store.as_deref().and_then(|store| store.coordination()) else {
+            return;
+        };
+        if let Err(err) = coordination.release(&self.key, &lease).await {
+            // It expires by itself; the next holder waits that long at most.
+            tracing::debug!(error = %err, "could not release the refresh lease");
+        }
     }
 }
