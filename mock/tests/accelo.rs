@@ -16,11 +16,7 @@ fn token(server: &MockServer, auth: Option<&str>, form: &str) -> Request<Full<by
 async fn access_token(server: &MockServer, client: &HttpClient) -> String {
     let answer = send(
         client,
-        token(
-            server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        token(server, Some(&basic("client", "secret")), CLIENT_CREDENTIALS),
     )
     .await;
     answer.assert_token("bearer");
@@ -53,11 +49,7 @@ async fn client_credentials_with_basic() {
     let auth = basic("client", "secret");
 
     for url in [server.token_url(), format!("{}.json", server.token_url())] {
-        let answer = send(
-            &client,
-            form_post(&url, Some(&auth), "grant_type=client_credentials"),
-        )
-        .await;
+        let answer = send(&client, form_post(&url, Some(&auth), CLIENT_CREDENTIALS)).await;
         let body = answer.assert_token("bearer");
         assert_eq!(body["expires_in"], 3600);
         assert_eq!(answer.fields(), ["access_token", "expires_in", "token_type"]);
@@ -78,9 +70,11 @@ async fn client_credentials_with_basic() {
     .await;
     answer.assert_token("bearer");
     assert_eq!(answer.fields(), ["access_token", "expires_in", "token_type"]);
-    let api = send(
+    let api = bearer_call(
         &client,
-        bearer_get(&server.api_url("/companies/1"), &answer.str_field("access_token")),
+        &server,
+        "/companies/1",
+        &answer.str_field("access_token"),
     )
     .await;
     assert_eq!(api.status, StatusCode::OK);
@@ -113,7 +107,7 @@ async fn parameter_credentials_in_the_body_or_query() {
     answer.assert_token("bearer");
 
     let url = format!("{}?{credentials}", server.token_url());
-    send(&client, form_post(&url, None, "grant_type=client_credentials"))
+    send(&client, form_post(&url, None, CLIENT_CREDENTIALS))
         .await
         .assert_token("bearer");
     let url = format!("{}.json?client_id=client", server.token_url());
@@ -126,7 +120,7 @@ async fn parameter_credentials_in_the_body_or_query() {
 
     // Wrong secret, in the query.
     let url = format!("{}?client_id=client&client_secret=wrong", server.token_url());
-    send(&client, form_post(&url, None, "grant_type=client_credentials"))
+    send(&client, form_post(&url, None, CLIENT_CREDENTIALS))
         .await
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     // The same credential in the query and the body is a repeated parameter.
@@ -151,7 +145,7 @@ async fn no_client_authentication_is_invalid_client() {
     let server = MockServer::accelo().start().await.unwrap();
     let client = http_client();
     for form in [
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
         "grant_type=client_credentials&client_id=client",
         "grant_type=client_credentials&client_id=nobody&client_secret=secret",
     ] {
@@ -161,11 +155,7 @@ async fn no_client_authentication_is_invalid_client() {
     }
     let answer = send(
         &client,
-        token(
-            &server,
-            Some(&basic("client", "wrong")),
-            "grant_type=client_credentials",
-        ),
+        token(&server, Some(&basic("client", "wrong")), CLIENT_CREDENTIALS),
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");

@@ -56,21 +56,16 @@ async fn urls_follow_the_document() {
 async fn code_exchange_and_refresh() {
     let server = MockServer::agrello().start().await.unwrap();
     let client = http_client();
-    let auth = basic("client", "secret");
 
     // The document's authorize URL has no scope.
     let code = sign_in(&server, &client, &[]).await;
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), Some(&auth), &code_form(&code)),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &code_form(&code)).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["expires_in"], 3600);
     let access = answer.str_field("access_token");
     let refresh = answer.str_field("refresh_token");
 
-    let api = send(&client, bearer_get(&server.api_url("/documents"), &access)).await;
+    let api = bearer_call(&client, &server, "/documents", &access).await;
     assert_eq!(api.status, StatusCode::OK);
     let description = api.json();
     assert_eq!(description["client_id"], "client");
@@ -80,35 +75,21 @@ async fn code_exchange_and_refresh() {
     assert_eq!(description["path"], "/api/documents");
 
     // A refresh answer carries a refresh token: a new one, by default.
-    let refresh_form = format!("grant_type=refresh_token&refresh_token={refresh}");
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), Some(&auth), &refresh_form),
-    )
-    .await;
+    let refresh_form = refresh_form(&refresh);
+    let answer = token_as_client(&client, &server, &refresh_form).await;
     answer.assert_token("Bearer");
     let rotated = answer.str_field("refresh_token");
     assert_ne!(rotated, refresh);
-    send(
-        &client,
-        form_post(&server.token_url(), Some(&auth), &refresh_form),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
-    let api = send(
-        &client,
-        bearer_get(&server.api_url("/x"), &answer.str_field("access_token")),
-    )
-    .await;
+    token_as_client(&client, &server, &refresh_form)
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    let api = bearer_call(&client, &server, "/x", &answer.str_field("access_token")).await;
     assert_eq!(api.status, StatusCode::OK);
 
     // The code is single-use.
-    send(
-        &client,
-        form_post(&server.token_url(), Some(&auth), &code_form(&code)),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_as_client(&client, &server, &code_form(&code))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     assert_counts(&server, "authorizations=1 token_requests=4");
 
@@ -155,16 +136,9 @@ async fn only_http_basic_authenticates_clients() {
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
 
     // None of the failures used the code up.
-    send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&basic("client", "secret")),
-            &code_form(&code),
-        ),
-    )
-    .await
-    .assert_token("Bearer");
+    token_as_client(&client, &server, &code_form(&code))
+        .await
+        .assert_token("Bearer");
     assert_eq!(server.counters().token_errors, 4);
 }
 
@@ -172,43 +146,29 @@ async fn only_http_basic_authenticates_clients() {
 async fn grants_and_redirect_uri_are_checked() {
     let server = MockServer::agrello().start().await.unwrap();
     let client = http_client();
-    let auth = basic("client", "secret");
     let code = server.issue_authorization_code("client", REDIRECT, "read");
 
-    send(
+    token_as_client(&client, &server, CLIENT_CREDENTIALS)
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    token_as_client(
         &client,
-        form_post(&server.token_url(), Some(&auth), "grant_type=client_credentials"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
-    send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&auth),
-            &format!("grant_type=authorization_code&code={code}"),
-        ),
+        &server,
+        &format!("grant_type=authorization_code&code={code}"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(
+    token_as_client(
         &client,
-        form_post(
-            &server.token_url(),
-            Some(&auth),
-            &format!(
-                "grant_type=authorization_code&code={code}&redirect_uri={}",
-                encode("http://myapp.io/other")
-            ),
+        &server,
+        &format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}",
+            encode("http://myapp.io/other")
         ),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), Some(&auth), &code_form(&code)),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &code_form(&code)).await;
     assert_eq!(answer.assert_token("Bearer")["scope"], "read");
 }
 
@@ -217,15 +177,7 @@ async fn tokens_go_in_the_authorization_header_only() {
     let server = MockServer::agrello().start().await.unwrap();
     let client = http_client();
     let code = server.issue_authorization_code("client", REDIRECT, "");
-    let answer = send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&basic("client", "secret")),
-            &code_form(&code),
-        ),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &code_form(&code)).await;
     let token = answer.str_field("access_token");
 
     let query = send(&client, get(&server.api_url(&format!("/x?access_token={token}")))).await;
@@ -236,9 +188,7 @@ async fn tokens_go_in_the_authorization_header_only() {
         .unwrap();
     assert_eq!(send(&client, header).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        send(&client, bearer_get(&server.api_url("/x"), &token))
-            .await
-            .status,
+        bearer_call(&client, &server, "/x", &token).await.status,
         StatusCode::OK
     );
     assert_counts(&server, "resource_calls=3 resource_calls_authorized=1");
@@ -249,22 +199,13 @@ async fn users_and_rotation_settings() {
     let builder = MockServer::agrello().user("bob", "pw-b").user("carol", "pw-c");
     let server = started(builder.rotate_refresh_tokens(false)).await;
     let client = http_client();
-    let auth = basic("client", "secret");
 
     for (hint, expected) in [(None, "bob"), (Some("carol"), "carol")] {
         let extra: Vec<(&str, &str)> = hint.map(|hint| ("login_hint", hint)).into_iter().collect();
         let code = sign_in(&server, &client, &extra).await;
-        let answer = send(
-            &client,
-            form_post(&server.token_url(), Some(&auth), &code_form(&code)),
-        )
-        .await;
+        let answer = token_as_client(&client, &server, &code_form(&code)).await;
         answer.assert_token("Bearer");
-        let api = send(
-            &client,
-            bearer_get(&server.api_url("/me"), &answer.str_field("access_token")),
-        )
-        .await;
+        let api = bearer_call(&client, &server, "/me", &answer.str_field("access_token")).await;
         assert_eq!(api.json()["subject"], expected);
     }
 
@@ -272,15 +213,7 @@ async fn users_and_rotation_settings() {
     // keeps working.
     let refresh = server.issue_refresh_token("client", "");
     for _ in 0..2 {
-        let answer = send(
-            &client,
-            form_post(
-                &server.token_url(),
-                Some(&auth),
-                &format!("grant_type=refresh_token&refresh_token={refresh}"),
-            ),
-        )
-        .await;
+        let answer = token_as_client(&client, &server, &refresh_form(&refresh)).await;
         assert!(answer.assert_token("Bearer").get("refresh_token").is_none());
     }
 }

@@ -71,11 +71,7 @@ async fn code_exchange_refresh_and_api() {
     let body = answer.assert_token("Bearer");
     assert_eq!(body["expires_in"], 3600);
     let refresh = answer.str_field("refresh_token");
-    let api = send(
-        &client,
-        bearer_get(&server.api_url("/tasks"), &answer.str_field("access_token")),
-    )
-    .await;
+    let api = bearer_call(&client, &server, "/tasks", &answer.str_field("access_token")).await;
     assert_eq!(api.status, StatusCode::OK);
     assert_eq!(api.json()["subject"], "alice");
     assert_eq!(api.json()["path"], "/v1/tasks");
@@ -106,11 +102,7 @@ async fn http_basic_is_invalid_client() {
         encode(REDIRECT)
     );
 
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), Some(&basic("client", "secret")), &form),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &form).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
 
@@ -183,11 +175,7 @@ async fn expired_tokens_are_401() {
     )
     .await;
     answer.assert_token("Bearer");
-    let api = send(
-        &client,
-        bearer_get(&server.api_url("/tasks"), &answer.str_field("access_token")),
-    )
-    .await;
+    let api = bearer_call(&client, &server, "/tasks", &answer.str_field("access_token")).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         api.header(WWW_AUTHENTICATE),

@@ -215,12 +215,6 @@ async fn token_call(client: &HttpClient, server: &MockServer, form: &str, proofs
     send(client, request).await
 }
 
-const CLIENT_CREDENTIALS: &str = "grant_type=client_credentials";
-
-fn refresh_form(refresh_token: &str) -> String {
-    format!("grant_type=refresh_token&refresh_token={refresh_token}")
-}
-
 /// A token request of `form` with one fresh proof of `key`, carrying `nonce` if given.
 async fn dpop_post(
     client: &HttpClient,
@@ -334,9 +328,7 @@ async fn without_dpop_the_header_is_ignored_and_tokens_are_bearer() {
     answer.assert_token("Bearer");
     let token = answer.str_field("access_token");
     assert_eq!(
-        send(&client, bearer_get(&server.api_url("/x"), &token))
-            .await
-            .status,
+        bearer_call(&client, &server, "/x", &token).await.status,
         StatusCode::OK
     );
     assert_counts(&server, "dpop_proofs_accepted=0 dpop_distinct_jtis=0");

@@ -54,11 +54,7 @@ async fn code_exchange_without_client() {
         ["access_token", "expires_in", "refresh_token", "token_type"]
     );
 
-    let api = send(
-        &client,
-        bearer_get(&server.api_url("/workflows"), &answer.str_field("access_token")),
-    )
-    .await;
+    let api = bearer_call(&client, &server, "/workflows", &answer.str_field("access_token")).await;
     assert_eq!(api.status, StatusCode::OK);
     let description = api.json();
     assert_eq!(description["client_id"], Value::Null);
@@ -106,7 +102,7 @@ async fn refresh_omits_the_refresh_token_and_keeps_the_old_one() {
     access_tokens.dedup();
     assert_eq!(access_tokens.len(), 4);
     for token in &access_tokens {
-        let api = send(&client, bearer_get(&server.api_url("/me"), token)).await;
+        let api = bearer_call(&client, &server, "/me", token).await;
         assert_eq!(api.status, StatusCode::OK);
     }
 
@@ -119,7 +115,7 @@ async fn client_credentials_are_refused_and_client_id_ignored() {
     let server = MockServer::grindery().start().await.unwrap();
     let client = http_client();
     let refresh = server.issue_refresh_token("", "");
-    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+    let form = refresh_form(&refresh);
 
     send(&client, post(&server, &format!("{form}&client_id=anything")))
         .await
@@ -130,13 +126,10 @@ async fn client_credentials_are_refused_and_client_id_ignored() {
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(
-        &client,
-        form_post(&server.token_url(), Some(&basic("client", "secret")), &form),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(&client, post(&server, "grant_type=client_credentials"))
+    token_as_client(&client, &server, &form)
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    send(&client, post(&server, CLIENT_CREDENTIALS))
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     send(
@@ -258,14 +251,7 @@ async fn native_answers_put_dead_tokens_in_json_rpc_errors_and_refuse_grants_wit
     let server = started(MockServer::grindery().native_grindery_errors(true)).await;
     let client = http_client();
     let refresh = server.issue_refresh_token("", "");
-    let answer = send(
-        &client,
-        post(
-            &server,
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
-    )
-    .await;
+    let answer = send(&client, post(&server, &refresh_form(&refresh))).await;
     let token = answer.str_field("access_token");
     let call = r#"{"jsonrpc":"2.0","method":"or_listWorkflows","params":{},"id":"a"}"#;
 
@@ -312,7 +298,7 @@ async fn native_answers_put_dead_tokens_in_json_rpc_errors_and_refuse_grants_wit
     assert_eq!(error(&unknown).1, -32602);
 
     // REST routes keep RFC 6750's 401.
-    let rest = send(&client, bearer_get(&server.api_url("/me"), "not-a-live-token")).await;
+    let rest = bearer_call(&client, &server, "/me", "not-a-live-token").await;
     assert_eq!(rest.status, StatusCode::UNAUTHORIZED);
 
     let refused = send(

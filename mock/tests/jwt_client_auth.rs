@@ -129,7 +129,7 @@ fn assertion_form(assertion: &str, rest: &str) -> String {
 
 /// A `client_credentials` request authenticated by `assertion` alone.
 async fn present(server: &MockServer, assertion: &str) -> Answer {
-    let form = assertion_form(assertion, "grant_type=client_credentials");
+    let form = assertion_form(assertion, CLIENT_CREDENTIALS);
     token_request(&http_client(), server, None, &form).await
 }
 
@@ -244,7 +244,7 @@ async fn refresh_and_revocation_take_assertions_too() {
     let refresh_token = server.issue_refresh_token(CLIENT, "read");
     let form = assertion_form(
         &sign(Algorithm::EdDSA, None, &claims(&server)),
-        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
+        &refresh_form(&refresh_token),
     );
     let body = token_request(&client, &server, None, &form)
         .await
@@ -550,7 +550,7 @@ async fn an_assertion_with_another_method_is_a_bad_request() {
     let server = server().await;
     let form = assertion_form(
         &sign(Algorithm::ES256, None, &claims(&server)),
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
     );
     let answer = token_request(&http_client(), &server, Some(&basic(CLIENT, SECRET)), &form).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");

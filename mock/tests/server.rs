@@ -36,13 +36,7 @@ fn form_request(server: &MockServer, auth: Option<&str>, form: &str) -> Request<
 }
 
 async fn client_credentials(server: &MockServer, client: &HttpClient) -> String {
-    let answer = token_request(
-        client,
-        server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(client, server, CLIENT_CREDENTIALS).await;
     answer.assert_token("Bearer");
     answer.str_field("access_token")
 }
@@ -77,13 +71,7 @@ async fn client_credentials_with_basic_auth() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["expires_in"], 3600);
     assert!(body.get("scope").is_none());
@@ -139,18 +127,12 @@ async fn basic_credentials_are_form_urlencoded() {
     let server = MockServer::builder().client(id, secret).start().await.unwrap();
     let client = http_client();
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic(id, secret)),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_request(&client, &server, Some(&basic(id, secret)), CLIENT_CREDENTIALS).await;
     answer.assert_token("Bearer");
 
     // Sending the secret without encoding it is a client bug the mock catches.
     let raw = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
-    let answer = token_request(&client, &server, Some(&raw), "grant_type=client_credentials").await;
+    let answer = token_request(&client, &server, Some(&raw), CLIENT_CREDENTIALS).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
@@ -163,7 +145,7 @@ async fn wrong_secret_is_invalid_client() {
         &client,
         &server,
         Some(&basic("client", "wrong")),
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -183,7 +165,7 @@ async fn wrong_secret_is_invalid_client() {
     // Unknown client, and no credentials at all.
     for form in [
         "grant_type=client_credentials&client_id=nobody&client_secret=secret",
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
     ] {
         let answer = token_request(&client, &server, None, form).await;
         answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -198,10 +180,9 @@ async fn wrong_secret_is_invalid_client() {
 #[tokio::test]
 async fn two_authentication_methods_are_invalid_request() {
     let server = MockServer::start().await.unwrap();
-    let answer = token_request(
+    let answer = token_as_client(
         &http_client(),
         &server,
-        Some(&basic("client", "secret")),
         "grant_type=client_credentials&client_id=client&client_secret=secret",
     )
     .await;
@@ -212,24 +193,11 @@ async fn two_authentication_methods_are_invalid_request() {
 async fn client_id_may_repeat_the_basic_identity() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
-    let auth = basic("client", "secret");
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        "grant_type=client_credentials&client_id=client",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, "grant_type=client_credentials&client_id=client").await;
     answer.assert_token("Bearer");
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        "grant_type=client_credentials&client_id=other",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, "grant_type=client_credentials&client_id=other").await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 }
 
@@ -247,13 +215,7 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
     assert_eq!(answer.header(WWW_AUTHENTICATE), None);
 
     let server = started(MockServer::builder().client_auth(&[AcceptedClientAuth::Body])).await;
-    let answer = token_request(
-        &http_client(),
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(&http_client(), &server, CLIENT_CREDENTIALS).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
 }
@@ -262,19 +224,13 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
 async fn registering_a_client_replaces_the_default_one() {
     let server = started(MockServer::builder().client("app", "s3cret")).await;
     let client = http_client();
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     let answer = token_request(
         &client,
         &server,
         Some(&basic("app", "s3cret")),
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
     )
     .await;
     answer.assert_token("Bearer");
@@ -294,10 +250,9 @@ async fn only_post_is_allowed() {
 async fn content_type_must_be_form_urlencoded() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
-    let auth = basic("client", "secret");
 
     for content_type in [Some("application/json"), Some("text/plain"), None] {
-        let mut builder = Request::post(server.token_url()).header(AUTHORIZATION, &auth);
+        let mut builder = Request::post(server.token_url()).header(AUTHORIZATION, client_basic());
         if let Some(content_type) = content_type {
             builder = builder.header(CONTENT_TYPE, content_type);
         }
@@ -311,7 +266,7 @@ async fn content_type_must_be_form_urlencoded() {
 
     // Parameters of the media type are fine.
     let request = Request::post(server.token_url())
-        .header(AUTHORIZATION, &auth)
+        .header(AUTHORIZATION, client_basic())
         .header(CONTENT_TYPE, "Application/X-WWW-Form-Urlencoded; charset=UTF-8")
         .body(Full::new(Bytes::from_static(b"grant_type=client_credentials")))
         .unwrap();
@@ -321,10 +276,9 @@ async fn content_type_must_be_form_urlencoded() {
 #[tokio::test]
 async fn repeated_parameters_are_invalid_request() {
     let server = MockServer::start().await.unwrap();
-    let answer = token_request(
+    let answer = token_as_client(
         &http_client(),
         &server,
-        Some(&basic("client", "secret")),
         "grant_type=client_credentials&scope=read&scope=write",
     )
     .await;
@@ -335,12 +289,11 @@ async fn repeated_parameters_are_invalid_request() {
 async fn grant_type_is_required_and_must_be_known() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
-    let auth = basic("client", "secret");
 
-    token_request(&client, &server, Some(&auth), "scope=read")
+    token_as_client(&client, &server, "scope=read")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    token_request(&client, &server, Some(&auth), "grant_type=password")
+    token_as_client(&client, &server, "grant_type=password")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
 }
@@ -349,25 +302,18 @@ async fn grant_type_is_required_and_must_be_known() {
 async fn scopes_outside_the_allowed_set_are_invalid_scope() {
     let server = started(MockServer::builder().allowed_scopes(&["read"])).await;
     let client = http_client();
-    let auth = basic("client", "secret");
 
     for form in [
         "grant_type=client_credentials&scope=write",
         "grant_type=client_credentials&scope=read+admin",
         "grant_type=client_credentials&scope=read++read",
     ] {
-        token_request(&client, &server, Some(&auth), form)
+        token_as_client(&client, &server, form)
             .await
             .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
     }
     // An empty value counts as an omitted parameter (RFC 6749 §3.1).
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        "grant_type=client_credentials&scope=",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, "grant_type=client_credentials&scope=").await;
     assert!(answer.assert_token("Bearer").get("scope").is_none());
 }
 
@@ -375,7 +321,7 @@ async fn scopes_outside_the_allowed_set_are_invalid_scope() {
 async fn oversized_token_request_is_rejected() {
     let server = MockServer::start().await.unwrap();
     let form = format!("grant_type=client_credentials&pad={}", "x".repeat(17 * 1024));
-    let answer = token_request(&http_client(), &server, Some(&basic("client", "secret")), &form).await;
+    let answer = token_as_client(&http_client(), &server, &form).await;
     answer.assert_oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
 }
 
@@ -383,16 +329,9 @@ async fn oversized_token_request_is_rejected() {
 async fn refresh_tokens_rotate() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
-    let auth = basic("client", "secret");
     let first = server.issue_refresh_token("client", "read write");
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        &format!("grant_type=refresh_token&refresh_token={first}"),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &refresh_form(&first)).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read write");
     let second = answer.str_field("refresh_token");
@@ -400,20 +339,14 @@ async fn refresh_tokens_rotate() {
     assert_ne!(second, first);
 
     // The rotated-away token is dead.
-    token_request(
-        &client,
-        &server,
-        Some(&auth),
-        &format!("grant_type=refresh_token&refresh_token={first}"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_as_client(&client, &server, &refresh_form(&first))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // The new one works, and may narrow the scope but not widen it.
-    let answer = token_request(
+    let answer = token_as_client(
         &client,
         &server,
-        Some(&auth),
         &format!("grant_type=refresh_token&refresh_token={second}&scope=read"),
     )
     .await;
@@ -421,26 +354,24 @@ async fn refresh_tokens_rotate() {
     let third = answer.str_field("refresh_token");
 
     let narrow = server.issue_refresh_token("client", "read");
-    token_request(
+    token_as_client(
         &client,
         &server,
-        Some(&auth),
         &format!("grant_type=refresh_token&refresh_token={narrow}&scope=read+write"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
 
     // The third token kept the original scope.
-    let answer = token_request(
+    let answer = token_as_client(
         &client,
         &server,
-        Some(&auth),
         &format!("grant_type=refresh_token&refresh_token={third}&scope=write"),
     )
     .await;
     assert_eq!(answer.assert_token("Bearer")["scope"], "write");
 
-    token_request(&client, &server, Some(&auth), "grant_type=refresh_token")
+    token_as_client(&client, &server, "grant_type=refresh_token")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 
@@ -453,12 +384,11 @@ async fn concurrent_refreshes_with_one_token_succeed_once() {
     server.set_token_latency(Duration::from_millis(50));
     let client = http_client();
     let refresh = server.issue_refresh_token("client", "");
-    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
-    let auth = basic("client", "secret");
+    let form = refresh_form(&refresh);
 
     let (a, b) = tokio::join!(
-        token_request(&client, &server, Some(&auth), &form),
-        token_request(&client, &server, Some(&auth), &form),
+        token_as_client(&client, &server, &form),
+        token_as_client(&client, &server, &form),
     );
     let mut statuses = [a.status, b.status];
     statuses.sort();
@@ -475,7 +405,7 @@ async fn refresh_token_of_another_client_is_invalid_grant() {
         &client,
         &server,
         Some(&basic("b", "secret-b")),
-        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+        &refresh_form(&refresh),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
@@ -485,7 +415,7 @@ async fn refresh_token_of_another_client_is_invalid_grant() {
         &client,
         &server,
         Some(&basic("a", "secret-a")),
-        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+        &refresh_form(&refresh),
     )
     .await
     .assert_token("Bearer");
@@ -497,13 +427,7 @@ async fn without_rotation_the_refresh_token_stays_valid() {
     let client = http_client();
     let refresh = server.issue_refresh_token("client", "read");
     for _ in 0..2 {
-        let answer = token_request(
-            &client,
-            &server,
-            Some(&basic("client", "secret")),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        )
-        .await;
+        let answer = token_as_client(&client, &server, &refresh_form(&refresh)).await;
         let body = answer.assert_token("Bearer");
         assert!(body.get("refresh_token").is_none(), "body: {body}");
         assert_eq!(body["scope"], "read");
@@ -516,24 +440,13 @@ async fn client_credentials_can_return_refresh_tokens() {
     let builder = MockServer::builder().omit_expires_in(true);
     let server = started(builder.refresh_tokens_for_client_credentials(true)).await;
     let client = http_client();
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     let body = answer.assert_token("Bearer");
     assert!(body.get("expires_in").is_none());
     let refresh = answer.str_field("refresh_token");
-    token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        &format!("grant_type=refresh_token&refresh_token={refresh}"),
-    )
-    .await
-    .assert_token("Bearer");
+    token_as_client(&client, &server, &refresh_form(&refresh))
+        .await
+        .assert_token("Bearer");
 }
 
 #[tokio::test]
@@ -577,35 +490,32 @@ async fn public_clients() {
 async fn authorization_codes_are_single_use() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
-    let auth = basic("client", "secret");
     let redirect = "https://app.example/cb";
     let code = server.issue_authorization_code("client", redirect, "read");
     let encoded: String = form_urlencoded::byte_serialize(redirect.as_bytes()).collect();
 
-    token_request(
+    token_as_client(
         &client,
         &server,
-        Some(&auth),
         &format!("grant_type=authorization_code&code={code}"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    token_request(
+    token_as_client(
         &client,
         &server,
-        Some(&auth),
         &format!("grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Fevil"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     let form = format!("grant_type=authorization_code&code={code}&redirect_uri={encoded}");
-    let answer = token_request(&client, &server, Some(&auth), &form).await;
+    let answer = token_as_client(&client, &server, &form).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read");
     assert_eq!(answer.str_field("refresh_token").len(), 40);
 
-    token_request(&client, &server, Some(&auth), &form)
+    token_as_client(&client, &server, &form)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(server.counters().authorization_code_grants, 4);
@@ -676,13 +586,7 @@ async fn resource_requires_a_live_bearer_token() {
 async fn access_tokens_expire() {
     let server = started(MockServer::builder().token_lifetime(Duration::from_millis(100))).await;
     let client = http_client();
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     assert_eq!(answer.assert_token("Bearer")["expires_in"], 1);
     let token = answer.str_field("access_token");
     assert_eq!(
@@ -723,13 +627,7 @@ async fn server_error_fault() {
     let client = http_client();
     server.fail_next_token_requests(1, Fault::ServerError);
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(serde_json::from_slice::<Value>(&answer.body).is_err());
     assert!(answer.header(CONTENT_TYPE).unwrap().starts_with("text/plain"));
@@ -743,13 +641,7 @@ async fn server_error_fault() {
 async fn malformed_json_fault() {
     let server = MockServer::start().await.unwrap();
     server.fail_next_token_requests(1, Fault::MalformedJson);
-    let answer = token_request(
-        &http_client(),
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(&http_client(), &server, CLIENT_CREDENTIALS).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header(CONTENT_TYPE), Some("application/json"));
     let error = serde_json::from_slice::<Value>(&answer.body).unwrap_err();
@@ -761,13 +653,7 @@ async fn malformed_json_fault() {
 async fn html_page_fault() {
     let server = MockServer::start().await.unwrap();
     server.fail_next_token_requests(1, Fault::HtmlPage);
-    let answer = token_request(
-        &http_client(),
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(&http_client(), &server, CLIENT_CREDENTIALS).await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     assert!(answer.header(CONTENT_TYPE).unwrap().starts_with("text/html"));
     assert!(std::str::from_utf8(&answer.body).unwrap().contains("<html>"));
@@ -778,16 +664,8 @@ async fn reset_fault() {
     let server = MockServer::start().await.unwrap();
     server.fail_next_token_requests(1, Fault::Reset);
     let client = http_client();
-    let error = try_send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
-    )
-    .await
-    .unwrap_err();
+    let request = form_post(&server.token_url(), Some(&client_basic()), CLIENT_CREDENTIALS);
+    let error = try_send(&client, request).await.unwrap_err();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     let hyper_error = std::iter::from_fn(|| {
         let current = source?;
@@ -809,12 +687,7 @@ async fn hang_fault() {
     let client = http_client();
     let attempt = tokio::time::timeout(
         Duration::from_millis(200),
-        token_request(
-            &client,
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        token_as_client(&client, &server, CLIENT_CREDENTIALS),
     )
     .await;
     assert!(attempt.is_err(), "the hung request was answered");
@@ -921,11 +794,7 @@ async fn concurrent_token_requests_are_tracked() {
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..10 {
         let client = client.clone();
-        let request = form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        );
+        let request = form_request(&server, Some(&basic("client", "secret")), CLIENT_CREDENTIALS);
         requests.spawn(async move { send(&client, request).await.status });
     }
     while let Some(status) = requests.join_next().await {
@@ -1055,7 +924,7 @@ async fn client_credentials_for(server: &MockServer, id: &str, secret: &str) -> 
         &http_client(),
         server,
         Some(&basic(id, secret)),
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
     )
     .await;
     answer.assert_token("Bearer");

@@ -27,11 +27,7 @@ async fn exchange(server: &MockServer, client: &HttpClient, code: &str, extra: &
         "grant_type=authorization_code&code={code}&redirect_uri={}{extra}",
         encode(REDIRECT)
     );
-    send(
-        client,
-        form_post(&server.token_url(), Some(&basic("client", "secret")), &form),
-    )
-    .await
+    token_as_client(client, server, &form).await
 }
 
 /// Signs in at the authorization endpoint and returns the code.
@@ -90,18 +86,14 @@ async fn authorization_redirects_with_code_and_state() {
         "grant_type=authorization_code&code={code}&redirect_uri={}",
         encode(redirect)
     );
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), Some(&basic("client", "secret")), &form),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &form).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read");
     assert_eq!(answer.str_field("refresh_token").len(), 40);
 
     // The resource answer describes the token: whose it is and where it was found.
     let token = answer.str_field("access_token");
-    let api = send(&client, bearer_get(&server.api_url("/me"), &token)).await;
+    let api = bearer_call(&client, &server, "/me", &token).await;
     assert_eq!(api.status, StatusCode::OK);
     assert_eq!(
         api.fields(),
@@ -274,15 +266,7 @@ async fn rfc7009_revocation() {
         answer.str_field("access_token"),
         answer.str_field("refresh_token"),
     );
-    let refreshed = send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
-    )
-    .await;
+    let refreshed = token_as_client(&client, &server, &refresh_form(&refresh)).await;
     refreshed.assert_token("Bearer");
     let second_access = refreshed.str_field("access_token");
     let unrelated = server.issue_refresh_token("client", "read");
@@ -350,26 +334,12 @@ async fn rfc7009_revocation() {
     .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(api(second_access).await, StatusCode::UNAUTHORIZED);
-    send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
-    send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={unrelated}"),
-        ),
-    )
-    .await
-    .assert_token("Bearer");
+    token_as_client(&client, &server, &refresh_form(&refresh))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_as_client(&client, &server, &refresh_form(&unrelated))
+        .await
+        .assert_token("Bearer");
 
     // Unknown (and already revoked) tokens are fine (RFC 7009 §2.2), with
     // body credentials too.

@@ -129,6 +129,29 @@ pub async fn token_request(
     send(client, form_post(&server.token_url(), auth, form)).await
 }
 
+/// The grant of the default client's plain token request.
+pub const CLIENT_CREDENTIALS: &str = "grant_type=client_credentials";
+
+/// A refresh token grant's form (RFC 6749 §6).
+pub fn refresh_form(refresh_token: &str) -> String {
+    format!("grant_type=refresh_token&refresh_token={refresh_token}")
+}
+
+/// `Authorization: Basic` for the client every server registers by default.
+pub fn client_basic() -> String {
+    basic("client", "secret")
+}
+
+/// A token request of `form`, authenticated as the default client with HTTP Basic.
+pub async fn token_as_client(client: &HttpClient, server: &MockServer, form: &str) -> Answer {
+    token_request(client, server, Some(&client_basic()), form).await
+}
+
+/// `GET` of the resource at `path` with `Authorization: Bearer token`.
+pub async fn bearer_call(client: &HttpClient, server: &MockServer, path: &str, token: &str) -> Answer {
+    send(client, bearer_get(&server.api_url(path), token)).await
+}
+
 /// `Authorization: Basic` as RFC 6749 §2.3.1 wants it.
 pub fn basic(id: &str, secret: &str) -> String {
     format!(
