@@ -25,10 +25,7 @@ async fn sign_in(server: &MockServer, client: &HttpClient, extra: &[(&str, &str)
 }
 
 fn code_form(code: &str) -> String {
-    format!(
-        "grant_type=authorization_code&code={code}&redirect_uri={}",
-        encode(REDIRECT)
-    )
+    exchange_form(code, Some(REDIRECT))
 }
 
 #[tokio::test]
@@ -151,20 +148,13 @@ async fn grants_and_redirect_uri_are_checked() {
     token_as_client(&client, &server, CLIENT_CREDENTIALS)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    token_as_client(&client, &server, &exchange_form(&code, None))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
     token_as_client(
         &client,
         &server,
-        &format!("grant_type=authorization_code&code={code}"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    token_as_client(
-        &client,
-        &server,
-        &format!(
-            "grant_type=authorization_code&code={code}&redirect_uri={}",
-            encode("http://myapp.io/other")
-        ),
+        &exchange_form(&code, Some("http://myapp.io/other")),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");

@@ -14,10 +14,7 @@ const REDIRECT: &str = "https://app.example/dottedsign";
 const CREDENTIALS: &str = "client_id=client&client_secret=secret";
 
 fn code_form(code: &str, redirect: &str) -> String {
-    format!(
-        "{CREDENTIALS}&grant_type=authorization_code&code={code}&redirect_uri={}",
-        encode(redirect)
-    )
+    format!("{CREDENTIALS}&{}", exchange_form(code, Some(redirect)))
 }
 
 fn refresh_form(refresh: &str) -> String {
@@ -97,10 +94,7 @@ async fn http_basic_is_invalid_client() {
     let server = MockServer::dottedsign().start().await.unwrap();
     let client = http_client();
     let code = server.issue_authorization_code("client", REDIRECT, "");
-    let form = format!(
-        "grant_type=authorization_code&code={code}&redirect_uri={}",
-        encode(REDIRECT)
-    );
+    let form = exchange_form(&code, Some(REDIRECT));
 
     let answer = token_as_client(&client, &server, &form).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -145,7 +139,7 @@ async fn redirect_uri_must_match_the_authorize_one() {
         form_post(
             &server.token_url(),
             None,
-            &format!("{CREDENTIALS}&grant_type=authorization_code&code={code}"),
+            &format!("{CREDENTIALS}&{}", exchange_form(&code, None)),
         ),
     )
     .await

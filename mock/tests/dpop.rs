@@ -385,10 +385,7 @@ async fn a_code_exchange_without_a_proof_is_invalid_grant_and_keeps_the_code() {
     let (server, client, key) = setup(dpop_server()).await;
     let redirect_uri = "https://app.example/cb";
     let code = server.issue_authorization_code("client", redirect_uri, "read");
-    let form = format!(
-        "grant_type=authorization_code&code={code}&redirect_uri={}",
-        encode(redirect_uri)
-    );
+    let form = exchange_form(&code, Some(redirect_uri));
 
     token_call(&client, &server, &form, &[])
         .await

@@ -76,11 +76,7 @@ async fn refresh_omits_the_refresh_token_and_keeps_the_old_one() {
         .unwrap();
     let client = http_client();
     let code = sign_in(&server, &client).await;
-    let answer = send(
-        &client,
-        post(&server, &format!("grant_type=authorization_code&code={code}")),
-    )
-    .await;
+    let answer = send(&client, post(&server, &exchange_form(&code, None))).await;
     answer.assert_token("Bearer");
     let refresh = answer.str_field("refresh_token");
     let mut access_tokens = vec![answer.str_field("access_token")];
@@ -149,34 +145,16 @@ async fn a_redirect_uri_is_optional_but_must_match() {
     let code = server.issue_authorization_code("", REDIRECT, "");
     send(
         &client,
-        post(
-            &server,
-            &format!(
-                "grant_type=authorization_code&code={code}&redirect_uri={}",
-                encode("https://evil.example/")
-            ),
-        ),
+        post(&server, &exchange_form(&code, Some("https://evil.example/"))),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
-    send(
-        &client,
-        post(
-            &server,
-            &format!(
-                "grant_type=authorization_code&code={code}&redirect_uri={}",
-                encode(REDIRECT)
-            ),
-        ),
-    )
-    .await
-    .assert_token("Bearer");
-    send(
-        &client,
-        post(&server, &format!("grant_type=authorization_code&code={code}")),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    send(&client, post(&server, &exchange_form(&code, Some(REDIRECT))))
+        .await
+        .assert_token("Bearer");
+    send(&client, post(&server, &exchange_form(&code, None)))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
 #[tokio::test]

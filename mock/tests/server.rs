@@ -492,24 +492,15 @@ async fn authorization_codes_are_single_use() {
     let client = http_client();
     let redirect = "https://app.example/cb";
     let code = server.issue_authorization_code("client", redirect, "read");
-    let encoded: String = form_urlencoded::byte_serialize(redirect.as_bytes()).collect();
 
-    token_as_client(
-        &client,
-        &server,
-        &format!("grant_type=authorization_code&code={code}"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    token_as_client(
-        &client,
-        &server,
-        &format!("grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Fevil"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_as_client(&client, &server, &exchange_form(&code, None))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    token_as_client(&client, &server, &exchange_form(&code, Some("https://evil")))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
-    let form = format!("grant_type=authorization_code&code={code}&redirect_uri={encoded}");
+    let form = exchange_form(&code, Some(redirect));
     let answer = token_as_client(&client, &server, &form).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read");

@@ -23,10 +23,7 @@ fn authorize(server: &MockServer, params: &[(&str, &str)]) -> String {
 
 /// Exchanges a code with HTTP Basic as `client`, with extra form fields.
 async fn exchange(server: &MockServer, client: &HttpClient, code: &str, extra: &str) -> Answer {
-    let form = format!(
-        "grant_type=authorization_code&code={code}&redirect_uri={}{extra}",
-        encode(REDIRECT)
-    );
+    let form = format!("{}{extra}", exchange_form(code, Some(REDIRECT)));
     token_as_client(client, server, &form).await
 }
 
@@ -82,10 +79,7 @@ async fn authorization_redirects_with_code_and_state() {
     assert_eq!(code.len(), 40);
     assert_eq!(params.len(), 3, "{params:?}");
 
-    let form = format!(
-        "grant_type=authorization_code&code={code}&redirect_uri={}",
-        encode(redirect)
-    );
+    let form = exchange_form(code, Some(redirect));
     let answer = token_as_client(&client, &server, &form).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read");

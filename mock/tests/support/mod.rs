@@ -137,6 +137,15 @@ pub fn refresh_form(refresh_token: &str) -> String {
     format!("grant_type=refresh_token&refresh_token={refresh_token}")
 }
 
+/// An authorization code grant's form (RFC 6749 §4.1.3), with `redirect_uri` if given.
+pub fn exchange_form(code: &str, redirect_uri: Option<&str>) -> String {
+    let form = format!("grant_type=authorization_code&code={code}");
+    match redirect_uri {
+        Some(uri) => format!("{form}&redirect_uri={}", encode(uri)),
+        None => form,
+    }
+}
+
 /// `Authorization: Basic` for the client every server registers by default.
 pub fn client_basic() -> String {
     basic("client", "secret")
