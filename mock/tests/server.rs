@@ -41,6 +41,14 @@ async fn client_credentials(server: &MockServer, client: &HttpClient) -> String 
     answer.str_field("access_token")
 }
 
+/// A standard server, a client, and an access token the default client got from it.
+async fn with_a_token() -> (MockServer, HttpClient, String) {
+    let server = MockServer::start().await.unwrap();
+    let client = http_client();
+    let token = client_credentials(&server, &client).await;
+    (server, client, token)
+}
+
 fn api_request(server: &MockServer, path: &str, token: Option<&str>) -> http::request::Builder {
     let mut builder = Request::post(server.api_url(path));
     if let Some(token) = token {
@@ -54,6 +62,13 @@ async fn call_api(server: &MockServer, client: &HttpClient, path: &str, token: O
         .body(Full::default())
         .expect("request");
     send(client, request).await
+}
+
+/// The answer of a standard server, started for this request alone, to the default
+/// client's token request of `form`.
+async fn on_a_fresh_server(form: &str) -> Answer {
+    let server = MockServer::start().await.unwrap();
+    token_as_client(&http_client(), &server, form).await
 }
 
 #[test]
@@ -109,13 +124,8 @@ async fn client_credentials_with_body_credentials_and_scope() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
 
-    let answer = token_request(
-        &client,
-        &server,
-        None,
-        "grant_type=client_credentials&client_id=client&client_secret=secret&scope=read+write+read",
-    )
-    .await;
+    let form = "grant_type=client_credentials&client_id=client&client_secret=secret&scope=read+write+read";
+    let answer = token_request(&client, &server, None, form).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read write");
     assert_eq!(server.counters().client_credentials_grants, 1);
@@ -141,24 +151,14 @@ async fn wrong_secret_is_invalid_client() {
     let server = MockServer::start().await.unwrap();
     let client = http_client();
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "wrong")),
-        CLIENT_CREDENTIALS,
-    )
-    .await;
+    let wrong = basic("client", "wrong");
+    let answer = token_request(&client, &server, Some(&wrong), CLIENT_CREDENTIALS).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
 
     // Body credentials get no Basic challenge.
-    let answer = token_request(
-        &client,
-        &server,
-        None,
-        "grant_type=client_credentials&client_id=client&client_secret=wrong",
-    )
-    .await;
+    let form = "grant_type=client_credentials&client_id=client&client_secret=wrong";
+    let answer = token_request(&client, &server, None, form).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), None);
 
@@ -179,13 +179,8 @@ async fn wrong_secret_is_invalid_client() {
 
 #[tokio::test]
 async fn two_authentication_methods_are_invalid_request() {
-    let server = MockServer::start().await.unwrap();
-    let answer = token_as_client(
-        &http_client(),
-        &server,
-        "grant_type=client_credentials&client_id=client&client_secret=secret",
-    )
-    .await;
+    let form = "grant_type=client_credentials&client_id=client&client_secret=secret";
+    let answer = on_a_fresh_server(form).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 }
 
@@ -275,13 +270,7 @@ async fn content_type_must_be_form_urlencoded() {
 
 #[tokio::test]
 async fn repeated_parameters_are_invalid_request() {
-    let server = MockServer::start().await.unwrap();
-    let answer = token_as_client(
-        &http_client(),
-        &server,
-        "grant_type=client_credentials&scope=read&scope=write",
-    )
-    .await;
+    let answer = on_a_fresh_server("grant_type=client_credentials&scope=read&scope=write").await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 }
 
@@ -319,9 +308,8 @@ async fn scopes_outside_the_allowed_set_are_invalid_scope() {
 
 #[tokio::test]
 async fn oversized_token_request_is_rejected() {
-    let server = MockServer::start().await.unwrap();
     let form = format!("grant_type=client_credentials&pad={}", "x".repeat(17 * 1024));
-    let answer = token_as_client(&http_client(), &server, &form).await;
+    let answer = on_a_fresh_server(&form).await;
     answer.assert_oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
 }
 
@@ -344,31 +332,17 @@ async fn refresh_tokens_rotate() {
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // The new one works, and may narrow the scope but not widen it.
-    let answer = token_as_client(
-        &client,
-        &server,
-        &format!("grant_type=refresh_token&refresh_token={second}&scope=read"),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &(refresh_form(&second) + "&scope=read")).await;
     assert_eq!(answer.assert_token("Bearer")["scope"], "read");
     let third = answer.str_field("refresh_token");
 
     let narrow = server.issue_refresh_token("client", "read");
-    token_as_client(
-        &client,
-        &server,
-        &format!("grant_type=refresh_token&refresh_token={narrow}&scope=read+write"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
+    token_as_client(&client, &server, &(refresh_form(&narrow) + "&scope=read+write"))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
 
     // The third token kept the original scope.
-    let answer = token_as_client(
-        &client,
-        &server,
-        &format!("grant_type=refresh_token&refresh_token={third}&scope=write"),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &(refresh_form(&third) + "&scope=write")).await;
     assert_eq!(answer.assert_token("Bearer")["scope"], "write");
 
     token_as_client(&client, &server, "grant_type=refresh_token")
@@ -399,26 +373,16 @@ async fn concurrent_refreshes_with_one_token_succeed_once() {
 async fn refresh_token_of_another_client_is_invalid_grant() {
     let builder = MockServer::builder().client("a", "secret-a");
     let server = started(builder.client("b", "secret-b")).await;
-    let refresh = server.issue_refresh_token("a", "read");
+    let form = refresh_form(&server.issue_refresh_token("a", "read"));
     let client = http_client();
-    token_request(
-        &client,
-        &server,
-        Some(&basic("b", "secret-b")),
-        &refresh_form(&refresh),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_request(&client, &server, Some(&basic("b", "secret-b")), &form)
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // The failed attempt did not burn the token.
-    token_request(
-        &client,
-        &server,
-        Some(&basic("a", "secret-a")),
-        &refresh_form(&refresh),
-    )
-    .await
-    .assert_token("Bearer");
+    token_request(&client, &server, Some(&basic("a", "secret-a")), &form)
+        .await
+        .assert_token("Bearer");
 }
 
 #[tokio::test]
@@ -469,7 +433,7 @@ async fn public_clients() {
         &client,
         &server,
         None,
-        &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa"),
+        &(refresh_form(&refresh) + "&client_id=spa"),
     )
     .await;
     answer.assert_token("Bearer");
@@ -480,7 +444,7 @@ async fn public_clients() {
         &client,
         &server,
         None,
-        &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=client"),
+        &(refresh_form(&refresh) + "&client_id=client"),
     )
     .await
     .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -514,9 +478,7 @@ async fn authorization_codes_are_single_use() {
 
 #[tokio::test]
 async fn resource_requires_a_live_bearer_token() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
 
     // Case-insensitive scheme.
     let request = Request::get(server.api_url("/x"))
@@ -803,9 +765,7 @@ async fn concurrent_token_requests_are_tracked() {
 
 #[tokio::test]
 async fn resource_latency_delays_answers() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
     server.set_resource_latency(Duration::from_millis(150));
     let started = tokio::time::Instant::now();
     assert_eq!(
@@ -817,9 +777,7 @@ async fn resource_latency_delays_answers() {
 
 #[tokio::test]
 async fn request_ids_are_counted() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
 
     for id in [Some("a"), Some("b"), Some("a"), None] {
         let mut builder = api_request(&server, "/items", Some(&token));
@@ -839,9 +797,7 @@ async fn request_ids_are_counted() {
 
 #[tokio::test]
 async fn resource_bodies_are_recorded_verbatim() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
 
     let bodies = [
         Bytes::from_static(b"\x00\xff\xfe binary \r\n"),
@@ -874,9 +830,7 @@ async fn resource_bodies_are_recorded_verbatim() {
 
 #[tokio::test]
 async fn counters_reset() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
     let request = api_request(&server, "/x", Some(&token))
         .header("x-request-id", "r")
         .body(Full::new(Bytes::from_static(b"body")))
