@@ -574,27 +574,30 @@ async fn unknown_paths_are_not_found() {
     assert_eq!(server.counters(), MockCounters::default());
 }
 
+/// A standard server told to answer its next token request with `fault`, and its
+/// answer to the default client's client credentials request.
+async fn answer_with_fault(fault: Fault) -> (MockServer, Answer) {
+    let server = MockServer::start().await.unwrap();
+    server.fail_next_token_requests(1, fault);
+    let answer = token_as_client(&http_client(), &server, CLIENT_CREDENTIALS).await;
+    (server, answer)
+}
+
 #[tokio::test]
 async fn server_error_fault() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    server.fail_next_token_requests(1, Fault::ServerError);
-
-    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
+    let (server, answer) = answer_with_fault(Fault::ServerError).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(serde_json::from_slice::<Value>(&answer.body).is_err());
     assert!(answer.header(CONTENT_TYPE).unwrap().starts_with("text/plain"));
 
-    client_credentials(&server, &client).await;
+    client_credentials(&server, &http_client()).await;
     let counts = "token_requests=2 client_credentials_grants=2 token_errors=1";
     assert_counts(&server, counts);
 }
 
 #[tokio::test]
 async fn malformed_json_fault() {
-    let server = MockServer::start().await.unwrap();
-    server.fail_next_token_requests(1, Fault::MalformedJson);
-    let answer = token_as_client(&http_client(), &server, CLIENT_CREDENTIALS).await;
+    let (server, answer) = answer_with_fault(Fault::MalformedJson).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header(CONTENT_TYPE), Some("application/json"));
     let error = serde_json::from_slice::<Value>(&answer.body).unwrap_err();
@@ -604,9 +607,7 @@ async fn malformed_json_fault() {
 
 #[tokio::test]
 async fn html_page_fault() {
-    let server = MockServer::start().await.unwrap();
-    server.fail_next_token_requests(1, Fault::HtmlPage);
-    let answer = token_as_client(&http_client(), &server, CLIENT_CREDENTIALS).await;
+    let (_server, answer) = answer_with_fault(Fault::HtmlPage).await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     assert!(answer.header(CONTENT_TYPE).unwrap().starts_with("text/html"));
     assert!(std::str::from_utf8(&answer.body).unwrap().contains("<html>"));
