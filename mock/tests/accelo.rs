@@ -39,12 +39,8 @@ async fn urls_follow_the_document() {
 
 #[tokio::test]
 async fn client_credentials_with_basic() {
-    let server = MockServer::accelo()
-        // Refresh tokens are never part of Accelo's answer.
-        .refresh_tokens_for_client_credentials(true)
-        .start()
-        .await
-        .unwrap();
+    // Refresh tokens are never part of Accelo's answer.
+    let server = started(MockServer::accelo().refresh_tokens_for_client_credentials(true)).await;
     let client = http_client();
     let auth = basic("client", "secret");
 
@@ -167,12 +163,8 @@ async fn no_client_authentication_is_invalid_client() {
 
 #[tokio::test]
 async fn scope_syntax_is_checked() {
-    let server = MockServer::accelo()
-        // Accelo checks syntax, not a list of allowed scopes.
-        .allowed_scopes(&["read"])
-        .start()
-        .await
-        .unwrap();
+    // Accelo checks syntax, not a list of allowed scopes.
+    let server = started(MockServer::accelo().allowed_scopes(&["read"])).await;
     let client = http_client();
     let auth = basic("client", "secret");
     let request = |scope: &str| {

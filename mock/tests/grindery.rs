@@ -68,12 +68,8 @@ async fn code_exchange_without_client() {
 
 #[tokio::test]
 async fn refresh_omits_the_refresh_token_and_keeps_the_old_one() {
-    let server = MockServer::grindery()
-        // Grindery's document fixes this: the setting cannot turn rotation on.
-        .rotate_refresh_tokens(true)
-        .start()
-        .await
-        .unwrap();
+    // Grindery's document fixes this: the setting cannot turn rotation on.
+    let server = started(MockServer::grindery().rotate_refresh_tokens(true)).await;
     let client = http_client();
     let code = sign_in(&server, &client).await;
     let answer = send(&client, post(&server, &exchange_form(&code, None))).await;

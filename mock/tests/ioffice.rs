@@ -26,30 +26,54 @@ fn token_request(server: &MockServer, headers: &[(&str, &str)]) -> Request<Full<
     builder.body(Full::default()).unwrap()
 }
 
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+/// The headers of the document's code exchange.
+fn exchange_headers(code: &str) -> Headers<'_> {
+    vec![
+        ("x-grant-type", "authorization_code"),
+        ("x-redirect-uri", REDIRECT),
+        ("x-client-id", "client"),
+        ("x-scope", SCOPE),
+        ("x-auth-code", code),
+    ]
+}
+
+/// The headers of the document's refresh request.
+fn refresh_headers(refresh: &str) -> Headers<'_> {
+    vec![
+        ("x-grant-type", "refresh_token"),
+        ("x-redirect-uri", REDIRECT),
+        ("x-client-id", "client"),
+        ("x-scope", SCOPE),
+        ("x-refresh-token", refresh),
+    ]
+}
+
+/// `headers` with each of `changes` made: `(name, Some(value))` sets the value of the
+/// header `name`, `(name, None)` drops it.
+fn edited<'a>(mut headers: Headers<'a>, changes: &[(&str, Option<&'a str>)]) -> Headers<'a> {
+    for (name, value) in changes {
+        let at = headers
+            .iter()
+            .position(|(header, _)| header == name)
+            .expect("a header");
+        match value {
+            Some(value) => headers[at].1 = value,
+            None => {
+                headers.remove(at);
+            }
+        }
+    }
+    headers
+}
+
 fn exchange_request(server: &MockServer, code: &str) -> Request<Full<Bytes>> {
-    token_request(
-        server,
-        &[
-            ("x-grant-type", "authorization_code"),
-            ("x-redirect-uri", REDIRECT),
-            ("x-client-id", "client"),
-            ("x-scope", SCOPE),
-            ("x-auth-code", code),
-        ],
-    )
+    token_request(server, &exchange_headers(code))
 }
 
 fn refresh_request(server: &MockServer, refresh: &str) -> Request<Full<Bytes>> {
-    token_request(
-        server,
-        &[
-            ("x-grant-type", "refresh_token"),
-            ("x-redirect-uri", REDIRECT),
-            ("x-client-id", "client"),
-            ("x-scope", SCOPE),
-            ("x-refresh-token", refresh),
-        ],
-    )
+    token_request(server, &refresh_headers(refresh))
 }
 
 fn login_params() -> Vec<(&'static str, &'static str)> {
@@ -230,12 +254,8 @@ async fn form_bodies_and_body_parameters_are_rejected() {
 
 #[tokio::test]
 async fn refresh_tokens_rotate_three_times_in_a_row() {
-    let server = MockServer::ioffice()
-        // iOFFICE's document fixes rotation: this cannot turn it off.
-        .rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
+    // iOFFICE's document fixes rotation: this cannot turn it off.
+    let server = started(MockServer::ioffice().rotate_refresh_tokens(false)).await;
     let client = http_client();
     let (_, mut refresh) = tokens(&server, &client).await;
     let mut seen = vec![refresh.clone()];
@@ -267,16 +287,12 @@ async fn refresh_repeats_scope_redirect_uri_and_client() {
     let client = http_client();
     let (_, refresh) = tokens(&server, &client).await;
     let headers = |scope: &str, redirect: &str, client_id: &str| {
-        token_request(
-            &server,
-            &[
-                ("x-grant-type", "refresh_token"),
-                ("x-redirect-uri", redirect),
-                ("x-client-id", client_id),
-                ("x-scope", scope),
-                ("x-refresh-token", refresh.as_str()),
-            ],
-        )
+        let changes = [
+            ("x-redirect-uri", Some(redirect)),
+            ("x-client-id", Some(client_id)),
+            ("x-scope", Some(scope)),
+        ];
+        token_request(&server, &edited(refresh_headers(&refresh), &changes))
     };
     send(&client, headers("profile", REDIRECT, "client"))
         .await
@@ -290,27 +306,13 @@ async fn refresh_repeats_scope_redirect_uri_and_client() {
     send(&client, headers(SCOPE, REDIRECT, "nobody"))
         .await
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    let missing = token_request(
-        &server,
-        &[
-            ("x-grant-type", "refresh_token"),
-            ("x-redirect-uri", REDIRECT),
-            ("x-scope", SCOPE),
-            ("x-refresh-token", refresh.as_str()),
-        ],
-    );
+    let missing = edited(refresh_headers(&refresh), &[("x-client-id", None)]);
+    let missing = token_request(&server, &missing);
     send(&client, missing)
         .await
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    let missing = token_request(
-        &server,
-        &[
-            ("x-grant-type", "refresh_token"),
-            ("x-client-id", "client"),
-            ("x-scope", SCOPE),
-            ("x-refresh-token", refresh.as_str()),
-        ],
-    );
+    let missing = edited(refresh_headers(&refresh), &[("x-redirect-uri", None)]);
+    let missing = token_request(&server, &missing);
     send(&client, missing)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
@@ -327,16 +329,8 @@ async fn codes_are_single_use_and_bound_to_their_scope() {
     let server = MockServer::ioffice().start().await.unwrap();
     let client = http_client();
     let code = server.issue_authorization_code("client", REDIRECT, SCOPE);
-    let wrong_scope = token_request(
-        &server,
-        &[
-            ("x-grant-type", "authorization_code"),
-            ("x-redirect-uri", REDIRECT),
-            ("x-client-id", "client"),
-            ("x-scope", "everything"),
-            ("x-auth-code", code.as_str()),
-        ],
-    );
+    let wrong_scope = edited(exchange_headers(&code), &[("x-scope", Some("everything"))]);
+    let wrong_scope = token_request(&server, &wrong_scope);
     send(&client, wrong_scope)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
@@ -442,16 +436,8 @@ async fn direct_code_request() {
     assert_eq!(api.json()["subject"], "jdoe");
     assert_eq!(api.json()["scope"], SCOPE);
     // ... and its refreshes must repeat them.
-    let other_redirect = token_request(
-        &server,
-        &[
-            ("x-grant-type", "refresh_token"),
-            ("x-redirect-uri", "https://elsewhere.example/"),
-            ("x-client-id", "client"),
-            ("x-scope", SCOPE),
-            ("x-refresh-token", refresh.as_str()),
-        ],
-    );
+    let elsewhere = [("x-redirect-uri", Some("https://elsewhere.example/"))];
+    let other_redirect = token_request(&server, &edited(refresh_headers(&refresh), &elsewhere));
     send(&client, other_redirect)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
