@@ -14,23 +14,16 @@ fn token(server: &MockServer, auth: Option<&str>, form: &str) -> Request<Full<by
 }
 
 async fn access_token(server: &MockServer, client: &HttpClient) -> String {
-    let answer = send(
-        client,
-        token(server, Some(&basic("client", "secret")), CLIENT_CREDENTIALS),
-    )
-    .await;
+    let answer = token_as_client(client, server, CLIENT_CREDENTIALS).await;
     answer.assert_token("bearer");
     answer.str_field("access_token")
 }
 
 #[tokio::test]
 async fn urls_follow_the_document() {
-    let server = MockServer::accelo().start().await.unwrap();
+    let server = started(MockServer::accelo()).await;
     let base = server.base_url();
-    assert_eq!(server.dialect(), MockDialect::Accelo);
-    assert_eq!(server.token_url(), format!("{base}/oauth2/v0/token"));
-    assert_eq!(server.authorize_url(), None);
-    assert_eq!(server.revocation_url(), None);
+    assert_endpoints(&server, MockDialect::Accelo, "token=/oauth2/v0/token");
     assert_eq!(
         server.api_url("/companies/1"),
         format!("{base}/api/v0/companies/1")
@@ -40,8 +33,8 @@ async fn urls_follow_the_document() {
 #[tokio::test]
 async fn client_credentials_with_basic() {
     // Refresh tokens are never part of Accelo's answer.
-    let server = started(MockServer::accelo().refresh_tokens_for_client_credentials(true)).await;
-    let client = http_client();
+    let (server, client) =
+        started_with_client(MockServer::accelo().refresh_tokens_for_client_credentials(true)).await;
     let auth = basic("client", "secret");
 
     for url in [server.token_url(), format!("{}.json", server.token_url())] {
@@ -52,15 +45,12 @@ async fn client_credentials_with_basic() {
     }
 
     // The document's scoped request is answered without a scope field.
-    let answer = send(
+    let answer = token_as_client(
         &client,
-        token(
-            &server,
-            Some(&auth),
-            &format!(
-                "grant_type=client_credentials&scope={}",
-                encode("read(all),write(companies,contacts)")
-            ),
+        &server,
+        &format!(
+            "grant_type=client_credentials&scope={}",
+            encode("read(all),write(companies,contacts)")
         ),
     )
     .await;
@@ -87,17 +77,14 @@ async fn client_credentials_with_basic() {
 
 #[tokio::test]
 async fn parameter_credentials_in_the_body_or_query() {
-    let server = MockServer::accelo().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::accelo()).await;
     let credentials = "client_id=client&client_secret=secret";
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        token(
-            &server,
-            None,
-            &format!("grant_type=client_credentials&{credentials}"),
-        ),
+        &server,
+        None,
+        &format!("grant_type=client_credentials&{credentials}"),
     )
     .await;
     answer.assert_token("bearer");
@@ -138,20 +125,21 @@ async fn parameter_credentials_in_the_body_or_query() {
 
 #[tokio::test]
 async fn no_client_authentication_is_invalid_client() {
-    let server = MockServer::accelo().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::accelo()).await;
     for form in [
         CLIENT_CREDENTIALS,
         "grant_type=client_credentials&client_id=client",
         "grant_type=client_credentials&client_id=nobody&client_secret=secret",
     ] {
-        let answer = send(&client, token(&server, None, form)).await;
+        let answer = token_request(&client, &server, None, form).await;
         answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
         assert_eq!(answer.header(WWW_AUTHENTICATE), None);
     }
-    let answer = send(
+    let answer = token_request(
         &client,
-        token(&server, Some(&basic("client", "wrong")), CLIENT_CREDENTIALS),
+        &server,
+        Some(&basic("client", "wrong")),
+        CLIENT_CREDENTIALS,
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -164,8 +152,7 @@ async fn no_client_authentication_is_invalid_client() {
 #[tokio::test]
 async fn scope_syntax_is_checked() {
     // Accelo checks syntax, not a list of allowed scopes.
-    let server = started(MockServer::accelo().allowed_scopes(&["read"])).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::accelo().allowed_scopes(&["read"])).await;
     let auth = basic("client", "secret");
     let request = |scope: &str| {
         token(
@@ -201,12 +188,9 @@ async fn scope_syntax_is_checked() {
         answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
     }
     // Absent (or empty) is fine.
-    send(
-        &client,
-        token(&server, Some(&auth), "grant_type=client_credentials&scope="),
-    )
-    .await
-    .assert_token("bearer");
+    token_as_client(&client, &server, "grant_type=client_credentials&scope=")
+        .await
+        .assert_token("bearer");
 
     let counters = server.counters();
     assert_eq!(counters.token_requests, (good.len() + bad.len() + 1) as u64);
@@ -215,15 +199,13 @@ async fn scope_syntax_is_checked() {
 
 #[tokio::test]
 async fn only_the_client_credentials_grant_exists() {
-    let server = MockServer::accelo().start().await.unwrap();
-    let client = http_client();
-    let auth = basic("client", "secret");
+    let (server, client) = started_with_client(MockServer::accelo()).await;
     for form in [
         "grant_type=refresh_token&refresh_token=abc",
         "grant_type=authorization_code&code=abc&redirect_uri=https%3A%2F%2Fa.example%2F",
         "grant_type=password&username=a&password=b",
     ] {
-        send(&client, token(&server, Some(&auth), form))
+        token_as_client(&client, &server, form)
             .await
             .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
@@ -256,8 +238,7 @@ async fn no_codes_to_mint() {
 
 #[tokio::test]
 async fn tokens_go_in_the_header_or_bearer_token_query() {
-    let server = MockServer::accelo().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::accelo()).await;
     let token = access_token(&server, &client).await;
     let base = server.base_url();
 

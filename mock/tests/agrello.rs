@@ -12,16 +12,7 @@ use tower_oauth2_mock::{MockDialect, MockServer};
 const REDIRECT: &str = "http://myapp.io/auth/agrello";
 
 async fn sign_in(server: &MockServer, client: &HttpClient, extra: &[(&str, &str)]) -> String {
-    let mut params = vec![
-        ("response_type", "code"),
-        ("client_id", "client"),
-        ("redirect_uri", REDIRECT),
-    ];
-    params.extend_from_slice(extra);
-    let url = with_query(&server.authorize_url().unwrap(), &params);
-    let location = send(client, get(&url)).await.location();
-    assert!(location.starts_with(&format!("{REDIRECT}?")), "{location}");
-    query_of(&location)["code"].clone()
+    sign_in_with(client, server, &code_request(REDIRECT, extra)).await
 }
 
 fn code_form(code: &str) -> String {
@@ -30,15 +21,10 @@ fn code_form(code: &str) -> String {
 
 #[tokio::test]
 async fn urls_follow_the_document() {
-    let server = MockServer::agrello().start().await.unwrap();
+    let server = started(MockServer::agrello()).await;
     let base = server.base_url();
-    assert_eq!(server.dialect(), MockDialect::Agrello);
-    assert_eq!(
-        server.authorize_url(),
-        Some(format!("{base}/identity/auth/oauth/authorize"))
-    );
-    assert_eq!(server.token_url(), format!("{base}/identity/auth/oauth/token"));
-    assert_eq!(server.revocation_url(), None);
+    let endpoints = "token=/identity/auth/oauth/token authorize=/identity/auth/oauth/authorize";
+    assert_endpoints(&server, MockDialect::Agrello, endpoints);
     assert_eq!(server.api_url("/documents"), format!("{base}/api/documents"));
 
     // The standard server's paths are not Agrello's.
@@ -51,8 +37,7 @@ async fn urls_follow_the_document() {
 
 #[tokio::test]
 async fn code_exchange_and_refresh() {
-    let server = MockServer::agrello().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::agrello()).await;
 
     // The document's authorize URL has no scope.
     let code = sign_in(&server, &client, &[]).await;
@@ -97,38 +82,35 @@ async fn code_exchange_and_refresh() {
 
 #[tokio::test]
 async fn only_http_basic_authenticates_clients() {
-    let server = MockServer::agrello().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::agrello()).await;
 
     // Body credentials are not Agrello's way, even correct ones.
     let code = server.issue_authorization_code("client", REDIRECT, "");
     let form = format!("{}&client_id=client&client_secret=secret", code_form(&code));
-    let answer = send(&client, form_post(&server.token_url(), None, &form)).await;
+    let answer = token_request(&client, &server, None, &form).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), None);
 
     let refresh = server.issue_refresh_token("client", "read");
     let form =
         format!("grant_type=refresh_token&refresh_token={refresh}&client_id=client&client_secret=secret");
-    send(&client, form_post(&server.token_url(), None, &form))
+    token_request(&client, &server, None, &form)
         .await
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
 
     // A wrong secret over Basic is challenged.
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_post(
-            &server.token_url(),
-            Some(&basic("client", "wrong")),
-            &code_form(&code),
-        ),
+        &server,
+        Some(&basic("client", "wrong")),
+        &code_form(&code),
     )
     .await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
 
     // No credentials at all.
-    send(&client, form_post(&server.token_url(), None, &code_form(&code)))
+    token_request(&client, &server, None, &code_form(&code))
         .await
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
 
@@ -141,8 +123,7 @@ async fn only_http_basic_authenticates_clients() {
 
 #[tokio::test]
 async fn grants_and_redirect_uri_are_checked() {
-    let server = MockServer::agrello().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::agrello()).await;
     let code = server.issue_authorization_code("client", REDIRECT, "read");
 
     token_as_client(&client, &server, CLIENT_CREDENTIALS)
@@ -164,8 +145,7 @@ async fn grants_and_redirect_uri_are_checked() {
 
 #[tokio::test]
 async fn tokens_go_in_the_authorization_header_only() {
-    let server = MockServer::agrello().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::agrello()).await;
     let code = server.issue_authorization_code("client", REDIRECT, "");
     let answer = token_as_client(&client, &server, &code_form(&code)).await;
     let token = answer.str_field("access_token");
@@ -187,8 +167,7 @@ async fn tokens_go_in_the_authorization_header_only() {
 #[tokio::test]
 async fn users_and_rotation_settings() {
     let builder = MockServer::agrello().user("bob", "pw-b").user("carol", "pw-c");
-    let server = started(builder.rotate_refresh_tokens(false)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(builder.rotate_refresh_tokens(false)).await;
 
     for (hint, expected) in [(None, "bob"), (Some("carol"), "carol")] {
         let extra: Vec<(&str, &str)> = hint.map(|hint| ("login_hint", hint)).into_iter().collect();

@@ -305,8 +305,7 @@ fn assert_challenge(answer: &Answer, challenge: &str) {
 
 #[tokio::test]
 async fn a_valid_proof_gets_a_dpop_bound_token_with_every_algorithm() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
+    let (server, client) = started_with_client(dpop_server()).await;
     for key in Key::all() {
         let token = dpop_token(&client, &server, &key).await;
         let answer = dpop_get(&client, &server.api_url("/things"), &token, &key, None).await;
@@ -336,8 +335,7 @@ async fn the_metadata_document_names_the_proof_algorithms() {
 
 #[tokio::test]
 async fn without_dpop_the_header_is_ignored_and_tokens_are_bearer() {
-    let server = started(MockServer::builder()).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let key = Key::es256();
     let proof = Proof::new(&key, "POST", &server.token_url()).sign(&key);
     let answer = token_with_proof(&client, &server, CLIENT_CREDENTIALS, &proof).await;
@@ -352,8 +350,7 @@ async fn without_dpop_the_header_is_ignored_and_tokens_are_bearer() {
 
 #[tokio::test]
 async fn the_emulators_do_not_do_dpop() {
-    let server = started(MockServer::agrello().dpop(true).dpop_nonces(true)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::agrello().dpop(true).dpop_nonces(true)).await;
     let key = Key::es256();
     let refresh_token = server.issue_refresh_token("client", "");
     let proof = Proof::new(&key, "POST", &server.token_url()).sign(&key);
@@ -755,8 +752,7 @@ async fn the_resource_refuses_a_proof_of_another_key_and_unknown_tokens() {
 
 #[tokio::test]
 async fn a_refresh_binds_the_new_token_to_the_new_key() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
+    let (server, client) = started_with_client(dpop_server()).await;
     let (old_key, new_key) = (Key::es256(), Key::other_es256());
     let url = server.token_url();
     let refresh_token = server.issue_refresh_token("client", "read");

@@ -43,8 +43,7 @@ async fn client_credentials(server: &MockServer, client: &HttpClient) -> String 
 
 /// A standard server, a client, and an access token the default client got from it.
 async fn with_a_token() -> (MockServer, HttpClient, String) {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let token = client_credentials(&server, &client).await;
     (server, client, token)
 }
@@ -83,8 +82,7 @@ fn server_types_are_thread_safe() {
 
 #[tokio::test]
 async fn client_credentials_with_basic_auth() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
     let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     let body = answer.assert_token("Bearer");
@@ -121,8 +119,7 @@ async fn client_credentials_with_basic_auth() {
 
 #[tokio::test]
 async fn client_credentials_with_body_credentials_and_scope() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
     let form = "grant_type=client_credentials&client_id=client&client_secret=secret&scope=read+write+read";
     let answer = token_request(&client, &server, None, form).await;
@@ -148,8 +145,7 @@ async fn basic_credentials_are_form_urlencoded() {
 
 #[tokio::test]
 async fn wrong_secret_is_invalid_client() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
     let wrong = basic("client", "wrong");
     let answer = token_request(&client, &server, Some(&wrong), CLIENT_CREDENTIALS).await;
@@ -186,8 +182,7 @@ async fn two_authentication_methods_are_invalid_request() {
 
 #[tokio::test]
 async fn client_id_may_repeat_the_basic_identity() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
     let answer = token_as_client(&client, &server, "grant_type=client_credentials&client_id=client").await;
     answer.assert_token("Bearer");
@@ -217,8 +212,7 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
 
 #[tokio::test]
 async fn registering_a_client_replaces_the_default_one() {
-    let server = started(MockServer::builder().client("app", "s3cret")).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder().client("app", "s3cret")).await;
     let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     let answer = token_request(
@@ -243,8 +237,7 @@ async fn only_post_is_allowed() {
 
 #[tokio::test]
 async fn content_type_must_be_form_urlencoded() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
     for content_type in [Some("application/json"), Some("text/plain"), None] {
         let mut builder = Request::post(server.token_url()).header(AUTHORIZATION, client_basic());
@@ -276,8 +269,7 @@ async fn repeated_parameters_are_invalid_request() {
 
 #[tokio::test]
 async fn grant_type_is_required_and_must_be_known() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
     token_as_client(&client, &server, "scope=read")
         .await
@@ -289,8 +281,7 @@ async fn grant_type_is_required_and_must_be_known() {
 
 #[tokio::test]
 async fn scopes_outside_the_allowed_set_are_invalid_scope() {
-    let server = started(MockServer::builder().allowed_scopes(&["read"])).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder().allowed_scopes(&["read"])).await;
 
     for form in [
         "grant_type=client_credentials&scope=write",
@@ -315,8 +306,7 @@ async fn oversized_token_request_is_rejected() {
 
 #[tokio::test]
 async fn refresh_tokens_rotate() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let first = server.issue_refresh_token("client", "read write");
 
     let answer = token_as_client(&client, &server, &refresh_form(&first)).await;
@@ -387,8 +377,7 @@ async fn refresh_token_of_another_client_is_invalid_grant() {
 
 #[tokio::test]
 async fn without_rotation_the_refresh_token_stays_valid() {
-    let server = started(MockServer::builder().rotate_refresh_tokens(false)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder().rotate_refresh_tokens(false)).await;
     let refresh = server.issue_refresh_token("client", "read");
     for _ in 0..2 {
         let answer = token_as_client(&client, &server, &refresh_form(&refresh)).await;
@@ -402,8 +391,7 @@ async fn without_rotation_the_refresh_token_stays_valid() {
 #[tokio::test]
 async fn client_credentials_can_return_refresh_tokens() {
     let builder = MockServer::builder().omit_expires_in(true);
-    let server = started(builder.refresh_tokens_for_client_credentials(true)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(builder.refresh_tokens_for_client_credentials(true)).await;
     let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     let body = answer.assert_token("Bearer");
     assert!(body.get("expires_in").is_none());
@@ -416,8 +404,7 @@ async fn client_credentials_can_return_refresh_tokens() {
 #[tokio::test]
 async fn public_clients() {
     let builder = MockServer::builder().client("client", "secret");
-    let server = started(builder.public_client("spa")).await;
-    let client = http_client();
+    let (server, client) = started_with_client(builder.public_client("spa")).await;
 
     token_request(
         &client,
@@ -452,8 +439,7 @@ async fn public_clients() {
 
 #[tokio::test]
 async fn authorization_codes_are_single_use() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let redirect = "https://app.example/cb";
     let code = server.issue_authorization_code("client", redirect, "read");
 
@@ -537,8 +523,8 @@ async fn resource_requires_a_live_bearer_token() {
 
 #[tokio::test]
 async fn access_tokens_expire() {
-    let server = started(MockServer::builder().token_lifetime(Duration::from_millis(100))).await;
-    let client = http_client();
+    let (server, client) =
+        started_with_client(MockServer::builder().token_lifetime(Duration::from_millis(100))).await;
     let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     assert_eq!(answer.assert_token("Bearer")["expires_in"], 1);
     let token = answer.str_field("access_token");
@@ -559,8 +545,7 @@ async fn access_tokens_expire() {
 
 #[tokio::test]
 async fn unknown_paths_are_not_found() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     for path in ["/", "/apis", "/oauth/token/extra", "/oauth/authorize"] {
         let request = Request::get(format!("{}{path}", server.base_url()))
             .body(Full::default())
@@ -680,8 +665,7 @@ async fn eventually(mut condition: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn hung_requests_end_when_the_client_disconnects() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let stream = hung_connection(&server).await;
 
     server.reset_counters();
@@ -717,8 +701,7 @@ async fn dropping_the_server_closes_hung_connections() {
 
 #[tokio::test]
 async fn faults_queue_up_and_precede_validation() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     server.fail_next_token_requests(2, Fault::ServerError);
     server.fail_next_token_requests(0, Fault::Reset);
     server.fail_next_token_requests(1, Fault::HtmlPage);

@@ -29,32 +29,21 @@ async fn exchange(server: &MockServer, client: &HttpClient, code: &str, extra: &
 
 /// Signs in at the authorization endpoint and returns the code.
 async fn code_for(server: &MockServer, client: &HttpClient, extra: &[(&str, &str)]) -> String {
-    let mut params = vec![
-        ("response_type", "code"),
-        ("client_id", "client"),
-        ("redirect_uri", REDIRECT),
-    ];
-    params.extend_from_slice(extra);
-    let location = send(client, get(&authorize(server, &params))).await.location();
-    query_of(&location)["code"].clone()
+    sign_in_with(client, server, &code_request(REDIRECT, extra)).await
 }
 
 #[tokio::test]
 async fn urls_and_dialect() {
     let server = MockServer::start().await.unwrap();
     let base = server.base_url();
-    assert_eq!(server.dialect(), MockDialect::Standard);
-    assert_eq!(server.token_url(), format!("{base}/oauth/token"));
-    assert_eq!(server.authorize_url(), Some(format!("{base}/authorize")));
-    assert_eq!(server.revocation_url(), Some(format!("{base}/oauth/revoke")));
-    assert_eq!(server.direct_code_url(), None);
+    let endpoints = "token=/oauth/token authorize=/authorize revocation=/oauth/revoke";
+    assert_endpoints(&server, MockDialect::Standard, endpoints);
     assert_eq!(server.api_url("/x"), format!("{base}/api/x"));
 }
 
 #[tokio::test]
 async fn authorization_redirects_with_code_and_state() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let redirect = "https://app.example/cb?tab=1";
     let url = authorize(
         &server,
@@ -110,8 +99,7 @@ async fn authorization_redirects_with_code_and_state() {
 
 #[tokio::test]
 async fn unusable_client_or_redirect_uri_is_not_redirected() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     for params in [
         vec![("response_type", "code"), ("redirect_uri", REDIRECT)],
         vec![
@@ -152,8 +140,7 @@ async fn unusable_client_or_redirect_uri_is_not_redirected() {
 
 #[tokio::test]
 async fn request_errors_are_redirected_with_the_state() {
-    let server = started(MockServer::builder().allowed_scopes(&["read"])).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder().allowed_scopes(&["read"])).await;
     let cases: [(&[(&str, &str)], &str); 5] = [
         (&[("response_type", "token")], "unsupported_response_type"),
         (&[], "invalid_request"),
@@ -189,8 +176,7 @@ async fn request_errors_are_redirected_with_the_state() {
 
 #[tokio::test]
 async fn denied_authorizations_come_back_as_access_denied() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     server.deny_next_authorizations(2);
     let url = authorize(
         &server,
@@ -213,8 +199,7 @@ async fn denied_authorizations_come_back_as_access_denied() {
 
 #[tokio::test]
 async fn pkce_is_enforced_at_the_exchange() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let pkce = [("code_challenge", CHALLENGE), ("code_challenge_method", "S256")];
 
     let code = code_for(&server, &client, &pkce).await;
@@ -250,8 +235,7 @@ async fn revoke(server: &MockServer, client: &HttpClient, auth: Option<&str>, fo
 async fn rfc7009_revocation() {
     let builder = MockServer::builder().client("client", "secret");
     let builder = builder.client("other", "other-secret");
-    let server = started(builder.rotate_refresh_tokens(false)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(builder.rotate_refresh_tokens(false)).await;
     let auth = basic("client", "secret");
     let code = code_for(&server, &client, &[]).await;
     let answer = exchange(&server, &client, &code, "").await;

@@ -14,17 +14,46 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use tower_oauth2_mock::{MockServer, MockServerBuilder};
+use tower_oauth2_mock::{MockDialect, MockServer, MockServerBuilder};
 
 /// The server `builder` describes, started on a free loopback port.
 pub async fn started(builder: MockServerBuilder) -> MockServer {
     builder.start().await.expect("the mock server starts")
 }
 
+/// The server `builder` describes, started, and a client to call it with.
+pub async fn started_with_client(builder: MockServerBuilder) -> (MockServer, HttpClient) {
+    (started(builder).await, http_client())
+}
+
 /// Asserts the counters named in `expected` (`"token_requests=1 token_errors=0"`).
 #[track_caller]
 pub fn assert_counts(server: &MockServer, expected: &str) {
     server.counters().assert(expected);
+}
+
+/// Asserts the dialect `server` speaks and its endpoints, each named in `expected` with
+/// its path under the server's base URL (`"token=/oauth/token authorize=/authorize"`):
+/// `token`, `authorize`, `revocation` and `direct_code`. Those not named must be absent.
+#[track_caller]
+pub fn assert_endpoints(server: &MockServer, dialect: MockDialect, expected: &str) {
+    assert_eq!(server.dialect(), dialect);
+    let base = server.base_url();
+    let mut named: HashMap<&str, String> = HashMap::new();
+    for pair in expected.split_whitespace() {
+        let (name, path) = pair.split_once('=').expect("`name=path`");
+        let known = ["token", "authorize", "revocation", "direct_code"];
+        assert!(known.contains(&name), "unknown endpoint {name:?}");
+        named.insert(name, format!("{base}{path}"));
+    }
+    assert_eq!(Some(server.token_url()), named.remove("token"), "token");
+    assert_eq!(server.authorize_url(), named.remove("authorize"), "authorize");
+    assert_eq!(server.revocation_url(), named.remove("revocation"), "revocation");
+    assert_eq!(
+        server.direct_code_url(),
+        named.remove("direct_code"),
+        "direct_code"
+    );
 }
 
 pub const FORM: &str = "application/x-www-form-urlencoded";
@@ -127,6 +156,37 @@ pub async fn token_request(
     form: &str,
 ) -> Answer {
     send(client, form_post(&server.token_url(), auth, form)).await
+}
+
+/// The default client's authorization request parameters (RFC 6749 §4.1.1) for
+/// `redirect_uri`, then `extra`.
+pub fn code_request<'a>(redirect_uri: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", "client"),
+        ("redirect_uri", redirect_uri),
+    ];
+    params.extend_from_slice(extra);
+    params
+}
+
+/// Signs in at the server's authorization endpoint with `params`, checks that the
+/// redirect goes back to their `redirect_uri` with the code first in the query, and
+/// returns the code.
+pub async fn sign_in_with(client: &HttpClient, server: &MockServer, params: &[(&str, &str)]) -> String {
+    let authorize = server.authorize_url().expect("an authorization endpoint");
+    let location = send(client, get(&with_query(&authorize, params)))
+        .await
+        .location();
+    let (_, redirect_uri) = params
+        .iter()
+        .find(|(name, _)| *name == "redirect_uri")
+        .expect("a redirect_uri");
+    assert!(
+        location.starts_with(&format!("{redirect_uri}?code=")),
+        "{location}"
+    );
+    query_of(&location)["code"].clone()
 }
 
 /// The grant of the default client's plain token request.
