@@ -21,18 +21,14 @@ fn code_form(code: &str) -> String {
 
 #[tokio::test]
 async fn urls_follow_the_document() {
-    let server = started(MockServer::agrello()).await;
+    let (server, client) = started_with_client(MockServer::agrello()).await;
     let base = server.base_url();
     let endpoints = "token=/identity/auth/oauth/token authorize=/identity/auth/oauth/authorize";
     assert_endpoints(&server, MockDialect::Agrello, endpoints);
     assert_eq!(server.api_url("/documents"), format!("{base}/api/documents"));
 
     // The standard server's paths are not Agrello's.
-    let client = http_client();
-    for path in ["/oauth/token", "/oauth/revoke", "/authorize"] {
-        let answer = send(&client, get(&format!("{base}{path}"))).await;
-        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
-    }
+    assert_not_found(&client, &server, &["/oauth/token", "/oauth/revoke", "/authorize"]).await;
 }
 
 #[tokio::test]
@@ -99,15 +95,8 @@ async fn only_http_basic_authenticates_clients() {
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
 
     // A wrong secret over Basic is challenged.
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "wrong")),
-        &code_form(&code),
-    )
-    .await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    let answer = token_request(&client, &server, Some(&wrong_basic()), &code_form(&code)).await;
+    answer.assert_basic_challenge();
 
     // No credentials at all.
     token_request(&client, &server, None, &code_form(&code))

@@ -27,18 +27,19 @@ async fn sign_in(server: &MockServer, client: &HttpClient) -> String {
 
 #[tokio::test]
 async fn urls_follow_the_document() {
-    let server = started(MockServer::dottedsign()).await;
+    let (server, client) = started_with_client(MockServer::dottedsign()).await;
     let base = server.base_url();
     let endpoints = "token=/v1/oauth/token authorize=/v1/oauth/authorize";
     assert_endpoints(&server, MockDialect::DottedSign, endpoints);
     assert_eq!(server.api_url("/tasks"), format!("{base}/v1/tasks"));
 
     // `/v1/oauth/*` is not the API.
-    let client = http_client();
-    for path in ["/v1/oauth/revoke", "/v1/oauth", "/oauth/token"] {
-        let answer = send(&client, get(&format!("{base}{path}"))).await;
-        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
-    }
+    assert_not_found(
+        &client,
+        &server,
+        &["/v1/oauth/revoke", "/v1/oauth", "/oauth/token"],
+    )
+    .await;
     assert_eq!(server.counters().resource_calls, 0);
 }
 
@@ -75,8 +76,7 @@ async fn http_basic_is_invalid_client() {
     let form = exchange_form(&code, Some(REDIRECT));
 
     let answer = token_as_client(&client, &server, &form).await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    answer.assert_basic_challenge();
 
     // The secret is required, and must be right.
     for credentials in ["client_id=client", "client_id=client&client_secret=wrong"] {

@@ -147,10 +147,8 @@ async fn basic_credentials_are_form_urlencoded() {
 async fn wrong_secret_is_invalid_client() {
     let (server, client) = started_with_client(MockServer::builder()).await;
 
-    let wrong = basic("client", "wrong");
-    let answer = token_request(&client, &server, Some(&wrong), CLIENT_CREDENTIALS).await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    let answer = token_request(&client, &server, Some(&wrong_basic()), CLIENT_CREDENTIALS).await;
+    answer.assert_basic_challenge();
 
     // Body credentials get no Basic challenge.
     let form = "grant_type=client_credentials&client_id=client&client_secret=wrong";
@@ -206,8 +204,7 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
 
     let server = started(MockServer::builder().client_auth(&[AcceptedClientAuth::Body])).await;
     let answer = token_as_client(&http_client(), &server, CLIENT_CREDENTIALS).await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    answer.assert_basic_challenge();
 }
 
 #[tokio::test]
@@ -546,16 +543,8 @@ async fn access_tokens_expire() {
 #[tokio::test]
 async fn unknown_paths_are_not_found() {
     let (server, client) = started_with_client(MockServer::builder()).await;
-    for path in ["/", "/apis", "/oauth/token/extra", "/oauth/authorize"] {
-        let request = Request::get(format!("{}{path}", server.base_url()))
-            .body(Full::default())
-            .unwrap();
-        assert_eq!(
-            send(&client, request).await.status,
-            StatusCode::NOT_FOUND,
-            "{path}"
-        );
-    }
+    let paths = ["/", "/apis", "/oauth/token/extra", "/oauth/authorize"];
+    assert_not_found(&client, &server, &paths).await;
     assert_eq!(server.counters(), MockCounters::default());
 }
 

@@ -3,7 +3,7 @@
 
 mod support;
 
-use http::header::{ALLOW, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CONTENT_TYPE, LOCATION};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use support::*;
@@ -262,12 +262,11 @@ async fn rfc7009_revocation() {
     let answer = revoke(
         &server,
         &client,
-        Some(&basic("client", "wrong")),
+        Some(&wrong_basic()),
         &format!("token={first_access}"),
     )
     .await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    answer.assert_basic_challenge();
     revoke(
         &server,
         &client,
@@ -390,14 +389,11 @@ async fn the_metadata_document_can_name_another_issuer_or_be_absent() {
 
     let hidden = started(MockServer::builder().serve_metadata(false)).await;
     assert_eq!(hidden.metadata_url(), None);
-    let path = format!("{}/.well-known/oauth-authorization-server", hidden.base_url());
-    let answer = send(&client, Request::get(&path).body(Full::default()).unwrap()).await;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let metadata_path = "/.well-known/oauth-authorization-server";
+    assert_not_found(&client, &hidden, &[metadata_path]).await;
 
     // The emulators' providers publish no metadata.
     let agrello = started(MockServer::agrello()).await;
     assert_eq!(agrello.metadata_url(), None);
-    let path = format!("{}/.well-known/oauth-authorization-server", agrello.base_url());
-    let answer = send(&client, Request::get(&path).body(Full::default()).unwrap()).await;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_not_found(&client, &agrello, &[metadata_path]).await;
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -54,6 +54,14 @@ pub fn assert_endpoints(server: &MockServer, dialect: MockDialect, expected: &st
         named.remove("direct_code"),
         "direct_code"
     );
+}
+
+/// Asserts that `GET` of each of `paths` under the server's base URL is `404 Not Found`.
+pub async fn assert_not_found(client: &HttpClient, server: &MockServer, paths: &[&str]) {
+    for path in paths {
+        let answer = send(client, get(&format!("{}{path}", server.base_url()))).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+    }
 }
 
 pub const FORM: &str = "application/x-www-form-urlencoded";
@@ -112,6 +120,14 @@ impl Answer {
         let body = self.json();
         assert_eq!(body["error"], code, "body: {body}");
         assert!(body["error_description"].is_string(), "body: {body}");
+    }
+
+    /// Checks an `invalid_client` error that challenges HTTP Basic: RFC 6749 §5.2's `401`
+    /// with a `WWW-Authenticate` of the scheme the client tried.
+    #[track_caller]
+    pub fn assert_basic_challenge(&self) {
+        self.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        assert_eq!(self.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
     }
 
     /// Checks an RFC 6749 §5.1 success answer with this `token_type`, and
@@ -209,6 +225,11 @@ pub fn exchange_form(code: &str, redirect_uri: Option<&str>) -> String {
 /// `Authorization: Basic` for the client every server registers by default.
 pub fn client_basic() -> String {
     basic("client", "secret")
+}
+
+/// `Authorization: Basic` for the default client with a wrong secret.
+pub fn wrong_basic() -> String {
+    basic("client", "wrong")
 }
 
 /// A token request of `form`, authenticated as the default client with HTTP Basic.
