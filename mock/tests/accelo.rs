@@ -63,12 +63,12 @@ async fn client_credentials_with_basic() {
         &answer.str_field("access_token"),
     )
     .await;
-    assert_eq!(api.status, StatusCode::OK);
-    let description = api.json();
-    assert_eq!(description["scope"], "read(all),write(companies,contacts)");
-    assert_eq!(description["subject"], serde_json::Value::Null);
-    assert_eq!(description["client_id"], "client");
-    assert_eq!(description["placement"], "authorization_bearer");
+    api.assert_described(serde_json::json!({
+        "scope": "read(all),write(companies,contacts)",
+        "subject": null,
+        "client_id": "client",
+        "placement": "authorization_bearer",
+    }));
 
     assert_counts(&server, "token_requests=3 client_credentials_grants=3");
 

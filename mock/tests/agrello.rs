@@ -44,13 +44,13 @@ async fn code_exchange_and_refresh() {
     let refresh = answer.str_field("refresh_token");
 
     let api = bearer_call(&client, &server, "/documents", &access).await;
-    assert_eq!(api.status, StatusCode::OK);
-    let description = api.json();
-    assert_eq!(description["client_id"], "client");
-    assert_eq!(description["subject"], "alice");
-    assert_eq!(description["scope"], "");
-    assert_eq!(description["placement"], "authorization_bearer");
-    assert_eq!(description["path"], "/api/documents");
+    api.assert_described(serde_json::json!({
+        "client_id": "client",
+        "subject": "alice",
+        "scope": "",
+        "placement": "authorization_bearer",
+        "path": "/api/documents",
+    }));
 
     // A refresh answer carries a refresh token: a new one, by default.
     let refresh_form = refresh_form(&refresh);

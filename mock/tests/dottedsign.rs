@@ -53,9 +53,7 @@ async fn code_exchange_refresh_and_api() {
     assert_eq!(body["expires_in"], 3600);
     let refresh = answer.str_field("refresh_token");
     let api = bearer_call(&client, &server, "/tasks", &answer.str_field("access_token")).await;
-    assert_eq!(api.status, StatusCode::OK);
-    assert_eq!(api.json()["subject"], "alice");
-    assert_eq!(api.json()["path"], "/v1/tasks");
+    api.assert_described(serde_json::json!({"subject": "alice", "path": "/v1/tasks"}));
 
     // No rotation by default: no new refresh token, the old one still works.
     for _ in 0..2 {

@@ -4,7 +4,6 @@
 mod support;
 
 use http::StatusCode;
-use serde_json::Value;
 use support::*;
 use tower_oauth2_mock::{MockDialect, MockServer};
 
@@ -49,11 +48,11 @@ async fn code_exchange_without_client() {
     );
 
     let api = bearer_call(&client, &server, "/workflows", &answer.str_field("access_token")).await;
-    assert_eq!(api.status, StatusCode::OK);
-    let description = api.json();
-    assert_eq!(description["client_id"], Value::Null);
-    assert_eq!(description["subject"], "alice");
-    assert_eq!(description["placement"], "authorization_bearer");
+    api.assert_described(serde_json::json!({
+        "client_id": null,
+        "subject": "alice",
+        "placement": "authorization_bearer",
+    }));
 
     assert_counts(&server, "authorizations=1 authorization_code_grants=1");
 

@@ -418,8 +418,7 @@ async fn direct_code_request() {
         with_header(&server.api_url("/v2/users/me"), "x-access-token", &access),
     )
     .await;
-    assert_eq!(api.json()["subject"], "jdoe");
-    assert_eq!(api.json()["scope"], SCOPE);
+    api.assert_described(serde_json::json!({"subject": "jdoe", "scope": SCOPE}));
     // ... and its refreshes must repeat them.
     let elsewhere = [("x-redirect-uri", Some("https://elsewhere.example/"))];
     let other_redirect = headers_request(&server, &edited(refresh_headers(&refresh), &elsewhere));

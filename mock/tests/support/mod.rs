@@ -145,6 +145,17 @@ impl Answer {
         body
     }
 
+    /// Checks a `200` answer of the protected resource whose description of the token
+    /// has each field of `expected` (an object) with its value.
+    #[track_caller]
+    pub fn assert_described(&self, expected: Value) {
+        assert_eq!(self.status, StatusCode::OK, "body: {:?}", self.body);
+        let description = self.json();
+        for (field, value) in expected.as_object().expect("an object of fields") {
+            assert_eq!(&description[field], value, "{field} in {description}");
+        }
+    }
+
     /// The `Location` of a `302` answer.
     #[track_caller]
     pub fn location(&self) -> String {
