@@ -142,8 +142,9 @@ fn dpop_binding(state: &ServerState, parts: &Parts) -> Result<Option<String>, Er
     let expected = Expected {
         place: NoncePlace::TokenEndpoint,
         ath: None,
+        default_host: state.config.base_authority(),
     };
-    match dpop.check(&state.counters, parts, state.config.base_authority(), &expected) {
+    match dpop.check(&state.counters, parts, &expected) {
         Ok(Some(proof)) => Ok(Some(proof.jkt)),
         Ok(None) => Err(ErrorAnswer::invalid_grant(
             "this server issues DPoP-bound tokens only: send a DPoP proof",
