@@ -219,13 +219,8 @@ fn client_credentials(
         redirect_uri: None,
     };
     let with_refresh = state.config.refresh_tokens_for_client_credentials;
-    Ok(Issued::new_grant(
-        state,
-        &mut state.tokens(),
-        grant,
-        with_refresh,
-        jkt,
-    ))
+    let mut tokens = state.tokens();
+    Ok(Issued::new_grant(state, &mut tokens, grant, with_refresh, jkt))
 }
 
 /// RFC 6749 §6.

@@ -17,8 +17,9 @@ fn code_form(code: &str, redirect: &str) -> String {
     format!("{CREDENTIALS}&{}", exchange_form(code, Some(redirect)))
 }
 
-fn refresh_form(refresh: &str) -> String {
-    format!("{CREDENTIALS}&grant_type=refresh_token&refresh_token={refresh}")
+/// A refresh form with the client's credentials in it, as DottedSign wants them.
+fn refresh_form_with_secret(refresh: &str) -> String {
+    format!("{CREDENTIALS}&{}", refresh_form(refresh))
 }
 
 async fn sign_in(server: &MockServer, client: &HttpClient) -> String {
@@ -57,7 +58,7 @@ async fn code_exchange_refresh_and_api() {
 
     // No rotation by default: no new refresh token, the old one still works.
     for _ in 0..2 {
-        let answer = token_request(&client, &server, None, &refresh_form(&refresh)).await;
+        let answer = token_request(&client, &server, None, &refresh_form_with_secret(&refresh)).await;
         assert!(answer.assert_token("Bearer").get("refresh_token").is_none());
     }
 
@@ -134,7 +135,7 @@ async fn expired_tokens_are_401() {
         &client,
         &server,
         None,
-        &refresh_form(&answer.str_field("refresh_token")),
+        &refresh_form_with_secret(&answer.str_field("refresh_token")),
     )
     .await;
     answer.assert_token("Bearer");
@@ -147,10 +148,10 @@ async fn expired_tokens_are_401() {
 async fn rotation_can_be_turned_on() {
     let (server, client) = started_with_client(MockServer::dottedsign().rotate_refresh_tokens(true)).await;
     let refresh = server.issue_refresh_token("client", "");
-    let answer = token_request(&client, &server, None, &refresh_form(&refresh)).await;
+    let answer = token_request(&client, &server, None, &refresh_form_with_secret(&refresh)).await;
     answer.assert_token("Bearer");
     assert_ne!(answer.str_field("refresh_token"), refresh);
-    token_request(&client, &server, None, &refresh_form(&refresh))
+    token_request(&client, &server, None, &refresh_form_with_secret(&refresh))
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 }
