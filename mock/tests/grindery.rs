@@ -268,27 +268,14 @@ async fn native_answers_put_dead_tokens_in_json_rpc_errors_and_refuse_grants_wit
     let rest = bearer_call(&client, &server, "/me", "not-a-live-token").await;
     assert_eq!(rest.status, StatusCode::UNAUTHORIZED);
 
-    let refused = token_request(
-        &client,
-        &server,
-        None,
-        "grant_type=refresh_token&refresh_token=never-issued",
-    )
-    .await;
-    refused.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    assert_eq!(
-        refused.json()["error_description"],
-        "Invalid or expired refresh token"
-    );
-    let refused = token_request(
-        &client,
-        &server,
-        None,
-        "grant_type=authorization_code&code=never-issued",
-    )
-    .await;
-    refused.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    assert_eq!(refused.json()["error_description"], "Invalid code");
+    for (form, description) in [
+        (refresh_form("never-issued"), "Invalid or expired refresh token"),
+        (exchange_form("never-issued", None), "Invalid code"),
+    ] {
+        let refused = token_request(&client, &server, None, &form).await;
+        refused.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(refused.json()["error_description"], description, "{form}");
+    }
 }
 
 #[tokio::test]

@@ -278,37 +278,23 @@ async fn rfc7009_revocation() {
     revoke(&server, &client, Some(&auth), "token_type_hint=access_token")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    revoke(
-        &server,
-        &client,
-        Some(&auth),
-        &format!("token={first_access}&token_type_hint=id_token"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_token_type");
+    let form = format!("token={first_access}&token_type_hint=id_token");
+    revoke(&server, &client, Some(&auth), &form)
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_token_type");
     assert_eq!(api(first_access.clone()).await, StatusCode::OK);
 
     // Revoking an access token kills that token only.
-    let answer = revoke(
-        &server,
-        &client,
-        Some(&auth),
-        &format!("token={first_access}&token_type_hint=access_token"),
-    )
-    .await;
+    let form = format!("token={first_access}&token_type_hint=access_token");
+    let answer = revoke(&server, &client, Some(&auth), &form).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(api(first_access.clone()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(api(second_access.clone()).await, StatusCode::OK);
 
     // Revoking the refresh token kills it and the access tokens of its
     // grant, whatever the hint says; other grants are untouched.
-    let answer = revoke(
-        &server,
-        &client,
-        Some(&auth),
-        &format!("token={refresh}&token_type_hint=access_token"),
-    )
-    .await;
+    let form = format!("token={refresh}&token_type_hint=access_token");
+    let answer = revoke(&server, &client, Some(&auth), &form).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(api(second_access).await, StatusCode::UNAUTHORIZED);
     token_as_client(&client, &server, &refresh_form(&refresh))
