@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
     body::{ReplayBody, ReplayableBody},
-    BoxError, Credential, CredentialRegistry, OAuth2Layer, Provider,
+    BoxError, CredentialRegistry, OAuth2Layer, Provider,
 };
 
 use support::{eventually, Api, TokenEndpoint};
@@ -59,15 +59,7 @@ fn credentials(endpoint: &TokenEndpoint, api: SocketAddr) -> CredentialRegistry 
     let provider = Provider::standard("https://auth.example.com/oauth/token")
         .name("example")
         .api(format!("http://{api}"));
-    CredentialRegistry::builder()
-        .credential(Credential::client_credentials(
-            provider,
-            "client-id",
-            "client-secret",
-        ))
-        .transport(endpoint.transport())
-        .build()
-        .unwrap()
+    endpoint.registry_for(provider)
 }
 
 fn retries(credentials: &CredentialRegistry) -> u64 {
