@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 
 use crate::authorize::pkce_matches;
 use crate::body::{json_response, read_body, set, set_dpop_nonce, BodyError};
-use crate::client_auth::{authenticate, AuthenticatedClient};
+use crate::client_auth::authenticate;
+use crate::clients::AuthenticatedClient;
 use crate::counters::GrantKind;
 use crate::dialect::{ClientAuthRule, DialectRules, ParameterStyle, RefreshRule, ScopeRule};
 use crate::dpop::{Expected, NoncePlace};
