@@ -174,6 +174,7 @@ mod body;
 mod builder;
 mod client_assertion;
 mod client_auth;
+mod clients;
 mod counters;
 mod dialect;
 mod dpop;
@@ -186,6 +187,7 @@ mod metadata;
 mod params;
 #[cfg(feature = "tower-oauth2")]
 mod preset;
+mod random;
 mod resource;
 mod revoke;
 mod routing;
@@ -197,7 +199,7 @@ mod sync;
 mod token;
 
 pub use builder::MockServerBuilder;
-pub use client_assertion::AssertionAudience;
+pub use clients::AcceptedAssertionAudience;
 pub use counters::MockCounters;
 pub use dialect::{AcceptedClientAuth, MockDialect};
 pub use faults::Fault;
