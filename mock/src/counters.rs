@@ -90,7 +90,8 @@ pub struct MockCounters {
     /// endpoint's current nonce.
     pub dpop_nonce_demanded_token: u64,
     /// Resource requests answered `401` with `DPoP error="use_dpop_nonce"`: a valid
-    /// proof without the resource's current nonce.
+    /// proof without the resource's current nonce, or a
+    /// [`ResourceFault::DemandDpopNonce`](crate::ResourceFault::DemandDpopNonce).
     pub dpop_nonce_demanded_resource: u64,
     /// Distinct `jti` values among the proofs that passed every check but the nonce
     /// (so accepted and nonce-refused proofs), since the start or the last reset.

@@ -200,5 +200,5 @@ pub use builder::MockServerBuilder;
 pub use client_assertion::AssertionAudience;
 pub use counters::MockCounters;
 pub use dialect::{AcceptedClientAuth, MockDialect};
-pub use faults::Fault;
+pub use faults::{Fault, ResourceFault};
 pub use server::MockServer;

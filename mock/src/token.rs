@@ -51,7 +51,12 @@ pub(crate) async fn handle(
         return fault.respond().await;
     }
     let mut response = match answer(state, &parts, body).map_err(|error| native(state, kind, error)) {
-        Ok(response) => response,
+        Ok(response) => {
+            if let Some(dpop) = &state.dpop {
+                dpop.succeeded(NoncePlace::TokenEndpoint);
+            }
+            response
+        }
         Err(error) => {
             state.counters.token_error();
             tracing::debug!(
