@@ -44,9 +44,9 @@
 //! - [`Revocation::Rfc7009`] from `revocation_endpoint` (client authentication as for
 //!   token requests);
 //! - [`client_auth`](Provider::client_auth) from `token_endpoint_auth_methods_supported`:
-//!   [`ClientAuth::Basic`] when it lists `client_secret_basic` or is absent (RFC 8414's
-//!   default), else [`ClientAuth::RequestBody`] when it lists `client_secret_post`, else
-//!   [`ClientAuth::PublicClient`] when it lists `none`; otherwise, with the `jose`
+//!   [`ClientAuth::Basic`](crate::ClientAuth::Basic) when it lists `client_secret_basic` or is absent (RFC 8414's
+//!   default), else [`ClientAuth::RequestBody`](crate::ClientAuth::RequestBody) when it lists `client_secret_post`, else
+//!   [`ClientAuth::PublicClient`](crate::ClientAuth::PublicClient) when it lists `none`; otherwise, with the `jose`
 //!   feature, `ClientAuth::PrivateKeyJwt` when it lists `private_key_jwt` (building the
 //!   registry then asks for the client's key) and `ClientAuth::ClientSecretJwt` (HS256,
 //!   or the HMAC `token_endpoint_auth_signing_alg_values_supported` lists) when it lists
@@ -109,11 +109,12 @@ use http::{header, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value};
 
+pub use crate::provider::metadata::ProviderMetadata;
 use crate::{
     error::{DiscoveryError, DiscoveryErrorKind, Error},
     origin::is_loopback_host,
     redact::{without_userinfo, Escaped, Redactor},
-    ClientAuth, Provider, Revocation, TokenTransport,
+    Provider, Revocation, TokenTransport,
 };
 
 /// The default bound on each metadata request, answer included.
@@ -625,125 +626,6 @@ fn is_token(s: &str) -> bool {
     (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// An authorization server's metadata, as discovery read and checked it (RFC 8414 §2).
-///
-/// Only the fields this crate uses, or will use, are kept. List entries that are not
-/// short printable ASCII tokens are dropped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderMetadata {
-    url: String,
-    issuer: String,
-    token_endpoint: String,
-    authorization_endpoint: Option<String>,
-    revocation_endpoint: Option<String>,
-    token_endpoint_auth_methods_supported: Option<Vec<String>>,
-    token_endpoint_auth_signing_alg_values_supported: Vec<String>,
-    revocation_endpoint_auth_methods_supported: Option<Vec<String>>,
-    code_challenge_methods_supported: Vec<String>,
-    dpop_signing_alg_values_supported: Vec<String>,
-    grant_types_supported: Option<Vec<String>>,
-    scopes_supported: Vec<String>,
-}
-
-impl ProviderMetadata {
-    /// Where the document was read.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-    /// `issuer`: equal to the issuer discovery was asked for.
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-    /// `token_endpoint`.
-    pub fn token_endpoint(&self) -> &str {
-        &self.token_endpoint
-    }
-    /// `authorization_endpoint`, if the server has one.
-    pub fn authorization_endpoint(&self) -> Option<&str> {
-        self.authorization_endpoint.as_deref()
-    }
-    /// `revocation_endpoint` (RFC 7009), if the server has one.
-    pub fn revocation_endpoint(&self) -> Option<&str> {
-        self.revocation_endpoint.as_deref()
-    }
-    /// `token_endpoint_auth_methods_supported`, `None` when absent (RFC 8414 then means
-    /// `client_secret_basic`).
-    pub fn token_endpoint_auth_methods_supported(&self) -> Option<&[String]> {
-        self.token_endpoint_auth_methods_supported.as_deref()
-    }
-    /// `token_endpoint_auth_signing_alg_values_supported`: the algorithms of
-    /// `private_key_jwt` and `client_secret_jwt` assertions (empty when absent).
-    pub fn token_endpoint_auth_signing_alg_values_supported(&self) -> &[String] {
-        &self.token_endpoint_auth_signing_alg_values_supported
-    }
-    /// `revocation_endpoint_auth_methods_supported`, `None` when absent.
-    pub fn revocation_endpoint_auth_methods_supported(&self) -> Option<&[String]> {
-        self.revocation_endpoint_auth_methods_supported.as_deref()
-    }
-    /// `code_challenge_methods_supported` (RFC 7636), empty when absent.
-    pub fn code_challenge_methods_supported(&self) -> &[String] {
-        &self.code_challenge_methods_supported
-    }
-    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1), empty when absent.
-    pub fn dpop_signing_alg_values_supported(&self) -> &[String] {
-        &self.dpop_signing_alg_values_supported
-    }
-    /// `grant_types_supported`, `None` when absent.
-    pub fn grant_types_supported(&self) -> Option<&[String]> {
-        self.grant_types_supported.as_deref()
-    }
-    /// `scopes_supported`, empty when absent.
-    pub fn scopes_supported(&self) -> &[String] {
-        &self.scopes_supported
-    }
-
-    /// The client authentication discovery picks; see the [module documentation](self).
-    pub fn client_auth(&self) -> ClientAuth {
-        let Some(methods) = &self.token_endpoint_auth_methods_supported else {
-            return ClientAuth::Basic;
-        };
-        let has = |method: &str| methods.iter().any(|m| m == method);
-        if has("client_secret_basic") {
-            ClientAuth::Basic
-        } else if has("client_secret_post") {
-            ClientAuth::RequestBody
-        } else if has("none") {
-            ClientAuth::PublicClient
-        } else {
-            #[cfg(feature = "jose")]
-            if has("private_key_jwt") {
-                return ClientAuth::PrivateKeyJwt;
-            } else if has("client_secret_jwt") {
-                return ClientAuth::ClientSecretJwt(self.client_secret_jwt_algorithm());
-            }
-            ClientAuth::Basic
-        }
-    }
-
-    /// The HMAC of `client_secret_jwt`: HS256 unless the server lists algorithms
-    /// without it, then the first of HS384 and HS512 it lists.
-    #[cfg(feature = "jose")]
-    fn client_secret_jwt_algorithm(&self) -> crate::jose::HmacAlgorithm {
-        use crate::jose::HmacAlgorithm;
-        let listed = &self.token_endpoint_auth_signing_alg_values_supported;
-        let has = |alg: HmacAlgorithm| listed.iter().any(|listed| listed == alg.as_str());
-        if listed.is_empty() || has(HmacAlgorithm::Hs256) {
-            HmacAlgorithm::Hs256
-        } else if has(HmacAlgorithm::Hs384) {
-            HmacAlgorithm::Hs384
-        } else if has(HmacAlgorithm::Hs512) {
-            HmacAlgorithm::Hs512
-        } else {
-            HmacAlgorithm::Hs256
-        }
-    }
-
-    /// Whether PKCE with `S256` is announced.
-    pub fn supports_pkce_s256(&self) -> bool {
-        self.code_challenge_methods_supported.iter().any(|m| m == "S256")
-    }
-}
-
 impl Provider {
     /// The provider `issuer`'s metadata describes, fetched through `transport` with the
     /// default bounds: see [`discovery`](crate::discovery) for where it is looked for,
@@ -774,6 +656,7 @@ impl Provider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ClientAuth;
 
     fn transport() -> TokenTransport {
         TokenTransport::new(tower::service_fn(|_req: crate::TokenRequest| async {

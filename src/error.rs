@@ -13,12 +13,12 @@
 //! id, a configured name) can start a line of its own in a log.
 //!
 //! ```
-//! use tower_oauth2::Error;
+//! use tower_oauth2::{error::OAuthErrorCode, Error};
 //!
 //! fn describe(err: &Error) -> &'static str {
 //!     match err {
 //!         Error::Inner(_) => "the HTTP client failed",
-//!         Error::OAuth(e) if e.error() == "invalid_client" => "check the client credentials",
+//!         Error::OAuth(e) if e.code() == OAuthErrorCode::InvalidClient => "check the client credentials",
 //!         Error::OAuth(_) => "the token endpoint refused",
 //!         Error::Unreachable(_) | Error::TimedOut(_) => "the token endpoint is down",
 //!         Error::Malformed(_) => "the token endpoint answered nonsense",
@@ -187,11 +187,77 @@ impl OAuthError {
     pub fn error(&self) -> &str {
         &self.error
     }
+    /// The `error` code as a type, for matching: [`OAuthErrorCode::InvalidClient`] for a
+    /// refused client authentication (a wrong secret, a refused client assertion), and
+    /// so on; [`OAuthErrorCode::Other`] for a code no OAuth RFC registers, whose text
+    /// [`error`](Self::error) gives.
+    pub fn code(&self) -> OAuthErrorCode {
+        OAuthErrorCode::parse(&self.error)
+    }
     /// The `error_description`, if any: the server's prose, with every secret the
     /// request carried replaced by `[redacted]`, control characters escaped, and at most
     /// 256 characters. Do not build logic on it: servers word it as they like.
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
+    }
+}
+
+/// The `error` code of an [`OAuthError`], as registered by RFC 6749 (§4.1.2.1, §5.2),
+/// RFC 7009 (§2.2.1) and RFC 9449 (§12.2). Codes are matched exactly, as the RFCs
+/// spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OAuthErrorCode {
+    /// `invalid_request`: a parameter is missing, repeated or malformed.
+    InvalidRequest,
+    /// `invalid_client`: the client authentication failed (unknown client, wrong secret,
+    /// a client assertion refused, an unsupported method).
+    InvalidClient,
+    /// `invalid_grant`: the code, refresh token or other grant is invalid, expired,
+    /// revoked or issued to another client.
+    InvalidGrant,
+    /// `unauthorized_client`: this client may not use this grant type.
+    UnauthorizedClient,
+    /// `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// `invalid_scope`.
+    InvalidScope,
+    /// `access_denied`: the resource owner or the server refused.
+    AccessDenied,
+    /// `unsupported_response_type`.
+    UnsupportedResponseType,
+    /// `server_error`.
+    ServerError,
+    /// `temporarily_unavailable`.
+    TemporarilyUnavailable,
+    /// `unsupported_token_type` (revocation).
+    UnsupportedTokenType,
+    /// `invalid_dpop_proof` (DPoP).
+    InvalidDpopProof,
+    /// `use_dpop_nonce` (DPoP): the server wants a proof carrying its nonce.
+    UseDpopNonce,
+    /// A code no OAuth RFC registers; [`OAuthError::error`] gives its text.
+    Other,
+}
+
+impl OAuthErrorCode {
+    fn parse(code: &str) -> Self {
+        match code {
+            "invalid_request" => Self::InvalidRequest,
+            "invalid_client" => Self::InvalidClient,
+            "invalid_grant" => Self::InvalidGrant,
+            "unauthorized_client" => Self::UnauthorizedClient,
+            "unsupported_grant_type" => Self::UnsupportedGrantType,
+            "invalid_scope" => Self::InvalidScope,
+            "access_denied" => Self::AccessDenied,
+            "unsupported_response_type" => Self::UnsupportedResponseType,
+            "server_error" => Self::ServerError,
+            "temporarily_unavailable" => Self::TemporarilyUnavailable,
+            "unsupported_token_type" => Self::UnsupportedTokenType,
+            "invalid_dpop_proof" => Self::InvalidDpopProof,
+            "use_dpop_nonce" => Self::UseDpopNonce,
+            _ => Self::Other,
+        }
     }
 }
 
@@ -522,9 +588,9 @@ impl fmt::Display for AuthorizationError {
                 "an authorization at `{}` was given an unusable state: it takes {}-{} URL-safe characters \
                  (A-Z a-z 0-9 - . _ ~), and state data of at most {} printable ASCII characters",
                 Escaped(&self.provider),
-                crate::authorize::MIN_STATE_CHARS,
-                crate::authorize::MAX_STATE_CHARS,
-                crate::authorize::MAX_STATE_DATA,
+                crate::authorize::state::MIN_STATE_CHARS,
+                crate::authorize::state::MAX_STATE_CHARS,
+                crate::authorize::state::MAX_STATE_DATA,
             ),
         }
     }
@@ -661,6 +727,26 @@ impl StdError for DiscoveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_registered_code_has_its_own_type_and_nothing_else_does() {
+        let codes: std::collections::HashSet<OAuthErrorCode> = crate::redact::REGISTERED_CODES
+            .iter()
+            .map(|code| {
+                let parsed = OAuthErrorCode::parse(code);
+                assert_ne!(parsed, OAuthErrorCode::Other, "{code}");
+                parsed
+            })
+            .collect();
+        assert_eq!(codes.len(), crate::redact::REGISTERED_CODES.len());
+        for unknown in ["", "Invalid_Client", "invalid_client ", "invalid_token", "nope"] {
+            assert_eq!(
+                OAuthErrorCode::parse(unknown),
+                OAuthErrorCode::Other,
+                "{unknown:?}"
+            );
+        }
+    }
 
     #[test]
     fn error_is_send_sync_static_and_boxes() {

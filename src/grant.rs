@@ -28,9 +28,30 @@ pub enum Grant {
 impl Grant {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
-            Grant::ClientCredentials => "client_credentials",
-            Grant::RefreshToken(_) => "refresh_token",
-            Grant::AuthorizationCode { .. } => "authorization_code",
+            Grant::ClientCredentials => GrantType::ClientCredentials,
+            Grant::RefreshToken(_) => GrantType::RefreshToken,
+            Grant::AuthorizationCode { .. } => GrantType::AuthorizationCode,
+        }
+        .as_str()
+    }
+}
+
+/// Which grant a token request presents, without its secrets: what the statistics
+/// count requests by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GrantType {
+    ClientCredentials,
+    RefreshToken,
+    AuthorizationCode,
+}
+
+impl GrantType {
+    /// The `grant_type` parameter's value (RFC 6749).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::AuthorizationCode => "authorization_code",
         }
     }
 }

@@ -113,7 +113,7 @@ impl fmt::Debug for Redactor {
 
 /// The `error` codes of RFC 6749 §4.1.2.1 and §5.2, RFC 7009 §2.2.1 and RFC 9449 §12.2:
 /// the ones worth matching on, kept verbatim.
-const REGISTERED_CODES: &[&str] = &[
+pub(crate) const REGISTERED_CODES: &[&str] = &[
     "invalid_request",
     "invalid_client",
     "invalid_grant",

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use crate::token_endpoint::GrantInput;
+use crate::grant::GrantType;
 
 /// Live counters of one credential.
 #[derive(Debug, Default)]
@@ -27,13 +27,13 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    /// Counts a token request about to be sent with `input`.
-    pub(crate) fn count_request(&self, input: &GrantInput) {
+    /// Counts a token request about to be sent with a grant of type `grant`.
+    pub(crate) fn count_request(&self, grant: GrantType) {
         self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let by_grant = match input {
-            GrantInput::ClientCredentials => &self.client_credentials,
-            GrantInput::Refresh(_) => &self.refresh_token,
-            GrantInput::Code(_) => &self.authorization_code,
+        let by_grant = match grant {
+            GrantType::ClientCredentials => &self.client_credentials,
+            GrantType::RefreshToken => &self.refresh_token,
+            GrantType::AuthorizationCode => &self.authorization_code,
         };
         by_grant.fetch_add(1, Ordering::Relaxed);
     }

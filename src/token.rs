@@ -409,6 +409,7 @@ mod tests {
             Err(Error::OAuth(e)) => {
                 assert_eq!(e.status(), StatusCode::OK);
                 assert_eq!(e.error(), "invalid_client");
+                assert_eq!(e.code(), crate::error::OAuthErrorCode::InvalidClient);
                 assert_eq!(e.description(), Some("nope"));
             }
             other => panic!("{other:?}"),

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::{
     error::{Error, MalformedResponse, ReauthorizationRequired, RefusedGrant, UnreachableError},
+    grant::GrantType,
     provider::{ClientAuth, ParameterEncoding, RefreshTokens, Revocation},
     redact::{without_userinfo, Redactor},
     secret::{AuthorizationCode, PkceVerifier, RefreshToken},
@@ -37,11 +38,12 @@ pub(crate) struct PendingCode {
 }
 
 impl GrantInput {
-    pub(crate) fn grant_type(&self) -> &'static str {
+    /// Which grant this is, without its secrets.
+    pub(crate) fn grant_type(&self) -> GrantType {
         match self {
-            GrantInput::ClientCredentials => "client_credentials",
-            GrantInput::Refresh(_) => "refresh_token",
-            GrantInput::Code(..) => "authorization_code",
+            GrantInput::ClientCredentials => GrantType::ClientCredentials,
+            GrantInput::Refresh(_) => GrantType::RefreshToken,
+            GrantInput::Code(..) => GrantType::AuthorizationCode,
         }
     }
 }
@@ -212,7 +214,7 @@ impl CheckedCredential {
         let cred = &self.credential;
         let provider = &cred.client.provider;
         let repeat = provider.repeat_authorization_params;
-        let mut params: Params<'_> = vec![("grant_type", input.grant_type())];
+        let mut params: Params<'_> = vec![("grant_type", input.grant_type().as_str())];
         match input {
             GrantInput::ClientCredentials => {}
             GrantInput::Refresh(refresh_token) => {

@@ -341,6 +341,7 @@ async fn a_refused_assertion_is_invalid_client_and_never_printed() {
             panic!("{err:?}")
         };
         assert_eq!((oauth.status().as_u16(), oauth.error()), (401, "invalid_client"));
+        assert_eq!(oauth.code(), tower_oauth2::error::OAuthErrorCode::InvalidClient);
         let (assertion, _) = assertion_of(&layered.sent()[0]);
         let printed = format!("{err}\n{err:?}\n{err:#?}\n{:?}", layered.credentials);
         for part in assertion.split('.') {

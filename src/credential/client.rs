@@ -57,7 +57,7 @@ impl ClientSettings {
     pub(crate) fn requested_scopes(&self) -> Vec<String> {
         match &self.scopes {
             Some(scopes) => scopes.clone(),
-            None => scope_set(self.provider.default_scopes.iter().cloned()),
+            None => crate::provider::scope_set(self.provider.default_scopes.iter().cloned()),
         }
     }
 
@@ -87,19 +87,6 @@ impl fmt::Debug for ClientSettings {
     }
 }
 
-/// Scopes as a set: sorted and without duplicates, so that the order a caller lists them
-/// in never makes two credentials (or two cache keys) differ.
-pub(crate) fn scope_set<I, S>(scopes: I) -> Vec<String>
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    let mut scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
-    scopes.sort();
-    scopes.dedup();
-    scopes
-}
-
 /// The setters and readers of the [`ClientSettings`] a type holds in its field `client`,
 /// as inherent methods of that type.
 macro_rules! client_settings {
@@ -111,7 +98,7 @@ macro_rules! client_settings {
             I: IntoIterator<Item = S>,
             S: Into<String>,
         {
-            self.client.scopes = Some($crate::credential::client::scope_set(scopes));
+            self.client.scopes = Some($crate::provider::scope_set(scopes));
             self
         }
 

@@ -133,7 +133,7 @@ impl CredentialState {
             provider = %self.config.provider_name(),
             credential = %self.key,
             subject = self.credential_key.subject().unwrap_or("-"),
-            grant = input.as_ref().map_or("none", GrantInput::grant_type),
+            grant = input.as_ref().map_or("none", |input| input.grant_type().as_str()),
             reason = reason.as_str(),
         );
         // Made before the task is spawned and moved into it: however the task ends, even

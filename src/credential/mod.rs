@@ -71,7 +71,6 @@ use std::{
 use arc_swap::ArcSwapOption;
 use tokio::{task::AbortHandle, time::Instant};
 
-pub(crate) use self::client::scope_set;
 use self::flight::PendingOutcome;
 pub(crate) use self::{cached_token::CachedToken, flight::Acquire};
 pub use self::{

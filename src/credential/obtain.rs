@@ -99,7 +99,7 @@ impl CredentialState {
         let Some(mut input) = input else {
             return Attempt::failed(self.nothing_to_present());
         };
-        self.stats.count_request(&input);
+        self.stats.count_request(input.grant_type());
         let mut result = self.config.fetch(&self.transport, &input).await;
         if let (Err(Error::ReauthorizationRequired(_)), GrantInput::Refresh(used), Some(store)) =
             (&result, &input, &self.store)
@@ -110,7 +110,7 @@ impl CredentialState {
                 if let Some(newer) = stored.refresh_token.filter(|rt| rt != used) {
                     tracing::info!("the refresh token was refused; trying the one in the store");
                     input = GrantInput::Refresh(newer);
-                    self.stats.count_request(&input);
+                    self.stats.count_request(input.grant_type());
                     result = self.config.fetch(&self.transport, &input).await;
                 }
             }
@@ -249,7 +249,7 @@ impl CredentialState {
         let Some(input) = input else {
             return Attempt::failed(self.nothing_to_present());
         };
-        self.stats.count_request(&input);
+        self.stats.count_request(input.grant_type());
         match self.config.fetch(&self.transport, &input).await {
             Ok(tokens) => {
                 let stored = StoredTokens::of(&tokens, Instant::now(), wall_clock_now());
@@ -301,7 +301,7 @@ impl CredentialState {
             return Attempt::failed(Error::Store(err));
         };
         tracing::warn!(error = %err, "the shared store failed; refreshing without it");
-        self.stats.count_request(&input);
+        self.stats.count_request(input.grant_type());
         match self.config.fetch(&self.transport, &input).await {
             Ok(tokens) => Attempt::ok(tokens),
             Err(err) => Attempt::failed(err),

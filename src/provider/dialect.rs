@@ -262,3 +262,16 @@ pub enum TokenPlacement {
     /// provider allows one: URLs end up in logs.
     Query(String),
 }
+
+/// Scopes as a set: sorted and without duplicates, so that the order a caller lists them
+/// in never makes two credentials (or two cache keys) differ.
+pub(crate) fn scope_set<I, S>(scopes: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}

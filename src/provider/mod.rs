@@ -36,11 +36,13 @@
 //! setters wrote. The crate's types follow this wherever a setter takes the bare name.
 
 mod dialect;
+pub(crate) mod metadata;
 
 use std::{fmt, sync::Arc};
 
 use http::{HeaderMap, StatusCode};
 
+pub(crate) use self::dialect::scope_set;
 #[cfg(feature = "jose")]
 pub use self::dialect::AssertionAudience;
 pub use self::dialect::{
@@ -90,7 +92,7 @@ pub struct Provider {
     /// records why here; building the registry reports it.
     pub(crate) invalid: Option<Arc<str>>,
     /// The metadata a discovery read, when the provider came from one.
-    pub(crate) metadata: Option<Arc<crate::discovery::ProviderMetadata>>,
+    pub(crate) metadata: Option<Arc<metadata::ProviderMetadata>>,
 }
 
 impl Provider {

@@ -1,5 +1,16 @@
 //! Presets for the providers this crate knows, filled in from their own documents.
 //!
+//! Each preset names the public document it follows; "the document" in a preset's
+//! description means that one:
+//!
+//! | preset | document |
+//! | --- | --- |
+//! | [`agrello()`] | Agrello API, *Authentication*: <https://support.agrello.io/agrello-api/authentication> |
+//! | [`accelo()`] | Accelo API, *Service Applications* ("Using OAuth 2.0 for Service Applications"): <https://affinitylive.jira.com/wiki/spaces/APIS/pages/17530903/Service+Applications> |
+//! | [`grindery()`] | Grindery, *Grindery OAuth 2.0*: <https://docs.grindery.org/page/1Qf18q708yRsChVf07x2zlhNAZ_gBOHI8M2JyKg5sy3Q/Grindery-OAuth-20> |
+//! | [`ioffice()`] | iOFFICE Knowledge Center, *Using OAuth 2.0 to Access the API*: <https://support.iofficecorp.com/Integration/REST_API/Using_OAuth_2.0_to_Access_the_API> |
+//! | [`dottedsign()`] | DottedSign Developer, *Authorization Code Flow*: <https://developer.dottedsign.com/docs/02-authentication-02-authorization-code-flow> |
+//!
 //! Each function returns a plain [`Provider`]: every setting can be changed with its
 //! setter, and [`Provider::standard`] covers any other RFC 6749 server. Where a
 //! provider's document is silent (a URL it does not print, a lifetime), the preset
@@ -69,6 +80,9 @@ use crate::{
 /// Agrello: users' tokens through the authorization-code flow, HTTP Basic client
 /// authentication, refresh tokens, `Authorization: Bearer`.
 ///
+/// Document: Agrello API, *Authentication*,
+/// <https://support.agrello.io/agrello-api/authentication>.
+///
 /// The document prints the authorization endpoint,
 /// `https://service.agrello.org/identity/auth/oauth/authorize`. It prints neither the
 /// token endpoint nor the API host: the preset uses the authorization endpoint's
@@ -85,6 +99,9 @@ pub fn agrello() -> Provider {
 
 /// Accelo service applications: the client credentials grant against the deployment's
 /// token endpoint, `https://{deployment}.api.accelo.com/oauth2/v0/token`.
+///
+/// Document: Accelo API, *Service Applications*,
+/// <https://affinitylive.jira.com/wiki/spaces/APIS/pages/17530903/Service+Applications>.
 ///
 /// - Client authentication is HTTP Basic, as the document recommends. Its fallback,
 ///   `client_id` and `client_secret` as parameters, is
@@ -120,6 +137,9 @@ pub fn accelo(deployment: &str) -> Provider {
 ///
 /// The refresh answer carries no refresh token; the one held is kept and used again.
 /// As Grindery has no client ids, the credential's client id is only a local label.
+///
+/// Document: Grindery, *Grindery OAuth 2.0*,
+/// <https://docs.grindery.org/page/1Qf18q708yRsChVf07x2zlhNAZ_gBOHI8M2JyKg5sy3Q/Grindery-OAuth-20>.
 ///
 /// The document prints the token endpoint, `https://orchestrator.grindery.org/oauth/token`,
 /// but neither the sign-in page nor the API host: the preset uses
@@ -163,6 +183,9 @@ fn grindery_dead_token(answer: &ApiAnswer<'_>) -> bool {
 }
 
 /// iOFFICE, for the site at `site` (`https://acme.iofficeconnect.com`).
+///
+/// Document: iOFFICE Knowledge Center, *Using OAuth 2.0 to Access the API*,
+/// <https://support.iofficecorp.com/Integration/REST_API/Using_OAuth_2.0_to_Access_the_API>.
 ///
 /// - Token requests go to `{site}/external/api/oauth2/token` with every parameter as a
 ///   request header (`x-grant-type`, `x-redirect-uri`, `x-client-id`, `x-scope`,
@@ -211,6 +234,9 @@ pub fn ioffice(site: &str) -> Provider {
 }
 
 /// DottedSign, at `base_url` (its API host, e.g. `https://api.dottedsign.com`).
+///
+/// Document: DottedSign Developer, *Authorization Code Flow*,
+/// <https://developer.dottedsign.com/docs/02-authentication-02-authorization-code-flow>.
 ///
 /// Users authorize at `{base_url}/v1/oauth/authorize`; tokens come from
 /// `{base_url}/v1/oauth/token` with `client_id` and `client_secret` in the form body

@@ -57,12 +57,16 @@
 //! # }
 //! ```
 
+pub(crate) mod state;
+
 use std::{fmt, sync::Arc};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use self::state::{is_usable_state, is_usable_state_data};
+pub use self::state::{MAX_STATE_CHARS, MAX_STATE_DATA, MIN_STATE_CHARS};
 use crate::{
     error::{AuthorizationError, AuthorizationErrorKind, Error},
     provider::{ClientAuth, Provider},
@@ -84,18 +88,6 @@ pub struct AuthorizationRequest {
     state: Option<String>,
     state_data: Option<String>,
 }
-
-/// The fewest characters a supplied `state` may have: 22 URL-safe characters can
-/// hold the 128 bits of entropy that make it unguessable (see the
-/// [module documentation](self#the-applications-own-state)).
-pub const MIN_STATE_CHARS: usize = 22;
-
-/// The most characters a supplied `state` may have: it travels in URLs.
-pub const MAX_STATE_CHARS: usize = 256;
-
-/// The most characters of [state data](AuthorizationRequest::state_data): it travels in
-/// URLs, through the browser and the provider.
-pub const MAX_STATE_DATA: usize = 1024;
 
 /// Random bytes in a drawn `state`: 192 bits, 32 base64url characters.
 const STATE_BYTES: usize = 24;
@@ -128,7 +120,7 @@ impl AuthorizationRequest {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.scopes = Some(crate::credential::scope_set(scopes));
+        self.scopes = Some(crate::provider::scope_set(scopes));
         self
     }
 
@@ -195,7 +187,7 @@ impl AuthorizationRequest {
             None => random_token(STATE_BYTES)?,
         };
         if let Some(data) = &self.state_data {
-            if data.len() > MAX_STATE_DATA || !data.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            if !is_usable_state_data(data) {
                 return Err(unusable());
             }
             state.push('.');
@@ -205,7 +197,7 @@ impl AuthorizationRequest {
         let verifier = pkce.then(|| random_token(32)).transpose()?;
         let scopes = self
             .scopes
-            .unwrap_or_else(|| crate::credential::scope_set(provider.default_scopes.iter().cloned()));
+            .unwrap_or_else(|| crate::provider::scope_set(provider.default_scopes.iter().cloned()));
 
         let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("response_type", "code");
@@ -248,15 +240,6 @@ impl AuthorizationRequest {
             state_data: self.state_data,
         })
     }
-}
-
-/// Whether a supplied `state` is long enough to be unguessable, short enough for a URL,
-/// and made of URL-safe (RFC 3986 unreserved) characters only.
-fn is_usable_state(state: &str) -> bool {
-    (MIN_STATE_CHARS..=MAX_STATE_CHARS).contains(&state.len())
-        && state
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// An authorization waiting for its callback. Keep it on the server (never in the
