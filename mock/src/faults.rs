@@ -33,6 +33,14 @@ pub enum Fault {
     /// `502 Bad Gateway` with a `text/html` error page, as an intermediary
     /// proxy would send.
     HtmlPage,
+    /// `400` with `{"error":"use_dpop_nonce"}` and a new nonce in `DPoP-Nonce` (RFC
+    /// 9449 §8), whatever nonce the request's proof carried. With
+    /// [`dpop_nonces`](crate::MockServerBuilder::dpop_nonces) on, the token endpoint's
+    /// nonce is replaced by that new one first; otherwise the nonce sent is one the
+    /// server does not require. Counted in
+    /// [`MockCounters::dpop_nonce_demanded_token`](crate::MockCounters::dpop_nonce_demanded_token)
+    /// too.
+    DemandDpopNonce,
 }
 
 /// Returned by the service to make hyper drop the connection without
@@ -68,6 +76,11 @@ impl Fault {
                 "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\
                  <body><h1>502 Bad Gateway</h1><p>The upstream server is unavailable.</p>\
                  </body></html>\n",
+            ),
+            Fault::DemandDpopNonce => (
+                StatusCode::BAD_REQUEST,
+                "application/json",
+                r#"{"error":"use_dpop_nonce","error_description":"the DPoP proof must carry the server's current nonce"}"#,
             ),
             Fault::Reset => return Err(ResetConnection),
             Fault::Hang => std::future::pending().await,

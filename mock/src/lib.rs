@@ -56,7 +56,8 @@
 //! [`rotate_dpop_nonces_on_success(true)`](MockServerBuilder::rotate_dpop_nonces_on_success)
 //! moves a nonce on every success and announces the new one in it, and
 //! [`MockServer::fail_next_resource_requests`] with a [`ResourceFault`] refuses the
-//! next resource requests with a nonce demand or a dead-token answer. The resource's
+//! next resource requests with a nonce demand or a dead-token answer
+//! ([`Fault::DemandDpopNonce`] does the former at the token endpoint). The resource's
 //! `200` answer names the key a DPoP-bound token is bound to in `cnf.jkt`. The
 //! `dpop_*` fields of [`MockCounters`] count accepted, refused and replayed proofs,
 //! nonce demands and distinct `jti`s. Proof signatures are checked with the

@@ -17,7 +17,7 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use tower_oauth2_mock::{MockServer, MockServerBuilder, ResourceFault};
+use tower_oauth2_mock::{Fault, MockServer, MockServerBuilder, ResourceFault};
 
 use support::*;
 
@@ -1077,5 +1077,31 @@ async fn rotating_on_success_announces_the_next_nonce_in_each_success() {
         &server,
         "token_requests=4 dpop_nonce_demanded_token=2 dpop_nonce_demanded_resource=1 \
          resource_calls_authorized=3 dpop_proofs_refused=0",
+    );
+}
+
+#[tokio::test]
+async fn a_token_fault_demands_a_nonce_again_with_a_new_one() {
+    let server = started(dpop_server().dpop_nonces(true)).await;
+    let client = http_client();
+    let key = Key::es256();
+    let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, None).await;
+    let nonce = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+
+    server.fail_next_token_requests(1, Fault::DemandDpopNonce);
+    let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&nonce)).await;
+    answer.assert_oauth_error(StatusCode::BAD_REQUEST, "use_dpop_nonce");
+    let rotated = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    assert_ne!(rotated, nonce);
+    // The nonce it announced replaced the one before.
+    dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&nonce))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "use_dpop_nonce");
+    dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&rotated))
+        .await
+        .assert_token("DPoP");
+    assert_counts(
+        &server,
+        "token_requests=4 token_errors=3 dpop_nonce_demanded_token=3 dpop_proofs_accepted=1",
     );
 }

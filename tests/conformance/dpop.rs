@@ -7,7 +7,7 @@ use tower_oauth2::{
     dpop::DpopKey,
     jose::{SigningAlgorithm, SigningKey},
 };
-use tower_oauth2_mock::ResourceFault;
+use tower_oauth2_mock::{Fault, ResourceFault};
 
 use crate::{common::*, support::logs::Captured};
 
@@ -22,6 +22,7 @@ both!(
     a_second_nonce_demand_is_returned_after_two_sends,
     a_dead_token_answer_to_the_nonce_retry_is_returned_after_two_sends,
     a_nonce_demand_answering_the_dead_token_retry_is_returned_and_blames_no_token,
+    a_second_nonce_demand_at_the_token_endpoint_is_the_error_after_two_requests,
     nonces_announced_in_successes_cost_no_round_trip,
     rsa_and_loaded_keys_prove_possession_of_the_key_their_tokens_are_bound_to,
 );
@@ -316,6 +317,31 @@ async fn a_nonce_demand_answering_the_dead_token_retry_is_returned_and_blames_no
         "token_requests=4 dpop_nonce_demanded_token=1 dpop_nonce_demanded_resource=2 \
          dpop_proofs_refused=0 dpop_replays=0 bearer_for_dpop_token=0",
     );
+}
+
+async fn a_second_nonce_demand_at_the_token_endpoint_is_the_error_after_two_requests(kind: Kind) {
+    let (server, credentials, adapter, _key) = dpop_setup(kind, true).await;
+    server.fail_next_token_requests(2, Fault::DemandDpopNonce);
+    let err = adapter
+        .send(Call::get(server.api_url("/things")).id("cold"))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::OAuth(oauth) => assert_eq!((oauth.status().as_u16(), oauth.error()), (400, "use_dpop_nonce")),
+        other => panic!("expected the token endpoint's answer, got {other:?}"),
+    }
+    assert_eq!(sends(&server, "cold"), 0);
+    assert_counts(&server, "token_requests=2 dpop_nonce_demanded_token=2");
+
+    // After the failure's back-off, the next token request carries the nonce of the
+    // second demand, which was remembered: no third demand.
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(status(&adapter, &server, "next").await, 200);
+    assert_counts(
+        &server,
+        "token_requests=3 dpop_nonce_demanded_token=2 dpop_proofs_refused=0 dpop_replays=0",
+    );
+    assert_eq!(credentials.stats()[0].token_requests, 2);
 }
 
 async fn nonces_announced_in_successes_cost_no_round_trip(kind: Kind) {
