@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
     body::{ReplayBody, ReplayableBody},
-    BoxError, Credential, CredentialRegistry, OAuth2Layer, Provider,
+    BoxError, CredentialRegistry, OAuth2Layer, Provider,
 };
 
 use support::{eventually, Api, TokenEndpoint};
@@ -59,15 +59,7 @@ fn credentials(endpoint: &TokenEndpoint, api: SocketAddr) -> CredentialRegistry 
     let provider = Provider::standard("https://auth.example.com/oauth/token")
         .name("example")
         .api(format!("http://{api}"));
-    CredentialRegistry::builder()
-        .credential(Credential::client_credentials(
-            provider,
-            "client-id",
-            "client-secret",
-        ))
-        .transport(endpoint.transport())
-        .build()
-        .unwrap()
+    endpoint.registry_for(provider)
 }
 
 fn retries(credentials: &CredentialRegistry) -> u64 {
@@ -88,47 +80,54 @@ fn axum_post(api: SocketAddr, id: &str, body: axum::body::Body) -> Request<axum:
 
 #[tokio::test]
 async fn an_axum_client_retries_a_json_post_once_after_a_dead_token_with_the_same_bytes() {
-    let (api, endpoint) = (Api::new(), TokenEndpoint::new(Duration::from_secs(3600)));
-    let addr = serve(api.clone()).await;
-    let credentials = credentials(&endpoint, addr);
-    let http: AxumClient = Client::builder(TokioExecutor::new()).build_http();
-    let client = OAuth2Layer::new(credentials.clone()).layer(http);
+    // A JSON body, and an empty one (a GET through an axum client carries one).
+    for payload in [JSON, ""] {
+        let body = || match payload {
+            "" => axum::body::Body::empty(),
+            json => axum::body::Body::from(json),
+        };
+        let (api, endpoint) = (Api::new(), TokenEndpoint::new(Duration::from_secs(3600)));
+        let addr = serve(api.clone()).await;
+        let credentials = credentials(&endpoint, addr);
+        let http: AxumClient = Client::builder(TokioExecutor::new()).build_http();
+        let client = OAuth2Layer::new(credentials.clone()).layer(http);
 
-    let warm = client
-        .clone()
-        .oneshot(axum_post(addr, "warm", axum::body::Body::from(JSON)))
-        .await
-        .unwrap();
-    assert_eq!(warm.status(), StatusCode::OK);
-    api.revoke_up_to(1);
+        let warm = client
+            .clone()
+            .oneshot(axum_post(addr, "warm", body()))
+            .await
+            .unwrap();
+        assert_eq!(warm.status(), StatusCode::OK);
+        api.revoke_up_to(1);
 
-    let response = client
-        .clone()
-        .oneshot(axum_post(addr, "after-expiry", axum::body::Body::from(JSON)))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "{}");
+        let response = client
+            .clone()
+            .oneshot(axum_post(addr, "after-expiry", body()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{payload:?}");
+        assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "{}");
 
-    let sends: Vec<_> = api
-        .seen()
-        .into_iter()
-        .filter(|seen| seen.id.as_deref() == Some("after-expiry"))
-        .collect();
-    assert_eq!(sends.len(), 2, "sent once, retried once");
-    assert_eq!(sends[0].status, 401);
-    assert_eq!(sends[0].authorization.as_deref(), Some("Bearer tok-1"));
-    assert_eq!(sends[1].status, 200);
-    assert_eq!(sends[1].authorization.as_deref(), Some("Bearer tok-2"));
-    for send in &sends {
-        assert_eq!(
-            send.body,
-            JSON.as_bytes(),
-            "the server saw the same bytes both times"
-        );
+        let sends: Vec<_> = api
+            .seen()
+            .into_iter()
+            .filter(|seen| seen.id.as_deref() == Some("after-expiry"))
+            .collect();
+        assert_eq!(sends.len(), 2, "{payload:?}: sent once, retried once");
+        assert_eq!(sends[0].status, 401);
+        assert_eq!(sends[0].authorization.as_deref(), Some("Bearer tok-1"));
+        assert_eq!(sends[1].status, 200);
+        assert_eq!(sends[1].authorization.as_deref(), Some("Bearer tok-2"));
+        for send in &sends {
+            assert_eq!(
+                send.body,
+                payload.as_bytes(),
+                "{payload:?}: the server saw the same bytes both times"
+            );
+        }
+        assert_eq!(endpoint.requests(), 2, "{payload:?}: one token, then one refresh");
+        assert_eq!(retries(&credentials), 1, "{payload:?}");
     }
-    assert_eq!(endpoint.requests(), 2, "one token, then one refresh");
-    assert_eq!(retries(&credentials), 1);
 }
 
 #[tokio::test]

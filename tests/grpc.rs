@@ -27,7 +27,7 @@ use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
 use tower::ServiceBuilder;
-use tower_oauth2::{Credential, CredentialRegistry, OAuth2, OAuth2Layer, Provider};
+use tower_oauth2::{CredentialRegistry, OAuth2, OAuth2Layer, Provider};
 
 use support::TokenEndpoint;
 
@@ -97,15 +97,7 @@ async fn client_of(addr: SocketAddr, endpoint: &TokenEndpoint, grpc: bool) -> (C
         .name("grpc-api")
         .api(&origin)
         .grpc(grpc);
-    let credentials = CredentialRegistry::builder()
-        .credential(Credential::client_credentials(
-            provider,
-            "client-id",
-            "client-secret",
-        ))
-        .transport(endpoint.transport())
-        .build()
-        .unwrap();
+    let credentials = endpoint.registry_for(provider);
     let channel = Channel::from_shared(origin.clone())
         .unwrap()
         .connect()

@@ -616,6 +616,26 @@ fn hostile(error: &str) -> String {
     )
 }
 
+/// Follows `uri` in alice's browser and checks the error page it gets: `status`, hardened
+/// headers, the OAuth error code shown as `<code>{shown}</code>`, and none of `absent`.
+async fn assert_error_page(
+    app: &Router,
+    uri: &str,
+    jar: &mut Jar,
+    status: StatusCode,
+    shown: &str,
+    absent: &[&str],
+) {
+    let answer = browse(app, uri, Some("alice"), jar).await;
+    assert_eq!(answer.status(), status, "{uri}");
+    assert_hardened_html(answer.headers());
+    let page = body(answer).await;
+    for hostile in absent {
+        assert!(!page.contains(hostile), "{hostile} in {page}");
+    }
+    assert!(page.contains(&format!("<code>{shown}</code>")), "{page}");
+}
+
 #[tokio::test]
 async fn a_refused_code_exchange_shows_the_error_code_and_not_the_description() {
     let endpoint = Endpoint::issuing_tokens();
@@ -627,15 +647,8 @@ async fn a_refused_code_exchange_shows_the_error_code_and_not_the_description() 
         let mut jar = Jar::new();
         let state = start(&app, "alice", &mut jar).await;
         let uri = format!("/oauth/callback/idp?code=THE-CODE&state={state}");
-        let failed = browse(&app, &uri, Some("alice"), &mut jar).await;
-        assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
-        let headers = failed.headers().clone();
-        let page = body(failed).await;
-        for secret in ["THE-CODE", "THE-SECRET", "<script>", "alert", &state] {
-            assert!(!page.contains(secret), "{secret} in {page}");
-        }
-        assert!(page.contains(&format!("<code>{error}</code>")), "{page}");
-        assert_hardened_html(&headers);
+        let absent = ["THE-CODE", "THE-SECRET", "<script>", "alert", &state];
+        assert_error_page(&app, &uri, &mut jar, StatusCode::BAD_GATEWAY, error, &absent).await;
     }
     assert_eq!(endpoint.exchanges(), 2);
 }
@@ -658,15 +671,8 @@ async fn an_authorization_error_shows_its_code_escaped_and_not_the_description()
             "/oauth/callback/idp?error={error}&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E+\
              secret%3DTHE-SECRET&state={state}"
         );
-        let denied = browse(&app, &uri, Some("alice"), &mut jar).await;
-        assert_eq!(denied.status(), StatusCode::FORBIDDEN);
-        let headers = denied.headers().clone();
-        let page = body(denied).await;
-        for hostile in ["<b>", "<script>", "alert", "THE-SECRET", "\"", "\\"] {
-            assert!(!page.contains(hostile), "{hostile} in {page}");
-        }
-        assert!(page.contains(&format!("<code>{shown}</code>")), "{page}");
-        assert_hardened_html(&headers);
+        let absent = ["<b>", "<script>", "alert", "THE-SECRET", "\"", "\\"];
+        assert_error_page(&app, &uri, &mut jar, StatusCode::FORBIDDEN, shown, &absent).await;
     }
     assert_eq!(endpoint.exchanges(), 0);
 }

@@ -119,6 +119,35 @@ fn record(credentials: &CredentialRegistry) -> Published {
     Published::take(&snapshotter)
 }
 
+/// What the registry's one credential of the provider `mock` published.
+struct AppCounters {
+    published: Published,
+    key: String,
+}
+
+impl AppCounters {
+    fn record(credentials: &CredentialRegistry) -> Self {
+        let key = credentials.keys()[0].to_string();
+        AppCounters {
+            published: record(credentials),
+            key,
+        }
+    }
+
+    fn labels(&self) -> [(&str, &str); 2] {
+        [("provider", "mock"), ("credential", self.key.as_str())]
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        self.published.counter(name, &self.labels())
+    }
+
+    fn client_credentials_requests(&self) -> u64 {
+        let labels = grant(&self.labels(), "client_credentials");
+        self.published.counter("oauth2_token_requests_total", &labels)
+    }
+}
+
 fn http() -> Http {
     Client::builder(TokioExecutor::new()).build_http()
 }
@@ -239,21 +268,13 @@ async fn dead_token_answers_publish_one_refresh_and_each_retry() {
     let statuses = concurrently(&client, &server, 20).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 
-    let key = credentials.keys()[0].to_string();
-    let labels = [("provider", "mock"), ("credential", key.as_str())];
-    let published = record(&credentials);
-    assert_eq!(published.counter("oauth2_dead_token_refreshes_total", &labels), 1);
-    assert_eq!(
-        published.counter(
-            "oauth2_token_requests_total",
-            &grant(&labels, "client_credentials")
-        ),
-        2
-    );
+    let app = AppCounters::record(&credentials);
+    assert_eq!(app.counter("oauth2_dead_token_refreshes_total"), 1);
+    assert_eq!(app.client_credentials_requests(), 2);
     // Every request was sent with the revoked token, and again with the new one.
-    assert_eq!(published.counter("oauth2_retries_total", &labels), 20);
+    assert_eq!(app.counter("oauth2_retries_total"), 20);
     assert_eq!(server.counters().resource_calls, 1 + 2 * 20);
-    assert_eq!(published.counter("oauth2_failures_total", &labels), 0);
+    assert_eq!(app.counter("oauth2_failures_total"), 0);
 }
 
 #[tokio::test]
@@ -265,18 +286,13 @@ async fn a_failed_token_request_is_published_and_leaves_no_refresh_gauge() {
     let err = client.oneshot(get(&server, None)).await.unwrap_err();
     assert!(matches!(err, Error::Malformed(_)), "{err:?}");
 
-    let key = credentials.keys()[0].to_string();
-    let labels = [("provider", "mock"), ("credential", key.as_str())];
-    let published = record(&credentials);
-    assert_eq!(published.counter("oauth2_failures_total", &labels), 1);
+    let app = AppCounters::record(&credentials);
+    assert_eq!(app.counter("oauth2_failures_total"), 1);
+    assert_eq!(app.client_credentials_requests(), 1);
     assert_eq!(
-        published.counter(
-            "oauth2_token_requests_total",
-            &grant(&labels, "client_credentials")
-        ),
-        1
+        app.published.gauge("oauth2_seconds_until_refresh", &app.labels()),
+        None
     );
-    assert_eq!(published.gauge("oauth2_seconds_until_refresh", &labels), None);
 }
 
 #[tokio::test]

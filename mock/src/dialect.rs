@@ -187,6 +187,20 @@ pub(crate) struct AuthorizeEndpoint {
     pub(crate) delivery: RedirectStyle,
 }
 
+impl AuthorizeEndpoint {
+    /// An endpoint at `path` that redirects with the code in the query (RFC 6749
+    /// §4.1.2), where `scope` and `state` are optional.
+    const fn query(path: &'static str, client_id: bool, pkce: bool) -> AuthorizeEndpoint {
+        AuthorizeEndpoint {
+            path,
+            client_id,
+            scope_and_state_required: false,
+            pkce,
+            delivery: RedirectStyle::Query,
+        }
+    }
+}
+
 /// Where the redirect back to the client carries its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RedirectStyle {
@@ -230,6 +244,20 @@ pub(crate) struct ProtectedResource {
 }
 
 impl ProtectedResource {
+    /// A resource under `prefixes` but not under `excluded` that takes
+    /// `Authorization: Bearer` only (RFC 6750 §2.1).
+    const fn bearer_only(
+        prefixes: &'static [&'static str],
+        excluded: &'static [&'static str],
+    ) -> ProtectedResource {
+        ProtectedResource {
+            prefixes,
+            excluded,
+            placements: &[TokenSlot::AuthorizationBearer],
+            refuses_authorization_bearer: false,
+        }
+    }
+
     /// Whether a request path belongs to the protected resource.
     pub(crate) fn serves(&self, path: &str) -> bool {
         let under = |prefix: &str| {
@@ -293,21 +321,10 @@ pub(crate) static STANDARD: DialectRules = DialectRules {
     // `/oauth/authorize` would be the sibling of the token path, but the
     // server has always answered 404 there and its tests pin that; Auth0
     // uses this same layout (`/authorize`, `/oauth/token`, `/oauth/revoke`).
-    authorize: Some(AuthorizeEndpoint {
-        path: "/authorize",
-        client_id: true,
-        scope_and_state_required: false,
-        pkce: true,
-        delivery: RedirectStyle::Query,
-    }),
+    authorize: Some(AuthorizeEndpoint::query("/authorize", true, true)),
     direct_code_path: None,
     revocation: Some(RevocationEndpoint::Rfc7009("/oauth/revoke")),
-    api: ProtectedResource {
-        prefixes: &["/api"],
-        excluded: &[],
-        placements: &[TokenSlot::AuthorizationBearer],
-        refuses_authorization_bearer: false,
-    },
+    api: ProtectedResource::bearer_only(&["/api"], &[]),
 };
 
 /// Agrello: authorization code flow, Basic client authentication only.
@@ -335,23 +352,16 @@ pub(crate) static AGRELLO: DialectRules = DialectRules {
     code_exchange_requires_redirect_uri: true,
     refresh_repeats_redirect_uri: false,
     code_lifetime: TEN_MINUTES,
-    authorize: Some(AuthorizeEndpoint {
-        path: "/identity/auth/oauth/authorize",
-        client_id: true,
-        scope_and_state_required: false,
-        pkce: false,
-        delivery: RedirectStyle::Query,
-    }),
+    authorize: Some(AuthorizeEndpoint::query(
+        "/identity/auth/oauth/authorize",
+        true,
+        false,
+    )),
     direct_code_path: None,
     revocation: None,
     // "It sends the token to Agrello API in an HTTP authorization header."
     // The document names no API path; `/api` is the conventional prefix.
-    api: ProtectedResource {
-        prefixes: &["/api"],
-        excluded: &[],
-        placements: &[TokenSlot::AuthorizationBearer],
-        refuses_authorization_bearer: false,
-    },
+    api: ProtectedResource::bearer_only(&["/api"], &[]),
 };
 
 /// Accelo service applications: client credentials only.
@@ -411,22 +421,11 @@ pub(crate) static GRINDERY: DialectRules = DialectRules {
     code_lifetime: TEN_MINUTES,
     // The document does not print the sign-in page's URL; `/oauth/authorize`
     // is the conventional sibling of `/oauth/token`.
-    authorize: Some(AuthorizeEndpoint {
-        path: "/oauth/authorize",
-        client_id: false,
-        scope_and_state_required: false,
-        pkce: false,
-        delivery: RedirectStyle::Query,
-    }),
+    authorize: Some(AuthorizeEndpoint::query("/oauth/authorize", false, false)),
     direct_code_path: None,
     revocation: None,
     // The document names no API path; `/api` is the conventional prefix.
-    api: ProtectedResource {
-        prefixes: &["/api"],
-        excluded: &[],
-        placements: &[TokenSlot::AuthorizationBearer],
-        refuses_authorization_bearer: false,
-    },
+    api: ProtectedResource::bearer_only(&["/api"], &[]),
 };
 
 /// iOFFICE: parameters in headers, milliseconds, rotation, a fragment
@@ -490,23 +489,12 @@ pub(crate) static DOTTEDSIGN: DialectRules = DialectRules {
     code_exchange_requires_redirect_uri: true,
     refresh_repeats_redirect_uri: false,
     code_lifetime: TEN_MINUTES,
-    authorize: Some(AuthorizeEndpoint {
-        path: "/v1/oauth/authorize",
-        client_id: true,
-        scope_and_state_required: false,
-        pkce: false,
-        delivery: RedirectStyle::Query,
-    }),
+    authorize: Some(AuthorizeEndpoint::query("/v1/oauth/authorize", true, false)),
     direct_code_path: None,
     revocation: None,
     // The document names only its OAuth paths, under `/v1`; the API is taken
     // to be the rest of `/v1`.
-    api: ProtectedResource {
-        prefixes: &["/v1"],
-        excluded: &["/v1/oauth"],
-        placements: &[TokenSlot::AuthorizationBearer],
-        refuses_authorization_bearer: false,
-    },
+    api: ProtectedResource::bearer_only(&["/v1"], &["/v1/oauth"]),
 };
 
 impl MockDialect {

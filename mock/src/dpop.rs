@@ -94,7 +94,13 @@ pub(crate) struct Expected<'a> {
     /// Base64url SHA-256 of the access token, at the resource; `None` at the token
     /// endpoint, where a proof carries no `ath`.
     pub(crate) ath: Option<&'a str>,
+    /// The authority `htu` must name when the request has no `Host` header: the server's
+    /// own.
+    pub(crate) default_host: &'a str,
 }
+
+/// What checking a request's proof found: `Ok(None)` if it had none.
+type Checked = Result<Option<AcceptedProof>, ProofError>;
 
 /// A proof that passed every check: the RFC 7638 thumbprint of its key.
 #[derive(Debug)]
@@ -196,14 +202,8 @@ impl DpopState {
 
     /// Checks the request's `DPoP` header, if it has one (`Ok(None)` if it has none),
     /// and counts the outcome.
-    pub(crate) fn check(
-        &self,
-        counters: &Counters,
-        parts: &Parts,
-        default_host: &str,
-        expected: &Expected<'_>,
-    ) -> Result<Option<AcceptedProof>, ProofError> {
-        let outcome = self.check_uncounted(counters, parts, default_host, expected);
+    pub(crate) fn check(&self, counters: &Counters, parts: &Parts, expected: &Expected<'_>) -> Checked {
+        let outcome = self.check_uncounted(counters, parts, expected);
         match &outcome {
             Ok(Some(_)) => counters.dpop(DpopEvent::Accepted),
             Ok(None) => {}
@@ -220,13 +220,7 @@ impl DpopState {
         outcome
     }
 
-    fn check_uncounted(
-        &self,
-        counters: &Counters,
-        parts: &Parts,
-        default_host: &str,
-        expected: &Expected<'_>,
-    ) -> Result<Option<AcceptedProof>, ProofError> {
+    fn check_uncounted(&self, counters: &Counters, parts: &Parts, expected: &Expected<'_>) -> Checked {
         let mut values = parts.headers.get_all("dpop").iter();
         let value = match (values.next(), values.next()) {
             (None, _) => return Ok(None),
@@ -241,7 +235,7 @@ impl DpopState {
             .map_err(|_| invalid("the DPoP header is not a JWS in compact serialization"))?;
         let (claims, jkt) = verify_jws(proof)?;
 
-        check_claims(&claims, parts, default_host, expected)?;
+        check_claims(&claims, parts, expected)?;
         let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
         let iat = claims.get("iat").and_then(Value::as_f64).unwrap_or_default();
         self.remember(counters, jti, iat)?;
@@ -395,7 +389,6 @@ fn json_object(segment: &str) -> Option<Map<String, Value>> {
 fn check_claims(
     claims: &Map<String, Value>,
     parts: &Parts,
-    default_host: &str,
     expected: &Expected<'_>,
 ) -> Result<(), ProofError> {
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
@@ -407,7 +400,7 @@ fn check_claims(
         Some(host) => host
             .to_str()
             .map_err(|_| invalid("the request's Host is not ASCII"))?,
-        None => default_host,
+        None => expected.default_host,
     };
     let htu = text("htu").ok_or_else(|| invalid("the DPoP proof has no htu"))?;
     if !htu_matches(htu, host, parts.uri.path()) {

@@ -303,8 +303,9 @@ fn authorize_dpop(state: &ServerState, dpop: &DpopState, parts: &Parts) -> Resul
     let expected = Expected {
         place: NoncePlace::Resource,
         ath: Some(&ath),
+        default_host: state.config.base_authority(),
     };
-    let proof = match dpop.check(&state.counters, parts, state.config.base_authority(), &expected) {
+    let proof = match dpop.check(&state.counters, parts, &expected) {
         Ok(Some(proof)) => proof,
         Ok(None) => {
             return Err(dpop_refusal(

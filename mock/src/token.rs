@@ -23,7 +23,7 @@ use crate::params::{
     check_content_type, check_empty_json_body, TokenParams, FORM_CONTENT_TYPE, JSON_CONTENT_TYPE,
 };
 use crate::scope::Scope;
-use crate::state::{random_string, GrantRecord, ServerState};
+use crate::state::{random_string, GrantRecord, IssuedTokens, ServerState};
 
 /// Largest token request body the endpoint reads.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
@@ -162,8 +162,9 @@ fn dpop_binding(state: &ServerState, parts: &Parts) -> Result<Option<String>, Er
     let expected = Expected {
         place: NoncePlace::TokenEndpoint,
         ath: None,
+        default_host: state.config.base_authority(),
     };
-    match dpop.check(&state.counters, parts, state.config.base_authority(), &expected) {
+    match dpop.check(&state.counters, parts, &expected) {
         Ok(Some(proof)) => Ok(Some(proof.jkt)),
         Ok(None) => Err(ErrorAnswer::invalid_grant(
             "this server issues DPoP-bound tokens only: send a DPoP proof",
@@ -237,21 +238,9 @@ fn client_credentials(
         scope: requested_scope(state, params)?.unwrap_or_default(),
         redirect_uri: None,
     };
+    let with_refresh = state.config.refresh_tokens_for_client_credentials;
     let mut tokens = state.tokens();
-    let family = tokens.new_family();
-    let refresh_token = state
-        .config
-        .refresh_tokens_for_client_credentials
-        .then(|| tokens.issue_refresh(grant.clone(), family));
-    let scope = grant.scope.clone();
-    let dpop_bound = jkt.is_some();
-    let access_token = tokens.issue_access(grant, family, state.config.token_lifetime, jkt);
-    Ok(Issued {
-        access_token,
-        scope,
-        refresh_token,
-        dpop_bound,
-    })
+    Ok(Issued::new_grant(state, &mut tokens, grant, with_refresh, jkt))
 }
 
 /// RFC 6749 §6.
@@ -428,18 +417,8 @@ fn authorization_code(
         grant.redirect_uri = redirect_uri.map(str::to_owned);
     }
     tokens.redeem_code(code);
-    let family = tokens.new_family();
-    let scope = grant.scope.clone();
-    let refresh_token = (dialect.refresh != RefreshRule::NoRefreshTokens)
-        .then(|| tokens.issue_refresh(grant.clone(), family));
-    let dpop_bound = jkt.is_some();
-    let access_token = tokens.issue_access(grant, family, state.config.token_lifetime, jkt);
-    Ok(Issued {
-        access_token,
-        scope,
-        refresh_token,
-        dpop_bound,
-    })
+    let with_refresh = dialect.refresh != RefreshRule::NoRefreshTokens;
+    Ok(Issued::new_grant(state, &mut tokens, grant, with_refresh, jkt))
 }
 
 /// A successful token response (RFC 6749 §5.1) in the dialect's shape.
@@ -452,6 +431,28 @@ struct Issued {
 }
 
 impl Issued {
+    /// The tokens of a new grant, of one new family: an access token, bound to the
+    /// DPoP key `jkt` if given, and a refresh token if `with_refresh`.
+    fn new_grant(
+        state: &ServerState,
+        tokens: &mut IssuedTokens,
+        grant: GrantRecord,
+        with_refresh: bool,
+        jkt: Option<String>,
+    ) -> Issued {
+        let family = tokens.new_family();
+        let refresh_token = with_refresh.then(|| tokens.issue_refresh(grant.clone(), family));
+        let scope = grant.scope.clone();
+        let dpop_bound = jkt.is_some();
+        let access_token = tokens.issue_access(grant, family, state.config.token_lifetime, jkt);
+        Issued {
+            access_token,
+            scope,
+            refresh_token,
+            dpop_bound,
+        }
+    }
+
     fn into_response(self, state: &ServerState) -> Response<Full<Bytes>> {
         let dialect = state.dialect();
         let mut body = Map::new();

@@ -14,27 +14,16 @@ fn token(server: &MockServer, auth: Option<&str>, form: &str) -> Request<Full<by
 }
 
 async fn access_token(server: &MockServer, client: &HttpClient) -> String {
-    let answer = send(
-        client,
-        token(
-            server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
-    )
-    .await;
+    let answer = token_as_client(client, server, CLIENT_CREDENTIALS).await;
     answer.assert_token("bearer");
     answer.str_field("access_token")
 }
 
 #[tokio::test]
 async fn urls_follow_the_document() {
-    let server = MockServer::accelo().start().await.unwrap();
+    let server = started(MockServer::accelo()).await;
     let base = server.base_url();
-    assert_eq!(server.dialect(), MockDialect::Accelo);
-    assert_eq!(server.token_url(), format!("{base}/oauth2/v0/token"));
-    assert_eq!(server.authorize_url(), None);
-    assert_eq!(server.revocation_url(), None);
+    assert_endpoints(&server, MockDialect::Accelo, "token=/oauth2/v0/token");
     assert_eq!(
         server.api_url("/companies/1"),
         format!("{base}/api/v0/companies/1")
@@ -43,52 +32,43 @@ async fn urls_follow_the_document() {
 
 #[tokio::test]
 async fn client_credentials_with_basic() {
-    let server = MockServer::accelo()
-        // Refresh tokens are never part of Accelo's answer.
-        .refresh_tokens_for_client_credentials(true)
-        .start()
-        .await
-        .unwrap();
-    let client = http_client();
+    // Refresh tokens are never part of Accelo's answer.
+    let (server, client) =
+        started_with_client(MockServer::accelo().refresh_tokens_for_client_credentials(true)).await;
     let auth = basic("client", "secret");
 
     for url in [server.token_url(), format!("{}.json", server.token_url())] {
-        let answer = send(
-            &client,
-            form_post(&url, Some(&auth), "grant_type=client_credentials"),
-        )
-        .await;
+        let answer = send(&client, form_post(&url, Some(&auth), CLIENT_CREDENTIALS)).await;
         let body = answer.assert_token("bearer");
         assert_eq!(body["expires_in"], 3600);
         assert_eq!(answer.fields(), ["access_token", "expires_in", "token_type"]);
     }
 
     // The document's scoped request is answered without a scope field.
-    let answer = send(
+    let answer = token_as_client(
         &client,
-        token(
-            &server,
-            Some(&auth),
-            &format!(
-                "grant_type=client_credentials&scope={}",
-                encode("read(all),write(companies,contacts)")
-            ),
+        &server,
+        &format!(
+            "grant_type=client_credentials&scope={}",
+            encode("read(all),write(companies,contacts)")
         ),
     )
     .await;
     answer.assert_token("bearer");
     assert_eq!(answer.fields(), ["access_token", "expires_in", "token_type"]);
-    let api = send(
+    let api = bearer_call(
         &client,
-        bearer_get(&server.api_url("/companies/1"), &answer.str_field("access_token")),
+        &server,
+        "/companies/1",
+        &answer.str_field("access_token"),
     )
     .await;
-    assert_eq!(api.status, StatusCode::OK);
-    let description = api.json();
-    assert_eq!(description["scope"], "read(all),write(companies,contacts)");
-    assert_eq!(description["subject"], serde_json::Value::Null);
-    assert_eq!(description["client_id"], "client");
-    assert_eq!(description["placement"], "authorization_bearer");
+    api.assert_described(serde_json::json!({
+        "scope": "read(all),write(companies,contacts)",
+        "subject": null,
+        "client_id": "client",
+        "placement": "authorization_bearer",
+    }));
 
     assert_counts(&server, "token_requests=3 client_credentials_grants=3");
 
@@ -97,23 +77,20 @@ async fn client_credentials_with_basic() {
 
 #[tokio::test]
 async fn parameter_credentials_in_the_body_or_query() {
-    let server = MockServer::accelo().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::accelo()).await;
     let credentials = "client_id=client&client_secret=secret";
 
-    let answer = send(
+    let answer = token_request(
         &client,
-        token(
-            &server,
-            None,
-            &format!("grant_type=client_credentials&{credentials}"),
-        ),
+        &server,
+        None,
+        &format!("grant_type=client_credentials&{credentials}"),
     )
     .await;
     answer.assert_token("bearer");
 
     let url = format!("{}?{credentials}", server.token_url());
-    send(&client, form_post(&url, None, "grant_type=client_credentials"))
+    send(&client, form_post(&url, None, CLIENT_CREDENTIALS))
         .await
         .assert_token("bearer");
     let url = format!("{}.json?client_id=client", server.token_url());
@@ -126,7 +103,7 @@ async fn parameter_credentials_in_the_body_or_query() {
 
     // Wrong secret, in the query.
     let url = format!("{}?client_id=client&client_secret=wrong", server.token_url());
-    send(&client, form_post(&url, None, "grant_type=client_credentials"))
+    send(&client, form_post(&url, None, CLIENT_CREDENTIALS))
         .await
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     // The same credential in the query and the body is a repeated parameter.
@@ -148,28 +125,18 @@ async fn parameter_credentials_in_the_body_or_query() {
 
 #[tokio::test]
 async fn no_client_authentication_is_invalid_client() {
-    let server = MockServer::accelo().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::accelo()).await;
     for form in [
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
         "grant_type=client_credentials&client_id=client",
         "grant_type=client_credentials&client_id=nobody&client_secret=secret",
     ] {
-        let answer = send(&client, token(&server, None, form)).await;
+        let answer = token_request(&client, &server, None, form).await;
         answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
         assert_eq!(answer.header(WWW_AUTHENTICATE), None);
     }
-    let answer = send(
-        &client,
-        token(
-            &server,
-            Some(&basic("client", "wrong")),
-            "grant_type=client_credentials",
-        ),
-    )
-    .await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    let answer = token_request(&client, &server, Some(&wrong_basic()), CLIENT_CREDENTIALS).await;
+    answer.assert_basic_challenge();
     let counters = server.counters();
     assert_eq!(counters.token_errors, 4);
     assert_eq!(server.active_access_tokens(), 0);
@@ -177,13 +144,8 @@ async fn no_client_authentication_is_invalid_client() {
 
 #[tokio::test]
 async fn scope_syntax_is_checked() {
-    let server = MockServer::accelo()
-        // Accelo checks syntax, not a list of allowed scopes.
-        .allowed_scopes(&["read"])
-        .start()
-        .await
-        .unwrap();
-    let client = http_client();
+    // Accelo checks syntax, not a list of allowed scopes.
+    let (server, client) = started_with_client(MockServer::accelo().allowed_scopes(&["read"])).await;
     let auth = basic("client", "secret");
     let request = |scope: &str| {
         token(
@@ -219,12 +181,9 @@ async fn scope_syntax_is_checked() {
         answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
     }
     // Absent (or empty) is fine.
-    send(
-        &client,
-        token(&server, Some(&auth), "grant_type=client_credentials&scope="),
-    )
-    .await
-    .assert_token("bearer");
+    token_as_client(&client, &server, "grant_type=client_credentials&scope=")
+        .await
+        .assert_token("bearer");
 
     let counters = server.counters();
     assert_eq!(counters.token_requests, (good.len() + bad.len() + 1) as u64);
@@ -233,15 +192,13 @@ async fn scope_syntax_is_checked() {
 
 #[tokio::test]
 async fn only_the_client_credentials_grant_exists() {
-    let server = MockServer::accelo().start().await.unwrap();
-    let client = http_client();
-    let auth = basic("client", "secret");
+    let (server, client) = started_with_client(MockServer::accelo()).await;
     for form in [
         "grant_type=refresh_token&refresh_token=abc",
         "grant_type=authorization_code&code=abc&redirect_uri=https%3A%2F%2Fa.example%2F",
         "grant_type=password&username=a&password=b",
     ] {
-        send(&client, token(&server, Some(&auth), form))
+        token_as_client(&client, &server, form)
             .await
             .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
@@ -250,12 +207,7 @@ async fn only_the_client_credentials_grant_exists() {
     assert_counts(&server, counts);
 
     // Neither is there an authorization endpoint.
-    let answer = send(
-        &client,
-        get(&format!("{}/oauth2/v0/authorize", server.base_url())),
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_not_found(&client, &server, &["/oauth2/v0/authorize"]).await;
 }
 
 #[tokio::test]
@@ -274,8 +226,7 @@ async fn no_codes_to_mint() {
 
 #[tokio::test]
 async fn tokens_go_in_the_header_or_bearer_token_query() {
-    let server = MockServer::accelo().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::accelo()).await;
     let token = access_token(&server, &client).await;
     let base = server.base_url();
 

@@ -14,79 +14,51 @@ const REDIRECT: &str = "https://app.example/dottedsign";
 const CREDENTIALS: &str = "client_id=client&client_secret=secret";
 
 fn code_form(code: &str, redirect: &str) -> String {
-    format!(
-        "{CREDENTIALS}&grant_type=authorization_code&code={code}&redirect_uri={}",
-        encode(redirect)
-    )
+    format!("{CREDENTIALS}&{}", exchange_form(code, Some(redirect)))
 }
 
-fn refresh_form(refresh: &str) -> String {
-    format!("{CREDENTIALS}&grant_type=refresh_token&refresh_token={refresh}")
+/// A refresh form with the client's credentials in it, as DottedSign wants them.
+fn refresh_form_with_secret(refresh: &str) -> String {
+    format!("{CREDENTIALS}&{}", refresh_form(refresh))
 }
 
 async fn sign_in(server: &MockServer, client: &HttpClient) -> String {
-    let url = with_query(
-        &server.authorize_url().unwrap(),
-        &[
-            ("client_id", "client"),
-            ("response_type", "code"),
-            ("redirect_uri", REDIRECT),
-        ],
-    );
-    let location = send(client, get(&url)).await.location();
-    assert!(location.starts_with(&format!("{REDIRECT}?code=")), "{location}");
-    query_of(&location)["code"].clone()
+    sign_in_with(client, server, &code_request(REDIRECT, &[])).await
 }
 
 #[tokio::test]
 async fn urls_follow_the_document() {
-    let server = MockServer::dottedsign().start().await.unwrap();
+    let (server, client) = started_with_client(MockServer::dottedsign()).await;
     let base = server.base_url();
-    assert_eq!(server.dialect(), MockDialect::DottedSign);
-    assert_eq!(server.authorize_url(), Some(format!("{base}/v1/oauth/authorize")));
-    assert_eq!(server.token_url(), format!("{base}/v1/oauth/token"));
-    assert_eq!(server.revocation_url(), None);
+    let endpoints = "token=/v1/oauth/token authorize=/v1/oauth/authorize";
+    assert_endpoints(&server, MockDialect::DottedSign, endpoints);
     assert_eq!(server.api_url("/tasks"), format!("{base}/v1/tasks"));
 
     // `/v1/oauth/*` is not the API.
-    let client = http_client();
-    for path in ["/v1/oauth/revoke", "/v1/oauth", "/oauth/token"] {
-        let answer = send(&client, get(&format!("{base}{path}"))).await;
-        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
-    }
+    assert_not_found(
+        &client,
+        &server,
+        &["/v1/oauth/revoke", "/v1/oauth", "/oauth/token"],
+    )
+    .await;
     assert_eq!(server.counters().resource_calls, 0);
 }
 
 #[tokio::test]
 async fn code_exchange_refresh_and_api() {
-    let server = MockServer::dottedsign().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::dottedsign()).await;
     let code = sign_in(&server, &client).await;
 
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), None, &code_form(&code, REDIRECT)),
-    )
-    .await;
+    let answer = token_request(&client, &server, None, &code_form(&code, REDIRECT)).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["expires_in"], 3600);
     let refresh = answer.str_field("refresh_token");
-    let api = send(
-        &client,
-        bearer_get(&server.api_url("/tasks"), &answer.str_field("access_token")),
-    )
-    .await;
-    assert_eq!(api.status, StatusCode::OK);
-    assert_eq!(api.json()["subject"], "alice");
-    assert_eq!(api.json()["path"], "/v1/tasks");
+    let api = bearer_call(&client, &server, "/tasks", &answer.str_field("access_token")).await;
+    api.assert_described(serde_json::json!({"subject": "alice", "path": "/v1/tasks"}));
 
     // No rotation by default: no new refresh token, the old one still works.
     for _ in 0..2 {
-        let answer = send(
-            &client,
-            form_post(&server.token_url(), None, &refresh_form(&refresh)),
-        )
-        .await;
+        let answer = token_request(&client, &server, None, &refresh_form_with_secret(&refresh)).await;
         assert!(answer.assert_token("Bearer").get("refresh_token").is_none());
     }
 
@@ -98,109 +70,72 @@ async fn code_exchange_refresh_and_api() {
 
 #[tokio::test]
 async fn http_basic_is_invalid_client() {
-    let server = MockServer::dottedsign().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::dottedsign()).await;
     let code = server.issue_authorization_code("client", REDIRECT, "");
-    let form = format!(
-        "grant_type=authorization_code&code={code}&redirect_uri={}",
-        encode(REDIRECT)
-    );
+    let form = exchange_form(&code, Some(REDIRECT));
 
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), Some(&basic("client", "secret")), &form),
-    )
-    .await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    let answer = token_as_client(&client, &server, &form).await;
+    answer.assert_basic_challenge();
 
     // The secret is required, and must be right.
     for credentials in ["client_id=client", "client_id=client&client_secret=wrong"] {
-        send(
-            &client,
-            form_post(&server.token_url(), None, &format!("{form}&{credentials}")),
-        )
-        .await
-        .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        token_request(&client, &server, None, &format!("{form}&{credentials}"))
+            .await
+            .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
-    send(
-        &client,
-        form_post(&server.token_url(), None, &code_form(&code, REDIRECT)),
-    )
-    .await
-    .assert_token("Bearer");
+    token_request(&client, &server, None, &code_form(&code, REDIRECT))
+        .await
+        .assert_token("Bearer");
     assert_eq!(server.counters().token_errors, 3);
 }
 
 #[tokio::test]
 async fn redirect_uri_must_match_the_authorize_one() {
-    let server = MockServer::dottedsign().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::dottedsign()).await;
     let code = sign_in(&server, &client).await;
 
-    send(
+    token_request(
         &client,
-        form_post(
-            &server.token_url(),
-            None,
-            &code_form(&code, "https://app.example/elsewhere"),
-        ),
+        &server,
+        None,
+        &code_form(&code, "https://app.example/elsewhere"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
-    send(
+    token_request(
         &client,
-        form_post(
-            &server.token_url(),
-            None,
-            &format!("{CREDENTIALS}&grant_type=authorization_code&code={code}"),
-        ),
+        &server,
+        None,
+        &format!("{CREDENTIALS}&{}", exchange_form(&code, None)),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(
-        &client,
-        form_post(&server.token_url(), None, &code_form(&code, REDIRECT)),
-    )
-    .await
-    .assert_token("Bearer");
-    send(
-        &client,
-        form_post(&server.token_url(), None, &code_form(&code, REDIRECT)),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_request(&client, &server, None, &code_form(&code, REDIRECT))
+        .await
+        .assert_token("Bearer");
+    token_request(&client, &server, None, &code_form(&code, REDIRECT))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
 #[tokio::test]
 async fn expired_tokens_are_401() {
-    let server = started(MockServer::dottedsign().token_lifetime(Duration::ZERO)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::dottedsign().token_lifetime(Duration::ZERO)).await;
     let code = server.issue_authorization_code("client", REDIRECT, "");
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), None, &code_form(&code, REDIRECT)),
-    )
-    .await;
+    let answer = token_request(&client, &server, None, &code_form(&code, REDIRECT)).await;
     answer.assert_token("Bearer");
-    let api = send(
-        &client,
-        bearer_get(&server.api_url("/tasks"), &answer.str_field("access_token")),
-    )
-    .await;
+    let api = bearer_call(&client, &server, "/tasks", &answer.str_field("access_token")).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         api.header(WWW_AUTHENTICATE),
         Some(r#"Bearer realm="mock", error="invalid_token""#)
     );
     // The refresh token still gets a (here also short-lived) new one.
-    let answer = send(
+    let answer = token_request(
         &client,
-        form_post(
-            &server.token_url(),
-            None,
-            &refresh_form(&answer.str_field("refresh_token")),
-        ),
+        &server,
+        None,
+        &refresh_form_with_secret(&answer.str_field("refresh_token")),
     )
     .await;
     answer.assert_token("Bearer");
@@ -211,20 +146,12 @@ async fn expired_tokens_are_401() {
 
 #[tokio::test]
 async fn rotation_can_be_turned_on() {
-    let server = started(MockServer::dottedsign().rotate_refresh_tokens(true)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::dottedsign().rotate_refresh_tokens(true)).await;
     let refresh = server.issue_refresh_token("client", "");
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), None, &refresh_form(&refresh)),
-    )
-    .await;
+    let answer = token_request(&client, &server, None, &refresh_form_with_secret(&refresh)).await;
     answer.assert_token("Bearer");
     assert_ne!(answer.str_field("refresh_token"), refresh);
-    send(
-        &client,
-        form_post(&server.token_url(), None, &refresh_form(&refresh)),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_request(&client, &server, None, &refresh_form_with_secret(&refresh))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 }

@@ -215,10 +215,9 @@ async fn token_call(client: &HttpClient, server: &MockServer, form: &str, proofs
     send(client, request).await
 }
 
-const CLIENT_CREDENTIALS: &str = "grant_type=client_credentials";
-
-fn refresh_form(refresh_token: &str) -> String {
-    format!("grant_type=refresh_token&refresh_token={refresh_token}")
+/// A token request with `form` carrying the one proof `proof`.
+async fn token_with_proof(client: &HttpClient, server: &MockServer, form: &str, proof: &str) -> Answer {
+    token_call(client, server, form, &[proof.as_bytes()]).await
 }
 
 /// A token request of `form` with one fresh proof of `key`, carrying `nonce` if given.
@@ -265,21 +264,32 @@ async fn resource_call(
     send(client, request.body(Full::<Bytes>::default()).expect("request")).await
 }
 
+/// `GET url` with `Authorization: DPoP token` and the `DPoP` headers `proofs`.
+async fn dpop_auth_get(client: &HttpClient, url: &str, token: &str, proofs: &[&[u8]]) -> Answer {
+    resource_call(client, Method::GET, url, Some(&format!("DPoP {token}")), proofs).await
+}
+
 /// `GET url` with `Authorization: DPoP token` and a valid proof of `key`.
 async fn dpop_get(client: &HttpClient, url: &str, token: &str, key: &Key, nonce: Option<&str>) -> Answer {
     let mut proof = Proof::new(key, "GET", url).with_ath(token);
     if let Some(nonce) = nonce {
         proof = proof.with_nonce(nonce);
     }
-    let proof = proof.sign(key);
-    resource_call(
-        client,
-        Method::GET,
-        url,
-        Some(&format!("DPoP {token}")),
-        &[proof.as_bytes()],
-    )
-    .await
+    dpop_auth_get(client, url, token, &[proof.sign(key).as_bytes()]).await
+}
+
+/// A server of `builder`, a client to call it and the ES256 test key.
+async fn setup(builder: MockServerBuilder) -> (MockServer, HttpClient, Key) {
+    (started(builder).await, http_client(), Key::es256())
+}
+
+/// What [`setup`] gives, with a DPoP-bound access token for the key and the URL of the
+/// resource `/things`.
+async fn bound(builder: MockServerBuilder) -> (MockServer, HttpClient, Key, String, String) {
+    let (server, client, key) = setup(builder).await;
+    let token = dpop_token(&client, &server, &key).await;
+    let url = server.api_url("/things");
+    (server, client, key, token, url)
 }
 
 /// The RFC 7638 thumbprint of a public JWK: its required members, in lexical order,
@@ -311,8 +321,7 @@ fn assert_challenge(answer: &Answer, challenge: &str) {
 
 #[tokio::test]
 async fn a_valid_proof_gets_a_dpop_bound_token_with_every_algorithm() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
+    let (server, client) = started_with_client(dpop_server()).await;
     for key in Key::all() {
         let token = dpop_token(&client, &server, &key).await;
         let answer = dpop_get(&client, &server.api_url("/things"), &token, &key, None).await;
@@ -348,17 +357,14 @@ async fn the_metadata_document_names_the_proof_algorithms() {
 
 #[tokio::test]
 async fn without_dpop_the_header_is_ignored_and_tokens_are_bearer() {
-    let server = started(MockServer::builder()).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let key = Key::es256();
     let proof = Proof::new(&key, "POST", &server.token_url()).sign(&key);
-    let answer = token_call(&client, &server, CLIENT_CREDENTIALS, &[proof.as_bytes()]).await;
+    let answer = token_with_proof(&client, &server, CLIENT_CREDENTIALS, &proof).await;
     answer.assert_token("Bearer");
     let token = answer.str_field("access_token");
     assert_eq!(
-        send(&client, bearer_get(&server.api_url("/x"), &token))
-            .await
-            .status,
+        bearer_call(&client, &server, "/x", &token).await.status,
         StatusCode::OK
     );
     assert_counts(&server, "dpop_proofs_accepted=0 dpop_distinct_jtis=0");
@@ -366,40 +372,25 @@ async fn without_dpop_the_header_is_ignored_and_tokens_are_bearer() {
 
 #[tokio::test]
 async fn the_emulators_do_not_do_dpop() {
-    let server = started(MockServer::agrello().dpop(true).dpop_nonces(true)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::agrello().dpop(true).dpop_nonces(true)).await;
     let key = Key::es256();
     let refresh_token = server.issue_refresh_token("client", "");
     let proof = Proof::new(&key, "POST", &server.token_url()).sign(&key);
-    let answer = token_call(
-        &client,
-        &server,
-        &refresh_form(&refresh_token),
-        &[proof.as_bytes()],
-    )
-    .await;
+    let answer = token_with_proof(&client, &server, &refresh_form(&refresh_token), &proof).await;
     answer.assert_token("Bearer");
     assert!(answer.header("dpop-nonce").is_none());
 }
 
 #[tokio::test]
 async fn a_refresh_without_a_proof_is_invalid_grant_and_uses_nothing_up() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
+    let (server, client, key) = setup(dpop_server()).await;
     let refresh_token = server.issue_refresh_token("client", "read");
 
     let answer = token_call(&client, &server, &refresh_form(&refresh_token), &[]).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     let proof = Proof::new(&key, "POST", &server.token_url()).sign(&key);
-    let answer = token_call(
-        &client,
-        &server,
-        &refresh_form(&refresh_token),
-        &[proof.as_bytes()],
-    )
-    .await;
+    let answer = token_with_proof(&client, &server, &refresh_form(&refresh_token), &proof).await;
     let body = answer.assert_token("DPoP");
     assert!(body["refresh_token"].is_string(), "rotated: {body}");
     assert_counts(
@@ -410,29 +401,22 @@ async fn a_refresh_without_a_proof_is_invalid_grant_and_uses_nothing_up() {
 
 #[tokio::test]
 async fn a_code_exchange_without_a_proof_is_invalid_grant_and_keeps_the_code() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
+    let (server, client, key) = setup(dpop_server()).await;
     let redirect_uri = "https://app.example/cb";
     let code = server.issue_authorization_code("client", redirect_uri, "read");
-    let form = format!(
-        "grant_type=authorization_code&code={code}&redirect_uri={}",
-        encode(redirect_uri)
-    );
+    let form = exchange_form(&code, Some(redirect_uri));
 
     token_call(&client, &server, &form, &[])
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     let proof = Proof::new(&key, "POST", &server.token_url()).sign(&key);
-    let answer = token_call(&client, &server, &form, &[proof.as_bytes()]).await;
+    let answer = token_with_proof(&client, &server, &form, &proof).await;
     answer.assert_token("DPoP");
 }
 
 #[tokio::test]
 async fn the_token_endpoint_refuses_each_broken_proof() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
+    let (server, client, key) = setup(dpop_server()).await;
     let url = server.token_url();
     let other_host = url.replace("127.0.0.1", "localhost");
     let good = || Proof::new(&key, "POST", &url);
@@ -511,13 +495,7 @@ async fn the_token_endpoint_refuses_each_broken_proof() {
     ];
     let refresh_token = server.issue_refresh_token("client", "read");
     for (n, (case, proof)) in cases.iter().enumerate() {
-        let answer = token_call(
-            &client,
-            &server,
-            &refresh_form(&refresh_token),
-            &[proof.as_bytes()],
-        )
-        .await;
+        let answer = token_with_proof(&client, &server, &refresh_form(&refresh_token), proof).await;
         assert_eq!(
             answer.status,
             StatusCode::BAD_REQUEST,
@@ -540,11 +518,11 @@ async fn the_token_endpoint_refuses_each_broken_proof() {
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof");
 
     // Nothing was used up.
-    let answer = token_call(
+    let answer = token_with_proof(
         &client,
         &server,
         &refresh_form(&refresh_token),
-        &[good().sign(&key).as_bytes()],
+        &good().sign(&key),
     )
     .await;
     answer.assert_token("DPoP");
@@ -556,9 +534,7 @@ async fn the_token_endpoint_refuses_each_broken_proof() {
 
 #[tokio::test]
 async fn htu_names_the_host_the_request_was_sent_to() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
+    let (server, client, key) = setup(dpop_server()).await;
     let authority = server.addr().to_string();
     let localhost = format!("localhost:{}", server.addr().port());
     let as_localhost = |proof: &str| {
@@ -584,31 +560,27 @@ async fn htu_names_the_host_the_request_was_sent_to() {
 
 #[tokio::test]
 async fn htu_ignores_the_query_and_the_fragment() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
+    let (server, client, key) = setup(dpop_server()).await;
     let htu = format!("{}?ignored=1#also", server.token_url());
     let proof = Proof::new(&key, "POST", &htu).sign(&key);
-    token_call(&client, &server, CLIENT_CREDENTIALS, &[proof.as_bytes()])
+    token_with_proof(&client, &server, CLIENT_CREDENTIALS, &proof)
         .await
         .assert_token("DPoP");
 }
 
 #[tokio::test]
 async fn a_replayed_proof_is_refused_at_the_token_endpoint() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
+    let (server, client, key) = setup(dpop_server()).await;
     let proof = Proof::new(&key, "POST", &server.token_url());
     let signed = proof.sign(&key);
-    token_call(&client, &server, CLIENT_CREDENTIALS, &[signed.as_bytes()])
+    token_with_proof(&client, &server, CLIENT_CREDENTIALS, &signed)
         .await
         .assert_token("DPoP");
-    let answer = token_call(&client, &server, CLIENT_CREDENTIALS, &[signed.as_bytes()]).await;
+    let answer = token_with_proof(&client, &server, CLIENT_CREDENTIALS, &signed).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof");
     // The same jti in a proof signed again (another iat) is a replay too.
     let again = proof.claim("iat", json!(now() - 1)).sign(&key);
-    let answer = token_call(&client, &server, CLIENT_CREDENTIALS, &[again.as_bytes()]).await;
+    let answer = token_with_proof(&client, &server, CLIENT_CREDENTIALS, &again).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof");
     assert_counts(
         &server,
@@ -618,9 +590,7 @@ async fn a_replayed_proof_is_refused_at_the_token_endpoint() {
 
 #[tokio::test]
 async fn the_token_endpoint_demands_its_nonce_once_per_rotation() {
-    let server = started(dpop_server().dpop_nonces(true)).await;
-    let client = http_client();
-    let key = Key::es256();
+    let (server, client, key) = setup(dpop_server().dpop_nonces(true)).await;
     let refresh_token = server.issue_refresh_token("client", "read");
     let form = refresh_form(&refresh_token);
 
@@ -671,11 +641,7 @@ async fn the_token_endpoint_demands_its_nonce_once_per_rotation() {
 
 #[tokio::test]
 async fn the_resource_demands_its_own_nonce_once_per_rotation() {
-    let server = started(dpop_server().dpop_nonces(true)).await;
-    let client = http_client();
-    let key = Key::es256();
-    let token = dpop_token(&client, &server, &key).await;
-    let url = server.api_url("/things");
+    let (server, client, key, token, url) = bound(dpop_server().dpop_nonces(true)).await;
 
     let answer = dpop_get(&client, &url, &token, &key, None).await;
     assert_challenge(&answer, r#"DPoP error="use_dpop_nonce""#);
@@ -705,9 +671,7 @@ async fn the_resource_demands_its_own_nonce_once_per_rotation() {
 
 #[tokio::test]
 async fn the_token_endpoint_nonce_is_not_the_resource_nonce() {
-    let server = started(dpop_server().dpop_nonces(true)).await;
-    let client = http_client();
-    let key = Key::es256();
+    let (server, client, key) = setup(dpop_server().dpop_nonces(true)).await;
     let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, None).await;
     let token_nonce = answer.header("dpop-nonce").unwrap().to_owned();
     let token = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&token_nonce))
@@ -721,11 +685,7 @@ async fn the_token_endpoint_nonce_is_not_the_resource_nonce() {
 
 #[tokio::test]
 async fn the_resource_refuses_a_dpop_bound_token_sent_as_bearer() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
-    let token = dpop_token(&client, &server, &key).await;
-    let url = server.api_url("/things");
+    let (server, client, key, token, url) = bound(dpop_server()).await;
     let proof = Proof::new(&key, "GET", &url).with_ath(&token).sign(&key);
     let answer = resource_call(
         &client,
@@ -743,11 +703,7 @@ async fn the_resource_refuses_a_dpop_bound_token_sent_as_bearer() {
 
 #[tokio::test]
 async fn the_resource_refuses_each_broken_proof() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
-    let token = dpop_token(&client, &server, &key).await;
-    let url = server.api_url("/things");
+    let (server, client, key, token, url) = bound(dpop_server()).await;
     let good = || Proof::new(&key, "GET", &url).with_ath(&token);
     let cases: Vec<(&str, String)> = vec![
         (
@@ -769,18 +725,11 @@ async fn the_resource_refuses_each_broken_proof() {
         ("signed by another key", good().sign(&Key::other_es256())),
     ];
     for (n, (case, proof)) in cases.iter().enumerate() {
-        let answer = resource_call(
-            &client,
-            Method::GET,
-            &url,
-            Some(&format!("DPoP {token}")),
-            &[proof.as_bytes()],
-        )
-        .await;
+        let answer = dpop_auth_get(&client, &url, &token, &[proof.as_bytes()]).await;
         assert_challenge(&answer, r#"DPoP error="invalid_dpop_proof""#);
         assert_eq!(server.counters().dpop_proofs_refused, n as u64 + 1, "{case}");
     }
-    let answer = resource_call(&client, Method::GET, &url, Some(&format!("DPoP {token}")), &[]).await;
+    let answer = dpop_auth_get(&client, &url, &token, &[]).await;
     assert_challenge(&answer, r#"DPoP error="invalid_dpop_proof""#);
     let answer = resource_call(&client, Method::GET, &url, None, &[]).await;
     assert_challenge(&answer, r#"DPoP algs="ES256 EdDSA RS256 PS256""#);
@@ -788,54 +737,25 @@ async fn the_resource_refuses_each_broken_proof() {
     // The query is not part of htu; the token still works with a good proof.
     let with_query = format!("{url}?page=2");
     let proof = Proof::new(&key, "GET", &url).with_ath(&token).sign(&key);
-    let answer = resource_call(
-        &client,
-        Method::GET,
-        &with_query,
-        Some(&format!("DPoP {token}")),
-        &[proof.as_bytes()],
-    )
-    .await;
+    let answer = dpop_auth_get(&client, &with_query, &token, &[proof.as_bytes()]).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
 }
 
 #[tokio::test]
 async fn a_replayed_proof_is_refused_at_the_resource() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
-    let token = dpop_token(&client, &server, &key).await;
-    let url = server.api_url("/things");
+    let (server, client, key, token, url) = bound(dpop_server()).await;
     let proof = Proof::new(&key, "GET", &url).with_ath(&token).sign(&key);
-    let authorization = format!("DPoP {token}");
-    let first = resource_call(
-        &client,
-        Method::GET,
-        &url,
-        Some(&authorization),
-        &[proof.as_bytes()],
-    )
-    .await;
+    let first = dpop_auth_get(&client, &url, &token, &[proof.as_bytes()]).await;
     assert_eq!(first.status, StatusCode::OK);
-    let second = resource_call(
-        &client,
-        Method::GET,
-        &url,
-        Some(&authorization),
-        &[proof.as_bytes()],
-    )
-    .await;
+    let second = dpop_auth_get(&client, &url, &token, &[proof.as_bytes()]).await;
     assert_challenge(&second, r#"DPoP error="invalid_dpop_proof""#);
     assert_counts(&server, "dpop_replays=1 resource_calls_authorized=1");
 }
 
 #[tokio::test]
 async fn the_resource_refuses_a_proof_of_another_key_and_unknown_tokens() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let (key, other) = (Key::es256(), Key::other_es256());
-    let token = dpop_token(&client, &server, &key).await;
-    let url = server.api_url("/things");
+    let (server, client, key, token, url) = bound(dpop_server()).await;
+    let other = Key::other_es256();
     assert_challenge(
         &dpop_get(&client, &url, &token, &other, None).await,
         r#"DPoP error="invalid_token""#,
@@ -854,30 +774,17 @@ async fn the_resource_refuses_a_proof_of_another_key_and_unknown_tokens() {
 
 #[tokio::test]
 async fn a_refresh_binds_the_new_token_to_the_new_key() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
+    let (server, client) = started_with_client(dpop_server()).await;
     let (old_key, new_key) = (Key::es256(), Key::other_es256());
     let url = server.token_url();
     let refresh_token = server.issue_refresh_token("client", "read");
     let proof = Proof::new(&old_key, "POST", &url).sign(&old_key);
-    let answer = token_call(
-        &client,
-        &server,
-        &refresh_form(&refresh_token),
-        &[proof.as_bytes()],
-    )
-    .await;
+    let answer = token_with_proof(&client, &server, &refresh_form(&refresh_token), &proof).await;
     let old_token = answer.str_field("access_token");
     let refresh_token = answer.str_field("refresh_token");
 
     let proof = Proof::new(&new_key, "POST", &url).sign(&new_key);
-    let answer = token_call(
-        &client,
-        &server,
-        &refresh_form(&refresh_token),
-        &[proof.as_bytes()],
-    )
-    .await;
+    let answer = token_with_proof(&client, &server, &refresh_form(&refresh_token), &proof).await;
     answer.assert_token("DPoP");
     let new_token = answer.str_field("access_token");
 
@@ -898,11 +805,7 @@ async fn a_refresh_binds_the_new_token_to_the_new_key() {
 
 #[tokio::test]
 async fn malformed_and_huge_proofs_are_answered_not_panicked_on() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
-    let token = dpop_token(&client, &server, &key).await;
-    let api = server.api_url("/things");
+    let (server, client, key, token, api) = bound(dpop_server()).await;
     let huge = format!(
         "{}.{}.{}",
         "e".repeat(30_000),
@@ -926,14 +829,7 @@ async fn malformed_and_huge_proofs_are_answered_not_panicked_on() {
     for proof in &proofs {
         let answer = token_call(&client, &server, CLIENT_CREDENTIALS, &[proof]).await;
         answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof");
-        let answer = resource_call(
-            &client,
-            Method::GET,
-            &api,
-            Some(&format!("DPoP {token}")),
-            &[proof],
-        )
-        .await;
+        let answer = dpop_auth_get(&client, &api, &token, &[proof]).await;
         assert_challenge(&answer, r#"DPoP error="invalid_dpop_proof""#);
     }
     // Still serving.
@@ -950,11 +846,7 @@ async fn malformed_and_huge_proofs_are_answered_not_panicked_on() {
 
 #[tokio::test]
 async fn every_fresh_proof_is_a_distinct_jti() {
-    let server = started(dpop_server()).await;
-    let client = http_client();
-    let key = Key::es256();
-    let token = dpop_token(&client, &server, &key).await;
-    let api = server.api_url("/things");
+    let (server, client, key, token, api) = bound(dpop_server()).await;
     for _ in 0..100 {
         assert_eq!(
             dpop_get(&client, &api, &token, &key, None).await.status,

@@ -4,47 +4,40 @@
 mod support;
 
 use http::StatusCode;
-use serde_json::Value;
 use support::*;
 use tower_oauth2_mock::{MockDialect, MockServer};
 
 const REDIRECT: &str = "https://app.example/grindery/callback";
 
+/// Grindery's sign-in names no client.
 async fn sign_in(server: &MockServer, client: &HttpClient) -> String {
-    let url = with_query(
-        &server.authorize_url().unwrap(),
-        &[("response_type", "code"), ("redirect_uri", REDIRECT)],
-    );
-    let location = send(client, get(&url)).await.location();
-    assert!(location.starts_with(&format!("{REDIRECT}?code=")), "{location}");
-    query_of(&location)["code"].clone()
-}
-
-fn post(server: &MockServer, form: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
-    form_post(&server.token_url(), None, form)
+    let params = [("response_type", "code"), ("redirect_uri", REDIRECT)];
+    sign_in_with(client, server, &params).await
 }
 
 #[tokio::test]
 async fn urls_follow_the_document() {
-    let server = MockServer::grindery().start().await.unwrap();
+    let server = started(MockServer::grindery()).await;
     let base = server.base_url();
-    assert_eq!(server.dialect(), MockDialect::Grindery);
-    assert_eq!(server.token_url(), format!("{base}/oauth/token"));
-    assert_eq!(server.authorize_url(), Some(format!("{base}/oauth/authorize")));
-    assert_eq!(server.revocation_url(), None);
+    assert_endpoints(
+        &server,
+        MockDialect::Grindery,
+        "token=/oauth/token authorize=/oauth/authorize",
+    );
     assert_eq!(server.api_url("/workflows"), format!("{base}/api/workflows"));
 }
 
 #[tokio::test]
 async fn code_exchange_without_client() {
-    let server = MockServer::grindery().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::grindery()).await;
     let code = sign_in(&server, &client).await;
 
     // Exactly the document's two body parameters.
-    let answer = send(
+    let answer = token_request(
         &client,
-        post(&server, &format!("code={code}&grant_type=authorization_code")),
+        &server,
+        None,
+        &format!("code={code}&grant_type=authorization_code"),
     )
     .await;
     let body = answer.assert_token("Bearer");
@@ -54,16 +47,12 @@ async fn code_exchange_without_client() {
         ["access_token", "expires_in", "refresh_token", "token_type"]
     );
 
-    let api = send(
-        &client,
-        bearer_get(&server.api_url("/workflows"), &answer.str_field("access_token")),
-    )
-    .await;
-    assert_eq!(api.status, StatusCode::OK);
-    let description = api.json();
-    assert_eq!(description["client_id"], Value::Null);
-    assert_eq!(description["subject"], "alice");
-    assert_eq!(description["placement"], "authorization_bearer");
+    let api = bearer_call(&client, &server, "/workflows", &answer.str_field("access_token")).await;
+    api.assert_described(serde_json::json!({
+        "client_id": null,
+        "subject": "alice",
+        "placement": "authorization_bearer",
+    }));
 
     assert_counts(&server, "authorizations=1 authorization_code_grants=1");
 
@@ -72,30 +61,20 @@ async fn code_exchange_without_client() {
 
 #[tokio::test]
 async fn refresh_omits_the_refresh_token_and_keeps_the_old_one() {
-    let server = MockServer::grindery()
-        // Grindery's document fixes this: the setting cannot turn rotation on.
-        .rotate_refresh_tokens(true)
-        .start()
-        .await
-        .unwrap();
-    let client = http_client();
+    // Grindery's document fixes this: the setting cannot turn rotation on.
+    let (server, client) = started_with_client(MockServer::grindery().rotate_refresh_tokens(true)).await;
     let code = sign_in(&server, &client).await;
-    let answer = send(
-        &client,
-        post(&server, &format!("grant_type=authorization_code&code={code}")),
-    )
-    .await;
+    let answer = token_request(&client, &server, None, &exchange_form(&code, None)).await;
     answer.assert_token("Bearer");
     let refresh = answer.str_field("refresh_token");
     let mut access_tokens = vec![answer.str_field("access_token")];
 
     for _ in 0..3 {
-        let answer = send(
+        let answer = token_request(
             &client,
-            post(
-                &server,
-                &format!("refresh_token={refresh}&grant_type=refresh_token"),
-            ),
+            &server,
+            None,
+            &format!("refresh_token={refresh}&grant_type=refresh_token"),
         )
         .await;
         answer.assert_token("Bearer");
@@ -106,7 +85,7 @@ async fn refresh_omits_the_refresh_token_and_keeps_the_old_one() {
     access_tokens.dedup();
     assert_eq!(access_tokens.len(), 4);
     for token in &access_tokens {
-        let api = send(&client, bearer_get(&server.api_url("/me"), token)).await;
+        let api = bearer_call(&client, &server, "/me", token).await;
         assert_eq!(api.status, StatusCode::OK);
     }
 
@@ -116,32 +95,32 @@ async fn refresh_omits_the_refresh_token_and_keeps_the_old_one() {
 
 #[tokio::test]
 async fn client_credentials_are_refused_and_client_id_ignored() {
-    let server = MockServer::grindery().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::grindery()).await;
     let refresh = server.issue_refresh_token("", "");
-    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+    let form = refresh_form(&refresh);
 
-    send(&client, post(&server, &format!("{form}&client_id=anything")))
+    token_request(&client, &server, None, &format!("{form}&client_id=anything"))
         .await
         .assert_token("Bearer");
-    send(
+    token_request(
         &client,
-        post(&server, &format!("{form}&client_id=a&client_secret=b")),
+        &server,
+        None,
+        &format!("{form}&client_id=a&client_secret=b"),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(
-        &client,
-        form_post(&server.token_url(), Some(&basic("client", "secret")), &form),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(&client, post(&server, "grant_type=client_credentials"))
+    token_as_client(&client, &server, &form)
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    token_request(&client, &server, None, CLIENT_CREDENTIALS)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
-    send(
+    token_request(
         &client,
-        post(&server, "grant_type=refresh_token&refresh_token=unknown"),
+        &server,
+        None,
+        "grant_type=refresh_token&refresh_token=unknown",
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
@@ -151,45 +130,27 @@ async fn client_credentials_are_refused_and_client_id_ignored() {
 
 #[tokio::test]
 async fn a_redirect_uri_is_optional_but_must_match() {
-    let server = MockServer::grindery().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::grindery()).await;
     let code = server.issue_authorization_code("", REDIRECT, "");
-    send(
+    token_request(
         &client,
-        post(
-            &server,
-            &format!(
-                "grant_type=authorization_code&code={code}&redirect_uri={}",
-                encode("https://evil.example/")
-            ),
-        ),
+        &server,
+        None,
+        &exchange_form(&code, Some("https://evil.example/")),
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
-    send(
-        &client,
-        post(
-            &server,
-            &format!(
-                "grant_type=authorization_code&code={code}&redirect_uri={}",
-                encode(REDIRECT)
-            ),
-        ),
-    )
-    .await
-    .assert_token("Bearer");
-    send(
-        &client,
-        post(&server, &format!("grant_type=authorization_code&code={code}")),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_request(&client, &server, None, &exchange_form(&code, Some(REDIRECT)))
+        .await
+        .assert_token("Bearer");
+    token_request(&client, &server, None, &exchange_form(&code, None))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
 #[tokio::test]
 async fn the_sign_in_page_needs_only_a_redirect_uri() {
-    let server = MockServer::grindery().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::grindery()).await;
     let authorize = server.authorize_url().unwrap();
 
     let answer = send(
@@ -255,17 +216,9 @@ fn json_rpc(
 
 #[tokio::test]
 async fn native_answers_put_dead_tokens_in_json_rpc_errors_and_refuse_grants_with_invalid_request() {
-    let server = started(MockServer::grindery().native_grindery_errors(true)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::grindery().native_grindery_errors(true)).await;
     let refresh = server.issue_refresh_token("", "");
-    let answer = send(
-        &client,
-        post(
-            &server,
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
-    )
-    .await;
+    let answer = token_request(&client, &server, None, &refresh_form(&refresh)).await;
     let token = answer.str_field("access_token");
     let call = r#"{"jsonrpc":"2.0","method":"or_listWorkflows","params":{},"id":"a"}"#;
 
@@ -312,40 +265,32 @@ async fn native_answers_put_dead_tokens_in_json_rpc_errors_and_refuse_grants_wit
     assert_eq!(error(&unknown).1, -32602);
 
     // REST routes keep RFC 6750's 401.
-    let rest = send(&client, bearer_get(&server.api_url("/me"), "not-a-live-token")).await;
+    let rest = bearer_call(&client, &server, "/me", "not-a-live-token").await;
     assert_eq!(rest.status, StatusCode::UNAUTHORIZED);
 
-    let refused = send(
-        &client,
-        post(&server, "grant_type=refresh_token&refresh_token=never-issued"),
-    )
-    .await;
-    refused.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    assert_eq!(
-        refused.json()["error_description"],
-        "Invalid or expired refresh token"
-    );
-    let refused = send(
-        &client,
-        post(&server, "grant_type=authorization_code&code=never-issued"),
-    )
-    .await;
-    refused.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    assert_eq!(refused.json()["error_description"], "Invalid code");
+    for (form, description) in [
+        (refresh_form("never-issued"), "Invalid or expired refresh token"),
+        (exchange_form("never-issued", None), "Invalid code"),
+    ] {
+        let refused = token_request(&client, &server, None, &form).await;
+        refused.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(refused.json()["error_description"], description, "{form}");
+    }
 }
 
 #[tokio::test]
 async fn without_native_answers_the_emulator_follows_the_rfcs() {
-    let server = MockServer::grindery().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::grindery()).await;
     let call = r#"{"jsonrpc":"2.0","method":"listWorkflows","id":1}"#;
     assert_eq!(
         send(&client, json_rpc(&server, Some("x"), call)).await.status,
         StatusCode::NOT_FOUND
     );
-    send(
+    token_request(
         &client,
-        post(&server, "grant_type=refresh_token&refresh_token=never-issued"),
+        &server,
+        None,
+        "grant_type=refresh_token&refresh_token=never-issued",
     )
     .await
     .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");

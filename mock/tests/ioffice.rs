@@ -18,7 +18,7 @@ const SCOPE: &str = "email";
 
 /// A token request the way the document writes it: JSON content type,
 /// parameters in headers, no body.
-fn token_request(server: &MockServer, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+fn headers_request(server: &MockServer, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
     let mut builder = Request::post(server.token_url()).header(CONTENT_TYPE, JSON);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
@@ -26,30 +26,54 @@ fn token_request(server: &MockServer, headers: &[(&str, &str)]) -> Request<Full<
     builder.body(Full::default()).unwrap()
 }
 
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+/// The headers of the document's code exchange.
+fn exchange_headers(code: &str) -> Headers<'_> {
+    vec![
+        ("x-grant-type", "authorization_code"),
+        ("x-redirect-uri", REDIRECT),
+        ("x-client-id", "client"),
+        ("x-scope", SCOPE),
+        ("x-auth-code", code),
+    ]
+}
+
+/// The headers of the document's refresh request.
+fn refresh_headers(refresh: &str) -> Headers<'_> {
+    vec![
+        ("x-grant-type", "refresh_token"),
+        ("x-redirect-uri", REDIRECT),
+        ("x-client-id", "client"),
+        ("x-scope", SCOPE),
+        ("x-refresh-token", refresh),
+    ]
+}
+
+/// `headers` with each of `changes` made: `(name, Some(value))` sets the value of the
+/// header `name`, `(name, None)` drops it.
+fn edited<'a>(mut headers: Headers<'a>, changes: &[(&str, Option<&'a str>)]) -> Headers<'a> {
+    for (name, value) in changes {
+        let at = headers
+            .iter()
+            .position(|(header, _)| header == name)
+            .expect("a header");
+        match value {
+            Some(value) => headers[at].1 = value,
+            None => {
+                headers.remove(at);
+            }
+        }
+    }
+    headers
+}
+
 fn exchange_request(server: &MockServer, code: &str) -> Request<Full<Bytes>> {
-    token_request(
-        server,
-        &[
-            ("x-grant-type", "authorization_code"),
-            ("x-redirect-uri", REDIRECT),
-            ("x-client-id", "client"),
-            ("x-scope", SCOPE),
-            ("x-auth-code", code),
-        ],
-    )
+    headers_request(server, &exchange_headers(code))
 }
 
 fn refresh_request(server: &MockServer, refresh: &str) -> Request<Full<Bytes>> {
-    token_request(
-        server,
-        &[
-            ("x-grant-type", "refresh_token"),
-            ("x-redirect-uri", REDIRECT),
-            ("x-client-id", "client"),
-            ("x-scope", SCOPE),
-            ("x-refresh-token", refresh),
-        ],
-    )
+    headers_request(server, &refresh_headers(refresh))
 }
 
 fn login_params() -> Vec<(&'static str, &'static str)> {
@@ -82,19 +106,13 @@ fn with_header(url: &str, name: &str, value: &str) -> Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn urls_follow_the_document() {
-    let server = MockServer::ioffice().start().await.unwrap();
+    let server = started(MockServer::ioffice()).await;
     let base = server.base_url();
-    assert_eq!(server.dialect(), MockDialect::Ioffice);
-    assert_eq!(server.token_url(), format!("{base}/external/api/oauth2/token"));
-    assert_eq!(server.authorize_url(), Some(format!("{base}/login.html")));
-    assert_eq!(
-        server.revocation_url(),
-        Some(format!("{base}/external/api/oauth2/revoke"))
+    let endpoints = concat!(
+        "token=/external/api/oauth2/token authorize=/login.html ",
+        "revocation=/external/api/oauth2/revoke direct_code=/external/api/oauth2/auth",
     );
-    assert_eq!(
-        server.direct_code_url(),
-        Some(format!("{base}/external/api/oauth2/auth"))
-    );
+    assert_endpoints(&server, MockDialect::Ioffice, endpoints);
     assert_eq!(
         server.api_url("/v2/users/me"),
         format!("{base}/external/api/rest/v2/users/me")
@@ -103,8 +121,7 @@ async fn urls_follow_the_document() {
 
 #[tokio::test]
 async fn login_redirects_with_the_code_in_the_fragment() {
-    let server = MockServer::ioffice().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::ioffice()).await;
     let url = with_query(&server.authorize_url().unwrap(), &login_params());
     let location = send(&client, get(&url)).await.location();
 
@@ -134,8 +151,7 @@ async fn login_redirects_with_the_code_in_the_fragment() {
 
 #[tokio::test]
 async fn login_needs_all_five_parameters() {
-    let server = MockServer::ioffice().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::ioffice()).await;
     let all = login_params();
     for left_out in ["response_type", "client_id", "redirect_uri", "scope", "state"] {
         let params: Vec<_> = all
@@ -161,8 +177,7 @@ async fn login_needs_all_five_parameters() {
 #[tokio::test]
 async fn expires_in_is_in_milliseconds() {
     let builder = MockServer::ioffice();
-    let server = started(builder.token_lifetime(Duration::from_millis(1500))).await;
-    let client = http_client();
+    let (server, client) = started_with_client(builder.token_lifetime(Duration::from_millis(1500))).await;
     let code = server.issue_authorization_code("client", REDIRECT, SCOPE);
     let answer = send(&client, exchange_request(&server, &code)).await;
     assert_eq!(answer.assert_token("Bearer")["expires_in"], 1500);
@@ -170,8 +185,7 @@ async fn expires_in_is_in_milliseconds() {
 
 #[tokio::test]
 async fn form_bodies_and_body_parameters_are_rejected() {
-    let server = MockServer::ioffice().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::ioffice()).await;
     let code = server.issue_authorization_code("client", REDIRECT, SCOPE);
     let form = format!(
         "grant_type=authorization_code&redirect_uri={}&client_id=client&scope={SCOPE}&code={code}",
@@ -179,7 +193,7 @@ async fn form_bodies_and_body_parameters_are_rejected() {
     );
 
     // An RFC 6749 form request.
-    send(&client, form_post(&server.token_url(), None, &form))
+    token_request(&client, &server, None, &form)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
     // The right headers, but a form content type.
@@ -230,13 +244,8 @@ async fn form_bodies_and_body_parameters_are_rejected() {
 
 #[tokio::test]
 async fn refresh_tokens_rotate_three_times_in_a_row() {
-    let server = MockServer::ioffice()
-        // iOFFICE's document fixes rotation: this cannot turn it off.
-        .rotate_refresh_tokens(false)
-        .start()
-        .await
-        .unwrap();
-    let client = http_client();
+    // iOFFICE's document fixes rotation: this cannot turn it off.
+    let (server, client) = started_with_client(MockServer::ioffice().rotate_refresh_tokens(false)).await;
     let (_, mut refresh) = tokens(&server, &client).await;
     let mut seen = vec![refresh.clone()];
 
@@ -263,20 +272,15 @@ async fn refresh_tokens_rotate_three_times_in_a_row() {
 #[tokio::test]
 async fn refresh_repeats_scope_redirect_uri_and_client() {
     let builder = MockServer::ioffice().client("client", "ignored-secret");
-    let server = started(builder.client("other", "x")).await;
-    let client = http_client();
+    let (server, client) = started_with_client(builder.client("other", "x")).await;
     let (_, refresh) = tokens(&server, &client).await;
     let headers = |scope: &str, redirect: &str, client_id: &str| {
-        token_request(
-            &server,
-            &[
-                ("x-grant-type", "refresh_token"),
-                ("x-redirect-uri", redirect),
-                ("x-client-id", client_id),
-                ("x-scope", scope),
-                ("x-refresh-token", refresh.as_str()),
-            ],
-        )
+        let changes = [
+            ("x-redirect-uri", Some(redirect)),
+            ("x-client-id", Some(client_id)),
+            ("x-scope", Some(scope)),
+        ];
+        headers_request(&server, &edited(refresh_headers(&refresh), &changes))
     };
     send(&client, headers("profile", REDIRECT, "client"))
         .await
@@ -290,27 +294,13 @@ async fn refresh_repeats_scope_redirect_uri_and_client() {
     send(&client, headers(SCOPE, REDIRECT, "nobody"))
         .await
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    let missing = token_request(
-        &server,
-        &[
-            ("x-grant-type", "refresh_token"),
-            ("x-redirect-uri", REDIRECT),
-            ("x-scope", SCOPE),
-            ("x-refresh-token", refresh.as_str()),
-        ],
-    );
+    let missing = edited(refresh_headers(&refresh), &[("x-client-id", None)]);
+    let missing = headers_request(&server, &missing);
     send(&client, missing)
         .await
         .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    let missing = token_request(
-        &server,
-        &[
-            ("x-grant-type", "refresh_token"),
-            ("x-client-id", "client"),
-            ("x-scope", SCOPE),
-            ("x-refresh-token", refresh.as_str()),
-        ],
-    );
+    let missing = edited(refresh_headers(&refresh), &[("x-redirect-uri", None)]);
+    let missing = headers_request(&server, &missing);
     send(&client, missing)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
@@ -324,19 +314,10 @@ async fn refresh_repeats_scope_redirect_uri_and_client() {
 
 #[tokio::test]
 async fn codes_are_single_use_and_bound_to_their_scope() {
-    let server = MockServer::ioffice().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::ioffice()).await;
     let code = server.issue_authorization_code("client", REDIRECT, SCOPE);
-    let wrong_scope = token_request(
-        &server,
-        &[
-            ("x-grant-type", "authorization_code"),
-            ("x-redirect-uri", REDIRECT),
-            ("x-client-id", "client"),
-            ("x-scope", "everything"),
-            ("x-auth-code", code.as_str()),
-        ],
-    );
+    let wrong_scope = edited(exchange_headers(&code), &[("x-scope", Some("everything"))]);
+    let wrong_scope = headers_request(&server, &wrong_scope);
     send(&client, wrong_scope)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
@@ -351,8 +332,7 @@ async fn codes_are_single_use_and_bound_to_their_scope() {
 #[tokio::test]
 async fn codes_expire() {
     // Control: the default five minutes are plenty.
-    let server = MockServer::ioffice().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::ioffice()).await;
     let code = server.issue_authorization_code("client", REDIRECT, SCOPE);
     send(&client, exchange_request(&server, &code))
         .await
@@ -394,8 +374,7 @@ fn direct_request(
 
 #[tokio::test]
 async fn direct_code_request() {
-    let server = started(MockServer::ioffice().user("jdoe", "correct horse")).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::ioffice().user("jdoe", "correct horse")).await;
 
     let answer = send(&client, direct_request(&server, "jdoe", "wrong", "client")).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "access_denied");
@@ -439,19 +418,10 @@ async fn direct_code_request() {
         with_header(&server.api_url("/v2/users/me"), "x-access-token", &access),
     )
     .await;
-    assert_eq!(api.json()["subject"], "jdoe");
-    assert_eq!(api.json()["scope"], SCOPE);
+    api.assert_described(serde_json::json!({"subject": "jdoe", "scope": SCOPE}));
     // ... and its refreshes must repeat them.
-    let other_redirect = token_request(
-        &server,
-        &[
-            ("x-grant-type", "refresh_token"),
-            ("x-redirect-uri", "https://elsewhere.example/"),
-            ("x-client-id", "client"),
-            ("x-scope", SCOPE),
-            ("x-refresh-token", refresh.as_str()),
-        ],
-    );
+    let elsewhere = [("x-redirect-uri", Some("https://elsewhere.example/"))];
+    let other_redirect = headers_request(&server, &edited(refresh_headers(&refresh), &elsewhere));
     send(&client, other_redirect)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
@@ -464,8 +434,7 @@ async fn direct_code_request() {
 
 #[tokio::test]
 async fn tokens_go_in_x_access_token_or_the_access_token_query() {
-    let server = MockServer::ioffice().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::ioffice()).await;
     let (access, _) = tokens(&server, &client).await;
     let url = server.api_url("/v2/users/me");
 
@@ -505,8 +474,7 @@ fn revoke_request(server: &MockServer, token: Option<&str>) -> Request<Full<Byte
 
 #[tokio::test]
 async fn revocation_with_x_token() {
-    let server = MockServer::ioffice().start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::ioffice()).await;
     let url = server.api_url("/v2/users/me");
     let (first, refresh) = tokens(&server, &client).await;
     let (second, _) = tokens(&server, &client).await;

@@ -129,7 +129,7 @@ fn assertion_form(assertion: &str, rest: &str) -> String {
 
 /// A `client_credentials` request authenticated by `assertion` alone.
 async fn present(server: &MockServer, assertion: &str) -> Answer {
-    let form = assertion_form(assertion, "grant_type=client_credentials");
+    let form = assertion_form(assertion, CLIENT_CREDENTIALS);
     token_request(&http_client(), server, None, &form).await
 }
 
@@ -165,6 +165,29 @@ async fn assert_assertion_refused(
     assert_refused(&server, &answer, because);
 }
 
+/// Presents good claims signed as each of `algs` (without `kid`), and expects each
+/// accepted.
+async fn assert_each_accepted<const N: usize>(server: &MockServer, algs: [Algorithm; N]) {
+    for alg in algs {
+        present(server, &sign(alg, None, &claims(server)))
+            .await
+            .assert_token("Bearer");
+    }
+}
+
+/// [`assert_assertion_refused`] for an ES256 assertion without `kid` whose claim `name`
+/// is set to `value`, or removed if `value` is `Value::Null`.
+async fn assert_claim_refused(name: &str, value: Value, because: &str) {
+    let edit = |claims: &mut Value| {
+        let claims = claims.as_object_mut().unwrap();
+        match value {
+            Value::Null => claims.remove(name),
+            value => claims.insert(name.to_owned(), value),
+        };
+    };
+    assert_assertion_refused(Algorithm::ES256, None, edit, because).await;
+}
+
 #[tokio::test]
 async fn each_key_algorithm_and_key_source_is_accepted() {
     let server = server().await;
@@ -194,11 +217,7 @@ async fn pem_keys_of_each_kind_are_accepted() {
             .client_public_key(CLIENT, RSA_PUBLIC),
     )
     .await;
-    for alg in [Algorithm::ES256, Algorithm::RS256] {
-        present(&server, &sign(alg, None, &claims(&server)))
-            .await
-            .assert_token("Bearer");
-    }
+    assert_each_accepted(&server, [Algorithm::ES256, Algorithm::RS256]).await;
     // Registering a key accepted private_key_jwt without `client_auth`.
     assert_counts(&server, "client_assertions_accepted=2");
 }
@@ -206,11 +225,7 @@ async fn pem_keys_of_each_kind_are_accepted() {
 #[tokio::test]
 async fn each_hmac_algorithm_is_accepted_with_the_client_secret() {
     let server = server().await;
-    for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
-        present(&server, &sign(alg, None, &claims(&server)))
-            .await
-            .assert_token("Bearer");
-    }
+    assert_each_accepted(&server, [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]).await;
     assert_counts(&server, "client_assertions_accepted=3 token_errors=0");
 }
 
@@ -244,7 +259,7 @@ async fn refresh_and_revocation_take_assertions_too() {
     let refresh_token = server.issue_refresh_token(CLIENT, "read");
     let form = assertion_form(
         &sign(Algorithm::EdDSA, None, &claims(&server)),
-        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
+        &refresh_form(&refresh_token),
     );
     let body = token_request(&client, &server, None, &form)
         .await
@@ -362,15 +377,7 @@ async fn an_issuer_that_is_not_the_client_is_refused() {
 
 #[tokio::test]
 async fn a_subject_other_than_the_issuer_is_refused() {
-    assert_assertion_refused(
-        Algorithm::ES256,
-        None,
-        |claims| {
-            claims["sub"] = json!("someone-else");
-        },
-        "iss and sub differ",
-    )
-    .await;
+    assert_claim_refused("sub", json!("someone-else"), "iss and sub differ").await;
 }
 
 #[tokio::test]
@@ -383,79 +390,31 @@ async fn a_wrong_audience_is_refused() {
         (json!([]), "aud does not name this server"),
         (json!(42), "aud is not a string or an array"),
     ] {
-        assert_assertion_refused(Algorithm::ES256, None, |claims| claims["aud"] = aud, because).await;
+        assert_claim_refused("aud", aud, because).await;
     }
-    assert_assertion_refused(
-        Algorithm::ES256,
-        None,
-        |claims| {
-            claims.as_object_mut().unwrap().remove("aud");
-        },
-        "has no aud",
-    )
-    .await;
+    assert_claim_refused("aud", Value::Null, "has no aud").await;
 }
 
 #[tokio::test]
 async fn an_expired_assertion_is_refused() {
-    assert_assertion_refused(
-        Algorithm::ES256,
-        None,
-        |claims| {
-            claims["exp"] = json!(now() - 1);
-        },
-        "expired",
-    )
-    .await;
+    assert_claim_refused("exp", json!(now() - 1), "expired").await;
 }
 
 #[tokio::test]
 async fn an_assertion_without_exp_or_living_too_long_is_refused() {
-    assert_assertion_refused(
-        Algorithm::ES256,
-        None,
-        |claims| {
-            claims.as_object_mut().unwrap().remove("exp");
-        },
-        "has no exp",
-    )
-    .await;
+    assert_claim_refused("exp", Value::Null, "has no exp").await;
     // Ten minutes ahead is the most the server takes.
-    assert_assertion_refused(
-        Algorithm::ES256,
-        None,
-        |claims| {
-            claims["exp"] = json!(now() + 600 + 5);
-        },
-        "more than ten minutes ahead",
-    )
-    .await;
+    assert_claim_refused("exp", json!(now() + 600 + 5), "more than ten minutes ahead").await;
 }
 
 #[tokio::test]
 async fn an_iat_in_the_future_is_refused() {
-    assert_assertion_refused(
-        Algorithm::ES256,
-        None,
-        |claims| {
-            claims["iat"] = json!(now() + 300);
-        },
-        "in the future",
-    )
-    .await;
+    assert_claim_refused("iat", json!(now() + 300), "in the future").await;
 }
 
 #[tokio::test]
 async fn a_missing_jti_is_refused() {
-    assert_assertion_refused(
-        Algorithm::ES256,
-        None,
-        |claims| {
-            claims.as_object_mut().unwrap().remove("jti");
-        },
-        "has no jti",
-    )
-    .await;
+    assert_claim_refused("jti", Value::Null, "has no jti").await;
 }
 
 #[tokio::test]
@@ -550,7 +509,7 @@ async fn an_assertion_with_another_method_is_a_bad_request() {
     let server = server().await;
     let form = assertion_form(
         &sign(Algorithm::ES256, None, &claims(&server)),
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
     );
     let answer = token_request(&http_client(), &server, Some(&basic(CLIENT, SECRET)), &form).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");

@@ -36,15 +36,16 @@ fn form_request(server: &MockServer, auth: Option<&str>, form: &str) -> Request<
 }
 
 async fn client_credentials(server: &MockServer, client: &HttpClient) -> String {
-    let answer = token_request(
-        client,
-        server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(client, server, CLIENT_CREDENTIALS).await;
     answer.assert_token("Bearer");
     answer.str_field("access_token")
+}
+
+/// A standard server, a client, and an access token the default client got from it.
+async fn with_a_token() -> (MockServer, HttpClient, String) {
+    let (server, client) = started_with_client(MockServer::builder()).await;
+    let token = client_credentials(&server, &client).await;
+    (server, client, token)
 }
 
 fn api_request(server: &MockServer, path: &str, token: Option<&str>) -> http::request::Builder {
@@ -62,6 +63,13 @@ async fn call_api(server: &MockServer, client: &HttpClient, path: &str, token: O
     send(client, request).await
 }
 
+/// The answer of a standard server, started for this request alone, to the default
+/// client's token request of `form`.
+async fn on_a_fresh_server(form: &str) -> Answer {
+    let server = MockServer::start().await.unwrap();
+    token_as_client(&http_client(), &server, form).await
+}
+
 #[test]
 fn server_types_are_thread_safe() {
     fn assert_send_sync<T: Send + Sync>() {}
@@ -74,16 +82,9 @@ fn server_types_are_thread_safe() {
 
 #[tokio::test]
 async fn client_credentials_with_basic_auth() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["expires_in"], 3600);
     assert!(body.get("scope").is_none());
@@ -118,16 +119,10 @@ async fn client_credentials_with_basic_auth() {
 
 #[tokio::test]
 async fn client_credentials_with_body_credentials_and_scope() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
-    let answer = token_request(
-        &client,
-        &server,
-        None,
-        "grant_type=client_credentials&client_id=client&client_secret=secret&scope=read+write+read",
-    )
-    .await;
+    let form = "grant_type=client_credentials&client_id=client&client_secret=secret&scope=read+write+read";
+    let answer = token_request(&client, &server, None, form).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read write");
     assert_eq!(server.counters().client_credentials_grants, 1);
@@ -139,51 +134,32 @@ async fn basic_credentials_are_form_urlencoded() {
     let server = MockServer::builder().client(id, secret).start().await.unwrap();
     let client = http_client();
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic(id, secret)),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let answer = token_request(&client, &server, Some(&basic(id, secret)), CLIENT_CREDENTIALS).await;
     answer.assert_token("Bearer");
 
     // Sending the secret without encoding it is a client bug the mock catches.
     let raw = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
-    let answer = token_request(&client, &server, Some(&raw), "grant_type=client_credentials").await;
+    let answer = token_request(&client, &server, Some(&raw), CLIENT_CREDENTIALS).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
 #[tokio::test]
 async fn wrong_secret_is_invalid_client() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "wrong")),
-        "grant_type=client_credentials",
-    )
-    .await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    let answer = token_request(&client, &server, Some(&wrong_basic()), CLIENT_CREDENTIALS).await;
+    answer.assert_basic_challenge();
 
     // Body credentials get no Basic challenge.
-    let answer = token_request(
-        &client,
-        &server,
-        None,
-        "grant_type=client_credentials&client_id=client&client_secret=wrong",
-    )
-    .await;
+    let form = "grant_type=client_credentials&client_id=client&client_secret=wrong";
+    let answer = token_request(&client, &server, None, form).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(answer.header(WWW_AUTHENTICATE), None);
 
     // Unknown client, and no credentials at all.
     for form in [
         "grant_type=client_credentials&client_id=nobody&client_secret=secret",
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
     ] {
         let answer = token_request(&client, &server, None, form).await;
         answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -197,39 +173,19 @@ async fn wrong_secret_is_invalid_client() {
 
 #[tokio::test]
 async fn two_authentication_methods_are_invalid_request() {
-    let server = MockServer::start().await.unwrap();
-    let answer = token_request(
-        &http_client(),
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials&client_id=client&client_secret=secret",
-    )
-    .await;
+    let form = "grant_type=client_credentials&client_id=client&client_secret=secret";
+    let answer = on_a_fresh_server(form).await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 }
 
 #[tokio::test]
 async fn client_id_may_repeat_the_basic_identity() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let auth = basic("client", "secret");
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        "grant_type=client_credentials&client_id=client",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, "grant_type=client_credentials&client_id=client").await;
     answer.assert_token("Bearer");
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        "grant_type=client_credentials&client_id=other",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, "grant_type=client_credentials&client_id=other").await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 }
 
@@ -247,34 +203,20 @@ async fn methods_outside_the_accepted_list_are_invalid_client() {
     assert_eq!(answer.header(WWW_AUTHENTICATE), None);
 
     let server = started(MockServer::builder().client_auth(&[AcceptedClientAuth::Body])).await;
-    let answer = token_request(
-        &http_client(),
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    let answer = token_as_client(&http_client(), &server, CLIENT_CREDENTIALS).await;
+    answer.assert_basic_challenge();
 }
 
 #[tokio::test]
 async fn registering_a_client_replaces_the_default_one() {
-    let server = started(MockServer::builder().client("app", "s3cret")).await;
-    let client = http_client();
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let (server, client) = started_with_client(MockServer::builder().client("app", "s3cret")).await;
+    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     let answer = token_request(
         &client,
         &server,
         Some(&basic("app", "s3cret")),
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
     )
     .await;
     answer.assert_token("Bearer");
@@ -292,12 +234,10 @@ async fn only_post_is_allowed() {
 
 #[tokio::test]
 async fn content_type_must_be_form_urlencoded() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let auth = basic("client", "secret");
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
     for content_type in [Some("application/json"), Some("text/plain"), None] {
-        let mut builder = Request::post(server.token_url()).header(AUTHORIZATION, &auth);
+        let mut builder = Request::post(server.token_url()).header(AUTHORIZATION, client_basic());
         if let Some(content_type) = content_type {
             builder = builder.header(CONTENT_TYPE, content_type);
         }
@@ -311,7 +251,7 @@ async fn content_type_must_be_form_urlencoded() {
 
     // Parameters of the media type are fine.
     let request = Request::post(server.token_url())
-        .header(AUTHORIZATION, &auth)
+        .header(AUTHORIZATION, client_basic())
         .header(CONTENT_TYPE, "Application/X-WWW-Form-Urlencoded; charset=UTF-8")
         .body(Full::new(Bytes::from_static(b"grant_type=client_credentials")))
         .unwrap();
@@ -320,79 +260,53 @@ async fn content_type_must_be_form_urlencoded() {
 
 #[tokio::test]
 async fn repeated_parameters_are_invalid_request() {
-    let server = MockServer::start().await.unwrap();
-    let answer = token_request(
-        &http_client(),
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials&scope=read&scope=write",
-    )
-    .await;
+    let answer = on_a_fresh_server("grant_type=client_credentials&scope=read&scope=write").await;
     answer.assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 }
 
 #[tokio::test]
 async fn grant_type_is_required_and_must_be_known() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let auth = basic("client", "secret");
+    let (server, client) = started_with_client(MockServer::builder()).await;
 
-    token_request(&client, &server, Some(&auth), "scope=read")
+    token_as_client(&client, &server, "scope=read")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    token_request(&client, &server, Some(&auth), "grant_type=password")
+    token_as_client(&client, &server, "grant_type=password")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
 }
 
 #[tokio::test]
 async fn scopes_outside_the_allowed_set_are_invalid_scope() {
-    let server = started(MockServer::builder().allowed_scopes(&["read"])).await;
-    let client = http_client();
-    let auth = basic("client", "secret");
+    let (server, client) = started_with_client(MockServer::builder().allowed_scopes(&["read"])).await;
 
     for form in [
         "grant_type=client_credentials&scope=write",
         "grant_type=client_credentials&scope=read+admin",
         "grant_type=client_credentials&scope=read++read",
     ] {
-        token_request(&client, &server, Some(&auth), form)
+        token_as_client(&client, &server, form)
             .await
             .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
     }
     // An empty value counts as an omitted parameter (RFC 6749 §3.1).
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        "grant_type=client_credentials&scope=",
-    )
-    .await;
+    let answer = token_as_client(&client, &server, "grant_type=client_credentials&scope=").await;
     assert!(answer.assert_token("Bearer").get("scope").is_none());
 }
 
 #[tokio::test]
 async fn oversized_token_request_is_rejected() {
-    let server = MockServer::start().await.unwrap();
     let form = format!("grant_type=client_credentials&pad={}", "x".repeat(17 * 1024));
-    let answer = token_request(&http_client(), &server, Some(&basic("client", "secret")), &form).await;
+    let answer = on_a_fresh_server(&form).await;
     answer.assert_oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
 }
 
 #[tokio::test]
 async fn refresh_tokens_rotate() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let auth = basic("client", "secret");
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let first = server.issue_refresh_token("client", "read write");
 
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        &format!("grant_type=refresh_token&refresh_token={first}"),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &refresh_form(&first)).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read write");
     let second = answer.str_field("refresh_token");
@@ -400,47 +314,25 @@ async fn refresh_tokens_rotate() {
     assert_ne!(second, first);
 
     // The rotated-away token is dead.
-    token_request(
-        &client,
-        &server,
-        Some(&auth),
-        &format!("grant_type=refresh_token&refresh_token={first}"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_as_client(&client, &server, &refresh_form(&first))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // The new one works, and may narrow the scope but not widen it.
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        &format!("grant_type=refresh_token&refresh_token={second}&scope=read"),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &(refresh_form(&second) + "&scope=read")).await;
     assert_eq!(answer.assert_token("Bearer")["scope"], "read");
     let third = answer.str_field("refresh_token");
 
     let narrow = server.issue_refresh_token("client", "read");
-    token_request(
-        &client,
-        &server,
-        Some(&auth),
-        &format!("grant_type=refresh_token&refresh_token={narrow}&scope=read+write"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
+    token_as_client(&client, &server, &(refresh_form(&narrow) + "&scope=read+write"))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_scope");
 
     // The third token kept the original scope.
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&auth),
-        &format!("grant_type=refresh_token&refresh_token={third}&scope=write"),
-    )
-    .await;
+    let answer = token_as_client(&client, &server, &(refresh_form(&third) + "&scope=write")).await;
     assert_eq!(answer.assert_token("Bearer")["scope"], "write");
 
-    token_request(&client, &server, Some(&auth), "grant_type=refresh_token")
+    token_as_client(&client, &server, "grant_type=refresh_token")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
 
@@ -453,12 +345,11 @@ async fn concurrent_refreshes_with_one_token_succeed_once() {
     server.set_token_latency(Duration::from_millis(50));
     let client = http_client();
     let refresh = server.issue_refresh_token("client", "");
-    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
-    let auth = basic("client", "secret");
+    let form = refresh_form(&refresh);
 
     let (a, b) = tokio::join!(
-        token_request(&client, &server, Some(&auth), &form),
-        token_request(&client, &server, Some(&auth), &form),
+        token_as_client(&client, &server, &form),
+        token_as_client(&client, &server, &form),
     );
     let mut statuses = [a.status, b.status];
     statuses.sort();
@@ -469,41 +360,24 @@ async fn concurrent_refreshes_with_one_token_succeed_once() {
 async fn refresh_token_of_another_client_is_invalid_grant() {
     let builder = MockServer::builder().client("a", "secret-a");
     let server = started(builder.client("b", "secret-b")).await;
-    let refresh = server.issue_refresh_token("a", "read");
+    let form = refresh_form(&server.issue_refresh_token("a", "read"));
     let client = http_client();
-    token_request(
-        &client,
-        &server,
-        Some(&basic("b", "secret-b")),
-        &format!("grant_type=refresh_token&refresh_token={refresh}"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_request(&client, &server, Some(&basic("b", "secret-b")), &form)
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // The failed attempt did not burn the token.
-    token_request(
-        &client,
-        &server,
-        Some(&basic("a", "secret-a")),
-        &format!("grant_type=refresh_token&refresh_token={refresh}"),
-    )
-    .await
-    .assert_token("Bearer");
+    token_request(&client, &server, Some(&basic("a", "secret-a")), &form)
+        .await
+        .assert_token("Bearer");
 }
 
 #[tokio::test]
 async fn without_rotation_the_refresh_token_stays_valid() {
-    let server = started(MockServer::builder().rotate_refresh_tokens(false)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder().rotate_refresh_tokens(false)).await;
     let refresh = server.issue_refresh_token("client", "read");
     for _ in 0..2 {
-        let answer = token_request(
-            &client,
-            &server,
-            Some(&basic("client", "secret")),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        )
-        .await;
+        let answer = token_as_client(&client, &server, &refresh_form(&refresh)).await;
         let body = answer.assert_token("Bearer");
         assert!(body.get("refresh_token").is_none(), "body: {body}");
         assert_eq!(body["scope"], "read");
@@ -514,33 +388,20 @@ async fn without_rotation_the_refresh_token_stays_valid() {
 #[tokio::test]
 async fn client_credentials_can_return_refresh_tokens() {
     let builder = MockServer::builder().omit_expires_in(true);
-    let server = started(builder.refresh_tokens_for_client_credentials(true)).await;
-    let client = http_client();
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let (server, client) = started_with_client(builder.refresh_tokens_for_client_credentials(true)).await;
+    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     let body = answer.assert_token("Bearer");
     assert!(body.get("expires_in").is_none());
     let refresh = answer.str_field("refresh_token");
-    token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        &format!("grant_type=refresh_token&refresh_token={refresh}"),
-    )
-    .await
-    .assert_token("Bearer");
+    token_as_client(&client, &server, &refresh_form(&refresh))
+        .await
+        .assert_token("Bearer");
 }
 
 #[tokio::test]
 async fn public_clients() {
     let builder = MockServer::builder().client("client", "secret");
-    let server = started(builder.public_client("spa")).await;
-    let client = http_client();
+    let (server, client) = started_with_client(builder.public_client("spa")).await;
 
     token_request(
         &client,
@@ -556,7 +417,7 @@ async fn public_clients() {
         &client,
         &server,
         None,
-        &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa"),
+        &(refresh_form(&refresh) + "&client_id=spa"),
     )
     .await;
     answer.assert_token("Bearer");
@@ -567,7 +428,7 @@ async fn public_clients() {
         &client,
         &server,
         None,
-        &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=client"),
+        &(refresh_form(&refresh) + "&client_id=client"),
     )
     .await
     .assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -575,37 +436,24 @@ async fn public_clients() {
 
 #[tokio::test]
 async fn authorization_codes_are_single_use() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let auth = basic("client", "secret");
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let redirect = "https://app.example/cb";
     let code = server.issue_authorization_code("client", redirect, "read");
-    let encoded: String = form_urlencoded::byte_serialize(redirect.as_bytes()).collect();
 
-    token_request(
-        &client,
-        &server,
-        Some(&auth),
-        &format!("grant_type=authorization_code&code={code}"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    token_request(
-        &client,
-        &server,
-        Some(&auth),
-        &format!("grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Fevil"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_as_client(&client, &server, &exchange_form(&code, None))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    token_as_client(&client, &server, &exchange_form(&code, Some("https://evil")))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
-    let form = format!("grant_type=authorization_code&code={code}&redirect_uri={encoded}");
-    let answer = token_request(&client, &server, Some(&auth), &form).await;
+    let form = exchange_form(&code, Some(redirect));
+    let answer = token_as_client(&client, &server, &form).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read");
     assert_eq!(answer.str_field("refresh_token").len(), 40);
 
-    token_request(&client, &server, Some(&auth), &form)
+    token_as_client(&client, &server, &form)
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(server.counters().authorization_code_grants, 4);
@@ -613,9 +461,7 @@ async fn authorization_codes_are_single_use() {
 
 #[tokio::test]
 async fn resource_requires_a_live_bearer_token() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
 
     // Case-insensitive scheme.
     let request = Request::get(server.api_url("/x"))
@@ -674,15 +520,9 @@ async fn resource_requires_a_live_bearer_token() {
 
 #[tokio::test]
 async fn access_tokens_expire() {
-    let server = started(MockServer::builder().token_lifetime(Duration::from_millis(100))).await;
-    let client = http_client();
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let (server, client) =
+        started_with_client(MockServer::builder().token_lifetime(Duration::from_millis(100))).await;
+    let answer = token_as_client(&client, &server, CLIENT_CREDENTIALS).await;
     assert_eq!(answer.assert_token("Bearer")["expires_in"], 1);
     let token = answer.str_field("access_token");
     assert_eq!(
@@ -702,54 +542,36 @@ async fn access_tokens_expire() {
 
 #[tokio::test]
 async fn unknown_paths_are_not_found() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    for path in ["/", "/apis", "/oauth/token/extra", "/oauth/authorize"] {
-        let request = Request::get(format!("{}{path}", server.base_url()))
-            .body(Full::default())
-            .unwrap();
-        assert_eq!(
-            send(&client, request).await.status,
-            StatusCode::NOT_FOUND,
-            "{path}"
-        );
-    }
+    let (server, client) = started_with_client(MockServer::builder()).await;
+    let paths = ["/", "/apis", "/oauth/token/extra", "/oauth/authorize"];
+    assert_not_found(&client, &server, &paths).await;
     assert_eq!(server.counters(), MockCounters::default());
+}
+
+/// A standard server told to answer its next token request with `fault`, and its
+/// answer to the default client's client credentials request.
+async fn answer_with_fault(fault: Fault) -> (MockServer, Answer) {
+    let server = MockServer::start().await.unwrap();
+    server.fail_next_token_requests(1, fault);
+    let answer = token_as_client(&http_client(), &server, CLIENT_CREDENTIALS).await;
+    (server, answer)
 }
 
 #[tokio::test]
 async fn server_error_fault() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    server.fail_next_token_requests(1, Fault::ServerError);
-
-    let answer = token_request(
-        &client,
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let (server, answer) = answer_with_fault(Fault::ServerError).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(serde_json::from_slice::<Value>(&answer.body).is_err());
     assert!(answer.header(CONTENT_TYPE).unwrap().starts_with("text/plain"));
 
-    client_credentials(&server, &client).await;
+    client_credentials(&server, &http_client()).await;
     let counts = "token_requests=2 client_credentials_grants=2 token_errors=1";
     assert_counts(&server, counts);
 }
 
 #[tokio::test]
 async fn malformed_json_fault() {
-    let server = MockServer::start().await.unwrap();
-    server.fail_next_token_requests(1, Fault::MalformedJson);
-    let answer = token_request(
-        &http_client(),
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let (server, answer) = answer_with_fault(Fault::MalformedJson).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header(CONTENT_TYPE), Some("application/json"));
     let error = serde_json::from_slice::<Value>(&answer.body).unwrap_err();
@@ -759,15 +581,7 @@ async fn malformed_json_fault() {
 
 #[tokio::test]
 async fn html_page_fault() {
-    let server = MockServer::start().await.unwrap();
-    server.fail_next_token_requests(1, Fault::HtmlPage);
-    let answer = token_request(
-        &http_client(),
-        &server,
-        Some(&basic("client", "secret")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let (_server, answer) = answer_with_fault(Fault::HtmlPage).await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     assert!(answer.header(CONTENT_TYPE).unwrap().starts_with("text/html"));
     assert!(std::str::from_utf8(&answer.body).unwrap().contains("<html>"));
@@ -778,16 +592,8 @@ async fn reset_fault() {
     let server = MockServer::start().await.unwrap();
     server.fail_next_token_requests(1, Fault::Reset);
     let client = http_client();
-    let error = try_send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
-    )
-    .await
-    .unwrap_err();
+    let request = form_post(&server.token_url(), Some(&client_basic()), CLIENT_CREDENTIALS);
+    let error = try_send(&client, request).await.unwrap_err();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     let hyper_error = std::iter::from_fn(|| {
         let current = source?;
@@ -809,12 +615,7 @@ async fn hang_fault() {
     let client = http_client();
     let attempt = tokio::time::timeout(
         Duration::from_millis(200),
-        token_request(
-            &client,
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        ),
+        token_as_client(&client, &server, CLIENT_CREDENTIALS),
     )
     .await;
     assert!(attempt.is_err(), "the hung request was answered");
@@ -853,8 +654,7 @@ async fn eventually(mut condition: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn hung_requests_end_when_the_client_disconnects() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let stream = hung_connection(&server).await;
 
     server.reset_counters();
@@ -890,8 +690,7 @@ async fn dropping_the_server_closes_hung_connections() {
 
 #[tokio::test]
 async fn faults_queue_up_and_precede_validation() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     server.fail_next_token_requests(2, Fault::ServerError);
     server.fail_next_token_requests(0, Fault::Reset);
     server.fail_next_token_requests(1, Fault::HtmlPage);
@@ -921,11 +720,7 @@ async fn concurrent_token_requests_are_tracked() {
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..10 {
         let client = client.clone();
-        let request = form_request(
-            &server,
-            Some(&basic("client", "secret")),
-            "grant_type=client_credentials",
-        );
+        let request = form_request(&server, Some(&basic("client", "secret")), CLIENT_CREDENTIALS);
         requests.spawn(async move { send(&client, request).await.status });
     }
     while let Some(status) = requests.join_next().await {
@@ -943,9 +738,7 @@ async fn concurrent_token_requests_are_tracked() {
 
 #[tokio::test]
 async fn resource_latency_delays_answers() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
     server.set_resource_latency(Duration::from_millis(150));
     let started = tokio::time::Instant::now();
     assert_eq!(
@@ -957,9 +750,7 @@ async fn resource_latency_delays_answers() {
 
 #[tokio::test]
 async fn request_ids_are_counted() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
 
     for id in [Some("a"), Some("b"), Some("a"), None] {
         let mut builder = api_request(&server, "/items", Some(&token));
@@ -979,9 +770,7 @@ async fn request_ids_are_counted() {
 
 #[tokio::test]
 async fn resource_bodies_are_recorded_verbatim() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
 
     let bodies = [
         Bytes::from_static(b"\x00\xff\xfe binary \r\n"),
@@ -1014,9 +803,7 @@ async fn resource_bodies_are_recorded_verbatim() {
 
 #[tokio::test]
 async fn counters_reset() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
-    let token = client_credentials(&server, &client).await;
+    let (server, client, token) = with_a_token().await;
     let request = api_request(&server, "/x", Some(&token))
         .header("x-request-id", "r")
         .body(Full::new(Bytes::from_static(b"body")))
@@ -1055,7 +842,7 @@ async fn client_credentials_for(server: &MockServer, id: &str, secret: &str) -> 
         &http_client(),
         server,
         Some(&basic(id, secret)),
-        "grant_type=client_credentials",
+        CLIENT_CREDENTIALS,
     )
     .await;
     answer.assert_token("Bearer");

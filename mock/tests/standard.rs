@@ -3,7 +3,7 @@
 
 mod support;
 
-use http::header::{ALLOW, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CONTENT_TYPE, LOCATION};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use support::*;
@@ -23,45 +23,27 @@ fn authorize(server: &MockServer, params: &[(&str, &str)]) -> String {
 
 /// Exchanges a code with HTTP Basic as `client`, with extra form fields.
 async fn exchange(server: &MockServer, client: &HttpClient, code: &str, extra: &str) -> Answer {
-    let form = format!(
-        "grant_type=authorization_code&code={code}&redirect_uri={}{extra}",
-        encode(REDIRECT)
-    );
-    send(
-        client,
-        form_post(&server.token_url(), Some(&basic("client", "secret")), &form),
-    )
-    .await
+    let form = format!("{}{extra}", exchange_form(code, Some(REDIRECT)));
+    token_as_client(client, server, &form).await
 }
 
 /// Signs in at the authorization endpoint and returns the code.
 async fn code_for(server: &MockServer, client: &HttpClient, extra: &[(&str, &str)]) -> String {
-    let mut params = vec![
-        ("response_type", "code"),
-        ("client_id", "client"),
-        ("redirect_uri", REDIRECT),
-    ];
-    params.extend_from_slice(extra);
-    let location = send(client, get(&authorize(server, &params))).await.location();
-    query_of(&location)["code"].clone()
+    sign_in_with(client, server, &code_request(REDIRECT, extra)).await
 }
 
 #[tokio::test]
 async fn urls_and_dialect() {
     let server = MockServer::start().await.unwrap();
     let base = server.base_url();
-    assert_eq!(server.dialect(), MockDialect::Standard);
-    assert_eq!(server.token_url(), format!("{base}/oauth/token"));
-    assert_eq!(server.authorize_url(), Some(format!("{base}/authorize")));
-    assert_eq!(server.revocation_url(), Some(format!("{base}/oauth/revoke")));
-    assert_eq!(server.direct_code_url(), None);
+    let endpoints = "token=/oauth/token authorize=/authorize revocation=/oauth/revoke";
+    assert_endpoints(&server, MockDialect::Standard, endpoints);
     assert_eq!(server.api_url("/x"), format!("{base}/api/x"));
 }
 
 #[tokio::test]
 async fn authorization_redirects_with_code_and_state() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let redirect = "https://app.example/cb?tab=1";
     let url = authorize(
         &server,
@@ -86,22 +68,15 @@ async fn authorization_redirects_with_code_and_state() {
     assert_eq!(code.len(), 40);
     assert_eq!(params.len(), 3, "{params:?}");
 
-    let form = format!(
-        "grant_type=authorization_code&code={code}&redirect_uri={}",
-        encode(redirect)
-    );
-    let answer = send(
-        &client,
-        form_post(&server.token_url(), Some(&basic("client", "secret")), &form),
-    )
-    .await;
+    let form = exchange_form(code, Some(redirect));
+    let answer = token_as_client(&client, &server, &form).await;
     let body = answer.assert_token("Bearer");
     assert_eq!(body["scope"], "read");
     assert_eq!(answer.str_field("refresh_token").len(), 40);
 
     // The resource answer describes the token: whose it is and where it was found.
     let token = answer.str_field("access_token");
-    let api = send(&client, bearer_get(&server.api_url("/me"), &token)).await;
+    let api = bearer_call(&client, &server, "/me", &token).await;
     assert_eq!(api.status, StatusCode::OK);
     assert_eq!(
         api.fields(),
@@ -124,8 +99,7 @@ async fn authorization_redirects_with_code_and_state() {
 
 #[tokio::test]
 async fn unusable_client_or_redirect_uri_is_not_redirected() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     for params in [
         vec![("response_type", "code"), ("redirect_uri", REDIRECT)],
         vec![
@@ -166,8 +140,7 @@ async fn unusable_client_or_redirect_uri_is_not_redirected() {
 
 #[tokio::test]
 async fn request_errors_are_redirected_with_the_state() {
-    let server = started(MockServer::builder().allowed_scopes(&["read"])).await;
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder().allowed_scopes(&["read"])).await;
     let cases: [(&[(&str, &str)], &str); 5] = [
         (&[("response_type", "token")], "unsupported_response_type"),
         (&[], "invalid_request"),
@@ -203,8 +176,7 @@ async fn request_errors_are_redirected_with_the_state() {
 
 #[tokio::test]
 async fn denied_authorizations_come_back_as_access_denied() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     server.deny_next_authorizations(2);
     let url = authorize(
         &server,
@@ -227,8 +199,7 @@ async fn denied_authorizations_come_back_as_access_denied() {
 
 #[tokio::test]
 async fn pkce_is_enforced_at_the_exchange() {
-    let server = MockServer::start().await.unwrap();
-    let client = http_client();
+    let (server, client) = started_with_client(MockServer::builder()).await;
     let pkce = [("code_challenge", CHALLENGE), ("code_challenge_method", "S256")];
 
     let code = code_for(&server, &client, &pkce).await;
@@ -264,8 +235,7 @@ async fn revoke(server: &MockServer, client: &HttpClient, auth: Option<&str>, fo
 async fn rfc7009_revocation() {
     let builder = MockServer::builder().client("client", "secret");
     let builder = builder.client("other", "other-secret");
-    let server = started(builder.rotate_refresh_tokens(false)).await;
-    let client = http_client();
+    let (server, client) = started_with_client(builder.rotate_refresh_tokens(false)).await;
     let auth = basic("client", "secret");
     let code = code_for(&server, &client, &[]).await;
     let answer = exchange(&server, &client, &code, "").await;
@@ -274,15 +244,7 @@ async fn rfc7009_revocation() {
         answer.str_field("access_token"),
         answer.str_field("refresh_token"),
     );
-    let refreshed = send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
-    )
-    .await;
+    let refreshed = token_as_client(&client, &server, &refresh_form(&refresh)).await;
     refreshed.assert_token("Bearer");
     let second_access = refreshed.str_field("access_token");
     let unrelated = server.issue_refresh_token("client", "read");
@@ -300,12 +262,11 @@ async fn rfc7009_revocation() {
     let answer = revoke(
         &server,
         &client,
-        Some(&basic("client", "wrong")),
+        Some(&wrong_basic()),
         &format!("token={first_access}"),
     )
     .await;
-    answer.assert_oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(answer.header(WWW_AUTHENTICATE), Some(r#"Basic realm="mock""#));
+    answer.assert_basic_challenge();
     revoke(
         &server,
         &client,
@@ -317,59 +278,31 @@ async fn rfc7009_revocation() {
     revoke(&server, &client, Some(&auth), "token_type_hint=access_token")
         .await
         .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    revoke(
-        &server,
-        &client,
-        Some(&auth),
-        &format!("token={first_access}&token_type_hint=id_token"),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_token_type");
+    let form = format!("token={first_access}&token_type_hint=id_token");
+    revoke(&server, &client, Some(&auth), &form)
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "unsupported_token_type");
     assert_eq!(api(first_access.clone()).await, StatusCode::OK);
 
     // Revoking an access token kills that token only.
-    let answer = revoke(
-        &server,
-        &client,
-        Some(&auth),
-        &format!("token={first_access}&token_type_hint=access_token"),
-    )
-    .await;
+    let form = format!("token={first_access}&token_type_hint=access_token");
+    let answer = revoke(&server, &client, Some(&auth), &form).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(api(first_access.clone()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(api(second_access.clone()).await, StatusCode::OK);
 
     // Revoking the refresh token kills it and the access tokens of its
     // grant, whatever the hint says; other grants are untouched.
-    let answer = revoke(
-        &server,
-        &client,
-        Some(&auth),
-        &format!("token={refresh}&token_type_hint=access_token"),
-    )
-    .await;
+    let form = format!("token={refresh}&token_type_hint=access_token");
+    let answer = revoke(&server, &client, Some(&auth), &form).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(api(second_access).await, StatusCode::UNAUTHORIZED);
-    send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        ),
-    )
-    .await
-    .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
-    send(
-        &client,
-        form_post(
-            &server.token_url(),
-            Some(&auth),
-            &format!("grant_type=refresh_token&refresh_token={unrelated}"),
-        ),
-    )
-    .await
-    .assert_token("Bearer");
+    token_as_client(&client, &server, &refresh_form(&refresh))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    token_as_client(&client, &server, &refresh_form(&unrelated))
+        .await
+        .assert_token("Bearer");
 
     // Unknown (and already revoked) tokens are fine (RFC 7009 §2.2), with
     // body credentials too.
@@ -442,14 +375,11 @@ async fn the_metadata_document_can_name_another_issuer_or_be_absent() {
 
     let hidden = started(MockServer::builder().serve_metadata(false)).await;
     assert_eq!(hidden.metadata_url(), None);
-    let path = format!("{}/.well-known/oauth-authorization-server", hidden.base_url());
-    let answer = send(&client, Request::get(&path).body(Full::default()).unwrap()).await;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let metadata_path = "/.well-known/oauth-authorization-server";
+    assert_not_found(&client, &hidden, &[metadata_path]).await;
 
     // The emulators' providers publish no metadata.
     let agrello = started(MockServer::agrello()).await;
     assert_eq!(agrello.metadata_url(), None);
-    let path = format!("{}/.well-known/oauth-authorization-server", agrello.base_url());
-    let answer = send(&client, Request::get(&path).body(Full::default()).unwrap()).await;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_not_found(&client, &agrello, &[metadata_path]).await;
 }

@@ -3,9 +3,15 @@
 //! store's record format has its own, beside it in `store/proptests.rs`; the public
 //! API's, `FileStore` loads, in `tests/properties.rs`.)
 //!
-//! Each property states what must hold for *any* input: no panic, no hang (every case
-//! must return for the next to run), typed errors whose text holds no control character
-//! and no secret, and for the parts that carry meaning, that they carry it exactly.
+//! Each property states what must hold for *any* input: no panic, no hang, typed errors
+//! whose text holds no control character and no secret, and for the parts that carry
+//! meaning, that they carry it exactly.
+//!
+//! A parser stuck in a loop cannot be interrupted from its own thread, so a hang is
+//! bounded from outside: the first property to start also starts a watchdog thread,
+//! which ends the test process with a failure after [`WATCHDOG`] (all of them together
+//! take seconds), or after `PROPTEST_WATCHDOG_SECS` seconds when that is set (`0`: no
+//! watchdog, for a long hunt with a raised `PROPTEST_CASES`).
 //!
 //! # Cases
 //!
@@ -21,6 +27,8 @@
 //! thread's 2 MiB stack, and one more `prop_oneof!` arm overflowed it. Boxed, all the
 //! properties run on 1 MiB.
 
+use std::{sync::Once, time::Duration};
+
 use proptest::{prelude::*, test_runner::Config};
 
 mod callback;
@@ -32,6 +40,7 @@ mod token_response;
 /// `ProptestConfig::with_cases` would ignore the variable (an explicit count wins over
 /// the environment in proptest), so it is read here.
 pub(crate) fn config(default: u32) -> Config {
+    start_watchdog();
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|cases| cases.trim().parse().ok())
@@ -42,6 +51,40 @@ pub(crate) fn config(default: u32) -> Config {
         failure_persistence: None,
         ..Config::default()
     }
+}
+
+/// How long the properties of one test process may run before a hang is assumed.
+const WATCHDOG: Duration = Duration::from_secs(300);
+
+/// Starts, once per process, the thread that fails the run if the properties have not
+/// finished within the bound (see the module documentation).
+fn start_watchdog() {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        let limit = match std::env::var("PROPTEST_WATCHDOG_SECS") {
+            Ok(secs) => match secs.trim().parse::<u64>() {
+                Ok(0) => return,
+                Ok(secs) => Duration::from_secs(secs),
+                Err(_) => WATCHDOG,
+            },
+            Err(_) => WATCHDOG,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("proptest-watchdog".into())
+            .spawn(move || {
+                std::thread::sleep(limit);
+                // Straight to the process's stderr: the test harness captures
+                // `eprintln!` of threads a test spawned, and the capture dies with us.
+                let message = format!(
+                    "property tests still running after {} s: a parser hangs on some input \
+                     (PROPTEST_WATCHDOG_SECS sets the bound)\n",
+                    limit.as_secs()
+                );
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+                std::process::exit(101);
+            });
+        spawned.expect("spawning the property tests' watchdog");
+    });
 }
 
 /// Strings a hostile server or user would send: control characters, CR LF, NUL, DEL,

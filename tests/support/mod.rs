@@ -90,6 +90,20 @@ impl TokenEndpoint {
         self.state.revocations.lock().unwrap().clone()
     }
 
+    /// A registry of one client-credentials credential of `provider`, whose tokens
+    /// come from this endpoint.
+    pub fn registry_for(&self, provider: Provider) -> CredentialRegistry {
+        CredentialRegistry::builder()
+            .credential(Credential::client_credentials(
+                provider,
+                "client-id",
+                "client-secret",
+            ))
+            .transport(self.transport())
+            .build()
+            .unwrap()
+    }
+
     pub fn transport(&self) -> TokenTransport {
         let state = Arc::clone(&self.state);
         TokenTransport::new(tower::service_fn(move |req: Request<Full<Bytes>>| {
