@@ -279,7 +279,8 @@ async fn every_token_request_has_its_own_jti_and_a_reused_one_is_refused() {
 async fn the_issuer_as_audience_for_a_server_that_demands_it() {
     let key = SigningKey::generate(SigningAlgorithm::Es256).unwrap();
     let server =
-        started(server_with(&key).assertion_audience(tower_oauth2_mock::AssertionAudience::Issuer)).await;
+        started(server_with(&key).assertion_audience(tower_oauth2_mock::AcceptedAssertionAudience::Issuer))
+            .await;
 
     // The token endpoint, the default, is refused there.
     let layered_default = layered(signed_by(&server, &key));

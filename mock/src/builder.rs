@@ -7,11 +7,12 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client_assertion::{AssertionAudience, ClientKey};
+use crate::clients::{AcceptedAssertionAudience, ClientKey};
 use crate::counters::GrantKind;
 use crate::dialect::{AcceptedClientAuth, ClientAuthRule, DialectRules, MockDialect, RefreshRule};
+use crate::random::random_string;
 use crate::server::MockServer;
-use crate::state::{random_string, DpopConfig, MetadataConfig, ServerConfig};
+use crate::state::{DpopConfig, MetadataConfig, ServerConfig};
 
 /// Client registered when the builder was given none.
 const DEFAULT_CLIENT: (&str, &str) = ("client", "secret");
@@ -43,7 +44,7 @@ pub struct MockServerBuilder {
     client_keys: Vec<(String, ClientKey)>,
     users: Vec<(String, String)>,
     auth_methods: Option<Vec<AcceptedClientAuth>>,
-    assertion_audience: AssertionAudience,
+    assertion_audience: AcceptedAssertionAudience,
     token_lifetime: Duration,
     code_lifetime: Option<Duration>,
     omit_expires_in: bool,
@@ -65,7 +66,7 @@ impl MockServerBuilder {
             client_keys: Vec::new(),
             users: Vec::new(),
             auth_methods: None,
-            assertion_audience: AssertionAudience::default(),
+            assertion_audience: AcceptedAssertionAudience::default(),
             token_lifetime: Duration::from_secs(3600),
             code_lifetime: None,
             omit_expires_in: false,
@@ -139,7 +140,7 @@ impl MockServerBuilder {
 
     /// Which `aud` a client assertion must name (RFC 7523 §3): the token endpoint's
     /// URL or the issuer by default. JWT client authentication only.
-    pub fn assertion_audience(mut self, audience: AssertionAudience) -> Self {
+    pub fn assertion_audience(mut self, audience: AcceptedAssertionAudience) -> Self {
         self.assertion_audience = audience;
         self
     }

@@ -9,19 +9,11 @@ use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
 use crate::client_assertion::{self, PresentedAssertion};
+use crate::clients::AuthenticatedClient;
 use crate::dialect::{AcceptedClientAuth, ClientAuthRule};
 use crate::error::ErrorAnswer;
 use crate::params::TokenParams;
 use crate::state::{ServerConfig, ServerState};
-
-/// A client whose identity the token endpoint has established.
-#[derive(Debug)]
-pub(crate) struct AuthenticatedClient {
-    pub(crate) id: Arc<str>,
-    /// Whether the client proved it holds a secret or a key (public clients
-    /// cannot).
-    pub(crate) confidential: bool,
-}
 
 /// The credentials a request presented, before they are checked.
 enum Presented<'a> {

@@ -31,7 +31,7 @@ pub enum MockDialect {
     /// `/api/v0/*` and `/public_api/v0/*`.
     Accelo,
     /// Grindery ([`MockServer::grindery`](crate::MockServer::grindery)): sign-in
-    /// `GET /oauth/authorize`, token `POST /oauth/token`, resource `/api/*`.
+    /// `GET /sign-in`, token `POST /oauth/token`, resource `/api/*`.
     Grindery,
     /// iOFFICE ([`MockServer::ioffice`](crate::MockServer::ioffice)): login
     /// `GET /login.html`, direct code request `POST /external/api/oauth2/auth`,
@@ -419,9 +419,9 @@ pub(crate) static GRINDERY: DialectRules = DialectRules {
     code_exchange_requires_redirect_uri: false,
     refresh_repeats_redirect_uri: false,
     code_lifetime: TEN_MINUTES,
-    // The document does not print the sign-in page's URL; `/oauth/authorize`
-    // is the conventional sibling of `/oauth/token`.
-    authorize: Some(AuthorizeEndpoint::query("/oauth/authorize", false, false)),
+    // The document sends users to `https://flow.grindery.org/sign-in`, another host
+    // than the token endpoint's; one emulator serves both, at the same paths.
+    authorize: Some(AuthorizeEndpoint::query("/sign-in", false, false)),
     direct_code_path: None,
     revocation: None,
     // The document names no API path; `/api` is the conventional prefix.

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::counters::{Counters, DpopEvent};
-use crate::state::random_string;
+use crate::random::random_string;
 use crate::sync::lock;
 
 /// The JWS algorithms a proof may be signed with, as the metadata document and the

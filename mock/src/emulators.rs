@@ -61,9 +61,9 @@ impl MockServer {
 
     /// A builder for an emulator of Grindery's OAuth 2.0 server.
     ///
-    /// * Sign-in: `GET /oauth/authorize` (the document does not print the
-    ///   page's URL; this is the conventional sibling of the token path)
-    ///   with `response_type=code` and `redirect_uri`; redirects with
+    /// * Sign-in: `GET /sign-in` (the document's page is
+    ///   `https://flow.grindery.org/sign-in`, on a host of its own; here it
+    ///   shares the emulator's origin) with `response_type=code` and `redirect_uri`; redirects with
     ///   `?code=` in the query. There is no `client_id` and no scope.
     /// * Token: `POST /oauth/token`, form body, `grant_type=authorization_code`
     ///   with `code` (a `redirect_uri` is not required, and must match if

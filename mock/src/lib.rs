@@ -180,6 +180,7 @@ mod body;
 mod builder;
 mod client_assertion;
 mod client_auth;
+mod clients;
 mod counters;
 mod dialect;
 mod dpop;
@@ -192,6 +193,7 @@ mod metadata;
 mod params;
 #[cfg(feature = "tower-oauth2")]
 mod preset;
+mod random;
 mod resource;
 mod revoke;
 mod routing;
@@ -203,7 +205,7 @@ mod sync;
 mod token;
 
 pub use builder::MockServerBuilder;
-pub use client_assertion::AssertionAudience;
+pub use clients::AcceptedAssertionAudience;
 pub use counters::MockCounters;
 pub use dialect::{AcceptedClientAuth, MockDialect};
 pub use faults::{Fault, ResourceFault};

@@ -13,7 +13,7 @@ use http_body_util::Full;
 use serde_json::json;
 
 use crate::body::{json_response, respond, set};
-use crate::client_assertion::{KEY_ALGORITHMS, SECRET_ALGORITHMS};
+use crate::clients::{KEY_ALGORITHMS, SECRET_ALGORITHMS};
 use crate::dialect::AcceptedClientAuth;
 use crate::state::ServerState;
 

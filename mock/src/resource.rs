@@ -16,7 +16,8 @@ use crate::counters::DpopEvent;
 use crate::dialect::TokenSlot;
 use crate::dpop::{access_token_hash, DpopState, Expected, NoncePlace};
 use crate::faults::ResourceFault;
-use crate::state::{random_string, GrantRecord, ServerState};
+use crate::random::random_string;
+use crate::state::{GrantRecord, ServerState};
 
 /// Largest resource request body the server reads.
 const BODY_LIMIT: usize = 1024 * 1024;

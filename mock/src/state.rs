@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::client_assertion::{AssertionAudience, ClientKey, UsedJtis};
+use crate::clients::{AcceptedAssertionAudience, ClientKey, UsedJtis};
 use crate::counters::Counters;
 use crate::dialect::{AcceptedClientAuth, DialectRules, ExpiresUnit};
 use crate::dpop::DpopState;
 use crate::faults::{FaultQueue, ResourceFault};
+use crate::random::random_string;
 use crate::scope::Scope;
 use crate::sync::lock;
 
@@ -22,11 +23,6 @@ pub(crate) const TOKEN_LEN: usize = 40;
 /// Expired access tokens are swept once the table reaches this size, then
 /// whenever it doubles.
 const FIRST_PRUNE_AT: usize = 1024;
-
-/// A random alphanumeric string of `len` characters.
-pub(crate) fn random_string(len: usize) -> String {
-    std::iter::repeat_with(fastrand::alphanumeric).take(len).collect()
-}
 
 /// Everything the builder decided, resolved against the dialect; immutable
 /// once the server runs.
@@ -39,7 +35,7 @@ pub(crate) struct ServerConfig {
     pub(crate) client_keys: HashMap<Arc<str>, Vec<ClientKey>>,
     pub(crate) auth_methods: Vec<AcceptedClientAuth>,
     /// Which `aud` a client assertion may name.
-    pub(crate) assertion_audience: AssertionAudience,
+    pub(crate) assertion_audience: AcceptedAssertionAudience,
     /// Resource owners as `(username, password)`; the first one is the user
     /// the authorization endpoint approves as by default.
     pub(crate) users: Vec<(Arc<str>, String)>,

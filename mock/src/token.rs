@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 
 use crate::authorize::pkce_matches;
 use crate::body::{json_response, read_body, set, set_dpop_nonce, BodyError};
-use crate::client_auth::{authenticate, AuthenticatedClient};
+use crate::client_auth::authenticate;
+use crate::clients::AuthenticatedClient;
 use crate::counters::{DpopEvent, GrantKind};
 use crate::dialect::{ClientAuthRule, DialectRules, ParameterStyle, RefreshRule, ScopeRule};
 use crate::dpop::{Expected, NoncePlace};
@@ -22,8 +23,9 @@ use crate::faults::{Fault, ResetConnection};
 use crate::params::{
     check_content_type, check_empty_json_body, TokenParams, FORM_CONTENT_TYPE, JSON_CONTENT_TYPE,
 };
+use crate::random::random_string;
 use crate::scope::Scope;
-use crate::state::{random_string, GrantRecord, IssuedTokens, ServerState};
+use crate::state::{GrantRecord, IssuedTokens, ServerState};
 
 /// Largest token request body the endpoint reads.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;

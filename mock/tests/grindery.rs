@@ -22,7 +22,7 @@ async fn urls_follow_the_document() {
     assert_endpoints(
         &server,
         MockDialect::Grindery,
-        "token=/oauth/token authorize=/oauth/authorize",
+        "token=/oauth/token authorize=/sign-in",
     );
     assert_eq!(server.api_url("/workflows"), format!("{base}/api/workflows"));
 }

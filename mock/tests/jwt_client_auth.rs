@@ -16,7 +16,7 @@ use http::StatusCode;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tower_oauth2_mock::{AcceptedClientAuth, AssertionAudience, MockServer, MockServerBuilder};
+use tower_oauth2_mock::{AcceptedAssertionAudience, AcceptedClientAuth, MockServer, MockServerBuilder};
 
 use support::*;
 
@@ -300,7 +300,7 @@ async fn the_issuer_is_an_audience_unless_the_server_demands_the_token_endpoint(
             .assert_token("Bearer");
     }
 
-    let strict = started(server_builder().assertion_audience(AssertionAudience::TokenEndpoint)).await;
+    let strict = started(server_builder().assertion_audience(AcceptedAssertionAudience::TokenEndpoint)).await;
     let mut claims_for_issuer = claims(&strict);
     claims_for_issuer["aud"] = json!(strict.base_url());
     let answer = present(&strict, &sign(Algorithm::ES256, None, &claims_for_issuer)).await;
@@ -309,7 +309,7 @@ async fn the_issuer_is_an_audience_unless_the_server_demands_the_token_endpoint(
 
 #[tokio::test]
 async fn a_server_demanding_the_issuer_refuses_the_token_endpoint() {
-    let server = started(server_builder().assertion_audience(AssertionAudience::Issuer)).await;
+    let server = started(server_builder().assertion_audience(AcceptedAssertionAudience::Issuer)).await;
     let answer = present(&server, &sign(Algorithm::ES256, None, &claims(&server))).await;
     assert_refused(&server, &answer, "aud does not name this server");
 
@@ -322,7 +322,7 @@ async fn a_server_demanding_the_issuer_refuses_the_token_endpoint() {
     // The issuer is the metadata document's, when the builder names another.
     let named = started(
         server_builder()
-            .assertion_audience(AssertionAudience::Issuer)
+            .assertion_audience(AcceptedAssertionAudience::Issuer)
             .metadata_issuer("https://issuer.example"),
     )
     .await;

@@ -141,10 +141,10 @@ pub fn accelo(deployment: &str) -> Provider {
 /// Document: Grindery, *Grindery OAuth 2.0*,
 /// <https://docs.grindery.org/page/1Qf18q708yRsChVf07x2zlhNAZ_gBOHI8M2JyKg5sy3Q/Grindery-OAuth-20>.
 ///
-/// The document prints the token endpoint, `https://orchestrator.grindery.org/oauth/token`,
-/// but neither the sign-in page nor the API host: the preset uses
-/// `https://orchestrator.grindery.org/oauth/authorize` and
-/// `https://orchestrator.grindery.org`. Override them if yours differ.
+/// The document prints the sign-in page, `https://flow.grindery.org/sign-in` (users are
+/// sent there with `response_type` and `redirect_uri`, and no client id), and the token
+/// endpoint, `https://orchestrator.grindery.org/oauth/token`, but not the API host: the
+/// preset uses `https://orchestrator.grindery.org`. Override it if yours differs.
 ///
 /// Beyond the document, from Grindery's public orchestrator source
 /// (<https://github.com/grindery-io/grindery-nexus-orchestrator>), whose answers depart
@@ -166,7 +166,7 @@ pub fn accelo(deployment: &str) -> Provider {
 pub fn grindery() -> Provider {
     Provider::standard("https://orchestrator.grindery.org/oauth/token")
         .name("grindery")
-        .authorize_url("https://orchestrator.grindery.org/oauth/authorize")
+        .authorize_url("https://flow.grindery.org/sign-in")
         .api("https://orchestrator.grindery.org")
         .client_auth(ClientAuth::None)
         .refresh_tokens(RefreshTokens::KeepWhenOmitted)
@@ -279,8 +279,8 @@ pub fn accelo_at(base: &str) -> Provider {
     accelo("deployment").at(base)
 }
 
-/// [`grindery()`] at `base` instead of Grindery's host: `{base}/oauth/token`,
-/// `{base}/oauth/authorize`, and `base` as the API origin. `base` is an origin, as for
+/// [`grindery()`] at `base` instead of Grindery's hosts: `{base}/oauth/token`,
+/// `{base}/sign-in`, and `base` as the API origin. `base` is an origin, as for
 /// [`Provider::at`], which this is.
 pub fn grindery_at(base: &str) -> Provider {
     grindery().at(base)
