@@ -12,9 +12,11 @@
 //!   (`iat`), a random `jti`, and the token's hash (`ath`). A retry gets a proof of its own;
 //! - a server that wants a nonce says so (`use_dpop_nonce`: a 400 from the token
 //!   endpoint, a 401 with a `DPoP` challenge from an API) and sends one in `DPoP-Nonce`.
-//!   The request is sent once more with it, within the one retry a request may have, and
-//!   the latest nonce of each origin is remembered from every answer that carries one,
-//!   successes included, so that a steady stream of requests needs no extra round trip.
+//!   The request is sent once more with it, within the one retry a request may have (a
+//!   nonce demand answering a retry is given back as it is; being about the proof, it
+//!   refreshes no token), and the latest nonce of each origin is remembered from every
+//!   answer that carries one, successes included, so that a steady stream of requests
+//!   needs no extra round trip.
 //!
 //! ```
 //! use tower_oauth2::{dpop::DpopKey, Credential, Provider};

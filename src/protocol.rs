@@ -347,6 +347,16 @@ pub(crate) enum DpopVerdict {
     Answer,
 }
 
+#[cfg(feature = "jose")]
+impl DpopVerdict {
+    /// Whether the answer asks for a nonce. Such an answer is about the proof, not the
+    /// token: it is never judged a dead-token answer, so it neither refreshes a token
+    /// nor counts against a fresh one.
+    pub(crate) fn wants_nonce(self) -> bool {
+        self != DpopVerdict::Judge
+    }
+}
+
 /// Remembers the nonce an answer from `origin` carries (any answer, successes too), and
 /// tells whether it asks for one. Requests that carry no proof are judged as usual.
 #[cfg(feature = "jose")]

@@ -425,12 +425,17 @@ async fn send(
     protocol::retrying(state);
     let response = send_once(next, replay, extensions, &token.value, &plan.placement).await?;
     #[cfg(feature = "jose")]
-    protocol::dpop_verdict(
+    if protocol::dpop_verdict(
         &plan.placement,
         origin.as_deref(),
         response.status(),
         response.headers(),
-    );
+    )
+    .wants_nonce()
+    {
+        // The one retry is spent; a nonce demand says nothing of the fresh token.
+        return Ok(response);
+    }
     let (response, dead) = match protocol::verdict_of(state, response.status(), response.headers()) {
         Verdict::Answer => (response, false),
         Verdict::Dead => (response, true),
@@ -461,7 +466,10 @@ async fn send_with_nonce(
     protocol::attach(&mut replay, &plan.placement, value.clone());
     protocol::retrying(state);
     let response = send_once(next, replay, extensions, &value, &plan.placement).await?;
-    protocol::dpop_verdict(&plan.placement, origin, response.status(), response.headers());
+    if protocol::dpop_verdict(&plan.placement, origin, response.status(), response.headers()).wants_nonce() {
+        // A second demand: the one retry is spent, and the token is not in question.
+        return Ok(response);
+    }
     let provider = &state.config.credential.client.provider;
     let (response, dead) = match protocol::verdict_of(state, response.status(), response.headers()) {
         Verdict::Answer => (response, false),

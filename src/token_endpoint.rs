@@ -310,7 +310,7 @@ impl CheckedCredential {
                 return self.exchange(transport, request).await;
             };
             if let Some(proof) = proof(&request) {
-                *redactor = std::mem::replace(redactor, Redactor::none()).exact(&proof);
+                redact_proof(redactor, &proof);
             }
             let (status, headers, body) = self.exchange(transport, request).await?;
             let has_nonce = key.binding().observe(target.nonce_key(), &headers);
@@ -320,7 +320,7 @@ impl CheckedCredential {
             tracing::debug!(provider = %self.provider_name(), "the token endpoint asked for a DPoP nonce; sending once more");
             let request = self.request_redacted(input, redactor)?;
             if let Some(proof) = proof(&request) {
-                *redactor = std::mem::replace(redactor, Redactor::none()).exact(&proof);
+                redact_proof(redactor, &proof);
             }
             let answer = self.exchange(transport, request).await?;
             key.binding().observe(target.nonce_key(), &answer.1);
@@ -540,6 +540,18 @@ impl CheckedCredential {
 
 /// Request parameters: name and value.
 type Params<'a> = Vec<(&'static str, &'a str)>;
+
+/// Adds a DPoP proof to the secrets `redactor` takes out of an answer: the whole of it,
+/// and each of its three parts, so that a server quoting only its claims or its
+/// signature gets nothing of it back out either.
+#[cfg(feature = "jose")]
+fn redact_proof(redactor: &mut Redactor, proof: &str) {
+    let mut with_proof = std::mem::replace(redactor, Redactor::none()).exact(proof);
+    for part in proof.split('.') {
+        with_proof = with_proof.exact(part);
+    }
+    *redactor = with_proof;
+}
 
 /// How `cred` authenticates: an `Authorization: Basic` value, and parameters, among
 /// them `assertion` for the JWT methods.

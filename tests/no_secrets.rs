@@ -363,6 +363,106 @@ async fn a_quoted_client_assertion_never_comes_back_out() {
     }
 }
 
+#[cfg(feature = "jose")]
+#[tokio::test(start_paused = true)]
+async fn a_quoted_dpop_proof_never_comes_back_out() {
+    use tower_oauth2::dpop::DpopKey;
+
+    for quote in [Quote::Description, Quote::ErrorCode, Quote::PlainText] {
+        for nonce_round_first in [false, true] {
+            let what = format!("{quote:?}, nonce round first: {nonce_round_first}");
+            // The token endpoint asks for a nonce first if told to, then quotes the
+            // request's proof, and every proof it saw before, at the start of its answer
+            // (where no cap on the answer's length could cut them off).
+            let proofs = Arc::new(Mutex::new(Vec::<String>::new()));
+            let seen = Arc::clone(&proofs);
+            let transport = TokenTransport::new(tower::service_fn(move |req: Request<Full<Bytes>>| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let proof = req.headers().get("dpop").expect("a DPoP proof");
+                    let proof = proof.to_str().unwrap().to_owned();
+                    let earlier = {
+                        let mut seen = seen.lock().unwrap();
+                        let earlier = seen.join(" and ");
+                        seen.push(proof.clone());
+                        earlier
+                    };
+                    let response = || Response::builder().status(StatusCode::BAD_REQUEST);
+                    let json = |value: serde_json::Value| {
+                        let response = response().header("content-type", "application/json");
+                        response.body(Full::new(Bytes::from(value.to_string()))).unwrap()
+                    };
+                    // Each part on its own too, as a server that decoded the proof
+                    // might quote it.
+                    let parts: Vec<&str> = proof.split('.').rev().collect();
+                    let quoted = format!(
+                        "{proof} is refused; so were {earlier}. Parts: {}.",
+                        parts.join(" ")
+                    );
+                    let answer = match quote {
+                        _ if nonce_round_first && earlier.is_empty() => {
+                            let mut answer = json(serde_json::json!({ "error": "use_dpop_nonce" }));
+                            answer
+                                .headers_mut()
+                                .insert("dpop-nonce", "the-servers-nonce".parse().unwrap());
+                            answer
+                        }
+                        Quote::Description => json(serde_json::json!({
+                            "error": "invalid_dpop_proof",
+                            "error_description": quoted,
+                        })),
+                        Quote::ErrorCode => json(serde_json::json!({ "error": quoted })),
+                        Quote::PlainText => response()
+                            .header("content-type", format!("text/plain; echo={proof}"))
+                            .body(Full::new(Bytes::from(quoted)))
+                            .unwrap(),
+                    };
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
+            }));
+            let (captured, _guard) = Captured::install();
+            let credential = Credential::client_credentials(standard(ClientAuth::Basic), "client-id", SECRET)
+                .dpop(DpopKey::generate().unwrap())
+                .refresh_policy(RefreshPolicy::default().random(no_jitter));
+            let credentials = CredentialRegistry::builder()
+                .credential(credential)
+                .transport(transport)
+                .build()
+                .unwrap();
+            let client = OAuth2Layer::new(credentials).layer(Api::new());
+            let err = client.oneshot(get("quoted")).await.unwrap_err();
+            let printed = every_rendering(&err);
+            let logs = captured.text();
+
+            let proofs = proofs.lock().unwrap().clone();
+            assert_eq!(proofs.len(), 1 + usize::from(nonce_round_first), "{what}");
+            // The quote is kept, with the proofs taken out of it (of a plain-text
+            // answer, only its `Content-Type` is kept; an error code is cut short).
+            let kept = match (quote, nonce_round_first) {
+                (Quote::PlainText, _) => "echo=[redacted]",
+                (Quote::ErrorCode, _) => "[redacted] is refused; so were ",
+                (_, false) => "[redacted] is refused; so were . Parts: [redacted] [redacted] [redacted].",
+                (_, true) => {
+                    "[redacted] is refused; so were [redacted]. Parts: [redacted] [redacted] [redacted]."
+                }
+            };
+            assert!(printed.contains(kept), "{what}: {printed}");
+            // No part of any proof: not its header (the public key), claims or signature.
+            for output in [&printed, &logs] {
+                for proof in &proofs {
+                    for part in proof.split('.') {
+                        assert!(!output.contains(part), "{what}: `{part}` in\n{output}");
+                    }
+                }
+            }
+            assert_clean(&what, &printed, &[SECRET]);
+            assert_clean(&what, &logs, &[SECRET]);
+            assert_no_forged_lines(&logs);
+            assert_error_text_is_safe(&err);
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_code_exchange_quoted_back_keeps_the_code_and_the_pkce_verifier_secret() {
     let provider = standard(ClientAuth::Basic)

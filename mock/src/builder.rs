@@ -55,6 +55,7 @@ pub struct MockServerBuilder {
     metadata: MetadataConfig,
     dpop: bool,
     dpop_nonces: bool,
+    rotate_dpop_nonces_on_success: bool,
 }
 
 impl MockServerBuilder {
@@ -76,6 +77,7 @@ impl MockServerBuilder {
             metadata: MetadataConfig::default(),
             dpop: false,
             dpop_nonces: false,
+            rotate_dpop_nonces_on_success: false,
         }
     }
 
@@ -343,6 +345,19 @@ impl MockServerBuilder {
         self
     }
 
+    /// Makes each successful answer (a token issued, a resource request authorized)
+    /// replace the nonce of the place that gave it, and announce the new one in its
+    /// `DPoP-Nonce`, as RFC 9449 §8.2 lets a server do; implies
+    /// [`dpop_nonces(true)`](Self::dpop_nonces). Default off.
+    ///
+    /// The nonce a request carried is refused from then on, so a client that learns
+    /// nonces only from `use_dpop_nonce` challenges pays a challenge on every request,
+    /// and one that reads `DPoP-Nonce` on successes too pays none after the first.
+    pub fn rotate_dpop_nonces_on_success(mut self, yes: bool) -> Self {
+        self.rotate_dpop_nonces_on_success = yes;
+        self
+    }
+
     fn into_config(self) -> ServerConfig {
         let dialect = self.dialect.table();
         let mut clients: HashMap<Arc<str>, Option<String>> = self
@@ -387,9 +402,11 @@ impl MockServerBuilder {
         if self.native_grindery_errors && !native_grindery_errors {
             ignored(dialect, "native_grindery_errors");
         }
-        let wants_dpop = self.dpop || self.dpop_nonces;
+        let nonces = self.dpop_nonces || self.rotate_dpop_nonces_on_success;
+        let wants_dpop = self.dpop || nonces;
         let dpop = (wants_dpop && dialect.kind == MockDialect::Standard).then_some(DpopConfig {
-            nonces: self.dpop_nonces,
+            nonces,
+            rotate_nonces_on_success: self.rotate_dpop_nonces_on_success,
         });
         if wants_dpop && dpop.is_none() {
             ignored(dialect, "dpop");
@@ -514,6 +531,10 @@ impl fmt::Debug for MockServerBuilder {
             .field("metadata", &self.metadata)
             .field("dpop", &self.dpop)
             .field("dpop_nonces", &self.dpop_nonces)
+            .field(
+                "rotate_dpop_nonces_on_success",
+                &self.rotate_dpop_nonces_on_success,
+            )
             .finish()
     }
 }

@@ -87,10 +87,11 @@ pub struct MockCounters {
     /// DPoP proofs refused because their `jti` had been used before.
     pub dpop_replays: u64,
     /// Token requests answered `use_dpop_nonce`: a valid proof without the token
-    /// endpoint's current nonce.
+    /// endpoint's current nonce, or a [`Fault::DemandDpopNonce`](crate::Fault::DemandDpopNonce).
     pub dpop_nonce_demanded_token: u64,
     /// Resource requests answered `401` with `DPoP error="use_dpop_nonce"`: a valid
-    /// proof without the resource's current nonce.
+    /// proof without the resource's current nonce, or a
+    /// [`ResourceFault::DemandDpopNonce`](crate::ResourceFault::DemandDpopNonce).
     pub dpop_nonce_demanded_resource: u64,
     /// Distinct `jti` values among the proofs that passed every check but the nonce
     /// (so accepted and nonce-refused proofs), since the start or the last reset.

@@ -38,7 +38,7 @@ const MAX_PROOF_LEN: usize = 8 * 1024;
 const MAX_JTI_LEN: usize = 256;
 
 /// Length of a server nonce.
-const NONCE_LEN: usize = 32;
+pub(crate) const NONCE_LEN: usize = 32;
 
 /// The seen-`jti` table is swept once it reaches this size, then whenever it doubles.
 const FIRST_PRUNE_AT: usize = 1024;
@@ -58,6 +58,8 @@ pub(crate) enum NoncePlace {
 #[derive(Debug)]
 pub(crate) struct DpopState {
     nonces: Option<Mutex<Nonces>>,
+    /// Whether each success replaces the nonce of the place that answered it.
+    rotate_on_success: bool,
     seen: Mutex<SeenJtis>,
 }
 
@@ -143,9 +145,10 @@ fn invalid(reason: &'static str) -> ProofError {
 }
 
 impl DpopState {
-    pub(crate) fn new(nonces: bool) -> Self {
+    pub(crate) fn new(nonces: bool, rotate_on_success: bool) -> Self {
         DpopState {
             nonces: nonces.then(|| Mutex::new(Nonces::fresh())),
+            rotate_on_success,
             seen: Mutex::new(SeenJtis {
                 until: HashMap::new(),
                 prune_at: FIRST_PRUNE_AT,
@@ -171,6 +174,29 @@ impl DpopState {
                 true
             }
             None => false,
+        }
+    }
+
+    /// A new current nonce at `place` only; the previous one stops being accepted.
+    /// Returns whether nonces are on at all.
+    pub(crate) fn rotate_nonce(&self, place: NoncePlace) -> bool {
+        let Some(nonces) = &self.nonces else {
+            return false;
+        };
+        let fresh = random_string(NONCE_LEN);
+        let mut nonces = lock(nonces);
+        match place {
+            NoncePlace::TokenEndpoint => nonces.token_endpoint = fresh,
+            NoncePlace::Resource => nonces.resource = fresh,
+        }
+        true
+    }
+
+    /// Called when `place` answers a request with success: replaces its nonce if the
+    /// server rotates nonces on every success, so the answer announces a new one.
+    pub(crate) fn succeeded(&self, place: NoncePlace) {
+        if self.rotate_on_success {
+            self.rotate_nonce(place);
         }
     }
 
@@ -522,7 +548,7 @@ mod tests {
 
     #[test]
     fn seen_jtis_are_forgotten_after_the_window() {
-        let state = DpopState::new(false);
+        let state = DpopState::new(false, false);
         let counters = Counters::default();
         let old = unix_now() as f64 - 10.0 * IAT_WINDOW_SECS as f64;
         for n in 0..FIRST_PRUNE_AT {

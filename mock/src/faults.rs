@@ -1,4 +1,4 @@
-//! Failures the token endpoint can be told to produce.
+//! Failures the token endpoint and the protected resource can be told to produce.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -33,6 +33,14 @@ pub enum Fault {
     /// `502 Bad Gateway` with a `text/html` error page, as an intermediary
     /// proxy would send.
     HtmlPage,
+    /// `400` with `{"error":"use_dpop_nonce"}` and a new nonce in `DPoP-Nonce` (RFC
+    /// 9449 §8), whatever nonce the request's proof carried. With
+    /// [`dpop_nonces`](crate::MockServerBuilder::dpop_nonces) on, the token endpoint's
+    /// nonce is replaced by that new one first; otherwise the nonce sent is one the
+    /// server does not require. Counted in
+    /// [`MockCounters::dpop_nonce_demanded_token`](crate::MockCounters::dpop_nonce_demanded_token)
+    /// too.
+    DemandDpopNonce,
 }
 
 /// Returned by the service to make hyper drop the connection without
@@ -69,6 +77,11 @@ impl Fault {
                  <body><h1>502 Bad Gateway</h1><p>The upstream server is unavailable.</p>\
                  </body></html>\n",
             ),
+            Fault::DemandDpopNonce => (
+                StatusCode::BAD_REQUEST,
+                "application/json",
+                r#"{"error":"use_dpop_nonce","error_description":"the DPoP proof must carry the server's current nonce"}"#,
+            ),
             Fault::Reset => return Err(ResetConnection),
             Fault::Hang => std::future::pending().await,
         };
@@ -78,23 +91,55 @@ impl Fault {
     }
 }
 
-/// Faults waiting to be applied, in order, as `(fault, remaining uses)` runs.
-#[derive(Debug, Default)]
-pub(crate) struct FaultQueue {
-    pending: Mutex<VecDeque<(Fault, usize)>>,
+/// A refusal injected into a protected resource request with
+/// [`MockServer::fail_next_resource_requests`](crate::MockServer::fail_next_resource_requests).
+///
+/// Like [`Fault`]s, these are applied before the request is looked at (its token and
+/// any DPoP proof are not checked, and no proof's `jti` is remembered), so they hit any
+/// request alike. They serve to test what a client does when the answer to a retry is
+/// itself a refusal.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceFault {
+    /// `401` with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a new nonce in
+    /// `DPoP-Nonce` (RFC 9449 §9). With [`dpop_nonces`](crate::MockServerBuilder::dpop_nonces)
+    /// on, the resource's nonce is replaced by that new one first (as
+    /// [`MockServer::rotate_dpop_nonces`](crate::MockServer::rotate_dpop_nonces) would,
+    /// for the resource only), so the nonce a client held is refused from then on;
+    /// otherwise the nonce sent is one the server does not require. Counted in
+    /// [`MockCounters::dpop_nonce_demanded_resource`](crate::MockCounters::dpop_nonce_demanded_resource).
+    DemandDpopNonce,
+    /// `401` with `error="invalid_token"`, as for a dead token: in a `DPoP` challenge
+    /// when [`dpop`](crate::MockServerBuilder::dpop) is on, in a `Bearer` one
+    /// otherwise. The token itself stays valid.
+    InvalidToken,
 }
 
-impl FaultQueue {
-    /// Queues `fault` for the next `n` token requests, after the faults that
-    /// are already queued.
-    pub(crate) fn push(&self, n: usize, fault: Fault) {
+/// Faults waiting to be applied, in order, as `(fault, remaining uses)` runs.
+#[derive(Debug)]
+pub(crate) struct FaultQueue<F = Fault> {
+    pending: Mutex<VecDeque<(F, usize)>>,
+}
+
+impl<F> Default for FaultQueue<F> {
+    fn default() -> Self {
+        FaultQueue {
+            pending: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl<F: Copy> FaultQueue<F> {
+    /// Queues `fault` for the next `n` requests, after the faults that are already
+    /// queued.
+    pub(crate) fn push(&self, n: usize, fault: F) {
         if n > 0 {
             lock(&self.pending).push_back((fault, n));
         }
     }
 
     /// Takes the fault for the current request, if any.
-    pub(crate) fn take(&self) -> Option<Fault> {
+    pub(crate) fn take(&self) -> Option<F> {
         let mut pending = lock(&self.pending);
         let (fault, remaining) = pending.front_mut()?;
         let fault = *fault;
@@ -119,6 +164,13 @@ mod tests {
         assert_eq!(queue.take(), Some(Fault::ServerError));
         assert_eq!(queue.take(), Some(Fault::ServerError));
         assert_eq!(queue.take(), Some(Fault::Hang));
+        assert_eq!(queue.take(), None);
+
+        let queue = FaultQueue::default();
+        queue.push(1, ResourceFault::DemandDpopNonce);
+        queue.push(1, ResourceFault::InvalidToken);
+        assert_eq!(queue.take(), Some(ResourceFault::DemandDpopNonce));
+        assert_eq!(queue.take(), Some(ResourceFault::InvalidToken));
         assert_eq!(queue.take(), None);
     }
 }

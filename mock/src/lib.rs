@@ -52,7 +52,13 @@
 //! token of a refresh is bound to the key of that refresh's proof.
 //! [`dpop_nonces(true)`](MockServerBuilder::dpop_nonces) adds server nonces at both
 //! places (`use_dpop_nonce`, `DPoP-Nonce`), and
-//! [`MockServer::rotate_dpop_nonces`] forces a new round of the nonce dance. The
+//! [`MockServer::rotate_dpop_nonces`] forces a new round of the nonce dance;
+//! [`rotate_dpop_nonces_on_success(true)`](MockServerBuilder::rotate_dpop_nonces_on_success)
+//! moves a nonce on every success and announces the new one in it, and
+//! [`MockServer::fail_next_resource_requests`] with a [`ResourceFault`] refuses the
+//! next resource requests with a nonce demand or a dead-token answer
+//! ([`Fault::DemandDpopNonce`] does the former at the token endpoint). The resource's
+//! `200` answer names the key a DPoP-bound token is bound to in `cnf.jkt`. The
 //! `dpop_*` fields of [`MockCounters`] count accepted, refused and replayed proofs,
 //! nonce demands and distinct `jti`s. Proof signatures are checked with the
 //! `jsonwebtoken` crate over RustCrypto; nothing of tower-oauth2 takes part.
@@ -202,5 +208,5 @@ pub use builder::MockServerBuilder;
 pub use clients::AcceptedAssertionAudience;
 pub use counters::MockCounters;
 pub use dialect::{AcceptedClientAuth, MockDialect};
-pub use faults::Fault;
+pub use faults::{Fault, ResourceFault};
 pub use server::MockServer;

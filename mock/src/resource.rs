@@ -15,6 +15,8 @@ use crate::body::{json_response, read_body, respond, set, set_dpop_nonce, BodyEr
 use crate::counters::DpopEvent;
 use crate::dialect::TokenSlot;
 use crate::dpop::{access_token_hash, DpopState, Expected, NoncePlace};
+use crate::faults::ResourceFault;
+use crate::random::random_string;
 use crate::state::{GrantRecord, ServerState};
 
 /// Largest resource request body the server reads.
@@ -28,17 +30,24 @@ pub(crate) async fn handle(state: &ServerState, request: Request<Incoming>) -> R
         .get("x-request-id")
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     state.counters.resource_call(request_id);
+    let fault = state.resource_faults.take();
 
     let mut response = match read_body(body, BODY_LIMIT).await {
         Ok(body) => {
             let body_len = body.len();
             state.counters.resource_body(body);
-            match authorize(state, &parts) {
-                Ok((grant, placement)) => {
-                    state.counters.resource_call_authorized();
-                    json_response(StatusCode::OK, &describe(&grant, placement, &parts, body_len))
-                }
-                Err(rejection) => rejection.into_response(),
+            match fault {
+                Some(fault) => fault_response(state, fault),
+                None => match authorize(state, &parts) {
+                    Ok(authorized) => {
+                        state.counters.resource_call_authorized();
+                        if let Some(dpop) = &state.dpop {
+                            dpop.succeeded(NoncePlace::Resource);
+                        }
+                        json_response(StatusCode::OK, &describe(authorized, &parts, body_len))
+                    }
+                    Err(rejection) => rejection.into_response(),
+                },
             }
         }
         Err(BodyError::TooLarge) => plain(StatusCode::PAYLOAD_TOO_LARGE, "request body larger than 1 MiB"),
@@ -58,8 +67,53 @@ pub(crate) async fn handle(state: &ServerState, request: Request<Incoming>) -> R
     response
 }
 
-/// The `200` answer: who the token belongs to and what the request was.
-fn describe(grant: &GrantRecord, placement: String, parts: &Parts, body_len: usize) -> Value {
+/// The answer to a request `fault` hits, in place of looking at the request.
+fn fault_response(state: &ServerState, fault: ResourceFault) -> Response<Full<Bytes>> {
+    tracing::debug!(?fault, "injecting a fault into a resource request");
+    match fault {
+        ResourceFault::DemandDpopNonce => {
+            state.counters.dpop(DpopEvent::NonceDemandedResource);
+            let rotated = state
+                .dpop
+                .as_ref()
+                .is_some_and(|dpop| dpop.rotate_nonce(NoncePlace::Resource));
+            let mut response = dpop_response(
+                Some("use_dpop_nonce"),
+                Cow::Borrowed("the DPoP proof must carry the server's current nonce"),
+            );
+            if !rotated {
+                // Nonces are off: one the server will not ask for.
+                set_dpop_nonce(&mut response, random_string(crate::dpop::NONCE_LEN));
+            }
+            response
+        }
+        ResourceFault::InvalidToken if state.dpop.is_some() => dpop_response(
+            Some("invalid_token"),
+            Cow::Borrowed("access token is unknown, expired or revoked"),
+        ),
+        ResourceFault::InvalidToken => {
+            Rejection::Invalid(Cow::Borrowed("access token is unknown, expired or revoked")).into_response()
+        }
+    }
+}
+
+/// A request the resource authorized: the grant behind its token, where it carried the
+/// token, and for a DPoP-bound token the thumbprint it is bound to.
+#[derive(Debug)]
+struct Authorized {
+    grant: GrantRecord,
+    placement: String,
+    jkt: Option<String>,
+}
+
+/// The `200` answer: who the token belongs to and what the request was; for a
+/// DPoP-bound token, `cnf.jkt` (RFC 9449 §6.1): the thumbprint it is bound to.
+fn describe(authorized: Authorized, parts: &Parts, body_len: usize) -> Value {
+    let Authorized {
+        grant,
+        placement,
+        jkt,
+    } = authorized;
     let mut answer = Map::new();
     answer.insert("ok".into(), true.into());
     // Grindery has no clients: its grants have an empty client id.
@@ -71,6 +125,9 @@ fn describe(grant: &GrantRecord, placement: String, parts: &Parts, body_len: usi
     answer.insert("placement".into(), placement.into());
     answer.insert("path".into(), parts.uri.path().into());
     answer.insert("body_len".into(), body_len.into());
+    if let Some(jkt) = jkt {
+        answer.insert("cnf".into(), serde_json::json!({ "jkt": jkt }));
+    }
     Value::Object(answer)
 }
 
@@ -125,7 +182,7 @@ impl Rejection {
 /// Only the dialect's placements are looked at: a token anywhere else counts
 /// as no token, except that a dialect which refuses `Authorization: Bearer`
 /// answers one with `401` even when its token is live.
-fn authorize(state: &ServerState, parts: &Parts) -> Result<(GrantRecord, String), Rejection> {
+fn authorize(state: &ServerState, parts: &Parts) -> Result<Authorized, Rejection> {
     if let Some(dpop) = &state.dpop {
         return authorize_dpop(state, dpop, parts);
     }
@@ -162,7 +219,11 @@ fn authorize(state: &ServerState, parts: &Parts) -> Result<(GrantRecord, String)
         .ok_or(Rejection::Invalid(Cow::Borrowed(
             "access token is unknown, expired or revoked",
         )))?;
-    Ok((grant, placement.describe()))
+    Ok(Authorized {
+        grant,
+        placement: placement.describe(),
+        jkt: None,
+    })
 }
 
 /// `401` with a `DPoP` challenge (RFC 9449 §7.1).
@@ -193,11 +254,7 @@ fn dpop_refusal(error: &'static str, description: impl Into<Cow<'static, str>>) 
 
 /// The grant behind a DPoP-bound token presented as RFC 9449 §7.1 wants: `Authorization:
 /// DPoP <token>` and one proof, for this request, of the key the token is bound to.
-fn authorize_dpop(
-    state: &ServerState,
-    dpop: &DpopState,
-    parts: &Parts,
-) -> Result<(GrantRecord, String), Rejection> {
+fn authorize_dpop(state: &ServerState, dpop: &DpopState, parts: &Parts) -> Result<Authorized, Rejection> {
     let mut values = parts.headers.get_all(AUTHORIZATION).iter();
     let value = match (values.next(), values.next()) {
         (None, _) => {
@@ -267,7 +324,11 @@ fn authorize_dpop(
         ));
     };
     match jkt {
-        Some(jkt) if jkt == proof.jkt => Ok((grant.clone(), "authorization_dpop".to_owned())),
+        Some(jkt) if jkt == proof.jkt => Ok(Authorized {
+            grant: grant.clone(),
+            placement: "authorization_dpop".to_owned(),
+            jkt: Some(proof.jkt),
+        }),
         Some(_) => Err(dpop_refusal(
             "invalid_token",
             "the access token is bound to another key than the DPoP proof's",

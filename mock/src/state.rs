@@ -12,7 +12,7 @@ use crate::clients::{AcceptedAssertionAudience, ClientKey, UsedJtis};
 use crate::counters::Counters;
 use crate::dialect::{AcceptedClientAuth, DialectRules, ExpiresUnit};
 use crate::dpop::DpopState;
-use crate::faults::FaultQueue;
+use crate::faults::{FaultQueue, ResourceFault};
 use crate::random::random_string;
 use crate::scope::Scope;
 use crate::sync::lock;
@@ -63,6 +63,8 @@ pub(crate) struct ServerConfig {
 pub(crate) struct DpopConfig {
     /// Whether proofs must carry the server's nonces.
     pub(crate) nonces: bool,
+    /// Whether each success replaces the nonce of the place that answered it.
+    pub(crate) rotate_nonces_on_success: bool,
 }
 
 /// The standard server's metadata document (RFC 8414).
@@ -167,6 +169,7 @@ pub(crate) struct ServerState {
     pub(crate) config: ServerConfig,
     pub(crate) counters: Counters,
     pub(crate) faults: FaultQueue,
+    pub(crate) resource_faults: FaultQueue<ResourceFault>,
     pub(crate) tokens: Mutex<IssuedTokens>,
     pub(crate) token_latency: Latency,
     pub(crate) resource_latency: Latency,
@@ -185,12 +188,15 @@ impl ServerState {
     }
 
     pub(crate) fn new(config: ServerConfig) -> Self {
-        let dpop = config.dpop.map(|dpop| DpopState::new(dpop.nonces));
+        let dpop = config
+            .dpop
+            .map(|dpop| DpopState::new(dpop.nonces, dpop.rotate_nonces_on_success));
         ServerState {
             dpop,
             config,
             counters: Counters::default(),
             faults: FaultQueue::default(),
+            resource_faults: FaultQueue::default(),
             tokens: Mutex::new(IssuedTokens::default()),
             token_latency: Latency::default(),
             resource_latency: Latency::default(),

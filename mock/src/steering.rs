@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::counters::MockCounters;
 use crate::dialect::{ClientAuthRule, RefreshRule, ScopeRule};
-use crate::faults::Fault;
+use crate::faults::{Fault, ResourceFault};
 use crate::scope::Scope;
 use crate::server::MockServer;
 use crate::state::{GrantRecord, IssuedCode};
@@ -35,6 +35,17 @@ impl MockServer {
     /// [`MockCounters::token_errors`].
     pub fn fail_next_token_requests(&self, n: usize, fault: Fault) {
         self.state().faults.push(n, fault);
+    }
+
+    /// Makes each of the next `n` protected resource requests be refused with
+    /// `fault`, whatever they carry.
+    ///
+    /// Calls queue up: faults requested earlier are used first. The requests still
+    /// count in [`MockCounters::resource_calls`] and
+    /// [`MockCounters::sends_by_request_id`], not in
+    /// [`MockCounters::resource_calls_authorized`].
+    pub fn fail_next_resource_requests(&self, n: usize, fault: ResourceFault) {
+        self.state().resource_faults.push(n, fault);
     }
 
     /// Makes the authorization endpoint deny the next `n` requests that it

@@ -15,14 +15,15 @@ use crate::authorize::pkce_matches;
 use crate::body::{json_response, read_body, set, set_dpop_nonce, BodyError};
 use crate::client_auth::authenticate;
 use crate::clients::AuthenticatedClient;
-use crate::counters::GrantKind;
+use crate::counters::{DpopEvent, GrantKind};
 use crate::dialect::{ClientAuthRule, DialectRules, ParameterStyle, RefreshRule, ScopeRule};
 use crate::dpop::{Expected, NoncePlace};
 use crate::error::ErrorAnswer;
-use crate::faults::ResetConnection;
+use crate::faults::{Fault, ResetConnection};
 use crate::params::{
     check_content_type, check_empty_json_body, TokenParams, FORM_CONTENT_TYPE, JSON_CONTENT_TYPE,
 };
+use crate::random::random_string;
 use crate::scope::Scope;
 use crate::state::{GrantRecord, IssuedTokens, ServerState};
 
@@ -49,10 +50,30 @@ pub(crate) async fn handle(
     if let Some(fault) = fault {
         state.counters.token_error();
         tracing::debug!(?fault, "injecting a fault into a token request");
-        return fault.respond().await;
+        let mut response = fault.respond().await?;
+        if fault == Fault::DemandDpopNonce {
+            state.counters.dpop(DpopEvent::NonceDemandedToken);
+            let nonce = match &state.dpop {
+                Some(dpop) if dpop.rotate_nonce(NoncePlace::TokenEndpoint) => {
+                    dpop.nonce(NoncePlace::TokenEndpoint)
+                }
+                // Nonces are off: one the server will not ask for.
+                _ => None,
+            };
+            set_dpop_nonce(
+                &mut response,
+                nonce.unwrap_or_else(|| random_string(crate::dpop::NONCE_LEN)),
+            );
+        }
+        return Ok(response);
     }
     let mut response = match answer(state, &parts, body).map_err(|error| native(state, kind, error)) {
-        Ok(response) => response,
+        Ok(response) => {
+            if let Some(dpop) = &state.dpop {
+                dpop.succeeded(NoncePlace::TokenEndpoint);
+            }
+            response
+        }
         Err(error) => {
             state.counters.token_error();
             tracing::debug!(

@@ -17,7 +17,7 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use tower_oauth2_mock::{MockServer, MockServerBuilder};
+use tower_oauth2_mock::{Fault, MockServer, MockServerBuilder, ResourceFault};
 
 use support::*;
 
@@ -292,6 +292,22 @@ async fn bound(builder: MockServerBuilder) -> (MockServer, HttpClient, Key, Stri
     (server, client, key, token, url)
 }
 
+/// The RFC 7638 thumbprint of a public JWK: its required members, in lexical order,
+/// without white space, hashed with SHA-256.
+fn thumbprint(jwk: &Value) -> String {
+    let members: &[&str] = match jwk["kty"].as_str() {
+        Some("EC") => &["crv", "kty", "x", "y"],
+        Some("OKP") => &["crv", "kty", "x"],
+        Some("RSA") => &["e", "kty", "n"],
+        other => panic!("no thumbprint for kty {other:?}"),
+    };
+    let input: Vec<String> = members
+        .iter()
+        .map(|name| format!("\"{name}\":{}", jwk[*name]))
+        .collect();
+    URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{{{}}}", input.join(",")).as_bytes()))
+}
+
 #[track_caller]
 fn assert_challenge(answer: &Answer, challenge: &str) {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "body: {:?}", answer.body);
@@ -311,6 +327,12 @@ async fn a_valid_proof_gets_a_dpop_bound_token_with_every_algorithm() {
         let answer = dpop_get(&client, &server.api_url("/things"), &token, &key, None).await;
         assert_eq!(answer.status, StatusCode::OK, "{}: {:?}", key.alg, answer.body);
         assert_eq!(answer.json()["placement"], "authorization_dpop");
+        assert_eq!(
+            answer.json()["cnf"],
+            json!({"jkt": thumbprint(&key.jwk)}),
+            "{}",
+            key.alg
+        );
         assert!(answer.header("dpop-nonce").is_none());
     }
     assert_counts(
@@ -844,4 +866,134 @@ async fn every_fresh_proof_is_a_distinct_jti() {
 async fn rotating_nonces_on_a_server_without_them_is_a_test_bug() {
     let server = started(dpop_server()).await;
     server.rotate_dpop_nonces();
+}
+
+#[tokio::test]
+async fn resource_faults_demand_a_nonce_again_or_refuse_a_live_token() {
+    let server = started(dpop_server().dpop_nonces(true)).await;
+    let client = http_client();
+    let key = Key::es256();
+    let token = dpop_token(&client, &server, &key).await;
+    let url = server.api_url("/things");
+    let answer = dpop_get(&client, &url, &token, &key, None).await;
+    let nonce = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    assert_eq!(
+        dpop_get(&client, &url, &token, &key, Some(&nonce)).await.status,
+        StatusCode::OK
+    );
+
+    server.fail_next_resource_requests(2, ResourceFault::DemandDpopNonce);
+    server.fail_next_resource_requests(1, ResourceFault::InvalidToken);
+    // A demand even with the current nonce, each with a nonce of its own that
+    // replaces the one before.
+    let answer = dpop_get(&client, &url, &token, &key, Some(&nonce)).await;
+    assert_challenge(&answer, r#"DPoP error="use_dpop_nonce""#);
+    let first = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    let answer = dpop_get(&client, &url, &token, &key, Some(&first)).await;
+    assert_challenge(&answer, r#"DPoP error="use_dpop_nonce""#);
+    let second = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    assert!(nonce != first && first != second && nonce != second);
+    // A live token refused as a dead one.
+    let answer = dpop_get(&client, &url, &token, &key, Some(&second)).await;
+    assert_challenge(&answer, r#"DPoP error="invalid_token""#);
+    assert_eq!(answer.header("dpop-nonce"), Some(second.as_str()));
+
+    // The faults are used up: the token is still good, with the latest nonce only.
+    let answer = dpop_get(&client, &url, &token, &key, Some(&first)).await;
+    assert_challenge(&answer, r#"DPoP error="use_dpop_nonce""#);
+    assert_eq!(
+        dpop_get(&client, &url, &token, &key, Some(&second)).await.status,
+        StatusCode::OK
+    );
+    assert_counts(
+        &server,
+        "resource_calls=7 resource_calls_authorized=2 dpop_nonce_demanded_resource=4 \
+         dpop_proofs_refused=0 dpop_replays=0",
+    );
+}
+
+#[tokio::test]
+async fn without_dpop_an_invalid_token_fault_is_a_bearer_challenge() {
+    let server = started(MockServer::builder().client("client", "secret")).await;
+    let client = http_client();
+    server.fail_next_resource_requests(1, ResourceFault::InvalidToken);
+    let answer = send(&client, bearer_get(&server.api_url("/things"), "anything")).await;
+    assert_challenge(&answer, r#"Bearer realm="mock", error="invalid_token""#);
+    server.fail_next_resource_requests(1, ResourceFault::DemandDpopNonce);
+    let answer = send(&client, bearer_get(&server.api_url("/things"), "anything")).await;
+    assert_challenge(&answer, r#"DPoP error="use_dpop_nonce""#);
+    assert!(answer.header("dpop-nonce").is_some_and(|nonce| !nonce.is_empty()));
+}
+
+#[tokio::test]
+async fn rotating_on_success_announces_the_next_nonce_in_each_success() {
+    let server = started(dpop_server().rotate_dpop_nonces_on_success(true)).await;
+    let client = http_client();
+    let key = Key::es256();
+
+    // The token endpoint: each token answer names the nonce the next request needs.
+    let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, None).await;
+    answer.assert_oauth_error(StatusCode::BAD_REQUEST, "use_dpop_nonce");
+    let demanded = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&demanded)).await;
+    let token = answer.assert_token("DPoP")["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let next = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    assert_ne!(next, demanded);
+    let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&demanded)).await;
+    answer.assert_oauth_error(StatusCode::BAD_REQUEST, "use_dpop_nonce");
+    assert_eq!(
+        answer.header("dpop-nonce"),
+        Some(next.as_str()),
+        "a refusal rotates nothing"
+    );
+    let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&next)).await;
+    answer.assert_token("DPoP");
+    assert_ne!(answer.header("dpop-nonce"), Some(next.as_str()));
+
+    // The resource, likewise, with nonces of its own.
+    let url = server.api_url("/things");
+    let answer = dpop_get(&client, &url, &token, &key, None).await;
+    assert_challenge(&answer, r#"DPoP error="use_dpop_nonce""#);
+    let mut nonce = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    for _ in 0..3 {
+        let answer = dpop_get(&client, &url, &token, &key, Some(&nonce)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        let announced = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+        assert_ne!(announced, nonce);
+        nonce = announced;
+    }
+    assert_counts(
+        &server,
+        "token_requests=4 dpop_nonce_demanded_token=2 dpop_nonce_demanded_resource=1 \
+         resource_calls_authorized=3 dpop_proofs_refused=0",
+    );
+}
+
+#[tokio::test]
+async fn a_token_fault_demands_a_nonce_again_with_a_new_one() {
+    let server = started(dpop_server().dpop_nonces(true)).await;
+    let client = http_client();
+    let key = Key::es256();
+    let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, None).await;
+    let nonce = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+
+    server.fail_next_token_requests(1, Fault::DemandDpopNonce);
+    let answer = dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&nonce)).await;
+    answer.assert_oauth_error(StatusCode::BAD_REQUEST, "use_dpop_nonce");
+    let rotated = answer.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    assert_ne!(rotated, nonce);
+    // The nonce it announced replaced the one before.
+    dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&nonce))
+        .await
+        .assert_oauth_error(StatusCode::BAD_REQUEST, "use_dpop_nonce");
+    dpop_post(&client, &server, &key, CLIENT_CREDENTIALS, Some(&rotated))
+        .await
+        .assert_token("DPoP");
+    assert_counts(
+        &server,
+        "token_requests=4 token_errors=3 dpop_nonce_demanded_token=3 dpop_proofs_accepted=1",
+    );
 }

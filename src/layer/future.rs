@@ -557,7 +557,13 @@ where
                     if this.origin.is_some() {
                         let placement = placement_of(this.family, *this.index, this.user);
                         let origin = this.origin.as_deref();
-                        protocol::dpop_verdict(&placement, origin, response.status(), response.headers());
+                        let dpop =
+                            protocol::dpop_verdict(&placement, origin, response.status(), response.headers());
+                        if dpop.wants_nonce() {
+                            // The one retry is spent; a nonce demand says nothing of the
+                            // token, which is kept.
+                            return Poll::Ready(SlowOutput::Done(Ok(response.map(ResponseBody::new))));
+                        }
                     }
                     let verdict = protocol::verdict_of(state, response.status(), response.headers());
                     #[cfg(feature = "jose")]
