@@ -200,10 +200,12 @@ impl CheckedCredential {
 
     /// Builds the token request for `input`, with a new client assertion if the client
     /// authenticates with one; the assertion joins `redactor`.
+    #[cfg_attr(not(feature = "jose"), allow(unused_variables))]
     fn request_redacted(&self, input: &GrantInput, redactor: &mut Redactor) -> Result<TokenRequest, Error> {
         let assertion = self.client_assertion()?;
+        #[cfg(feature = "jose")]
         if let Some(assertion) = &assertion {
-            *redactor = std::mem::replace(redactor, Redactor::none()).secret(assertion);
+            redact_jws(redactor, assertion);
         }
         self.build_request(input, assertion.as_deref())
     }
@@ -310,7 +312,7 @@ impl CheckedCredential {
                 return self.exchange(transport, request).await;
             };
             if let Some(proof) = proof(&request) {
-                redact_proof(redactor, &proof);
+                redact_jws(redactor, &proof);
             }
             let (status, headers, body) = self.exchange(transport, request).await?;
             let has_nonce = key.binding().observe(target.nonce_key(), &headers);
@@ -320,7 +322,7 @@ impl CheckedCredential {
             tracing::debug!(provider = %self.provider_name(), "the token endpoint asked for a DPoP nonce; sending once more");
             let request = self.request_redacted(input, redactor)?;
             if let Some(proof) = proof(&request) {
-                redact_proof(redactor, &proof);
+                redact_jws(redactor, &proof);
             }
             let answer = self.exchange(transport, request).await?;
             key.binding().observe(target.nonce_key(), &answer.1);
@@ -411,9 +413,11 @@ impl CheckedCredential {
         if status.is_success() {
             return Ok(());
         }
+        #[cfg_attr(not(feature = "jose"), allow(unused_mut))]
         let mut redactor = self.redactor(None).secret(token);
+        #[cfg(feature = "jose")]
         if let Some(assertion) = &assertion {
-            redactor = redactor.secret(assertion);
+            redact_jws(&mut redactor, assertion);
         }
         match parse_token_response(&self.rules, status, &headers, &body, Instant::now(), &redactor) {
             Err(err) => Err(err),
@@ -541,16 +545,17 @@ impl CheckedCredential {
 /// Request parameters: name and value.
 type Params<'a> = Vec<(&'static str, &'a str)>;
 
-/// Adds a DPoP proof to the secrets `redactor` takes out of an answer: the whole of it,
-/// and each of its three parts, so that a server quoting only its claims or its
-/// signature gets nothing of it back out either.
+/// Adds a signed JWT the request carried (a DPoP proof, a client assertion) to the
+/// secrets `redactor` takes out of an answer: the whole of it, as sent and encoded, and
+/// each of its three parts, so that a server quoting only its claims or its signature
+/// gets nothing of it back out either.
 #[cfg(feature = "jose")]
-fn redact_proof(redactor: &mut Redactor, proof: &str) {
-    let mut with_proof = std::mem::replace(redactor, Redactor::none()).exact(proof);
-    for part in proof.split('.') {
-        with_proof = with_proof.exact(part);
+fn redact_jws(redactor: &mut Redactor, jws: &str) {
+    let mut with_jws = std::mem::replace(redactor, Redactor::none()).secret(jws);
+    for part in jws.split('.') {
+        with_jws = with_jws.exact(part);
     }
-    *redactor = with_proof;
+    *redactor = with_jws;
 }
 
 /// How `cred` authenticates: an `Authorization: Basic` value, and parameters, among

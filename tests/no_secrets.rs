@@ -319,9 +319,14 @@ async fn a_quoted_client_assertion_never_comes_back_out() {
                 .map(|(_, value)| value.into_owned())
                 .expect("an assertion");
             seen.lock().unwrap().push(assertion.clone());
+            // The whole assertion, and its claims and signature on their own.
+            let parts: Vec<&str> = assertion.split('.').collect();
             let answer = serde_json::json!({
                 "error": "invalid_client",
-                "error_description": format!("{assertion} is refused"),
+                "error_description": format!(
+                    "{assertion} is refused (claims {}, signature {})",
+                    parts[1], parts[2]
+                ),
             });
             let response = Response::builder()
                 .status(StatusCode::UNAUTHORIZED)
