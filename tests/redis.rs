@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use redis_support::RedisServer;
+use redis_support::{key, RedisServer};
 use tokio::time::Instant;
 use tower_oauth2::{
     secret::{AccessToken, RefreshToken},
@@ -18,16 +18,8 @@ use tower_oauth2::{
         Lease, LeaseSettings, RedisStore, RefreshCoordination, StoreErrorKind, StoreOperation, StoredTokens,
         TokenStore,
     },
-    Credential, CredentialKey, Provider,
+    CredentialKey,
 };
-
-fn key(subject: &str) -> CredentialKey {
-    let provider = Provider::standard("https://auth.example.com/token").name("acme");
-    Credential::client_credentials(provider, "app", "client-secret")
-        .scopes(["read"])
-        .subject(subject)
-        .key()
-}
 
 fn store(server: &RedisServer) -> RedisStore {
     RedisStore::new(server.url()).unwrap()

@@ -15,22 +15,14 @@ use std::{
 };
 
 use futures_util::future::join_all;
-use redis_support::RedisCluster;
+use redis_support::{key, RedisCluster};
 use support::{get, no_jitter, Api, TokenEndpoint, CLIENT_SECRET};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::{
     secret::{AccessToken, RefreshToken},
     store::{LeaseSettings, RedisStore, RefreshCoordination, StoreErrorKind, StoredTokens, TokenStore},
-    Credential, CredentialKey, CredentialRegistry, OAuth2Layer, Provider, RefreshPolicy,
+    Credential, CredentialKey, CredentialRegistry, OAuth2Layer, RefreshPolicy,
 };
-
-fn key(subject: &str) -> CredentialKey {
-    let provider = Provider::standard("https://auth.example.com/token").name("acme");
-    Credential::client_credentials(provider, "app", "client-secret")
-        .scopes(["read"])
-        .subject(subject)
-        .key()
-}
 
 fn tokens(refresh: &str) -> StoredTokens {
     StoredTokens::new()

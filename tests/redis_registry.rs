@@ -119,35 +119,48 @@ fn store_error(result: Result<u16, Error>) -> tower_oauth2::store::StoreError {
 // The wait bound
 // =====================================================================================
 
-#[tokio::test]
-async fn a_paused_redis_gives_a_typed_error_within_max_wait_when_the_token_has_expired() {
-    let server = RedisServer::start();
-    let max_wait = Duration::from_millis(600);
-    let settings = LeaseSettings::new(Duration::from_secs(10), max_wait);
-    let endpoint = TokenEndpoint::new(LIFETIME);
-    let credentials = expired(
-        refresh_token_credential(RefreshTokens::Rotated),
-        &server,
-        settings,
-        &endpoint,
-    )
-    .await;
+/// How long the wait-bound tests let a request wait for Redis.
+const MAX_WAIT: Duration = Duration::from_millis(600);
 
-    server.signal("STOP");
+/// A rotating credential whose token has expired, over `server`, waiting at most
+/// [`MAX_WAIT`] for Redis; and its token endpoint.
+async fn expired_rotating(server: &RedisServer) -> (CredentialRegistry, TokenEndpoint) {
+    let settings = LeaseSettings::new(Duration::from_secs(10), MAX_WAIT);
+    let endpoint = TokenEndpoint::new(LIFETIME);
+    let credential = refresh_token_credential(RefreshTokens::Rotated);
+    (expired(credential, server, settings, &endpoint).await, endpoint)
+}
+
+/// A request made while Redis cannot answer: its error, a failed load, and how long it
+/// took.
+async fn a_failed_load(
+    credentials: &CredentialRegistry,
+    id: &str,
+) -> (tower_oauth2::store::StoreError, Duration) {
     let started = std::time::Instant::now();
-    let err = store_error(call(&credentials, "paused").await);
+    let err = store_error(call(credentials, id).await);
     let waited = started.elapsed();
-    server.signal("CONT");
-    eprintln!("Redis paused: {err} after {waited:?}");
-    // Each Redis operation alone may take 4 s: the deadline, not the store's bound, ended
-    // the wait. The slack covers a loaded machine, not another operation.
+    eprintln!("{id}: {err} after {waited:?}");
     assert_eq!(
         (err.kind(), err.operation()),
         (StoreErrorKind::Io, StoreOperation::Load)
     );
+    (err, waited)
+}
+
+#[tokio::test]
+async fn a_paused_redis_gives_a_typed_error_within_max_wait_when_the_token_has_expired() {
+    let server = RedisServer::start();
+    let (credentials, endpoint) = expired_rotating(&server).await;
+
+    server.signal("STOP");
+    let (_, waited) = a_failed_load(&credentials, "paused").await;
+    server.signal("CONT");
+    // Each Redis operation alone may take 4 s: the deadline, not the store's bound, ended
+    // the wait. The slack covers a loaded machine, not another operation.
     assert!(
-        waited >= max_wait && waited <= max_wait + Duration::from_millis(400),
-        "waited {waited:?} for a max_wait of {max_wait:?}"
+        waited >= MAX_WAIT && waited <= MAX_WAIT + Duration::from_millis(400),
+        "waited {waited:?} for a max_wait of {MAX_WAIT:?}"
     );
     assert_eq!(endpoint.requests(), 1, "no token request without the lease");
 
@@ -160,28 +173,12 @@ async fn a_paused_redis_gives_a_typed_error_within_max_wait_when_the_token_has_e
 #[tokio::test]
 async fn a_stopped_redis_gives_a_typed_error_within_max_wait_when_the_token_has_expired() {
     let mut server = RedisServer::start();
-    let max_wait = Duration::from_millis(600);
-    let settings = LeaseSettings::new(Duration::from_secs(10), max_wait);
-    let endpoint = TokenEndpoint::new(LIFETIME);
-    let credentials = expired(
-        refresh_token_credential(RefreshTokens::Rotated),
-        &server,
-        settings,
-        &endpoint,
-    )
-    .await;
+    let (credentials, endpoint) = expired_rotating(&server).await;
 
     server.stop();
-    let started = std::time::Instant::now();
-    let err = store_error(call(&credentials, "stopped").await);
-    let waited = started.elapsed();
-    eprintln!("Redis stopped: {err} after {waited:?}");
-    assert_eq!(
-        (err.kind(), err.operation()),
-        (StoreErrorKind::Io, StoreOperation::Load)
-    );
+    let (_, waited) = a_failed_load(&credentials, "stopped").await;
     assert!(
-        waited <= max_wait + Duration::from_millis(400),
+        waited <= MAX_WAIT + Duration::from_millis(400),
         "waited {waited:?}"
     );
     assert_eq!(endpoint.requests(), 1);
@@ -296,19 +293,6 @@ mod encrypted {
             .with_scope("read profile:private")
     }
 
-    async fn raw_get(server: &RedisServer, name: &str) -> Option<Vec<u8>> {
-        let mut connection = redis::Client::open(server.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        redis::cmd("GET")
-            .arg(name)
-            .query_async(&mut connection)
-            .await
-            .unwrap()
-    }
-
     async fn raw_set(server: &RedisServer, name: &str, value: &[u8]) {
         let mut connection = redis::Client::open(server.url())
             .unwrap()
@@ -348,7 +332,7 @@ mod encrypted {
 
         // Read the raw record with a connection of our own.
         let name = store.get_ref().keys(&key()).tokens;
-        let raw = String::from_utf8(raw_get(&server, &name).await.unwrap()).unwrap();
+        let raw = String::from_utf8(server.get::<Option<Vec<u8>>>(&name).await.unwrap()).unwrap();
         for plain in ["refresh-secret-r1", "access-secret-a1", "profile:private"] {
             assert!(!raw.contains(plain), "{plain} in Redis: {raw}");
         }
@@ -359,11 +343,11 @@ mod encrypted {
         let lease = coordination.try_lease(&key()).await.unwrap().unwrap();
         assert!(coordination.try_lease(&key()).await.unwrap().is_none());
         assert!(coordination.save_fenced(&key(), &saved, &lease).await.unwrap());
-        let raw = String::from_utf8(raw_get(&server, &name).await.unwrap()).unwrap();
+        let raw = String::from_utf8(server.get::<Option<Vec<u8>>>(&name).await.unwrap()).unwrap();
         assert!(!raw.contains("refresh-secret-r1"), "{raw}");
 
         store.delete(&key()).await.unwrap();
-        assert_eq!(raw_get(&server, &name).await, None);
+        assert_eq!(server.get::<Option<Vec<u8>>>(&name).await, None);
     }
 
     #[tokio::test]

@@ -713,7 +713,7 @@ async fn a_holder_paused_past_its_lease_cannot_overwrite_the_newer_tokens() {
     paused.signal("STOP");
     let store = setup.store();
     let key = setup.key();
-    let first: u64 = redis_get(&setup.redis, &store.keys(&key).fence).await;
+    let first: u64 = setup.redis.get(&store.keys(&key).fence).await;
 
     // Past the lease, another replica refreshes and saves.
     tokio::time::sleep(ttl).await;
@@ -722,7 +722,7 @@ async fn a_holder_paused_past_its_lease_cannot_overwrite_the_newer_tokens() {
     assert_eq!((outcome.ok, outcome.failed), (1, 0), "{outcome:?}");
     let newer = store.load(&key).await.unwrap().unwrap();
     assert!(newer.access_token.is_some());
-    let fence: u64 = redis_get(&setup.redis, &store.keys(&key).fence).await;
+    let fence: u64 = setup.redis.get(&store.keys(&key).fence).await;
     assert_eq!(fence, first + 1, "the second lease");
 
     // The paused holder wakes, reads its answer and tries to save it.
@@ -772,17 +772,4 @@ async fn a_redis_outage_fails_no_request_while_the_token_lives_and_refreshes_res
         stored.is_some(),
         "the refreshed tokens were saved to the restarted Redis"
     );
-}
-
-async fn redis_get(server: &RedisServer, name: &str) -> u64 {
-    let mut connection = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    redis::cmd("GET")
-        .arg(name)
-        .query_async(&mut connection)
-        .await
-        .unwrap()
 }

@@ -183,6 +183,21 @@ impl RedisServer {
         panic!("redis-server did not restart on port {}", self.port);
     }
 
+    /// `GET name` as `T`, over a connection of its own: what a test reads behind the
+    /// store's back.
+    pub async fn get<T: redis::FromRedisValue>(&self, name: &str) -> T {
+        let mut connection = redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("GET")
+            .arg(name)
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, ...) to the server.
     pub fn signal(&self, signal: &str) {
         let pid = self.pid().expect("a running server");
@@ -321,4 +336,13 @@ fn ping(port: u16) -> bool {
     }
     let mut answer = [0u8; 7];
     stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+}
+
+/// The key of an application credential of the provider `acme` acting for `subject`.
+pub fn key(subject: &str) -> tower_oauth2::CredentialKey {
+    let provider = tower_oauth2::Provider::standard("https://auth.example.com/token").name("acme");
+    tower_oauth2::Credential::client_credentials(provider, "app", "client-secret")
+        .scopes(["read"])
+        .subject(subject)
+        .key()
 }
