@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::{
     body::{ReplayBody, ReplayableBody},
-    BoxError, CredentialRegistry, OAuth2Layer, Provider,
+    BoxError, CredentialRegistry, OAuth2, OAuth2Layer, Provider,
 };
 
 use support::{eventually, Api, TokenEndpoint};
@@ -78,6 +78,37 @@ fn axum_post(api: SocketAddr, id: &str, body: axum::body::Body) -> Request<axum:
         .unwrap()
 }
 
+/// An axum client behind the layer (`layer` adjusts it), to a served `Api`, warmed by
+/// one request whose token, `tok-1`, is then revoked: the next request meets a dead
+/// token.
+struct AxumScene {
+    api: Api,
+    endpoint: TokenEndpoint,
+    addr: SocketAddr,
+    credentials: CredentialRegistry,
+    client: OAuth2<AxumClient>,
+}
+
+async fn axum_scene(layer: impl FnOnce(OAuth2Layer) -> OAuth2Layer) -> AxumScene {
+    let (api, endpoint) = (Api::new(), TokenEndpoint::new(Duration::from_secs(3600)));
+    let addr = serve(api.clone()).await;
+    let credentials = credentials(&endpoint, addr);
+    let http: AxumClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = layer(OAuth2Layer::new(credentials.clone())).layer(http);
+    let warm = client
+        .clone()
+        .oneshot(axum_post(addr, "warm", axum::body::Body::empty()));
+    assert_eq!(warm.await.unwrap().status(), StatusCode::OK);
+    api.revoke_up_to(1);
+    AxumScene {
+        api,
+        endpoint,
+        addr,
+        credentials,
+        client,
+    }
+}
+
 #[tokio::test]
 async fn an_axum_client_retries_a_json_post_once_after_a_dead_token_with_the_same_bytes() {
     // A JSON body, and an empty one (a GET through an axum client carries one).
@@ -86,19 +117,13 @@ async fn an_axum_client_retries_a_json_post_once_after_a_dead_token_with_the_sam
             "" => axum::body::Body::empty(),
             json => axum::body::Body::from(json),
         };
-        let (api, endpoint) = (Api::new(), TokenEndpoint::new(Duration::from_secs(3600)));
-        let addr = serve(api.clone()).await;
-        let credentials = credentials(&endpoint, addr);
-        let http: AxumClient = Client::builder(TokioExecutor::new()).build_http();
-        let client = OAuth2Layer::new(credentials.clone()).layer(http);
-
-        let warm = client
-            .clone()
-            .oneshot(axum_post(addr, "warm", body()))
-            .await
-            .unwrap();
-        assert_eq!(warm.status(), StatusCode::OK);
-        api.revoke_up_to(1);
+        let AxumScene {
+            api,
+            endpoint,
+            addr,
+            credentials,
+            client,
+        } = axum_scene(|layer| layer).await;
 
         let response = client
             .clone()
@@ -132,16 +157,13 @@ async fn an_axum_client_retries_a_json_post_once_after_a_dead_token_with_the_sam
 
 #[tokio::test]
 async fn a_streamed_axum_body_under_the_limit_is_recorded_and_retried_byte_identical() {
-    let (api, endpoint) = (Api::new(), TokenEndpoint::new(Duration::from_secs(3600)));
-    let addr = serve(api.clone()).await;
-    let credentials = credentials(&endpoint, addr);
-    let http: AxumClient = Client::builder(TokioExecutor::new()).build_http();
-    let client = OAuth2Layer::new(credentials.clone()).layer(http);
-    let warm = client
-        .clone()
-        .oneshot(axum_post(addr, "warm", axum::body::Body::empty()));
-    assert_eq!(warm.await.unwrap().status(), StatusCode::OK);
-    api.revoke_up_to(1);
+    let AxumScene {
+        api,
+        endpoint,
+        addr,
+        credentials,
+        client,
+    } = axum_scene(|layer| layer).await;
 
     // Chunks that arrive while the request is being sent: nothing to read ahead.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
@@ -177,18 +199,13 @@ async fn a_streamed_axum_body_under_the_limit_is_recorded_and_retried_byte_ident
 
 #[tokio::test]
 async fn a_streamed_axum_body_over_the_limit_is_sent_once_and_its_dead_token_answer_returned() {
-    let (api, endpoint) = (Api::new(), TokenEndpoint::new(Duration::from_secs(3600)));
-    let addr = serve(api.clone()).await;
-    let credentials = credentials(&endpoint, addr);
-    let http: AxumClient = Client::builder(TokioExecutor::new()).build_http();
-    let client = OAuth2Layer::new(credentials.clone())
-        .replay_limit(1024)
-        .layer(http);
-    let warm = client
-        .clone()
-        .oneshot(axum_post(addr, "warm", axum::body::Body::empty()));
-    assert_eq!(warm.await.unwrap().status(), StatusCode::OK);
-    api.revoke_up_to(1);
+    let AxumScene {
+        api,
+        endpoint,
+        addr,
+        credentials,
+        client,
+    } = axum_scene(|layer| layer.replay_limit(1024)).await;
 
     let chunks = (0..8u8).map(|i| Ok::<_, Infallible>(Bytes::from(vec![b'a' + i; 512])));
     let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
